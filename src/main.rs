@@ -1,1 +1,164 @@
-fn main(){}
+//! The `tether` command: flags in nginx's spirit (`-c`, `-p`, `-t`, `-T`, `-v`), logging,
+//! signals, and the wiring from a config file to a running proxy.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{ArgAction, Parser, Subcommand};
+use tether::config::{self, Config, WorkerProcesses};
+use tether::peer::PeerRegistry;
+use tether::server::Tether;
+use tether::snapshot::Snapshot;
+
+/// An nginx-flavoured sticky L7 load balancer for real-time app farms.
+#[derive(Parser)]
+#[command(name = "tether", version, disable_version_flag = true)]
+struct Cli {
+    /// Config file.
+    #[arg(short = 'c', long = "conf", default_value = "conf/tether.conf")]
+    conf: PathBuf,
+    /// Prefix for relative paths in the config (pid file, logs); default: the current directory.
+    #[arg(short = 'p', long = "prefix")]
+    prefix: Option<PathBuf>,
+    /// Test the config and exit (0 if valid, 1 with every error otherwise).
+    #[arg(short = 't')]
+    test: bool,
+    /// Test the config, then print it with every included file.
+    #[arg(short = 'T')]
+    dump: bool,
+    /// Print the version and exit.
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    version: Option<bool>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start three demo app servers on loopback with tether in front (conf/demo.conf).
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let prefix = cli.prefix.clone().unwrap_or_else(|| PathBuf::from("."));
+    if let Some(Command::Demo) = cli.command {
+        return tether_demo::run(&prefix);
+    }
+    let config = match check(&cli.conf, &prefix) {
+        Ok(config) => config,
+        Err(()) => {
+            if cli.test || cli.dump {
+                eprintln!("tether: configuration file {} test failed", cli.conf.display());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.test || cli.dump {
+        for ignored in &config.ignored {
+            eprintln!(
+                "tether: [notice] \"{}\" has no effect in tether ({}) in {}",
+                ignored.name, ignored.reason, ignored.span
+            );
+        }
+        eprintln!("tether: the configuration file {} syntax is ok", cli.conf.display());
+        eprintln!("tether: configuration file {} test is successful", cli.conf.display());
+        if cli.dump {
+            dump(&config);
+        }
+        return ExitCode::SUCCESS;
+    }
+    run(&config)
+}
+
+/// Loads and fully validates a config (including what only building a snapshot finds: unknown
+/// variables, unresolvable hosts), printing every error nginx-style.
+fn check(path: &Path, prefix: &Path) -> Result<Config, ()> {
+    let config = config::load(path, prefix).map_err(|errors| print_errors(&errors))?;
+    Snapshot::build(&config, &PeerRegistry::default(), 0).map_err(|errors| print_errors(&errors))?;
+    Ok(config)
+}
+
+fn print_errors(errors: &config::ConfigErrors) {
+    for error in &errors.0 {
+        eprintln!("tether: [emerg] {error}");
+    }
+}
+
+/// `-T`: every file read, as nginx prints them.
+fn dump(config: &Config) {
+    for file in &config.files {
+        println!("# configuration file {}:", file.display());
+        match std::fs::read_to_string(file) {
+            Ok(text) => println!("{text}"),
+            Err(error) => println!("# (unreadable: {error})"),
+        }
+    }
+}
+
+/// Runs in the foreground until SIGINT or SIGTERM.
+fn run(config: &Config) -> ExitCode {
+    let runtime = match build_runtime(config.worker_processes) {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tether: [emerg] cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let tether = match Tether::start(config).await {
+            Ok(tether) => tether,
+            Err(error) => {
+                eprintln!("tether: [emerg] {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_stop_signal().await;
+        tracing::info!("stopping");
+        tether.stop().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn build_runtime(workers: WorkerProcesses) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let WorkerProcesses::Count(n) = workers {
+        builder.worker_threads(n.max(1));
+    }
+    builder.enable_all().build()
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// `tether demo`: the farm of three app servers plus tether in front.
+mod tether_demo {
+    use super::*;
+
+    pub fn run(_prefix: &Path) -> ExitCode {
+        eprintln!("tether: the demo farm is not wired yet");
+        ExitCode::FAILURE
+    }
+}

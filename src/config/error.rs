@@ -31,6 +31,16 @@ pub enum ErrorKind {
         /// The regex engine's message.
         message: String,
     },
+    /// `invalid header name "x"` (used by snapshot).
+    InvalidHeaderName {
+        /// The name as written.
+        name: String,
+    },
+    /// `invalid header value "x"` (used by snapshot).
+    InvalidHeaderValue {
+        /// The value as written.
+        value: String,
+    },
     /// `host not found in upstream "x"` (used by snapshot when resolving addresses).
     HostNotFound {
         /// The address as written.

@@ -1,0 +1,109 @@
+//! Every way a proxied exchange can fail before a response starts, and the status code each
+//! becomes. This is the one place where failures turn into responses.
+
+use std::fmt;
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::proxy::body::ResponseBody;
+
+/// A failure that ends an exchange with an error page.
+#[derive(Debug)]
+pub enum ProxyError {
+    /// No location matches (404).
+    NotFound,
+    /// `client_max_body_size` exceeded (413).
+    BodyTooLarge,
+    /// The client's request could not be read or forwarded as sent (400).
+    BadRequest,
+    /// Every server of the group is down or was tried (502).
+    NoLiveUpstream,
+    /// `proxy_pass http://$var` named no upstream group (502, as nginx without a resolver).
+    UnknownUpstream(String),
+    /// Connection refused, reset or closed by the upstream before a response (502).
+    Upstream(UpstreamFailure),
+    /// The upstream did not answer in time (504).
+    Timeout(TimeoutKind),
+}
+
+/// What the upstream did wrong.
+#[derive(Debug)]
+pub enum UpstreamFailure {
+    /// Connecting failed.
+    Connect(std::io::Error),
+    /// The exchange failed after connecting (reset, premature close, invalid response).
+    Exchange(hyper::Error),
+}
+
+/// Which timeout fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutKind {
+    /// `proxy_connect_timeout`.
+    Connect,
+    /// `proxy_send_timeout`.
+    Send,
+    /// `proxy_read_timeout` (waiting for the response head).
+    Read,
+}
+
+impl ProxyError {
+    /// The status this failure answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NotFound => StatusCode::NOT_FOUND,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BadRequest => StatusCode::BAD_REQUEST,
+            ProxyError::NoLiveUpstream | ProxyError::UnknownUpstream(_) | ProxyError::Upstream(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// True for failures `proxy_next_upstream timeout` covers.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, ProxyError::Timeout(_))
+    }
+
+    /// The error page.
+    pub fn into_response(self) -> Response<ResponseBody> {
+        error_page(self.status())
+    }
+}
+
+/// An nginx-style error page for `status`.
+pub fn error_page(status: StatusCode) -> Response<ResponseBody> {
+    let title = format!("{} {}", status.as_str(), status.canonical_reason().unwrap_or(""));
+    let body = format!(
+        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>tether</center>\r\n</body>\r\n</html>\r\n"
+    );
+    let mut response = Response::new(ResponseBody::full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    response
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxyError::NotFound => f.write_str("no location matches"),
+            ProxyError::BodyTooLarge => f.write_str("client intended to send too large body"),
+            ProxyError::BadRequest => f.write_str("client request could not be read"),
+            ProxyError::NoLiveUpstream => f.write_str("no live upstreams"),
+            ProxyError::UnknownUpstream(name) => write!(f, "no upstream named \"{name}\""),
+            ProxyError::Upstream(UpstreamFailure::Connect(error)) => {
+                write!(f, "connect() to upstream failed ({error})")
+            }
+            ProxyError::Upstream(UpstreamFailure::Exchange(error)) => {
+                write!(f, "upstream failed before sending a response ({error})")
+            }
+            ProxyError::Timeout(TimeoutKind::Connect) => f.write_str("upstream timed out while connecting"),
+            ProxyError::Timeout(TimeoutKind::Send) => f.write_str("upstream timed out while sending the request"),
+            ProxyError::Timeout(TimeoutKind::Read) => {
+                f.write_str("upstream timed out while reading the response header")
+            }
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Sending one request to an upstream group: pick a server, reuse or open a connection, send,
+//! wait for the response head within the timeouts, and move on to the next server when that is
+//! safe (`proxy_next_upstream`).
+//!
+//! "Safe" means nothing reached the upstream (connect failed, or hyper handed the request back
+//! unsent), or the request is idempotent and has no body, so it can be sent again whole.
+
+use std::sync::Arc;
+
+use http::{Request, Response};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::config::ProxySettings;
+use crate::peer::Peer;
+use crate::proxy::body::{RequestBody, SendProgress};
+use crate::proxy::connect::{ConnectError, connect};
+use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
+use crate::proxy::headers::is_idempotent;
+use crate::proxy::pool::Sender;
+use crate::upstream::{Group, Tried};
+
+/// A response head from an upstream, with what is needed to finish the exchange.
+pub struct Answer {
+    /// The response (body still streaming).
+    pub response: Response<Incoming>,
+    /// The server that answered.
+    pub peer: Arc<Peer>,
+    /// The connection, to return to the pool once the body is read.
+    pub sender: Sender,
+}
+
+/// One failed attempt: what happened, and the request if it never left.
+struct Failed {
+    error: ProxyError,
+    unsent: Option<Request<RequestBody>>,
+}
+
+/// Sends `request` to `group`, retrying on other servers as `settings` allow.
+pub async fn forward(
+    group: &Group,
+    request: Request<RequestBody>,
+    settings: &ProxySettings,
+    progress: Option<&SendProgress>,
+) -> Result<Answer, ProxyError> {
+    // A bodyless idempotent request can be replayed after it was sent; keep its head only when
+    // a retry is possible at all, so the common case copies nothing.
+    let replay = (group.len() > 1
+        && request.body().is_end_stream()
+        && (is_idempotent(request.method()) || settings.next_upstream.non_idempotent))
+        .then(|| head_of(&request));
+    let max_tries = match settings.next_upstream_tries {
+        0 => usize::MAX,
+        n => n as usize,
+    };
+    let mut tried = Tried::default();
+    let mut next = Some(request);
+    loop {
+        let Some(request) = next.take().or_else(|| replay.as_ref().map(rebuild)) else {
+            unreachable!("a request is kept for every retry that is attempted")
+        };
+        let Some(peer) = group.pick(&tried).cloned() else {
+            return Err(ProxyError::NoLiveUpstream);
+        };
+        let failed = match attempt(&peer, group, request, settings, progress).await {
+            Ok(answer) => {
+                let status = answer.response.status().as_u16();
+                if !settings.next_upstream.statuses.contains(&status) || replay.is_none() {
+                    return Ok(answer);
+                }
+                Failed {
+                    error: ProxyError::NoLiveUpstream,
+                    unsent: None,
+                }
+            }
+            Err(failed) => failed,
+        };
+        peer.state.record_failure();
+        tracing::warn!(
+            upstream = %peer.key.address,
+            group = %group.name,
+            "{}",
+            failed.error
+        );
+        tried.add(&peer);
+        let allowed = if failed.error.is_timeout() {
+            settings.next_upstream.timeout
+        } else {
+            settings.next_upstream.error
+        };
+        let can_resend = failed.unsent.is_some() || replay.is_some();
+        if !allowed || !can_resend || tried.count() >= max_tries || tried.count() >= group.len() {
+            return Err(failed.error);
+        }
+        next = failed.unsent;
+    }
+}
+
+/// One try on one server. A stale pooled connection that hyper could not even write to is
+/// replaced by a fresh one on the same server, without counting as a failure.
+async fn attempt(
+    peer: &Arc<Peer>,
+    group: &Group,
+    request: Request<RequestBody>,
+    settings: &ProxySettings,
+    progress: Option<&SendProgress>,
+) -> Result<Answer, Failed> {
+    let mut request = request;
+    let mut pooled = peer.pool.take(group.keepalive_timeout);
+    loop {
+        let reused = pooled.is_some();
+        let mut sender = match pooled.take() {
+            Some(sender) => sender,
+            None => match connect(peer, settings.connect_timeout).await {
+                Ok(sender) => sender,
+                Err(error) => {
+                    let error = match error {
+                        ConnectError::Timeout => ProxyError::Timeout(TimeoutKind::Connect),
+                        ConnectError::Io(io) => ProxyError::Upstream(UpstreamFailure::Connect(io)),
+                    };
+                    return Err(Failed {
+                        error,
+                        unsent: Some(request),
+                    });
+                }
+            },
+        };
+        if sender.ready().await.is_err() {
+            if reused {
+                continue;
+            }
+            return Err(Failed {
+                error: ProxyError::Upstream(UpstreamFailure::Connect(std::io::Error::other(
+                    "connection closed before the request was sent",
+                ))),
+                unsent: Some(request),
+            });
+        }
+        let sending = sender.try_send_request(request);
+        match wait_for_head(sending, settings, progress).await {
+            Ok(Ok(response)) => {
+                return Ok(Answer {
+                    response,
+                    peer: peer.clone(),
+                    sender,
+                });
+            }
+            Ok(Err(mut failure)) => match failure.take_message() {
+                Some(unsent) if reused => request = unsent,
+                unsent => {
+                    return Err(Failed {
+                        error: ProxyError::Upstream(UpstreamFailure::Exchange(failure.into_error())),
+                        unsent,
+                    });
+                }
+            },
+            Err(kind) => {
+                return Err(Failed {
+                    error: ProxyError::Timeout(kind),
+                    unsent: None,
+                });
+            }
+        }
+    }
+}
+
+/// Waits for the response head: `proxy_read_timeout` once the request is sent, and
+/// `proxy_send_timeout` while an upload is stuck on the upstream's side.
+async fn wait_for_head<F, T>(sending: F, settings: &ProxySettings, progress: Option<&SendProgress>) -> Result<T, TimeoutKind>
+where
+    F: Future<Output = T>,
+{
+    let Some(progress) = progress else {
+        return timeout(settings.read_timeout, sending)
+            .await
+            .map_err(|_| TimeoutKind::Read);
+    };
+    tokio::pin!(sending);
+    let deadline = |progress: &SendProgress| {
+        if progress.is_done() {
+            (progress.last_frame() + settings.read_timeout, TimeoutKind::Read)
+        } else if progress.is_waiting_on_client() {
+            // A slow client is not the upstream's fault: look again a full period later.
+            (Instant::now() + settings.send_timeout, TimeoutKind::Send)
+        } else {
+            (progress.last_frame() + settings.send_timeout, TimeoutKind::Send)
+        }
+    };
+    loop {
+        let (at, _) = deadline(progress);
+        tokio::select! {
+            result = &mut sending => return Ok(result),
+            () = sleep_until(at) => {
+                // Only a deadline that still stands counts: the upload may have moved meanwhile.
+                let (now_due, kind) = deadline(progress);
+                if now_due <= Instant::now() {
+                    return Err(kind);
+                }
+            }
+        }
+    }
+}
+
+/// The parts of a bodyless request needed to send it again.
+fn head_of(request: &Request<RequestBody>) -> Request<()> {
+    let mut head = Request::new(());
+    *head.method_mut() = request.method().clone();
+    *head.uri_mut() = request.uri().clone();
+    *head.version_mut() = request.version();
+    *head.headers_mut() = request.headers().clone();
+    head
+}
+
+fn rebuild(head: &Request<()>) -> Request<RequestBody> {
+    let mut request = Request::new(RequestBody::Empty);
+    *request.method_mut() = head.method().clone();
+    *request.uri_mut() = head.uri().clone();
+    *request.version_mut() = head.version();
+    *request.headers_mut() = head.headers().clone();
+    request
+}

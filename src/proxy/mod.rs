@@ -1,0 +1,292 @@
+//! One HTTP exchange: route the request, then answer it directly or forward it upstream and
+//! stream the answer back. With `server/`, the only place that names hyper types.
+//!
+//! handle: snapshot.server(listen, host) -> route(path) -> return | forward(group) -> response.
+//! Every failure becomes a status code in `error`; nothing here panics on a request.
+
+pub mod body;
+pub mod connect;
+pub mod error;
+pub mod forward;
+pub mod headers;
+pub mod pool;
+pub mod upgrade;
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode, Uri};
+use http_body::Body as _;
+use hyper::body::Incoming;
+
+use crate::snapshot::{Action, ProxyAction, ReturnAction, Route, Snapshot, Target, UriRewrite, VirtualServer};
+use crate::upstream::Group;
+use crate::vars::RequestInfo;
+use body::{RequestBody, ResponseBody, SendProgress, UpstreamBody};
+use error::ProxyError;
+
+/// What is known about the client connection a request arrived on.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub client: SocketAddr,
+    /// Our address on this connection.
+    pub local: SocketAddr,
+    /// The `listen` address that accepted it (selects the virtual servers).
+    pub listen: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+/// Answers one request against one snapshot.
+pub async fn handle(request: Request<Incoming>, conn: &ConnInfo, snapshot: &Snapshot) -> Response<ResponseBody> {
+    let host = request_host(&request);
+    let Some(server) = snapshot.server(conn.listen, &host) else {
+        return error::error_page(StatusCode::NOT_FOUND);
+    };
+    let info = request_info(&request, conn, server, "");
+    if let Some(r) = &server.return_ {
+        return answer_return(r, snapshot, &info);
+    }
+    let Some(route) = server.route(request.uri().path()) else {
+        return error::error_page(StatusCode::NOT_FOUND);
+    };
+    match &route.action {
+        Action::Return(r) => answer_return(r, snapshot, &info),
+        Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
+        Action::Proxy(action) => {
+            drop(info);
+            match proxy(request, conn, snapshot, server, route, action).await {
+                Ok(response) => response,
+                Err(error) => {
+                    let status = error.status();
+                    if status.is_server_error() {
+                        tracing::error!(client = %conn.client, "{error}");
+                    }
+                    error.into_response()
+                }
+            }
+        }
+    }
+}
+
+async fn proxy(
+    mut request: Request<Incoming>,
+    conn: &ConnInfo,
+    snapshot: &Snapshot,
+    server: &VirtualServer,
+    route: &Route,
+    action: &ProxyAction,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let limit = route.settings.client_max_body_size;
+    if limit > 0 && declared_length(&request).is_some_and(|len| len > limit) {
+        return Err(ProxyError::BodyTooLarge);
+    }
+    let mut scratch = String::new();
+    let (group, proxy_host): (&Arc<Group>, HeaderValue) = match &action.target {
+        Target::Group { group, host } => (group, host.clone()),
+        Target::Variable(template) => {
+            let info = request_info(&request, conn, server, "");
+            template.render(&snapshot.vars, &info, &mut scratch);
+            let name = scratch.as_str();
+            let group = snapshot
+                .group(name)
+                .ok_or_else(|| ProxyError::UnknownUpstream(name.to_string()))?;
+            let host = HeaderValue::from_str(name).map_err(|_| ProxyError::UnknownUpstream(name.to_string()))?;
+            (group, host)
+        }
+    };
+
+    let upgrade = headers::requested_upgrade(request.version(), request.headers());
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+
+    // Render every template against the request as the client sent it, then rewrite.
+    let proxy_host_text = proxy_host.to_str().unwrap_or("");
+    let (rendered, added) = {
+        let info = request_info(&request, conn, server, proxy_host_text);
+        let rendered = headers::render_request_headers(&route.request_headers, &snapshot.vars, &info, &mut scratch);
+        let added = (!route.response_headers.is_empty())
+            .then(|| headers::render_response_headers(&route.response_headers, &snapshot.vars, &info, &mut scratch));
+        (rendered, added)
+    };
+    let (mut parts, body) = request.into_parts();
+    let uri = upstream_uri(&parts.uri, &action.uri)?;
+    headers::rewrite_request(&mut parts.headers, &route.request_headers, rendered, &proxy_host, upgrade);
+    parts.uri = uri;
+    // Upstreams always get HTTP/1.1, whatever the client spoke.
+    parts.version = http::Version::HTTP_11;
+    parts.extensions = http::Extensions::new();
+
+    let progress = (!body.is_end_stream()).then(SendProgress::new);
+    let body = RequestBody::client(body, limit, progress.clone());
+    let upstream_request = Request::from_parts(parts, body);
+
+    let answer = forward::forward(group, upstream_request, &route.settings, progress.as_deref()).await?;
+    let guard = answer.peer.begin();
+    let (mut parts, incoming) = answer.response.into_parts();
+    let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    headers::rewrite_response(&mut parts.headers, switching && client_upgrade.is_some());
+    if let Some(added) = added {
+        add_response_headers(&mut parts.headers, parts.status, added);
+    }
+
+    if switching {
+        let Some(client_upgrade) = client_upgrade else {
+            // A 101 nobody asked for cannot be relayed meaningfully.
+            return Err(ProxyError::NoLiveUpstream);
+        };
+        let mut response = Response::from_parts(parts, incoming);
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, route.settings.read_timeout, guard);
+        let (parts, _) = response.into_parts();
+        return Ok(Response::from_parts(parts, ResponseBody::empty()));
+    }
+    let body = UpstreamBody::new(incoming, route.settings.read_timeout, Some(answer.sender), guard);
+    Ok(Response::from_parts(parts, body.into()))
+}
+
+/// `return CODE [text]`: a redirect for 301/302/303/307/308, else a body (or an error page).
+fn answer_return(r: &ReturnAction, snapshot: &Snapshot, info: &RequestInfo) -> Response<ResponseBody> {
+    let text = r.text.as_ref().map(|template| {
+        let mut text = String::new();
+        template.render(&snapshot.vars, info, &mut text);
+        text
+    });
+    let redirect = matches!(r.code.as_u16(), 301 | 302 | 303 | 307 | 308);
+    let mut response = match (text, redirect) {
+        (Some(location), true) => {
+            let mut response = error::error_page(r.code);
+            if let Ok(location) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        (Some(text), false) => {
+            let mut response = Response::new(ResponseBody::full(text));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            response
+        }
+        (None, _) if r.code.is_client_error() || r.code.is_server_error() => error::error_page(r.code),
+        (None, _) => Response::new(ResponseBody::empty()),
+    };
+    *response.status_mut() = r.code;
+    response
+}
+
+/// nginx adds `add_header` values to 2xx/3xx responses only, unless `always`.
+fn add_response_headers(headers: &mut http::HeaderMap, status: StatusCode, added: Vec<(http::HeaderName, HeaderValue, bool)>) {
+    let eligible = matches!(status.as_u16(), 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
+    for (name, value, always) in added {
+        if eligible || always {
+            headers.append(name, value);
+        }
+    }
+}
+
+/// The URI sent upstream, by nginx's rule (see [`UriRewrite`]).
+fn upstream_uri(uri: &Uri, rewrite: &UriRewrite) -> Result<Uri, ProxyError> {
+    let original = uri.path_and_query();
+    let rewritten = match rewrite {
+        // Common case: the client's path and query as they are, shared rather than copied.
+        UriRewrite::Keep => return Ok(original.map_or(Uri::from_static("/"), |pq| Uri::from(pq.clone()))),
+        UriRewrite::Replace(with) => with.clone(),
+        UriRewrite::ReplacePrefix { prefix, with } => {
+            let original = original.map_or("/", PathAndQuery::as_str);
+            let rest = original.strip_prefix(prefix.as_str()).unwrap_or(original);
+            format!("{with}{rest}")
+        }
+    };
+    rewritten.parse().map_err(|_| ProxyError::BadRequest)
+}
+
+/// The request's host for routing: `Host` (HTTP/1) or the authority (HTTP/2), lowercase,
+/// without the port.
+fn request_host(request: &Request<Incoming>) -> Cow<'_, str> {
+    let raw = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let host = strip_port(raw);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port keeps its brackets off, as nginx's $host.
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+fn declared_length<B>(request: &Request<B>) -> Option<u64> {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn request_info<'a>(
+    request: &'a Request<Incoming>,
+    conn: &ConnInfo,
+    server: &'a VirtualServer,
+    proxy_host: &'a str,
+) -> RequestInfo<'a> {
+    RequestInfo {
+        method: request.method(),
+        uri: request.uri(),
+        version: request.version(),
+        headers: request.headers(),
+        client: conn.client,
+        local: conn.local,
+        scheme: conn.scheme,
+        server_name: &server.name,
+        proxy_host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(uri: &str, rule: &UriRewrite) -> String {
+        upstream_uri(&uri.parse().unwrap(), rule).unwrap().to_string()
+    }
+
+    #[test]
+    fn nginx_uri_rules() {
+        assert_eq!(rewrite("/api/users?x=1", &UriRewrite::Keep), "/api/users?x=1");
+        let prefix = UriRewrite::ReplacePrefix {
+            prefix: "/api/".into(),
+            with: "/v1/".into(),
+        };
+        assert_eq!(rewrite("/api/users?x=1", &prefix), "/v1/users?x=1");
+        let root = UriRewrite::ReplacePrefix {
+            prefix: "/app".into(),
+            with: "/".into(),
+        };
+        assert_eq!(rewrite("/app/x", &root), "//x");
+        assert_eq!(rewrite("/any", &UriRewrite::Replace("/fixed".into())), "/fixed");
+        assert_eq!(rewrite("http://h/p?q", &UriRewrite::Keep), "/p?q");
+    }
+
+    #[test]
+    fn hosts_lose_their_port() {
+        assert_eq!(strip_port("Example.com:8080"), "Example.com");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+        assert_eq!(strip_port("plain"), "plain");
+    }
+}
