@@ -9,3 +9,4 @@ pub mod snapshot;
 pub mod upstream;
 pub mod vars;
 pub mod server;
+pub mod demo;

@@ -156,9 +156,62 @@ fn init_logging() {
 /// `tether demo`: the farm of three app servers plus tether in front.
 mod tether_demo {
     use super::*;
+    use tether::demo::{Farm, demo_apps};
 
-    pub fn run(_prefix: &Path) -> ExitCode {
-        eprintln!("tether: the demo farm is not wired yet");
-        ExitCode::FAILURE
+    /// The demo config ships inside the binary too, so `tether demo` works from any folder.
+    const BUILTIN_DEMO_CONF: &str = include_str!("../conf/demo.conf");
+
+    pub fn run(prefix: &Path) -> ExitCode {
+        let path = prefix.join("conf/demo.conf");
+        let loaded = if path.exists() {
+            config::load(&path, prefix)
+        } else {
+            config::load_str(Path::new("conf/demo.conf"), BUILTIN_DEMO_CONF, prefix)
+        };
+        let config = match loaded {
+            Ok(config) => config,
+            Err(errors) => {
+                print_errors(&errors);
+                return ExitCode::FAILURE;
+            }
+        };
+        let runtime = match build_runtime(config.worker_processes) {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("tether: [emerg] cannot start the runtime: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        runtime.block_on(async {
+            let farm = match Farm::start(demo_apps()).await {
+                Ok(farm) => farm,
+                Err(error) => {
+                    eprintln!("tether: [emerg] cannot start the demo app servers: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let tether = match Tether::start(&config).await {
+                Ok(tether) => tether,
+                Err(error) => {
+                    eprintln!("tether: [emerg] {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            for (name, addr, _) in farm.status().await {
+                println!("app server {name} on http://{addr}/");
+            }
+            for addr in tether.local_addrs() {
+                println!();
+                println!("tether demo farm is up: open http://{addr}/ in a browser, or try");
+                println!("  curl http://{addr}/whoami");
+                println!("  curl -N http://{addr}/sse");
+                println!("  curl 'http://{addr}/poll?wait=2000'");
+            }
+            println!("(Ctrl-C stops everything)");
+            wait_for_stop_signal().await;
+            tether.stop().await;
+            drop(farm);
+            ExitCode::SUCCESS
+        })
     }
 }

@@ -1,0 +1,52 @@
+//! The demo farm: small stateful real-time app servers of the kind tether balances, and the
+//! page that watches them through tether.
+//!
+//! `tether demo` starts a [`Farm`] of the three [`DEMO_APPS`] with `conf/demo.conf` in front.
+//! Each app server answers `/whoami`, a WebSocket echo (`/ws`), server-sent events (`/sse`),
+//! long polling (`/poll`), the page (`/`), and the farm's control endpoints (`/demo/*`), so the
+//! page can stop and start any app server through whichever one tether routes it to.
+//!
+//! ```text
+//! browser ──> tether :8080 ──ip_hash──> app a :9101 ─┐
+//!                                   ├──> app b :9102 ─┼── share one Farm control handle
+//!                                   └──> app c :9103 ─┘
+//! ```
+//!
+//! This module stands beside the proxy: it must not import `proxy`, `server`, `snapshot` or
+//! `config`, so the demo stays an honest stand-in for someone else's app servers.
+
+mod app;
+mod control;
+mod farm;
+mod poll;
+mod sse;
+mod ws;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+
+pub use app::serve;
+pub use farm::Farm;
+
+/// The three app servers of `conf/demo.conf`: name and loopback address.
+pub const DEMO_APPS: [(&str, &str); 3] = [
+    ("a", "127.0.0.1:9101"),
+    ("b", "127.0.0.1:9102"),
+    ("c", "127.0.0.1:9103"),
+];
+
+/// [`DEMO_APPS`] in the shape [`Farm::start`] takes.
+pub fn demo_apps() -> Vec<(String, SocketAddr)> {
+    DEMO_APPS
+        .iter()
+        .map(|&(name, addr)| {
+            // The addresses are literals above, checked by a unit test.
+            let addr = addr
+                .parse()
+                .expect("DEMO_APPS holds valid socket addresses");
+            (name.to_owned(), addr)
+        })
+        .collect()
+}
