@@ -1,38 +1,487 @@
-//! STUB until the vars module lands: same public API, no variables.
+//! Variables (`$host`, `$http_x`, `$cookie_x`, ...) and `map` blocks: templates compiled once per
+//! config snapshot, rendered per request.
+//!
+//! Owns [`Vars`] (the compiled maps of one config), [`Template`] (a string split into literal
+//! parts and resolved variable references) and [`RequestInfo`] (everything a variable can read
+//! about a request). All parsing and name resolution happens when compiling, so rendering is a
+//! walk over parts that only appends to the caller's buffer — maps included: a map's source text
+//! is rendered into that same buffer, matched there, and cut out again.
+//!
+//! May use `http` types, `regex` and `cookie`; must not import hyper or tokio (the proxy builds a
+//! `RequestInfo` from its hyper request).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use crate::config::{ConfigError, ConfigErrors, Map, Span};
+use http::{HeaderMap, HeaderName, Method, Uri, Version};
+
+use crate::config::{self, ConfigError, ConfigErrors, ErrorKind, Span};
+
+mod map;
+
+use map::{CompiledMap, find_cycles, render_map};
 
 /// Everything a variable can read about one request.
+#[derive(Clone, Copy, Debug)]
 pub struct RequestInfo<'a> {
-    pub method: &'a http::Method,
-    pub uri: &'a http::Uri,
-    pub version: http::Version,
-    pub headers: &'a http::HeaderMap,
+    /// The request method.
+    pub method: &'a Method,
+    /// Origin-form for HTTP/1, absolute-form for HTTP/2.
+    pub uri: &'a Uri,
+    /// The protocol version the client spoke.
+    pub version: Version,
+    /// The request headers as received.
+    pub headers: &'a HeaderMap,
+    /// The client's address.
     pub client: SocketAddr,
+    /// The local address the connection was accepted on.
     pub local: SocketAddr,
+    /// `"http"` or `"https"`.
     pub scheme: &'a str,
+    /// First server_name of the chosen server (`""` if none).
     pub server_name: &'a str,
+    /// The proxy_pass authority as written (`$proxy_host`).
     pub proxy_host: &'a str,
 }
-pub struct Vars;
+
+impl<'a> RequestInfo<'a> {
+    /// The request's host as received, without port or trailing dot and *not* lowercased: the
+    /// `Host` header, else the authority of an absolute URI (HTTP/2 sends `:authority` and may
+    /// omit `Host`). Routing lowercases it to pick a server; `$host` also falls back to
+    /// `server_name`.
+    pub fn host(&self) -> Option<&'a str> {
+        let header = self
+            .headers
+            .get(http::header::HOST)
+            .and_then(|value| value.to_str().ok())
+            .filter(|host| !host.is_empty());
+        let host = match header {
+            Some(header) => strip_port(header),
+            None => self.uri.authority()?.host(),
+        };
+        let host = host.strip_suffix('.').unwrap_or(host);
+        (!host.is_empty()).then_some(host)
+    }
+
+    /// `$request_uri`: path and query as received.
+    fn request_uri(&self) -> &'a str {
+        self.uri
+            .path_and_query()
+            .map_or_else(|| self.uri.path(), |pq| pq.as_str())
+    }
+}
+
+/// `host:port` -> `host`, keeping an IPv6 literal's brackets.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    host.split_once(':').map_or(host, |(name, _)| name)
+}
+
+/// The compiled `map` blocks of one config: what a [`Template`]'s map references point into.
+#[derive(Debug)]
+pub struct Vars {
+    maps: Vec<CompiledMap>,
+    /// Lowercased variable name -> index into `maps`.
+    names: HashMap<String, usize>,
+}
+
 impl Vars {
-    pub fn build(_maps: &[Map]) -> Result<Vars, ConfigErrors> {
-        Ok(Vars)
+    /// Compiles every `map` of a config. Maps may reference each other in any file order; all
+    /// errors are collected (unknown variables, bad regexes, duplicate names and entries,
+    /// cycles between maps).
+    pub fn build(maps: &[config::Map]) -> Result<Vars, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut names = HashMap::new();
+        for (index, map) in maps.iter().enumerate() {
+            // nginx variable names are case-insensitive.
+            let name = map.variable.to_ascii_lowercase();
+            if builtin(&name).is_some() || names.contains_key(&name) {
+                errors.push(error_at(
+                    &map.span,
+                    ErrorKind::DuplicateVariable {
+                        name: map.variable.clone(),
+                    },
+                ));
+            } else {
+                names.insert(name, index);
+            }
+        }
+        // Every name is known before any template is compiled: that is what makes forward
+        // references work.
+        let compiled: Vec<CompiledMap> = maps
+            .iter()
+            .map(|map| CompiledMap::compile(map, &names, &mut errors))
+            .collect();
+        find_cycles(maps, &compiled, &mut errors);
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Vars {
+            maps: compiled,
+            names,
+        })
     }
-    pub fn compile(&self, text: &str, _span: &Span) -> Result<Template, ConfigError> {
-        Ok(Template(text.to_string()))
+
+    /// Compiles a template (a header value, a `hash` key, `return` text) against this config's
+    /// variables. `span` is where the text was written, for the error.
+    pub fn compile(&self, text: &str, span: &Span) -> Result<Template, ConfigError> {
+        let scope = Scope {
+            maps: &self.names,
+            captures: false,
+        };
+        parse(text, &scope).map_err(|kind| error_at(span, kind))
     }
 }
-pub struct Template(String);
+
+fn error_at(span: &Span, kind: ErrorKind) -> ConfigError {
+    ConfigError {
+        span: Some(span.clone()),
+        kind,
+    }
+}
+
+/// A string with variables, split at compile time into literal parts and resolved references.
+#[derive(Clone, Debug, Default)]
+pub struct Template {
+    parts: Box<[Part]>,
+}
+
+#[derive(Clone, Debug)]
+enum Part {
+    Literal(Box<str>),
+    Var(Var),
+}
+
+/// One resolved variable reference.
+#[derive(Clone, Debug)]
+enum Var {
+    Host,
+    RemoteAddr,
+    RemotePort,
+    ServerAddr,
+    ServerPort,
+    Scheme,
+    RequestMethod,
+    RequestUri,
+    Uri,
+    Args,
+    IsArgs,
+    ServerName,
+    ServerProtocol,
+    Request,
+    ProxyHost,
+    ProxyAddXForwardedFor,
+    /// `$http_NAME`, `$content_type`, `$content_length`.
+    Header(HeaderName),
+    /// `$arg_NAME`, the name as written (compared case-insensitively, as nginx).
+    Arg(Box<str>),
+    /// `$cookie_NAME`, the name as written (compared case-insensitively, as nginx).
+    Cookie(Box<str>),
+    /// A `map` variable: index into [`Vars::maps`].
+    Map(usize),
+    /// `$1`..`$9` inside a map value.
+    Capture(usize),
+}
+
 impl Template {
+    /// The text, when the template has no variables (lets callers precompile a `HeaderValue`).
     pub fn literal(&self) -> Option<&str> {
-        Some(&self.0)
+        match &*self.parts {
+            [] => Some(""),
+            [Part::Literal(text)] => Some(text),
+            _ => None,
+        }
     }
+
+    /// Whether rendering depends on the request.
     pub fn has_variables(&self) -> bool {
-        false
+        self.parts.iter().any(|part| matches!(part, Part::Var(_)))
     }
-    pub fn render(&self, _vars: &Vars, _req: &RequestInfo, out: &mut String) {
-        out.push_str(&self.0)
+
+    /// Appends the rendered text to `out`. An unset variable renders as empty. `vars` must be the
+    /// [`Vars`] this template was compiled by; with another, unknown maps render as empty.
+    pub fn render(&self, vars: &Vars, req: &RequestInfo, out: &mut String) {
+        render_parts(&self.parts, vars, req, &NO_CAPTURES, out);
+    }
+
+    fn uses_captures(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|part| matches!(part, Part::Var(Var::Capture(_))))
+    }
+
+    fn map_references(&self) -> impl Iterator<Item = usize> + '_ {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Var(Var::Map(index)) => Some(*index),
+            _ => None,
+        })
     }
 }
+
+/// What a template may name while it is compiled.
+struct Scope<'a> {
+    /// Lowercased map variable names.
+    maps: &'a HashMap<String, usize>,
+    /// `$1`..`$9` are allowed (map values only).
+    captures: bool,
+}
+
+impl Scope<'_> {
+    fn resolve(&self, name: &str) -> Result<Var, ErrorKind> {
+        let lower = name.to_ascii_lowercase();
+        if let Some(var) = builtin(&lower) {
+            return Ok(var);
+        }
+        if let Some(&index) = self.maps.get(&lower) {
+            return Ok(Var::Map(index));
+        }
+        if let (true, [digit @ b'1'..=b'9']) = (self.captures, lower.as_bytes()) {
+            return Ok(Var::Capture(usize::from(digit - b'0')));
+        }
+        // The prefix families; `name[n..]` is safe to slice because the prefixes are ASCII.
+        if let Some(header) = lower.strip_prefix("http_").filter(|h| !h.is_empty()) {
+            // Names are `[a-z0-9_]+` here, so after `_` -> `-` they are valid header names.
+            if let Ok(header) = HeaderName::from_bytes(header.replace('_', "-").as_bytes()) {
+                return Ok(Var::Header(header));
+            }
+        }
+        if lower.starts_with("arg_") && name.len() > 4 {
+            return Ok(Var::Arg(name[4..].into()));
+        }
+        if lower.starts_with("cookie_") && name.len() > 7 {
+            return Ok(Var::Cookie(name[7..].into()));
+        }
+        Err(ErrorKind::UnknownVariable {
+            name: name.to_string(),
+        })
+    }
+}
+
+/// The built-in variables with a fixed name (lowercase).
+fn builtin(name: &str) -> Option<Var> {
+    Some(match name {
+        "host" => Var::Host,
+        "remote_addr" => Var::RemoteAddr,
+        "remote_port" => Var::RemotePort,
+        "server_addr" => Var::ServerAddr,
+        "server_port" => Var::ServerPort,
+        "scheme" => Var::Scheme,
+        "request_method" => Var::RequestMethod,
+        "request_uri" => Var::RequestUri,
+        "uri" => Var::Uri,
+        "args" | "query_string" => Var::Args,
+        "is_args" => Var::IsArgs,
+        "content_length" => Var::Header(http::header::CONTENT_LENGTH),
+        "content_type" => Var::Header(http::header::CONTENT_TYPE),
+        "server_name" => Var::ServerName,
+        "server_protocol" => Var::ServerProtocol,
+        "request" => Var::Request,
+        "proxy_host" => Var::ProxyHost,
+        "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
+        _ => return None,
+    })
+}
+
+fn is_name_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_'
+}
+
+fn name_len(text: &str) -> usize {
+    text.bytes().take_while(|&b| is_name_byte(b)).count()
+}
+
+/// Splits `text` into parts: `$name`, `${name}`, and (as nginx) `$1`..`$9` taking one digit, so
+/// `$1st` is capture 1 then `st`. A `$` not followed by a name is literal.
+fn parse(text: &str, scope: &Scope) -> Result<Template, ErrorKind> {
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut rest = text;
+    while let Some(dollar) = rest.find('$') {
+        literal.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        let (name, consumed) = if let Some(braced) = after.strip_prefix('{') {
+            let len = name_len(braced);
+            if len == 0 || braced.as_bytes().get(len) != Some(&b'}') {
+                return Err(ErrorKind::InvalidVariableSyntax {
+                    template: text.to_string(),
+                });
+            }
+            (&braced[..len], len + 2)
+        } else {
+            let len = name_len(after);
+            if len == 0 {
+                literal.push('$');
+                rest = after;
+                continue;
+            }
+            let len = if after.starts_with(|c: char| c.is_ascii_digit()) {
+                1
+            } else {
+                len
+            };
+            (&after[..len], len)
+        };
+        let var = scope.resolve(name)?;
+        if !literal.is_empty() {
+            parts.push(Part::Literal(std::mem::take(&mut literal).into()));
+        }
+        parts.push(Part::Var(var));
+        rest = &after[consumed..];
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        parts.push(Part::Literal(literal.into()));
+    }
+    Ok(Template {
+        parts: parts.into(),
+    })
+}
+
+/// Capture groups 0..=9 of the regex entry a map matched, as byte ranges of the render buffer
+/// (where the map's source text sits while its value is rendered).
+type Captures = [Option<(usize, usize)>; 10];
+
+const NO_CAPTURES: Captures = [None; 10];
+
+fn render_parts(
+    parts: &[Part],
+    vars: &Vars,
+    req: &RequestInfo,
+    captures: &Captures,
+    out: &mut String,
+) {
+    for part in parts {
+        match part {
+            Part::Literal(text) => out.push_str(text),
+            Part::Var(var) => render_var(var, vars, req, captures, out),
+        }
+    }
+}
+
+// `write!` into a `String` cannot fail, hence the ignored results below.
+fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, out: &mut String) {
+    match var {
+        Var::Host => match req.host() {
+            Some(host) => out.extend(host.chars().map(|c| c.to_ascii_lowercase())),
+            None => out.push_str(req.server_name),
+        },
+        // Canonical form, so a v4 client on a dual-stack socket reads `1.2.3.4`, not
+        // `::ffff:1.2.3.4`.
+        Var::RemoteAddr => {
+            let _ = write!(out, "{}", req.client.ip().to_canonical());
+        }
+        Var::RemotePort => {
+            let _ = write!(out, "{}", req.client.port());
+        }
+        Var::ServerAddr => {
+            let _ = write!(out, "{}", req.local.ip().to_canonical());
+        }
+        Var::ServerPort => {
+            let _ = write!(out, "{}", req.local.port());
+        }
+        Var::Scheme => out.push_str(req.scheme),
+        Var::RequestMethod => out.push_str(req.method.as_str()),
+        Var::RequestUri => out.push_str(req.request_uri()),
+        Var::Uri => out.push_str(req.uri.path()),
+        Var::Args => out.push_str(req.uri.query().unwrap_or("")),
+        Var::IsArgs => {
+            if req.uri.query().is_some_and(|q| !q.is_empty()) {
+                out.push('?');
+            }
+        }
+        Var::ServerName => out.push_str(req.server_name),
+        Var::ServerProtocol => out.push_str(protocol(req.version)),
+        Var::Request => {
+            out.push_str(req.method.as_str());
+            out.push(' ');
+            out.push_str(req.request_uri());
+            out.push(' ');
+            out.push_str(protocol(req.version));
+        }
+        Var::ProxyHost => out.push_str(req.proxy_host),
+        Var::ProxyAddXForwardedFor => {
+            let before = out.len();
+            push_header(req.headers, &X_FORWARDED_FOR, out);
+            if out.len() > before {
+                out.push_str(", ");
+            }
+            let _ = write!(out, "{}", req.client.ip().to_canonical());
+        }
+        Var::Header(name) => push_header(req.headers, name, out),
+        Var::Arg(name) => {
+            let query = req.uri.query().unwrap_or("");
+            // nginx wants `name=`: a bare `?flag` leaves `$arg_flag` unset.
+            let value = query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(key, _)| key.eq_ignore_ascii_case(name));
+            if let Some((_, value)) = value {
+                out.push_str(value);
+            }
+        }
+        Var::Cookie(name) => push_cookie(req.headers, name, out),
+        Var::Map(index) => render_map(*index, vars, req, out),
+        Var::Capture(group) => {
+            if let Some(&Some((start, end))) = captures.get(*group) {
+                append_from_within(out, start, end);
+            }
+        }
+    }
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "",
+    }
+}
+
+/// Every value of a header, joined with ", " (as nginx does for repeated headers).
+fn push_header(headers: &HeaderMap, name: &HeaderName, out: &mut String) {
+    for (i, value) in headers.get_all(name).iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        // Header bytes need not be UTF-8: replace what is not, without allocating.
+        for chunk in value.as_bytes().utf8_chunks() {
+            out.push_str(chunk.valid());
+            if !chunk.invalid().is_empty() {
+                out.push(char::REPLACEMENT_CHARACTER);
+            }
+        }
+    }
+}
+
+/// The first cookie called `name` across all `Cookie` headers (HTTP/2 may split them).
+fn push_cookie(headers: &HeaderMap, name: &str, out: &mut String) {
+    let mut cookies = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok);
+    if let Some(found) = cookies.find(|c| c.name().eq_ignore_ascii_case(name)) {
+        out.push_str(found.value());
+    }
+}
+
+/// Appends `out[start..end]` to `out` without a temporary string.
+fn append_from_within(out: &mut String, start: usize, end: usize) {
+    let mut at = start;
+    while let Some(c) = out.get(at..end).and_then(|s| s.chars().next()) {
+        out.push(c);
+        at += c.len_utf8();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -31,6 +31,27 @@ pub enum ErrorKind {
         /// The regex engine's message.
         message: String,
     },
+    /// `$x` or `${x}` written wrongly, e.g. `${host` (used by vars).
+    InvalidVariableSyntax {
+        /// The whole template as written.
+        template: String,
+    },
+    /// A `map` defines a variable that already exists: a built-in or another map's (used by
+    /// vars).
+    DuplicateVariable {
+        /// Variable name without `$`.
+        name: String,
+    },
+    /// The same pattern twice in one `map` (nginx: `conflicting parameter`; used by vars).
+    DuplicateMapEntry {
+        /// The pattern as written.
+        pattern: String,
+    },
+    /// Maps whose values depend on each other in a loop (used by vars).
+    MapCycle {
+        /// Variable names along the cycle, the first repeated at the end: `["a", "b", "a"]`.
+        cycle: Vec<String>,
+    },
     /// `invalid header name "x"` (used by snapshot).
     InvalidHeaderName {
         /// The name as written.

@@ -58,7 +58,6 @@ pub async fn handle(request: Request<Incoming>, conn: &ConnInfo, snapshot: &Snap
         Action::Return(r) => answer_return(r, snapshot, &info),
         Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
         Action::Proxy(action) => {
-            drop(info);
             match proxy(request, conn, snapshot, server, route, action).await {
                 Ok(response) => response,
                 Err(error) => {
