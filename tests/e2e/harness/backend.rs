@@ -11,7 +11,6 @@
 //! - anything else         `NAME` with header `x-backend: NAME`
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
