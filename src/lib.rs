@@ -1,12 +1,27 @@
 //! tether: an nginx-flavoured sticky L7 load balancer for real-time app farms.
+//!
+//! ```text
+//! conf/*.conf ──config::load──> Config (typed, validated, spans kept)
+//!                                  │
+//!                     Snapshot::build (vars, route, upstream groups over live peers)
+//!                                  │  one ArcSwap pointer, swapped whole
+//!                                  ▼
+//! server (accept, hyper h1/h2) ──> proxy::handle ──> snapshot.server(listen, host)
+//!    ──> route(path) ──> return | forward(group.pick) ──> stream / tunnel back
+//! ```
+//!
+//! Layering: `config` <- `route`; `peer` <- `balance` <- `upstream`;
+//! {`config`, `route`, `upstream`, `vars`} <- `snapshot` <- `proxy` <- `server` <- `main`.
+//! Below `proxy`, only `peer` names a hyper type (its idle connection pool, which must live
+//! and die with the peer); nothing below `server` binds a socket.
 
-pub mod config;
 pub mod balance;
+pub mod config;
+pub mod demo;
 pub mod peer;
 pub mod proxy;
 pub mod route;
+pub mod server;
 pub mod snapshot;
 pub mod upstream;
 pub mod vars;
-pub mod server;
-pub mod demo;

@@ -50,7 +50,10 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(()) => {
             if cli.test || cli.dump {
-                eprintln!("tether: configuration file {} test failed", cli.conf.display());
+                eprintln!(
+                    "tether: configuration file {} test failed",
+                    cli.conf.display()
+                );
             }
             return ExitCode::FAILURE;
         }
@@ -62,8 +65,14 @@ fn main() -> ExitCode {
                 ignored.name, ignored.reason, ignored.span
             );
         }
-        eprintln!("tether: the configuration file {} syntax is ok", cli.conf.display());
-        eprintln!("tether: configuration file {} test is successful", cli.conf.display());
+        eprintln!(
+            "tether: the configuration file {} syntax is ok",
+            cli.conf.display()
+        );
+        eprintln!(
+            "tether: configuration file {} test is successful",
+            cli.conf.display()
+        );
         if cli.dump {
             dump(&config);
         }
@@ -76,7 +85,8 @@ fn main() -> ExitCode {
 /// variables, unresolvable hosts), printing every error nginx-style.
 fn check(path: &Path, prefix: &Path) -> Result<Config, ()> {
     let config = config::load(path, prefix).map_err(|errors| print_errors(&errors))?;
-    Snapshot::build(&config, &PeerRegistry::default(), 0).map_err(|errors| print_errors(&errors))?;
+    Snapshot::build(&config, &PeerRegistry::default(), 0)
+        .map_err(|errors| print_errors(&errors))?;
     Ok(config)
 }
 

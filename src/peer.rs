@@ -109,10 +109,18 @@ pub struct PeerRegistry {
 impl PeerRegistry {
     /// The live peer for `key`, or a new one built from `addrs`. Only snapshot building calls
     /// this, never the request path, so the lock is uncontended.
-    pub fn get_or_insert(&self, key: PeerKey, addrs: Vec<SocketAddr>, idle_limit: usize) -> Arc<Peer> {
+    pub fn get_or_insert(
+        &self,
+        key: PeerKey,
+        addrs: Vec<SocketAddr>,
+        idle_limit: usize,
+    ) -> Arc<Peer> {
         // The lock only guards a map of weak pointers; a panic while holding it cannot leave
         // it inconsistent, so a poisoned lock is still usable.
-        let mut peers = self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut peers = self
+            .peers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         peers.retain(|_, peer| peer.strong_count() > 0);
         if let Some(peer) = peers.get(&key).and_then(Weak::upgrade) {
             return peer;

@@ -308,14 +308,22 @@ fn build_group(
     }
 }
 
-fn resolve(host: &str, port: u16, written: &str, span: &Span) -> Result<Vec<SocketAddr>, ConfigError> {
+fn resolve(
+    host: &str,
+    port: u16,
+    written: &str,
+    span: &Span,
+) -> Result<Vec<SocketAddr>, ConfigError> {
     let not_found = || ConfigError {
         span: Some(span.clone()),
         kind: ErrorKind::HostNotFound {
             address: written.to_string(),
         },
     };
-    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs().map_err(|_| not_found())?.collect();
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|_| not_found())?
+        .collect();
     if addrs.is_empty() {
         return Err(not_found());
     }
@@ -434,7 +442,13 @@ impl ServerBuilder<'_> {
         Action::Proxy(ProxyAction { target, uri })
     }
 
-    fn implicit_group(&mut self, host: &str, port: u16, address: &str, span: &Span) -> Option<Arc<Group>> {
+    fn implicit_group(
+        &mut self,
+        host: &str,
+        port: u16,
+        address: &str,
+        span: &Span,
+    ) -> Option<Arc<Group>> {
         if let Some(group) = self.groups.get(address) {
             return Some(group.clone());
         }
@@ -459,14 +473,21 @@ impl ServerBuilder<'_> {
             backup: false,
             down: false,
         };
-        let group = Arc::new(Group::new(name.clone(), vec![member], DEFAULT_UPSTREAM_KEEPALIVE));
+        let group = Arc::new(Group::new(
+            name.clone(),
+            vec![member],
+            DEFAULT_UPSTREAM_KEEPALIVE,
+        ));
         self.groups.insert(name, group.clone());
         Some(group)
     }
 
     fn return_action(&mut self, r: &config::Return) -> ReturnAction {
         let code = StatusCode::from_u16(r.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let text = r.text.as_ref().and_then(|text| self.template(text, &r.span));
+        let text = r
+            .text
+            .as_ref()
+            .and_then(|text| self.template(text, &r.span));
         ReturnAction { code, text }
     }
 
@@ -523,7 +544,10 @@ impl ServerBuilder<'_> {
 fn name_text(name: &config::ServerName) -> String {
     match name {
         config::ServerName::Exact(name) => name.clone(),
-        config::ServerName::WildcardPrefix { suffix, include_bare } => {
+        config::ServerName::WildcardPrefix {
+            suffix,
+            include_bare,
+        } => {
             if *include_bare {
                 suffix.clone()
             } else {

@@ -93,9 +93,7 @@ impl Group {
     /// The next peer for a request that has already tried `tried`: a primary if any is usable,
     /// else a backup; None when every server is down or tried.
     pub fn pick(&self, tried: &Tried) -> Option<&Arc<Peer>> {
-        self.primary
-            .pick(tried)
-            .or_else(|| self.backup.pick(tried))
+        self.primary.pick(tried).or_else(|| self.backup.pick(tried))
     }
 
     /// How many servers a request may try in all.
@@ -164,7 +162,11 @@ mod tests {
         assert_eq!(address(group.pick(&tried)), Some("a"));
         assert_eq!(address(group.pick(&tried)), Some("a"), "down b is skipped");
         tried.add(group.pick(&tried).unwrap());
-        assert_eq!(address(group.pick(&tried)), Some("c"), "backup once a is tried");
+        assert_eq!(
+            address(group.pick(&tried)),
+            Some("c"),
+            "backup once a is tried"
+        );
         tried.add(group.pick(&tried).unwrap());
         assert_eq!(address(group.pick(&tried)), None);
         assert_eq!(group.len(), 3);

@@ -48,9 +48,13 @@ mod tests {
     #[test]
     fn round_robin_takes_turns_and_skips_unusable_peers() {
         let balancer = Balancer::round_robin();
-        let picks: Vec<_> = (0..6).map(|_| balancer.pick(3, |_| true).unwrap()).collect();
+        let picks: Vec<_> = (0..6)
+            .map(|_| balancer.pick(3, |_| true).unwrap())
+            .collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
-        let picks: Vec<_> = (0..4).map(|_| balancer.pick(3, |i| i != 1).unwrap()).collect();
+        let picks: Vec<_> = (0..4)
+            .map(|_| balancer.pick(3, |i| i != 1).unwrap())
+            .collect();
         assert!(!picks.contains(&1));
         assert_eq!(balancer.pick(3, |_| false), None);
         assert_eq!(balancer.pick(0, |_| true), None);

@@ -38,7 +38,9 @@ impl std::fmt::Display for BodyError {
         match self {
             BodyError::Hyper(error) => error.fmt(f),
             BodyError::TooLarge => f.write_str("request body larger than client_max_body_size"),
-            BodyError::ReadTimeout => f.write_str("upstream timed out while sending the response body"),
+            BodyError::ReadTimeout => {
+                f.write_str("upstream timed out while sending the response body")
+            }
         }
     }
 }

@@ -53,9 +53,9 @@ impl ProxyError {
             ProxyError::NotFound => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequest => StatusCode::BAD_REQUEST,
-            ProxyError::NoLiveUpstream | ProxyError::UnknownUpstream(_) | ProxyError::Upstream(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::NoLiveUpstream
+            | ProxyError::UnknownUpstream(_)
+            | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -73,7 +73,11 @@ impl ProxyError {
 
 /// An nginx-style error page for `status`.
 pub fn error_page(status: StatusCode) -> Response<ResponseBody> {
-    let title = format!("{} {}", status.as_str(), status.canonical_reason().unwrap_or(""));
+    let title = format!(
+        "{} {}",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    );
     let body = format!(
         "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>tether</center>\r\n</body>\r\n</html>\r\n"
     );
@@ -99,8 +103,12 @@ impl fmt::Display for ProxyError {
             ProxyError::Upstream(UpstreamFailure::Exchange(error)) => {
                 write!(f, "upstream failed before sending a response ({error})")
             }
-            ProxyError::Timeout(TimeoutKind::Connect) => f.write_str("upstream timed out while connecting"),
-            ProxyError::Timeout(TimeoutKind::Send) => f.write_str("upstream timed out while sending the request"),
+            ProxyError::Timeout(TimeoutKind::Connect) => {
+                f.write_str("upstream timed out while connecting")
+            }
+            ProxyError::Timeout(TimeoutKind::Send) => {
+                f.write_str("upstream timed out while sending the request")
+            }
             ProxyError::Timeout(TimeoutKind::Read) => {
                 f.write_str("upstream timed out while reading the response header")
             }

@@ -150,7 +150,9 @@ async fn attempt(
                 Some(unsent) if reused => request = unsent,
                 unsent => {
                     return Err(Failed {
-                        error: ProxyError::Upstream(UpstreamFailure::Exchange(failure.into_error())),
+                        error: ProxyError::Upstream(UpstreamFailure::Exchange(
+                            failure.into_error(),
+                        )),
                         unsent,
                     });
                 }
@@ -167,7 +169,11 @@ async fn attempt(
 
 /// Waits for the response head: `proxy_read_timeout` once the request is sent, and
 /// `proxy_send_timeout` while an upload is stuck on the upstream's side.
-async fn wait_for_head<F, T>(sending: F, settings: &ProxySettings, progress: Option<&SendProgress>) -> Result<T, TimeoutKind>
+async fn wait_for_head<F, T>(
+    sending: F,
+    settings: &ProxySettings,
+    progress: Option<&SendProgress>,
+) -> Result<T, TimeoutKind>
 where
     F: Future<Output = T>,
 {
@@ -179,12 +185,18 @@ where
     tokio::pin!(sending);
     let deadline = |progress: &SendProgress| {
         if progress.is_done() {
-            (progress.last_frame() + settings.read_timeout, TimeoutKind::Read)
+            (
+                progress.last_frame() + settings.read_timeout,
+                TimeoutKind::Read,
+            )
         } else if progress.is_waiting_on_client() {
             // A slow client is not the upstream's fault: look again a full period later.
             (Instant::now() + settings.send_timeout, TimeoutKind::Send)
         } else {
-            (progress.last_frame() + settings.send_timeout, TimeoutKind::Send)
+            (
+                progress.last_frame() + settings.send_timeout,
+                TimeoutKind::Send,
+            )
         }
     };
     loop {

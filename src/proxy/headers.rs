@@ -45,7 +45,12 @@ pub struct Rendered {
 }
 
 /// Renders every `proxy_set_header` template of `plan` against the request as received.
-pub fn render_request_headers(plan: &HeaderPlan, vars: &Vars, req: &RequestInfo, scratch: &mut String) -> Rendered {
+pub fn render_request_headers(
+    plan: &HeaderPlan,
+    vars: &Vars,
+    req: &RequestInfo,
+    scratch: &mut String,
+) -> Rendered {
     let set = plan
         .set
         .iter()
@@ -69,7 +74,12 @@ pub fn render_response_headers(
         .collect()
 }
 
-fn render(source: &HeaderSource, vars: &Vars, req: &RequestInfo, scratch: &mut String) -> Option<HeaderValue> {
+fn render(
+    source: &HeaderSource,
+    vars: &Vars,
+    req: &RequestInfo,
+    scratch: &mut String,
+) -> Option<HeaderValue> {
     match source {
         HeaderSource::Fixed(value) => Some(value.clone()),
         HeaderSource::Remove => None,
@@ -121,7 +131,9 @@ pub fn rewrite_request(
 
 /// Cleans an upstream response's headers for the client. A `101` keeps its `Upgrade`.
 pub fn rewrite_response(headers: &mut HeaderMap, switching_protocols: bool) {
-    let upgrade = switching_protocols.then(|| headers.remove(header::UPGRADE)).flatten();
+    let upgrade = switching_protocols
+        .then(|| headers.remove(header::UPGRADE))
+        .flatten();
     strip_hop_by_hop(headers);
     if let Some(upgrade) = upgrade {
         headers.insert(header::UPGRADE, upgrade);
@@ -164,7 +176,12 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         pairs
             .iter()
-            .map(|(k, v)| (HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap()))
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
             .collect()
     }
 
@@ -177,8 +194,17 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("accept", "*/*"),
         ]);
-        let plan = HeaderPlan { set: vec![], sets_host: false };
-        rewrite_request(&mut h, &plan, Rendered { set: vec![] }, &HeaderValue::from_static("backend"), None);
+        let plan = HeaderPlan {
+            set: vec![],
+            sets_host: false,
+        };
+        rewrite_request(
+            &mut h,
+            &plan,
+            Rendered { set: vec![] },
+            &HeaderValue::from_static("backend"),
+            None,
+        );
         assert_eq!(h.len(), 2, "{h:?}");
         assert_eq!(h["host"], "backend");
         assert_eq!(h["accept"], "*/*");
@@ -186,20 +212,36 @@ mod tests {
 
     #[test]
     fn an_upgrade_is_forwarded_without_the_map_idiom() {
-        let client = headers(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+        let client = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
         let upgrade = requested_upgrade(Version::HTTP_11, &client);
         assert_eq!(upgrade.as_ref().unwrap(), "websocket");
         assert!(requested_upgrade(Version::HTTP_10, &client).is_none());
         let mut h = client.clone();
-        let plan = HeaderPlan { set: vec![], sets_host: false };
-        rewrite_request(&mut h, &plan, Rendered { set: vec![] }, &HeaderValue::from_static("b"), upgrade);
+        let plan = HeaderPlan {
+            set: vec![],
+            sets_host: false,
+        };
+        rewrite_request(
+            &mut h,
+            &plan,
+            Rendered { set: vec![] },
+            &HeaderValue::from_static("b"),
+            upgrade,
+        );
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
     }
 
     #[test]
     fn a_101_keeps_its_upgrade() {
-        let mut h = headers(&[("upgrade", "websocket"), ("connection", "Upgrade"), ("sec-websocket-accept", "x")]);
+        let mut h = headers(&[
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-accept", "x"),
+        ]);
         rewrite_response(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");

@@ -22,7 +22,9 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
-use crate::snapshot::{Action, ProxyAction, ReturnAction, Route, Snapshot, Target, UriRewrite, VirtualServer};
+use crate::snapshot::{
+    Action, ProxyAction, ReturnAction, Route, Snapshot, Target, UriRewrite, VirtualServer,
+};
 use crate::upstream::Group;
 use crate::vars::RequestInfo;
 use body::{RequestBody, ResponseBody, SendProgress, UpstreamBody};
@@ -42,7 +44,11 @@ pub struct ConnInfo {
 }
 
 /// Answers one request against one snapshot.
-pub async fn handle(request: Request<Incoming>, conn: &ConnInfo, snapshot: &Snapshot) -> Response<ResponseBody> {
+pub async fn handle(
+    request: Request<Incoming>,
+    conn: &ConnInfo,
+    snapshot: &Snapshot,
+) -> Response<ResponseBody> {
     let host = request_host(&request);
     let Some(server) = snapshot.server(conn.listen, &host) else {
         return error::error_page(StatusCode::NOT_FOUND);
@@ -94,7 +100,8 @@ async fn proxy(
             let group = snapshot
                 .group(name)
                 .ok_or_else(|| ProxyError::UnknownUpstream(name.to_string()))?;
-            let host = HeaderValue::from_str(name).map_err(|_| ProxyError::UnknownUpstream(name.to_string()))?;
+            let host = HeaderValue::from_str(name)
+                .map_err(|_| ProxyError::UnknownUpstream(name.to_string()))?;
             (group, host)
         }
     };
@@ -106,14 +113,31 @@ async fn proxy(
     let proxy_host_text = proxy_host.to_str().unwrap_or("");
     let (rendered, added) = {
         let info = request_info(&request, conn, server, proxy_host_text);
-        let rendered = headers::render_request_headers(&route.request_headers, &snapshot.vars, &info, &mut scratch);
-        let added = (!route.response_headers.is_empty())
-            .then(|| headers::render_response_headers(&route.response_headers, &snapshot.vars, &info, &mut scratch));
+        let rendered = headers::render_request_headers(
+            &route.request_headers,
+            &snapshot.vars,
+            &info,
+            &mut scratch,
+        );
+        let added = (!route.response_headers.is_empty()).then(|| {
+            headers::render_response_headers(
+                &route.response_headers,
+                &snapshot.vars,
+                &info,
+                &mut scratch,
+            )
+        });
         (rendered, added)
     };
     let (mut parts, body) = request.into_parts();
     let uri = upstream_uri(&parts.uri, &action.uri)?;
-    headers::rewrite_request(&mut parts.headers, &route.request_headers, rendered, &proxy_host, upgrade);
+    headers::rewrite_request(
+        &mut parts.headers,
+        &route.request_headers,
+        rendered,
+        &proxy_host,
+        upgrade,
+    );
     parts.uri = uri;
     // Upstreams always get HTTP/1.1, whatever the client spoke.
     parts.version = http::Version::HTTP_11;
@@ -123,7 +147,13 @@ async fn proxy(
     let body = RequestBody::client(body, limit, progress.clone());
     let upstream_request = Request::from_parts(parts, body);
 
-    let answer = forward::forward(group, upstream_request, &route.settings, progress.as_deref()).await?;
+    let answer = forward::forward(
+        group,
+        upstream_request,
+        &route.settings,
+        progress.as_deref(),
+    )
+    .await?;
     let guard = answer.peer.begin();
     let (mut parts, incoming) = answer.response.into_parts();
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
@@ -139,16 +169,30 @@ async fn proxy(
         };
         let mut response = Response::from_parts(parts, incoming);
         let upstream_upgrade = hyper::upgrade::on(&mut response);
-        upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, route.settings.read_timeout, guard);
+        upgrade::spawn_tunnel(
+            client_upgrade,
+            upstream_upgrade,
+            route.settings.read_timeout,
+            guard,
+        );
         let (parts, _) = response.into_parts();
         return Ok(Response::from_parts(parts, ResponseBody::empty()));
     }
-    let body = UpstreamBody::new(incoming, route.settings.read_timeout, Some(answer.sender), guard);
+    let body = UpstreamBody::new(
+        incoming,
+        route.settings.read_timeout,
+        Some(answer.sender),
+        guard,
+    );
     Ok(Response::from_parts(parts, body.into()))
 }
 
 /// `return CODE [text]`: a redirect for 301/302/303/307/308, else a body (or an error page).
-fn answer_return(r: &ReturnAction, snapshot: &Snapshot, info: &RequestInfo) -> Response<ResponseBody> {
+fn answer_return(
+    r: &ReturnAction,
+    snapshot: &Snapshot,
+    info: &RequestInfo,
+) -> Response<ResponseBody> {
     let text = r.text.as_ref().map(|template| {
         let mut text = String::new();
         template.render(&snapshot.vars, info, &mut text);
@@ -170,7 +214,9 @@ fn answer_return(r: &ReturnAction, snapshot: &Snapshot, info: &RequestInfo) -> R
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             response
         }
-        (None, _) if r.code.is_client_error() || r.code.is_server_error() => error::error_page(r.code),
+        (None, _) if r.code.is_client_error() || r.code.is_server_error() => {
+            error::error_page(r.code)
+        }
         (None, _) => Response::new(ResponseBody::empty()),
     };
     *response.status_mut() = r.code;
@@ -178,8 +224,15 @@ fn answer_return(r: &ReturnAction, snapshot: &Snapshot, info: &RequestInfo) -> R
 }
 
 /// nginx adds `add_header` values to 2xx/3xx responses only, unless `always`.
-fn add_response_headers(headers: &mut http::HeaderMap, status: StatusCode, added: Vec<(http::HeaderName, HeaderValue, bool)>) {
-    let eligible = matches!(status.as_u16(), 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
+fn add_response_headers(
+    headers: &mut http::HeaderMap,
+    status: StatusCode,
+    added: Vec<(http::HeaderName, HeaderValue, bool)>,
+) {
+    let eligible = matches!(
+        status.as_u16(),
+        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+    );
     for (name, value, always) in added {
         if eligible || always {
             headers.append(name, value);
@@ -192,7 +245,9 @@ fn upstream_uri(uri: &Uri, rewrite: &UriRewrite) -> Result<Uri, ProxyError> {
     let original = uri.path_and_query();
     let rewritten = match rewrite {
         // Common case: the client's path and query as they are, shared rather than copied.
-        UriRewrite::Keep => return Ok(original.map_or(Uri::from_static("/"), |pq| Uri::from(pq.clone()))),
+        UriRewrite::Keep => {
+            return Ok(original.map_or(Uri::from_static("/"), |pq| Uri::from(pq.clone())));
+        }
         UriRewrite::Replace(with) => with.clone(),
         UriRewrite::ReplacePrefix { prefix, with } => {
             let original = original.map_or("/", PathAndQuery::as_str);
@@ -262,12 +317,17 @@ mod tests {
     use super::*;
 
     fn rewrite(uri: &str, rule: &UriRewrite) -> String {
-        upstream_uri(&uri.parse().unwrap(), rule).unwrap().to_string()
+        upstream_uri(&uri.parse().unwrap(), rule)
+            .unwrap()
+            .to_string()
     }
 
     #[test]
     fn nginx_uri_rules() {
-        assert_eq!(rewrite("/api/users?x=1", &UriRewrite::Keep), "/api/users?x=1");
+        assert_eq!(
+            rewrite("/api/users?x=1", &UriRewrite::Keep),
+            "/api/users?x=1"
+        );
         let prefix = UriRewrite::ReplacePrefix {
             prefix: "/api/".into(),
             with: "/v1/".into(),
@@ -278,7 +338,10 @@ mod tests {
             with: "/".into(),
         };
         assert_eq!(rewrite("/app/x", &root), "//x");
-        assert_eq!(rewrite("/any", &UriRewrite::Replace("/fixed".into())), "/fixed");
+        assert_eq!(
+            rewrite("/any", &UriRewrite::Replace("/fixed".into())),
+            "/fixed"
+        );
         assert_eq!(rewrite("http://h/p?q", &UriRewrite::Keep), "/p?q");
     }
 

@@ -73,6 +73,8 @@ impl Pool {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         // Holding the lock never runs user code, so a poisoned lock only means another thread
         // panicked elsewhere; the list itself is always consistent.
-        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

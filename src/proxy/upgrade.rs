@@ -17,7 +17,12 @@ use crate::peer::ActiveGuard;
 
 /// Joins the two upgraded connections in a task of its own; `guard` keeps the tunnel counted
 /// on its peer until it ends.
-pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, idle_timeout: Duration, guard: ActiveGuard) {
+pub fn spawn_tunnel(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    idle_timeout: Duration,
+    guard: ActiveGuard,
+) {
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
@@ -91,7 +96,11 @@ impl<'a, T> Tracked<'a, T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Tracked<'_, T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
@@ -103,7 +112,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<'_, T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<'_, T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write(cx, data)
     }
 

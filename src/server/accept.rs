@@ -63,7 +63,13 @@ pub async fn accept_loop(
                     listen,
                     scheme: "http",
                 };
-                tokio::spawn(serve_connection(stream, conn, shared.clone(), permit, stop.clone()));
+                tokio::spawn(serve_connection(
+                    stream,
+                    conn,
+                    shared.clone(),
+                    permit,
+                    stop.clone(),
+                ));
             }
             Err(error) => {
                 // Out of file descriptors and the like: pause instead of spinning.
@@ -87,7 +93,10 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let (header_timeout, keep_alive) = {
         let snapshot = shared.snapshot.load();
-        (snapshot.client_header_timeout, !snapshot.keepalive_timeout.is_zero())
+        (
+            snapshot.client_header_timeout,
+            !snapshot.keepalive_timeout.is_zero(),
+        )
     };
     let conn = Arc::new(conn);
     let service = service_fn(move |request| {

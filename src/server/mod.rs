@@ -99,7 +99,12 @@ impl Tether {
         Ok(Tether::serve(snapshot, registry, bound, config))
     }
 
-    fn serve(snapshot: Snapshot, registry: PeerRegistry, bound: Vec<(SocketAddr, TcpListener)>, config: &Config) -> Tether {
+    fn serve(
+        snapshot: Snapshot,
+        registry: PeerRegistry,
+        bound: Vec<(SocketAddr, TcpListener)>,
+        config: &Config,
+    ) -> Tether {
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
@@ -118,10 +123,18 @@ impl Tether {
                     limits.clone(),
                     stopped.clone(),
                 ));
-                ListenerHandle { listen, local, task }
+                ListenerHandle {
+                    listen,
+                    local,
+                    task,
+                }
             })
             .collect();
-        Tether { shared, listeners, stop }
+        Tether {
+            shared,
+            listeners,
+            stop,
+        }
     }
 
     /// The address actually bound for a `listen` address (differs when the port was 0).

@@ -42,10 +42,13 @@ async fn default_and_configured_headers_follow_nginx() {
     // are not forwarded.
     let proxy = Proxy::round_robin(&[a.addr], "").await;
     let mut req = request("GET", "/h", "");
-    req.headers_mut().insert("connection", "keep-alive, x-hop".parse().unwrap());
+    req.headers_mut()
+        .insert("connection", "keep-alive, x-hop".parse().unwrap());
     req.headers_mut().insert("x-hop", "secret".parse().unwrap());
-    req.headers_mut().insert("keep-alive", "timeout=5".parse().unwrap());
-    req.headers_mut().insert("x-end-to-end", "kept".parse().unwrap());
+    req.headers_mut()
+        .insert("keep-alive", "timeout=5".parse().unwrap());
+    req.headers_mut()
+        .insert("x-end-to-end", "kept".parse().unwrap());
     crate::harness::send(proxy.addr, req).await;
     let seen = a.last();
     assert_eq!(seen.header("host"), "up");
@@ -64,16 +67,23 @@ async fn default_and_configured_headers_follow_nginx() {
     )
     .await;
     let mut req = request("GET", "/h", "");
-    req.headers_mut().insert("host", "Example.COM:8080".parse().unwrap());
-    req.headers_mut().insert("x-forwarded-for", "10.1.1.1".parse().unwrap());
-    req.headers_mut().insert("accept-encoding", "gzip".parse().unwrap());
+    req.headers_mut()
+        .insert("host", "Example.COM:8080".parse().unwrap());
+    req.headers_mut()
+        .insert("x-forwarded-for", "10.1.1.1".parse().unwrap());
+    req.headers_mut()
+        .insert("accept-encoding", "gzip".parse().unwrap());
     crate::harness::send(proxy.addr, req).await;
     let seen = a.last();
     assert_eq!(seen.header("host"), "example.com");
     assert_eq!(seen.header("x-forwarded-for"), "10.1.1.1, 127.0.0.1");
     assert_eq!(seen.header("x-forwarded-proto"), "http");
     assert_eq!(seen.header("x-real-ip"), "127.0.0.1");
-    assert_eq!(seen.header("accept-encoding"), "", "an empty value removes the header");
+    assert_eq!(
+        seen.header("accept-encoding"),
+        "",
+        "an empty value removes the header"
+    );
 }
 
 #[tokio::test]
@@ -82,7 +92,13 @@ async fn post_bodies_and_response_headers_pass_through() {
     let proxy = Proxy::round_robin(&[a.addr], "add_header X-Served-By tether;").await;
     let reply = crate::harness::send(proxy.addr, request("POST", "/upload", "hello")).await;
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.body, format!("bytes=5 sum={}", b"hello".iter().map(|&b| b as u64).sum::<u64>()));
+    assert_eq!(
+        reply.body,
+        format!(
+            "bytes=5 sum={}",
+            b"hello".iter().map(|&b| b as u64).sum::<u64>()
+        )
+    );
     assert_eq!(reply.header("x-backend"), "a");
     assert_eq!(reply.header("x-served-by"), "tether");
 }

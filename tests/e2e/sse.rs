@@ -13,12 +13,16 @@ async fn events_arrive_one_by_one(extra: &str) {
     let a = Backend::start("a").await;
     let proxy = Proxy::round_robin(&[a.addr], extra).await;
     let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(connection);
     a.release_event();
-    let response = sender.send_request(request("GET", "/sse?n=5", "")).await.unwrap();
+    let response = sender
+        .send_request(request("GET", "/sse?n=5", ""))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut body = response.into_body();
@@ -39,7 +43,12 @@ async fn events_arrive_one_by_one(extra: &str) {
         assert_eq!(event, format!("data: a {i}\n\n"));
         a.release_event();
     }
-    let rest = within(Duration::from_secs(5), "the end of the stream", body.frame()).await;
+    let rest = within(
+        Duration::from_secs(5),
+        "the end of the stream",
+        body.frame(),
+    )
+    .await;
     assert!(rest.is_none(), "nothing after the last event");
 }
 

@@ -38,9 +38,13 @@ async fn connect(proxy: &Proxy) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(64 << 20))
         .max_frame_size(Some(64 << 20));
-    let (ws, response) = client_async_with_config(proxy.url("/ws").replace("http", "ws"), MaybeTlsStream::Plain(stream), Some(config))
-        .await
-        .expect("WebSocket handshake through tether");
+    let (ws, response) = client_async_with_config(
+        proxy.url("/ws").replace("http", "ws"),
+        MaybeTlsStream::Plain(stream),
+        Some(config),
+    )
+    .await
+    .expect("WebSocket handshake through tether");
     assert_eq!(response.status(), 101);
     ws
 }
@@ -51,19 +55,38 @@ async fn echo_round_trips(conf: &str) {
     let mut ws = connect(&proxy).await;
     let seen = a.last();
     assert_eq!(seen.header("upgrade"), "websocket");
-    assert!(seen.header("connection").to_ascii_lowercase().contains("upgrade"));
+    assert!(
+        seen.header("connection")
+            .to_ascii_lowercase()
+            .contains("upgrade")
+    );
 
     let limit = Duration::from_secs(20);
     for size in [1usize, 125, 126, 65_535, 65_536, 1 << 20, 16 << 20] {
         let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         ws.send(Message::binary(payload.clone())).await.unwrap();
-        let echoed = within(limit, "a binary echo", ws.next()).await.unwrap().unwrap();
-        assert_eq!(echoed.into_data().as_ref(), payload.as_slice(), "{size} bytes");
+        let echoed = within(limit, "a binary echo", ws.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            echoed.into_data().as_ref(),
+            payload.as_slice(),
+            "{size} bytes"
+        );
     }
     ws.send(Message::text("héllo")).await.unwrap();
-    assert_eq!(within(limit, "a text echo", ws.next()).await.unwrap().unwrap(), Message::text("héllo"));
+    assert_eq!(
+        within(limit, "a text echo", ws.next())
+            .await
+            .unwrap()
+            .unwrap(),
+        Message::text("héllo")
+    );
 
-    ws.send(Message::Ping(b"are you there".to_vec().into())).await.unwrap();
+    ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
     let pong = within(limit, "a pong", ws.next()).await.unwrap().unwrap();
     assert_eq!(pong, Message::Pong(b"are you there".to_vec().into()));
 
@@ -73,7 +96,10 @@ async fn echo_round_trips(conf: &str) {
     })))
     .await
     .unwrap();
-    let close = within(limit, "the close echo", ws.next()).await.unwrap().unwrap();
+    let close = within(limit, "the close echo", ws.next())
+        .await
+        .unwrap()
+        .unwrap();
     match close {
         Message::Close(Some(frame)) => {
             assert_eq!(frame.code, CloseCode::Library(4001));
@@ -103,11 +129,21 @@ async fn an_idle_tunnel_is_closed_after_proxy_read_timeout_but_an_active_one_is_
     for i in 0..8 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         active.send(Message::text(format!("{i}"))).await.unwrap();
-        let echo = within(Duration::from_secs(5), "an echo", active.next()).await.unwrap();
+        let echo = within(Duration::from_secs(5), "an echo", active.next())
+            .await
+            .unwrap();
         assert_eq!(echo.unwrap(), Message::text(format!("{i}")));
     }
     // Silent: the tunnel is closed by tether once nothing moved for 1 s.
     let mut idle = connect(&proxy).await;
-    let end = within(Duration::from_secs(5), "the idle tunnel to close", idle.next()).await;
-    assert!(matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))), "{end:?}");
+    let end = within(
+        Duration::from_secs(5),
+        "the idle tunnel to close",
+        idle.next(),
+    )
+    .await;
+    assert!(
+        matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))),
+        "{end:?}"
+    );
 }

@@ -74,7 +74,9 @@ pub struct Backend {
 impl Backend {
     /// Starts a backend called `name`.
     pub async fn start(name: &'static str) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
         let addr = listener.local_addr().expect("backend address");
         let state = Arc::new(State {
             name,
@@ -144,17 +146,25 @@ fn query(req: &Request<Incoming>) -> HashMap<String, String> {
 }
 
 fn number(query: &HashMap<String, String>, key: &str, default: u64) -> u64 {
-    query.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+    query
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn full(status: StatusCode, text: impl Into<Bytes>) -> Response<Body> {
-    let body = http_body_util::Full::new(text.into()).map_err(|never| match never {}).boxed();
+    let body = http_body_util::Full::new(text.into())
+        .map_err(|never| match never {})
+        .boxed();
     let mut response = Response::new(body);
     *response.status_mut() = status;
     response
 }
 
-async fn answer(mut req: Request<Incoming>, state: Arc<State>) -> Result<Response<Body>, std::io::Error> {
+async fn answer(
+    mut req: Request<Incoming>,
+    state: Arc<State>,
+) -> Result<Response<Body>, std::io::Error> {
     state.hits.fetch_add(1, Ordering::SeqCst);
     state.seen.lock().unwrap().push(Seen {
         method: req.method().clone(),
@@ -211,9 +221,10 @@ fn sse(state: Arc<State>, count: u64) -> Response<Body> {
         }
     });
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     response
 }
 
@@ -227,7 +238,10 @@ fn download(total: u64) -> Response<Body> {
                 return None;
             }
             let n = CHUNK.min(total - sent);
-            Some((Ok::<_, std::io::Error>(Frame::data(chunk.slice(..n as usize))), sent + n))
+            Some((
+                Ok::<_, std::io::Error>(Frame::data(chunk.slice(..n as usize))),
+                sent + n,
+            ))
         }
     });
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
@@ -243,11 +257,15 @@ fn websocket(req: &mut Request<Incoming>) -> Response<Body> {
     };
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
         let config = WebSocketConfig::default()
             .max_message_size(Some(64 << 20))
             .max_frame_size(Some(64 << 20));
-        let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+        let mut ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
         while let Some(Ok(message)) = ws.next().await {
             if message.is_text() || message.is_binary() {
                 if ws.send(message).await.is_err() {
@@ -262,8 +280,8 @@ fn websocket(req: &mut Request<Incoming>) -> Response<Body> {
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(
         header::SEC_WEBSOCKET_ACCEPT,
-        HeaderValue::from_str(&derive_accept_key(key.as_bytes())).expect("base64 is a valid header"),
+        HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+            .expect("base64 is a valid header"),
     );
     response
 }
-

@@ -39,8 +39,12 @@ pub struct Connection {
 impl Connection {
     /// Opens a connection to `addr`.
     pub async fn open(addr: SocketAddr) -> Connection {
-        let stream = TcpStream::connect(addr).await.expect("connect to the proxy");
-        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+        let stream = TcpStream::connect(addr)
+            .await
+            .expect("connect to the proxy");
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
         tokio::spawn(connection.with_upgrades());
         Connection { sender }
     }

@@ -19,7 +19,9 @@ pub struct Proxy {
 impl Proxy {
     /// Starts tether with `conf`, placeholders filled from `backends`.
     pub async fn start(conf: &str, backends: &[(&str, SocketAddr)]) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy listener");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy listener");
         let addr = listener.local_addr().expect("listener address");
         let mut text = conf.replace("{listen}", &addr.to_string());
         for (name, backend) in backends {
