@@ -53,19 +53,23 @@ fn broken_configs_fail_with_file_line_and_column() {
             format!(
                 "http {{\n  {GOOD_UPSTREAM}\n  server {{\n    listen 127.0.0.1:8080;\n    location / {{ proxy_pass http://backnd; }}\n  }}\n}}\n"
             ),
-            &["backnd", "broken.conf:5:18", "did you mean \"backend\""],
+            &[
+                "no upstream \"backnd\"",
+                "broken.conf:5:29",
+                "did you mean \"backend\"",
+            ],
         ),
         (
             "bad port",
             format!(
                 "http {{\n  {GOOD_UPSTREAM}\n  server {{\n    listen 127.0.0.1:99999;\n  }}\n}}\n"
             ),
-            &["99999", "broken.conf:4:5"],
+            &["invalid port", "99999", "broken.conf:4:12"],
         ),
         (
             "bad time unit",
             format!("http {{\n  {GOOD_UPSTREAM}\n  proxy_read_timeout 10q;\n}}\n"),
-            &["10q", "broken.conf:3:3"],
+            &["invalid time \"10q\"", "broken.conf:3:22"],
         ),
     ];
     for (what, text, expected) in table {

@@ -1,9 +1,13 @@
-//! Config errors, rendered like nginx's: `unknown directive "proxy_pas" in conf/tether.conf:12:5
-//! (did you mean "proxy_pass"?)`.
+//! Config errors, rendered like nginx's plus a column and a hint:
+//! `unknown directive "proxy_pas" in conf/tether.conf:12:5 (did you mean "proxy_pass"?)`.
 //!
-//! PLACEHOLDER: the config helper owns this file and will flesh out `ErrorKind`.
+//! Owns [`ConfigError`], [`ErrorKind`] and their wording. One variant per kind of problem, with
+//! structured fields, so callers and tests match on meaning rather than on text. Must not import
+//! anything from `config` but `source`.
 
 use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use super::source::Span;
 
@@ -14,6 +18,25 @@ pub struct ConfigError {
     pub span: Option<Span>,
     /// What.
     pub kind: ErrorKind,
+}
+
+impl ConfigError {
+    /// An error at a place in a file.
+    pub fn at(span: &Span, kind: ErrorKind) -> ConfigError {
+        ConfigError {
+            span: Some(span.clone()),
+            kind,
+        }
+    }
+}
+
+/// What the parser was waiting for when a file ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expecting {
+    /// Inside a directive: `;` or a block.
+    SemicolonOrBrace,
+    /// Inside a block: its closing `}`.
+    CloseBrace,
 }
 
 /// What went wrong. Variants used outside `config` (by `vars` and `snapshot`) are marked.
@@ -67,13 +90,408 @@ pub enum ErrorKind {
         /// The address as written.
         address: String,
     },
+    /// A file (main or included) could not be read.
+    OpenFailed {
+        /// The path tried.
+        path: PathBuf,
+        /// The operating system's reason, e.g. `No such file or directory`.
+        reason: String,
+    },
+    /// An `include` that (directly or not) includes the file it is in.
+    IncludeCycle {
+        /// The file included a second time.
+        path: PathBuf,
+    },
+    /// An `include` pattern that is not a valid glob.
+    InvalidGlob {
+        /// The pattern as written.
+        pattern: String,
+        /// The glob library's message.
+        message: String,
+    },
+    /// A character that cannot appear here, e.g. `}` where `;` was due.
+    Unexpected {
+        /// The character found.
+        found: char,
+    },
+    /// The file ended inside a directive or a block.
+    UnexpectedEof {
+        /// What was still missing.
+        expecting: Expecting,
+    },
+    /// A quoted string that the file never closes.
+    UnterminatedQuote,
+    /// A directive tether does not know at all.
+    UnknownDirective {
+        /// The name as written.
+        name: String,
+        /// The closest directive tether knows, if one is close enough.
+        suggestion: Option<String>,
+    },
+    /// A known directive in a block where it has no meaning.
+    NotAllowedHere {
+        /// Directive name.
+        name: String,
+    },
+    /// Too few or too many arguments.
+    InvalidArgCount {
+        /// Directive name.
+        name: String,
+    },
+    /// A block directive written with `;`.
+    NoOpeningBrace {
+        /// Directive name.
+        name: String,
+    },
+    /// A simple directive written with a block.
+    NotTerminated {
+        /// Directive name.
+        name: String,
+    },
+    /// A directive that may appear once per block, written twice.
+    DuplicateDirective {
+        /// Directive name.
+        name: String,
+    },
+    /// A real nginx directive that tether does not implement.
+    NotSupported {
+        /// Directive name.
+        name: String,
+    },
+    /// A `location` inside a `location`.
+    NestedLocation,
+    /// A value that should be a non-negative integer.
+    InvalidNumber {
+        /// Directive name.
+        directive: String,
+        /// The value as written.
+        value: String,
+    },
+    /// A value that should be a time like `30s` or `1m30s`.
+    InvalidTime {
+        /// Directive name.
+        directive: String,
+        /// The value as written.
+        value: String,
+    },
+    /// A value that should be a size like `512`, `4k`, `1m`.
+    InvalidSize {
+        /// Directive name.
+        directive: String,
+        /// The value as written.
+        value: String,
+    },
+    /// A value that should be `on` or `off`.
+    InvalidFlag {
+        /// Directive name.
+        directive: String,
+        /// The value as written.
+        value: String,
+    },
+    /// A keyword argument outside the directive's closed set.
+    InvalidValue {
+        /// Directive name.
+        directive: String,
+        /// The value as written.
+        value: String,
+    },
+    /// An optional parameter (`weight=`, `default_server`, ...) that is unknown or malformed.
+    InvalidParameter {
+        /// Directive name.
+        directive: String,
+        /// The parameter as written.
+        value: String,
+    },
+    /// A valid nginx value or parameter that tether does not implement (`gzip on`).
+    ValueNotSupported {
+        /// Directive name.
+        directive: String,
+        /// The value as written.
+        value: String,
+    },
+    /// A port outside 1..=65535 or not a number.
+    InvalidPort {
+        /// Directive name.
+        directive: String,
+        /// The port as written.
+        value: String,
+    },
+    /// `listen` on a host name tether cannot bind (only IP literals, `*` and `localhost`).
+    ListenHostNotFound {
+        /// The address as written.
+        address: String,
+    },
+    /// An address that is not `host[:port]` or `[v6][:port]`.
+    InvalidAddress {
+        /// Directive name.
+        directive: String,
+        /// The address as written.
+        address: String,
+    },
+    /// A `unix:` socket address.
+    UnixSocketNotSupported {
+        /// Directive name.
+        directive: String,
+        /// The address as written.
+        address: String,
+    },
+    /// `listen ... ssl` (TLS arrives in a later issue).
+    TlsNotSupported,
+    /// The same address listed twice in one server.
+    DuplicateListen {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// Two servers claiming `default_server` on one address.
+    DuplicateDefaultServer {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// A `server_name` with a misplaced `*`.
+    InvalidServerName {
+        /// The name as written.
+        name: String,
+    },
+    /// `location` with a modifier other than `=`, `^~`, `~`, `~*`.
+    InvalidLocationModifier {
+        /// The modifier as written.
+        modifier: String,
+    },
+    /// A named location (`@name`): only useful with directives tether does not support.
+    NamedLocationNotSupported {
+        /// The name as written, with `@`.
+        name: String,
+    },
+    /// Two locations with the same match in one server.
+    DuplicateLocation {
+        /// The path or pattern.
+        path: String,
+    },
+    /// A `return` code that is not 0..=999 (or not a URL).
+    InvalidReturnCode {
+        /// The code as written.
+        value: String,
+    },
+    /// A `proxy_pass` URL that does not start with `http://`.
+    InvalidUrlPrefix {
+        /// The URL as written.
+        url: String,
+    },
+    /// A `proxy_pass` URL without a host.
+    NoHost {
+        /// The URL as written.
+        url: String,
+    },
+    /// `proxy_pass https://...` (TLS to upstreams arrives in a later issue).
+    HttpsNotSupported {
+        /// The URL as written.
+        url: String,
+    },
+    /// `proxy_pass http://NAME` where NAME is neither an upstream nor an address with a port.
+    UnknownUpstream {
+        /// The name as written.
+        name: String,
+        /// The closest upstream name, if one is close enough.
+        suggestion: Option<String>,
+    },
+    /// `proxy_pass http://NAME:PORT` where NAME is an upstream (which has no port).
+    UpstreamWithPort {
+        /// The upstream name.
+        name: String,
+        /// The port written after it.
+        port: String,
+    },
+    /// `proxy_pass` with a URI part inside a regex location.
+    UriInRegexLocation,
+    /// Two `upstream` blocks with one name.
+    DuplicateUpstream {
+        /// The name.
+        name: String,
+    },
+    /// An `upstream` block without `server` lines.
+    NoServersInUpstream {
+        /// The upstream name.
+        name: String,
+    },
+    /// A `map` target that is not a `$variable`.
+    InvalidVariableName {
+        /// The word as written.
+        value: String,
+    },
+}
+
+impl ErrorKind {
+    /// A hint printed after the location, e.g. `did you mean "proxy_pass"?`.
+    fn hint(&self) -> Option<String> {
+        match self {
+            ErrorKind::UnknownDirective {
+                suggestion: Some(s),
+                ..
+            }
+            | ErrorKind::UnknownUpstream {
+                suggestion: Some(s),
+                ..
+            } => Some(format!("did you mean \"{s}\"?")),
+            ErrorKind::ListenHostNotFound { .. } => {
+                Some("tether listens on IP addresses, \"*\" or localhost".to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ErrorKind as K;
+        match self {
+            K::UnknownVariable { name } => write!(f, "unknown \"{name}\" variable"),
+            K::InvalidRegex { pattern, message } => {
+                write!(f, "invalid regex \"{pattern}\": {message}")
+            }
+            K::InvalidVariableSyntax { template } => {
+                write!(f, "invalid variable syntax in \"{template}\"")
+            }
+            K::DuplicateVariable { name } => write!(f, "variable \"{name}\" is already defined"),
+            K::DuplicateMapEntry { pattern } => {
+                write!(f, "conflicting parameter \"{pattern}\" in map")
+            }
+            K::MapCycle { cycle } => write!(
+                f,
+                "cycle in map variables: {}",
+                cycle
+                    .iter()
+                    .map(|v| format!("${v}"))
+                    .collect::<Vec<_>>()
+                    .join(" -> ")
+            ),
+            K::InvalidHeaderName { name } => write!(f, "invalid header name \"{name}\""),
+            K::InvalidHeaderValue { value } => write!(f, "invalid header value \"{value}\""),
+            K::HostNotFound { address } => write!(f, "host not found in upstream \"{address}\""),
+            K::OpenFailed { path, reason } => {
+                write!(f, "open() \"{}\" failed ({reason})", path.display())
+            }
+            K::IncludeCycle { path } => {
+                write!(f, "include cycle: \"{}\" includes itself", path.display())
+            }
+            K::InvalidGlob { pattern, message } => {
+                write!(f, "invalid include pattern \"{pattern}\": {message}")
+            }
+            K::Unexpected { found } => write!(f, "unexpected \"{found}\""),
+            K::UnexpectedEof { expecting } => match expecting {
+                Expecting::SemicolonOrBrace => {
+                    write!(f, "unexpected end of file, expecting \";\" or \"}}\"")
+                }
+                Expecting::CloseBrace => write!(f, "unexpected end of file, expecting \"}}\""),
+            },
+            K::UnterminatedQuote => write!(f, "unterminated quoted string"),
+            K::UnknownDirective { name, .. } => write!(f, "unknown directive \"{name}\""),
+            K::NotAllowedHere { name } => write!(f, "\"{name}\" directive is not allowed here"),
+            K::InvalidArgCount { name } => {
+                write!(f, "invalid number of arguments in \"{name}\" directive")
+            }
+            K::NoOpeningBrace { name } => write!(f, "directive \"{name}\" has no opening \"{{\""),
+            K::NotTerminated { name } => {
+                write!(f, "directive \"{name}\" is not terminated by \";\"")
+            }
+            K::DuplicateDirective { name } => write!(f, "\"{name}\" directive is duplicate"),
+            K::NotSupported { name } => {
+                write!(f, "directive \"{name}\" is not supported by tether")
+            }
+            K::NestedLocation => write!(f, "nested \"location\" is not supported by tether"),
+            K::InvalidNumber { directive, value } => {
+                write!(f, "invalid number \"{value}\" in \"{directive}\" directive")
+            }
+            K::InvalidTime { directive, value } => {
+                write!(f, "invalid time \"{value}\" in \"{directive}\" directive")
+            }
+            K::InvalidSize { directive, value } => {
+                write!(f, "invalid size \"{value}\" in \"{directive}\" directive")
+            }
+            K::InvalidFlag { directive, value } => write!(
+                f,
+                "invalid value \"{value}\" in \"{directive}\" directive, it must be \"on\" or \"off\""
+            ),
+            K::InvalidValue { directive, value } => {
+                write!(f, "invalid value \"{value}\" in \"{directive}\" directive")
+            }
+            K::InvalidParameter { directive, value } => {
+                write!(
+                    f,
+                    "invalid parameter \"{value}\" in \"{directive}\" directive"
+                )
+            }
+            K::ValueNotSupported { directive, value } => write!(
+                f,
+                "\"{value}\" in \"{directive}\" directive is not supported by tether"
+            ),
+            K::InvalidPort { directive, value } => {
+                write!(f, "invalid port in \"{directive}\" directive: \"{value}\"")
+            }
+            K::ListenHostNotFound { address } => {
+                write!(
+                    f,
+                    "host not found in \"{address}\" of the \"listen\" directive"
+                )
+            }
+            K::InvalidAddress { directive, address } => {
+                write!(
+                    f,
+                    "invalid address \"{address}\" in \"{directive}\" directive"
+                )
+            }
+            K::UnixSocketNotSupported { directive, address } => write!(
+                f,
+                "unix socket \"{address}\" in \"{directive}\" directive is not supported by tether"
+            ),
+            K::TlsNotSupported => write!(f, "\"listen ... ssl\": TLS is not supported yet"),
+            K::DuplicateListen { addr } => write!(f, "duplicate listen {addr}"),
+            K::DuplicateDefaultServer { addr } => {
+                write!(f, "a duplicate default server for {addr}")
+            }
+            K::InvalidServerName { name } => {
+                write!(f, "invalid server name or wildcard \"{name}\"")
+            }
+            K::InvalidLocationModifier { modifier } => {
+                write!(f, "invalid location modifier \"{modifier}\"")
+            }
+            K::NamedLocationNotSupported { name } => {
+                write!(f, "named location \"{name}\" is not supported by tether")
+            }
+            K::DuplicateLocation { path } => write!(f, "duplicate location \"{path}\""),
+            K::InvalidReturnCode { value } => write!(f, "invalid return code \"{value}\""),
+            K::InvalidUrlPrefix { url } => write!(f, "invalid URL prefix in \"{url}\""),
+            K::NoHost { url } => write!(f, "no host in \"{url}\" of the \"proxy_pass\" directive"),
+            K::HttpsNotSupported { url } => {
+                write!(
+                    f,
+                    "proxy_pass to \"{url}\": https upstreams are not supported yet"
+                )
+            }
+            K::UnknownUpstream { name, .. } => write!(f, "no upstream \"{name}\" for proxy_pass"),
+            K::UpstreamWithPort { name, port } => {
+                write!(f, "upstream \"{name}\" may not have port {port}")
+            }
+            K::UriInRegexLocation => write!(
+                f,
+                "\"proxy_pass\" cannot have URI part in location given by regular expression"
+            ),
+            K::DuplicateUpstream { name } => write!(f, "duplicate upstream \"{name}\""),
+            K::NoServersInUpstream { name } => {
+                write!(f, "no servers are inside upstream \"{name}\"")
+            }
+            K::InvalidVariableName { value } => write!(f, "invalid variable name \"{value}\""),
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.kind)?;
+        write!(f, "{}", self.kind)?;
         if let Some(span) = &self.span {
             write!(f, " in {span}")?;
+        }
+        if let Some(hint) = self.kind.hint() {
+            write!(f, " ({hint})")?;
         }
         Ok(())
     }
@@ -96,3 +514,40 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::source::SourceFile;
+
+    #[test]
+    fn renders_location_then_hint() {
+        let file = SourceFile::new("conf/tether.conf", "a\n".repeat(11) + "    proxy_pas x;");
+        let error = ConfigError::at(
+            &file.span_at(26),
+            ErrorKind::UnknownDirective {
+                name: "proxy_pas".into(),
+                suggestion: Some("proxy_pass".into()),
+            },
+        );
+        assert_eq!(
+            error.to_string(),
+            "unknown directive \"proxy_pas\" in conf/tether.conf:12:5 (did you mean \"proxy_pass\"?)"
+        );
+    }
+
+    #[test]
+    fn whole_file_errors_have_no_location() {
+        let error = ConfigError {
+            span: None,
+            kind: ErrorKind::OpenFailed {
+                path: "x.conf".into(),
+                reason: "No such file or directory".into(),
+            },
+        };
+        assert_eq!(
+            error.to_string(),
+            "open() \"x.conf\" failed (No such file or directory)"
+        );
+    }
+}

@@ -358,6 +358,8 @@ pub struct NextUpstream {
     pub error: bool,
     /// `timeout` (default on): connect/read timeouts before a response.
     pub timeout: bool,
+    /// `invalid_header`: an upstream answered with an empty or malformed response head.
+    pub invalid_header: bool,
     /// `non_idempotent`: also retry POST/PATCH/LOCK after the request was sent.
     pub non_idempotent: bool,
     /// Status codes that also count as failures (`http_502`, `http_503`, ...).
@@ -369,6 +371,7 @@ impl NextUpstream {
     pub const DEFAULT: NextUpstream = NextUpstream {
         error: true,
         timeout: true,
+        invalid_header: false,
         non_idempotent: false,
         statuses: Vec::new(),
     };
@@ -376,6 +379,7 @@ impl NextUpstream {
     pub const OFF: NextUpstream = NextUpstream {
         error: false,
         timeout: false,
+        invalid_header: false,
         non_idempotent: false,
         statuses: Vec::new(),
     };

@@ -40,6 +40,8 @@ pub struct Seen {
     pub method: Method,
     /// Path and query.
     pub uri: String,
+    /// HTTP version the request arrived with.
+    pub version: http::Version,
     /// Headers as received.
     pub headers: HeaderMap,
 }
@@ -169,6 +171,7 @@ async fn answer(
     state.seen.lock().unwrap().push(Seen {
         method: req.method().clone(),
         uri: req.uri().to_string(),
+        version: req.version(),
         headers: req.headers().clone(),
     });
     let query = query(&req);

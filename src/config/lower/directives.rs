@@ -1,0 +1,360 @@
+//! The directives tether knows: where each may appear, how many arguments it takes, whether it
+//! has a block, and whether it is implemented, a documented no-op, or a real nginx directive
+//! tether refuses.
+//!
+//! [`Lowering::accepts`] runs these checks for every directive before any context looks at its
+//! arguments, so the contexts only handle well-formed directives. Must not import `model`.
+
+use super::Lowering;
+use crate::config::ast::Directive;
+use crate::config::error::ErrorKind;
+
+/// The block a directive is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Context {
+    Main,
+    Events,
+    Http,
+    Server,
+    Location,
+    Upstream,
+}
+
+impl Context {
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+const M: u8 = 1 << Context::Main as u8;
+const E: u8 = 1 << Context::Events as u8;
+const H: u8 = 1 << Context::Http as u8;
+const S: u8 = 1 << Context::Server as u8;
+const L: u8 = 1 << Context::Location as u8;
+const U: u8 = 1 << Context::Upstream as u8;
+const HSL: u8 = H | S | L;
+const MANY: u8 = u8::MAX;
+
+/// What tether does with a known directive.
+#[derive(Clone, Copy, Debug)]
+enum Role {
+    /// Lowered by the context it is in.
+    Handled,
+    /// Accepted and recorded in `Config::ignored` with this reason.
+    Ignored(&'static str),
+}
+
+/// One known directive in the contexts it may appear in.
+struct Spec {
+    name: &'static str,
+    contexts: u8,
+    min_args: u8,
+    max_args: u8,
+    block: bool,
+    role: Role,
+}
+
+const fn handled(name: &'static str, contexts: u8, min_args: u8, max_args: u8) -> Spec {
+    Spec {
+        name,
+        contexts,
+        min_args,
+        max_args,
+        block: false,
+        role: Role::Handled,
+    }
+}
+
+const fn block(name: &'static str, contexts: u8, min_args: u8, max_args: u8) -> Spec {
+    Spec {
+        block: true,
+        ..handled(name, contexts, min_args, max_args)
+    }
+}
+
+const fn ignored(name: &'static str, contexts: u8, max_args: u8, reason: &'static str) -> Spec {
+    Spec {
+        role: Role::Ignored(reason),
+        ..handled(name, contexts, 1, max_args)
+    }
+}
+
+const PROCESS: &str = "tether runs as one foreground process";
+const LOGS: &str = "tether logs to stderr through tracing";
+const FILES: &str = "tether does not serve files";
+const SOCKETS: &str = "tether manages its own sockets";
+const BUFFERS: &str = "tether streams bodies with its own buffers";
+const TABLES: &str = "tether sizes its own lookup tables";
+const GZIP: &str = "gzip is off in tether";
+const TLS: &str = "TLS arrives in a later tether release";
+/// Why server- and location-level client timeouts are ignored (`lower::http` uses it).
+pub(super) const HTTP_LEVEL_ONLY: &str = "tether uses the http-level value only";
+
+#[rustfmt::skip]
+const SPECS: &[Spec] = &[
+    // main and events
+    handled("worker_processes", M, 1, 1),
+    handled("pid", M, 1, 1),
+    block("events", M, 0, 0),
+    block("http", M, 0, 0),
+    handled("worker_connections", E, 1, 1),
+    ignored("daemon", M, 1, PROCESS),
+    ignored("user", M, 2, PROCESS),
+    ignored("worker_rlimit_nofile", M, 1, PROCESS),
+    ignored("error_log", M | HSL, MANY, LOGS),
+    ignored("multi_accept", E, 1, SOCKETS),
+    ignored("use", E, 1, SOCKETS),
+    ignored("accept_mutex", E, 1, SOCKETS),
+    ignored("accept_mutex_delay", E, 1, SOCKETS),
+    // http
+    block("map", H, 2, 2),
+    block("upstream", H, 1, 1),
+    block("server", H, 0, 0),
+    handled("keepalive_timeout", HSL | U, 1, 2),
+    handled("client_header_timeout", H | S, 1, 1),
+    handled("client_max_body_size", HSL, 1, 1),
+    handled("proxy_set_header", HSL, 2, 2),
+    handled("add_header", HSL, 2, 3),
+    handled("proxy_connect_timeout", HSL, 1, 1),
+    handled("proxy_read_timeout", HSL, 1, 1),
+    handled("proxy_send_timeout", HSL, 1, 1),
+    handled("proxy_buffering", HSL, 1, 1),
+    handled("proxy_next_upstream", HSL, 1, MANY),
+    handled("proxy_next_upstream_tries", HSL, 1, 1),
+    handled("proxy_cache", HSL, 1, 1),
+    handled("gzip", HSL, 1, 1),
+    ignored("access_log", HSL, MANY, LOGS),
+    ignored("log_format", H, MANY, LOGS),
+    Spec { block: true, min_args: 0, max_args: 0, ..ignored("types", HSL, 0, FILES) },
+    ignored("default_type", HSL, 1, FILES),
+    ignored("sendfile", HSL, 1, FILES),
+    ignored("charset", HSL, 1, FILES),
+    ignored("root", HSL, 1, FILES),
+    ignored("index", HSL, MANY, FILES),
+    ignored("tcp_nopush", HSL, 1, SOCKETS),
+    ignored("tcp_nodelay", HSL, 1, SOCKETS),
+    ignored("lingering_close", HSL, 1, SOCKETS),
+    ignored("lingering_time", HSL, 1, SOCKETS),
+    ignored("lingering_timeout", HSL, 1, SOCKETS),
+    ignored("reset_timedout_connection", HSL, 1, SOCKETS),
+    ignored("server_tokens", HSL, 1, "tether does not advertise a version"),
+    ignored("keepalive_requests", HSL | U, 1, "tether does not cap requests per connection"),
+    ignored("keepalive_time", HSL | U, 1, "tether does not cap connection lifetime"),
+    ignored("send_timeout", HSL, 1, "tether bounds client writes by proxy timeouts"),
+    ignored("client_body_timeout", HSL, 1, "tether bounds client reads by proxy timeouts"),
+    ignored("large_client_header_buffers", H | S, 2, BUFFERS),
+    ignored("client_body_buffer_size", HSL, 1, BUFFERS),
+    ignored("proxy_request_buffering", HSL, 1, BUFFERS),
+    ignored("proxy_buffer_size", HSL, 1, BUFFERS),
+    ignored("proxy_buffers", HSL, 2, BUFFERS),
+    ignored("proxy_busy_buffers_size", HSL, 1, BUFFERS),
+    ignored("proxy_max_temp_file_size", HSL, 1, BUFFERS),
+    ignored("proxy_http_version", HSL, 1, "tether always speaks HTTP/1.1 to upstreams"),
+    ignored("proxy_redirect", HSL, 2, "tether does not rewrite Location headers"),
+    ignored("proxy_ignore_client_abort", HSL, 1, "tether closes the upstream when the client goes"),
+    ignored("http2", H | S, 1, "tether always accepts HTTP/2"),
+    ignored("gzip_types", HSL, MANY, GZIP),
+    ignored("gzip_vary", HSL, 1, GZIP),
+    ignored("gzip_proxied", HSL, MANY, GZIP),
+    ignored("gzip_comp_level", HSL, 1, GZIP),
+    ignored("gzip_min_length", HSL, 1, GZIP),
+    ignored("gzip_http_version", HSL, 1, GZIP),
+    ignored("gzip_disable", HSL, MANY, GZIP),
+    ignored("resolver", HSL, MANY, "tether resolves names with the system resolver"),
+    ignored("resolver_timeout", HSL, 1, "tether resolves names with the system resolver"),
+    ignored("server_names_hash_bucket_size", H, 1, TABLES),
+    ignored("server_names_hash_max_size", H, 1, TABLES),
+    ignored("types_hash_max_size", HSL, 1, TABLES),
+    ignored("types_hash_bucket_size", HSL, 1, TABLES),
+    ignored("variables_hash_max_size", H, 1, TABLES),
+    ignored("variables_hash_bucket_size", H, 1, TABLES),
+    ignored("map_hash_max_size", H, 1, TABLES),
+    ignored("map_hash_bucket_size", H, 1, TABLES),
+    // server and location
+    handled("listen", S, 1, MANY),
+    handled("server_name", S, 1, MANY),
+    block("location", S, 1, 2),
+    handled("return", S | L, 1, 2),
+    handled("proxy_pass", L, 1, 1),
+    // upstream
+    handled("server", U, 1, MANY),
+    handled("ip_hash", U, 0, 0),
+    handled("least_conn", U, 0, 0),
+    handled("hash", U, 1, 2),
+    handled("random", U, 0, 2),
+    handled("keepalive", U, 1, 1),
+    ignored("zone", U, 2, "tether keeps upstream state in memory without zones"),
+];
+
+/// Real nginx directives that tether refuses rather than misreading as typos.
+const UNSUPPORTED: &[&str] = &[
+    "rewrite",
+    "if",
+    "set",
+    "break",
+    "try_files",
+    "error_page",
+    "alias",
+    "internal",
+    "expires",
+    "limit_except",
+    "proxy_cache_path",
+    "proxy_cache_key",
+    "proxy_cache_valid",
+    "proxy_cache_bypass",
+    "proxy_no_cache",
+    "proxy_hide_header",
+    "proxy_pass_header",
+    "proxy_set_body",
+    "proxy_store",
+    "proxy_bind",
+    "proxy_intercept_errors",
+    "proxy_cookie_path",
+    "proxy_cookie_domain",
+    "proxy_next_upstream_timeout",
+    "proxy_pass_request_headers",
+    "proxy_pass_request_body",
+    "fastcgi_pass",
+    "fastcgi_param",
+    "fastcgi_index",
+    "uwsgi_pass",
+    "uwsgi_param",
+    "scgi_pass",
+    "grpc_pass",
+    "memcached_pass",
+    "limit_req",
+    "limit_req_zone",
+    "limit_conn",
+    "limit_conn_zone",
+    "limit_rate",
+    "auth_basic",
+    "auth_basic_user_file",
+    "auth_request",
+    "allow",
+    "deny",
+    "sub_filter",
+    "ssi",
+    "add_trailer",
+    "split_clients",
+    "geo",
+    "real_ip_header",
+    "set_real_ip_from",
+    "stream",
+    "mail",
+    "load_module",
+    "env",
+    "health_check",
+    "sticky",
+    "chunked_transfer_encoding",
+    "underscores_in_headers",
+    "ignore_invalid_headers",
+];
+
+impl Lowering {
+    /// Checks `d` against what tether knows in `context`. Returns true when the context should
+    /// lower it; otherwise it was reported as an error or recorded as ignored.
+    pub(super) fn accepts(&mut self, context: Context, d: &Directive) -> bool {
+        let name = d.name();
+        if UNSUPPORTED.contains(&name) {
+            self.error(&d.span, ErrorKind::NotSupported { name: name.into() });
+            return false;
+        }
+        if name.starts_with("ssl_") || name.starts_with("proxy_ssl_") {
+            self.ignore(d, TLS);
+            return false;
+        }
+        let mut specs = SPECS.iter().filter(|spec| spec.name == name).peekable();
+        if specs.peek().is_none() {
+            let suggestion = closest(name, by_context(context)).map(str::to_string);
+            let kind = ErrorKind::UnknownDirective {
+                name: name.into(),
+                suggestion,
+            };
+            self.error(&d.span, kind);
+            return false;
+        }
+        let Some(spec) = specs.find(|spec| spec.contexts & context.bit() != 0) else {
+            let kind = if name == "location" && context == Context::Location {
+                ErrorKind::NestedLocation
+            } else {
+                ErrorKind::NotAllowedHere { name: name.into() }
+            };
+            self.error(&d.span, kind);
+            return false;
+        };
+        // nginx checks the block before the arguments; so do we, to print the same first error.
+        let kind = match (spec.block, d.block.is_some()) {
+            (true, false) => Some(ErrorKind::NoOpeningBrace { name: name.into() }),
+            (false, true) => Some(ErrorKind::NotTerminated { name: name.into() }),
+            _ => None,
+        };
+        let count = d.args.len();
+        let kind = kind.or_else(|| {
+            (count < usize::from(spec.min_args) || count > usize::from(spec.max_args))
+                .then(|| ErrorKind::InvalidArgCount { name: name.into() })
+        });
+        if let Some(kind) = kind {
+            self.error(&d.span, kind);
+            return false;
+        }
+        match spec.role {
+            Role::Handled => true,
+            Role::Ignored(reason) => {
+                self.ignore(d, reason);
+                false
+            }
+        }
+    }
+}
+
+/// Known names, those allowed in `context` first, so a suggestion fits where the typo is.
+fn by_context(context: Context) -> impl Iterator<Item = &'static str> {
+    let fits = move |spec: &&Spec| spec.contexts & context.bit() != 0;
+    let first = SPECS.iter().filter(fits);
+    let rest = SPECS.iter().filter(move |spec| !fits(spec));
+    first.chain(rest).map(|spec| spec.name)
+}
+
+/// The candidate closest to `name` (Damerau-Levenshtein distance at most 2, and less than the
+/// name's own length so that short words do not "resemble" everything); earlier candidates win
+/// ties.
+pub(super) fn closest<'a>(
+    name: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = 2.min(name.chars().count().saturating_sub(1));
+    let mut best: Option<(usize, &str)> = None;
+    for candidate in candidates {
+        let distance = strsim::damerau_levenshtein(name, candidate);
+        if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
+            best = Some((distance, candidate));
+        }
+    }
+    best.map(|(_, candidate)| candidate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_prefer_close_names_valid_here() {
+        let near = |name, context| closest(name, by_context(context));
+        assert_eq!(near("proxy_pas", Context::Location), Some("proxy_pass"));
+        assert_eq!(near("lisen", Context::Server), Some("listen"));
+        assert_eq!(near("sever", Context::Upstream), Some("server"));
+        assert_eq!(near("xyzzy", Context::Http), None);
+        assert_eq!(near("a", Context::Http), None);
+    }
+
+    #[test]
+    fn every_name_is_listed_once_per_context() {
+        for (i, spec) in SPECS.iter().enumerate() {
+            assert!(!UNSUPPORTED.contains(&spec.name), "{}", spec.name);
+            let clash = SPECS[i + 1..]
+                .iter()
+                .any(|other| other.name == spec.name && other.contexts & spec.contexts != 0);
+            assert!(!clash, "{} is listed twice for one context", spec.name);
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The `http` and `server` contexts: virtual servers, `listen` and `server_name`.
+//!
+//! Settings are gathered before children are lowered (a `server` after `proxy_read_timeout` and
+//! one before it inherit the same value, as in nginx, where merging happens after parsing).
+//! Locations are lowered by `location`; upstreams and maps by `upstream`. Must not import
+//! `parse` or anything outside `config`: no sockets are opened to check a `listen` address.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use super::directives::{Context, HTTP_LEVEL_ONLY};
+use super::proxy::ProxyLayer;
+use super::values::{parse_number, split_host_port};
+use super::{Lowering, empty_http};
+use crate::config::ast::{Directive, Word};
+use crate::config::error::ErrorKind;
+use crate::config::model::{Http, Listen, LocationMatch, Server, ServerName};
+
+impl Lowering {
+    /// Lowers the body of `http { ... }`.
+    pub(super) fn http(&mut self, block: &[Directive]) -> Http {
+        // `proxy_pass` may name an upstream defined further down, so names come first.
+        self.upstream_names = block
+            .iter()
+            .filter(|d| d.name() == "upstream" && d.args.len() == 1)
+            .map(|d| d.args[0].text.clone())
+            .collect();
+        let mut http = empty_http();
+        let mut keepalive_timeout = None;
+        let mut client_header_timeout = None;
+        let mut layer = ProxyLayer::default();
+        let mut servers = Vec::new();
+        for d in block {
+            if !self.accepts(Context::Http, d) {
+                continue;
+            }
+            match d.name() {
+                "map" => http.maps.extend(self.map(d)),
+                "upstream" => {
+                    let name = &d.args[0].text;
+                    if http
+                        .upstreams
+                        .iter()
+                        .any(|u| u.name.eq_ignore_ascii_case(name))
+                    {
+                        let kind = ErrorKind::DuplicateUpstream { name: name.clone() };
+                        self.error(&d.span, kind);
+                    }
+                    http.upstreams.extend(self.upstream(d));
+                }
+                "server" => servers.push(d),
+                "keepalive_timeout" => {
+                    // The optional second argument (a `Keep-Alive: timeout=` header) is dropped.
+                    self.once(&mut keepalive_timeout, d, |cx| cx.time(d, &d.args[0]));
+                }
+                "client_header_timeout" => {
+                    self.once(&mut client_header_timeout, d, |cx| cx.time(d, &d.args[0]));
+                }
+                _ => {
+                    self.proxy_setting(&mut layer, d);
+                }
+            }
+        }
+        http.keepalive_timeout = keepalive_timeout.unwrap_or(http.keepalive_timeout);
+        http.client_header_timeout = client_header_timeout.unwrap_or(http.client_header_timeout);
+        http.servers = servers
+            .into_iter()
+            .map(|d| self.server(d, &layer))
+            .collect();
+        self.check_default_servers(&http.servers);
+        http
+    }
+
+    /// Lowers one `server { ... }`, its locations inheriting `outer` (the http level).
+    fn server(&mut self, d: &Directive, outer: &ProxyLayer) -> Server {
+        let mut server = Server {
+            listens: Vec::new(),
+            names: Vec::new(),
+            return_: None,
+            locations: Vec::new(),
+            span: d.span.clone(),
+        };
+        let mut layer = ProxyLayer::default();
+        let mut locations = Vec::new();
+        for inner in d.block.as_deref().unwrap_or_default() {
+            if !self.accepts(Context::Server, inner) {
+                continue;
+            }
+            match inner.name() {
+                "listen" => {
+                    let Some(listen) = self.listen(inner) else {
+                        continue;
+                    };
+                    if server.listens.iter().any(|l| l.addr == listen.addr) {
+                        let kind = ErrorKind::DuplicateListen { addr: listen.addr };
+                        self.error(&inner.span, kind);
+                    }
+                    server.listens.push(listen);
+                }
+                "server_name" => {
+                    let names = inner.args.iter().filter_map(|w| self.server_name(w));
+                    server.names.extend(names.collect::<Vec<_>>());
+                }
+                // nginx runs the first `return` it meets; later ones are unreachable.
+                "return" if server.return_.is_some() => {}
+                "return" => server.return_ = self.return_(inner),
+                "location" => locations.push(inner),
+                "keepalive_timeout" | "client_header_timeout" => {
+                    self.ignore(inner, HTTP_LEVEL_ONLY)
+                }
+                _ => {
+                    self.proxy_setting(&mut layer, inner);
+                }
+            }
+        }
+        if server.listens.is_empty() {
+            server.listens.push(Listen {
+                addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 80)),
+                default_server: false,
+                ssl: false,
+                http2: false,
+                span: d.span.clone(),
+            });
+        }
+        let merged = layer.over(outer);
+        let mut seen = HashSet::new();
+        for inner in locations {
+            let Some(location) = self.location(inner, &merged) else {
+                continue;
+            };
+            // Only literal paths can clash; regexes are tried in order, duplicates are harmless.
+            let key = match &location.matcher {
+                LocationMatch::Exact(path) => Some((true, path.clone())),
+                LocationMatch::Prefix { path, .. } => Some((false, path.clone())),
+                LocationMatch::Regex { .. } => None,
+            };
+            if let Some(key) = key
+                && !seen.insert(key.clone())
+            {
+                self.error(&inner.span, ErrorKind::DuplicateLocation { path: key.1 });
+            }
+            server.locations.push(location);
+        }
+        server
+    }
+
+    /// `listen ADDRESS[:PORT] [default_server] [ssl] [http2] [socket options]`.
+    fn listen(&mut self, d: &Directive) -> Option<Listen> {
+        let word = &d.args[0];
+        let text = word.text.as_str();
+        if text.starts_with("unix:") {
+            let kind = ErrorKind::UnixSocketNotSupported {
+                directive: d.name().into(),
+                address: text.into(),
+            };
+            self.error(&word.span, kind);
+            return None;
+        }
+        // A bare number is a port on all IPv4 addresses.
+        let (host, port) = if parse_number::<u64>(text).is_some() {
+            ("*", Some(text))
+        } else {
+            let Some(parts) = split_host_port(text) else {
+                let kind = ErrorKind::InvalidAddress {
+                    directive: d.name().into(),
+                    address: text.into(),
+                };
+                self.error(&word.span, kind);
+                return None;
+            };
+            parts
+        };
+        let port = match port {
+            Some(port) => self.port(d, word, port)?,
+            None => 80,
+        };
+        let ip = match host {
+            "*" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            // The one name resolved here: nginx would resolve it, and it is always loopback.
+            "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            _ => {
+                let Ok(ip) = host.parse() else {
+                    let address = text.into();
+                    self.error(&word.span, ErrorKind::ListenHostNotFound { address });
+                    return None;
+                };
+                ip
+            }
+        };
+        let mut listen = Listen {
+            addr: SocketAddr::new(ip, port),
+            default_server: false,
+            ssl: false,
+            http2: false,
+            span: d.span.clone(),
+        };
+        for param in &d.args[1..] {
+            self.listen_param(d, param, &mut listen);
+        }
+        Some(listen)
+    }
+
+    fn listen_param(&mut self, d: &Directive, param: &Word, listen: &mut Listen) {
+        let text = param.text.as_str();
+        let (key, value) = text.split_once('=').unwrap_or((text, ""));
+        match (key, value) {
+            ("default_server" | "default", "") => listen.default_server = true,
+            ("http2", "") => listen.http2 = true,
+            ("ssl", "") => {
+                listen.ssl = true;
+                self.error(&param.span, ErrorKind::TlsNotSupported);
+            }
+            // Socket options the kernel defaults serve well enough; accepted for compatibility.
+            ("reuseport" | "deferred" | "bind", "") => {}
+            ("backlog" | "rcvbuf" | "sndbuf", v) if parse_number::<u64>(v).is_some() => {}
+            ("ipv6only", "on" | "off") | ("so_keepalive", _) | ("fastopen", _) => {}
+            ("proxy_protocol" | "quic", "") => {
+                let kind = ErrorKind::ValueNotSupported {
+                    directive: d.name().into(),
+                    value: text.into(),
+                };
+                self.error(&param.span, kind);
+            }
+            _ => {
+                let kind = ErrorKind::InvalidParameter {
+                    directive: d.name().into(),
+                    value: text.into(),
+                };
+                self.error(&param.span, kind);
+            }
+        }
+    }
+
+    /// One `server_name` entry. `_` and `""` are kept as exact names that no real host has.
+    fn server_name(&mut self, word: &Word) -> Option<ServerName> {
+        let text = word.text.as_str();
+        if let Some(pattern) = text.strip_prefix('~') {
+            // Kept as written: lowercasing would change escapes like `\D`.
+            self.check_regex(&word.span, pattern, false);
+            return Some(ServerName::Regex(pattern.to_string()));
+        }
+        let lower = text.to_ascii_lowercase();
+        let name = if let Some(rest) = lower.strip_prefix("*.") {
+            ServerName::WildcardPrefix {
+                suffix: format!(".{rest}"),
+                include_bare: false,
+            }
+        } else if lower.len() > 1 && lower.starts_with('.') {
+            ServerName::WildcardPrefix {
+                suffix: lower.clone(),
+                include_bare: true,
+            }
+        } else if let Some(rest) = lower.strip_suffix(".*") {
+            ServerName::WildcardSuffix(format!("{rest}."))
+        } else {
+            ServerName::Exact(lower.clone())
+        };
+        // Any `*` left after taking one wildcard off an end is misplaced, as nginx says.
+        let rest = match &name {
+            ServerName::WildcardPrefix { suffix, .. } => suffix,
+            ServerName::WildcardSuffix(prefix) => prefix,
+            ServerName::Exact(exact) => exact,
+            ServerName::Regex(_) => return Some(name),
+        };
+        if rest.contains('*') || rest == "." {
+            let kind = ErrorKind::InvalidServerName { name: text.into() };
+            self.error(&word.span, kind);
+            return None;
+        }
+        Some(name)
+    }
+
+    /// nginx allows one `default_server` per address across all servers.
+    fn check_default_servers(&mut self, servers: &[Server]) {
+        let mut seen = HashSet::new();
+        let defaults = servers
+            .iter()
+            .flat_map(|s| &s.listens)
+            .filter(|l| l.default_server);
+        for listen in defaults {
+            if !seen.insert(listen.addr) {
+                let kind = ErrorKind::DuplicateDefaultServer { addr: listen.addr };
+                self.error(&listen.span, kind);
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The `location` context: match rules, `return` and `proxy_pass`.
+//!
+//! `proxy_pass http://NAME` is resolved against the upstream names collected by `http` (so an
+//! upstream may be defined after the server that uses it); anything else must be an address with
+//! a port or an IP literal, or carry variables to be resolved per request. Must not import
+//! `regex` directly (regexes are checked through `Lowering::check_regex`) nor anything outside
+//! `config`.
+
+use std::net::IpAddr;
+
+use super::Lowering;
+use super::directives::{Context, HTTP_LEVEL_ONLY, closest};
+use super::proxy::ProxyLayer;
+use super::values::{parse_number, split_host_port};
+use crate::config::ast::Directive;
+use crate::config::error::ErrorKind;
+use crate::config::model::{Handler, Location, LocationMatch, ProxyPass, ProxyTarget, Return};
+
+impl Lowering {
+    /// Lowers one `location` block, inheriting `outer` (server over http). `None` if its match
+    /// rule is invalid; its body is still checked so every error is reported.
+    pub(super) fn location(&mut self, d: &Directive, outer: &ProxyLayer) -> Option<Location> {
+        let matcher = self.location_match(d);
+        let regex = matches!(matcher, Some(LocationMatch::Regex { .. }));
+        let mut layer = ProxyLayer::default();
+        let mut proxy = None;
+        let mut return_ = None;
+        for inner in d.block.as_deref().unwrap_or_default() {
+            if !self.accepts(Context::Location, inner) {
+                continue;
+            }
+            match inner.name() {
+                "proxy_pass" if proxy.is_some() => self.duplicate(inner),
+                "proxy_pass" => proxy = Some(self.proxy_pass(inner, regex)),
+                // nginx runs the first `return` it meets; later ones are unreachable.
+                "return" if return_.is_some() => {}
+                "return" => return_ = self.return_(inner),
+                "keepalive_timeout" => self.ignore(inner, HTTP_LEVEL_ONLY),
+                _ => {
+                    self.proxy_setting(&mut layer, inner);
+                }
+            }
+        }
+        // `return` acts in nginx's rewrite phase, before the content phase that proxies.
+        let handler = match (return_, proxy.flatten()) {
+            (Some(r), _) => Handler::Return(r),
+            (None, Some(p)) => Handler::Proxy(p),
+            (None, None) => Handler::NotFound,
+        };
+        Some(Location {
+            matcher: matcher?,
+            handler,
+            proxy: layer.over(outer).resolve(),
+            span: d.span.clone(),
+        })
+    }
+
+    /// `location [=|^~|~|~*] PATH`, the modifier also accepted glued to the path (`=/x`).
+    fn location_match(&mut self, d: &Directive) -> Option<LocationMatch> {
+        let (modifier, path) = match d.args.as_slice() {
+            [modifier, path] => (modifier.text.as_str(), path.text.as_str()),
+            [path] => {
+                let text = path.text.as_str();
+                let split = ["=", "^~", "~*", "~"]
+                    .into_iter()
+                    .find(|m| text.starts_with(m))
+                    .map_or(0, str::len);
+                (&text[..split], &text[split..])
+            }
+            // `accepts` allows one or two arguments only.
+            _ => return None,
+        };
+        let matcher = match modifier {
+            "=" => LocationMatch::Exact(path.to_string()),
+            "^~" => LocationMatch::Prefix {
+                path: path.to_string(),
+                no_regex: true,
+            },
+            "~" | "~*" => {
+                let case_insensitive = modifier == "~*";
+                self.check_regex(&d.args[d.args.len() - 1].span, path, case_insensitive);
+                LocationMatch::Regex {
+                    pattern: path.to_string(),
+                    case_insensitive,
+                }
+            }
+            "" if path.starts_with('@') => {
+                let kind = ErrorKind::NamedLocationNotSupported { name: path.into() };
+                self.error(&d.args[0].span, kind);
+                return None;
+            }
+            "" => LocationMatch::Prefix {
+                path: path.to_string(),
+                no_regex: false,
+            },
+            _ => {
+                let kind = ErrorKind::InvalidLocationModifier {
+                    modifier: modifier.into(),
+                };
+                self.error(&d.args[0].span, kind);
+                return None;
+            }
+        };
+        Some(matcher)
+    }
+
+    /// `return CODE [TEXT]`, or `return URL` (a 302), with nginx's 0..=999 code range.
+    pub(super) fn return_(&mut self, d: &Directive) -> Option<Return> {
+        let first = &d.args[0];
+        let code = parse_number::<u16>(&first.text).filter(|&code| code <= 999);
+        let is_url = ["http://", "https://", "$scheme"]
+            .iter()
+            .any(|prefix| first.text.starts_with(prefix));
+        let (code, text) = match (code, d.args.get(1)) {
+            (Some(code), text) => (code, text.map(|w| w.text.clone())),
+            (None, None) if is_url => (302, Some(first.text.clone())),
+            _ => {
+                let value = first.text.clone();
+                self.error(&first.span, ErrorKind::InvalidReturnCode { value });
+                return None;
+            }
+        };
+        Some(Return {
+            code,
+            text,
+            span: d.span.clone(),
+        })
+    }
+
+    /// `proxy_pass http://TARGET[URI]`; `in_regex` forbids a URI part, as nginx does, since
+    /// there is no matched prefix for it to replace.
+    fn proxy_pass(&mut self, d: &Directive, in_regex: bool) -> Option<ProxyPass> {
+        let word = &d.args[0];
+        let url = word.text.as_str();
+        let scheme_len = "http://".len();
+        let rest = match url.get(..scheme_len) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("http://") => &url[scheme_len..],
+            _ => {
+                let https = url
+                    .get(..8)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+                let kind = if https {
+                    ErrorKind::HttpsNotSupported { url: url.into() }
+                } else {
+                    ErrorKind::InvalidUrlPrefix { url: url.into() }
+                };
+                self.error(&word.span, kind);
+                return None;
+            }
+        };
+        let (authority, uri) = match rest.find('/') {
+            Some(slash) => (&rest[..slash], Some(rest[slash..].to_string())),
+            None => (rest, None),
+        };
+        if authority.is_empty() {
+            self.error(&word.span, ErrorKind::NoHost { url: url.into() });
+            return None;
+        }
+        let target = if authority.contains('$') {
+            // Resolved per request; nginx allows a URI then even in regex locations.
+            ProxyTarget::Variable(authority.to_string())
+        } else {
+            if in_regex && uri.is_some() {
+                self.error(&d.span, ErrorKind::UriInRegexLocation);
+                return None;
+            }
+            self.proxy_target(d, authority)?
+        };
+        Some(ProxyPass {
+            target,
+            uri,
+            span: d.span.clone(),
+        })
+    }
+
+    /// A literal authority: an upstream name, or `host:port`, or an IP literal.
+    fn proxy_target(&mut self, d: &Directive, authority: &str) -> Option<ProxyTarget> {
+        let word = &d.args[0];
+        let Some((host, port)) = split_host_port(authority) else {
+            self.error(
+                &word.span,
+                ErrorKind::NoHost {
+                    url: word.text.clone(),
+                },
+            );
+            return None;
+        };
+        // nginx compares upstream names case-insensitively.
+        let upstream = self
+            .upstream_names
+            .iter()
+            .find(|name| name.eq_ignore_ascii_case(host))
+            .cloned();
+        match (upstream, port) {
+            (Some(name), None) => Some(ProxyTarget::Upstream(name)),
+            (Some(name), Some(port)) => {
+                let port = port.to_string();
+                self.error(&word.span, ErrorKind::UpstreamWithPort { name, port });
+                None
+            }
+            (None, Some(port)) => {
+                let port = self.port(d, word, port)?;
+                let host = host.to_string();
+                Some(ProxyTarget::Address { host, port })
+            }
+            (None, None) if host.parse::<IpAddr>().is_ok() => Some(ProxyTarget::Address {
+                host: host.to_string(),
+                port: 80,
+            }),
+            (None, None) => {
+                let names = self.upstream_names.iter().map(String::as_str);
+                let suggestion = closest(host, names).map(str::to_string);
+                let name = host.to_string();
+                self.error(&word.span, ErrorKind::UnknownUpstream { name, suggestion });
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Directive tree -> typed [`Config`]: gives each directive its nginx meaning and runs every
+//! semantic check.
+//!
+//! Lowering never stops at the first problem: each error is recorded and the walk goes on, so
+//! `tether -t` lists them all. Submodules own one context each (`http`: http, server, listen,
+//! server_name; `location`: location, return, proxy_pass; `upstream`: upstream and map), plus the
+//! directive table (`directives`), inherited proxy settings (`proxy`) and value syntaxes
+//! (`values`). Must not import `parse`: it works on the finished tree.
+
+mod directives;
+mod http;
+mod location;
+mod proxy;
+mod upstream;
+mod values;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use directives::Context;
+
+use super::ast::Directive;
+use super::error::{ConfigError, ErrorKind};
+use super::model::{Config, Http, Ignored, WorkerProcesses};
+use super::source::Span;
+
+/// nginx's `worker_connections` default.
+const DEFAULT_WORKER_CONNECTIONS: usize = 512;
+
+/// Lowers a parsed main file. `files` are the files read (main first, from `parse`); `prefix`
+/// resolves relative paths such as `pid`. Returns every error found, in file order.
+pub fn lower(
+    directives: &[Directive],
+    main_file: &Path,
+    files: Vec<PathBuf>,
+    prefix: &Path,
+) -> Result<Config, Vec<ConfigError>> {
+    let mut cx = Lowering::default();
+    let mut worker_processes = None;
+    let mut worker_connections = None;
+    let mut pid = None;
+    let mut http = None;
+    let mut events_seen = false;
+    for d in directives {
+        if !cx.accepts(Context::Main, d) {
+            continue;
+        }
+        let arg = d.args.first();
+        match (d.name(), arg) {
+            ("worker_processes", Some(word)) => cx.once(&mut worker_processes, d, |cx| {
+                if word.text == "auto" {
+                    Some(WorkerProcesses::Auto)
+                } else {
+                    cx.number(d, word, 1).map(WorkerProcesses::Count)
+                }
+            }),
+            ("pid", Some(word)) => cx.once(&mut pid, d, |_| Some(prefix.join(&word.text))),
+            ("events", _) if events_seen => cx.duplicate(d),
+            ("http", _) if http.is_some() => cx.duplicate(d),
+            ("events", _) => {
+                events_seen = true;
+                cx.events(d, &mut worker_connections);
+            }
+            ("http", _) => http = Some(cx.http(d.block.as_deref().unwrap_or_default())),
+            _ => {}
+        }
+    }
+    let mut errors = cx.errors;
+    if !errors.is_empty() {
+        // Errors are found context by context; users read them best in file order.
+        let file_rank = |error: &ConfigError| match &error.span {
+            None => (0, 0, 0),
+            Some(span) => {
+                let rank = files.iter().position(|f| **f == *span.file);
+                (rank.map_or(usize::MAX, |r| r + 1), span.line, span.col)
+            }
+        };
+        errors.sort_by_key(file_rank);
+        return Err(errors);
+    }
+    Ok(Config {
+        main_file: main_file.to_path_buf(),
+        files,
+        worker_processes: worker_processes.unwrap_or(WorkerProcesses::Auto),
+        worker_connections: worker_connections.unwrap_or(DEFAULT_WORKER_CONNECTIONS),
+        pid,
+        ignored: cx.ignored,
+        http: http.unwrap_or_else(empty_http),
+    })
+}
+
+/// The `http` block of a config that has none: nginx's defaults, no servers.
+fn empty_http() -> Http {
+    Http {
+        keepalive_timeout: Duration::from_secs(75),
+        client_header_timeout: Duration::from_secs(60),
+        ..Http::default()
+    }
+}
+
+/// The state of one lowering pass: what went wrong and what was ignored so far, plus the names
+/// of all upstreams (collected before servers, since `proxy_pass` may name a later one).
+#[derive(Default)]
+pub(super) struct Lowering {
+    errors: Vec<ConfigError>,
+    ignored: Vec<Ignored>,
+    upstream_names: Vec<String>,
+}
+
+impl Lowering {
+    /// Records an error and lets the walk go on.
+    fn error(&mut self, span: &Span, kind: ErrorKind) {
+        self.errors.push(ConfigError::at(span, kind));
+    }
+
+    /// Reports a directive that may appear once in its block as duplicate.
+    fn duplicate(&mut self, d: &Directive) {
+        let name = d.name().to_string();
+        self.error(&d.span, ErrorKind::DuplicateDirective { name });
+    }
+
+    /// Records a directive accepted without effect.
+    fn ignore(&mut self, d: &Directive, reason: &'static str) {
+        self.ignored.push(Ignored {
+            name: d.name().to_string(),
+            reason,
+            span: d.span.clone(),
+        });
+    }
+
+    /// `events { ... }`: only `worker_connections` means something to tether.
+    fn events(&mut self, d: &Directive, worker_connections: &mut Option<usize>) {
+        for inner in d.block.as_deref().unwrap_or_default() {
+            if self.accepts(Context::Events, inner) && inner.name() == "worker_connections" {
+                let word = &inner.args[0];
+                self.once(worker_connections, inner, |cx| cx.number(inner, word, 1));
+            }
+        }
+    }
+
+    /// Checks that `pattern` compiles, reporting `invalid regex` at `span` if not.
+    fn check_regex(&mut self, span: &Span, pattern: &str, case_insensitive: bool) {
+        let built = regex::RegexBuilder::new(pattern)
+            .case_insensitive(case_insensitive)
+            .build();
+        if let Err(e) = built {
+            // The regex crate draws a multi-line caret diagram; its last line says what is wrong.
+            let text = e.to_string();
+            let last = text.lines().last().unwrap_or_default();
+            let message = last.strip_prefix("error: ").unwrap_or(last).to_string();
+            self.error(
+                span,
+                ErrorKind::InvalidRegex {
+                    pattern: pattern.to_string(),
+                    message,
+                },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod error_tests;

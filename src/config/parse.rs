@@ -1,0 +1,385 @@
+//! Config text -> directive tree, with nginx's lexical rules, and `include` expansion.
+//!
+//! The nom parsers here only know words, quoted strings, comments, `;`, `{` and `}`; no directive
+//! is typed (that is `lower`'s job). `include PATTERN;` is the one exception: it is expanded in
+//! place while parsing, anywhere in the tree, as nginx does, so `lower` never sees it.
+//!
+//! Like nginx, a syntax error ends the parse of its file (one syntax error per file); a failed
+//! `include` is reported and parsing goes on. Must not import `model` or `lower`.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nom::branch::alt;
+use nom::bytes::complete::{is_not, tag, take_till, take_while1};
+use nom::character::complete::{anychar, char, one_of, satisfy};
+use nom::combinator::recognize;
+use nom::multi::{many0_count, many1_count};
+use nom::{IResult, Parser};
+
+use super::ast::{Directive, Word};
+use super::error::{ConfigError, ErrorKind, Expecting};
+use super::source::SourceFile;
+
+/// The result of parsing a main file and everything it includes.
+#[derive(Debug)]
+pub struct Parsed {
+    /// Top-level directives, with includes spliced in.
+    pub directives: Vec<Directive>,
+    /// Every file read, main file first, each once.
+    pub files: Vec<PathBuf>,
+    /// Syntax and include errors; lowering should not run when this is not empty.
+    pub errors: Vec<ConfigError>,
+}
+
+/// Parses the main file's `text`; `path` names it in spans, and its folder is the base for
+/// relative `include` patterns (also inside included files, as nginx does).
+pub fn parse_main(path: &Path, text: String) -> Parsed {
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut includer = Includer {
+        base,
+        files: Vec::new(),
+        stack: Vec::new(),
+        errors: Vec::new(),
+    };
+    let directives = includer.parse_file(path.to_path_buf(), text);
+    Parsed {
+        directives,
+        files: includer.files,
+        errors: includer.errors,
+    }
+}
+
+/// Parses files and expands includes, remembering what it read and where it is.
+struct Includer {
+    base: PathBuf,
+    files: Vec<PathBuf>,
+    /// Canonical paths of the files being parsed, outermost first, to catch include cycles.
+    stack: Vec<PathBuf>,
+    errors: Vec<ConfigError>,
+}
+
+impl Includer {
+    fn parse_file(&mut self, path: PathBuf, text: String) -> Vec<Directive> {
+        if !self.files.contains(&path) {
+            self.files.push(path.clone());
+        }
+        self.stack.push(canonical(&path));
+        let file = SourceFile::new(path, text);
+        let mut lexer = Lexer {
+            file: &file,
+            rest: &file.text,
+        };
+        let directives = match self.parse_block(&mut lexer, false) {
+            Ok(directives) => directives,
+            Err(error) => {
+                self.errors.push(error);
+                Vec::new()
+            }
+        };
+        self.stack.pop();
+        directives
+    }
+
+    /// Parses directives up to the end of the file (`nested == false`) or the block's `}`.
+    fn parse_block(&mut self, lx: &mut Lexer, nested: bool) -> Result<Vec<Directive>, ConfigError> {
+        let mut out = Vec::new();
+        loop {
+            let (token, at) = lx.next()?;
+            let name = match token {
+                Token::Word(word) => word,
+                Token::Eof if nested => {
+                    return Err(lx.error(
+                        at,
+                        ErrorKind::UnexpectedEof {
+                            expecting: Expecting::CloseBrace,
+                        },
+                    ));
+                }
+                Token::Eof => return Ok(out),
+                Token::Close if nested => return Ok(out),
+                Token::Close => return Err(lx.error(at, ErrorKind::Unexpected { found: '}' })),
+                Token::Semicolon => return Err(lx.error(at, ErrorKind::Unexpected { found: ';' })),
+                Token::Open => return Err(lx.error(at, ErrorKind::Unexpected { found: '{' })),
+            };
+            let mut args = Vec::new();
+            let block = loop {
+                let (token, at) = lx.next()?;
+                match token {
+                    Token::Word(word) => args.push(word),
+                    Token::Semicolon => break None,
+                    Token::Open => break Some(self.parse_block(lx, true)?),
+                    Token::Close => {
+                        return Err(lx.error(at, ErrorKind::Unexpected { found: '}' }));
+                    }
+                    Token::Eof => {
+                        return Err(lx.error(
+                            at,
+                            ErrorKind::UnexpectedEof {
+                                expecting: Expecting::SemicolonOrBrace,
+                            },
+                        ));
+                    }
+                }
+            };
+            let directive = Directive {
+                span: name.span.clone(),
+                name,
+                args,
+                block,
+            };
+            if directive.name() == "include" {
+                out.extend(self.include(&directive));
+            } else {
+                out.push(directive);
+            }
+        }
+    }
+
+    /// Expands `include PATTERN;` into the directives of the files it names.
+    fn include(&mut self, d: &Directive) -> Vec<Directive> {
+        if d.block.is_some() {
+            self.errors.push(ConfigError::at(
+                &d.span,
+                ErrorKind::NotTerminated {
+                    name: "include".into(),
+                },
+            ));
+            return Vec::new();
+        }
+        let [pattern] = d.args.as_slice() else {
+            self.errors.push(ConfigError::at(
+                &d.span,
+                ErrorKind::InvalidArgCount {
+                    name: "include".into(),
+                },
+            ));
+            return Vec::new();
+        };
+        let pattern = pattern.text.as_str();
+        if !pattern.contains(['*', '?', '[']) {
+            let path = if Path::new(pattern).is_absolute() {
+                PathBuf::from(pattern)
+            } else {
+                self.base.join(pattern)
+            };
+            return self.include_file(path, d);
+        }
+        // The base folder is escaped so that a `[` in it is not taken for a glob class.
+        let full = if Path::new(pattern).is_absolute() {
+            pattern.to_string()
+        } else {
+            let base = glob::Pattern::escape(&self.base.to_string_lossy());
+            Path::new(&base)
+                .join(pattern)
+                .to_string_lossy()
+                .into_owned()
+        };
+        let paths = match glob::glob(&full) {
+            Ok(paths) => paths,
+            Err(e) => {
+                self.errors.push(ConfigError::at(
+                    &d.span,
+                    ErrorKind::InvalidGlob {
+                        pattern: pattern.to_string(),
+                        message: e.msg.to_string(),
+                    },
+                ));
+                return Vec::new();
+            }
+        };
+        // glob yields paths in alphabetical order, which is the order nginx includes them in.
+        let mut out = Vec::new();
+        for entry in paths {
+            match entry {
+                Ok(path) => out.extend(self.include_file(path, d)),
+                Err(e) => self.errors.push(open_failed(e.path(), e.error(), d)),
+            }
+        }
+        out
+    }
+
+    fn include_file(&mut self, path: PathBuf, d: &Directive) -> Vec<Directive> {
+        if self.stack.contains(&canonical(&path)) {
+            self.errors
+                .push(ConfigError::at(&d.span, ErrorKind::IncludeCycle { path }));
+            return Vec::new();
+        }
+        match fs::read_to_string(&path) {
+            Ok(text) => self.parse_file(path, text),
+            Err(e) => {
+                self.errors.push(open_failed(&path, &e, d));
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// The path to compare for cycles; in-memory main files that do not exist compare as written.
+fn canonical(path: &Path) -> PathBuf {
+    fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn open_failed(path: &Path, error: &io::Error, d: &Directive) -> ConfigError {
+    ConfigError::at(
+        &d.span,
+        ErrorKind::OpenFailed {
+            path: path.to_path_buf(),
+            reason: os_reason(error),
+        },
+    )
+}
+
+/// The OS's wording without Rust's ` (os error 2)` suffix, so messages read like nginx's.
+pub fn os_reason(error: &io::Error) -> String {
+    let text = error.to_string();
+    match text.find(" (os error") {
+        Some(end) => text[..end].to_string(),
+        None => text,
+    }
+}
+
+/// One lexical token and where it starts.
+enum Token {
+    Word(Word),
+    Semicolon,
+    Open,
+    Close,
+    Eof,
+}
+
+/// Walks one file's text token by token.
+struct Lexer<'a> {
+    file: &'a SourceFile,
+    rest: &'a str,
+}
+
+impl Lexer<'_> {
+    fn offset(&self) -> usize {
+        self.file.text.len() - self.rest.len()
+    }
+
+    fn error(&self, offset: usize, kind: ErrorKind) -> ConfigError {
+        ConfigError::at(&self.file.span_at(offset), kind)
+    }
+
+    fn next(&mut self) -> Result<(Token, usize), ConfigError> {
+        // `trivia` cannot fail: it matches zero or more items, each consuming input.
+        if let Ok((rest, _)) = trivia(self.rest) {
+            self.rest = rest;
+        }
+        let at = self.offset();
+        let token = match self.rest.chars().next() {
+            None => Token::Eof,
+            Some(c @ (';' | '{' | '}')) => {
+                self.rest = &self.rest[1..];
+                match c {
+                    ';' => Token::Semicolon,
+                    '{' => Token::Open,
+                    _ => Token::Close,
+                }
+            }
+            Some('"' | '\'') => {
+                let Ok((rest, Some(body))) = quoted(self.rest) else {
+                    return Err(self.error(at, ErrorKind::UnterminatedQuote));
+                };
+                self.rest = rest;
+                // nginx wants a separator after a closing quote: `"a"b` is an error.
+                if let Some(found) = self.rest.chars().next()
+                    && !is_space(found)
+                    && !matches!(found, ';' | '{' | '}')
+                {
+                    return Err(self.error(self.offset(), ErrorKind::Unexpected { found }));
+                }
+                Token::Word(self.word(body, true, at))
+            }
+            Some(_) => {
+                let Ok((rest, body)) = bare_word(self.rest) else {
+                    // Unreachable in practice: any other first character starts a word.
+                    let found = self.rest.chars().next().unwrap_or(' ');
+                    return Err(self.error(at, ErrorKind::Unexpected { found }));
+                };
+                self.rest = rest;
+                Token::Word(self.word(body, false, at))
+            }
+        };
+        Ok((token, at))
+    }
+
+    fn word(&self, raw: &str, quoted: bool, at: usize) -> Word {
+        Word {
+            text: unescape(raw),
+            quoted,
+            span: self.file.span_at(at),
+        }
+    }
+}
+
+type Res<'a, O> = IResult<&'a str, O>;
+
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
+/// Whitespace and `#` comments.
+fn trivia(input: &str) -> Res<'_, usize> {
+    let comment = recognize((char('#'), take_till(|c| c == '\n')));
+    many0_count(alt((take_while1(is_space), comment))).parse(input)
+}
+
+/// `\` and the character it protects.
+fn escape_pair(input: &str) -> Res<'_, &str> {
+    recognize((char('\\'), anychar)).parse(input)
+}
+
+/// A bare word: up to whitespace, `;`, `{` or `}`, except that `${name}` keeps its braces.
+fn bare_word(input: &str) -> Res<'_, &str> {
+    let braced_variable = recognize((
+        tag("${"),
+        take_till(|c: char| c == '}' || is_space(c) || c == ';'),
+        char('}'),
+    ));
+    let plain = recognize(satisfy(|c| !is_space(c) && !matches!(c, ';' | '{' | '}')));
+    recognize(many1_count(alt((braced_variable, escape_pair, plain)))).parse(input)
+}
+
+/// A single- or double-quoted string: the raw body, or `None` if the file ends first.
+fn quoted(input: &str) -> Res<'_, Option<&str>> {
+    let (rest, quote) = one_of("\"'").parse(input)?;
+    let stop = if quote == '"' { "\\\"" } else { "\\'" };
+    let (rest, body) = recognize(many0_count(alt((is_not(stop), escape_pair)))).parse(rest)?;
+    match char::<_, nom::error::Error<&str>>(quote).parse(rest) {
+        Ok((rest, _)) => Ok((rest, Some(body))),
+        Err(_) => Ok((rest, None)),
+    }
+}
+
+/// Resolves `\"`, `\'`, `\\`, `\n`, `\t`, `\r`; keeps any other `\x` as written (nginx does, and
+/// regexes depend on it).
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some(e @ ('"' | '\'' | '\\')) => out.push(e),
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;
