@@ -107,36 +107,45 @@ fn dump(config: &Config) {
     }
 }
 
-/// Runs in the foreground until SIGINT or SIGTERM.
-fn run(config: &Config) -> ExitCode {
-    let runtime = match build_runtime(config.worker_processes) {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("tether: [emerg] cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        let tether = match Tether::start(config).await {
-            Ok(tether) => tether,
-            Err(error) => {
-                eprintln!("tether: [emerg] {error}");
-                return ExitCode::FAILURE;
-            }
-        };
-        wait_for_stop_signal().await;
-        tracing::info!("stopping");
-        tether.stop().await;
-        ExitCode::SUCCESS
-    })
+/// A fatal start-up problem, printed nginx-style as `[emerg]`.
+struct Emerg(String);
+
+impl Emerg {
+    fn exit(self) -> ExitCode {
+        eprintln!("tether: [emerg] {}", self.0);
+        ExitCode::FAILURE
+    }
 }
 
-fn build_runtime(workers: WorkerProcesses) -> std::io::Result<tokio::runtime::Runtime> {
+/// Runs in the foreground until SIGINT or SIGTERM.
+fn run(config: &Config) -> ExitCode {
+    let served = build_runtime(config.worker_processes).and_then(|runtime| {
+        runtime.block_on(async {
+            let tether = start(config).await?;
+            wait_for_stop_signal().await;
+            tracing::info!("stopping");
+            tether.stop().await;
+            Ok(())
+        })
+    });
+    served.map_or_else(Emerg::exit, |()| ExitCode::SUCCESS)
+}
+
+async fn start(config: &Config) -> Result<Tether, Emerg> {
+    Tether::start(config)
+        .await
+        .map_err(|error| Emerg(error.to_string()))
+}
+
+fn build_runtime(workers: WorkerProcesses) -> Result<tokio::runtime::Runtime, Emerg> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let WorkerProcesses::Count(n) = workers {
         builder.worker_threads(n.max(1));
     }
-    builder.enable_all().build()
+    builder
+        .enable_all()
+        .build()
+        .map_err(|error| Emerg(format!("cannot start the runtime: {error}")))
 }
 
 async fn wait_for_stop_signal() {
@@ -185,43 +194,29 @@ mod tether_demo {
                 return ExitCode::FAILURE;
             }
         };
-        let runtime = match build_runtime(config.worker_processes) {
-            Ok(runtime) => runtime,
-            Err(error) => {
-                eprintln!("tether: [emerg] cannot start the runtime: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
-        runtime.block_on(async {
-            let farm = match Farm::start(demo_apps()).await {
-                Ok(farm) => farm,
-                Err(error) => {
-                    eprintln!("tether: [emerg] cannot start the demo app servers: {error}");
-                    return ExitCode::FAILURE;
+        let served = build_runtime(config.worker_processes).and_then(|runtime| {
+            runtime.block_on(async {
+                let farm = Farm::start(demo_apps()).await.map_err(|error| {
+                    Emerg(format!("cannot start the demo app servers: {error}"))
+                })?;
+                let tether = start(&config).await?;
+                for (name, addr, _) in farm.status().await {
+                    println!("app server {name} on http://{addr}/");
                 }
-            };
-            let tether = match Tether::start(&config).await {
-                Ok(tether) => tether,
-                Err(error) => {
-                    eprintln!("tether: [emerg] {error}");
-                    return ExitCode::FAILURE;
+                for addr in tether.local_addrs() {
+                    println!();
+                    println!("tether demo farm is up: open http://{addr}/ in a browser, or try");
+                    println!("  curl http://{addr}/whoami");
+                    println!("  curl -N http://{addr}/sse");
+                    println!("  curl 'http://{addr}/poll?wait=2000'");
                 }
-            };
-            for (name, addr, _) in farm.status().await {
-                println!("app server {name} on http://{addr}/");
-            }
-            for addr in tether.local_addrs() {
-                println!();
-                println!("tether demo farm is up: open http://{addr}/ in a browser, or try");
-                println!("  curl http://{addr}/whoami");
-                println!("  curl -N http://{addr}/sse");
-                println!("  curl 'http://{addr}/poll?wait=2000'");
-            }
-            println!("(Ctrl-C stops everything)");
-            wait_for_stop_signal().await;
-            tether.stop().await;
-            drop(farm);
-            ExitCode::SUCCESS
-        })
+                println!("(Ctrl-C stops everything)");
+                wait_for_stop_signal().await;
+                tether.stop().await;
+                drop(farm);
+                Ok(())
+            })
+        });
+        served.map_or_else(Emerg::exit, |()| ExitCode::SUCCESS)
     }
 }

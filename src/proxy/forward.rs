@@ -13,8 +13,8 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::config::ProxySettings;
-use crate::peer::Peer;
-use crate::proxy::body::{RequestBody, SendProgress};
+use crate::peer::{ActiveGuard, Peer};
+use crate::proxy::body::{BodyError, RequestBody, SendProgress};
 use crate::proxy::connect::{ConnectError, connect};
 use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
 use crate::proxy::headers::is_idempotent;
@@ -25,8 +25,9 @@ use crate::upstream::{Group, Tried};
 pub struct Answer {
     /// The response (body still streaming).
     pub response: Response<Incoming>,
-    /// The server that answered.
-    pub peer: Arc<Peer>,
+    /// Counts the exchange on the server that answered, from the moment it was chosen until
+    /// the response body (or tunnel) ends.
+    pub guard: ActiveGuard,
     /// The connection, to return to the pool once the body is read.
     pub sender: Sender,
 }
@@ -74,6 +75,11 @@ pub async fn forward(
                     unsent: None,
                 }
             }
+            // The client's fault, not the server's: neither counted against it nor retried.
+            Err(Failed {
+                error: ProxyError::BodyTooLarge,
+                ..
+            }) => return Err(ProxyError::BodyTooLarge),
             Err(failed) => failed,
         };
         peer.state.record_failure();
@@ -106,6 +112,7 @@ async fn attempt(
     settings: &ProxySettings,
     progress: Option<&SendProgress>,
 ) -> Result<Answer, Failed> {
+    let guard = peer.begin();
     let mut request = request;
     let mut pooled = peer.pool.take(group.keepalive_timeout);
     loop {
@@ -142,7 +149,7 @@ async fn attempt(
             Ok(Ok(response)) => {
                 return Ok(Answer {
                     response,
-                    peer: peer.clone(),
+                    guard,
                     sender,
                 });
             }
@@ -150,9 +157,7 @@ async fn attempt(
                 Some(unsent) if reused => request = unsent,
                 unsent => {
                     return Err(Failed {
-                        error: ProxyError::Upstream(UpstreamFailure::Exchange(
-                            failure.into_error(),
-                        )),
+                        error: exchange_error(failure.into_error()),
                         unsent,
                     });
                 }
@@ -164,6 +169,18 @@ async fn attempt(
                 });
             }
         }
+    }
+}
+
+/// An exchange that failed after the request left. A body cut off past
+/// `client_max_body_size` (one whose size was not announced up front) fails the exchange from
+/// our side: nginx answers that with 413.
+fn exchange_error(error: hyper::Error) -> ProxyError {
+    let cause =
+        std::error::Error::source(&error).and_then(|cause| cause.downcast_ref::<BodyError>());
+    match cause {
+        Some(BodyError::TooLarge) => ProxyError::BodyTooLarge,
+        _ => ProxyError::Upstream(UpstreamFailure::Exchange(error)),
     }
 }
 

@@ -29,7 +29,7 @@ pub fn requested_upgrade(version: Version, headers: &HeaderMap) -> Option<Header
 }
 
 /// True when a `Connection` header lists `token`.
-fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
     headers
         .get_all(header::CONNECTION)
         .iter()

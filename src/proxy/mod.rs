@@ -143,6 +143,9 @@ async fn proxy(
     parts.version = http::Version::HTTP_11;
     parts.extensions = http::Extensions::new();
 
+    // `Connection: close` (e.g. from the `map $http_upgrade` idiom) ends that upstream
+    // connection after the response: it must not go back to the pool.
+    let reusable = !headers::connection_has(&parts.headers, "close");
     let progress = (!body.is_end_stream()).then(SendProgress::new);
     let body = RequestBody::client(body, limit, progress.clone());
     let upstream_request = Request::from_parts(parts, body);
@@ -154,7 +157,7 @@ async fn proxy(
         progress.as_deref(),
     )
     .await?;
-    let guard = answer.peer.begin();
+    let guard = answer.guard;
     let (mut parts, incoming) = answer.response.into_parts();
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     headers::rewrite_response(&mut parts.headers, switching && client_upgrade.is_some());
@@ -181,7 +184,7 @@ async fn proxy(
     let body = UpstreamBody::new(
         incoming,
         route.settings.read_timeout,
-        Some(answer.sender),
+        reusable.then_some(answer.sender),
         guard,
     );
     Ok(Response::from_parts(parts, body.into()))
