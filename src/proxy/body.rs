@@ -25,8 +25,10 @@ use crate::proxy::pool::Sender;
 /// Why a body stream stopped early.
 #[derive(Debug)]
 pub enum BodyError {
-    /// The underlying connection failed.
+    /// The upstream connection failed.
     Hyper(hyper::Error),
+    /// The client's connection failed while it was sending its body (it went away).
+    Client(hyper::Error),
     /// The client sent more than `client_max_body_size`.
     TooLarge,
     /// The upstream sent nothing for `proxy_read_timeout`.
@@ -37,6 +39,7 @@ impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BodyError::Hyper(error) => error.fmt(f),
+            BodyError::Client(error) => write!(f, "client stopped sending its body ({error})"),
             BodyError::TooLarge => f.write_str("request body larger than client_max_body_size"),
             BodyError::ReadTimeout => {
                 f.write_str("upstream timed out while sending the response body")
@@ -100,7 +103,7 @@ impl Body for RequestBody {
         }
         let frame = match ready!(polled) {
             None => return Poll::Ready(None),
-            Some(Err(error)) => return Poll::Ready(Some(Err(BodyError::Hyper(error)))),
+            Some(Err(error)) => return Poll::Ready(Some(Err(BodyError::Client(error)))),
             Some(Ok(frame)) => frame,
         };
         if let Some(data) = frame.data_ref() {

@@ -16,6 +16,8 @@ pub enum ProxyError {
     BodyTooLarge,
     /// The client's request could not be read or forwarded as sent (400).
     BadRequest,
+    /// The client went away while sending its body (nginx logs 499; nobody reads the answer).
+    ClientAborted,
     /// Every server of the group is down or was tried (502).
     NoLiveUpstream,
     /// `proxy_pass http://$var` named no upstream group (502, as nginx without a resolver).
@@ -52,12 +54,18 @@ impl ProxyError {
         match self {
             ProxyError::NotFound => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::BadRequest => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest | ProxyError::ClientAborted => StatusCode::BAD_REQUEST,
             ProxyError::NoLiveUpstream
             | ProxyError::UnknownUpstream(_)
             | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
+    }
+
+    /// True when the client, not the upstream, ended the exchange: not a server failure, and
+    /// no reason to try another server.
+    pub fn is_client_fault(&self) -> bool {
+        matches!(self, ProxyError::BodyTooLarge | ProxyError::ClientAborted)
     }
 
     /// True for failures `proxy_next_upstream timeout` covers.
@@ -95,6 +103,9 @@ impl fmt::Display for ProxyError {
             ProxyError::NotFound => f.write_str("no location matches"),
             ProxyError::BodyTooLarge => f.write_str("client intended to send too large body"),
             ProxyError::BadRequest => f.write_str("client request could not be read"),
+            ProxyError::ClientAborted => {
+                f.write_str("client closed the connection while sending its body")
+            }
             ProxyError::NoLiveUpstream => f.write_str("no live upstreams"),
             ProxyError::UnknownUpstream(name) => write!(f, "no upstream named \"{name}\""),
             ProxyError::Upstream(UpstreamFailure::Connect(error)) => {

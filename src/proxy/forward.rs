@@ -76,10 +76,7 @@ pub async fn forward(
                 }
             }
             // The client's fault, not the server's: neither counted against it nor retried.
-            Err(Failed {
-                error: ProxyError::BodyTooLarge,
-                ..
-            }) => return Err(ProxyError::BodyTooLarge),
+            Err(failed) if failed.error.is_client_fault() => return Err(failed.error),
             Err(failed) => failed,
         };
         peer.state.record_failure();
@@ -180,6 +177,7 @@ fn exchange_error(error: hyper::Error) -> ProxyError {
         std::error::Error::source(&error).and_then(|cause| cause.downcast_ref::<BodyError>());
     match cause {
         Some(BodyError::TooLarge) => ProxyError::BodyTooLarge,
+        Some(BodyError::Client(_)) => ProxyError::ClientAborted,
         _ => ProxyError::Upstream(UpstreamFailure::Exchange(error)),
     }
 }

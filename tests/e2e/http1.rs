@@ -30,9 +30,33 @@ async fn keep_alive_on_both_sides() {
         assert!(!client.is_closed(), "the client connection stays open");
     }
     assert_eq!(a.hits(), 20);
-    // Twenty sequential requests reused pooled upstream connections: the backend saw them all
-    // with HTTP/1.1 keep-alive, none with `Connection: close`.
+    // Twenty sequential requests travelled on one pooled upstream connection.
+    assert_eq!(a.connections(), 1, "upstream connections opened");
     assert!(a.seen().iter().all(|s| s.header("connection") != "close"));
+}
+
+#[tokio::test]
+async fn connection_close_from_the_map_idiom_is_honoured_upstream() {
+    let a = Backend::start("a").await;
+    let conf = r#"events {} http {
+        map $http_upgrade $connection_upgrade { default upgrade; "" close; }
+        upstream up { server {a}; }
+        server { listen {listen}; location / {
+            proxy_pass http://up;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+        } } }"#;
+    let proxy = Proxy::start(conf, &[("a", a.addr)]).await;
+    let mut client = Connection::open(proxy.addr).await;
+    for _ in 0..3 {
+        assert_eq!(client.get("/").await.status, 200);
+    }
+    assert_eq!(a.last().header("connection"), "close");
+    assert_eq!(
+        a.connections(),
+        3,
+        "each request on its own upstream connection, as asked"
+    );
 }
 
 #[tokio::test]

@@ -3,8 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinHandle;
+
 use crate::harness::client::Connection;
-use crate::harness::{Backend, Proxy, get, within};
+use crate::harness::{Backend, Proxy, Reply, get, within};
 
 #[tokio::test]
 async fn a_request_held_3s_completes_under_a_5s_read_timeout() {
@@ -70,7 +72,7 @@ async fn a_held_poll_on_a_keep_alive_connection_blocks_no_other_client() {
     let proxy = Proxy::round_robin(&[a.addr], "").await;
     let mut polling = Connection::open(proxy.addr).await;
     let started = Instant::now();
-    let held = tokio::spawn(async move {
+    let held: JoinHandle<(Reply, Connection)> = tokio::spawn(async move {
         let reply = polling.get("/hold?ms=2000").await;
         (reply, polling)
     });

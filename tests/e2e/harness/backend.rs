@@ -60,6 +60,7 @@ struct State {
     name: &'static str,
     seen: Mutex<Vec<Seen>>,
     hits: AtomicUsize,
+    connections: AtomicUsize,
     events: Semaphore,
 }
 
@@ -84,6 +85,7 @@ impl Backend {
             name,
             seen: Mutex::new(Vec::new()),
             hits: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
             events: Semaphore::new(0),
         });
         let task = tokio::spawn(serve(listener, state.clone()));
@@ -98,6 +100,11 @@ impl Backend {
     /// Requests received so far.
     pub fn hits(&self) -> usize {
         self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far (how well the proxy reuses its upstream connections).
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     /// Every request received so far.
@@ -127,6 +134,7 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        state.connections.fetch_add(1, Ordering::SeqCst);
         let state = state.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| answer(req, state.clone()));
@@ -270,10 +278,8 @@ fn websocket(req: &mut Request<Incoming>) -> Response<Body> {
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
         while let Some(Ok(message)) = ws.next().await {
-            if message.is_text() || message.is_binary() {
-                if ws.send(message).await.is_err() {
-                    break;
-                }
+            if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+                break;
             }
         }
     });
