@@ -185,6 +185,13 @@ mod tests {
             .collect()
     }
 
+    fn no_plan() -> HeaderPlan {
+        HeaderPlan {
+            set: vec![],
+            sets_host: false,
+        }
+    }
+
     #[test]
     fn hop_by_hop_and_connection_listed_headers_are_stripped() {
         let mut h = headers(&[
@@ -194,10 +201,7 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("accept", "*/*"),
         ]);
-        let plan = HeaderPlan {
-            set: vec![],
-            sets_host: false,
-        };
+        let plan = no_plan();
         rewrite_request(
             &mut h,
             &plan,
@@ -220,10 +224,7 @@ mod tests {
         assert_eq!(upgrade.as_ref().unwrap(), "websocket");
         assert!(requested_upgrade(Version::HTTP_10, &client).is_none());
         let mut h = client.clone();
-        let plan = HeaderPlan {
-            set: vec![],
-            sets_host: false,
-        };
+        let plan = no_plan();
         rewrite_request(
             &mut h,
             &plan,

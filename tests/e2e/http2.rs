@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::harness::{Backend, Proxy, within};
+use crate::harness::{Backend, Proxy, expect_events_one_by_one, within};
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -221,37 +221,5 @@ async fn server_sent_events_over_h2_arrive_one_by_one() {
     assert_eq!(response.version(), Version::HTTP_2);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut body = response.into_body();
-    let mut pending = String::new();
-    for i in 0..5 {
-        // Event i+1 exists only once event i arrived here: a proxy holding one back stalls.
-        while !pending.contains("\n\n") {
-            let frame = within(
-                Duration::from_secs(5),
-                "the next SSE event over h2",
-                body.frame(),
-            )
-            .await
-            .expect("stream open")
-            .expect("frame");
-            if let Some(data) = frame.data_ref() {
-                pending.push_str(std::str::from_utf8(data).unwrap());
-            }
-        }
-        let end = pending.find("\n\n").unwrap() + 2;
-        let event: String = pending.drain(..end).collect();
-        assert_eq!(event, format!("data: a {i}\n\n"));
-        a.release_event();
-    }
-    // h2 may close the stream with an empty DATA frame; anything with bytes in it is extra.
-    while let Some(frame) = within(
-        Duration::from_secs(5),
-        "the end of the stream",
-        body.frame(),
-    )
-    .await
-    {
-        let frame = frame.expect("frame");
-        let extra = frame.data_ref().map_or(0, |data| data.len());
-        assert_eq!(extra, 0, "nothing after the last event: {frame:?}");
-    }
+    expect_events_one_by_one(&mut body, &a, 5).await;
 }

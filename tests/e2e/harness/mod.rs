@@ -19,3 +19,37 @@ pub async fn within<T>(limit: Duration, what: &str, future: impl Future<Output =
         Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
     }
 }
+
+/// Reads `count` server-sent events `data: NAME i` from `body` in lockstep with `backend`: event
+/// i+1 is released only once event i has arrived here, so a proxy that held even one event back
+/// would stall this. Then expects the stream to end with nothing more (empty frames allowed:
+/// HTTP/2 may close a stream with one).
+pub async fn expect_events_one_by_one(
+    body: &mut hyper::body::Incoming,
+    backend: &Backend,
+    count: usize,
+) {
+    use http_body_util::BodyExt;
+    let limit = Duration::from_secs(5);
+    let mut pending = String::new();
+    for i in 0..count {
+        while !pending.contains("\n\n") {
+            let frame = within(limit, "the next SSE event", body.frame())
+                .await
+                .expect("stream open")
+                .expect("frame");
+            if let Some(data) = frame.data_ref() {
+                pending.push_str(std::str::from_utf8(data).expect("UTF-8 events"));
+            }
+        }
+        let end = pending.find("\n\n").expect("a complete event") + 2;
+        let event: String = pending.drain(..end).collect();
+        assert_eq!(event, format!("data: {} {i}\n\n", backend.name));
+        backend.release_event();
+    }
+    while let Some(frame) = within(limit, "the end of the stream", body.frame()).await {
+        let frame = frame.expect("frame");
+        let extra = frame.data_ref().map_or(0, |data| data.len());
+        assert_eq!(extra, 0, "nothing after the last event: {frame:?}");
+    }
+}
