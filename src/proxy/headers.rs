@@ -129,12 +129,25 @@ pub fn rewrite_request(
     }
 }
 
+/// `X-Accel-*` response headers are instructions to the proxy (nginx hides them by default);
+/// tether already streams everything, so it only drops them.
+const ACCEL: [HeaderName; 5] = [
+    HeaderName::from_static("x-accel-buffering"),
+    HeaderName::from_static("x-accel-redirect"),
+    HeaderName::from_static("x-accel-expires"),
+    HeaderName::from_static("x-accel-limit-rate"),
+    HeaderName::from_static("x-accel-charset"),
+];
+
 /// Cleans an upstream response's headers for the client. A `101` keeps its `Upgrade`.
 pub fn rewrite_response(headers: &mut HeaderMap, switching_protocols: bool) {
     let upgrade = switching_protocols
         .then(|| headers.remove(header::UPGRADE))
         .flatten();
     strip_hop_by_hop(headers);
+    for name in &ACCEL {
+        headers.remove(name);
+    }
     if let Some(upgrade) = upgrade {
         headers.insert(header::UPGRADE, upgrade);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

@@ -2,7 +2,8 @@
 //!
 //! Routes (any method):
 //! - `/hold?ms=N`          answer after N ms (long polling)
-//! - `/sse?n=N`            N server-sent events, each released by [`Backend::release_event`]
+//! - `/sse?n=N[&accel=no]` N server-sent events, each released by [`Backend::release_event`]
+//!   (with `X-Accel-Buffering: no` when asked)
 //! - `/download?bytes=N`   N bytes, streamed in 64 KiB chunks
 //! - `/upload`             reads the body, answers `bytes=N sum=S`
 //! - `/ws`                 WebSocket echo (tungstenite answers pings and the close handshake)
@@ -188,7 +189,11 @@ async fn answer(
             tokio::time::sleep(Duration::from_millis(number(&query, "ms", 0))).await;
             full(StatusCode::OK, format!("{} held", state.name))
         }
-        "/sse" => sse(state.clone(), number(&query, "n", 1)),
+        "/sse" => sse(
+            state.clone(),
+            number(&query, "n", 1),
+            query.get("accel").map(String::as_str) == Some("no"),
+        ),
         "/download" => download(number(&query, "bytes", 0)),
         "/upload" => {
             let mut body = req.into_body();
@@ -218,7 +223,7 @@ async fn answer(
 
 /// Events `data: NAME i`, each sent only when the test releases it: a test that waits for event
 /// i before releasing i+1 proves the proxy delivers each event on its own.
-fn sse(state: Arc<State>, count: u64) -> Response<Body> {
+fn sse(state: Arc<State>, count: u64, accel_buffering_no: bool) -> Response<Body> {
     let stream = futures_util::stream::unfold(0u64, move |i| {
         let state = state.clone();
         async move {
@@ -236,6 +241,11 @@ fn sse(state: Arc<State>, count: u64) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
+    if accel_buffering_no {
+        response
+            .headers_mut()
+            .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    }
     response
 }
 
