@@ -124,7 +124,89 @@ pub struct Upstream {
     pub keepalive: Option<usize>,
     /// `keepalive_timeout` (default 60s): how long an idle upstream connection is kept.
     pub keepalive_timeout: Duration,
+    /// `sticky cookie ...` or `sticky route ...`, if any.
+    pub sticky: Option<Sticky>,
+    /// `health_check ...`: active checks of every server of the group, if any.
+    pub health_check: Option<HealthCheck>,
     /// The `upstream` directive.
+    pub span: Span,
+}
+
+/// Session stickiness of an upstream group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sticky {
+    /// `sticky cookie NAME [expires=TIME|max] [domain=D] [path=P] [httponly] [secure]
+    /// [samesite=strict|lax|none];`
+    Cookie(StickyCookie),
+    /// `sticky route $var ...;`: the server whose `route=` equals the first non-empty value.
+    Route {
+        /// Variable templates, in order.
+        variables: Vec<String>,
+        /// Where it was written.
+        span: Span,
+    },
+}
+
+/// `sticky cookie`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StickyCookie {
+    /// Cookie name.
+    pub name: String,
+    /// `expires=`; None = a session cookie.
+    pub expires: Option<CookieExpiry>,
+    /// `domain=`.
+    pub domain: Option<String>,
+    /// `path=` (default `/`).
+    pub path: String,
+    /// `httponly`.
+    pub http_only: bool,
+    /// `secure`.
+    pub secure: bool,
+    /// `samesite=`.
+    pub same_site: Option<SameSite>,
+    /// `sticky_secret` (upstream level, else http level), keying the cookie values; None = a
+    /// key derived from the group name.
+    pub secret: Option<String>,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// `expires=` of a sticky cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CookieExpiry {
+    /// `expires=max`: `Thu, 31-Dec-37 23:55:55 GMT`, `max-age=315360000`.
+    Max,
+    /// `expires=TIME`: that long from each response (sliding).
+    After(Duration),
+}
+
+/// `samesite=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    /// `strict`.
+    Strict,
+    /// `lax`.
+    Lax,
+    /// `none`.
+    None,
+}
+
+/// `health_check [interval=T] [fails=N] [passes=N] [uri=/path] [timeout=T] [status=LO-HI];`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Time between two probes of one server (default 5s).
+    pub interval: Duration,
+    /// Consecutive failed probes that mark a server down (default 1).
+    pub fails: u32,
+    /// Consecutive passed probes that mark it up again (default 1).
+    pub passes: u32,
+    /// Path probed with `GET` (default `/`).
+    pub uri: String,
+    /// Connect + response timeout of one probe (default: the interval, at most 5s).
+    pub timeout: Duration,
+    /// Accepted status range, inclusive (default 200-399).
+    pub status: (u16, u16),
+    /// Where it was written.
     pub span: Span,
 }
 

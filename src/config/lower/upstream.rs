@@ -84,6 +84,8 @@ impl Lowering {
             servers,
             keepalive,
             keepalive_timeout: keepalive_timeout.unwrap_or(UPSTREAM_KEEPALIVE_TIMEOUT),
+            sticky: None,
+            health_check: None,
             span: d.span.clone(),
         })
     }
