@@ -17,6 +17,7 @@
 
 pub mod balance;
 pub mod config;
+pub mod cookie;
 pub mod demo;
 pub mod peer;
 pub mod proxy;

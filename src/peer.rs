@@ -11,8 +11,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Instant;
 
 use crate::proxy::pool::Pool;
 
@@ -39,12 +40,51 @@ pub struct Peer {
     pub pool: Pool,
 }
 
-/// Live counters of a peer; plain atomics, updated on the request path without locks.
+/// Live counters and health of a peer; plain atomics, updated on the request path without
+/// locks. Thresholds (`max_fails`, `fail_timeout`) come from the config of the moment, passed in
+/// by the caller: the state itself outlives configs.
 #[derive(Debug, Default)]
 pub struct PeerState {
     active: AtomicU64,
     requests: AtomicU64,
     failures: AtomicU64,
+    by_sticky: AtomicU64,
+    by_balancer: AtomicU64,
+    /// Failures in the current `fail_timeout` window (passive health).
+    recent_failures: AtomicU32,
+    /// When the last failure (or the last trial after being marked down) happened, in
+    /// [`now_ms`] units; 0 = never.
+    last_failure_ms: AtomicU64,
+    /// When the server last became usable again after being down, for `slow_start`.
+    recovered_ms: AtomicU64,
+    /// Verdict of active health checks.
+    checked: AtomicU8,
+}
+
+/// What active health checks last said about a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckState {
+    /// No check has run (or none is configured).
+    Unknown,
+    /// The last checks passed.
+    Up,
+    /// The last checks failed.
+    Down,
+}
+
+/// Passive-health thresholds of a server (its `max_fails=` and `fail_timeout=`).
+#[derive(Clone, Copy, Debug)]
+pub struct FailPolicy {
+    /// Failures within `fail_timeout_ms` that take the server out (0: never).
+    pub max_fails: u32,
+    /// The window, and how long the server stays out.
+    pub fail_timeout_ms: u64,
+}
+
+/// Milliseconds on a process-wide monotonic clock (never 0, so 0 can mean "never").
+pub fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 impl PeerState {
@@ -63,9 +103,104 @@ impl PeerState {
         self.failures.load(Ordering::Relaxed)
     }
 
-    /// Records one failed attempt.
-    pub fn record_failure(&self) {
+    /// Sessions sent here because a sticky cookie or route named this server.
+    pub fn picked_by_sticky(&self) -> u64 {
+        self.by_sticky.load(Ordering::Relaxed)
+    }
+
+    /// Sessions sent here by the balancing method.
+    pub fn picked_by_balancer(&self) -> u64 {
+        self.by_balancer.load(Ordering::Relaxed)
+    }
+
+    /// Counts how this server was chosen.
+    pub fn record_pick(&self, by_sticky: bool) {
+        let counter = if by_sticky {
+            &self.by_sticky
+        } else {
+            &self.by_balancer
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records one failed attempt; past `max_fails` within `fail_timeout` the server is out
+    /// for `fail_timeout` (nginx's passive health).
+    pub fn record_failure(&self, policy: FailPolicy) {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        let now = now_ms();
+        let last = self.last_failure_ms.swap(now, Ordering::Relaxed);
+        if last == 0 || now.saturating_sub(last) > policy.fail_timeout_ms {
+            // The previous failure is outside the window: start counting afresh.
+            self.recent_failures.store(1, Ordering::Relaxed);
+        } else {
+            self.recent_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a successful exchange: the server is healthy again.
+    pub fn record_success(&self) {
+        // Read first: the common healthy case then writes nothing to a shared cache line.
+        if self.recent_failures.load(Ordering::Relaxed) != 0
+            && self.recent_failures.swap(0, Ordering::Relaxed) != 0
+        {
+            self.recovered_ms.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// True when passive health lets this server take a request now. A server out for
+    /// `fail_timeout` gets exactly one trial request once the timeout has passed: the first
+    /// caller to see that moves the window forward, so concurrent requests keep away until the
+    /// trial's outcome is known.
+    pub fn passive_ok(&self, policy: FailPolicy) -> bool {
+        if policy.max_fails == 0 || self.recent_failures.load(Ordering::Relaxed) < policy.max_fails
+        {
+            return true;
+        }
+        let last = self.last_failure_ms.load(Ordering::Relaxed);
+        let now = now_ms();
+        now.saturating_sub(last) > policy.fail_timeout_ms
+            && self
+                .last_failure_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// True while passive health holds the server out (for status reporting; no trial taken).
+    pub fn is_failed(&self, policy: FailPolicy) -> bool {
+        policy.max_fails != 0
+            && self.recent_failures.load(Ordering::Relaxed) >= policy.max_fails
+            && now_ms().saturating_sub(self.last_failure_ms.load(Ordering::Relaxed))
+                <= policy.fail_timeout_ms
+    }
+
+    /// What active checks last said.
+    pub fn check_state(&self) -> CheckState {
+        match self.checked.load(Ordering::Relaxed) {
+            1 => CheckState::Up,
+            2 => CheckState::Down,
+            _ => CheckState::Unknown,
+        }
+    }
+
+    /// Records the verdict of active checks.
+    pub fn set_check_state(&self, state: CheckState) {
+        let value = match state {
+            CheckState::Unknown => 0,
+            CheckState::Up => 1,
+            CheckState::Down => 2,
+        };
+        if self.checked.swap(value, Ordering::Relaxed) == 2 && value == 1 {
+            self.recovered_ms.store(now_ms(), Ordering::Relaxed);
+            self.recent_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Milliseconds since the server last came back from being down (None if it never was).
+    pub fn recovered_for_ms(&self) -> Option<u64> {
+        match self.recovered_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(now_ms().saturating_sub(at)),
+        }
     }
 }
 

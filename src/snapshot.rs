@@ -14,13 +14,15 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
+use crate::balance::Method;
 use crate::config::{
-    self, Config, ConfigError, ConfigErrors, ErrorKind, Handler, LocationMatch, ProxySettings,
-    ProxyTarget, Span,
+    self, BalanceMethod, Config, ConfigError, ConfigErrors, ErrorKind, Handler, HealthCheck,
+    LocationMatch, ProxySettings, ProxyTarget, Span,
 };
-use crate::peer::{PeerKey, PeerRegistry};
+use crate::cookie::CookieIssuer;
+use crate::peer::{FailPolicy, PeerKey, PeerRegistry};
 use crate::route::{Locations, VirtualHosts};
-use crate::upstream::{Group, MemberSpec};
+use crate::upstream::{Group, Member, MemberSpec, StickyMode};
 use crate::vars::{Template, Vars};
 
 /// Idle connections kept per upstream server when the config sets no `keepalive`.
@@ -40,7 +42,22 @@ pub struct Snapshot {
     pub client_header_timeout: Duration,
     listeners: HashMap<SocketAddr, Listener>,
     servers: Vec<VirtualServer>,
-    groups: HashMap<Arc<str>, Arc<Group>>,
+    groups: HashMap<Arc<str>, Arc<Upstream>>,
+}
+
+/// An upstream group with what a request needs to choose in it: the compiled hash key and
+/// sticky route variables, the sticky cookie, and the active health check settings.
+pub struct Upstream {
+    /// The group.
+    pub group: Arc<Group>,
+    /// `hash KEY`, compiled.
+    pub hash_key: Option<Template>,
+    /// `sticky route $a $b`, compiled.
+    pub sticky_route: Vec<Template>,
+    /// `sticky cookie`, precompiled.
+    pub cookie: Option<CookieIssuer>,
+    /// `health_check`.
+    pub health_check: Option<HealthCheck>,
 }
 
 /// The virtual servers reachable on one listen address.
@@ -95,7 +112,7 @@ pub enum Target {
     /// A group known when the snapshot was built; `host` is `$proxy_host` (the default `Host`).
     Group {
         /// The group.
-        group: Arc<Group>,
+        upstream: Arc<Upstream>,
         /// `$proxy_host` as a ready header value.
         host: HeaderValue,
     },
@@ -180,9 +197,9 @@ impl Snapshot {
         };
         let mut groups = HashMap::new();
         for upstream in &config.http.upstreams {
-            match build_group(upstream, registry) {
-                Ok(group) => {
-                    groups.insert(group.name.clone(), Arc::new(group));
+            match build_upstream(upstream, registry, &vars) {
+                Ok(built) => {
+                    groups.insert(built.group.name.clone(), Arc::new(built));
                 }
                 Err(mut found) => errors.append(&mut found),
             }
@@ -228,12 +245,12 @@ impl Snapshot {
     }
 
     /// A named upstream group (`proxy_pass http://$var` looks groups up by name per request).
-    pub fn group(&self, name: &str) -> Option<&Arc<Group>> {
+    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.groups.get(name)
     }
 
-    /// Every group, for status pages and tests.
-    pub fn groups(&self) -> impl Iterator<Item = &Arc<Group>> {
+    /// Every group, for status pages, health checks and tests.
+    pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
         self.groups.values()
     }
 }
@@ -276,17 +293,18 @@ fn build_listeners(
     listeners
 }
 
-fn build_group(
+fn build_upstream(
     upstream: &config::Upstream,
     registry: &PeerRegistry,
-) -> Result<Group, Vec<ConfigError>> {
+    vars: &Vars,
+) -> Result<Upstream, Vec<ConfigError>> {
     let name: Arc<str> = upstream.name.as_str().into();
     let idle_limit = upstream.keepalive.unwrap_or(DEFAULT_IDLE_PER_PEER);
     let mut errors = Vec::new();
     let mut members = Vec::new();
     for spec in &upstream.servers {
         match resolve(&spec.host, spec.port, &spec.address, &spec.span) {
-            Ok(addrs) => members.push(MemberSpec {
+            Ok(addrs) => members.push(Member {
                 peer: registry.get_or_insert(
                     PeerKey {
                         group: name.clone(),
@@ -295,16 +313,76 @@ fn build_group(
                     addrs,
                     idle_limit,
                 ),
-                backup: spec.backup,
-                down: spec.down,
+                spec: member_spec(spec),
             }),
             Err(error) => errors.push(error),
         }
     }
-    if errors.is_empty() {
-        Ok(Group::new(name, members, upstream.keepalive_timeout))
-    } else {
-        Err(errors)
+    let mut compile = |text: &str, span: &Span| match vars.compile(text, span) {
+        Ok(template) => Some(template),
+        Err(error) => {
+            errors.push(error);
+            None
+        }
+    };
+    let (method, hash_key) = match &upstream.method {
+        BalanceMethod::RoundRobin => (Method::RoundRobin, None),
+        BalanceMethod::LeastConn => (Method::LeastConn, None),
+        BalanceMethod::Random { two } => (Method::Random { two: *two }, None),
+        BalanceMethod::IpHash => (Method::IpHash, None),
+        BalanceMethod::Hash { key, consistent } => (
+            Method::Hash {
+                consistent: *consistent,
+            },
+            compile(key, &upstream.span),
+        ),
+    };
+    let (sticky, sticky_route) = match &upstream.sticky {
+        None => (None, Vec::new()),
+        Some(config::Sticky::Cookie(cookie)) => (
+            Some(StickyMode::Cookie {
+                secret: cookie.secret.clone(),
+            }),
+            Vec::new(),
+        ),
+        Some(config::Sticky::Route { variables, span }) => (
+            Some(StickyMode::Route),
+            variables.iter().filter_map(|v| compile(v, span)).collect(),
+        ),
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let group = Group::new(name, method, members, sticky, upstream.keepalive_timeout);
+    let cookie = match &upstream.sticky {
+        Some(config::Sticky::Cookie(spec)) => {
+            let values = (0..group.len()).filter_map(|i| group.cookie_value(i));
+            CookieIssuer::new(spec, values)
+        }
+        _ => None,
+    };
+    Ok(Upstream {
+        group: Arc::new(group),
+        hash_key,
+        sticky_route,
+        cookie,
+        health_check: upstream.health_check.clone(),
+    })
+}
+
+fn member_spec(spec: &config::PeerSpec) -> MemberSpec {
+    MemberSpec {
+        weight: spec.weight.max(1),
+        fail_policy: FailPolicy {
+            max_fails: spec.max_fails,
+            fail_timeout_ms: spec.fail_timeout.as_millis() as u64,
+        },
+        max_conns: spec.max_conns,
+        backup: spec.backup,
+        down: spec.down,
+        drain: spec.drain,
+        slow_start: spec.slow_start,
+        route: spec.route.clone(),
     }
 }
 
@@ -335,7 +413,7 @@ fn resolve(
 struct ServerBuilder<'a> {
     vars: &'a Vars,
     registry: &'a PeerRegistry,
-    groups: &'a mut HashMap<Arc<str>, Arc<Group>>,
+    groups: &'a mut HashMap<Arc<str>, Arc<Upstream>>,
     errors: &'a mut Vec<ConfigError>,
 }
 
@@ -398,8 +476,8 @@ impl ServerBuilder<'_> {
     fn proxy_action(&mut self, pass: &config::ProxyPass, matcher: &LocationMatch) -> Action {
         let target = match &pass.target {
             ProxyTarget::Upstream(name) => match self.groups.get(name.as_str()) {
-                Some(group) => Target::Group {
-                    group: group.clone(),
+                Some(upstream) => Target::Group {
+                    upstream: upstream.clone(),
                     host: header_value(name),
                 },
                 // The upstream failed to build; its error is already recorded.
@@ -412,8 +490,8 @@ impl ServerBuilder<'_> {
                     format!("{host}:{port}")
                 };
                 match self.implicit_group(host, *port, &address, &pass.span) {
-                    Some(group) => Target::Group {
-                        group,
+                    Some(upstream) => Target::Group {
+                        upstream,
                         host: header_value(&address),
                     },
                     None => return Action::NotFound,
@@ -448,7 +526,7 @@ impl ServerBuilder<'_> {
         port: u16,
         address: &str,
         span: &Span,
-    ) -> Option<Arc<Group>> {
+    ) -> Option<Arc<Upstream>> {
         if let Some(group) = self.groups.get(address) {
             return Some(group.clone());
         }
@@ -468,18 +546,39 @@ impl ServerBuilder<'_> {
             addrs,
             DEFAULT_IDLE_PER_PEER,
         );
-        let member = MemberSpec {
+        // nginx's defaults for a server line without parameters.
+        let member = Member {
             peer,
-            backup: false,
-            down: false,
+            spec: MemberSpec {
+                weight: 1,
+                fail_policy: FailPolicy {
+                    max_fails: 1,
+                    fail_timeout_ms: 10_000,
+                },
+                max_conns: 0,
+                backup: false,
+                down: false,
+                drain: false,
+                slow_start: Duration::ZERO,
+                route: None,
+            },
         };
-        let group = Arc::new(Group::new(
+        let group = Group::new(
             name.clone(),
+            Method::RoundRobin,
             vec![member],
+            None,
             DEFAULT_UPSTREAM_KEEPALIVE,
-        ));
-        self.groups.insert(name, group.clone());
-        Some(group)
+        );
+        let upstream = Arc::new(Upstream {
+            group: Arc::new(group),
+            hash_key: None,
+            sticky_route: Vec::new(),
+            cookie: None,
+            health_check: None,
+        });
+        self.groups.insert(name, upstream.clone());
+        Some(upstream)
     }
 
     fn return_action(&mut self, r: &config::Return) -> ReturnAction {

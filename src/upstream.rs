@@ -1,13 +1,25 @@
-//! An upstream group at run time: its primary and backup peers and how it balances them.
+//! An upstream group at run time: primary and backup tiers over live peers, the balancing
+//! method, and stickiness.
 //!
-//! `pick` serves primaries while any is usable and falls back to backups only when none is,
-//! skipping `down` servers and the ones this request already tried.
+//! Choosing a server for a request, in order:
+//! 1. a sticky cookie (or `sticky route`) naming a usable server — primary, backup or draining —
+//!    wins: sessions stay where they are;
+//! 2. else the method picks among usable primaries;
+//! 3. else among usable backups (Azure SignalR's failover: backups take new sessions only while
+//!    every primary is unusable; when one recovers, new sessions return to it).
+//!
+//! "Usable" = not `down`, not tried by this request, passive and active health agree, below
+//! `max_conns`; the balancer also skips `drain` servers and admits servers in `slow_start`
+//! with a probability that grows over the ramp.
 
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::balance::Balancer;
-use crate::peer::Peer;
+use crate::balance::sticky::{StickyKey, StickyTable};
+use crate::balance::{Balancer, Key, Method, Node};
+use crate::peer::{CheckState, FailPolicy, Peer};
 
 /// A group of upstream servers as one snapshot sees it.
 #[derive(Debug)]
@@ -16,159 +28,294 @@ pub struct Group {
     pub name: Arc<str>,
     /// How long an idle upstream connection may be reused (`keepalive_timeout` in `upstream`).
     pub keepalive_timeout: Duration,
-    primary: Tier,
-    backup: Tier,
-}
-
-/// The peers of one tier and the balancer that takes turns over them.
-#[derive(Debug)]
-struct Tier {
+    /// The balancing method.
+    pub method: Method,
+    /// Primaries first, then backups: a member's index is its place in this list.
     members: Vec<Member>,
-    balancer: Balancer,
+    /// How many of `members` are primaries.
+    primaries: usize,
+    primary: Balancer,
+    backup: Balancer,
+    sticky: Option<Pinning>,
 }
 
-/// A peer as configured in this snapshot (flags like `down` belong to the config, not the peer).
+/// How a pinned value maps to a member.
 #[derive(Debug)]
-struct Member {
-    peer: Arc<Peer>,
-    down: bool,
+enum Pinning {
+    /// `sticky cookie`: keyed hashes of the servers' identities.
+    Cookie(StickyTable),
+    /// `sticky route`: the `route=` values as written.
+    Route(HashMap<String, usize>),
 }
 
-/// The peers one request has already tried, so a retry moves on to another server.
+/// A server as configured in this snapshot, over its live peer.
+#[derive(Debug)]
+pub struct Member {
+    /// The live peer (shared across snapshots).
+    pub peer: Arc<Peer>,
+    /// Its parameters in this config.
+    pub spec: MemberSpec,
+}
+
+/// A server's `server` line parameters, as the group needs them.
+#[derive(Clone, Debug)]
+pub struct MemberSpec {
+    /// `weight=`.
+    pub weight: u32,
+    /// `max_fails=` / `fail_timeout=`.
+    pub fail_policy: FailPolicy,
+    /// `max_conns=` (0: unlimited).
+    pub max_conns: u32,
+    /// `backup`.
+    pub backup: bool,
+    /// `down`: keeps its place (on a hash ring) but takes nothing.
+    pub down: bool,
+    /// `drain`: takes only requests pinned to it.
+    pub drain: bool,
+    /// `slow_start=` (zero: off).
+    pub slow_start: Duration,
+    /// `route=`: the sticky identity (else the address as written).
+    pub route: Option<String>,
+}
+
+/// How the group is keyed for sticky sessions.
+#[derive(Clone, Debug)]
+pub enum StickyMode {
+    /// Cookie values are keyed by this secret (`sticky_secret`), else by the group name.
+    Cookie {
+        /// `sticky_secret`.
+        secret: Option<String>,
+    },
+    /// `sticky route`: values are the servers' `route=` as written.
+    Route,
+}
+
+/// What a request brings to the choice.
+#[derive(Clone, Copy, Debug)]
+pub struct PickCtx<'a> {
+    /// The hash key (`ip_hash`: the client address; `hash`: the rendered key).
+    pub key: Key<'a>,
+    /// The sticky cookie's value, or the first non-empty `sticky route` variable.
+    pub pinned: Option<&'a str>,
+}
+
+/// The server chosen for one attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct Pick<'g> {
+    /// The member's index in the group (for its sticky value).
+    pub member: usize,
+    /// Its live peer.
+    pub peer: &'g Arc<Peer>,
+    /// True when the sticky cookie or route chose it.
+    pub by_sticky: bool,
+}
+
+/// Why no server could be chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoPeer {
+    /// Every server is down, failed or already tried (502).
+    AllDown,
+    /// Some server is healthy but every healthy one is at `max_conns` (503).
+    AllBusy,
+}
+
+/// The servers one request has already tried, so a retry moves on to another server.
 /// Empty until the first retry, so the common single attempt allocates nothing.
 #[derive(Debug, Default)]
 pub struct Tried {
-    peers: Vec<Arc<Peer>>,
+    members: Vec<usize>,
 }
 
 impl Tried {
-    /// Records that `peer` was tried.
-    pub fn add(&mut self, peer: &Arc<Peer>) {
-        self.peers.push(peer.clone());
+    /// Records that member `index` was tried.
+    pub fn add(&mut self, index: usize) {
+        self.members.push(index);
     }
 
-    fn contains(&self, peer: &Arc<Peer>) -> bool {
-        self.peers.iter().any(|p| Arc::ptr_eq(p, peer))
+    fn contains(&self, index: usize) -> bool {
+        self.members.contains(&index)
     }
 
     /// How many attempts were made.
     pub fn count(&self) -> usize {
-        self.peers.len()
+        self.members.len()
     }
-}
-
-/// A group member before it goes into a tier: the peer and its config flags.
-#[derive(Debug)]
-pub struct MemberSpec {
-    /// The live peer.
-    pub peer: Arc<Peer>,
-    /// `backup`.
-    pub backup: bool,
-    /// `down`.
-    pub down: bool,
 }
 
 impl Group {
-    /// Builds a round-robin group from its members in config order.
-    pub fn new(name: Arc<str>, members: Vec<MemberSpec>, keepalive_timeout: Duration) -> Group {
-        let (backup, primary): (Vec<_>, Vec<_>) = members.into_iter().partition(|m| m.backup);
-        let tier = |members: Vec<MemberSpec>| Tier {
-            members: members
-                .into_iter()
-                .map(|m| Member {
-                    peer: m.peer,
-                    down: m.down,
+    /// Builds a group from its members in config order.
+    pub fn new(
+        name: Arc<str>,
+        method: Method,
+        members: Vec<Member>,
+        sticky: Option<StickyMode>,
+        keepalive_timeout: Duration,
+    ) -> Group {
+        let (backups, primaries): (Vec<_>, Vec<_>) =
+            members.into_iter().partition(|m| m.spec.backup);
+        let balancer = |tier: &[Member]| {
+            let nodes: Vec<Node> = tier
+                .iter()
+                .map(|m| Node {
+                    name: &m.peer.key.address,
+                    weight: m.spec.weight.max(1),
                 })
-                .collect(),
-            balancer: Balancer::round_robin(),
+                .collect();
+            Balancer::new(method, &nodes)
         };
+        let primary = balancer(&primaries);
+        let backup = balancer(&backups);
+        let primaries_len = primaries.len();
+        let members: Vec<Member> = primaries.into_iter().chain(backups).collect();
+        let sticky = sticky.map(|mode| match mode {
+            StickyMode::Cookie { secret } => {
+                let key = match secret {
+                    Some(secret) => StickyKey::from_secret(&secret),
+                    None => StickyKey::for_group(&name),
+                };
+                let identities: Vec<&str> = members
+                    .iter()
+                    .map(|m| m.spec.route.as_deref().unwrap_or(&m.peer.key.address))
+                    .collect();
+                Pinning::Cookie(StickyTable::new(&key, &identities))
+            }
+            StickyMode::Route => Pinning::Route(
+                members
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, m)| Some((m.spec.route.clone()?, i)))
+                    .collect(),
+            ),
+        });
         Group {
             name,
             keepalive_timeout,
-            primary: tier(primary),
-            backup: tier(backup),
+            method,
+            members,
+            primaries: primaries_len,
+            primary,
+            backup,
+            sticky,
         }
     }
 
-    /// The next peer for a request that has already tried `tried`: a primary if any is usable,
-    /// else a backup; None when every server is down or tried.
-    pub fn pick(&self, tried: &Tried) -> Option<&Arc<Peer>> {
-        self.primary.pick(tried).or_else(|| self.backup.pick(tried))
+    /// The server for the next attempt of a request that has already tried `tried`.
+    pub fn pick(&self, ctx: &PickCtx<'_>, tried: &Tried) -> Result<Pick<'_>, NoPeer> {
+        let mut busy = false;
+        if let Some(index) = self.pinned(ctx, tried, &mut busy) {
+            return Ok(self.chosen(index, true));
+        }
+        let (primaries, backups) = self.members.split_at(self.primaries);
+        let mut found = None;
+        for (tier, offset, balancer) in [
+            (primaries, 0, &self.primary),
+            (backups, self.primaries, &self.backup),
+        ] {
+            let busy_cell = Cell::new(false);
+            found = balancer
+                .pick(
+                    ctx.key,
+                    |i| {
+                        let member = &tier[i];
+                        !member.spec.drain
+                            && self.usable(offset + i, member, tried, &busy_cell)
+                            && member.admitted()
+                    },
+                    |i| tier[i].peer.state.active(),
+                )
+                .map(|i| offset + i);
+            busy |= busy_cell.get();
+            if found.is_some() {
+                break;
+            }
+        }
+        match found {
+            Some(index) => Ok(self.chosen(index, false)),
+            None if busy => Err(NoPeer::AllBusy),
+            None => Err(NoPeer::AllDown),
+        }
+    }
+
+    /// The member a sticky cookie or route names, if it is usable.
+    fn pinned(&self, ctx: &PickCtx<'_>, tried: &Tried, busy: &mut bool) -> Option<usize> {
+        let pinned = ctx.pinned?;
+        let index = match self.sticky.as_ref()? {
+            Pinning::Cookie(table) => table.find(pinned)?,
+            Pinning::Route(routes) => *routes.get(pinned)?,
+        };
+        let busy_cell = Cell::new(false);
+        let usable = self.usable(index, &self.members[index], tried, &busy_cell);
+        *busy |= busy_cell.get();
+        usable.then_some(index)
+    }
+
+    fn chosen(&self, index: usize, by_sticky: bool) -> Pick<'_> {
+        let peer = &self.members[index].peer;
+        peer.state.record_pick(by_sticky);
+        Pick {
+            member: index,
+            peer,
+            by_sticky,
+        }
+    }
+
+    /// Usable for any request: configured up, not tried, healthy, below `max_conns` (noting in
+    /// `busy` when that last one alone said no).
+    fn usable(&self, index: usize, member: &Member, tried: &Tried, busy: &Cell<bool>) -> bool {
+        if member.spec.down || tried.contains(index) {
+            return false;
+        }
+        let state = &member.peer.state;
+        if state.check_state() == CheckState::Down || !state.passive_ok(member.spec.fail_policy) {
+            return false;
+        }
+        if member.spec.max_conns != 0 && state.active() >= u64::from(member.spec.max_conns) {
+            busy.set(true);
+            return false;
+        }
+        true
+    }
+
+    /// The cookie value of member `index`, if the group has `sticky cookie`.
+    pub fn cookie_value(&self, index: usize) -> Option<&str> {
+        match self.sticky.as_ref()? {
+            Pinning::Cookie(table) => Some(table.value(index)),
+            Pinning::Route(_) => None,
+        }
     }
 
     /// How many servers a request may try in all.
     pub fn len(&self) -> usize {
-        self.primary.members.len() + self.backup.members.len()
+        self.members.len()
     }
 
     /// True when the group has no servers (never for a validated config).
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.members.is_empty()
     }
 
-    /// Every peer of the group, primaries first.
-    pub fn peers(&self) -> impl Iterator<Item = &Arc<Peer>> {
-        self.primary
-            .members
-            .iter()
-            .chain(&self.backup.members)
-            .map(|m| &m.peer)
+    /// Every member, primaries first.
+    pub fn members(&self) -> &[Member] {
+        &self.members
     }
-}
 
-impl Tier {
-    fn pick(&self, tried: &Tried) -> Option<&Arc<Peer>> {
-        let index = self.balancer.pick(self.members.len(), |i| {
-            let member = &self.members[i];
-            !member.down && !tried.contains(&member.peer)
-        })?;
-        Some(&self.members[index].peer)
+    /// The member at `index`.
+    pub fn member(&self, index: usize) -> &Member {
+        &self.members[index]
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::peer::{PeerKey, PeerRegistry};
-
-    fn group(specs: &[(&str, bool, bool)]) -> Group {
-        let registry = PeerRegistry::default();
-        let members = specs
-            .iter()
-            .map(|&(address, backup, down)| MemberSpec {
-                peer: registry.get_or_insert(
-                    PeerKey {
-                        group: "g".into(),
-                        address: address.into(),
-                    },
-                    vec!["127.0.0.1:1".parse().unwrap()],
-                    4,
-                ),
-                backup,
-                down,
-            })
-            .collect();
-        Group::new("g".into(), members, Duration::from_secs(60))
-    }
-
-    fn address(peer: Option<&Arc<Peer>>) -> Option<&str> {
-        peer.map(|p| &*p.key.address)
-    }
-
-    #[test]
-    fn primaries_first_then_backups_then_nothing() {
-        let group = group(&[("a", false, false), ("b", false, true), ("c", true, false)]);
-        let mut tried = Tried::default();
-        assert_eq!(address(group.pick(&tried)), Some("a"));
-        assert_eq!(address(group.pick(&tried)), Some("a"), "down b is skipped");
-        tried.add(group.pick(&tried).unwrap());
-        assert_eq!(
-            address(group.pick(&tried)),
-            Some("c"),
-            "backup once a is tried"
-        );
-        tried.add(group.pick(&tried).unwrap());
-        assert_eq!(address(group.pick(&tried)), None);
-        assert_eq!(group.len(), 3);
+impl Member {
+    /// `slow_start`: a server back from being down is admitted with a probability rising
+    /// linearly from 0 to 1 over the ramp, so it is not flooded at once.
+    fn admitted(&self) -> bool {
+        if self.spec.slow_start.is_zero() {
+            return true;
+        }
+        let ramp = self.spec.slow_start.as_millis() as u64;
+        match self.peer.state.recovered_for_ms() {
+            Some(elapsed) if elapsed < ramp => fastrand::u64(0..ramp) < elapsed.max(1),
+            _ => true,
+        }
     }
 }

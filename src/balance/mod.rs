@@ -1,62 +1,101 @@
-//! Choosing a peer for a new session: plain logic over a list of peers, no HTTP.
-//!
-//! The caller says which peers are usable (health, `down`, already tried); a balancer only
-//! walks candidates. Round robin is the one method so far; `ip_hash`, `hash`, `least_conn` and
-//! `random` arrive with the balancing work and fall back to round robin until then.
+//! TEMPORARY stub with the new API (round robin only) until the balancing work lands.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A balancing method with its running state.
+/// A balancing method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    RoundRobin,
+    LeastConn,
+    Random { two: bool },
+    IpHash,
+    Hash { consistent: bool },
+}
+
+/// One server of a tier.
+pub struct Node<'a> {
+    pub name: &'a str,
+    pub weight: u32,
+}
+
+/// What a request offers to key a hash on.
+#[derive(Clone, Copy, Debug)]
+pub enum Key<'a> {
+    None,
+    Ip(IpAddr),
+    Bytes(&'a [u8]),
+}
+
+/// Balancer.
 #[derive(Debug)]
-pub enum Balancer {
-    /// Plain round robin over usable peers.
-    RoundRobin {
-        /// The position the next pick starts from.
-        next: AtomicUsize,
-    },
+pub struct Balancer {
+    count: usize,
+    next: AtomicUsize,
 }
 
 impl Balancer {
-    /// A fresh round-robin balancer.
-    pub fn round_robin() -> Balancer {
-        Balancer::RoundRobin {
+    pub fn new(_method: Method, nodes: &[Node]) -> Balancer {
+        Balancer {
+            count: nodes.len(),
             next: AtomicUsize::new(0),
         }
     }
 
-    /// Index of the peer to use among `count` peers, skipping those `usable` rejects; None if
-    /// none is usable. The walk is capped at `count` steps.
-    pub fn pick(&self, count: usize, usable: impl Fn(usize) -> bool) -> Option<usize> {
-        match self {
-            Balancer::RoundRobin { next } => {
-                if count == 0 {
-                    return None;
-                }
-                let start = next.fetch_add(1, Ordering::Relaxed);
-                (0..count)
-                    .map(|step| (start + step) % count)
-                    .find(|&index| usable(index))
-            }
-        }
+    pub fn pick(
+        &self,
+        _key: Key<'_>,
+        usable: impl Fn(usize) -> bool,
+        _load: impl Fn(usize) -> u64,
+    ) -> Option<usize> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..self.count)
+            .map(|step| (start + step) % self.count.max(1))
+            .find(|&index| index < self.count && usable(index))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod sticky {
+    use std::collections::HashMap;
 
-    #[test]
-    fn round_robin_takes_turns_and_skips_unusable_peers() {
-        let balancer = Balancer::round_robin();
-        let picks: Vec<_> = (0..6)
-            .map(|_| balancer.pick(3, |_| true).unwrap())
-            .collect();
-        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
-        let picks: Vec<_> = (0..4)
-            .map(|_| balancer.pick(3, |i| i != 1).unwrap())
-            .collect();
-        assert!(!picks.contains(&1));
-        assert_eq!(balancer.pick(3, |_| false), None);
-        assert_eq!(balancer.pick(0, |_| true), None);
+    pub struct StickyKey(String);
+    impl StickyKey {
+        pub fn from_secret(secret: &str) -> StickyKey {
+            StickyKey(secret.to_string())
+        }
+        pub fn for_group(group: &str) -> StickyKey {
+            StickyKey(group.to_string())
+        }
+    }
+    #[derive(Debug)]
+    pub struct StickyTable {
+        values: Vec<String>,
+        by_value: HashMap<String, usize>,
+    }
+    impl StickyTable {
+        pub fn new(key: &StickyKey, identities: &[&str]) -> StickyTable {
+            let values: Vec<String> = identities
+                .iter()
+                .map(|id| {
+                    format!(
+                        "{:016x}",
+                        crc32fast::hash(format!("{}{id}", key.0).as_bytes())
+                    )
+                })
+                .collect();
+            let by_value = values
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, v)| (v, i))
+                .collect();
+            StickyTable { values, by_value }
+        }
+        pub fn value(&self, index: usize) -> &str {
+            &self.values[index]
+        }
+        pub fn find(&self, value: &str) -> Option<usize> {
+            self.by_value.get(value).copied()
+        }
     }
 }

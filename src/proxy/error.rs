@@ -20,6 +20,11 @@ pub enum ProxyError {
     ClientAborted,
     /// Every server of the group is down or was tried (502).
     NoLiveUpstream,
+    /// Every healthy server is at `max_conns` (503).
+    AllBusy,
+    /// The upstream answered with a status `proxy_next_upstream` counts as a failure, and no
+    /// other server was left to try (502).
+    UpstreamStatus(u16),
     /// `proxy_pass http://$var` named no upstream group (502, as nginx without a resolver).
     UnknownUpstream(String),
     /// Connection refused, reset or closed by the upstream before a response (502).
@@ -55,9 +60,11 @@ impl ProxyError {
             ProxyError::NotFound => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequest | ProxyError::ClientAborted => StatusCode::BAD_REQUEST,
+            ProxyError::AllBusy => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NoLiveUpstream
             | ProxyError::UnknownUpstream(_)
-            | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            | ProxyError::Upstream(_)
+            | ProxyError::UpstreamStatus(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -107,6 +114,8 @@ impl fmt::Display for ProxyError {
                 f.write_str("client closed the connection while sending its body")
             }
             ProxyError::NoLiveUpstream => f.write_str("no live upstreams"),
+            ProxyError::AllBusy => f.write_str("every live upstream is at max_conns"),
+            ProxyError::UpstreamStatus(status) => write!(f, "upstream answered {status}"),
             ProxyError::UnknownUpstream(name) => write!(f, "no upstream named \"{name}\""),
             ProxyError::Upstream(UpstreamFailure::Connect(error)) => {
                 write!(f, "connect() to upstream failed ({error})")

@@ -19,7 +19,7 @@ use crate::proxy::connect::{ConnectError, connect};
 use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
 use crate::proxy::headers::is_idempotent;
 use crate::proxy::pool::Sender;
-use crate::upstream::{Group, Tried};
+use crate::upstream::{Group, NoPeer, PickCtx, Tried};
 
 /// A response head from an upstream, with what is needed to finish the exchange.
 pub struct Answer {
@@ -30,6 +30,10 @@ pub struct Answer {
     pub guard: ActiveGuard,
     /// The connection, to return to the pool once the body is read.
     pub sender: Sender,
+    /// The group member that answered.
+    pub member: usize,
+    /// True when a sticky cookie or route chose it.
+    pub by_sticky: bool,
 }
 
 /// One failed attempt: what happened, and the request if it never left.
@@ -38,9 +42,11 @@ struct Failed {
     unsent: Option<Request<RequestBody>>,
 }
 
-/// Sends `request` to `group`, retrying on other servers as `settings` allow.
+/// Sends `request` to `group`, retrying on other servers as `settings` allow. `ctx` carries
+/// what the request offers to the choice (hash key, sticky value).
 pub async fn forward(
     group: &Group,
+    ctx: &PickCtx<'_>,
     request: Request<RequestBody>,
     settings: &ProxySettings,
     progress: Option<&SendProgress>,
@@ -61,17 +67,24 @@ pub async fn forward(
         let Some(request) = next.take().or_else(|| replay.as_ref().map(rebuild)) else {
             unreachable!("a request is kept for every retry that is attempted")
         };
-        let Some(peer) = group.pick(&tried).cloned() else {
-            return Err(ProxyError::NoLiveUpstream);
+        let pick = match group.pick(ctx, &tried) {
+            Ok(pick) => pick,
+            Err(NoPeer::AllBusy) => return Err(ProxyError::AllBusy),
+            Err(NoPeer::AllDown) => return Err(ProxyError::NoLiveUpstream),
         };
-        let failed = match attempt(&peer, group, request, settings, progress).await {
-            Ok(answer) => {
+        let peer = pick.peer;
+        let member = group.member(pick.member);
+        let failed = match attempt(peer, group, request, settings, progress).await {
+            Ok(mut answer) => {
                 let status = answer.response.status().as_u16();
                 if !settings.next_upstream.statuses.contains(&status) || replay.is_none() {
+                    peer.state.record_success();
+                    answer.member = pick.member;
+                    answer.by_sticky = pick.by_sticky;
                     return Ok(answer);
                 }
                 Failed {
-                    error: ProxyError::NoLiveUpstream,
+                    error: ProxyError::UpstreamStatus(status),
                     unsent: None,
                 }
             }
@@ -79,14 +92,14 @@ pub async fn forward(
             Err(failed) if failed.error.is_client_fault() => return Err(failed.error),
             Err(failed) => failed,
         };
-        peer.state.record_failure();
+        peer.state.record_failure(member.spec.fail_policy);
         tracing::warn!(
             upstream = %peer.key.address,
             group = %group.name,
             "{}",
             failed.error
         );
-        tried.add(&peer);
+        tried.add(pick.member);
         let allowed = if failed.error.is_timeout() {
             settings.next_upstream.timeout
         } else {
@@ -148,6 +161,8 @@ async fn attempt(
                     response,
                     guard,
                     sender,
+                    member: 0,
+                    by_sticky: false,
                 });
             }
             Ok(Err(mut failure)) => match failure.take_message() {

@@ -22,10 +22,11 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
+use crate::balance::{Key, Method};
 use crate::snapshot::{
-    Action, ProxyAction, ReturnAction, Route, Snapshot, Target, UriRewrite, VirtualServer,
+    Action, ProxyAction, ReturnAction, Route, Snapshot, Target, Upstream, UriRewrite, VirtualServer,
 };
-use crate::upstream::Group;
+use crate::upstream::PickCtx;
 use crate::vars::RequestInfo;
 use body::{RequestBody, ResponseBody, SendProgress, UpstreamBody};
 use error::ProxyError;
@@ -91,19 +92,26 @@ async fn proxy(
         return Err(ProxyError::BodyTooLarge);
     }
     let mut scratch = String::new();
-    let (group, proxy_host): (&Arc<Group>, HeaderValue) = match &action.target {
-        Target::Group { group, host } => (group, host.clone()),
+    let (upstream, proxy_host): (&Arc<Upstream>, HeaderValue) = match &action.target {
+        Target::Group { upstream, host } => (upstream, host.clone()),
         Target::Variable(template) => {
             let info = request_info(&request, conn, server, "");
             template.render(&snapshot.vars, &info, &mut scratch);
             let name = scratch.as_str();
-            let group = snapshot
-                .group(name)
+            let upstream = snapshot
+                .upstream(name)
                 .ok_or_else(|| ProxyError::UnknownUpstream(name.to_string()))?;
             let host = HeaderValue::from_str(name)
                 .map_err(|_| ProxyError::UnknownUpstream(name.to_string()))?;
-            (group, host)
+            (upstream, host)
         }
+    };
+
+    let mut key_text = String::new();
+    let (key, pinned) = choice_inputs(&request, conn, server, snapshot, upstream, &mut key_text);
+    let ctx = PickCtx {
+        key,
+        pinned: pinned.as_deref(),
     };
 
     let upgrade = headers::requested_upgrade(request.version(), request.headers());
@@ -151,7 +159,8 @@ async fn proxy(
     let upstream_request = Request::from_parts(parts, body);
 
     let answer = forward::forward(
-        group,
+        &upstream.group,
+        &ctx,
         upstream_request,
         &route.settings,
         progress.as_deref(),
@@ -161,6 +170,15 @@ async fn proxy(
     let (mut parts, incoming) = answer.response.into_parts();
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     headers::rewrite_response(&mut parts.headers, switching && client_upgrade.is_some());
+    if let Some(cookie) = &upstream.cookie {
+        // Pin a new session (or re-pin one whose cookie named an unusable server); a sliding
+        // expiry is renewed on every response, a 101 included.
+        if (!answer.by_sticky || cookie.is_sliding())
+            && let Some(value) = cookie.set_cookie(answer.member)
+        {
+            parts.headers.append(header::SET_COOKIE, value);
+        }
+    }
     if let Some(added) = added {
         add_response_headers(&mut parts.headers, parts.status, added);
     }
@@ -188,6 +206,37 @@ async fn proxy(
         guard,
     );
     Ok(Response::from_parts(parts, body.into()))
+}
+
+/// What the request offers to the choice of a server: the hash key (`ip_hash`: the client's
+/// address; `hash`: the key rendered into `key_text`) and the pinned value (the sticky cookie,
+/// or the first non-empty `sticky route` variable).
+fn choice_inputs<'k>(
+    request: &Request<Incoming>,
+    conn: &ConnInfo,
+    server: &VirtualServer,
+    snapshot: &Snapshot,
+    upstream: &Upstream,
+    key_text: &'k mut String,
+) -> (Key<'k>, Option<String>) {
+    let info = request_info(request, conn, server, "");
+    let key = match (upstream.group.method, &upstream.hash_key) {
+        (Method::IpHash, _) => Key::Ip(conn.client.ip()),
+        (Method::Hash { .. }, Some(template)) => {
+            template.render(&snapshot.vars, &info, key_text);
+            Key::Bytes(key_text.as_bytes())
+        }
+        _ => Key::None,
+    };
+    let pinned = match &upstream.cookie {
+        Some(cookie) => cookie.read(request.headers()).map(str::to_owned),
+        None => upstream.sticky_route.iter().find_map(|template| {
+            let mut value = String::new();
+            template.render(&snapshot.vars, &info, &mut value);
+            (!value.is_empty()).then_some(value)
+        }),
+    };
+    (key, pinned)
 }
 
 /// `return CODE [text]`: a redirect for 301/302/303/307/308, else a body (or an error page).
