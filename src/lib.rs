@@ -19,6 +19,7 @@ pub mod balance;
 pub mod config;
 pub mod cookie;
 pub mod demo;
+pub mod health;
 pub mod peer;
 pub mod proxy;
 pub mod route;

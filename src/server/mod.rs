@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigErrors};
+use crate::health::{self, HealthChecks};
 use crate::peer::PeerRegistry;
 use crate::snapshot::Snapshot;
 
@@ -54,6 +55,8 @@ impl std::error::Error for StartError {}
 /// A running tether: its listeners and shared state.
 pub struct Tether {
     shared: Arc<Shared>,
+    /// Active health checks of the live snapshot.
+    _health: HealthChecks,
     listeners: Vec<ListenerHandle>,
     stop: watch::Sender<bool>,
 }
@@ -105,6 +108,7 @@ impl Tether {
         bound: Vec<(SocketAddr, TcpListener)>,
         config: &Config,
     ) -> Tether {
+        let health = health::spawn(&snapshot);
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
@@ -132,6 +136,7 @@ impl Tether {
             .collect();
         Tether {
             shared,
+            _health: health,
             listeners,
             stop,
         }
