@@ -313,11 +313,38 @@ pub enum ErrorKind {
         /// The upstream name.
         name: String,
     },
-    /// A `map` target that is not a `$variable`.
+    /// A `map` target or a `sticky route` argument that is not a `$variable`.
     InvalidVariableName {
         /// The word as written.
         value: String,
     },
+    /// Two `server` lines of one upstream with the same address as written: tether identifies
+    /// a server by its address, so the two would silently merge.
+    DuplicateServer {
+        /// The address as written.
+        address: String,
+        /// The upstream name.
+        upstream: String,
+    },
+    /// Two `server` lines of one upstream with the same `route=`.
+    DuplicateRoute {
+        /// The route as written.
+        route: String,
+        /// The upstream name.
+        upstream: String,
+    },
+    /// `sticky route` in an upstream where no server has a `route=`.
+    StickyRouteWithoutRoutes {
+        /// The upstream name.
+        upstream: String,
+    },
+    /// A `sticky cookie` name that is not an RFC 6265 token.
+    InvalidCookieName {
+        /// The name as written.
+        name: String,
+    },
+    /// `health_check` outside an `upstream` (nginx Plus puts it in a `location`).
+    HealthCheckOutsideUpstream,
 }
 
 impl ErrorKind {
@@ -334,6 +361,16 @@ impl ErrorKind {
             } => Some(format!("did you mean \"{s}\"?")),
             ErrorKind::ListenHostNotFound { .. } => {
                 Some("tether listens on IP addresses, \"*\" or localhost".to_string())
+            }
+            ErrorKind::DuplicateServer { .. } => Some(
+                "tether identifies servers by address; give one line a larger weight= instead"
+                    .to_string(),
+            ),
+            ErrorKind::InvalidCookieName { .. } => {
+                Some("a cookie name is letters, digits and any of !#$%&'*+-.^_`|~".to_string())
+            }
+            ErrorKind::HealthCheckOutsideUpstream => {
+                Some("health_check belongs in the upstream block in tether".to_string())
             }
             _ => None,
         }
@@ -480,6 +517,23 @@ impl fmt::Display for ErrorKind {
                 write!(f, "no servers are inside upstream \"{name}\"")
             }
             K::InvalidVariableName { value } => write!(f, "invalid variable name \"{value}\""),
+            K::DuplicateServer { address, upstream } => {
+                write!(
+                    f,
+                    "duplicate server \"{address}\" in upstream \"{upstream}\""
+                )
+            }
+            K::DuplicateRoute { route, upstream } => {
+                write!(f, "duplicate route \"{route}\" in upstream \"{upstream}\"")
+            }
+            K::StickyRouteWithoutRoutes { upstream } => write!(
+                f,
+                "\"sticky route\" needs servers with \"route=\" in upstream \"{upstream}\""
+            ),
+            K::InvalidCookieName { name } => write!(f, "invalid cookie name \"{name}\""),
+            K::HealthCheckOutsideUpstream => {
+                write!(f, "\"health_check\" directive is not allowed here")
+            }
         }
     }
 }

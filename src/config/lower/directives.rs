@@ -183,6 +183,9 @@ const SPECS: &[Spec] = &[
     handled("hash", U, 1, 2),
     handled("random", U, 0, 2),
     handled("keepalive", U, 1, 1),
+    handled("sticky", U, 1, MANY),
+    handled("sticky_secret", H | U, 1, 1),
+    handled("health_check", U, 0, MANY),
     ignored("zone", U, 2, "tether keeps upstream state in memory without zones"),
 ];
 
@@ -243,8 +246,6 @@ const UNSUPPORTED: &[&str] = &[
     "mail",
     "load_module",
     "env",
-    "health_check",
-    "sticky",
     "chunked_transfer_encoding",
     "underscores_in_headers",
     "ignore_invalid_headers",
@@ -276,6 +277,9 @@ impl Lowering {
         let Some(spec) = specs.find(|spec| spec.contexts & context.bit() != 0) else {
             let kind = if name == "location" && context == Context::Location {
                 ErrorKind::NestedLocation
+            } else if name == "health_check" {
+                // nginx Plus writes it in a `location`; tether checks whole groups.
+                ErrorKind::HealthCheckOutsideUpstream
             } else {
                 ErrorKind::NotAllowedHere { name: name.into() }
             };

@@ -2,7 +2,8 @@
 //!
 //! Settings are gathered before children are lowered (a `server` after `proxy_read_timeout` and
 //! one before it inherit the same value, as in nginx, where merging happens after parsing).
-//! Locations are lowered by `location`; upstreams and maps by `upstream`. Must not import
+//! Locations are lowered by `location`; upstreams and maps by `upstream`. The http-level
+//! `sticky_secret` is handed to every `sticky cookie` group without its own. Must not import
 //! `parse` or anything outside `config`: no sockets are opened to check a `listen` address.
 
 use std::collections::HashSet;
@@ -10,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::directives::{Context, HTTP_LEVEL_ONLY};
 use super::proxy::ProxyLayer;
+use super::sticky::inherit_secret;
 use super::values::{parse_number, split_host_port};
 use super::{Lowering, empty_http};
 use crate::config::ast::{Directive, Word};
@@ -28,6 +30,7 @@ impl Lowering {
         let mut http = empty_http();
         let mut keepalive_timeout = None;
         let mut client_header_timeout = None;
+        let mut sticky_secret = None;
         let mut layer = ProxyLayer::default();
         let mut servers = Vec::new();
         for d in block {
@@ -56,6 +59,7 @@ impl Lowering {
                 "client_header_timeout" => {
                     self.once(&mut client_header_timeout, d, |cx| cx.time(d, &d.args[0]));
                 }
+                "sticky_secret" => self.once(&mut sticky_secret, d, |cx| cx.sticky_secret(d)),
                 _ => {
                     self.proxy_setting(&mut layer, d);
                 }
@@ -63,6 +67,7 @@ impl Lowering {
         }
         http.keepalive_timeout = keepalive_timeout.unwrap_or(http.keepalive_timeout);
         http.client_header_timeout = client_header_timeout.unwrap_or(http.client_header_timeout);
+        inherit_secret(&mut http.upstreams, sticky_secret.as_deref());
         http.servers = servers
             .into_iter()
             .map(|d| self.server(d, &layer))

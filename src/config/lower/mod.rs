@@ -3,14 +3,17 @@
 //!
 //! Lowering never stops at the first problem: each error is recorded and the walk goes on, so
 //! `tether -t` lists them all. Submodules own one context each (`http`: http, server, listen,
-//! server_name; `location`: location, return, proxy_pass; `upstream`: upstream and map), plus the
+//! server_name; `location`: location, return, proxy_pass; `upstream`: upstream and map), plus
+//! the upstream's `sticky`/`sticky_secret` (`sticky`) and `health_check` (`health_check`), the
 //! directive table (`directives`), inherited proxy settings (`proxy`) and value syntaxes
 //! (`values`). Must not import `parse`: it works on the finished tree.
 
 mod directives;
+mod health_check;
 mod http;
 mod location;
 mod proxy;
+mod sticky;
 mod upstream;
 mod values;
 
@@ -166,3 +169,7 @@ mod tests;
 #[cfg(test)]
 #[path = "error_tests.rs"]
 mod error_tests;
+
+#[cfg(test)]
+#[path = "upstream_tests.rs"]
+mod upstream_tests;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::config::model::*;
 use crate::config::{ConfigError, load_str};
 
-fn lower_ok(text: &str) -> Config {
+pub(super) fn lower_ok(text: &str) -> Config {
     match load_str(Path::new("t.conf"), text, Path::new("/prefix")) {
         Ok(config) => config,
         Err(errors) => panic!("unexpected errors:\n{errors}"),

@@ -1,10 +1,14 @@
 //! The `upstream` and `map` blocks.
 //!
 //! Upstream: `server` lines with their parameters, the balancing method (the last method
-//! directive wins, as in nginx), and the idle pool settings. Map: `pattern value;` pairs, which
-//! are not directives, so they bypass the directive table. Host names are not resolved here
-//! (`snapshot` does that); templates stay verbatim (`vars` compiles them). Must not import
-//! `balance` or `peer`: this is the upstream as written, not as run.
+//! directive wins, as in nginx), the idle pool settings, and the group's `sticky` (lowered by
+//! `sticky`) and `health_check` (by `health_check`). A server is identified by its address as
+//! written, and a `route=` names one server: both must be unique in the group, since live state
+//! and sessions are keyed by them. `backup` is accepted with every method (nginx refuses it with
+//! `hash` and `ip_hash`; tether tries backups the same way under every method). Map: `pattern
+//! value;` pairs, which are not directives, so they bypass the directive table. Host names are
+//! not resolved here (`snapshot` does that); templates stay verbatim (`vars` compiles them). Must
+//! not import `balance` or `peer`: this is the upstream as written, not as run.
 
 use std::time::Duration;
 
@@ -13,7 +17,7 @@ use super::directives::Context;
 use super::values::{parse_number, parse_time, split_host_port};
 use crate::config::ast::{Directive, Word};
 use crate::config::error::ErrorKind;
-use crate::config::model::{BalanceMethod, Map, MapEntry, MapPattern, PeerSpec, Upstream};
+use crate::config::model::{BalanceMethod, Map, MapEntry, MapPattern, PeerSpec, Sticky, Upstream};
 
 /// nginx's upstream `keepalive_timeout` default.
 const UPSTREAM_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,7 +30,13 @@ impl Lowering {
         let mut servers = Vec::new();
         let mut keepalive = None;
         let mut keepalive_timeout = None;
+        let mut sticky = None;
+        let mut secret = None;
+        let mut health_check = None;
         let mut any_server = false;
+        // Some server line carries `route=`, even one that failed (whose error is out already:
+        // `sticky route` should not pile on).
+        let mut any_route = false;
         for inner in d.block.as_deref().unwrap_or_default() {
             if !self.accepts(Context::Upstream, inner) {
                 continue;
@@ -35,7 +45,11 @@ impl Lowering {
             match inner.name() {
                 "server" => {
                     any_server = true;
-                    servers.extend(self.peer(inner));
+                    any_route |= args[1..].iter().any(|w| w.text.starts_with("route="));
+                    if let Some(peer) = self.peer(inner) {
+                        self.check_identity(&name, &servers, inner, &peer);
+                        servers.push(peer);
+                    }
                 }
                 "ip_hash" => method = BalanceMethod::IpHash,
                 "least_conn" => method = BalanceMethod::LeastConn,
@@ -68,6 +82,11 @@ impl Lowering {
                 "keepalive_timeout" => {
                     self.once(&mut keepalive_timeout, inner, |cx| cx.time(inner, &args[0]));
                 }
+                "sticky" => self.once(&mut sticky, inner, |cx| cx.sticky(inner)),
+                "sticky_secret" => self.once(&mut secret, inner, |cx| cx.sticky_secret(inner)),
+                "health_check" => {
+                    self.once(&mut health_check, inner, |cx| cx.health_check(inner));
+                }
                 _ => {}
             }
         }
@@ -77,6 +96,15 @@ impl Lowering {
                 &d.span,
                 ErrorKind::NoServersInUpstream { name: name.clone() },
             );
+        } else if let Some(Sticky::Route { span, .. }) = &sticky
+            && !any_route
+        {
+            let upstream = name.clone();
+            self.error(span, ErrorKind::StickyRouteWithoutRoutes { upstream });
+        }
+        // The upstream's own secret wins; `http` hands its own to the rest afterwards.
+        if let Some(Sticky::Cookie(cookie)) = &mut sticky {
+            cookie.secret = secret;
         }
         (!servers.is_empty()).then(|| Upstream {
             name,
@@ -84,8 +112,8 @@ impl Lowering {
             servers,
             keepalive,
             keepalive_timeout: keepalive_timeout.unwrap_or(UPSTREAM_KEEPALIVE_TIMEOUT),
-            sticky: None,
-            health_check: None,
+            sticky,
+            health_check,
             span: d.span.clone(),
         })
     }
@@ -159,7 +187,37 @@ impl Lowering {
         valid.then_some(peer)
     }
 
-    fn invalid_parameter(&mut self, d: &Directive, word: &Word) {
+    /// Reports a server whose address, or `route=`, an earlier server of `upstream` has.
+    fn check_identity(
+        &mut self,
+        upstream: &str,
+        earlier: &[PeerSpec],
+        d: &Directive,
+        peer: &PeerSpec,
+    ) {
+        if earlier.iter().any(|p| p.address == peer.address) {
+            let kind = ErrorKind::DuplicateServer {
+                address: peer.address.clone(),
+                upstream: upstream.to_string(),
+            };
+            self.error(&d.args[0].span, kind);
+        }
+        let Some(route) = &peer.route else {
+            return;
+        };
+        if earlier.iter().any(|p| p.route.as_ref() == Some(route)) {
+            // The last `route=` on the line is the one that counts (see `peer`).
+            let word = d.args.iter().rev().find(|w| w.text.starts_with("route="));
+            let kind = ErrorKind::DuplicateRoute {
+                route: route.clone(),
+                upstream: upstream.to_string(),
+            };
+            self.error(word.map_or(&d.span, |w| &w.span), kind);
+        }
+    }
+
+    /// Reports `word` as an invalid parameter of `d`.
+    pub(super) fn invalid_parameter(&mut self, d: &Directive, word: &Word) {
         let kind = ErrorKind::InvalidParameter {
             directive: d.name().into(),
             value: word.text.clone(),
@@ -228,7 +286,7 @@ impl Lowering {
 }
 
 /// Stores `value` in `slot` when it parsed; false otherwise.
-fn set<T>(slot: &mut T, value: Option<T>) -> bool {
+pub(super) fn set<T>(slot: &mut T, value: Option<T>) -> bool {
     match value {
         Some(value) => {
             *slot = value;
