@@ -3,11 +3,16 @@
 
 mod harness;
 
+mod balancing;
 mod big_bodies;
+mod failover;
 mod failures;
+mod hashing;
+mod health;
 mod http1;
 mod http2;
 mod long_poll;
 mod routing;
 mod sse;
+mod sticky;
 mod websocket;

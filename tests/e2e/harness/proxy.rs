@@ -48,6 +48,16 @@ impl Proxy {
         Proxy::start(&conf, &[]).await
     }
 
+    /// The snapshot in force (groups, members and their live peer state).
+    pub fn snapshot(&self) -> std::sync::Arc<tether::snapshot::Snapshot> {
+        self.tether
+            .as_ref()
+            .expect("the proxy is running")
+            .shared()
+            .snapshot
+            .load_full()
+    }
+
     /// `http://ADDR{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
