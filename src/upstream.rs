@@ -305,7 +305,37 @@ impl Group {
     }
 }
 
+/// A server's state as the status page shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerState {
+    /// Taking new sessions.
+    Up,
+    /// `down` in the config, failed passive checks or failed active checks.
+    Down,
+    /// `drain`: only sessions pinned to it.
+    Draining,
+    /// Active checks are configured and none has passed yet.
+    Checking,
+}
+
 impl Member {
+    /// The state right now; `checked` says whether the group has active health checks.
+    pub fn state(&self, checked: bool) -> ServerState {
+        let state = &self.peer.state;
+        if self.spec.down
+            || state.check_state() == CheckState::Down
+            || state.is_failed(self.spec.fail_policy)
+        {
+            ServerState::Down
+        } else if checked && state.check_state() == CheckState::Unknown {
+            ServerState::Checking
+        } else if self.spec.drain {
+            ServerState::Draining
+        } else {
+            ServerState::Up
+        }
+    }
+
     /// `slow_start`: a server back from being down is admitted with a probability rising
     /// linearly from 0 to 1 over the ramp, so it is not flooded at once.
     fn admitted(&self) -> bool {
@@ -495,6 +525,37 @@ mod tests {
         }
         assert_eq!(g.member(0).peer.state.picked_by_balancer(), 4);
         assert_eq!(g.member(2).peer.state.picked_by_sticky(), 1);
+    }
+
+    #[test]
+    fn states_for_the_status_page() {
+        let g = group(
+            vec![
+                server("a"),
+                Server {
+                    down: true,
+                    ..server("b")
+                },
+                Server {
+                    drain: true,
+                    ..server("c")
+                },
+            ],
+            None,
+        );
+        let states: Vec<_> = g.members().iter().map(|m| m.state(false)).collect();
+        assert_eq!(
+            states,
+            [ServerState::Up, ServerState::Down, ServerState::Draining]
+        );
+        assert_eq!(g.member(0).state(true), ServerState::Checking);
+        g.member(0).peer.state.set_check_state(CheckState::Up);
+        assert_eq!(g.member(0).state(true), ServerState::Up);
+        g.member(0)
+            .peer
+            .state
+            .record_failure(g.member(0).spec.fail_policy);
+        assert_eq!(g.member(0).state(true), ServerState::Down);
     }
 
     #[test]
