@@ -1,0 +1,157 @@
+//! The immutable runtime built from one [`Config`]: virtual servers per listen address, compiled
+//! locations, precompiled header plans and templates, and upstream groups over live peers.
+//!
+//! Requests read it through one atomic load; a reload builds a whole new snapshot and swaps it,
+//! so no request ever sees half a config. Building resolves every name, compiles every template
+//! and regex, and reports every error with its span — all before anything serves.
+//!
+//! No hyper here: only `http` types for precompiled header names and values.
+
+mod servers;
+mod upstreams;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{self, Config, ConfigError, ConfigErrors};
+use crate::peer::PeerRegistry;
+use crate::route::VirtualHosts;
+use crate::vars::Vars;
+
+use servers::ServerBuilder;
+pub use servers::{
+    Action, AddHeader, HeaderPlan, HeaderSource, ProxyAction, ReturnAction, Route, SetHeader,
+    Target, UriRewrite, VirtualServer,
+};
+pub use upstreams::Upstream;
+
+/// One consistent runtime view of a config.
+pub struct Snapshot {
+    /// Increases by one with every successful reload (1 for the first config).
+    pub generation: u64,
+    /// Compiled `map`s, needed to render any template.
+    pub vars: Vars,
+    /// `keepalive_timeout` for client connections.
+    pub keepalive_timeout: Duration,
+    /// `client_header_timeout`.
+    pub client_header_timeout: Duration,
+    listeners: HashMap<SocketAddr, Listener>,
+    servers: Vec<VirtualServer>,
+    groups: HashMap<Arc<str>, Arc<Upstream>>,
+}
+
+/// The virtual servers reachable on one listen address.
+struct Listener {
+    hosts: VirtualHosts,
+    /// Indexes into `Snapshot::servers`, in the order `hosts` knows them.
+    servers: Vec<usize>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from `config`, taking live peers from `registry` so that servers that
+    /// stay keep their state. Resolves host names (blocking). Reports every error found.
+    pub fn build(
+        config: &Config,
+        registry: &PeerRegistry,
+        generation: u64,
+    ) -> Result<Snapshot, ConfigErrors> {
+        let mut errors = Vec::new();
+        let vars = match Vars::build(&config.http.maps) {
+            Ok(vars) => vars,
+            Err(ConfigErrors(mut found)) => {
+                errors.append(&mut found);
+                return Err(ConfigErrors(errors));
+            }
+        };
+        let mut groups = HashMap::new();
+        for upstream in &config.http.upstreams {
+            match upstreams::build_upstream(upstream, registry, &vars) {
+                Ok(built) => {
+                    groups.insert(built.group.name.clone(), Arc::new(built));
+                }
+                Err(mut found) => errors.append(&mut found),
+            }
+        }
+        let mut builder = ServerBuilder {
+            vars: &vars,
+            registry,
+            groups: &mut groups,
+            errors: &mut errors,
+        };
+        let servers: Vec<VirtualServer> = config
+            .http
+            .servers
+            .iter()
+            .map(|server| builder.server(server))
+            .collect();
+        let listeners = build_listeners(&config.http.servers, &mut errors);
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Snapshot {
+            generation,
+            vars,
+            keepalive_timeout: config.http.keepalive_timeout,
+            client_header_timeout: config.http.client_header_timeout,
+            listeners,
+            servers,
+            groups,
+        })
+    }
+
+    /// The addresses this config listens on.
+    pub fn listen_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.listeners.keys().copied()
+    }
+
+    /// The virtual server for a request that arrived on `listen` with this `host` (lowercase,
+    /// without port). None only if `listen` is not in this config (a listener being retired).
+    pub fn server(&self, listen: SocketAddr, host: &str) -> Option<&VirtualServer> {
+        let listener = self.listeners.get(&listen)?;
+        let index = listener.servers[listener.hosts.find(host)];
+        Some(&self.servers[index])
+    }
+
+    /// A named upstream group (`proxy_pass http://$var` looks groups up by name per request).
+    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.groups.get(name)
+    }
+
+    /// Every group, for status pages, health checks and tests.
+    pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        self.groups.values()
+    }
+}
+
+/// Groups the servers by listen address and builds each address's name lookup.
+fn build_listeners(
+    servers: &[config::Server],
+    errors: &mut Vec<ConfigError>,
+) -> HashMap<SocketAddr, Listener> {
+    let mut by_addr: HashMap<SocketAddr, Vec<(usize, bool)>> = HashMap::new();
+    for (index, server) in servers.iter().enumerate() {
+        for listen in &server.listens {
+            by_addr
+                .entry(listen.addr)
+                .or_default()
+                .push((index, listen.default_server));
+        }
+    }
+    let mut listeners = HashMap::new();
+    for (addr, members) in by_addr {
+        let names: Vec<(&[config::ServerName], bool)> = members
+            .iter()
+            .map(|&(index, default)| (servers[index].names.as_slice(), default))
+            .collect();
+        match VirtualHosts::build(&names) {
+            Ok(hosts) => {
+                let servers = members.iter().map(|&(index, _)| index).collect();
+                listeners.insert(addr, Listener { hosts, servers });
+            }
+            Err(ConfigErrors(mut found)) => errors.append(&mut found),
+        }
+    }
+    listeners
+}

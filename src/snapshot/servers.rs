@@ -1,0 +1,355 @@
+//! Virtual servers of a snapshot: locations compiled into routes, with their proxy targets,
+//! header plans and `return`s.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, StatusCode};
+
+use crate::config::{
+    self, ConfigError, ConfigErrors, ErrorKind, Handler, LocationMatch, ProxySettings, ProxyTarget,
+    Span,
+};
+use crate::peer::PeerRegistry;
+use crate::route::Locations;
+use crate::vars::{Template, Vars};
+
+use super::upstreams::{self, Upstream};
+
+/// A `server {}` block, compiled.
+pub struct VirtualServer {
+    /// The first `server_name` (`$server_name`), or "".
+    pub name: String,
+    /// A server-level `return`, applied before locations.
+    pub return_: Option<ReturnAction>,
+    locations: Locations,
+    routes: Vec<Route>,
+}
+
+/// A location, compiled: what to do with a request that matched it.
+pub struct Route {
+    /// The handler.
+    pub action: Action,
+    /// Effective proxy settings (timeouts, body limit, retries).
+    pub settings: ProxySettings,
+    /// `proxy_set_header`, precompiled.
+    pub request_headers: HeaderPlan,
+    /// `add_header`, precompiled.
+    pub response_headers: Vec<AddHeader>,
+}
+
+/// What a route does.
+pub enum Action {
+    /// Forward to an upstream.
+    Proxy(ProxyAction),
+    /// Answer directly.
+    Return(ReturnAction),
+    /// No handler: 404.
+    NotFound,
+}
+
+/// `proxy_pass`, compiled.
+pub struct ProxyAction {
+    /// Which group.
+    pub target: Target,
+    /// How the request URI is rewritten.
+    pub uri: UriRewrite,
+}
+
+/// Where a proxied request goes.
+pub enum Target {
+    /// A group known when the snapshot was built; `host` is `$proxy_host` (the default `Host`).
+    Group {
+        /// The group.
+        upstream: Arc<Upstream>,
+        /// `$proxy_host` as a ready header value.
+        host: HeaderValue,
+    },
+    /// `proxy_pass http://$var...`: the rendered name must be an upstream group.
+    Variable(Template),
+}
+
+/// nginx's rule for the URI sent upstream.
+pub enum UriRewrite {
+    /// `proxy_pass` without a URI: the request URI as the client sent it.
+    Keep,
+    /// With a URI: the part matching the location prefix is replaced by it.
+    ReplacePrefix {
+        /// The location's prefix (or exact path).
+        prefix: String,
+        /// The `proxy_pass` URI.
+        with: String,
+    },
+    /// With variables in `proxy_pass`: the URI given replaces the whole request URI.
+    Replace(String),
+}
+
+/// `return`, compiled.
+pub struct ReturnAction {
+    /// Status code.
+    pub code: StatusCode,
+    /// Body text, or the redirect URL for 301/302/303/307/308.
+    pub text: Option<Template>,
+}
+
+/// `proxy_set_header` lines of one location, compiled.
+pub struct HeaderPlan {
+    /// In config order.
+    pub set: Vec<SetHeader>,
+    /// Whether `Host` is among them (else `$proxy_host` is sent, as nginx).
+    pub sets_host: bool,
+}
+
+/// One `proxy_set_header`.
+pub struct SetHeader {
+    /// Header name.
+    pub name: HeaderName,
+    /// Its value.
+    pub value: HeaderSource,
+}
+
+/// A header value known at build time, or rendered per request.
+pub enum HeaderSource {
+    /// A fixed value.
+    Fixed(HeaderValue),
+    /// Rendered per request; an empty result removes the header (nginx).
+    Template(Template),
+    /// An empty literal: the header is removed.
+    Remove,
+}
+
+/// One `add_header`, compiled.
+pub struct AddHeader {
+    /// Header name.
+    pub name: HeaderName,
+    /// Value.
+    pub value: HeaderSource,
+    /// `always`: on every status, not only 2xx/3xx.
+    pub always: bool,
+}
+
+impl VirtualServer {
+    /// The route for a request path (None: no location matches, 404).
+    pub fn route(&self, path: &str) -> Option<&Route> {
+        self.locations.find(path).map(|index| &self.routes[index])
+    }
+}
+
+/// Compiles server blocks; shares the group table so `proxy_pass http://host:port` targets
+/// become implicit one-server groups, one per distinct address.
+pub(super) struct ServerBuilder<'a> {
+    pub(super) vars: &'a Vars,
+    pub(super) registry: &'a PeerRegistry,
+    pub(super) groups: &'a mut HashMap<Arc<str>, Arc<Upstream>>,
+    pub(super) errors: &'a mut Vec<ConfigError>,
+}
+
+impl ServerBuilder<'_> {
+    pub(super) fn server(&mut self, server: &config::Server) -> VirtualServer {
+        let locations = match Locations::build(&server.locations) {
+            Ok(locations) => locations,
+            Err(ConfigErrors(mut found)) => {
+                self.errors.append(&mut found);
+                // A placeholder so the other blocks are still checked; the build fails anyway.
+                Locations::build(&[]).unwrap_or_else(|_| unreachable!("no locations, no errors"))
+            }
+        };
+        VirtualServer {
+            name: server.names.first().map(name_text).unwrap_or_default(),
+            return_: server.return_.as_ref().map(|r| self.return_action(r)),
+            locations,
+            routes: server.locations.iter().map(|l| self.route(l)).collect(),
+        }
+    }
+
+    fn route(&mut self, location: &config::Location) -> Route {
+        let action = match &location.handler {
+            Handler::Proxy(pass) => self.proxy_action(pass, &location.matcher),
+            Handler::Return(r) => Action::Return(self.return_action(r)),
+            Handler::NotFound => Action::NotFound,
+        };
+        let set = location
+            .proxy
+            .set_headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some(SetHeader {
+                    name: self.header_name(name, &location.span)?,
+                    value: self.header_source(value, &location.span),
+                })
+            })
+            .collect::<Vec<_>>();
+        let sets_host = set.iter().any(|h| h.name == http::header::HOST);
+        let response_headers = location
+            .proxy
+            .add_headers
+            .iter()
+            .filter_map(|add| {
+                Some(AddHeader {
+                    name: self.header_name(&add.name, &location.span)?,
+                    value: self.header_source(&add.value, &location.span),
+                    always: add.always,
+                })
+            })
+            .collect();
+        Route {
+            action,
+            settings: location.proxy.clone(),
+            request_headers: HeaderPlan { set, sets_host },
+            response_headers,
+        }
+    }
+
+    fn proxy_action(&mut self, pass: &config::ProxyPass, matcher: &LocationMatch) -> Action {
+        let target = match &pass.target {
+            ProxyTarget::Upstream(name) => match self.groups.get(name.as_str()) {
+                Some(upstream) => Target::Group {
+                    upstream: upstream.clone(),
+                    host: header_value(name),
+                },
+                // The upstream failed to build; its error is already recorded.
+                None => return Action::NotFound,
+            },
+            ProxyTarget::Address { host, port } => {
+                let address = if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                };
+                match self.implicit_group(host, *port, &address, &pass.span) {
+                    Some(upstream) => Target::Group {
+                        upstream,
+                        host: header_value(&address),
+                    },
+                    None => return Action::NotFound,
+                }
+            }
+            ProxyTarget::Variable(text) => match self.vars.compile(text, &pass.span) {
+                Ok(template) => Target::Variable(template),
+                Err(error) => {
+                    self.errors.push(error);
+                    return Action::NotFound;
+                }
+            },
+        };
+        let uri = match (&pass.uri, &pass.target, matcher) {
+            (None, _, _) => UriRewrite::Keep,
+            (Some(uri), ProxyTarget::Variable(_), _) => UriRewrite::Replace(uri.clone()),
+            (Some(uri), _, LocationMatch::Exact(path) | LocationMatch::Prefix { path, .. }) => {
+                UriRewrite::ReplacePrefix {
+                    prefix: path.clone(),
+                    with: uri.clone(),
+                }
+            }
+            // Lowering rejects a URI in a regex location; pass the request URI unchanged.
+            (Some(_), _, LocationMatch::Regex { .. }) => UriRewrite::Keep,
+        };
+        Action::Proxy(ProxyAction { target, uri })
+    }
+
+    /// `proxy_pass http://host:port`: an implicit one-server group per distinct address,
+    /// shared by every location naming it.
+    fn implicit_group(
+        &mut self,
+        host: &str,
+        port: u16,
+        address: &str,
+        span: &Span,
+    ) -> Option<Arc<Upstream>> {
+        if let Some(group) = self.groups.get(address) {
+            return Some(group.clone());
+        }
+        match upstreams::implicit(host, port, address, span, self.registry) {
+            Ok(upstream) => {
+                let upstream = Arc::new(upstream);
+                self.groups.insert(address.into(), upstream.clone());
+                Some(upstream)
+            }
+            Err(error) => {
+                self.errors.push(error);
+                None
+            }
+        }
+    }
+
+    fn return_action(&mut self, r: &config::Return) -> ReturnAction {
+        let code = StatusCode::from_u16(r.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let text = r
+            .text
+            .as_ref()
+            .and_then(|text| self.template(text, &r.span));
+        ReturnAction { code, text }
+    }
+
+    fn header_name(&mut self, name: &str, span: &Span) -> Option<HeaderName> {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(name) => Some(name),
+            Err(_) => {
+                self.errors.push(ConfigError {
+                    span: Some(span.clone()),
+                    kind: ErrorKind::InvalidHeaderName {
+                        name: name.to_string(),
+                    },
+                });
+                None
+            }
+        }
+    }
+
+    fn header_source(&mut self, value: &str, span: &Span) -> HeaderSource {
+        if value.is_empty() {
+            return HeaderSource::Remove;
+        }
+        let Some(template) = self.template(value, span) else {
+            return HeaderSource::Remove;
+        };
+        match template.literal() {
+            Some(text) => match HeaderValue::from_str(text) {
+                Ok(value) => HeaderSource::Fixed(value),
+                Err(_) => {
+                    self.errors.push(ConfigError {
+                        span: Some(span.clone()),
+                        kind: ErrorKind::InvalidHeaderValue {
+                            value: text.to_string(),
+                        },
+                    });
+                    HeaderSource::Remove
+                }
+            },
+            None => HeaderSource::Template(template),
+        }
+    }
+
+    fn template(&mut self, text: &str, span: &Span) -> Option<Template> {
+        match self.vars.compile(text, span) {
+            Ok(template) => Some(template),
+            Err(error) => {
+                self.errors.push(error);
+                None
+            }
+        }
+    }
+}
+
+fn name_text(name: &config::ServerName) -> String {
+    match name {
+        config::ServerName::Exact(name) => name.clone(),
+        config::ServerName::WildcardPrefix {
+            suffix,
+            include_bare,
+        } => {
+            if *include_bare {
+                suffix.clone()
+            } else {
+                format!("*{suffix}")
+            }
+        }
+        config::ServerName::WildcardSuffix(prefix) => format!("{prefix}*"),
+        config::ServerName::Regex(pattern) => format!("~{pattern}"),
+    }
+}
+
+/// A header value from config text already validated as a host name or address.
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
+}
