@@ -3,7 +3,10 @@
 
 pub mod backend;
 pub mod client;
+pub mod nginx;
 pub mod proxy;
+pub mod session;
+pub mod source;
 
 pub use backend::Backend;
 pub use client::{Reply, get, send};
