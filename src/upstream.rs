@@ -528,6 +528,29 @@ mod tests {
     }
 
     #[test]
+    fn a_recovered_server_in_slow_start_is_ramped_up_not_flooded() {
+        let mut g = group(vec![server("a"), server("b")], None);
+        g.members[1].spec.slow_start = Duration::from_secs(3600);
+        let b = &g.member(1).peer.state;
+        let tried = Tried::default();
+        // Never down: slow start does not apply, b takes its turn.
+        let to_b = (0..100)
+            .filter(|_| address(&g, &NO_KEY, &tried).unwrap() == "b")
+            .count();
+        assert_eq!(to_b, 50);
+        // Back from a failure a moment ago: at the very start of an hour's ramp.
+        b.record_failure(g.member(1).spec.fail_policy);
+        b.record_success();
+        let to_b = (0..1000)
+            .filter(|_| address(&g, &NO_KEY, &tried).unwrap() == "b")
+            .count();
+        assert!(
+            to_b < 20,
+            "{to_b} of 1000 reached a server 0 % into its ramp"
+        );
+    }
+
+    #[test]
     fn states_for_the_status_page() {
         let g = group(
             vec![
