@@ -68,7 +68,9 @@ async fn probe_loop(peer: Arc<Peer>, check: HealthCheck, host: HeaderValue) {
         let verdict = if passed {
             passes += 1;
             fails = 0;
-            (passes >= check.passes || before == CheckState::Unknown).then_some(CheckState::Up)
+            // A first verdict needs only one pass: a new server should not wait `passes` intervals.
+            (passes >= check.passes || matches!(before, CheckState::Unknown | CheckState::Pending))
+                .then_some(CheckState::Up)
         } else {
             fails += 1;
             passes = 0;

@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, Subcommand};
+use std::sync::Arc;
+
 use tether::config::{self, Config, WorkerProcesses};
 use tether::peer::PeerRegistry;
+use tether::reload;
 use tether::server::Tether;
 use tether::snapshot::Snapshot;
 
@@ -26,11 +29,26 @@ struct Cli {
     /// Test the config, then print it with every included file.
     #[arg(short = 'T')]
     dump: bool,
+    /// Send a signal to the running tether (found by its pid file): `reload` (SIGHUP), `quit`
+    /// (SIGQUIT: graceful stop), `stop` (SIGTERM: fast stop).
+    #[arg(short = 's', value_name = "SIGNAL")]
+    signal: Option<SignalName>,
     /// Print the version and exit.
     #[arg(short = 'v', long = "version", action = ArgAction::Version)]
     version: Option<bool>,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// `-s` signals, nginx's names.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SignalName {
+    /// Reload the config (SIGHUP).
+    Reload,
+    /// Stop gracefully (SIGQUIT).
+    Quit,
+    /// Stop now (SIGTERM).
+    Stop,
 }
 
 #[derive(Subcommand)]
@@ -45,6 +63,9 @@ fn main() -> ExitCode {
     let prefix = cli.prefix.clone().unwrap_or_else(|| PathBuf::from("."));
     if let Some(Command::Demo) = cli.command {
         return tether_demo::run(&prefix);
+    }
+    if let Some(signal) = cli.signal {
+        return send_signal(&cli.conf, &prefix, signal);
     }
     let config = match check(&cli.conf, &prefix) {
         Ok(config) => config,
@@ -78,7 +99,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    run(&config)
+    run(&config, &prefix)
 }
 
 /// Loads and fully validates a config (including what only building a snapshot finds: unknown
@@ -117,14 +138,32 @@ impl Emerg {
     }
 }
 
-/// Runs in the foreground until SIGINT or SIGTERM.
-fn run(config: &Config) -> ExitCode {
+/// Runs in the foreground until SIGINT or SIGTERM (fast stop) or SIGQUIT (graceful stop),
+/// reloading on SIGHUP and on config file changes.
+fn run(config: &Config, prefix: &Path) -> ExitCode {
     let served = build_runtime(config.worker_processes).and_then(|runtime| {
         runtime.block_on(async {
-            let tether = start(config).await?;
-            wait_for_stop_signal().await;
-            tracing::info!("stopping");
-            tether.stop().await;
+            let tether = Arc::new(start(config).await?);
+            let pid_file = PidFile::write(pid_path(config))?;
+            let (stop_watching, watching) = tokio::sync::watch::channel(false);
+            let watcher = tokio::spawn({
+                let (tether, config, prefix) =
+                    (tether.clone(), config.clone(), prefix.to_path_buf());
+                async move { reload::watch(tether, &config, prefix, watching).await }
+            });
+            match wait_for_stop_signal().await {
+                Stop::Fast => {
+                    tracing::info!("stopping");
+                    tether.stop().await;
+                }
+                Stop::Graceful => {
+                    tracing::info!(timeout = ?config.shutdown_timeout, "stopping gracefully");
+                    tether.shutdown(config.shutdown_timeout).await;
+                }
+            }
+            let _ = stop_watching.send(true);
+            let _ = watcher.await;
+            drop(pid_file);
             Ok(())
         })
     });
@@ -135,6 +174,59 @@ async fn start(config: &Config) -> Result<Tether, Emerg> {
     Tether::start(config)
         .await
         .map_err(|error| Emerg(error.to_string()))
+}
+
+/// The pid file: the `pid` directive's, else `tether.pid` beside the config file.
+fn pid_path(config: &Config) -> PathBuf {
+    config.pid.clone().unwrap_or_else(|| {
+        config
+            .main_file
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("tether.pid")
+    })
+}
+
+/// The running instance's pid file, removed when tether exits.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn write(path: PathBuf) -> Result<PidFile, Emerg> {
+        std::fs::write(&path, format!("{}\n", std::process::id()))
+            .map_err(|error| Emerg(format!("cannot write pid file {}: {error}", path.display())))?;
+        Ok(PidFile(path))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `-s reload|quit|stop`: signals the instance whose pid file the config names.
+fn send_signal(conf: &Path, prefix: &Path, signal: SignalName) -> ExitCode {
+    // The config names the pid file; a config too broken to load still has the default one.
+    let path = match config::load(conf, prefix) {
+        Ok(config) => pid_path(&config),
+        Err(_) => conf.parent().unwrap_or(Path::new(".")).join("tether.pid"),
+    };
+    let pid = match std::fs::read_to_string(&path).map(|text| text.trim().parse::<i32>()) {
+        Ok(Ok(pid)) if pid > 0 => pid,
+        _ => return Emerg(format!("invalid or missing pid file {}", path.display())).exit(),
+    };
+    let number = match signal {
+        SignalName::Reload => libc::SIGHUP,
+        SignalName::Quit => libc::SIGQUIT,
+        SignalName::Stop => libc::SIGTERM,
+    };
+    // SAFETY: kill(2) with a pid read from our own pid file and a valid signal number has no
+    // memory-safety preconditions.
+    if unsafe { libc::kill(pid, number) } != 0 {
+        let error = std::io::Error::last_os_error();
+        return Emerg(format!("kill({pid}) failed ({error})")).exit();
+    }
+    ExitCode::SUCCESS
 }
 
 fn build_runtime(workers: WorkerProcesses) -> Result<tokio::runtime::Runtime, Emerg> {
@@ -148,18 +240,26 @@ fn build_runtime(workers: WorkerProcesses) -> Result<tokio::runtime::Runtime, Em
         .map_err(|error| Emerg(format!("cannot start the runtime: {error}")))
 }
 
-async fn wait_for_stop_signal() {
+/// How tether was asked to stop.
+enum Stop {
+    /// SIGINT, SIGTERM.
+    Fast,
+    /// SIGQUIT.
+    Graceful,
+}
+
+async fn wait_for_stop_signal() -> Stop {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
+    let (Ok(mut terminate), Ok(mut quit)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::quit()))
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return Stop::Fast;
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => Stop::Fast,
+        _ = terminate.recv() => Stop::Fast,
+        _ = quit.recv() => Stop::Graceful,
     }
 }
 

@@ -70,10 +70,13 @@ pub enum CheckState {
     Up,
     /// The last checks failed.
     Down,
+    /// Added by a reload to a group with active checks: takes no traffic until its first
+    /// check passes (the "staging period" of Azure SignalR's dynamic scaling).
+    Pending,
 }
 
 /// Passive-health thresholds of a server (its `max_fails=` and `fail_timeout=`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FailPolicy {
     /// Failures within `fail_timeout_ms` that take the server out (0: never).
     pub max_fails: u32,
@@ -178,6 +181,7 @@ impl PeerState {
         match self.checked.load(Ordering::Relaxed) {
             1 => CheckState::Up,
             2 => CheckState::Down,
+            3 => CheckState::Pending,
             _ => CheckState::Unknown,
         }
     }
@@ -188,8 +192,11 @@ impl PeerState {
             CheckState::Unknown => 0,
             CheckState::Up => 1,
             CheckState::Down => 2,
+            CheckState::Pending => 3,
         };
-        if self.checked.swap(value, Ordering::Relaxed) == 2 && value == 1 {
+        let before = self.checked.swap(value, Ordering::Relaxed);
+        // Coming up from down or from staging starts the slow-start ramp.
+        if value == 1 && (before == 2 || before == 3) {
             self.recovered_ms.store(now_ms(), Ordering::Relaxed);
             self.recent_failures.store(0, Ordering::Relaxed);
         }
@@ -250,6 +257,17 @@ impl PeerRegistry {
         addrs: Vec<SocketAddr>,
         idle_limit: usize,
     ) -> Arc<Peer> {
+        self.insert_or_get(key, addrs, idle_limit).0
+    }
+
+    /// Like [`PeerRegistry::get_or_insert`], also telling whether the peer is new (a server
+    /// this config adds).
+    pub fn insert_or_get(
+        &self,
+        key: PeerKey,
+        addrs: Vec<SocketAddr>,
+        idle_limit: usize,
+    ) -> (Arc<Peer>, bool) {
         // The lock only guards a map of weak pointers; a panic while holding it cannot leave
         // it inconsistent, so a poisoned lock is still usable.
         let mut peers = self
@@ -258,7 +276,7 @@ impl PeerRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         peers.retain(|_, peer| peer.strong_count() > 0);
         if let Some(peer) = peers.get(&key).and_then(Weak::upgrade) {
-            return peer;
+            return (peer, false);
         }
         let peer = Arc::new(Peer {
             key: key.clone(),
@@ -267,7 +285,7 @@ impl PeerRegistry {
             pool: Pool::new(idle_limit),
         });
         peers.insert(key, Arc::downgrade(&peer));
-        peer
+        (peer, true)
     }
 }
 

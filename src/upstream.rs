@@ -58,7 +58,7 @@ pub struct Member {
 }
 
 /// A server's `server` line parameters, as the group needs them.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberSpec {
     /// `weight=`.
     pub weight: u32,
@@ -266,7 +266,9 @@ impl Group {
             return false;
         }
         let state = &member.peer.state;
-        if state.check_state() == CheckState::Down || !state.passive_ok(member.spec.fail_policy) {
+        if matches!(state.check_state(), CheckState::Down | CheckState::Pending)
+            || !state.passive_ok(member.spec.fail_policy)
+        {
             return false;
         }
         if member.spec.max_conns != 0 && state.active() >= u64::from(member.spec.max_conns) {
@@ -327,7 +329,9 @@ impl Member {
             || state.is_failed(self.spec.fail_policy)
         {
             ServerState::Down
-        } else if checked && state.check_state() == CheckState::Unknown {
+        } else if state.check_state() == CheckState::Pending
+            || (checked && state.check_state() == CheckState::Unknown)
+        {
             ServerState::Checking
         } else if self.spec.drain {
             ServerState::Draining

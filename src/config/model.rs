@@ -28,6 +28,9 @@ pub struct Config {
     pub worker_connections: usize,
     /// `pid FILE;` resolved against the prefix, if configured.
     pub pid: Option<PathBuf>,
+    /// `shutdown_timeout T;` (or nginx's `worker_shutdown_timeout`): how long a graceful stop
+    /// lets open requests finish before closing what is left (default 30s).
+    pub shutdown_timeout: Duration,
     /// Directives accepted with no effect in tether, for `-t` to list.
     pub ignored: Vec<Ignored>,
     /// The `http {}` block (empty if the file has none).

@@ -42,6 +42,18 @@ pub struct ConnInfo {
     pub listen: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// How tunnels opened on this connection are counted and told to close.
+    pub tunnels: TunnelControl,
+}
+
+/// Tunnels outlive the request that opened them: they are counted apart, and closed on a
+/// signal when tether stops.
+#[derive(Clone, Debug)]
+pub struct TunnelControl {
+    /// Turns true when every tunnel must close.
+    pub close: tokio::sync::watch::Receiver<bool>,
+    /// Open tunnels.
+    pub open: std::sync::Arc<crate::inflight::Inflight>,
 }
 
 /// Answers one request against one snapshot.

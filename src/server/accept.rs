@@ -12,7 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::config::{Config, WorkerProcesses};
-use crate::proxy::{self, ConnInfo};
+use crate::inflight::{Inflight, Token};
+use crate::proxy::{self, ConnInfo, TunnelControl};
 use crate::server::Shared;
 
 /// Connection limits from the config.
@@ -35,13 +36,39 @@ impl Limits {
     }
 }
 
-/// Accepts connections until `stop` turns true, serving each in a task of its own.
+/// The signals and counts a stop works with.
+#[derive(Clone)]
+pub struct Lifecycle {
+    /// True: close every connection now (fast stop).
+    pub stop: Arc<watch::Sender<bool>>,
+    /// True: end every tunnel (WebSockets get a close frame).
+    pub close_tunnels: Arc<watch::Sender<bool>>,
+    /// Open client connections.
+    pub connections: Arc<Inflight>,
+    /// Open tunnels.
+    pub tunnels: Arc<Inflight>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Lifecycle {
+        Lifecycle {
+            stop: Arc::new(watch::channel(false).0),
+            close_tunnels: Arc::new(watch::channel(false).0),
+            connections: Arc::default(),
+            tunnels: Arc::default(),
+        }
+    }
+}
+
+/// Accepts connections until the listener is retired or tether stops, serving each in a task
+/// of its own. Retiring only stops accepting: open connections finish their requests.
 pub async fn accept_loop(
     listener: TcpListener,
     listen: SocketAddr,
     shared: Arc<Shared>,
     limits: Limits,
-    mut stop: watch::Receiver<bool>,
+    lifecycle: Lifecycle,
+    mut retired: watch::Receiver<bool>,
 ) {
     loop {
         let permit = tokio::select! {
@@ -49,11 +76,11 @@ pub async fn accept_loop(
                 Ok(permit) => permit,
                 Err(_) => return,
             },
-            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = retired.wait_for(|retired| *retired) => return,
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = retired.wait_for(|retired| *retired) => return,
         };
         match accepted {
             Ok((stream, client)) => {
@@ -62,13 +89,23 @@ pub async fn accept_loop(
                     local: stream.local_addr().unwrap_or(listen),
                     listen,
                     scheme: "http",
+                    tunnels: TunnelControl {
+                        close: lifecycle.close_tunnels.subscribe(),
+                        open: lifecycle.tunnels.clone(),
+                    },
+                };
+                let token = lifecycle.connections.enter();
+                let signals = Signals {
+                    retired: retired.clone(),
+                    stop: lifecycle.stop.subscribe(),
                 };
                 tokio::spawn(serve_connection(
                     stream,
                     conn,
                     shared.clone(),
                     permit,
-                    stop.clone(),
+                    token,
+                    signals,
                 ));
             }
             Err(error) => {
@@ -80,14 +117,22 @@ pub async fn accept_loop(
     }
 }
 
+/// What ends a connection early: its listener retired (finish gracefully) or a fast stop.
+struct Signals {
+    retired: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+}
+
 /// Serves one client connection (HTTP/1.1 with keep-alive and upgrades, or HTTP/2 by prior
-/// knowledge) until it closes or tether stops.
+/// knowledge) until it closes, its listener is retired (then it finishes the request in hand
+/// and closes), or tether stops.
 async fn serve_connection(
     stream: TcpStream,
     conn: ConnInfo,
     shared: Arc<Shared>,
     _permit: OwnedSemaphorePermit,
-    mut stop: watch::Receiver<bool>,
+    _token: Token,
+    mut signals: Signals,
 ) {
     // Small writes (SSE events, WebSocket frames, response heads) must leave at once.
     let _ = stream.set_nodelay(true);
@@ -117,12 +162,22 @@ async fn serve_connection(
         .keep_alive(keep_alive);
     builder.http2().timer(TokioTimer::new());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::select! {
-        result = connection => {
-            if let Err(error) = result {
-                tracing::debug!(%error, "client connection ended with an error");
+    tokio::pin!(connection);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "client connection ended with an error");
+                }
+                return;
             }
+            _ = signals.retired.wait_for(|retired| *retired), if !draining => {
+                // Finish what is in hand, answer with `Connection: close` / GOAWAY, then end.
+                connection.as_mut().graceful_shutdown();
+                draining = true;
+            }
+            _ = signals.stop.wait_for(|stop| *stop) => return,
         }
-        _ = stop.wait_for(|stopped| *stopped) => {}
     }
 }

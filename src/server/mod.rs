@@ -1,12 +1,15 @@
 //! Sockets: binding listeners, accepting connections, serving each with hyper (HTTP/1.1 and
-//! HTTP/2 on the same port), and stopping. The request itself is `proxy`'s business; which
-//! config is live is the [`Shared`] snapshot pointer's.
+//! HTTP/2 on the same port), applying a new config's listeners, and stopping — at once or
+//! gracefully. The request itself is `proxy`'s business; which config is live is the
+//! [`Shared`] snapshot pointer's.
 
 mod accept;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
@@ -27,7 +30,7 @@ pub struct Shared {
     pub registry: PeerRegistry,
 }
 
-/// Why tether could not start.
+/// Why a config could not be started or applied.
 #[derive(Debug)]
 pub enum StartError {
     /// The config is invalid (file:line:col for each problem).
@@ -52,33 +55,48 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// A running tether: its listeners and shared state.
+/// A running tether: its listeners, its shared state, and what is in flight.
 pub struct Tether {
     shared: Arc<Shared>,
-    /// Active health checks of the live snapshot.
+    live: Mutex<Live>,
+    limits: accept::Limits,
+    lifecycle: accept::Lifecycle,
+    /// Serialises config changes: one reload at a time.
+    applying: tokio::sync::Mutex<()>,
+}
+
+/// What a config change replaces: listeners by address, and the health checks of the
+/// snapshot in force.
+struct Live {
+    listeners: HashMap<SocketAddr, ListenerHandle>,
     _health: HealthChecks,
-    listeners: Vec<ListenerHandle>,
-    stop: watch::Sender<bool>,
 }
 
 struct ListenerHandle {
-    listen: SocketAddr,
     local: SocketAddr,
+    /// Set to true to stop accepting; the listener's connections then finish gracefully.
+    retire: watch::Sender<bool>,
     task: JoinHandle<()>,
+}
+
+/// A config change that took effect.
+pub struct Applied {
+    /// The snapshot replaced.
+    pub old: Arc<Snapshot>,
+    /// The snapshot now in force.
+    pub new: Arc<Snapshot>,
+    /// Listen addresses bound by this change.
+    pub listeners_added: Vec<SocketAddr>,
+    /// Listen addresses that stopped accepting.
+    pub listeners_removed: Vec<SocketAddr>,
+    /// From the start of building to the swap.
+    pub elapsed: Duration,
 }
 
 impl Tether {
     /// Builds the snapshot and binds every `listen` address of `config`.
     pub async fn start(config: &Config) -> Result<Tether, StartError> {
-        let (snapshot, registry) = build_first_snapshot(config).await?;
-        let mut bound = Vec::new();
-        for addr in snapshot.listen_addrs() {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|error| StartError::Bind { addr, error })?;
-            bound.push((addr, listener));
-        }
-        Ok(Tether::serve(snapshot, registry, bound, config))
+        Tether::start_with_listeners(config, Vec::new()).await
     }
 
     /// Like [`Tether::start`], but serves on listeners the caller bound already — keyed by the
@@ -86,73 +104,126 @@ impl Tether {
     /// Config addresses without a listener here are bound as usual.
     pub async fn start_with_listeners(
         config: &Config,
-        mut listeners: Vec<(SocketAddr, TcpListener)>,
+        prebound: Vec<(SocketAddr, TcpListener)>,
     ) -> Result<Tether, StartError> {
-        let (snapshot, registry) = build_first_snapshot(config).await?;
+        let registry = PeerRegistry::default();
+        let (snapshot, registry) = build(config, registry, 1).await;
+        let snapshot = snapshot?;
+        let mut prebound = prebound;
         let mut bound = Vec::new();
         for addr in snapshot.listen_addrs() {
-            let listener = match listeners.iter().position(|(listen, _)| *listen == addr) {
-                Some(index) => listeners.swap_remove(index).1,
-                None => TcpListener::bind(addr)
-                    .await
-                    .map_err(|error| StartError::Bind { addr, error })?,
+            let listener = match prebound.iter().position(|(listen, _)| *listen == addr) {
+                Some(index) => prebound.swap_remove(index).1,
+                None => bind(addr).await?,
             };
             bound.push((addr, listener));
         }
-        Ok(Tether::serve(snapshot, registry, bound, config))
-    }
-
-    fn serve(
-        snapshot: Snapshot,
-        registry: PeerRegistry,
-        bound: Vec<(SocketAddr, TcpListener)>,
-        config: &Config,
-    ) -> Tether {
         let health = health::spawn(&snapshot);
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
         });
-        let (stop, stopped) = watch::channel(false);
-        let limits = accept::Limits::from_config(config);
-        let listeners = bound
-            .into_iter()
-            .map(|(listen, listener)| {
-                let local = listener.local_addr().unwrap_or(listen);
-                tracing::info!(%listen, %local, "listening");
-                let task = tokio::spawn(accept::accept_loop(
-                    listener,
-                    listen,
-                    shared.clone(),
-                    limits.clone(),
-                    stopped.clone(),
-                ));
-                ListenerHandle {
-                    listen,
-                    local,
-                    task,
-                }
-            })
-            .collect();
-        Tether {
+        let tether = Tether {
             shared,
-            _health: health,
-            listeners,
-            stop,
+            live: Mutex::new(Live {
+                listeners: HashMap::new(),
+                _health: health,
+            }),
+            limits: accept::Limits::from_config(config),
+            lifecycle: accept::Lifecycle::default(),
+            applying: tokio::sync::Mutex::new(()),
+        };
+        let handles: Vec<_> = bound
+            .into_iter()
+            .map(|(listen, listener)| (listen, tether.serve(listen, listener)))
+            .collect();
+        tether.lock().listeners.extend(handles);
+        Ok(tether)
+    }
+
+    /// Applies a new config: builds and validates a complete snapshot, binds the listen
+    /// addresses it adds, and only then swaps the snapshot, stops accepting on the addresses it
+    /// drops (their open connections finish) and restarts health checks. Any failure leaves
+    /// the running config untouched. Peers that stay keep their state; requests, tunnels and
+    /// streams already running finish where they are.
+    pub async fn apply(&self, config: &Config) -> Result<Applied, StartError> {
+        let _one_at_a_time = self.applying.lock().await;
+        let started = Instant::now();
+        let old = self.shared.snapshot.load_full();
+        let snapshot = rebuild(config, self.shared.clone(), old.generation + 1).await?;
+
+        let wanted: Vec<SocketAddr> = snapshot.listen_addrs().collect();
+        let current: Vec<SocketAddr> = self.lock().listeners.keys().copied().collect();
+        let mut added = Vec::new();
+        for &addr in wanted.iter().filter(|addr| !current.contains(addr)) {
+            // Bound before anything changes: a port in use fails the reload, not the service.
+            added.push((addr, bind(addr).await?));
         }
+
+        let new = Arc::new(snapshot);
+        let health = health::spawn(&new);
+        self.shared.snapshot.store(new.clone());
+
+        let handles: Vec<_> = added
+            .into_iter()
+            .map(|(listen, listener)| (listen, self.serve(listen, listener)))
+            .collect();
+        let listeners_added = handles.iter().map(|(addr, _)| *addr).collect();
+        let mut live = self.lock();
+        live._health = health;
+        live.listeners.extend(handles);
+        let listeners_removed: Vec<SocketAddr> = current
+            .into_iter()
+            .filter(|addr| !wanted.contains(addr))
+            .collect();
+        for addr in &listeners_removed {
+            if let Some(handle) = live.listeners.remove(addr) {
+                let _ = handle.retire.send(true);
+            }
+        }
+        Ok(Applied {
+            old,
+            new,
+            listeners_added,
+            listeners_removed,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn serve(&self, listen: SocketAddr, listener: TcpListener) -> ListenerHandle {
+        let local = listener.local_addr().unwrap_or(listen);
+        tracing::info!(%listen, %local, "listening");
+        let (retire, retired) = watch::channel(false);
+        let task = tokio::spawn(accept::accept_loop(
+            listener,
+            listen,
+            self.shared.clone(),
+            self.limits.clone(),
+            self.lifecycle.clone(),
+            retired,
+        ));
+        ListenerHandle {
+            local,
+            retire,
+            task,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Live> {
+        // Held only for map updates that cannot panic halfway.
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The address actually bound for a `listen` address (differs when the port was 0).
     pub fn local_addr(&self, listen: SocketAddr) -> Option<SocketAddr> {
-        self.listeners
-            .iter()
-            .find(|l| l.listen == listen)
-            .map(|l| l.local)
+        self.lock().listeners.get(&listen).map(|l| l.local)
     }
 
     /// Every bound address.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().map(|l| l.local).collect()
+        self.lock().listeners.values().map(|l| l.local).collect()
     }
 
     /// The shared state (snapshot pointer, peer registry).
@@ -160,24 +231,88 @@ impl Tether {
         &self.shared
     }
 
-    /// Stops accepting and closes every connection now.
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        for listener in self.listeners {
+    /// Open client connections right now.
+    pub fn open_connections(&self) -> usize {
+        self.lifecycle.connections.count()
+    }
+
+    /// Open tunnels (WebSockets and other upgrades) right now.
+    pub fn open_tunnels(&self) -> usize {
+        self.lifecycle.tunnels.count()
+    }
+
+    /// Graceful stop (SIGQUIT): stop accepting, let open requests finish for up to `timeout`,
+    /// then close tunnels — WebSockets with a close frame (1001, going away) — and whatever
+    /// is left.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let listeners: Vec<ListenerHandle> =
+            self.lock().listeners.drain().map(|(_, l)| l).collect();
+        for listener in &listeners {
+            let _ = listener.retire.send(true);
+        }
+        let connections = self.lifecycle.connections.clone();
+        if tokio::time::timeout_at(deadline, connections.idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = connections.count(),
+                "shutdown_timeout reached with requests still open"
+            );
+        }
+        let _ = self.lifecycle.close_tunnels.send(true);
+        // Close frames need a moment to reach both sides.
+        let tunnels = self.lifecycle.tunnels.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(2), tunnels.idle()).await;
+        self.stop().await;
+    }
+
+    /// Fast stop (SIGTERM): stops accepting and closes every connection now.
+    pub async fn stop(&self) {
+        let _ = self.lifecycle.stop.send(true);
+        let _ = self.lifecycle.close_tunnels.send(true);
+        let listeners: Vec<ListenerHandle> =
+            self.lock().listeners.drain().map(|(_, l)| l).collect();
+        for listener in listeners {
+            let _ = listener.retire.send(true);
             let _ = listener.task.await;
         }
     }
 }
 
-/// Builds the first snapshot off the async threads (it may resolve host names, which blocks),
-/// with the registry its peers live in.
-async fn build_first_snapshot(config: &Config) -> Result<(Snapshot, PeerRegistry), StartError> {
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| StartError::Bind { addr, error })
+}
+
+/// Builds a snapshot off the async threads (it may resolve host names, which blocks), with
+/// peers from `registry`; returns the registry too so the first start can keep it.
+async fn build(
+    config: &Config,
+    registry: PeerRegistry,
+    generation: u64,
+) -> (Result<Snapshot, StartError>, PeerRegistry) {
     let config = config.clone();
-    let (built, registry) = tokio::task::spawn_blocking(move || {
-        let registry = PeerRegistry::default();
-        (Snapshot::build(&config, &registry, 1), registry)
+    tokio::task::spawn_blocking(move || {
+        let built = Snapshot::build(&config, &registry, generation).map_err(StartError::Config);
+        (built, registry)
     })
     .await
-    .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
-    Ok((built.map_err(StartError::Config)?, registry))
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+}
+
+/// [`build`] over the shared registry of a running tether.
+async fn rebuild(
+    config: &Config,
+    shared: Arc<Shared>,
+    generation: u64,
+) -> Result<Snapshot, StartError> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        Snapshot::build(&config, &shared.registry, generation).map_err(StartError::Config)
+    })
+    .await
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
 }

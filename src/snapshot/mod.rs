@@ -12,6 +12,7 @@ mod upstreams;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ pub use upstreams::Upstream;
 pub struct Snapshot {
     /// Increases by one with every successful reload (1 for the first config).
     pub generation: u64,
+    /// Every file the config was read from (main first): what a reload watches.
+    pub files: Vec<PathBuf>,
     /// Compiled `map`s, needed to render any template.
     pub vars: Vars,
     /// `keepalive_timeout` for client connections.
@@ -67,7 +70,7 @@ impl Snapshot {
         };
         let mut groups = HashMap::new();
         for upstream in &config.http.upstreams {
-            match upstreams::build_upstream(upstream, registry, &vars) {
+            match upstreams::build_upstream(upstream, registry, &vars, generation > 1) {
                 Ok(built) => {
                     groups.insert(built.group.name.clone(), Arc::new(built));
                 }
@@ -92,6 +95,7 @@ impl Snapshot {
         }
         Ok(Snapshot {
             generation,
+            files: config.files.clone(),
             vars,
             keepalive_timeout: config.http.keepalive_timeout,
             client_header_timeout: config.http.client_header_timeout,

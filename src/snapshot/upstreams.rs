@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::balance::Method;
 use crate::config::{self, BalanceMethod, ConfigError, ErrorKind, HealthCheck, Span};
 use crate::cookie::CookieIssuer;
-use crate::peer::{FailPolicy, PeerKey, PeerRegistry};
+use crate::peer::{CheckState, FailPolicy, PeerKey, PeerRegistry};
 use crate::upstream::{Group, Member, MemberSpec, StickyMode};
 use crate::vars::{Template, Vars};
 
@@ -32,10 +32,13 @@ pub struct Upstream {
     pub health_check: Option<HealthCheck>,
 }
 
+/// Builds one `upstream` block. With `staging`, a server this config adds to a group with
+/// active checks waits for its first passing check before it takes traffic.
 pub(super) fn build_upstream(
     upstream: &config::Upstream,
     registry: &PeerRegistry,
     vars: &Vars,
+    staging: bool,
 ) -> Result<Upstream, Vec<ConfigError>> {
     let name: Arc<str> = upstream.name.as_str().into();
     let idle_limit = upstream.keepalive.unwrap_or(DEFAULT_IDLE_PER_PEER);
@@ -43,17 +46,20 @@ pub(super) fn build_upstream(
     let mut members = Vec::new();
     for spec in &upstream.servers {
         match resolve(&spec.host, spec.port, &spec.address, &spec.span) {
-            Ok(addrs) => members.push(Member {
-                peer: registry.get_or_insert(
-                    PeerKey {
-                        group: name.clone(),
-                        address: spec.address.as_str().into(),
-                    },
-                    addrs,
-                    idle_limit,
-                ),
-                spec: member_spec(spec),
-            }),
+            Ok(addrs) => {
+                let key = PeerKey {
+                    group: name.clone(),
+                    address: spec.address.as_str().into(),
+                };
+                let (peer, new) = registry.insert_or_get(key, addrs, idle_limit);
+                if new && staging && upstream.health_check.is_some() {
+                    peer.state.set_check_state(CheckState::Pending);
+                }
+                members.push(Member {
+                    peer,
+                    spec: member_spec(spec),
+                });
+            }
             Err(error) => errors.push(error),
         }
     }

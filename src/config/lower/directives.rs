@@ -95,6 +95,8 @@ const SPECS: &[Spec] = &[
     // main and events
     handled("worker_processes", M, 1, 1),
     handled("pid", M, 1, 1),
+    handled("shutdown_timeout", M, 1, 1),
+    handled("worker_shutdown_timeout", M, 1, 1),
     block("events", M, 0, 0),
     block("http", M, 0, 0),
     handled("worker_connections", E, 1, 1),

@@ -27,6 +27,10 @@ use super::error::{ConfigError, ErrorKind};
 use super::model::{Config, Http, Ignored, WorkerProcesses};
 use super::source::Span;
 
+/// How long a graceful stop waits for open requests (nginx waits forever by default; an
+/// operator stopping a proxy wants it to end).
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// nginx's `worker_connections` default.
 const DEFAULT_WORKER_CONNECTIONS: usize = 512;
 
@@ -42,6 +46,7 @@ pub fn lower(
     let mut worker_processes = None;
     let mut worker_connections = None;
     let mut pid = None;
+    let mut shutdown_timeout = None;
     let mut http = None;
     let mut events_seen = false;
     for d in directives {
@@ -58,6 +63,9 @@ pub fn lower(
                 }
             }),
             ("pid", Some(word)) => cx.once(&mut pid, d, |_| Some(prefix.join(&word.text))),
+            ("shutdown_timeout" | "worker_shutdown_timeout", Some(word)) => {
+                cx.once(&mut shutdown_timeout, d, |cx| cx.time(d, word))
+            }
             ("events", _) if events_seen => cx.duplicate(d),
             ("http", _) if http.is_some() => cx.duplicate(d),
             ("events", _) => {
@@ -87,6 +95,7 @@ pub fn lower(
         worker_processes: worker_processes.unwrap_or(WorkerProcesses::Auto),
         worker_connections: worker_connections.unwrap_or(DEFAULT_WORKER_CONNECTIONS),
         pid,
+        shutdown_timeout: shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
         ignored: cx.ignored,
         http: http.unwrap_or_else(empty_http),
     })
