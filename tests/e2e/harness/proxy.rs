@@ -1,19 +1,42 @@
 //! A tether started in-process from a config string.
 //!
 //! `{listen}` in the config becomes the address of a listener the harness bound on port 0, and
-//! `{NAME}` becomes the address of the backend passed under that name.
+//! `{NAME}` becomes the address of the backend passed under that name. A proxy started with
+//! [`Proxy::start_watched`] runs from a real file in a temporary folder with tether's reload
+//! watcher, so tests can edit the file the ways operators do.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use tether::server::Tether;
+use tether::server::{Applied, Tether};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// A running proxy.
 pub struct Proxy {
     /// Where clients connect.
     pub addr: SocketAddr,
-    tether: Option<Tether>,
+    tether: Option<Arc<Tether>>,
+    watcher: Option<Watched>,
+}
+
+/// The file and watcher of a proxy started with [`Proxy::start_watched`].
+pub struct Watched {
+    /// The folder holding the config.
+    pub dir: tempfile::TempDir,
+    /// The config file.
+    pub path: PathBuf,
+    stop: watch::Sender<bool>,
+}
+
+/// Fills `{listen}` and `{NAME}` placeholders.
+pub fn fill(conf: &str, listen: SocketAddr, backends: &[(&str, SocketAddr)]) -> String {
+    let mut text = conf.replace("{listen}", &listen.to_string());
+    for (name, backend) in backends {
+        text = text.replace(&format!("{{{name}}}"), &backend.to_string());
+    }
+    text
 }
 
 impl Proxy {
@@ -23,10 +46,7 @@ impl Proxy {
             .await
             .expect("bind the proxy listener");
         let addr = listener.local_addr().expect("listener address");
-        let mut text = conf.replace("{listen}", &addr.to_string());
-        for (name, backend) in backends {
-            text = text.replace(&format!("{{{name}}}"), &backend.to_string());
-        }
+        let text = fill(conf, addr, backends);
         let config = tether::config::load_str(Path::new("test.conf"), &text, Path::new("."))
             .unwrap_or_else(|errors| panic!("test config rejected:\n{errors}\n---\n{text}"));
         let tether = Tether::start_with_listeners(&config, vec![(addr, listener)])
@@ -34,8 +54,63 @@ impl Proxy {
             .unwrap_or_else(|error| panic!("tether did not start: {error}"));
         Proxy {
             addr,
-            tether: Some(tether),
+            tether: Some(Arc::new(tether)),
+            watcher: None,
         }
+    }
+
+    /// Starts tether from `conf` written to `tether.conf` in a fresh temporary folder, with the
+    /// reload watcher (file changes and SIGHUP) running as `tether -c` runs it.
+    pub async fn start_watched(conf: &str, backends: &[(&str, SocketAddr)]) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy listener");
+        let addr = listener.local_addr().expect("listener address");
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let path = dir.path().join("tether.conf");
+        std::fs::write(&path, fill(conf, addr, backends)).expect("write the config");
+        let config = tether::config::load(&path, dir.path())
+            .unwrap_or_else(|errors| panic!("test config rejected:\n{errors}"));
+        let tether = Arc::new(
+            Tether::start_with_listeners(&config, vec![(addr, listener)])
+                .await
+                .unwrap_or_else(|error| panic!("tether did not start: {error}")),
+        );
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn({
+            let (tether, prefix) = (tether.clone(), dir.path().to_path_buf());
+            async move { tether::reload::watch(tether, &config, prefix, stopped).await }
+        });
+        Proxy {
+            addr,
+            tether: Some(tether),
+            watcher: Some(Watched { dir, path, stop }),
+        }
+    }
+
+    /// The running tether.
+    pub fn tether(&self) -> &Arc<Tether> {
+        self.tether.as_ref().expect("the proxy is running")
+    }
+
+    /// The config file and folder of a watched proxy.
+    pub fn watched(&self) -> &Watched {
+        self.watcher
+            .as_ref()
+            .expect("started with Proxy::start_watched")
+    }
+
+    /// Applies a new config text directly (what a reload does after loading the file);
+    /// `{listen}` is this proxy's address.
+    pub async fn apply(
+        &self,
+        conf: &str,
+        backends: &[(&str, SocketAddr)],
+    ) -> Result<Applied, tether::server::StartError> {
+        let text = fill(conf, self.addr, backends);
+        let config = tether::config::load_str(Path::new("test.conf"), &text, Path::new("."))
+            .map_err(tether::server::StartError::Config)?;
+        self.tether().apply(&config).await
     }
 
     /// The common case: one `upstream up` over `servers`, `location /` proxying to it, plus
@@ -65,6 +140,9 @@ impl Proxy {
 
     /// Stops the proxy and closes its connections.
     pub async fn stop(mut self) {
+        if let Some(watched) = self.watcher.take() {
+            let _ = watched.stop.send(true);
+        }
         if let Some(tether) = self.tether.take() {
             tether.stop().await;
         }
