@@ -10,6 +10,7 @@ pub mod error;
 pub mod forward;
 pub mod headers;
 pub mod pool;
+pub mod tunnel;
 pub mod upgrade;
 
 use std::borrow::Cow;
@@ -205,8 +206,11 @@ async fn proxy(
         upgrade::spawn_tunnel(
             client_upgrade,
             upstream_upgrade,
+            upgrade::protocol_of(response.headers()),
             route.settings.read_timeout,
+            conn.tunnels.close.clone(),
             guard,
+            conn.tunnels.open.enter(),
         );
         let (parts, _) = response.into_parts();
         return Ok(Response::from_parts(parts, ResponseBody::empty()));

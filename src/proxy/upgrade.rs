@@ -1,27 +1,47 @@
-//! Tunnels: after a `101 Switching Protocols`, the client's and the upstream's connections are
-//! joined and bytes copied both ways until either side closes — or until nothing moved in either
-//! direction for `proxy_read_timeout`, so a WebSocket that keeps talking is never cut.
+//! Upgrades: after a `101 Switching Protocols`, the client's and the upstream's connections are
+//! taken from hyper and joined by a [`tunnel`](super::tunnel) in a task of its own.
 
-use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::HeaderMap;
+use http::header;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, sleep_until};
+use tokio::sync::watch;
 
+use super::tunnel::{self, Outcome, Protocol};
+use crate::inflight::Token;
 use crate::peer::ActiveGuard;
 
-/// Joins the two upgraded connections in a task of its own; `guard` keeps the tunnel counted
-/// on its peer until it ends.
+/// What a `101` response switches to: a WebSocket when its `Upgrade` names one.
+pub fn protocol_of(response: &HeaderMap) -> Protocol {
+    let websocket = response
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("websocket"))
+        });
+    if websocket {
+        Protocol::WebSocket
+    } else {
+        Protocol::Other
+    }
+}
+
+/// Joins the two upgraded connections in a task of its own. The tunnel closes once nothing
+/// moved either way for `idle_timeout`, and when `shutdown` turns true (a WebSocket with close
+/// frames). `guard` keeps it counted on its peer and `open` among tether's open tunnels until
+/// it ends.
 pub fn spawn_tunnel(
     client: OnUpgrade,
     upstream: OnUpgrade,
+    protocol: Protocol,
     idle_timeout: Duration,
+    shutdown: watch::Receiver<bool>,
     guard: ActiveGuard,
+    open: Token,
 ) {
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
@@ -31,100 +51,41 @@ pub fn spawn_tunnel(
                 return;
             }
         };
-        let activity = Activity::new();
-        let mut client = Tracked::new(TokioIo::new(client), &activity);
-        let mut upstream = Tracked::new(TokioIo::new(upstream), &activity);
-        tokio::select! {
-            result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
-                if let Err(error) = result {
-                    tracing::debug!(%error, upstream = %guard.peer().key.address, "tunnel closed");
-                }
+        let address = &guard.peer().key.address;
+        let outcome = tunnel::run(
+            TokioIo::new(client),
+            TokioIo::new(upstream),
+            protocol,
+            idle_timeout,
+            shutdown,
+        )
+        .await;
+        match outcome {
+            Outcome::Closed => tracing::debug!(upstream = %address, "tunnel closed"),
+            Outcome::Failed(error) => {
+                tracing::debug!(%error, upstream = %address, "tunnel closed");
             }
-            () = activity.idle_for(idle_timeout) => {
-                tracing::info!(upstream = %guard.peer().key.address, "tunnel idle for proxy_read_timeout, closed");
+            Outcome::Idle => {
+                tracing::info!(upstream = %address, "tunnel idle for proxy_read_timeout, closed");
             }
+            Outcome::Shutdown => tracing::debug!(upstream = %address, "tunnel closed by shutdown"),
         }
         drop(guard);
+        drop(open);
     });
 }
 
-/// When bytes last moved through a tunnel, in either direction.
-struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        self.last_ms
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-
-    /// Completes once nothing moved for `timeout`.
-    async fn idle_for(&self, timeout: Duration) {
-        loop {
-            let deadline = self.last() + timeout;
-            if deadline <= Instant::now() {
-                return;
-            }
-            sleep_until(deadline).await;
-        }
-    }
-}
-
-/// An I/O object that records every successful read in an [`Activity`].
-struct Tracked<'a, T> {
-    io: T,
-    activity: &'a Activity,
-}
-
-impl<'a, T> Tracked<'a, T> {
-    fn new(io: T, activity: &'a Activity) -> Self {
-        Tracked { io, activity }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Tracked<'_, T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.activity.touch();
-        }
-        polled
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<'_, T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, data)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    #[test]
+    fn websocket_is_told_by_the_upgrade_token() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(protocol_of(&headers), Protocol::Other);
+        headers.insert(header::UPGRADE, "WebSocket".parse().unwrap());
+        assert_eq!(protocol_of(&headers), Protocol::WebSocket);
+        headers.insert(header::UPGRADE, "h2c".parse().unwrap());
+        assert_eq!(protocol_of(&headers), Protocol::Other);
     }
 }

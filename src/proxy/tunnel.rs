@@ -1,0 +1,158 @@
+//! tether's bidirectional copy for upgraded connections (WebSocket and other `101` protocols).
+//!
+//! Like `tokio::io::copy_bidirectional` — bytes both ways, half-close passed on, backpressure —
+//! with three differences that a long-lived tunnel farm needs:
+//! - an idle tunnel holds no buffer (see `half`): ten thousand quiet WebSockets cost no copy
+//!   buffers at all;
+//! - `proxy_read_timeout` counts silence in *both* directions, so a WebSocket that keeps
+//!   talking either way is never cut;
+//! - on shutdown a WebSocket ends with a `1001 Going Away` close frame to each peer, where that
+//!   direction is between frames (`frames` follows the boundaries), instead of a bare reset.
+//!
+//! Generic over plain `AsyncRead + AsyncWrite`, so it is tested on in-memory pipes; `upgrade`
+//! is the hyper side.
+
+mod frames;
+mod half;
+#[cfg(test)]
+mod tests;
+
+use std::future::poll_fn;
+use std::io;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use half::{Half, Toward};
+
+/// How long a shutting-down WebSocket tunnel waits for its peers to take the close frames and
+/// answer before it is dropped: short, as shutdown is waiting.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The longest idle timeout honoured: a config may say `proxy_read_timeout 99999999999999`,
+/// and a deadline past what `Instant` holds would panic instead of meaning "never".
+const MAX_IDLE: Duration = Duration::from_secs(365 * 86_400);
+
+/// What the upgraded connection speaks, as far as a tunnel cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// RFC 6455: frames are followed so shutdown can send close frames.
+    WebSocket,
+    /// Anything else: bytes only; shutdown just closes.
+    Other,
+}
+
+/// Why a tunnel ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Both sides finished their writes.
+    Closed,
+    /// Nothing moved either way for the idle timeout.
+    Idle,
+    /// The shutdown signal ended it.
+    Shutdown,
+    /// Reading or writing failed.
+    Failed(io::Error),
+}
+
+/// Copies between `client` and `upstream` until both are done, one fails, nothing moved for
+/// `idle_timeout`, or `shutdown` turns true.
+pub async fn run<C, U>(
+    client: C,
+    upstream: U,
+    protocol: Protocol,
+    idle_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> Outcome
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let idle_timeout = idle_timeout.min(MAX_IDLE);
+    let mut tunnel = Tunnel::new(client, upstream, protocol);
+    let idle = sleep_until(tunnel.moved + idle_timeout);
+    tokio::pin!(idle);
+    loop {
+        tokio::select! {
+            result = poll_fn(|cx| tunnel.poll(cx)) => {
+                return match result {
+                    Ok(()) => Outcome::Closed,
+                    Err(error) => Outcome::Failed(error),
+                };
+            }
+            () = &mut idle => {
+                // The timer is armed from the last movement it knew of; re-arm it from the
+                // latest one rather than resetting it on every byte.
+                let deadline = tunnel.moved + idle_timeout;
+                if deadline <= Instant::now() {
+                    return Outcome::Idle;
+                }
+                idle.as_mut().reset(deadline);
+            }
+            () = signalled(&mut shutdown) => break,
+        }
+    }
+    if protocol == Protocol::WebSocket {
+        tunnel.begin_close();
+        // Past the grace, the peers are dropped whatever they were doing.
+        let _ = timeout(CLOSE_GRACE, poll_fn(|cx| tunnel.poll(cx))).await;
+    }
+    Outcome::Shutdown
+}
+
+/// Completes when `shutdown` turns true; never, if its sender is gone without saying so.
+async fn signalled(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The two connections and the two directions between them.
+struct Tunnel<C, U> {
+    client: C,
+    upstream: U,
+    to_upstream: Half,
+    to_client: Half,
+    /// When a byte last moved, either way.
+    moved: Instant,
+}
+
+impl<C, U> Tunnel<C, U>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    fn new(client: C, upstream: U, protocol: Protocol) -> Self {
+        let websocket = protocol == Protocol::WebSocket;
+        Tunnel {
+            client,
+            upstream,
+            to_upstream: Half::new(Toward::Upstream, websocket),
+            to_client: Half::new(Toward::Client, websocket),
+            moved: Instant::now(),
+        }
+    }
+
+    fn begin_close(&mut self) {
+        self.to_upstream.begin_close();
+        self.to_client.begin_close();
+    }
+
+    /// Drives both directions; ready when both are done or either fails.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let up =
+            self.to_upstream
+                .poll(cx, &mut self.client, &mut self.upstream, &mut self.moved)?;
+        let down =
+            self.to_client
+                .poll(cx, &mut self.upstream, &mut self.client, &mut self.moved)?;
+        if up.is_ready() && down.is_ready() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+}
