@@ -12,6 +12,7 @@ use tether::peer::PeerRegistry;
 use tether::reload;
 use tether::server::Tether;
 use tether::snapshot::Snapshot;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// An nginx-flavoured sticky L7 load balancer for real-time app farms.
 #[derive(Parser)]
@@ -144,14 +145,18 @@ fn run(config: &Config, prefix: &Path) -> ExitCode {
     let served = build_runtime(config.worker_processes).and_then(|runtime| {
         runtime.block_on(async {
             let tether = Arc::new(start(config).await?);
+            // Every signal handler is in place before the pid file tells `tether -s` where we
+            // are: until then SIGHUP or SIGQUIT would take their default action and kill us.
+            let stop_signals = StopSignals::register();
+            let hangups = reload::hangups();
             let pid_file = PidFile::write(pid_path(config))?;
             let (stop_watching, watching) = tokio::sync::watch::channel(false);
             let watcher = tokio::spawn({
                 let (tether, config, prefix) =
                     (tether.clone(), config.clone(), prefix.to_path_buf());
-                async move { reload::watch(tether, &config, prefix, watching).await }
+                async move { reload::watch(tether, &config, prefix, hangups, watching).await }
             });
-            match wait_for_stop_signal().await {
+            match stop_signals.wait().await {
                 Stop::Fast => {
                     tracing::info!("stopping");
                     tether.stop().await;
@@ -248,19 +253,45 @@ enum Stop {
     Graceful,
 }
 
-async fn wait_for_stop_signal() -> Stop {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut quit)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::quit()))
-    else {
-        let _ = tokio::signal::ctrl_c().await;
-        return Stop::Fast;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => Stop::Fast,
-        _ = terminate.recv() => Stop::Fast,
-        _ = quit.recv() => Stop::Graceful,
+/// SIGINT, SIGTERM and SIGQUIT, caught from the moment this is made.
+struct StopSignals {
+    terminate: Option<Signal>,
+    quit: Option<Signal>,
+}
+
+impl StopSignals {
+    fn register() -> StopSignals {
+        StopSignals {
+            terminate: signal(SignalKind::terminate()).ok(),
+            quit: signal(SignalKind::quit()).ok(),
+        }
     }
+
+    async fn wait(mut self) -> Stop {
+        async fn next(signal: &mut Option<Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => Stop::Fast,
+            () = next(&mut self.terminate) => Stop::Fast,
+            () = next(&mut self.quit) => Stop::Graceful,
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM (the demo has no graceful mode).
+async fn wait_for_stop_signal() {
+    StopSignals {
+        terminate: signal(SignalKind::terminate()).ok(),
+        quit: None,
+    }
+    .wait()
+    .await;
 }
 
 fn init_logging() {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, Config};
@@ -68,10 +69,13 @@ pub async fn reload(tether: &Tether, path: &Path, prefix: &Path) -> Result<Appli
 }
 
 /// Reloads on SIGHUP and on changes of the config's files until `stop` turns true.
+/// `hangups` should be registered before the pid file is written, so that a `tether -s reload`
+/// right after start cannot meet SIGHUP's default action (exit); [`hangups`] makes one.
 pub async fn watch(
     tether: Arc<Tether>,
     config: &Config,
     prefix: PathBuf,
+    mut hangups: Option<Signal>,
     mut stop: watch::Receiver<bool>,
 ) {
     let path = config.main_file.clone();
@@ -79,13 +83,6 @@ pub async fn watch(
     let mut files = FileWatch::new(events);
     files.follow(&config.files);
     let mut fingerprint = Fingerprint::of(&config.files);
-    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(signal) => Some(signal),
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGHUP");
-            None
-        }
-    };
     loop {
         let forced = tokio::select! {
             _ = stop.wait_for(|stop| *stop) => return,
@@ -110,6 +107,17 @@ pub async fn watch(
     }
 }
 
+/// Starts catching SIGHUP (None, with a warning, where that is impossible).
+pub fn hangups() -> Option<Signal> {
+    match signal(SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP");
+            None
+        }
+    }
+}
+
 /// The directories of the config's files, watched for any change.
 struct FileWatch {
     watcher: Option<RecommendedWatcher>,
@@ -119,7 +127,9 @@ struct FileWatch {
 impl FileWatch {
     fn new(events: mpsc::UnboundedSender<()>) -> FileWatch {
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            // Reading a file is no change, and our own reads (the content check, the reload)
+            // must not wake us up again: inotify reports opens and closes too.
+            if event.is_ok_and(|event| !event.kind.is_access()) {
                 let _ = events.send(());
             }
         });

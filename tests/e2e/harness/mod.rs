@@ -3,6 +3,8 @@
 
 pub mod backend;
 pub mod client;
+pub mod edit;
+pub mod fleet;
 pub mod nginx;
 pub mod proxy;
 pub mod session;

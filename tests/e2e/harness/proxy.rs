@@ -22,7 +22,6 @@ pub struct Proxy {
 }
 
 /// The file and watcher of a proxy started with [`Proxy::start_watched`].
-#[allow(dead_code)] // TEMPORARY: until the reload tests land
 pub struct Watched {
     /// The folder holding the config.
     pub dir: tempfile::TempDir,
@@ -40,7 +39,6 @@ pub fn fill(conf: &str, listen: SocketAddr, backends: &[(&str, SocketAddr)]) -> 
     text
 }
 
-#[allow(dead_code)] // TEMPORARY: until the reload tests land
 impl Proxy {
     /// Starts tether with `conf`, placeholders filled from `backends`.
     pub async fn start(conf: &str, backends: &[(&str, SocketAddr)]) -> Proxy {
@@ -81,7 +79,10 @@ impl Proxy {
         let (stop, stopped) = watch::channel(false);
         tokio::spawn({
             let (tether, prefix) = (tether.clone(), dir.path().to_path_buf());
-            async move { tether::reload::watch(tether, &config, prefix, stopped).await }
+            async move {
+                let hangups = tether::reload::hangups();
+                tether::reload::watch(tether, &config, prefix, hangups, stopped).await
+            }
         });
         Proxy {
             addr,
