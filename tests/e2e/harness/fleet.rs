@@ -391,8 +391,8 @@ pub fn ms(duration: Duration) -> String {
 // ---------------------------------------------------------------------------------------------
 // Real processes.
 
-/// A child process started by a test, with its folder; on drop, it and every child it forked
-/// (nginx workers) are killed.
+/// A child process started by a test, with its folder; on drop it is stopped (SIGTERM, then
+/// SIGKILL for it and every child it forked, such as nginx workers, after 2 s).
 pub struct Process {
     child: Child,
     /// The folder holding its config, pid file and logs.
@@ -462,8 +462,18 @@ impl Drop for Process {
         if self.child.try_wait().ok().flatten().is_some() {
             return;
         }
-        // Freeze the parent first: an nginx master would replace a killed worker at once, and
-        // one forked after the listing below would outlive us. Then its children, then it.
+        // Asked first: an nginx master stops its workers and reaps them (no orphans).
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Then forced. Frozen first, as a master would replace a killed worker at once and one
+        // forked after the listing below would outlive us; then its children, then it.
         // SAFETY: kill(2) on our own child and on processes it forked.
         unsafe { libc::kill(self.pid() as i32, libc::SIGSTOP) };
         for child in children(self.pid()) {
