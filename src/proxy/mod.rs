@@ -179,27 +179,62 @@ async fn proxy(
         progress.as_deref(),
     )
     .await?;
-    let guard = answer.guard;
-    let (mut parts, incoming) = answer.response.into_parts();
-    let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-    headers::rewrite_response(&mut parts.headers, switching && client_upgrade.is_some());
-    if let Some(cookie) = &upstream.cookie {
-        // Pin a new session (or re-pin one whose cookie named an unusable server); a sliding
-        // expiry is renewed on every response, a 101 included.
-        if (!answer.by_sticky || cookie.is_sliding())
-            && let Some(value) = cookie.set_cookie(answer.member)
-        {
-            parts.headers.append(header::SET_COOKIE, value);
-        }
-    }
-    if let Some(added) = added {
-        add_response_headers(&mut parts.headers, parts.status, added);
-    }
+    let exchange = Exchange {
+        upstream,
+        route,
+        conn,
+        client_upgrade,
+        added,
+        reusable,
+    };
+    exchange.relay(answer)
+}
 
-    if switching {
-        let Some(client_upgrade) = client_upgrade else {
+/// What the response side of one proxied exchange needs to know about its request.
+struct Exchange<'a> {
+    upstream: &'a Upstream,
+    route: &'a Route,
+    conn: &'a ConnInfo,
+    /// The client's side of an upgrade it asked for.
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// `add_header` values, rendered against the request.
+    added: Option<Vec<(http::HeaderName, HeaderValue, bool)>>,
+    /// False when the upstream was asked to close the connection after this response.
+    reusable: bool,
+}
+
+impl Exchange<'_> {
+    /// Turns the upstream's answer into the client's response: headers cleaned, the sticky
+    /// cookie and `add_header`s added, then either the body streamed back or — for a `101` —
+    /// the two connections joined in a tunnel.
+    fn relay(self, answer: forward::Answer) -> Result<Response<ResponseBody>, ProxyError> {
+        let (mut parts, incoming) = answer.response.into_parts();
+        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        headers::rewrite_response(
+            &mut parts.headers,
+            switching && self.client_upgrade.is_some(),
+        );
+        if let Some(cookie) = &self.upstream.cookie {
+            // Pin a new session (or re-pin one whose cookie named an unusable server); a
+            // sliding expiry is renewed on every response, a 101 included.
+            if (!answer.by_sticky || cookie.is_sliding())
+                && let Some(value) = cookie.set_cookie(answer.member)
+            {
+                parts.headers.append(header::SET_COOKIE, value);
+            }
+        }
+        if let Some(added) = self.added {
+            add_response_headers(&mut parts.headers, parts.status, added);
+        }
+        let read_timeout = self.route.settings.read_timeout;
+        if !switching {
+            let keep_alive = self.reusable.then_some(answer.sender);
+            let body = UpstreamBody::new(incoming, read_timeout, keep_alive, answer.guard);
+            return Ok(Response::from_parts(parts, body.into()));
+        }
+        let Some(client_upgrade) = self.client_upgrade else {
             // A 101 nobody asked for cannot be relayed meaningfully.
-            return Err(ProxyError::NoLiveUpstream);
+            return Err(ProxyError::UpstreamStatus(101));
         };
         let mut response = Response::from_parts(parts, incoming);
         let upstream_upgrade = hyper::upgrade::on(&mut response);
@@ -207,21 +242,14 @@ async fn proxy(
             client_upgrade,
             upstream_upgrade,
             upgrade::protocol_of(response.headers()),
-            route.settings.read_timeout,
-            conn.tunnels.close.clone(),
-            guard,
-            conn.tunnels.open.enter(),
+            read_timeout,
+            self.conn.tunnels.close.clone(),
+            answer.guard,
+            self.conn.tunnels.open.enter(),
         );
         let (parts, _) = response.into_parts();
-        return Ok(Response::from_parts(parts, ResponseBody::empty()));
+        Ok(Response::from_parts(parts, ResponseBody::empty()))
     }
-    let body = UpstreamBody::new(
-        incoming,
-        route.settings.read_timeout,
-        reusable.then_some(answer.sender),
-        guard,
-    );
-    Ok(Response::from_parts(parts, body.into()))
 }
 
 /// What the request offers to the choice of a server: the hash key (`ip_hash`: the client's
