@@ -120,3 +120,48 @@ fn version() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("t.conf");
+    std::fs::write(
+        &conf,
+        format!("http {{ server {{ listen 127.0.0.1:{port}; location / {{ return 200; }} }} }}"),
+    )
+    .unwrap();
+    // Start with a small soft limit, as a login shell would give.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 256 && exec {} -c {}",
+            env!("CARGO_BIN_EXE_tether"),
+            conf.display()
+        ))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tether");
+    let limits = format!("/proc/{}/limits", child.id());
+    // Wait (bounded) until tether serves: by then it has set its limits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "tether did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(&limits).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // "Max open files  SOFT  HARD  files"
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_eq!(soft, hard, "{line}");
+    assert_ne!(soft, "256", "{line}");
+}
