@@ -1,4 +1,5 @@
-//! Cost of one `Balancer::pick` per method and tier size, and of a sticky cookie lookup.
+//! Cost of one `Balancer::pick` per method and tier size, of a sticky cookie lookup, and of
+//! building the consistent-hash ring a reload rebuilds.
 //!
 //! Every node is usable and idle-ish (load = index % 7), which is the hot path: what a
 //! request pays on top of routing. Run: `cargo bench --bench balance`.
@@ -77,5 +78,32 @@ fn sticky(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, picks, sticky);
+/// Servers in the tier whose ring is rebuilt.
+const RING_SERVERS: usize = 1_000;
+
+fn ring_builds(c: &mut Criterion) {
+    let names = names(RING_SERVERS);
+    let nodes: Vec<Node> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Node {
+            name,
+            weight: 1 + (i % 3) as u32,
+        })
+        .collect();
+    // Both methods place nodes on the same ketama ring (160 points per unit of weight, here
+    // about 320,000 in all), which is what a reload of a large hashed tier pays.
+    let mut group = c.benchmark_group("ring_build");
+    for (label, method) in [
+        ("hash_consistent", Method::Hash { consistent: true }),
+        ("ip_hash", Method::IpHash),
+    ] {
+        group.bench_function(BenchmarkId::new(label, RING_SERVERS), |b| {
+            b.iter_with_large_drop(|| Balancer::new(method, black_box(&nodes)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, picks, sticky, ring_builds);
 criterion_main!(benches);

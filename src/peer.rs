@@ -249,6 +249,16 @@ pub struct PeerRegistry {
 }
 
 impl PeerRegistry {
+    /// Forgets peers no snapshot or request holds any more. Called once per snapshot build
+    /// (not per insert, which would make building a large group quadratic).
+    pub fn forget_unused(&self) {
+        let mut peers = self
+            .peers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        peers.retain(|_, peer| peer.strong_count() > 0);
+    }
+
     /// The live peer for `key`, or a new one built from `addrs`. Only snapshot building calls
     /// this, never the request path, so the lock is uncontended.
     pub fn get_or_insert(
@@ -274,7 +284,6 @@ impl PeerRegistry {
             .peers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        peers.retain(|_, peer| peer.strong_count() > 0);
         if let Some(peer) = peers.get(&key).and_then(Weak::upgrade) {
             return (peer, false);
         }

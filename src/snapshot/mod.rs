@@ -60,6 +60,7 @@ impl Snapshot {
         registry: &PeerRegistry,
         generation: u64,
     ) -> Result<Snapshot, ConfigErrors> {
+        registry.forget_unused();
         let mut errors = Vec::new();
         let vars = match Vars::build(&config.http.maps) {
             Ok(vars) => vars,

@@ -1,0 +1,327 @@
+//! The load generators: `wrk` (a Debian package, run as a child on the client core) for plain
+//! HTTP, and the bench's own small clients where no packaged tool fits: WebSockets held open
+//! or echoing 1 KiB messages, SSE streams counting events, and one raw GET to read a header.
+//!
+//! Every client here talks to 127.0.0.1 only, and every wait is bounded.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+/// What one `wrk` run reported.
+#[derive(Clone, Debug, Default)]
+pub struct Wrk {
+    /// `Requests/sec`.
+    pub rps: f64,
+    /// Requests completed.
+    pub requests: f64,
+    /// Median latency, milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile latency, milliseconds.
+    pub p99_ms: f64,
+    /// Socket errors: connect + read + write + timeout.
+    pub socket_errors: f64,
+    /// `Non-2xx or 3xx responses`.
+    pub non_2xx: f64,
+}
+
+/// Runs `wrk -t1 -cCONNS -dSECS --latency` against `url` with extra `headers`, on the client
+/// core (inherited from the bench process).
+pub async fn wrk(url: &str, conns: usize, secs: u64, headers: &[&str]) -> Result<Wrk, String> {
+    let mut command = tokio::process::Command::new("wrk");
+    command.args(["-t1", "--latency", "--timeout", "2s"]);
+    command.arg(format!("-c{conns}")).arg(format!("-d{secs}s"));
+    for header in headers {
+        command.arg("-H").arg(header);
+    }
+    let output = command
+        .arg(url)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "wrk {}: {text}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    parse_wrk(&text).ok_or_else(|| format!("unreadable wrk output:\n{text}"))
+}
+
+/// Reads the numbers out of wrk's report.
+fn parse_wrk(text: &str) -> Option<Wrk> {
+    let mut report = Wrk::default();
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("Requests/sec:") {
+            report.rps = rest.trim().parse().ok()?;
+        } else if let Some(rest) = line.strip_prefix("50%") {
+            report.p50_ms = duration_ms(rest.trim())?;
+        } else if let Some(rest) = line.strip_prefix("99%") {
+            report.p99_ms = duration_ms(rest.trim())?;
+        } else if let Some(rest) = line.strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            report.socket_errors = rest
+                .split(',')
+                .filter_map(|part| part.split_whitespace().nth(1)?.parse::<f64>().ok())
+                .sum();
+        } else if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            report.non_2xx = rest.trim().parse().ok()?;
+        } else if line.contains(" requests in ") {
+            report.requests = line.split_whitespace().next()?.parse().ok()?;
+        }
+    }
+    (report.rps > 0.0 || report.requests == 0.0).then_some(report)
+}
+
+/// wrk's durations: `640.00us`, `1.03ms`, `2.00s`, `1.50m`.
+fn duration_ms(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit {
+        "us" => 0.001,
+        "ms" => 1.0,
+        "s" => 1000.0,
+        "m" => 60_000.0,
+        _ => return None,
+    };
+    Some(number * scale)
+}
+
+/// `GET path` on a fresh connection; the response head.
+pub async fn get_head(addr: SocketAddr, path: &str) -> Result<String, String> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+        .await
+        .map_err(|_| "no response within 5 s".to_string())?
+        .map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&response);
+    Ok(text.split("\r\n\r\n").next().unwrap_or("").to_string())
+}
+
+/// The value of the first `Set-Cookie` in `head` that sets `name`, as `name=value`.
+pub fn set_cookie(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|line| {
+        let (header, value) = line.split_once(':')?;
+        if !header.eq_ignore_ascii_case("set-cookie") {
+            return None;
+        }
+        let pair = value.trim().split(';').next()?.trim();
+        pair.strip_prefix(name)?
+            .starts_with('=')
+            .then(|| pair.to_string())
+    })
+}
+
+/// The echo payload: 1 KiB.
+pub const MESSAGE: usize = 1024;
+/// The mask key of our client frames (any key is valid; the backend unmasks).
+const MASK: [u8; 4] = [0x5a, 0xa5, 0x3c, 0xc3];
+
+/// One WebSocket client connection, after a successful upgrade.
+pub struct Ws {
+    stream: BufReader<TcpStream>,
+    frame: Arc<[u8]>,
+    answer: Vec<u8>,
+}
+
+impl Ws {
+    /// Upgrades a fresh connection to `addr` on `/ws`; fails unless the answer is a 101.
+    pub async fn open(addr: SocketAddr, frame: Arc<[u8]>) -> Result<Ws, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let mut stream = BufReader::with_capacity(2048, stream);
+        let request = "GET /ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n\
+                       Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                       Sec-WebSocket-Version: 13\r\n\r\n";
+        stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("send upgrade: {e}"))?;
+        let mut status = String::new();
+        loop {
+            let mut line = String::new();
+            let n = stream
+                .read_line(&mut line)
+                .await
+                .map_err(|e| format!("read 101: {e}"))?;
+            if n == 0 {
+                return Err("closed before the 101".into());
+            }
+            if status.is_empty() {
+                status = line.trim_end().to_string();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        if !status.contains(" 101") {
+            return Err(format!("upgrade answered {status:?}"));
+        }
+        Ok(Ws {
+            stream,
+            answer: vec![0; frame.len()],
+            frame,
+        })
+    }
+
+    /// Sends one 1 KiB binary message and reads its echo.
+    pub async fn echo(&mut self) -> Result<(), String> {
+        self.stream
+            .get_mut()
+            .write_all(&self.frame)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        // The echo is unmasked: 4 header bytes plus the payload.
+        let answer = &mut self.answer[..4 + MESSAGE];
+        self.stream
+            .read_exact(answer)
+            .await
+            .map_err(|e| format!("read echo: {e}"))?;
+        if answer[0] != 0x82 || answer[4] != b'x' {
+            return Err("a garbled echo".into());
+        }
+        Ok(())
+    }
+
+    /// `echo` bounded by `limit`.
+    pub async fn echo_within(&mut self, limit: Duration) -> Result<(), String> {
+        tokio::time::timeout(limit, self.echo())
+            .await
+            .map_err(|_| format!("no echo within {limit:?}"))?
+    }
+}
+
+/// The masked client frame carrying a 1 KiB binary message of `x`s.
+pub fn message_frame() -> Arc<[u8]> {
+    let mut frame = vec![0x82, 0x80 | 126];
+    frame.extend_from_slice(&(MESSAGE as u16).to_be_bytes());
+    frame.extend_from_slice(&MASK);
+    frame.extend((0..MESSAGE).map(|i| b'x' ^ MASK[i % 4]));
+    frame.into()
+}
+
+/// Opens `count` WebSockets through `addr`, `batch` upgrades in flight at a time.
+pub async fn open_websockets(
+    addr: SocketAddr,
+    count: usize,
+    batch: usize,
+) -> Result<Vec<Ws>, String> {
+    let frame = message_frame();
+    let mut open = Vec::with_capacity(count);
+    while open.len() < count {
+        let n = batch.min(count - open.len());
+        let opened =
+            futures_util::future::join_all((0..n).map(|_| Ws::open(addr, frame.clone()))).await;
+        for ws in opened {
+            open.push(ws.map_err(|e| format!("WebSocket {} of {count}: {e}", open.len() + 1))?);
+        }
+    }
+    Ok(open)
+}
+
+/// SSE streams held open through a proxy, counting the events that arrive.
+pub struct SseClients {
+    connected: Arc<AtomicUsize>,
+    events: Arc<AtomicU64>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl SseClients {
+    /// Opens `count` `GET /sse` streams through `addr`.
+    pub fn open(addr: SocketAddr, count: usize) -> SseClients {
+        let connected = Arc::new(AtomicUsize::new(0));
+        let events = Arc::new(AtomicU64::new(0));
+        let tasks = (0..count)
+            .map(|_| {
+                let (connected, events) = (connected.clone(), events.clone());
+                tokio::spawn(async move {
+                    let _ = sse_stream(addr, &connected, &events).await;
+                })
+            })
+            .collect();
+        SseClients {
+            connected,
+            events,
+            tasks,
+        }
+    }
+
+    /// Streams whose response head arrived.
+    pub fn connected(&self) -> usize {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Events received on all streams so far.
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for SseClients {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Reads one stream: skips the response head, then counts events. Each event (`data: N`)
+/// holds exactly one `:`, and neither chunk-size lines nor the blank lines do, so counting
+/// that one byte counts events whatever way the bytes were split into reads or re-chunked by
+/// the proxy.
+async fn sse_stream(
+    addr: SocketAddr,
+    connected: &AtomicUsize,
+    events: &AtomicU64,
+) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /sse HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
+        .await?;
+    let mut buffer = vec![0u8; 4096];
+    let mut head = Vec::new();
+    loop {
+        let n = stream.read(&mut buffer).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buffer[..n]);
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            connected.fetch_add(1, Ordering::Relaxed);
+            let body = &head[end + 4..];
+            events.fetch_add(colons(body), Ordering::Relaxed);
+            break;
+        }
+    }
+    loop {
+        let n = stream.read(&mut buffer).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        events.fetch_add(colons(&buffer[..n]), Ordering::Relaxed);
+    }
+}
+
+fn colons(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|b| **b == b':').count() as u64
+}

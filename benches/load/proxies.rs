@@ -1,0 +1,339 @@
+//! The three proxies under test and the configs they run: one nginx-syntax file that tether
+//! and nginx both read (nginx gets it without the lines marked `tether only`, since nginx OSS
+//! has no `sticky`), and the equivalent `haproxy.cfg`. Each proxy is a child process pinned
+//! to the proxy core, started fresh for every run, and reloaded the way its operators would.
+//!
+//! Knows the proxies' command lines and configs; not the scenarios.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::procs::{Guard, Usage, find_binary};
+
+/// The proxy core; backends, load generators and the bench itself run on [`CLIENT_CORE`].
+pub const PROXY_CORE: usize = 0;
+/// Where everything that is not the proxy runs.
+pub const CLIENT_CORE: usize = 1;
+
+/// One of the proxies compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Tether,
+    Nginx,
+    Haproxy,
+}
+
+impl Kind {
+    /// In table order.
+    pub const ALL: [Kind; 3] = [Kind::Tether, Kind::Nginx, Kind::Haproxy];
+
+    /// The column heading.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Tether => "tether",
+            Kind::Nginx => "nginx",
+            Kind::Haproxy => "HAProxy",
+        }
+    }
+}
+
+/// Every address the configs name: the backends (shared by all proxies for the whole bench)
+/// and one listening port per proxy (reused run after run; all three set `SO_REUSEADDR`).
+#[derive(Clone, Debug)]
+pub struct Ports {
+    /// The nginx backend's three `return 200` servers.
+    pub http: [u16; 3],
+    /// The in-process WebSocket echo backend.
+    pub ws: u16,
+    /// The in-process SSE backend.
+    pub sse: u16,
+    /// tether, nginx, HAProxy: where each listens.
+    pub listen: [u16; 3],
+}
+
+impl Ports {
+    /// Where `kind` listens.
+    pub fn listen(&self, kind: Kind) -> SocketAddr {
+        let index = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        SocketAddr::from(([127, 0, 0, 1], self.listen[index]))
+    }
+}
+
+/// Marks the lines only tether gets.
+const TETHER_ONLY: &str = "# tether only";
+
+/// The nginx-syntax config for `kind`: nginx gets tether's without the `tether only` lines.
+pub fn nginx_syntax(ports: &Ports, kind: Kind) -> String {
+    let [a, b, c] = ports.http;
+    let (ws, sse) = (ports.ws, ports.sse);
+    let listen = ports.listen(kind);
+    let text = format!(
+        r#"# tether and nginx run this same file; nginx gets it without the lines marked
+# "{TETHER_ONLY}" (nginx OSS has no sticky cookies).
+worker_processes 1;
+worker_rlimit_nofile 20000;
+# nginx counts upstream connections here too: a proxied WebSocket takes two.
+events {{ worker_connections 19900; }}
+
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+
+    # Upgrade requests send "Connection: upgrade"; the rest an empty Connection header, so
+    # upstream connections stay pooled.
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ""      "";
+    }}
+
+    upstream one {{ server 127.0.0.1:{a}; keepalive 64; keepalive_requests 1000000; }}
+    upstream three_ip_hash {{
+        ip_hash;
+        server 127.0.0.1:{a}; server 127.0.0.1:{b}; server 127.0.0.1:{c};
+        keepalive 64; keepalive_requests 1000000;
+    }}
+    upstream three_sticky {{                                  {TETHER_ONLY}
+        sticky cookie srv;                                    {TETHER_ONLY}
+        server 127.0.0.1:{a}; server 127.0.0.1:{b}; server 127.0.0.1:{c};  {TETHER_ONLY}
+        keepalive 64;                                         {TETHER_ONLY}
+    }}                                                        {TETHER_ONLY}
+    upstream ws_echo {{ server 127.0.0.1:{ws}; }}
+    upstream sse {{ server 127.0.0.1:{sse}; keepalive 64; }}
+
+    server {{
+        listen {listen};
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+
+        location / {{ proxy_pass http://one; }}
+        location /ip_hash {{ proxy_pass http://three_ip_hash; }}
+        location /sticky {{ proxy_pass http://three_sticky; }}  {TETHER_ONLY}
+        location /ws {{
+            proxy_pass http://ws_echo;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 1h;
+        }}
+        location /sse {{
+            proxy_pass http://sse;
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+        }}
+    }}
+}}
+"#
+    );
+    if kind == Kind::Tether {
+        return text;
+    }
+    text.lines()
+        .filter(|line| !line.ends_with(TETHER_ONLY))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+/// The `haproxy.cfg` equivalent to [`nginx_syntax`].
+pub fn haproxy_cfg(ports: &Ports) -> String {
+    let [a, b, c] = ports.http;
+    let (ws, sse) = (ports.ws, ports.sse);
+    let listen = ports.listen(Kind::Haproxy);
+    format!(
+        r#"global
+    nbthread 1
+    # Two descriptors per proxied connection under a hard limit of 20,000.
+    maxconn 9950
+
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+    timeout http-keep-alive 300s
+    timeout tunnel 1h
+    maxconn 9950
+
+frontend fe
+    bind {listen}
+    use_backend three_ip_hash if {{ path_beg /ip_hash }}
+    use_backend three_sticky if {{ path_beg /sticky }}
+    use_backend ws_echo if {{ path_beg /ws }}
+    use_backend sse if {{ path_beg /sse }}
+    default_backend one
+
+backend one
+    server a 127.0.0.1:{a}
+
+backend three_ip_hash
+    balance source
+    server a 127.0.0.1:{a}
+    server b 127.0.0.1:{b}
+    server c 127.0.0.1:{c}
+
+backend three_sticky
+    balance roundrobin
+    cookie SRV insert indirect nocache
+    server a 127.0.0.1:{a} cookie a
+    server b 127.0.0.1:{b} cookie b
+    server c 127.0.0.1:{c} cookie c
+
+backend ws_echo
+    server ws 127.0.0.1:{ws}
+
+backend sse
+    server sse 127.0.0.1:{sse}
+"#
+    )
+}
+
+/// A running proxy: its process group, where it listens, and how to reload it.
+pub struct Proxy {
+    /// Which proxy.
+    pub kind: Kind,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    guard: Guard,
+    conf: PathBuf,
+    dir: PathBuf,
+}
+
+impl Proxy {
+    /// Writes `kind`'s config into `dir`, starts it pinned to [`PROXY_CORE`] and waits
+    /// (bounded) until it accepts connections.
+    pub async fn start(
+        kind: Kind,
+        ports: &Ports,
+        dir: &Path,
+        tether_binary: &Path,
+    ) -> Result<Proxy, String> {
+        let dir = dir.join(kind.name());
+        std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        let log = dir.join("output.log");
+        let (conf, command) = match kind {
+            Kind::Tether => {
+                let conf = dir.join("tether.conf");
+                let mut command = Command::new(tether_binary);
+                command.arg("-c").arg(&conf).env("TETHER_LOG", "warn");
+                (conf, command)
+            }
+            Kind::Nginx => {
+                let conf = dir.join("nginx.conf");
+                let mut command = Command::new(binary("nginx")?);
+                command.args(nginx_args(&dir, &conf));
+                (conf, command)
+            }
+            Kind::Haproxy => {
+                let conf = dir.join("haproxy.cfg");
+                // Master-worker in the foreground: USR2 to the master reloads.
+                let mut command = Command::new(binary("haproxy")?);
+                command.arg("-W").arg("-db").arg("-f").arg(&conf);
+                (conf, command)
+            }
+        };
+        let text = match kind {
+            Kind::Haproxy => haproxy_cfg(ports),
+            _ => nginx_syntax(ports, kind),
+        };
+        std::fs::write(&conf, text).map_err(|e| format!("write {}: {e}", conf.display()))?;
+        let guard = Guard::spawn(command, Some(PROXY_CORE), &log)?;
+        let mut proxy = Proxy {
+            kind,
+            addr: ports.listen(kind),
+            guard,
+            conf,
+            dir,
+        };
+        proxy.until_accepting().await?;
+        Ok(proxy)
+    }
+
+    async fn until_accepting(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.guard.exited() {
+                return Err(format!(
+                    "{} exited ({status}) at start:\n{}",
+                    self.kind.name(),
+                    self.guard.log_tail()
+                ));
+            }
+            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{} does not accept connections", self.kind.name()));
+            }
+            // Polling a condition: ends as soon as the proxy listens.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Reloads the config the way each proxy's operators do: SIGHUP for tether (what
+    /// `tether -s reload` sends), `nginx -s reload`, USR2 to HAProxy's master.
+    pub async fn reload(&self) -> Result<(), String> {
+        let signal = |sig| {
+            // SAFETY: kill(2) on our own child's pid.
+            if unsafe { libc::kill(self.guard.pid(), sig) } == 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "signal {}: {}",
+                    self.kind.name(),
+                    std::io::Error::last_os_error()
+                ))
+            }
+        };
+        match self.kind {
+            Kind::Tether => signal(libc::SIGHUP),
+            Kind::Haproxy => signal(libc::SIGUSR2),
+            Kind::Nginx => {
+                let status = tokio::process::Command::new(binary("nginx")?)
+                    .args(nginx_args(&self.dir, &self.conf))
+                    .args(["-s", "reload"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .await
+                    .map_err(|e| format!("nginx -s reload: {e}"))?;
+                if status.success() {
+                    Ok(())
+                } else {
+                    Err(format!("nginx -s reload: {status}"))
+                }
+            }
+        }
+    }
+
+    /// CPU and memory of the proxy's whole process group (nginx's and HAProxy's master and
+    /// workers).
+    pub fn usage(&self) -> Usage {
+        self.guard.usage()
+    }
+
+    /// The proxy's last log lines.
+    pub fn log_tail(&self) -> String {
+        self.guard.log_tail()
+    }
+}
+
+/// nginx's command line: the shared config, with what only nginx needs (foreground, pid file,
+/// error log inside `dir`) given on the command line so the file stays the one tether reads.
+fn nginx_args(dir: &Path, conf: &Path) -> Vec<String> {
+    vec![
+        "-p".into(),
+        dir.display().to_string(),
+        "-e".into(),
+        dir.join("error.log").display().to_string(),
+        "-c".into(),
+        conf.display().to_string(),
+        "-g".into(),
+        format!("daemon off; pid {};", dir.join("nginx.pid").display()),
+    ]
+}
+
+fn binary(name: &str) -> Result<PathBuf, String> {
+    find_binary(name).ok_or_else(|| format!("{name} is not installed"))
+}

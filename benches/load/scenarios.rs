@@ -1,0 +1,375 @@
+//! The rows of the table: what load each scenario puts through a proxy and what it measures.
+//! One call of [`run_once`] starts a fresh proxy, runs one scenario once, and stops it.
+//!
+//! CPU is the proxy's whole process group over the measured window only; memory is resident
+//! set size summed over that group.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::backends::Live;
+use crate::clients::{SseClients, get_head, open_websockets, set_cookie, wrk};
+use crate::procs::{Guard, busy_pct, core_ticks};
+use crate::proxies::{CLIENT_CORE, Kind, PROXY_CORE, Ports, Proxy};
+use crate::table::{Metric, Sample, Unit};
+
+/// A row of the table (some rows are several lines: one per metric).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Row {
+    Get,
+    GetClose,
+    IpHash,
+    Sticky,
+    WsIdle,
+    WsEcho,
+    Sse,
+    Reload,
+}
+
+const fn metric(name: &'static str, unit: Unit, higher_is_better: bool) -> Metric {
+    Metric {
+        name,
+        unit,
+        higher_is_better,
+    }
+}
+
+const RPS: Metric = metric("requests/s", Unit::PerSec, true);
+const P50: Metric = metric("p50", Unit::Millis, false);
+const P99: Metric = metric("p99", Unit::Millis, false);
+const CPU_PER_REQUEST: Metric = metric("proxy CPU per request", Unit::Micros, false);
+const RSS_PER_CONN: Metric = metric("proxy RSS per connection", Unit::Bytes, false);
+const UPGRADE_RATE: Metric = metric("upgrades/s while opening", Unit::PerSec, true);
+const MESSAGE_RATE: Metric = metric("messages/s (echo round trips)", Unit::PerSec, true);
+const CPU_PER_MESSAGE: Metric = metric("proxy CPU per message", Unit::Micros, false);
+const SSE_CPU: Metric = metric("proxy CPU", Unit::Percent, false);
+const CPU_PER_EVENT: Metric = metric("proxy CPU per event", Unit::Micros, false);
+const EVENT_RATE: Metric = metric("events delivered/s", Unit::PerSec, true);
+const SOCKET_ERRORS: Metric = metric("wrk socket errors", Unit::Count, false);
+const NON_2XX: Metric = metric("non-2xx", Unit::Count, false);
+const DROPPED: Metric = metric("dropped WebSockets", Unit::Count, false);
+const RSS_AFTER: Metric = metric("proxy RSS after", Unit::Bytes, false);
+
+/// wrk connections for the HTTP rows.
+const CONNS: usize = 64;
+/// WebSockets in the echo row.
+const ECHO_CONNS: usize = 100;
+/// SSE streams in the fan-out row.
+const SSE_STREAMS: usize = 1000;
+/// WebSockets held open during the reload row, and how many reloads it makes.
+const RELOAD_WEBSOCKETS: usize = 200;
+const RELOADS: u32 = 20;
+
+impl Row {
+    /// In table order.
+    pub const ALL: [Row; 8] = [
+        Row::Get,
+        Row::GetClose,
+        Row::IpHash,
+        Row::Sticky,
+        Row::WsIdle,
+        Row::WsEcho,
+        Row::Sse,
+        Row::Reload,
+    ];
+
+    /// The name `LOAD_ROWS` selects it by.
+    pub fn id(self) -> &'static str {
+        match self {
+            Row::Get => "get",
+            Row::GetClose => "get_close",
+            Row::IpHash => "ip_hash",
+            Row::Sticky => "sticky",
+            Row::WsIdle => "ws_idle",
+            Row::WsEcho => "ws_echo",
+            Row::Sse => "sse",
+            Row::Reload => "reload",
+        }
+    }
+
+    /// The row label's first part.
+    pub fn title(self, settings: &Settings) -> String {
+        match self {
+            Row::Get => format!("small GET, keep-alive, {CONNS} conns"),
+            Row::GetClose => format!("small GET, new connection per request, {CONNS} conns"),
+            Row::IpHash => format!("ip_hash over 3 backends, keep-alive, {CONNS} conns"),
+            Row::Sticky => format!("sticky cookie over 3 backends, keep-alive, {CONNS} conns"),
+            Row::WsIdle => format!("{} idle WebSockets", settings.ws_idle),
+            Row::WsEcho => format!("WebSocket echo, {ECHO_CONNS} conns, 1 KiB messages"),
+            Row::Sse => format!("SSE fan-out, {SSE_STREAMS} streams, 1 event/s each"),
+            Row::Reload => format!(
+                "{RELOADS} reloads during wrk ({CONNS} conns) + {RELOAD_WEBSOCKETS} WebSockets"
+            ),
+        }
+    }
+
+    /// What it measures, in the order of [`Sample::values`].
+    pub fn metrics(self) -> &'static [Metric] {
+        match self {
+            Row::Get | Row::GetClose => &[RPS, P50, P99, CPU_PER_REQUEST],
+            Row::IpHash | Row::Sticky => &[RPS, P99, CPU_PER_REQUEST],
+            Row::WsIdle => &[RSS_PER_CONN, UPGRADE_RATE],
+            Row::WsEcho => &[MESSAGE_RATE, CPU_PER_MESSAGE],
+            Row::Sse => &[SSE_CPU, CPU_PER_EVENT, EVENT_RATE],
+            Row::Reload => &[SOCKET_ERRORS, NON_2XX, DROPPED, RSS_AFTER],
+        }
+    }
+
+    /// Why `kind` cannot run this row, if it cannot.
+    pub fn not_applicable(self, kind: Kind) -> Option<&'static str> {
+        (self == Row::Sticky && kind == Kind::Nginx).then_some("OSS has no sticky")
+    }
+}
+
+/// What every run needs: where things are and how long to run.
+pub struct Settings {
+    /// Seconds per measured run (`LOAD_SECS`, default 5).
+    pub secs: u64,
+    /// Runs per proxy and row, interleaved (`LOAD_RUNS`, default 3).
+    pub runs: usize,
+    /// WebSockets in the idle row (`LOAD_WS_IDLE`, default 9,000).
+    pub ws_idle: usize,
+    /// The proxies to run (`LOAD_PROXIES`, default all).
+    pub proxies: Vec<Kind>,
+    /// Every address.
+    pub ports: Ports,
+    /// Where configs and logs go.
+    pub dir: PathBuf,
+    /// The tether binary under test.
+    pub tether: PathBuf,
+    /// Open connections on the WebSocket echo backend.
+    pub ws_live: Live,
+    /// Open streams on the SSE backend.
+    pub sse_live: Live,
+    /// The nginx HTTP backend, killed with the settings.
+    pub _http_backend: Guard,
+}
+
+/// Starts `kind`, runs `row` once against it, stops it. The caller waits until the previous
+/// run's connections are gone.
+pub async fn run_once(row: Row, kind: Kind, settings: &Settings) -> Result<Sample, String> {
+    let proxy = Proxy::start(kind, &settings.ports, &settings.dir, &settings.tether).await?;
+    let head = get_head(proxy.addr, "/").await?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("GET / answered {:?}", head.lines().next()));
+    }
+    let result = match row {
+        Row::Get => http_load(&proxy, settings, "/", &[]).await,
+        Row::GetClose => http_load(&proxy, settings, "/", &["Connection: close"]).await,
+        Row::IpHash => http_load(&proxy, settings, "/ip_hash", &[])
+            .await
+            .map(drop_p50),
+        Row::Sticky => sticky(&proxy, settings).await.map(drop_p50),
+        Row::WsIdle => ws_idle(&proxy, settings).await,
+        Row::WsEcho => ws_echo(&proxy, settings).await,
+        Row::Sse => sse(&proxy, settings).await,
+        Row::Reload => reload(&proxy, settings).await,
+    };
+    result.map_err(|e| format!("{e}\n{}", proxy.log_tail()))
+}
+
+/// A measured window: the proxy's CPU and both cores' busy time from its start.
+struct Window {
+    cpu_ns: u64,
+    cores: Vec<(u64, u64)>,
+    started: Instant,
+}
+
+/// What a window measured.
+struct Used {
+    /// Proxy CPU, nanoseconds.
+    cpu_ns: f64,
+    /// Proxy CPU, % of one core.
+    cpu_pct: f64,
+    /// Busy % of the proxy core and the client core.
+    cores: [f64; 2],
+}
+
+impl Window {
+    fn open(proxy: &Proxy) -> Window {
+        Window {
+            cpu_ns: proxy.usage().cpu_ns,
+            cores: core_ticks(),
+            started: Instant::now(),
+        }
+    }
+
+    fn close(&self, proxy: &Proxy) -> Used {
+        let cpu_ns = proxy.usage().cpu_ns.saturating_sub(self.cpu_ns) as f64;
+        let wall = self.started.elapsed().as_nanos() as f64;
+        let now = core_ticks();
+        Used {
+            cpu_ns,
+            cpu_pct: 100.0 * cpu_ns / wall,
+            cores: [PROXY_CORE, CLIENT_CORE].map(|core| busy_pct(&self.cores, &now, core)),
+        }
+    }
+}
+
+impl Sample {
+    fn loaded(values: Vec<f64>, used: &Used) -> Sample {
+        Sample {
+            values,
+            cpu_pct: Some(used.cpu_pct),
+            cores: Some(used.cores),
+        }
+    }
+
+    fn unloaded(values: Vec<f64>) -> Sample {
+        Sample {
+            values,
+            cpu_pct: None,
+            cores: None,
+        }
+    }
+}
+
+/// wrk against `path`: requests/s, p50, p99, proxy CPU µs per request.
+async fn http_load(
+    proxy: &Proxy,
+    settings: &Settings,
+    path: &str,
+    headers: &[&str],
+) -> Result<Sample, String> {
+    let url = format!("http://{}{path}", proxy.addr);
+    let window = Window::open(proxy);
+    let report = wrk(&url, CONNS, settings.secs, headers).await?;
+    let used = window.close(proxy);
+    if report.requests == 0.0 || report.non_2xx > report.requests / 100.0 {
+        return Err(format!(
+            "{} requests, {} non-2xx, {} socket errors",
+            report.requests, report.non_2xx, report.socket_errors
+        ));
+    }
+    let values = vec![
+        report.rps,
+        report.p50_ms,
+        report.p99_ms,
+        used.cpu_ns / 1000.0 / report.requests,
+    ];
+    Ok(Sample::loaded(values, &used))
+}
+
+/// The ip_hash and sticky rows show no p50 (it tells nothing the GET row does not).
+fn drop_p50(mut sample: Sample) -> Sample {
+    sample.values.remove(1);
+    sample
+}
+
+/// wrk with the cookie a first request was given: every request is routed by its cookie.
+async fn sticky(proxy: &Proxy, settings: &Settings) -> Result<Sample, String> {
+    let name = if proxy.kind == Kind::Haproxy {
+        "SRV"
+    } else {
+        "srv"
+    };
+    let head = get_head(proxy.addr, "/sticky").await?;
+    let cookie = set_cookie(&head, name).ok_or_else(|| format!("no {name} cookie in:\n{head}"))?;
+    let header = format!("Cookie: {cookie}");
+    http_load(proxy, settings, "/sticky", &[&header]).await
+}
+
+/// Opens `ws_idle` WebSockets and reads what the proxy's memory grew by, per connection.
+async fn ws_idle(proxy: &Proxy, settings: &Settings) -> Result<Sample, String> {
+    // One upgrade first, so lazily built state (pools, tables) is not charged to the count.
+    let mut first = open_websockets(proxy.addr, 1, 1).await?;
+    first[0].echo_within(Duration::from_secs(2)).await?;
+    drop(first);
+    let before = proxy.usage().rss_bytes;
+    let count = settings.ws_idle;
+    let started = Instant::now();
+    let open = open_websockets(proxy.addr, count, 250).await?;
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    // Every tunnel is in place once the backend holds them all.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while settings.ws_live.get() < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = proxy.usage().rss_bytes;
+    drop(open);
+    let per_connection = (after as f64 - before as f64) / count as f64;
+    Ok(Sample::unloaded(vec![per_connection, rate]))
+}
+
+/// `ECHO_CONNS` WebSockets each echoing 1 KiB messages back to back for `secs`.
+async fn ws_echo(proxy: &Proxy, settings: &Settings) -> Result<Sample, String> {
+    let mut open = open_websockets(proxy.addr, ECHO_CONNS, ECHO_CONNS).await?;
+    let length = Duration::from_secs(settings.secs);
+    let window = Window::open(proxy);
+    let started = window.started;
+    let counts = futures_util::future::join_all(open.iter_mut().map(|ws| async move {
+        let mut count = 0u64;
+        while started.elapsed() < length {
+            ws.echo_within(Duration::from_secs(5)).await?;
+            count += 1;
+        }
+        Ok::<u64, String>(count)
+    }))
+    .await;
+    let used = window.close(proxy);
+    let elapsed = started.elapsed().as_secs_f64();
+    let total: u64 = counts
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .sum();
+    let values = vec![total as f64 / elapsed, used.cpu_ns / 1000.0 / total as f64];
+    Ok(Sample::loaded(values, &used))
+}
+
+/// `SSE_STREAMS` streams open through the proxy; its CPU over `secs` of one event a second.
+async fn sse(proxy: &Proxy, settings: &Settings) -> Result<Sample, String> {
+    let clients = SseClients::open(proxy.addr, SSE_STREAMS);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while clients.connected() < SSE_STREAMS {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} of {SSE_STREAMS} streams open",
+                clients.connected()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events_before = clients.events();
+    let window = Window::open(proxy);
+    tokio::time::sleep(Duration::from_secs(settings.secs)).await;
+    let used = window.close(proxy);
+    let events = (clients.events() - events_before) as f64;
+    if events == 0.0 {
+        return Err("no event arrived".into());
+    }
+    let rate = events / window.started.elapsed().as_secs_f64();
+    let values = vec![used.cpu_pct, used.cpu_ns / 1000.0 / events, rate];
+    Ok(Sample::loaded(values, &used))
+}
+
+/// wrk for twice `secs` with `RELOAD_WEBSOCKETS` WebSockets open, `RELOADS` reloads spread
+/// over it; then every WebSocket must still echo.
+async fn reload(proxy: &Proxy, settings: &Settings) -> Result<Sample, String> {
+    let mut held = open_websockets(proxy.addr, RELOAD_WEBSOCKETS, RELOAD_WEBSOCKETS).await?;
+    let secs = settings.secs * 2;
+    let url = format!("http://{}/", proxy.addr);
+    let gap = Duration::from_secs(secs) / (RELOADS + 1);
+    let reloads = async {
+        for _ in 0..RELOADS {
+            tokio::time::sleep(gap).await;
+            proxy.reload().await?;
+        }
+        Ok::<(), String>(())
+    };
+    let (report, reloads) = tokio::join!(wrk(&url, CONNS, secs, &[]), reloads);
+    let report = report?;
+    reloads?;
+    let mut dropped = 0;
+    for ws in &mut held {
+        if ws.echo_within(Duration::from_secs(2)).await.is_err() {
+            dropped += 1;
+        }
+    }
+    Ok(Sample::unloaded(vec![
+        report.socket_errors,
+        report.non_2xx,
+        f64::from(dropped),
+        proxy.usage().rss_bytes as f64,
+    ]))
+}
