@@ -267,6 +267,28 @@ pub struct PeerSpec {
     pub span: Span,
 }
 
+impl PeerSpec {
+    /// A `server` line with no parameters: nginx's defaults (weight 1, max_fails 1,
+    /// fail_timeout 10s). `proxy_pass http://host:port` gets exactly this.
+    pub fn with_defaults(address: &str, host: &str, port: u16, span: Span) -> PeerSpec {
+        PeerSpec {
+            address: address.to_string(),
+            host: host.to_string(),
+            port,
+            weight: 1,
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            max_conns: 0,
+            backup: false,
+            down: false,
+            drain: false,
+            slow_start: Duration::ZERO,
+            route: None,
+            span,
+        }
+    }
+}
+
 /// A `server {}` block (virtual server).
 #[derive(Clone, Debug)]
 pub struct Server {

@@ -153,8 +153,8 @@ pub(super) fn resolve(
     Ok(addrs)
 }
 
-/// The one-server group behind `proxy_pass http://host:port`, with nginx's defaults for a
-/// `server` line without parameters.
+/// The one-server group behind `proxy_pass http://host:port`: a `server` line without
+/// parameters.
 pub(super) fn implicit(
     host: &str,
     port: u16,
@@ -174,19 +174,12 @@ pub(super) fn implicit(
     );
     let member = Member {
         peer,
-        spec: MemberSpec {
-            weight: 1,
-            fail_policy: FailPolicy {
-                max_fails: 1,
-                fail_timeout_ms: 10_000,
-            },
-            max_conns: 0,
-            backup: false,
-            down: false,
-            drain: false,
-            slow_start: Duration::ZERO,
-            route: None,
-        },
+        spec: member_spec(&config::PeerSpec::with_defaults(
+            address,
+            host,
+            port,
+            span.clone(),
+        )),
     };
     let group = Group::new(
         name,

@@ -143,21 +143,7 @@ impl Lowering {
             Some(port) => self.port(d, word, port)?,
             None => 80,
         };
-        let mut peer = PeerSpec {
-            address: address.to_string(),
-            host: host.to_string(),
-            port,
-            weight: 1,
-            max_fails: 1,
-            fail_timeout: Duration::from_secs(10),
-            max_conns: 0,
-            backup: false,
-            down: false,
-            drain: false,
-            slow_start: Duration::ZERO,
-            route: None,
-            span: d.span.clone(),
-        };
+        let mut peer = PeerSpec::with_defaults(address, host, port, d.span.clone());
         let mut valid = true;
         for param in &d.args[1..] {
             let text = param.text.as_str();
