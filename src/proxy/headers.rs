@@ -40,8 +40,10 @@ pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 
 /// Values rendered from the request before its headers are rewritten (templates read the
 /// client's original headers, e.g. `$http_upgrade`, `$proxy_add_x_forwarded_for`).
+/// Fixed values need no rendering, so a plan without templates allocates nothing here.
 pub struct Rendered {
-    set: Vec<Option<HeaderValue>>,
+    /// One entry per `HeaderSource::Template` of the plan, in plan order.
+    templates: Vec<Option<HeaderValue>>,
 }
 
 /// Renders every `proxy_set_header` template of `plan` against the request as received.
@@ -51,12 +53,13 @@ pub fn render_request_headers(
     req: &RequestInfo,
     scratch: &mut String,
 ) -> Rendered {
-    let set = plan
+    let templates = plan
         .set
         .iter()
+        .filter(|h| matches!(h.value, HeaderSource::Template(_)))
         .map(|h| render(&h.value, vars, req, scratch))
         .collect();
-    Rendered { set }
+    Rendered { templates }
 }
 
 /// Renders `add_header` values for the response (evaluated against the request, as nginx).
@@ -107,7 +110,13 @@ pub fn rewrite_request(
     if !plan.sets_host {
         headers.insert(header::HOST, proxy_host.clone());
     }
-    for (set, value) in plan.set.iter().zip(rendered.set) {
+    let mut templates = rendered.templates.into_iter();
+    for set in &plan.set {
+        let value = match &set.value {
+            HeaderSource::Fixed(value) => Some(value.clone()),
+            HeaderSource::Remove => None,
+            HeaderSource::Template(_) => templates.next().flatten(),
+        };
         match value {
             Some(value) => {
                 headers.insert(set.name.clone(), value);
@@ -218,7 +227,7 @@ mod tests {
         rewrite_request(
             &mut h,
             &plan,
-            Rendered { set: vec![] },
+            Rendered { templates: vec![] },
             &HeaderValue::from_static("backend"),
             None,
         );
@@ -241,7 +250,7 @@ mod tests {
         rewrite_request(
             &mut h,
             &plan,
-            Rendered { set: vec![] },
+            Rendered { templates: vec![] },
             &HeaderValue::from_static("b"),
             upgrade,
         );
