@@ -200,7 +200,7 @@ impl VirtualHosts {
 }
 
 /// The `location` blocks of one server, compiled for nginx's lookup order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Locations {
     exact: HashMap<String, usize>,
     /// Prefix locations, longest first (ties in file order), so the first that matches is the

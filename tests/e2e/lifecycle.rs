@@ -178,16 +178,42 @@ async fn a_reload_that_removes_their_server_cuts_nothing_in_flight() {
     proxy.stop().await;
 }
 
-#[tokio::test]
-async fn a_fast_stop_closes_connections_and_tunnels_at_once() {
+/// A proxy in front of backend `a`, with a WebSocket (echoing) and an idle keep-alive
+/// connection (one request answered) open through it: what a stop has to deal with.
+struct Open {
+    a: Backend,
+    proxy: Proxy,
+    tether: std::sync::Arc<tether::server::Tether>,
+    ws: Ws,
+    idle: Connection,
+}
+
+async fn open() -> Open {
     let a = Backend::start("a").await;
     let proxy = Proxy::start(&only("a"), &[("a", a.addr)]).await;
     let tether = proxy.tether().clone();
-
     let (mut ws, _) = websocket(proxy.addr, "/ws", None).await;
     echo(&mut ws, "hello", LIMIT).await.unwrap();
     let mut idle = Connection::open(proxy.addr).await;
     assert_eq!(idle.get("/").await.status, 200);
+    Open {
+        a,
+        proxy,
+        tether,
+        ws,
+        idle,
+    }
+}
+
+#[tokio::test]
+async fn a_fast_stop_closes_connections_and_tunnels_at_once() {
+    let Open {
+        a,
+        proxy,
+        tether,
+        mut ws,
+        idle,
+    } = open().await;
     let held = tokio::spawn(try_get(proxy.addr, "/hold?ms=5000"));
     until_held(&a, 1).await;
     assert_eq!(
@@ -244,14 +270,13 @@ async fn a_fast_stop_closes_connections_and_tunnels_at_once() {
 
 #[tokio::test]
 async fn a_graceful_stop_finishes_requests_then_says_going_away_to_websockets() {
-    let a = Backend::start("a").await;
-    let proxy = Proxy::start(&only("a"), &[("a", a.addr)]).await;
-    let tether = proxy.tether().clone();
-
-    let (mut ws, _) = websocket(proxy.addr, "/ws", None).await;
-    echo(&mut ws, "hello", LIMIT).await.unwrap();
-    let mut idle = Connection::open(proxy.addr).await;
-    assert_eq!(idle.get("/").await.status, 200);
+    let Open {
+        a,
+        proxy,
+        tether,
+        mut ws,
+        idle,
+    } = open().await;
     let requested = Instant::now();
     let held = tokio::spawn(get(proxy.addr, "/hold?ms=1000"));
     until_held(&a, 1).await;

@@ -19,7 +19,8 @@ use crate::harness::fleet::{
     own_rss_kib, rss_kib, signal, until_answered_by, write_atomically,
 };
 use crate::harness::proxy::fill;
-use crate::harness::{Backend, Proxy, within};
+use crate::harness::session::eventually;
+use crate::harness::{Backend, Proxy};
 
 /// Always in the config.
 const PERMANENT: [&str; 2] = ["p0", "p1"];
@@ -175,10 +176,8 @@ async fn fifty_reloads_under_load_drop_nothing() {
     );
 
     close_all(held, 50).await;
-    within(Duration::from_secs(5), "every tunnel to end", async {
-        while tether.open_tunnels() > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    eventually(Duration::from_secs(5), "every tunnel to end", || async {
+        tether.open_tunnels() == 0
     })
     .await;
     proxy.stop().await;
