@@ -22,6 +22,7 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
 
 use crate::balance::{Key, Method};
 use crate::snapshot::{
@@ -52,7 +53,7 @@ pub struct ConnInfo {
 #[derive(Clone, Debug)]
 pub struct TunnelControl {
     /// Turns true when every tunnel must close.
-    pub close: tokio::sync::watch::Receiver<bool>,
+    pub close: CancellationToken,
     /// Open tunnels.
     pub open: std::sync::Arc<crate::inflight::Inflight>,
 }

@@ -23,8 +23,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
 
 use half::{Half, Toward};
 
@@ -59,54 +59,77 @@ pub enum Outcome {
 }
 
 /// Copies between `client` and `upstream` until both are done, one fails, nothing moved for
-/// `idle_timeout`, or `shutdown` turns true.
-pub async fn run<C, U>(
+/// `idle_timeout`, or `shutdown` is cancelled. `upstream_early` is what the upstream sent right
+/// after its `101`, already read: the client gets it first.
+pub fn run<C, U>(
     client: C,
     upstream: U,
+    upstream_early: &[u8],
     protocol: Protocol,
     idle_timeout: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) -> Outcome
+    shutdown: CancellationToken,
+) -> impl Future<Output = Outcome> + use<C, U>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let idle_timeout = idle_timeout.min(MAX_IDLE);
+    // Built here and handed over whole: an async fn taking the two connections would keep
+    // them both as arguments and again inside the tunnel, for as long as the tunnel lives.
     let mut tunnel = Tunnel::new(client, upstream, protocol);
-    let idle = sleep_until(tunnel.moved + idle_timeout);
-    tokio::pin!(idle);
-    loop {
-        tokio::select! {
-            result = poll_fn(|cx| tunnel.poll(cx)) => {
-                return match result {
-                    Ok(()) => Outcome::Closed,
-                    Err(error) => Outcome::Failed(error),
-                };
-            }
-            () = &mut idle => {
-                // The timer is armed from the last movement it knew of; re-arm it from the
-                // latest one rather than resetting it on every byte.
-                let deadline = tunnel.moved + idle_timeout;
-                if deadline <= Instant::now() {
-                    return Outcome::Idle;
-                }
-                idle.as_mut().reset(deadline);
-            }
-            () = signalled(&mut shutdown) => break,
-        }
-    }
-    if protocol == Protocol::WebSocket {
-        tunnel.begin_close();
-        // Past the grace, the peers are dropped whatever they were doing.
-        let _ = timeout(CLOSE_GRACE, poll_fn(|cx| tunnel.poll(cx))).await;
-    }
-    Outcome::Shutdown
+    tunnel.to_client.preload(upstream_early);
+    drive(tunnel, idle_timeout.min(MAX_IDLE), shutdown)
 }
 
-/// Completes when `shutdown` turns true; never, if its sender is gone without saying so.
-async fn signalled(shutdown: &mut watch::Receiver<bool>) {
-    if shutdown.wait_for(|stop| *stop).await.is_err() {
-        std::future::pending::<()>().await;
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would copy the tunnel from its argument into a local: twice the size"
+)]
+fn drive<C, U>(
+    mut tunnel: Tunnel<C, U>,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+) -> impl Future<Output = Outcome>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    // An async block using its captures in place: an async fn would copy its arguments into
+    // locals, holding the tunnel twice.
+    async move {
+        // One timer serves the idle timeout and then, on shutdown, the close grace: every idle
+        // tunnel carries this future, and a second timer would be another ~110 bytes of each.
+        let timer = sleep_until(tunnel.moved + idle_timeout);
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                result = poll_fn(|cx| tunnel.poll(cx)) => {
+                    return match result {
+                        Ok(()) => Outcome::Closed,
+                        Err(error) => Outcome::Failed(error),
+                    };
+                }
+                () = &mut timer => {
+                    // The timer is armed from the last movement it knew of; re-arm it from the
+                    // latest one rather than resetting it on every byte.
+                    let deadline = tunnel.moved + idle_timeout;
+                    if deadline <= Instant::now() {
+                        return Outcome::Idle;
+                    }
+                    timer.as_mut().reset(deadline);
+                }
+                () = shutdown.cancelled() => break,
+            }
+        }
+        if tunnel.protocol == Protocol::WebSocket {
+            tunnel.begin_close();
+            // Past the grace, the peers are dropped whatever they were doing.
+            timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+            tokio::select! {
+                _ = poll_fn(|cx| tunnel.poll(cx)) => {}
+                () = &mut timer => {}
+            }
+        }
+        Outcome::Shutdown
     }
 }
 
@@ -118,6 +141,7 @@ struct Tunnel<C, U> {
     to_client: Half,
     /// When a byte last moved, either way.
     moved: Instant,
+    protocol: Protocol,
 }
 
 impl<C, U> Tunnel<C, U>
@@ -133,6 +157,7 @@ where
             to_upstream: Half::new(Toward::Upstream, websocket),
             to_client: Half::new(Toward::Client, websocket),
             moved: Instant::now(),
+            protocol,
         }
     }
 

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use http::HeaderMap;
 use http::header;
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use tokio::sync::watch;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 use super::tunnel::{self, Outcome, Protocol};
 use crate::inflight::Token;
@@ -31,7 +32,7 @@ pub fn protocol_of(response: &HeaderMap) -> Protocol {
 }
 
 /// Joins the two upgraded connections in a task of its own. The tunnel closes once nothing
-/// moved either way for `idle_timeout`, and when `shutdown` turns true (a WebSocket with close
+/// moved either way for `idle_timeout`, and when `shutdown` is cancelled (a WebSocket with close
 /// frames). `guard` keeps it counted on its peer and `open` among tether's open tunnels until
 /// it ends.
 pub fn spawn_tunnel(
@@ -39,11 +40,37 @@ pub fn spawn_tunnel(
     upstream: OnUpgrade,
     protocol: Protocol,
     idle_timeout: Duration,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     guard: ActiveGuard,
     open: Token,
 ) {
-    tokio::spawn(async move {
+    tokio::spawn(tunnel_task(
+        client,
+        upstream,
+        protocol,
+        idle_timeout,
+        shutdown,
+        guard,
+        open,
+    ));
+}
+
+/// The tunnel's task. Every idle WebSocket is one of these, so its size is most of tether's
+/// memory per connection: a test keeps it in check.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep a copy of every argument beside the moved-in values"
+)]
+fn tunnel_task(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    protocol: Protocol,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+    guard: ActiveGuard,
+    open: Token,
+) -> impl Future<Output = ()> + Send + 'static {
+    async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(error) => {
@@ -51,15 +78,14 @@ pub fn spawn_tunnel(
                 return;
             }
         };
+        // Built by a plain function: whatever it unpacks is gone before the await below, where
+        // anything still in scope would be kept by every tunnel for its whole life.
+        let Some(tunnel) = join(client, upstream, protocol, idle_timeout, shutdown) else {
+            tracing::error!("upstream connection of an unexpected type; tunnel dropped");
+            return;
+        };
+        let outcome = tunnel.await;
         let address = &guard.peer().key.address;
-        let outcome = tunnel::run(
-            TokioIo::new(client),
-            TokioIo::new(upstream),
-            protocol,
-            idle_timeout,
-            shutdown,
-        )
-        .await;
         match outcome {
             Outcome::Closed => tracing::debug!(upstream = %address, "tunnel closed"),
             Outcome::Failed(error) => {
@@ -72,12 +98,59 @@ pub fn spawn_tunnel(
         }
         drop(guard);
         drop(open);
-    });
+    }
+}
+
+/// The tunnel between the two upgraded connections. The upstream side is our own connection:
+/// unwrapped from hyper's `Upgraded` it is a bare socket (no boxed stream, no indirection per
+/// read), and the bytes hyper read past the 101 are handed over. `None` if it is not a
+/// `TcpStream` after all.
+fn join(
+    client: Upgraded,
+    upstream: Upgraded,
+    protocol: Protocol,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+) -> Option<impl Future<Output = Outcome> + use<>> {
+    let upstream = upstream.downcast::<TokioIo<TcpStream>>().ok()?;
+    Some(tunnel::run(
+        TokioIo::new(client),
+        upstream.io.into_inner(),
+        &upstream.read_buf,
+        protocol,
+        idle_timeout,
+        shutdown,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ten thousand idle WebSockets are ten thousand of these tasks: tokio stores each in a
+    /// 128-byte-aligned cell with ~100 bytes of its own, so 576 bytes of future is a 768-byte
+    /// cell. Growing it (a second timer, a value kept across the await) costs every tunnel.
+    #[test]
+    fn an_idle_tunnel_task_stays_small() {
+        let registry = crate::peer::PeerRegistry::default();
+        let key = crate::peer::PeerKey {
+            group: "g".into(),
+            address: "127.0.0.1:1".into(),
+        };
+        let peer = registry.get_or_insert(key, vec![], 0);
+        let inflight = std::sync::Arc::new(crate::inflight::Inflight::default());
+        let task = tunnel_task(
+            hyper::upgrade::on(http::Request::new(())),
+            hyper::upgrade::on(http::Request::new(())),
+            Protocol::WebSocket,
+            Duration::from_secs(1),
+            CancellationToken::new(),
+            peer.begin(),
+            inflight.enter(),
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 576, "the tunnel task is {size} bytes");
+    }
 
     #[test]
     fn websocket_is_told_by_the_upgrade_token() {

@@ -10,6 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, WorkerProcesses};
 use crate::inflight::{Inflight, Token};
@@ -42,7 +43,7 @@ pub struct Lifecycle {
     /// True: close every connection now (fast stop).
     pub stop: Arc<watch::Sender<bool>>,
     /// True: end every tunnel (WebSockets get a close frame).
-    pub close_tunnels: Arc<watch::Sender<bool>>,
+    pub close_tunnels: CancellationToken,
     /// Open client connections.
     pub connections: Arc<Inflight>,
     /// Open tunnels.
@@ -53,7 +54,7 @@ impl Default for Lifecycle {
     fn default() -> Lifecycle {
         Lifecycle {
             stop: Arc::new(watch::channel(false).0),
-            close_tunnels: Arc::new(watch::channel(false).0),
+            close_tunnels: CancellationToken::new(),
             connections: Arc::default(),
             tunnels: Arc::default(),
         }
@@ -90,7 +91,7 @@ pub async fn accept_loop(
                     listen,
                     scheme: "http",
                     tunnels: TunnelControl {
-                        close: lifecycle.close_tunnels.subscribe(),
+                        close: lifecycle.close_tunnels.clone(),
                         open: lifecycle.tunnels.clone(),
                     },
                 };

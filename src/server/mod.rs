@@ -261,7 +261,7 @@ impl Tether {
                 "shutdown_timeout reached with requests still open"
             );
         }
-        let _ = self.lifecycle.close_tunnels.send(true);
+        self.lifecycle.close_tunnels.cancel();
         // Close frames need a moment to reach both sides.
         let tunnels = self.lifecycle.tunnels.clone();
         let _ = tokio::time::timeout(Duration::from_secs(2), tunnels.idle()).await;
@@ -271,7 +271,7 @@ impl Tether {
     /// Fast stop (SIGTERM): stops accepting and closes every connection now.
     pub async fn stop(&self) {
         let _ = self.lifecycle.stop.send(true);
-        let _ = self.lifecycle.close_tunnels.send(true);
+        self.lifecycle.close_tunnels.cancel();
         let listeners: Vec<ListenerHandle> =
             self.lock().listeners.drain().map(|(_, l)| l).collect();
         for listener in listeners {

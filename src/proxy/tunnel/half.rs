@@ -77,6 +77,14 @@ impl Half {
         }
     }
 
+    /// Queues bytes the source delivered before the tunnel began (the upstream's first frames,
+    /// read along with its `101`): they go out first, framed like the rest.
+    pub fn preload(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.pending = Some((bytes.into(), 0));
+        }
+    }
+
     /// The size of the heap buffer this direction holds right now (0: none).
     #[cfg(test)]
     pub fn buffered(&self) -> usize {

@@ -5,6 +5,7 @@ use std::task::Poll;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 use tokio::task::JoinHandle;
+use tokio::time::timeout;
 
 use super::frames::GOING_AWAY;
 use super::half::READ_SIZE;
@@ -28,11 +29,19 @@ fn tunnel(protocol: Protocol) -> (Tunnel<DuplexStream, DuplexStream>, Ends) {
 }
 
 /// A running tunnel, with its shutdown switch.
-fn spawn(protocol: Protocol, idle: Duration) -> (JoinHandle<Outcome>, Ends, watch::Sender<bool>) {
+fn spawn(protocol: Protocol, idle: Duration) -> (JoinHandle<Outcome>, Ends, CancellationToken) {
     let (client, client_near) = duplex(PIPE);
     let (upstream, upstream_near) = duplex(PIPE);
-    let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(run(client_near, upstream_near, protocol, idle, stopped));
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let task = tokio::spawn(run(
+        client_near,
+        upstream_near,
+        &[],
+        protocol,
+        idle,
+        stopped,
+    ));
     (task, Ends { client, upstream }, stop)
 }
 
@@ -196,7 +205,7 @@ async fn shutdown_between_frames_sends_going_away_both_ways() {
     ends.upstream.write_all(&welcome).await.unwrap();
     assert_eq!(read_exactly(&mut ends.client, welcome.len()).await, welcome);
 
-    stop.send(true).unwrap();
+    stop.cancel();
     // Each side gets exactly one close frame, then the end of the stream.
     let to_client = read_to_end(&mut ends.client).await;
     let (opcode, masked, payload) = parse_frame(&to_client);
@@ -232,7 +241,7 @@ async fn shutdown_mid_frame_injects_nothing_into_that_direction() {
     ends.client.write_all(&frame[..56]).await.unwrap();
     assert_eq!(read_exactly(&mut ends.upstream, 56).await, &frame[..56]);
 
-    stop.send(true).unwrap();
+    stop.cancel();
     assert_eq!(
         read_to_end(&mut ends.upstream).await,
         b"",
@@ -254,7 +263,7 @@ async fn no_close_frame_follows_one_that_already_passed() {
     let close = ws_frame(0x8, &1000u16.to_be_bytes(), None);
     ends.upstream.write_all(&close).await.unwrap();
     assert_eq!(read_exactly(&mut ends.client, close.len()).await, close);
-    stop.send(true).unwrap();
+    stop.cancel();
     assert_eq!(read_to_end(&mut ends.client).await, b"");
     let (opcode, ..) = parse_frame(&read_to_end(&mut ends.upstream).await);
     assert_eq!(opcode, 0x8);
@@ -266,7 +275,7 @@ async fn no_close_frame_follows_one_that_already_passed() {
 async fn silent_peers_are_dropped_after_the_grace() {
     let (task, mut ends, stop) = spawn(Protocol::WebSocket, Duration::from_secs(60));
     let start = Instant::now();
-    stop.send(true).unwrap();
+    stop.cancel();
     // Neither peer answers nor hangs up: the tunnel still ends, CLOSE_GRACE later.
     let outcome = task.await.unwrap();
     assert!(matches!(outcome, Outcome::Shutdown), "{outcome:?}");
@@ -283,9 +292,38 @@ async fn other_protocols_just_close_on_shutdown() {
     let (task, mut ends, stop) = spawn(Protocol::Other, Duration::from_secs(60));
     ends.client.write_all(b"\x88\x00").await.unwrap();
     assert_eq!(read_exactly(&mut ends.upstream, 2).await, b"\x88\x00");
-    stop.send(true).unwrap();
+    stop.cancel();
     let outcome = timeout(LIMIT, task).await.unwrap().unwrap();
     assert!(matches!(outcome, Outcome::Shutdown), "{outcome:?}");
     assert_eq!(read_to_end(&mut ends.client).await, b"");
     assert_eq!(read_to_end(&mut ends.upstream).await, b"");
+}
+
+#[tokio::test]
+async fn what_the_upstream_sent_with_its_101_reaches_the_client_first_and_counts_as_frames() {
+    let (client, client_near) = duplex(PIPE);
+    let (upstream, upstream_near) = duplex(PIPE);
+    let (mut ends, stop) = (Ends { client, upstream }, CancellationToken::new());
+    // Half a frame came with the 101; its rest arrives through the tunnel.
+    let welcome = ws_frame(0x1, b"welcome", None);
+    let (early, rest) = welcome.split_at(4);
+    let task = tokio::spawn(run(
+        client_near,
+        upstream_near,
+        early,
+        Protocol::WebSocket,
+        Duration::from_secs(60),
+        stop.clone(),
+    ));
+    assert_eq!(read_exactly(&mut ends.client, early.len()).await, early);
+    ends.upstream.write_all(rest).await.unwrap();
+    assert_eq!(read_exactly(&mut ends.client, rest.len()).await, rest);
+
+    // The tracker saw the early bytes: the frame is complete, so a close frame may follow.
+    stop.cancel();
+    let (opcode, _, payload) = parse_frame(&read_to_end(&mut ends.client).await);
+    assert_eq!((opcode, close_code(&payload)), (0x8, GOING_AWAY));
+    drop(ends);
+    let outcome = timeout(LIMIT, task).await.unwrap();
+    assert!(matches!(outcome, Ok(Outcome::Shutdown)), "{outcome:?}");
 }
