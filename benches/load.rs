@@ -16,7 +16,8 @@
 //! all), `LOAD_SECS` (seconds per run, default 5; the reload row runs twice that),
 //! `LOAD_RUNS` (default 3), `LOAD_WS_IDLE` (idle WebSockets, default 9,000; each takes two
 //! descriptors here and two in the proxy, under a hard limit of 20,000), `LOAD_PROXIES`
-//! (default `tether,nginx,haproxy`).
+//! (default `tether,nginx,haproxy`), `LOAD_TETHER` (the tether binary to run, e.g. a wrapper
+//! that starts it under a profiler; default the one cargo built).
 //!
 //! Everything listens on 127.0.0.1; every child is in its own process group, killed when its
 //! guard drops, on panic and Ctrl-C too.
@@ -156,7 +157,11 @@ async fn bench(files: u64) -> Result<String, String> {
         _http_backend: backends::nginx_backend(dir.path(), ports.http).await?,
         ports,
         dir: dir.path().to_path_buf(),
-        tether: PathBuf::from(env!("CARGO_BIN_EXE_tether")),
+        // A given binary (e.g. a wrapper under a profiler) instead of the one cargo built.
+        tether: std::env::var_os("LOAD_TETHER").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_tether")),
+            PathBuf::from,
+        ),
     };
 
     print_configs(&settings.ports);

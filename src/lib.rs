@@ -20,6 +20,7 @@ pub mod config;
 pub mod cookie;
 pub mod demo;
 pub mod health;
+pub mod heap;
 pub mod inflight;
 pub mod peer;
 pub mod proxy;

@@ -8,6 +8,7 @@ use clap::{ArgAction, Parser, Subcommand};
 use std::sync::Arc;
 
 use tether::config::{self, Config, WorkerProcesses};
+use tether::heap;
 use tether::peer::PeerRegistry;
 use tether::reload;
 use tether::server::Tether;
@@ -177,9 +178,12 @@ fn run(config: &Config, prefix: &Path) -> ExitCode {
 }
 
 async fn start(config: &Config) -> Result<Tether, Emerg> {
-    Tether::start(config)
+    let tether = Tether::start(config)
         .await
-        .map_err(|error| Emerg(error.to_string()))
+        .map_err(|error| Emerg(error.to_string()))?;
+    // The process owns the allocator, so the binary, not the library, decides to trim it.
+    tokio::spawn(heap::trim_periodically(heap::PERIOD, heap::WORTH_TRIMMING));
+    Ok(tether)
 }
 
 /// The pid file: the `pid` directive's, else `tether.pid` beside the config file.
@@ -236,10 +240,17 @@ fn send_signal(conf: &Path, prefix: &Path, signal: SignalName) -> ExitCode {
 }
 
 fn build_runtime(workers: WorkerProcesses) -> Result<tokio::runtime::Runtime, Emerg> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let WorkerProcesses::Count(n) = workers {
-        builder.worker_threads(n.max(1));
-    }
+    let mut builder = match workers {
+        // One worker is one thread, as in nginx: no work stealing, no cross-thread wake-ups,
+        // and the I/O driver polled by the thread that runs every task.
+        WorkerProcesses::Count(0 | 1) => tokio::runtime::Builder::new_current_thread(),
+        WorkerProcesses::Count(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+        WorkerProcesses::Auto => tokio::runtime::Builder::new_multi_thread(),
+    };
     builder
         .enable_all()
         .build()

@@ -285,10 +285,29 @@ async fn ws_idle(proxy: &Proxy, settings: &Settings) -> Result<Sample, String> {
     while settings.ws_live.get() < count && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let after = proxy.usage().rss_bytes;
+    let after = settled_rss(proxy).await;
     drop(open);
     let per_connection = (after as f64 - before as f64) / count as f64;
     Ok(Sample::unloaded(vec![per_connection, rate]))
+}
+
+/// The proxy's RSS once it stops falling (bounded): the opening burst's buffers are freed at
+/// once, but an allocator hands their pages back on its own schedule (tether trims glibc's heap
+/// once a second, HAProxy trims too), and an idle connection costs what is left after that.
+async fn settled_rss(proxy: &Proxy) -> u64 {
+    // Longer than tether's trim period, so one window always contains a trim.
+    const WINDOW: Duration = Duration::from_millis(1500);
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut last = proxy.usage().rss_bytes;
+    loop {
+        tokio::time::sleep(WINDOW).await;
+        let now = proxy.usage().rss_bytes;
+        // Settled: less than 1 % lower than a window ago.
+        if now + now / 100 >= last || Instant::now() >= deadline {
+            return now.min(last);
+        }
+        last = now;
+    }
 }
 
 /// `ECHO_CONNS` WebSockets each echoing 1 KiB messages back to back for `secs`.
