@@ -8,8 +8,11 @@ use http::{Method, Version};
 use crate::snapshot::{AddHeader, HeaderPlan, HeaderSource};
 use crate::vars::{RequestInfo, Vars};
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1 plus the de-facto `Keep-Alive` and `Proxy-Connection`).
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// Headers that never cross the proxy as they are: first the hop-by-hop ones (RFC 9110 §7.6.1
+/// plus the de-facto `Keep-Alive` and `Proxy-Connection`), then the `X-Accel-*` instructions
+/// an upstream gives its proxy (nginx hides them by default; tether already streams
+/// everything, so it only drops them). Indexes into this list are bits of a mask.
+const STRIPPED: [HeaderName; 12] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -17,7 +20,35 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("x-accel-buffering"),
+    HeaderName::from_static("x-accel-redirect"),
+    HeaderName::from_static("x-accel-expires"),
+    HeaderName::from_static("x-accel-limit-rate"),
+    HeaderName::from_static("x-accel-charset"),
 ];
+
+/// How many of [`STRIPPED`] are hop-by-hop (stripped both ways); the rest only from responses.
+const HOP_BY_HOP: usize = 7;
+
+/// `name`'s index in [`STRIPPED`]. A match on the name's text: one length switch and a compare
+/// or two, where a `HeaderMap` lookup would hash.
+fn stripped_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "te" => 3,
+        "trailer" => 4,
+        "transfer-encoding" => 5,
+        "upgrade" => 6,
+        "x-accel-buffering" => 7,
+        "x-accel-redirect" => 8,
+        "x-accel-expires" => 9,
+        "x-accel-limit-rate" => 10,
+        "x-accel-charset" => 11,
+        _ => return None,
+    })
+}
 
 /// The `Upgrade` token of an HTTP/1.1 upgrade request (`Connection: upgrade` plus `Upgrade`).
 pub fn requested_upgrade(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
@@ -106,7 +137,7 @@ pub fn rewrite_request(
     proxy_host: &HeaderValue,
     upgrade: Option<HeaderValue>,
 ) {
-    strip_hop_by_hop(headers);
+    strip(headers, HOP_BY_HOP);
     if !plan.sets_host {
         headers.insert(header::HOST, proxy_host.clone());
     }
@@ -138,47 +169,55 @@ pub fn rewrite_request(
     }
 }
 
-/// `X-Accel-*` response headers are instructions to the proxy (nginx hides them by default);
-/// tether already streams everything, so it only drops them.
-const ACCEL: [HeaderName; 5] = [
-    HeaderName::from_static("x-accel-buffering"),
-    HeaderName::from_static("x-accel-redirect"),
-    HeaderName::from_static("x-accel-expires"),
-    HeaderName::from_static("x-accel-limit-rate"),
-    HeaderName::from_static("x-accel-charset"),
-];
-
 /// Cleans an upstream response's headers for the client. A `101` keeps its `Upgrade`.
 pub fn rewrite_response(headers: &mut HeaderMap, switching_protocols: bool) {
     let upgrade = switching_protocols
         .then(|| headers.remove(header::UPGRADE))
         .flatten();
-    strip_hop_by_hop(headers);
-    for name in &ACCEL {
-        headers.remove(name);
-    }
+    strip(headers, STRIPPED.len());
     if let Some(upgrade) = upgrade {
         headers.insert(header::UPGRADE, upgrade);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
-/// Removes hop-by-hop headers and every header the `Connection` header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(connection) = headers.get(header::CONNECTION) {
-        // Rare: only headers beyond the standard ones need this allocation.
-        let named: Vec<HeaderName> = connection
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-            .filter(|name| !HOP_BY_HOP.contains(name))
-            .collect();
-        for name in named {
+/// Removes the first `candidates` of [`STRIPPED`] and, when `Connection` is among them, every
+/// header it names. One pass over the few headers present finds what to remove, so the common
+/// message pays one removal per header it actually has, not a hash lookup per name it might.
+fn strip(headers: &mut HeaderMap, candidates: usize) {
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(index) = stripped_index(name).filter(|&index| index < candidates) {
+            present |= 1 << index;
+        }
+    }
+    if present & 1 != 0 {
+        remove_connection_listed(headers);
+    }
+    for (index, name) in STRIPPED[..candidates].iter().enumerate() {
+        if present & (1 << index) != 0 {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
+}
+
+/// Removes the headers a `Connection` header lists (`Connection: x-debug` makes `X-Debug` a
+/// hop-by-hop header). The usual tokens name nothing to remove and are skipped unparsed.
+fn remove_connection_listed(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|token| {
+            !["keep-alive", "close", "upgrade", ""]
+                .iter()
+                .any(|usual| token.eq_ignore_ascii_case(usual))
+        })
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+        .collect();
+    for name in named {
         headers.remove(name);
     }
 }
@@ -234,6 +273,39 @@ mod tests {
         assert_eq!(h.len(), 2, "{h:?}");
         assert_eq!(h["host"], "backend");
         assert_eq!(h["accept"], "*/*");
+    }
+
+    #[test]
+    fn responses_also_lose_x_accel_headers_and_what_any_connection_header_lists() {
+        let mut h = headers(&[
+            ("connection", "keep-alive"),
+            ("connection", "X-Trace, close"),
+            ("x-trace", "1"),
+            ("x-accel-buffering", "no"),
+            ("x-accel-redirect", "/internal"),
+            ("proxy-connection", "keep-alive"),
+            ("content-type", "text/plain"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ]);
+        rewrite_response(&mut h, false);
+        let left: Vec<&str> = h.keys().map(|name| name.as_str()).collect();
+        assert_eq!(left, ["content-type", "set-cookie"], "{h:?}");
+        assert_eq!(h.get_all("set-cookie").iter().count(), 2);
+    }
+
+    #[test]
+    fn requests_keep_x_accel_headers_which_only_upstreams_give() {
+        let mut h = headers(&[("x-accel-buffering", "no"), ("te", "trailers")]);
+        rewrite_request(
+            &mut h,
+            &no_plan(),
+            Rendered { templates: vec![] },
+            &HeaderValue::from_static("backend"),
+            None,
+        );
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h["x-accel-buffering"], "no");
     }
 
     #[test]
