@@ -192,10 +192,12 @@ pin_project! {
     pub struct UpstreamBody {
         #[pin]
         inner: Incoming,
-        // Reset on every frame: `proxy_read_timeout` is the idle time between two reads, so an
-        // SSE stream or a slow download that keeps moving is never cut.
+        // `proxy_read_timeout` is the idle time between two reads, so an SSE stream or a slow
+        // download that keeps moving is never cut. The timer is armed only while the body
+        // waits for the upstream, from the moment it starts waiting (right after the last
+        // frame went on): a small response that arrives whole never touches the timer wheel.
         #[pin]
-        idle: Sleep,
+        idle: Option<Sleep>,
         read_timeout: Duration,
         // The connection goes back to the pool only after the whole response was read; a body
         // dropped half-way takes the connection down with it (hyper closes it).
@@ -215,7 +217,7 @@ impl UpstreamBody {
     ) -> UpstreamBody {
         UpstreamBody {
             inner,
-            idle: tokio::time::sleep(read_timeout),
+            idle: None,
             read_timeout,
             keep_alive,
             guard: Some(guard),
@@ -234,7 +236,7 @@ impl Body for UpstreamBody {
         let mut this = self.project();
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.idle.reset(Instant::now() + *this.read_timeout);
+                this.idle.set(None);
                 if this.inner.is_end_stream() {
                     finish(this.keep_alive, this.guard);
                 }
@@ -250,7 +252,12 @@ impl Body for UpstreamBody {
                 Poll::Ready(Some(Err(BodyError::Hyper(error))))
             }
             Poll::Pending => {
-                ready!(this.idle.poll(cx));
+                if this.idle.is_none() {
+                    this.idle.set(Some(tokio::time::sleep(*this.read_timeout)));
+                }
+                if let Some(idle) = this.idle.as_pin_mut() {
+                    ready!(idle.poll(cx));
+                }
                 this.keep_alive.take();
                 this.guard.take();
                 Poll::Ready(Some(Err(BodyError::ReadTimeout)))

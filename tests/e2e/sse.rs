@@ -2,8 +2,10 @@
 //! writes it. The backend sends event i+1 only after the test has *received* event i, so a
 //! proxy that buffered even one event would stall this test.
 
+use std::time::{Duration, Instant};
+
 use crate::harness::client::request;
-use crate::harness::{Backend, Proxy, expect_events_one_by_one};
+use crate::harness::{Backend, Proxy, expect_events_one_by_one, within};
 
 async fn events_arrive_one_by_one(extra: &str, path: &str) {
     let a = Backend::start("a").await;
@@ -38,4 +40,79 @@ async fn each_event_is_delivered_at_once_when_the_upstream_says_x_accel_bufferin
 async fn each_event_is_delivered_at_once_with_default_buffering() {
     // tether never buffers responses; `proxy_buffering on` (nginx's default) streams too.
     events_arrive_one_by_one("", "/sse?n=5").await;
+}
+
+/// Opens `/sse?n=N` through a proxy with `proxy_read_timeout 1s` and releases the first event.
+async fn stream_under_a_1s_read_timeout(
+    n: usize,
+) -> (
+    Backend,
+    Proxy,
+    hyper::body::Incoming,
+    hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+) {
+    let a = Backend::start("a").await;
+    let proxy = Proxy::round_robin(&[a.addr], "proxy_buffering off; proxy_read_timeout 1s;").await;
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    a.release_event();
+    let response = sender
+        .send_request(request("GET", &format!("/sse?n={n}"), ""))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    (a, proxy, response.into_body(), sender)
+}
+
+/// The next frame's text, `None` at the end of the stream, or the stream's error.
+async fn next_text(body: &mut hyper::body::Incoming) -> Result<Option<String>, hyper::Error> {
+    use http_body_util::BodyExt;
+    let frame = within(Duration::from_secs(5), "the next frame", body.frame()).await;
+    let frame = frame.transpose()?;
+    Ok(frame.map(|frame| String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()))
+}
+
+#[tokio::test]
+async fn a_stream_silent_past_proxy_read_timeout_is_cut_about_then() {
+    let (_a, _proxy, mut body, _sender) = stream_under_a_1s_read_timeout(3).await;
+    assert_eq!(
+        next_text(&mut body).await.unwrap().unwrap(),
+        "data: a 0\n\n"
+    );
+    // No more events are released: the upstream stays silent.
+    let silent = Instant::now();
+    let end = next_text(&mut body).await;
+    let waited = silent.elapsed();
+    assert!(end.is_err(), "a cut stream must not look complete: {end:?}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "cut early, after {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(3),
+        "cut late, after {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_that_keeps_moving_outlives_its_read_timeout() {
+    let (a, _proxy, mut body, _sender) = stream_under_a_1s_read_timeout(4).await;
+    let started = Instant::now();
+    for i in 0..4 {
+        assert_eq!(
+            next_text(&mut body).await.unwrap().unwrap(),
+            format!("data: a {i}\n\n")
+        );
+        // Well inside the 1 s timeout between reads, 2.1 s in all.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        a.release_event();
+    }
+    assert!(started.elapsed() > Duration::from_secs(2));
+    while let Some(text) = next_text(&mut body).await.unwrap() {
+        assert!(text.is_empty(), "nothing after the last event: {text:?}");
+    }
 }
