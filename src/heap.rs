@@ -6,26 +6,57 @@
 //! top of the heap, where `free` never returns anything. An idle tunnel would then cost twice
 //! what it holds. `malloc_trim(0)` releases every whole free page wherever it is (HAProxy
 //! trims for the same reason). It walks the free lists, so it runs only when a sizeable amount
-//! is free, at most once per period, off the request path.
+//! was freed since the last trim, at most once per period, off the request path.
 
 use std::time::Duration;
 
 /// How often the free heap is looked at.
 pub const PERIOD: Duration = Duration::from_secs(1);
 
-/// Free heap below this is not worth a trim (a busy proxy reuses it within milliseconds).
-pub const WORTH_TRIMMING: usize = 4 << 20;
+/// Freed heap below this is not worth a trim (a busy proxy reuses it within milliseconds).
+pub const WORTH_TRIMMING: usize = 1 << 20;
 
-/// Trims the heap every `period` while at least `worth` bytes of it are free. Runs until the
+/// Trims the heap every `period` when enough was freed since the last trim. Runs until the
 /// runtime stops; a no-op task where the allocator is not glibc's.
 pub async fn trim_periodically(period: Duration, worth: usize) {
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut policy = TrimPolicy::new(worth);
     loop {
         ticks.tick().await;
-        if free_bytes().is_some_and(|free| free >= worth) {
+        if let Some(free) = free_bytes()
+            && policy.should_trim(free)
+        {
             trim();
         }
+    }
+}
+
+/// When a trim is worth it. The allocator's free total does not drop when a trim hands pages
+/// back (the chunks stay free, just unbacked), so "a lot is free" alone would trim every period
+/// forever. What calls for a trim is memory freed *since* the last one: the free total rising
+/// `worth` above the lowest it was meanwhile (pages reused, then freed again).
+#[derive(Debug)]
+pub struct TrimPolicy {
+    worth: usize,
+    /// The lowest free total seen since the last trim.
+    low: usize,
+}
+
+impl TrimPolicy {
+    /// A policy that trims once `worth` bytes were freed since the last trim.
+    pub fn new(worth: usize) -> TrimPolicy {
+        TrimPolicy { worth, low: 0 }
+    }
+
+    /// Takes the current free total; true when a trim should run now.
+    pub fn should_trim(&mut self, free: usize) -> bool {
+        self.low = self.low.min(free);
+        if free - self.low < self.worth {
+            return false;
+        }
+        self.low = free;
+        true
     }
 }
 
@@ -55,6 +86,22 @@ pub fn trim() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trims_once_per_burst_of_freed_memory_not_every_period() {
+        let mut policy = TrimPolicy::new(100);
+        assert!(!policy.should_trim(50), "too little freed");
+        assert!(policy.should_trim(150), "a burst freed");
+        assert!(
+            !policy.should_trim(150),
+            "nothing freed since: no second trim"
+        );
+        assert!(!policy.should_trim(160));
+        // Reused (free drops), then freed again: a new burst.
+        assert!(!policy.should_trim(20));
+        assert!(!policy.should_trim(90));
+        assert!(policy.should_trim(130));
+    }
 
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
