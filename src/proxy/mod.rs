@@ -58,6 +58,16 @@ pub struct TunnelControl {
     pub open: std::sync::Arc<crate::inflight::Inflight>,
 }
 
+/// [`handle`] as hyper's service calls it: owning the connection's details and the snapshot
+/// the request is answered from, and never failing (errors are responses).
+pub async fn serve(
+    request: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+    snapshot: Arc<Snapshot>,
+) -> Result<Response<ResponseBody>, std::convert::Infallible> {
+    Ok(handle(request, &conn, &snapshot).await)
+}
+
 /// Answers one request against one snapshot.
 pub async fn handle(
     request: Request<Incoming>,

@@ -1,6 +1,5 @@
 //! The accept loop of one listener and the serving of one client connection.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,14 +144,8 @@ async fn serve_connection(
         )
     };
     let conn = Arc::new(conn);
-    let service = service_fn(move |request| {
-        let shared = shared.clone();
-        let conn = conn.clone();
-        async move {
-            let snapshot = shared.snapshot.load_full();
-            Ok::<_, Infallible>(proxy::handle(request, &conn, &snapshot).await)
-        }
-    });
+    let service =
+        service_fn(move |request| proxy::serve(request, conn.clone(), shared.snapshot.load_full()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
