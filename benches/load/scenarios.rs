@@ -295,15 +295,21 @@ async fn ws_idle(proxy: &Proxy, settings: &Settings) -> Result<Sample, String> {
 /// once, but an allocator hands their pages back on its own schedule (tether trims glibc's heap
 /// once a second, HAProxy trims too), and an idle connection costs what is left after that.
 async fn settled_rss(proxy: &Proxy) -> u64 {
-    // Longer than tether's trim period, so one window always contains a trim.
+    // Longer than tether's trim period, so every window contains a trim.
     const WINDOW: Duration = Duration::from_millis(1500);
-    let deadline = Instant::now() + Duration::from_secs(6);
+    let deadline = Instant::now() + Duration::from_secs(9);
     let mut last = proxy.usage().rss_bytes;
+    let mut steady_windows = 0;
     loop {
         tokio::time::sleep(WINDOW).await;
         let now = proxy.usage().rss_bytes;
-        // Settled: less than 1 % lower than a window ago.
-        if now + now / 100 >= last || Instant::now() >= deadline {
+        // Settled: two windows in a row less than 1 % lower than the one before.
+        steady_windows = if now + now / 100 >= last {
+            steady_windows + 1
+        } else {
+            0
+        };
+        if steady_windows == 2 || Instant::now() >= deadline {
             return now.min(last);
         }
         last = now;
