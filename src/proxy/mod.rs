@@ -249,7 +249,7 @@ impl Exchange<'_> {
         };
         let mut response = Response::from_parts(parts, incoming);
         let upstream_upgrade = hyper::upgrade::on(&mut response);
-        upgrade::spawn_tunnel(
+        tokio::spawn(upgrade::tunnel_task(
             client_upgrade,
             upstream_upgrade,
             upgrade::protocol_of(response.headers()),
@@ -257,7 +257,7 @@ impl Exchange<'_> {
             self.conn.tunnels.close.clone(),
             answer.guard,
             self.conn.tunnels.open.enter(),
-        );
+        ));
         let (parts, _) = response.into_parts();
         Ok(Response::from_parts(parts, ResponseBody::empty()))
     }

@@ -31,37 +31,18 @@ pub fn protocol_of(response: &HeaderMap) -> Protocol {
     }
 }
 
-/// Joins the two upgraded connections in a task of its own. The tunnel closes once nothing
-/// moved either way for `idle_timeout`, and when `shutdown` is cancelled (a WebSocket with close
-/// frames). `guard` keeps it counted on its peer and `open` among tether's open tunnels until
-/// it ends.
-pub fn spawn_tunnel(
-    client: OnUpgrade,
-    upstream: OnUpgrade,
-    protocol: Protocol,
-    idle_timeout: Duration,
-    shutdown: CancellationToken,
-    guard: ActiveGuard,
-    open: Token,
-) {
-    tokio::spawn(tunnel_task(
-        client,
-        upstream,
-        protocol,
-        idle_timeout,
-        shutdown,
-        guard,
-        open,
-    ));
-}
-
-/// The tunnel's task. Every idle WebSocket is one of these, so its size is most of tether's
-/// memory per connection: a test keeps it in check.
+/// The task that joins the two upgraded connections (spawn it: it outlives the request). The
+/// tunnel closes once nothing moved either way for `idle_timeout`, and when `shutdown` is
+/// cancelled (a WebSocket with close frames). `guard` keeps it counted on its peer and `open`
+/// among tether's open tunnels until it ends.
+///
+/// Every idle WebSocket is one of these, so its size is most of tether's memory per
+/// connection: a test keeps it in check.
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn would keep a copy of every argument beside the moved-in values"
 )]
-fn tunnel_task(
+pub fn tunnel_task(
     client: OnUpgrade,
     upstream: OnUpgrade,
     protocol: Protocol,

@@ -7,23 +7,49 @@ use std::time::{Duration, Instant};
 use crate::harness::client::request;
 use crate::harness::{Backend, Proxy, expect_events_one_by_one, within};
 
-async fn events_arrive_one_by_one(extra: &str, path: &str) {
-    let a = Backend::start("a").await;
-    let proxy = Proxy::round_robin(&[a.addr], extra).await;
+/// Backend "a" behind a proxy, and one SSE response from it on a connection of its own.
+struct Stream {
+    backend: Backend,
+    _proxy: Proxy,
+    response: hyper::Response<hyper::body::Incoming>,
+    _sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+}
+
+/// Starts backend "a" behind a proxy configured with `extra`, releases its first event and
+/// GETs `path`.
+async fn open_stream(extra: &str, path: &str) -> Stream {
+    let backend = Backend::start("a").await;
+    let proxy = Proxy::round_robin(&[backend.addr], extra).await;
     let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .unwrap();
     tokio::spawn(connection);
-    a.release_event();
+    backend.release_event();
     let response = sender.send_request(request("GET", path, "")).await.unwrap();
     assert_eq!(response.status(), 200);
+    Stream {
+        backend,
+        _proxy: proxy,
+        response,
+        _sender: sender,
+    }
+}
+
+async fn events_arrive_one_by_one(extra: &str, path: &str) {
+    // Every field bound: the proxy and the connection must outlive the reads below.
+    let Stream {
+        backend,
+        _proxy,
+        response,
+        _sender,
+    } = open_stream(extra, path).await;
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     // nginx consumes X-Accel-* headers rather than passing them to the client.
     assert!(response.headers().get("x-accel-buffering").is_none());
     let mut body = response.into_body();
-    expect_events_one_by_one(&mut body, &a, 5).await;
+    expect_events_one_by_one(&mut body, &backend, 5).await;
 }
 
 #[tokio::test]
@@ -42,30 +68,10 @@ async fn each_event_is_delivered_at_once_with_default_buffering() {
     events_arrive_one_by_one("", "/sse?n=5").await;
 }
 
-/// Opens `/sse?n=N` through a proxy with `proxy_read_timeout 1s` and releases the first event.
-async fn stream_under_a_1s_read_timeout(
-    n: usize,
-) -> (
-    Backend,
-    Proxy,
-    hyper::body::Incoming,
-    hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
-) {
-    let a = Backend::start("a").await;
-    let proxy = Proxy::round_robin(&[a.addr], "proxy_buffering off; proxy_read_timeout 1s;").await;
-    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    a.release_event();
-    let response = sender
-        .send_request(request("GET", &format!("/sse?n={n}"), ""))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    (a, proxy, response.into_body(), sender)
+/// `/sse?n=N` through a proxy with `proxy_read_timeout 1s`, its first event released.
+async fn stream_under_a_1s_read_timeout(n: usize) -> Stream {
+    let extra = "proxy_buffering off; proxy_read_timeout 1s;";
+    open_stream(extra, &format!("/sse?n={n}")).await
 }
 
 /// The next frame's text, `None` at the end of the stream, or the stream's error.
@@ -78,7 +84,8 @@ async fn next_text(body: &mut hyper::body::Incoming) -> Result<Option<String>, h
 
 #[tokio::test]
 async fn a_stream_silent_past_proxy_read_timeout_is_cut_about_then() {
-    let (_a, _proxy, mut body, _sender) = stream_under_a_1s_read_timeout(3).await;
+    let stream = stream_under_a_1s_read_timeout(3).await;
+    let mut body = stream.response.into_body();
     assert_eq!(
         next_text(&mut body).await.unwrap().unwrap(),
         "data: a 0\n\n"
@@ -100,7 +107,8 @@ async fn a_stream_silent_past_proxy_read_timeout_is_cut_about_then() {
 
 #[tokio::test]
 async fn a_stream_that_keeps_moving_outlives_its_read_timeout() {
-    let (a, _proxy, mut body, _sender) = stream_under_a_1s_read_timeout(4).await;
+    let stream = stream_under_a_1s_read_timeout(4).await;
+    let mut body = stream.response.into_body();
     let started = Instant::now();
     for i in 0..4 {
         assert_eq!(
@@ -109,7 +117,7 @@ async fn a_stream_that_keeps_moving_outlives_its_read_timeout() {
         );
         // Well inside the 1 s timeout between reads, 2.1 s in all.
         tokio::time::sleep(Duration::from_millis(700)).await;
-        a.release_event();
+        stream.backend.release_event();
     }
     assert!(started.elapsed() > Duration::from_secs(2));
     while let Some(text) = next_text(&mut body).await.unwrap() {
