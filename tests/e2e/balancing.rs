@@ -17,27 +17,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::harness::client::{Connection, request};
+use crate::harness::proxy::upstream_up;
 use crate::harness::source::{connect_from, send_from};
 use crate::harness::{Backend, Proxy, Reply, get, send, within};
 
-/// `upstream up { BODY }` behind `location /`.
-fn conf(upstream: &str) -> String {
-    format!(
-        "events {{}} http {{ upstream up {{ {upstream} }} server {{ listen {{listen}}; location / {{ proxy_pass http://up; }} }} }}"
-    )
-}
-
-async fn three() -> [Backend; 3] {
-    [
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    ]
-}
-
 async fn start(upstream: &str, backends: &[Backend]) -> Proxy {
     let names: Vec<(&str, SocketAddr)> = backends.iter().map(|b| (b.name, b.addr)).collect();
-    Proxy::start(&conf(upstream), &names).await
+    Proxy::start(&upstream_up(upstream, ""), &names).await
 }
 
 /// Requests in flight on each member of `up`, primaries first in config order.
@@ -125,7 +111,7 @@ async fn short_requests(proxy: &Proxy, count: usize, open: &[u64]) -> Vec<String
 
 #[tokio::test]
 async fn smooth_weighted_round_robin_interleaves_weights_5_1_1() {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let proxy = start("server {a} weight=5; server {b}; server {c};", &backends).await;
     let mut connection = Connection::open(proxy.addr).await;
     let mut order = String::new();
@@ -189,7 +175,7 @@ async fn least_conn_weighs_open_requests_by_weight() {
 
 #[tokio::test]
 async fn random_two_least_conn_avoids_a_loaded_server() {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let proxy = start(
         "random two least_conn; server {a}; server {b}; server {c}; sticky cookie srv;",
         &backends,
@@ -301,7 +287,7 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 77, 1, 9);
 
 #[tokio::test]
 async fn a_socketio_session_stays_on_one_server_with_ip_hash() {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let proxy = start("ip_hash; server {a}; server {b}; server {c};", &backends).await;
     socketio_session(&proxy, CLIENT, false).await;
     assert_one_server(&backends);
@@ -309,7 +295,7 @@ async fn a_socketio_session_stays_on_one_server_with_ip_hash() {
 
 #[tokio::test]
 async fn a_socketio_session_is_split_by_round_robin() {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let proxy = start("server {a}; server {b}; server {c};", &backends).await;
     socketio_session(&proxy, CLIENT, false).await;
     // Five requests in turn over three servers: every server sees part of the session, which
@@ -320,7 +306,7 @@ async fn a_socketio_session_is_split_by_round_robin() {
 
 #[tokio::test]
 async fn a_socketio_session_stays_on_one_server_with_a_sticky_cookie() {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let proxy = start(
         "server {a}; server {b}; server {c}; sticky cookie srv;",
         &backends,
@@ -371,7 +357,7 @@ async fn upgrade(proxy: &Proxy, cookie: Option<&str>) -> (Option<String>, String
 
 #[tokio::test]
 async fn a_101_sets_the_sticky_cookie_only_without_a_valid_one() {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let proxy = start(
         "server {a}; server {b}; server {c}; sticky cookie srv;",
         &backends,
@@ -395,7 +381,7 @@ async fn a_101_sets_the_sticky_cookie_only_without_a_valid_one() {
 
 #[tokio::test]
 async fn hashing_with_backup_uses_the_backup_only_when_every_primary_is_down() {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let answers = |proxy: &Proxy| {
         let addr = proxy.addr;
         async move {

@@ -11,6 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::client::request;
+use crate::harness::proxy::upstream_up;
 use crate::harness::session::{
     Gate, cookie_value, eventually, get_with_cookie, peer, set_cookies, websocket,
 };
@@ -215,19 +216,11 @@ async fn a_recovered_primary_takes_new_sessions_while_backup_sessions_stay() {
     assert_eq!(farm.p2.hits(), 0);
 }
 
-/// `upstream up` over `servers` with `extra`, `location /` proxying to it.
-fn conf(servers: &str, extra: &str) -> String {
-    format!(
-        "events {{}} http {{ upstream up {{ {servers} {extra} }} \
-         server {{ listen {{listen}}; location / {{ proxy_pass http://up; }} }} }}"
-    )
-}
-
 /// The `srv` cookie value tether gives `server` in group `up` (values depend only on the
 /// group name and the server's address, so a one-server instance tells it).
 async fn cookie_of(server: &Backend) -> String {
     let proxy = Proxy::start(
-        &conf("server {s};", "sticky cookie srv;"),
+        &upstream_up("server {s};", "sticky cookie srv;"),
         &[("s", server.addr)],
     )
     .await;
@@ -246,15 +239,11 @@ fn answered_by(reply: &Reply) -> &str {
 
 #[tokio::test]
 async fn a_down_server_is_never_used_even_by_its_cookie() {
-    let (a, b, c) = (
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    );
+    let [a, b, c] = Backend::start_all(["a", "b", "c"]).await;
     let b_cookie = format!("srv={}", cookie_of(&b).await);
     let b_hits = b.hits();
     let proxy = Proxy::start(
-        &conf(
+        &upstream_up(
             "server {a}; server {b} down; server {c};",
             "sticky cookie srv;",
         ),
@@ -278,15 +267,11 @@ async fn a_down_server_is_never_used_even_by_its_cookie() {
 
 #[tokio::test]
 async fn a_draining_server_keeps_its_sessions_but_takes_no_new_one() {
-    let (a, d, c) = (
-        Backend::start("a").await,
-        Backend::start("d").await,
-        Backend::start("c").await,
-    );
+    let [a, d, c] = Backend::start_all(["a", "d", "c"]).await;
     let d_cookie = format!("srv={}", cookie_of(&d).await);
     let d_hits = d.hits();
     let proxy = Proxy::start(
-        &conf(
+        &upstream_up(
             "server {a}; server {d} drain; server {c};",
             "sticky cookie srv;",
         ),
@@ -312,7 +297,7 @@ async fn a_draining_server_keeps_its_sessions_but_takes_no_new_one() {
 async fn max_conns_passes_a_full_server_over_and_all_full_is_503() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let proxy = Proxy::start(
-        &conf("server {a} max_conns=1; server {b} max_conns=1;", ""),
+        &upstream_up("server {a} max_conns=1; server {b} max_conns=1;", ""),
         &[("a", a.addr), ("b", b.addr)],
     )
     .await;
@@ -357,13 +342,9 @@ async fn max_conns_passes_a_full_server_over_and_all_full_is_503() {
 
 #[tokio::test]
 async fn weights_share_requests_in_proportion() {
-    let (a, b, c) = (
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    );
+    let [a, b, c] = Backend::start_all(["a", "b", "c"]).await;
     let proxy = Proxy::start(
-        &conf("server {a} weight=3; server {b} weight=2; server {c};", ""),
+        &upstream_up("server {a} weight=3; server {b} weight=2; server {c};", ""),
         &[("a", a.addr), ("b", b.addr), ("c", c.addr)],
     )
     .await;
@@ -385,7 +366,7 @@ async fn max_fails_takes_a_server_out_for_fail_timeout_then_one_trial_goes_throu
     let (x, y) = (Backend::start("x").await, Backend::start("y").await);
     let mut gate = Gate::open(x.addr).await;
     let proxy = Proxy::start(
-        &conf(
+        &upstream_up(
             "server {x} max_fails=2 fail_timeout=2s; server {y} max_fails=0;",
             "",
         ),

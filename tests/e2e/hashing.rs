@@ -10,30 +10,16 @@ use http::header;
 
 use crate::harness::client::{Connection, request};
 use crate::harness::nginx::Nginx;
+use crate::harness::proxy::upstream_up;
 use crate::harness::source::get_from;
 use crate::harness::{Backend, Proxy};
-
-/// `upstream up { BODY }` behind `location /`.
-fn conf(upstream: &str) -> String {
-    format!(
-        "events {{}} http {{ upstream up {{ {upstream} }} server {{ listen {{listen}}; location / {{ proxy_pass http://up; }} }} }}"
-    )
-}
-
-async fn three() -> [Backend; 3] {
-    [
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    ]
-}
 
 fn names(backends: &[Backend]) -> Vec<(&'static str, SocketAddr)> {
     backends.iter().map(|b| (b.name, b.addr)).collect()
 }
 
 async fn start(upstream: &str, backends: &[Backend]) -> Proxy {
-    Proxy::start(&conf(upstream), &names(backends)).await
+    Proxy::start(&upstream_up(upstream, ""), &names(backends)).await
 }
 
 /// The backend that answers `GET /` from `source`.
@@ -50,7 +36,7 @@ fn clients(count: u8) -> Vec<Ipv4Addr> {
 
 #[tokio::test]
 async fn ip_hash_keeps_a_slash_24_together_and_spreads_networks() {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let proxy = start("ip_hash; server {a}; server {b}; server {c};", &backends).await;
     // nginx's key is the first three octets: two hosts of 127.1.2.0/24 are one client.
     let first = server_for(&proxy, Ipv4Addr::new(127, 1, 2, 3)).await;
@@ -77,7 +63,7 @@ async fn ip_hash_keeps_a_slash_24_together_and_spreads_networks() {
 
 #[tokio::test]
 async fn ip_hash_moves_only_the_clients_of_a_down_server() {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let all_up = start("ip_hash; server {a}; server {b}; server {c};", &backends).await;
     let b_down = start(
         "ip_hash; server {a}; server {b} down; server {c};",
@@ -153,7 +139,7 @@ async fn mapping(proxy: &Proxy, carrier: Carrier) -> Vec<String> {
 /// the same config; then reordering the `server` lines keeps every key's server when the hash
 /// is consistent, and (nginx's modulo being order-dependent) moves some when it is not.
 async fn keys_stick(method: &str, carrier: Carrier, consistent: bool) {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let upstream = format!("{method} server {{a}}; server {{b}}; server {{c}};");
     let first = start(&upstream, &backends).await;
     let second = start(&upstream, &backends).await;
@@ -247,7 +233,7 @@ async fn choices(addr: SocketAddr) -> Vec<String> {
 /// when `b_down`, so every key that lands on b takes nginx's way around it) and asserts that
 /// all 1,000 keys go to the same backend through both.
 async fn same_choices_as_nginx(method: &str, b_down: bool) {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let down = if b_down { " down" } else { "" };
     let upstream = format!("{method} server {{a}}; server {{b}}{down}; server {{c}} weight=2;");
     let Some(nginx) = Nginx::start(&upstream, &names(&backends)).await else {

@@ -8,16 +8,9 @@ use std::time::Duration;
 
 use tether::peer::CheckState;
 
+use crate::harness::proxy::upstream_up;
 use crate::harness::session::{Gate, cookie_value, eventually, get_with_cookie, peer};
 use crate::harness::{Backend, Proxy, Reply, get};
-
-/// `upstream up` over `servers` with `extra`, `location /` proxying to it.
-fn conf(servers: &str, extra: &str) -> String {
-    format!(
-        "events {{}} http {{ upstream up {{ {servers} {extra} }} \
-         server {{ listen {{listen}}; location / {{ proxy_pass http://up; }} }} }}"
-    )
-}
 
 const CHECK: &str = "health_check interval=200ms fails=1 passes=1 uri=/health;";
 
@@ -65,7 +58,7 @@ async fn active_checks_mark_a_server_down_and_up_without_user_traffic() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let mut gate = Gate::open(a.addr).await;
     let proxy = Proxy::start(
-        &conf("server {a}; server {b};", CHECK),
+        &upstream_up("server {a}; server {b};", CHECK),
         &[("a", gate.addr), ("b", b.addr)],
     )
     .await;
@@ -113,7 +106,7 @@ async fn a_server_failing_its_check_status_is_down_though_it_accepts_connections
     // The backend answers `/status?code=503` with a 503: outside the default 200-399.
     let check = "health_check interval=200ms uri=/status?code=503;";
     let proxy = Proxy::start(
-        &conf("server {a}; server {b};", check),
+        &upstream_up("server {a}; server {b};", check),
         &[("a", a.addr), ("b", b.addr)],
     )
     .await;
@@ -127,13 +120,9 @@ async fn a_server_failing_its_check_status_is_down_though_it_accepts_connections
 
 #[tokio::test]
 async fn backups_and_down_servers_are_probed_too() {
-    let (a, bk, off) = (
-        Backend::start("a").await,
-        Backend::start("bk").await,
-        Backend::start("off").await,
-    );
+    let [a, bk, off] = Backend::start_all(["a", "bk", "off"]).await;
     let proxy = Proxy::start(
-        &conf("server {a}; server {bk} backup; server {off} down;", CHECK),
+        &upstream_up("server {a}; server {bk} backup; server {off} down;", CHECK),
         &[("a", a.addr), ("bk", bk.addr), ("off", off.addr)],
     )
     .await;
@@ -156,16 +145,16 @@ async fn backups_and_down_servers_are_probed_too() {
 
 #[tokio::test]
 async fn live_counters_add_up_to_what_was_sent() {
-    let (a, b, c) = (
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    );
+    let [a, b, c] = Backend::start_all(["a", "b", "c"]).await;
     // c's cookie value, learnt from an instance where c is alive and takes sessions; then c
     // stops: connections to its address are refused from now on.
     let mut c_gate = Gate::open(c.addr).await;
     let c_addr = c_gate.addr;
-    let learn = Proxy::start(&conf("server {c};", "sticky cookie srv;"), &[("c", c_addr)]).await;
+    let learn = Proxy::start(
+        &upstream_up("server {c};", "sticky cookie srv;"),
+        &[("c", c_addr)],
+    )
+    .await;
     let c_value = cookie_value(&get(learn.addr, "/").await.headers, "srv").expect("c's cookie");
     learn.stop().await;
     c_gate.close().await;
@@ -174,7 +163,7 @@ async fn live_counters_add_up_to_what_was_sent() {
     // c is draining (only its cookie reaches it) and never marked failed (max_fails=0), so
     // each request pinned to it is one attempt on c, one failure, and one balanced retry.
     let proxy = Proxy::start(
-        &conf(
+        &upstream_up(
             "server {a}; server {b}; server {c} drain max_fails=0;",
             "sticky cookie srv;",
         ),

@@ -17,17 +17,9 @@ use crate::harness::edit::{
     Binary, ConfigMap, HeldHealth, Load, OpenCounter, Watching, copy_over, free_addr,
     save_like_editor,
 };
-use crate::harness::proxy::fill;
+use crate::harness::proxy::{fill, upstream_up};
 use crate::harness::session::{cookie_value, eventually, get_with_cookie, peer, set_cookies};
 use crate::harness::{Backend, Proxy, get};
-
-/// `upstream up { SERVERS EXTRA }` behind `location /`.
-fn conf(servers: &str, extra: &str) -> String {
-    format!(
-        "events {{}} http {{ upstream up {{ {servers} {extra} }} \
-         server {{ listen {{listen}}; location / {{ proxy_pass http://up; }} }} }}"
-    )
-}
 
 /// The same on several lines, as a person writes it: errors then have telling line:col.
 fn conf_lines(server: &str) -> String {
@@ -68,7 +60,7 @@ async fn switched_to(addr: SocketAddr, name: &str) {
 
 /// A watched proxy over `a`, answering from it (which also lets the watcher task start).
 async fn watched_on(a: &Backend) -> Proxy {
-    let proxy = Proxy::start_watched(&conf("server {a};", ""), &[("a", a.addr)]).await;
+    let proxy = Proxy::start_watched(&upstream_up("server {a};", ""), &[("a", a.addr)]).await;
     assert_eq!(answered_by(proxy.addr, "/").await, "a");
     assert_eq!(proxy.snapshot().generation, 1);
     proxy
@@ -76,7 +68,11 @@ async fn watched_on(a: &Backend) -> Proxy {
 
 /// The config text switching `up` to backend `b`, filled for `proxy`.
 fn switched_text(proxy: &Proxy, b: &Backend, comment: &str) -> String {
-    let text = fill(&conf("server {b};", ""), proxy.addr, &[("b", b.addr)]);
+    let text = fill(
+        &upstream_up("server {b};", ""),
+        proxy.addr,
+        &[("b", b.addr)],
+    );
     format!("# {comment}\n{text}")
 }
 
@@ -92,7 +88,11 @@ async fn an_editors_save_by_rename_reloads() {
     assert_eq!(proxy.snapshot().generation, 2);
 
     // And the next save too: a watch on the replaced file itself would have gone deaf.
-    let back = fill(&conf("server {a};", ""), proxy.addr, &[("a", a.addr)]);
+    let back = fill(
+        &upstream_up("server {a};", ""),
+        proxy.addr,
+        &[("a", a.addr)],
+    );
     save_like_editor(&proxy.watched().path, &back);
     switched_to(proxy.addr, "a").await;
     assert_eq!(proxy.snapshot().generation, 3);
@@ -115,17 +115,25 @@ async fn a_kubernetes_configmap_symlink_swap_reloads() {
     let dir = tempfile::tempdir().expect("temporary folder");
     let mut map = ConfigMap::create(
         dir.path(),
-        &fill(&conf("server {a};", ""), addr, &[("a", a.addr)]),
+        &fill(&upstream_up("server {a};", ""), addr, &[("a", a.addr)]),
     );
     // tether is given the symlink, as a pod mounting the ConfigMap would give it.
     let tether = Watching::start(&map.path(), listener).await;
     assert_eq!(answered_by(tether.addr, "/").await, "a");
 
-    map.update(&fill(&conf("server {b};", ""), addr, &[("b", b.addr)]));
+    map.update(&fill(
+        &upstream_up("server {b};", ""),
+        addr,
+        &[("b", b.addr)],
+    ));
     switched_to(tether.addr, "b").await;
     assert_eq!(tether.generation(), 2);
     // And the next update too: the watch survives the swap of what it watched through.
-    map.update(&fill(&conf("server {a};", ""), addr, &[("a", a.addr)]));
+    map.update(&fill(
+        &upstream_up("server {a};", ""),
+        addr,
+        &[("a", a.addr)],
+    ));
     switched_to(tether.addr, "a").await;
     assert_eq!(tether.generation(), 3);
 }
@@ -162,7 +170,11 @@ async fn a_burst_of_writes_is_one_reload() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let proxy = watched_on(&a).await;
     let path = &proxy.watched().path;
-    let on_a = fill(&conf("server {a};", ""), proxy.addr, &[("a", a.addr)]);
+    let on_a = fill(
+        &upstream_up("server {a};", ""),
+        proxy.addr,
+        &[("a", a.addr)],
+    );
     // Ten different contents, the last one switching to b: reloading on any but the last would
     // take a generation of its own.
     let mut widest_gap = Duration::ZERO;
@@ -245,13 +257,17 @@ impl LinkedConf {
 async fn sighup_makes_the_binary_reload() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let listen = free_addr();
-    let files = LinkedConf::new(&fill(&conf("server {a};", ""), listen, &[("a", a.addr)]));
+    let files = LinkedConf::new(&fill(
+        &upstream_up("server {a};", ""),
+        listen,
+        &[("a", a.addr)],
+    ));
     let tether = Binary::start(&files.link, listen).await;
     assert_eq!(answered_by(listen, "/").await, "a");
 
     copy_over(
         &files.real,
-        &fill(&conf("server {b};", ""), listen, &[("b", b.addr)]),
+        &fill(&upstream_up("server {b};", ""), listen, &[("b", b.addr)]),
     );
     tether.hangup();
     switched_to(listen, "b").await;
@@ -263,7 +279,11 @@ async fn sighup_makes_the_binary_reload() {
 async fn tether_s_reload_makes_the_binary_reload() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let listen = free_addr();
-    let files = LinkedConf::new(&fill(&conf("server {a};", ""), listen, &[("a", a.addr)]));
+    let files = LinkedConf::new(&fill(
+        &upstream_up("server {a};", ""),
+        listen,
+        &[("a", a.addr)],
+    ));
     let tether = Binary::start(&files.link, listen).await;
     assert_eq!(answered_by(listen, "/").await, "a");
     // The pid file is found where `-s` looks for it: beside the config.
@@ -273,7 +293,7 @@ async fn tether_s_reload_makes_the_binary_reload() {
 
     copy_over(
         &files.real,
-        &fill(&conf("server {b};", ""), listen, &[("b", b.addr)]),
+        &fill(&upstream_up("server {b};", ""), listen, &[("b", b.addr)]),
     );
     tether.send_reload();
     switched_to(listen, "b").await;
@@ -338,15 +358,15 @@ async fn a_broken_config_is_refused_under_load_and_its_fix_applied() {
 
 #[tokio::test]
 async fn counters_of_servers_that_stay_carry_over() {
-    let (a, b, c) = (
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    );
+    let [a, b, c] = Backend::start_all(["a", "b", "c"]).await;
     // Nothing listens at `dead`: every try there is a failure, retried on the next server.
     let dead = free_addr();
     let names = [("a", a.addr), ("b", b.addr), ("c", c.addr), ("dead", dead)];
-    let proxy = Proxy::start(&conf("server {a}; server {dead}; server {b};", ""), &names).await;
+    let proxy = Proxy::start(
+        &upstream_up("server {a}; server {dead}; server {b};", ""),
+        &names,
+    )
+    .await;
     for i in 0..12 {
         get(proxy.addr, &format!("/before/{i}")).await;
     }
@@ -360,7 +380,7 @@ async fn counters_of_servers_that_stay_carry_over() {
     // Reordered, one server added.
     proxy
         .apply(
-            &conf("server {c}; server {b}; server {dead}; server {a};", ""),
+            &upstream_up("server {c}; server {b}; server {dead}; server {a};", ""),
             &names,
         )
         .await
@@ -390,14 +410,10 @@ async fn counters_of_servers_that_stay_carry_over() {
 
 #[tokio::test]
 async fn a_sticky_cookie_issued_before_a_reload_still_pins_after_it() {
-    let [a, b, c] = [
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    ];
+    let [a, b, c] = Backend::start_all(["a", "b", "c"]).await;
     let names = [("a", a.addr), ("b", b.addr), ("c", c.addr)];
     let proxy = Proxy::start(
-        &conf("server {a}; server {b};", "sticky cookie srv;"),
+        &upstream_up("server {a}; server {b};", "sticky cookie srv;"),
         &names,
     )
     .await;
@@ -416,7 +432,7 @@ async fn a_sticky_cookie_issued_before_a_reload_still_pins_after_it() {
     // Reordered, and c added in front.
     proxy
         .apply(
-            &conf("server {c}; server {b}; server {a};", "sticky cookie srv;"),
+            &upstream_up("server {c}; server {b}; server {a};", "sticky cookie srv;"),
             &names,
         )
         .await
@@ -436,21 +452,20 @@ async fn a_sticky_cookie_issued_before_a_reload_still_pins_after_it() {
 
 #[tokio::test]
 async fn consistent_hash_keys_move_only_to_the_added_server() {
-    let [a, b, c] = [
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    ];
+    let [a, b, c] = Backend::start_all(["a", "b", "c"]).await;
     let names = [("a", a.addr), ("b", b.addr), ("c", c.addr)];
     let hash = "hash $arg_k consistent;";
-    let proxy = Proxy::start(&conf("server {a}; server {b};", hash), &names).await;
+    let proxy = Proxy::start(&upstream_up("server {a}; server {b};", hash), &names).await;
     let mut before = Vec::new();
     for k in 0..90 {
         before.push(answered_by(proxy.addr, &format!("/?k={k}")).await);
     }
 
     proxy
-        .apply(&conf("server {b}; server {a}; server {c};", hash), &names)
+        .apply(
+            &upstream_up("server {b}; server {a}; server {c};", hash),
+            &names,
+        )
         .await
         .expect("reload");
     let mut moved = 0;
@@ -474,11 +489,11 @@ async fn consistent_hash_keys_move_only_to_the_added_server() {
 async fn a_server_added_without_health_checks_takes_traffic_at_once() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let names = [("a", a.addr), ("b", b.addr)];
-    let proxy = Proxy::start(&conf("server {a};", ""), &names).await;
+    let proxy = Proxy::start(&upstream_up("server {a};", ""), &names).await;
     assert_eq!(answered_by(proxy.addr, "/").await, "a");
 
     proxy
-        .apply(&conf("server {a}; server {b};", ""), &names)
+        .apply(&upstream_up("server {a}; server {b};", ""), &names)
         .await
         .expect("reload");
     // Never staged: there is no check that could let it in.
@@ -568,7 +583,7 @@ async fn a_server_added_to_a_checked_group_waits_for_its_first_passing_check() {
 async fn applied_says_what_changed() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let names = [("a", a.addr), ("b", b.addr)];
-    let proxy = Proxy::start(&conf("server {a};", ""), &names).await;
+    let proxy = Proxy::start(&upstream_up("server {a};", ""), &names).await;
     let extra = free_addr();
     let two_listens = |servers: &str| {
         format!(
@@ -604,7 +619,7 @@ async fn applied_says_what_changed() {
     );
 
     let applied = proxy
-        .apply(&conf("server {b};", ""), &names)
+        .apply(&upstream_up("server {b};", ""), &names)
         .await
         .expect("reload");
     assert_eq!((applied.old.generation, applied.new.generation), (2, 3));
@@ -627,7 +642,7 @@ async fn the_binary_logs_each_reload_with_generation_changes_and_time() {
              listen {extra}; location / {{ proxy_pass http://up; }} }} }}"
         )
     };
-    std::fs::write(&path, fill(&conf("server {a};", ""), listen, &names)).expect("write");
+    std::fs::write(&path, fill(&upstream_up("server {a};", ""), listen, &names)).expect("write");
     let tether = Binary::start(&path, listen).await;
 
     save_like_editor(&path, &fill(&with_extra("server {b};"), listen, &names));
@@ -648,7 +663,10 @@ async fn the_binary_logs_each_reload_with_generation_changes_and_time() {
         "the new listener serves"
     );
 
-    save_like_editor(&path, &fill(&conf("server {b};", ""), listen, &names));
+    save_like_editor(
+        &path,
+        &fill(&upstream_up("server {b};", ""), listen, &names),
+    );
     let line = tether.lines_with("reload applied", 2, 0).await.remove(1);
     for part in ["generation=3".to_string(), format!("listen -{extra}")] {
         assert!(line.contains(&part), "{part:?} in {line:?}");

@@ -10,27 +10,11 @@ use std::time::{Duration, SystemTime};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::harness::proxy::upstream_up;
 use crate::harness::session::{cookie_value, get_with_cookie, peer, set_cookies, websocket};
 use crate::harness::{Backend, Proxy, Reply, get, within};
 
-/// One `upstream up` over `servers` (config lines with `{a}`-style placeholders) with `extra`
-/// inside the upstream block, `location /` proxying to it.
-fn conf(servers: &str, extra: &str) -> String {
-    format!(
-        "events {{}} http {{ upstream up {{ {servers} {extra} }} \
-         server {{ listen {{listen}}; location / {{ proxy_pass http://up; }} }} }}"
-    )
-}
-
 const ABC: &str = "server {a}; server {b}; server {c};";
-
-async fn three() -> [Backend; 3] {
-    [
-        Backend::start("a").await,
-        Backend::start("b").await,
-        Backend::start("c").await,
-    ]
-}
 
 fn addrs(backends: &[Backend]) -> Vec<(&'static str, SocketAddr)> {
     backends.iter().map(|b| (b.name, b.addr)).collect()
@@ -100,8 +84,8 @@ async fn assert_pinned(proxy: &Proxy, cookie: &str, server: &str, count: usize) 
 
 #[tokio::test]
 async fn a_session_cookie_is_set_once_and_pins_every_later_request() {
-    let backends = three().await;
-    let proxy = Proxy::start(&conf(ABC, "sticky cookie srv;"), &addrs(&backends)).await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
+    let proxy = Proxy::start(&upstream_up(ABC, "sticky cookie srv;"), &addrs(&backends)).await;
 
     let first = get(proxy.addr, "/").await;
     assert_eq!(first.status, 200);
@@ -131,10 +115,10 @@ async fn a_session_cookie_is_set_once_and_pins_every_later_request() {
 
 #[tokio::test]
 async fn cookie_attributes_are_written_as_configured() {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let sticky = "sticky cookie srv expires=max domain=example.com path=/app httponly secure \
                   samesite=lax;";
-    let proxy = Proxy::start(&conf(ABC, sticky), &addrs(&backends)).await;
+    let proxy = Proxy::start(&upstream_up(ABC, sticky), &addrs(&backends)).await;
     let first = get(proxy.addr, "/").await;
     assert_eq!(first.status, 200);
     let issued = set_cookies(&first);
@@ -166,9 +150,9 @@ async fn cookie_attributes_are_written_as_configured() {
 
 #[tokio::test]
 async fn a_cookie_with_expires_is_reissued_on_every_response_so_it_slides() {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let proxy = Proxy::start(
-        &conf(ABC, "sticky cookie srv expires=1h;"),
+        &upstream_up(ABC, "sticky cookie srv expires=1h;"),
         &addrs(&backends),
     )
     .await;
@@ -210,8 +194,8 @@ async fn a_cookie_with_expires_is_reissued_on_every_response_so_it_slides() {
 
 #[tokio::test]
 async fn a_websocket_upgrade_gets_the_cookie_and_a_pinned_upgrade_lands_on_its_server() {
-    let backends = three().await;
-    let proxy = Proxy::start(&conf(ABC, "sticky cookie srv;"), &addrs(&backends)).await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
+    let proxy = Proxy::start(&upstream_up(ABC, "sticky cookie srv;"), &addrs(&backends)).await;
 
     let (mut ws, response) = websocket(proxy.addr, "/ws", None).await;
     let value = cookie_value(response.headers(), "srv").expect("the 101 carries Set-Cookie");
@@ -248,13 +232,17 @@ async fn a_websocket_upgrade_gets_the_cookie_and_a_pinned_upgrade_lands_on_its_s
 
 #[tokio::test]
 async fn cookie_values_are_the_same_on_every_instance_and_in_any_server_order() {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let backends = addrs(&backends);
     let names = ["a", "b", "c"];
-    let first = Proxy::start(&conf(ABC, "sticky cookie srv;"), &backends).await;
-    let second = Proxy::start(&conf(ABC, "sticky cookie srv;"), &backends).await;
+    let first = Proxy::start(&upstream_up(ABC, "sticky cookie srv;"), &backends).await;
+    let second = Proxy::start(&upstream_up(ABC, "sticky cookie srv;"), &backends).await;
     let reordered_servers = "server {c}; server {a}; server {b};";
-    let reordered = Proxy::start(&conf(reordered_servers, "sticky cookie srv;"), &backends).await;
+    let reordered = Proxy::start(
+        &upstream_up(reordered_servers, "sticky cookie srv;"),
+        &backends,
+    )
+    .await;
 
     let values = values_by_server(&first, &names).await;
     assert_eq!(
@@ -279,12 +267,12 @@ async fn cookie_values_are_the_same_on_every_instance_and_in_any_server_order() 
 
 #[tokio::test]
 async fn sticky_secret_changes_the_values_and_instances_sharing_it_agree() {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let backends = addrs(&backends);
     let names = ["a", "b", "c"];
-    let unkeyed = Proxy::start(&conf(ABC, "sticky cookie srv;"), &backends).await;
+    let unkeyed = Proxy::start(&upstream_up(ABC, "sticky cookie srv;"), &backends).await;
     let keyed = Proxy::start(
-        &conf(ABC, "sticky cookie srv; sticky_secret first-secret;"),
+        &upstream_up(ABC, "sticky cookie srv; sticky_secret first-secret;"),
         &backends,
     )
     .await;
@@ -297,7 +285,7 @@ async fn sticky_secret_changes_the_values_and_instances_sharing_it_agree() {
     )
     .await;
     let other_secret = Proxy::start(
-        &conf(ABC, "sticky cookie srv; sticky_secret second-secret;"),
+        &upstream_up(ABC, "sticky cookie srv; sticky_secret second-secret;"),
         &backends,
     )
     .await;
@@ -332,14 +320,14 @@ async fn sticky_secret_changes_the_values_and_instances_sharing_it_agree() {
 
 #[tokio::test]
 async fn a_cookie_naming_no_server_is_rebalanced_and_reissued_never_an_error() {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let d = Backend::start("d").await;
     let names = ["a", "b", "c"];
     // An instance that still has server d: its cookie becomes stale once d is removed.
     let mut with_d = addrs(&backends);
     with_d.push(("d", d.addr));
     let before = Proxy::start(
-        &conf(
+        &upstream_up(
             "server {a}; server {b}; server {c}; server {d};",
             "sticky cookie srv;",
         ),
@@ -350,7 +338,7 @@ async fn a_cookie_naming_no_server_is_rebalanced_and_reissued_never_an_error() {
     before.stop().await;
     let d_hits = d.hits();
 
-    let proxy = Proxy::start(&conf(ABC, "sticky cookie srv;"), &addrs(&backends)).await;
+    let proxy = Proxy::start(&upstream_up(ABC, "sticky cookie srv;"), &addrs(&backends)).await;
     let values = values_by_server(&proxy, &names).await;
     let real = values["a"].clone();
     let cases: Vec<(&str, String)> = vec![
@@ -384,10 +372,10 @@ async fn a_cookie_naming_no_server_is_rebalanced_and_reissued_never_an_error() {
 
 #[tokio::test]
 async fn sticky_route_sends_a_named_route_to_its_server_and_balances_the_rest() {
-    let backends = three().await;
+    let backends = Backend::start_all(["a", "b", "c"]).await;
     let servers = "server {a} route=r1; server {b} route=r2; server {c} route=r3;";
     let proxy = Proxy::start(
-        &conf(servers, "sticky route $arg_route $cookie_route;"),
+        &upstream_up(servers, "sticky route $arg_route $cookie_route;"),
         &addrs(&backends),
     )
     .await;

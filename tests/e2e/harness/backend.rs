@@ -76,6 +76,18 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Backends named `names`, started one after the other.
+    pub async fn start_all<const N: usize>(names: [&'static str; N]) -> [Backend; N] {
+        let mut started = Vec::with_capacity(N);
+        for name in names {
+            started.push(Backend::start(name).await);
+        }
+        match started.try_into() {
+            Ok(all) => all,
+            Err(_) => unreachable!("one backend per name"),
+        }
+    }
+
     /// Starts a backend called `name`.
     pub async fn start(name: &'static str) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0")

@@ -151,3 +151,12 @@ impl Proxy {
         }
     }
 }
+
+/// `upstream up { SERVERS EXTRA }` behind `location /` on `{listen}`: the config most tests
+/// run, with `{a}`-style placeholders for [`fill`].
+pub fn upstream_up(servers: &str, extra: &str) -> String {
+    format!(
+        "events {{}} http {{ upstream up {{ {servers} {extra} }} \
+         server {{ listen {{listen}}; location / {{ proxy_pass http://up; }} }} }}"
+    )
+}
