@@ -208,21 +208,11 @@ impl Half {
                 return Poll::Ready(Ok(()));
             }
             *moved = Instant::now();
-            let mut written = 0;
-            while written < data.len() {
-                match Pin::new(&mut *dst).poll_write(cx, &data[written..]) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(write_zero())),
-                    Poll::Ready(Ok(n)) => {
-                        self.wrote(&data[written..written + n]);
-                        written += n;
-                    }
-                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                    // The writer's waker is registered: keep the rest until it is ready.
-                    Poll::Pending => {
-                        self.pending = Some((data[written..].into(), 0));
-                        return Poll::Pending;
-                    }
-                }
+            let written = self.write_all_it_takes(cx, dst, data)?;
+            if written < data.len() {
+                // The writer's waker is registered: keep the rest until it is ready.
+                self.pending = Some((data[written..].into(), 0));
+                return Poll::Pending;
             }
         }
     }
@@ -235,24 +225,40 @@ impl Half {
         moved: &mut Instant,
     ) -> Poll<io::Result<()>> {
         while let Some((bytes, at)) = self.pending.take() {
-            let mut at = at;
-            while at < bytes.len() {
-                match Pin::new(&mut *dst).poll_write(cx, &bytes[at..]) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(write_zero())),
-                    Poll::Ready(Ok(n)) => {
-                        self.wrote(&bytes[at..at + n]);
-                        at += n;
-                        *moved = Instant::now();
-                    }
-                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                    Poll::Pending => {
-                        self.pending = Some((bytes, at));
-                        return Poll::Pending;
-                    }
-                }
+            let written = self.write_all_it_takes(cx, dst, &bytes[at..])?;
+            if written > 0 {
+                *moved = Instant::now();
+            }
+            let at = at + written;
+            if at < bytes.len() {
+                self.pending = Some((bytes, at));
+                return Poll::Pending;
             }
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Writes `bytes` until all are written or the writer would block (its waker then
+    /// registered); how many were written.
+    fn write_all_it_takes<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut W,
+        bytes: &[u8],
+    ) -> io::Result<usize> {
+        let mut written = 0;
+        while written < bytes.len() {
+            match Pin::new(&mut *dst).poll_write(cx, &bytes[written..]) {
+                Poll::Ready(Ok(0)) => return Err(write_zero()),
+                Poll::Ready(Ok(n)) => {
+                    self.wrote(&bytes[written..written + n]);
+                    written += n;
+                }
+                Poll::Ready(Err(error)) => return Err(error),
+                Poll::Pending => break,
+            }
+        }
+        Ok(written)
     }
 
     fn poll_flush<W: AsyncWrite + Unpin>(
