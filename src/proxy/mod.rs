@@ -69,7 +69,7 @@ pub async fn serve(
 }
 
 /// Answers one request against one snapshot.
-pub async fn handle(
+async fn handle(
     request: Request<Incoming>,
     conn: &ConnInfo,
     snapshot: &Snapshot,

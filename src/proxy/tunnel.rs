@@ -120,7 +120,7 @@ where
                 () = shutdown.cancelled() => break,
             }
         }
-        if tunnel.protocol == Protocol::WebSocket {
+        if tunnel.to_client.follows_frames() {
             tunnel.begin_close();
             // Past the grace, the peers are dropped whatever they were doing.
             timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
@@ -141,7 +141,6 @@ struct Tunnel<C, U> {
     to_client: Half,
     /// When a byte last moved, either way.
     moved: Instant,
-    protocol: Protocol,
 }
 
 impl<C, U> Tunnel<C, U>
@@ -157,7 +156,6 @@ where
             to_upstream: Half::new(Toward::Upstream, websocket),
             to_client: Half::new(Toward::Client, websocket),
             moved: Instant::now(),
-            protocol,
         }
     }
 

@@ -77,6 +77,11 @@ impl Half {
         }
     }
 
+    /// True for a WebSocket direction: frames are followed, so a close frame can end it.
+    pub fn follows_frames(&self) -> bool {
+        self.frames.is_some()
+    }
+
     /// Queues bytes the source delivered before the tunnel began (the upstream's first frames,
     /// read along with its `101`): they go out first, framed like the rest.
     pub fn preload(&mut self, bytes: &[u8]) {
