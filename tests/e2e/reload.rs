@@ -253,8 +253,9 @@ impl LinkedConf {
     }
 }
 
-#[tokio::test]
-async fn sighup_makes_the_binary_reload() {
+/// The binary serving `server {a}` from a linked config; the real file switched to
+/// `server {b}`, then `trigger` run: b must take over and the log say generation 2.
+async fn binary_reloads_on(trigger: impl FnOnce(&Binary, &LinkedConf)) {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let listen = free_addr();
     let files = LinkedConf::new(&fill(
@@ -269,36 +270,27 @@ async fn sighup_makes_the_binary_reload() {
         &files.real,
         &fill(&upstream_up("server {b};", ""), listen, &[("b", b.addr)]),
     );
-    tether.hangup();
+    trigger(&tether, &files);
     switched_to(listen, "b").await;
     let applied = tether.lines_with("reload applied", 1, 0).await;
     assert!(applied[0].contains("generation=2"), "{applied:?}");
 }
 
 #[tokio::test]
-async fn tether_s_reload_makes_the_binary_reload() {
-    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
-    let listen = free_addr();
-    let files = LinkedConf::new(&fill(
-        &upstream_up("server {a};", ""),
-        listen,
-        &[("a", a.addr)],
-    ));
-    let tether = Binary::start(&files.link, listen).await;
-    assert_eq!(answered_by(listen, "/").await, "a");
-    // The pid file is found where `-s` looks for it: beside the config.
-    let pid_file = files.link.with_file_name("tether.pid");
-    let pid = std::fs::read_to_string(&pid_file).expect("the pid file beside the config");
-    assert_eq!(pid.trim(), tether.pid().to_string());
+async fn sighup_makes_the_binary_reload() {
+    binary_reloads_on(|tether, _| tether.hangup()).await;
+}
 
-    copy_over(
-        &files.real,
-        &fill(&upstream_up("server {b};", ""), listen, &[("b", b.addr)]),
-    );
-    tether.send_reload();
-    switched_to(listen, "b").await;
-    let applied = tether.lines_with("reload applied", 1, 0).await;
-    assert!(applied[0].contains("generation=2"), "{applied:?}");
+#[tokio::test]
+async fn tether_s_reload_makes_the_binary_reload() {
+    binary_reloads_on(|tether, files| {
+        // The pid file is found where `-s` looks for it: beside the config.
+        let pid_file = files.link.with_file_name("tether.pid");
+        let pid = std::fs::read_to_string(&pid_file).expect("the pid file beside the config");
+        assert_eq!(pid.trim(), tether.pid().to_string());
+        tether.send_reload();
+    })
+    .await;
 }
 
 // --- Validate, then swap ----------------------------------------------------------------------
