@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -22,6 +23,17 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Reads `response` whole.
+    pub async fn read(response: Response<Incoming>) -> Result<Reply, hyper::Error> {
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
     /// A header's value as text ("" if absent).
     pub fn header(&self, name: &str) -> &str {
         self.headers
@@ -53,13 +65,7 @@ impl Connection {
     pub async fn send(&mut self, request: Request<Full<Bytes>>) -> Reply {
         self.sender.ready().await.expect("connection ready");
         let response = self.sender.send_request(request).await.expect("response");
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("response body").to_bytes();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        }
+        Reply::read(response).await.expect("response body")
     }
 
     /// `GET path` on this connection.

@@ -136,6 +136,11 @@ impl Watching {
         Watching { addr, tether, stop }
     }
 
+    /// The running tether.
+    pub fn tether(&self) -> &Arc<Tether> {
+        &self.tether
+    }
+
     /// The generation of the snapshot in force.
     pub fn generation(&self) -> u64 {
         self.tether.shared().snapshot.load().generation

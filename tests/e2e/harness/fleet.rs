@@ -49,17 +49,9 @@ async fn exchange(
         .send_request(request)
         .await
         .map_err(|e| format!("no response: {e}"))?;
-    let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
+    Reply::read(response)
         .await
-        .map_err(|e| format!("body cut: {e}"))?
-        .to_bytes();
-    Ok(Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+        .map_err(|e| format!("body cut: {e}"))
 }
 
 /// An HTTP/1.1 connection whose failures are values.

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use tether::server::{Applied, Tether};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+
+use super::edit::Watching;
 
 /// A running proxy.
 pub struct Proxy {
@@ -27,7 +28,8 @@ pub struct Watched {
     pub dir: tempfile::TempDir,
     /// The config file.
     pub path: PathBuf,
-    stop: watch::Sender<bool>,
+    /// Stops the watcher when dropped.
+    _watching: Watching,
 }
 
 /// Fills `{listen}` and `{NAME}` placeholders.
@@ -69,25 +71,15 @@ impl Proxy {
         let dir = tempfile::tempdir().expect("temporary folder");
         let path = dir.path().join("tether.conf");
         std::fs::write(&path, fill(conf, addr, backends)).expect("write the config");
-        let config = tether::config::load(&path, dir.path())
-            .unwrap_or_else(|errors| panic!("test config rejected:\n{errors}"));
-        let tether = Arc::new(
-            Tether::start_with_listeners(&config, vec![(addr, listener)])
-                .await
-                .unwrap_or_else(|error| panic!("tether did not start: {error}")),
-        );
-        let (stop, stopped) = watch::channel(false);
-        tokio::spawn({
-            let (tether, prefix) = (tether.clone(), dir.path().to_path_buf());
-            async move {
-                let hangups = tether::reload::hangups();
-                tether::reload::watch(tether, &config, prefix, hangups, stopped).await
-            }
-        });
+        let watching = Watching::start(&path, listener).await;
         Proxy {
             addr,
-            tether: Some(tether),
-            watcher: Some(Watched { dir, path, stop }),
+            tether: Some(watching.tether().clone()),
+            watcher: Some(Watched {
+                dir,
+                path,
+                _watching: watching,
+            }),
         }
     }
 
@@ -143,9 +135,8 @@ impl Proxy {
 
     /// Stops the proxy and closes its connections.
     pub async fn stop(mut self) {
-        if let Some(watched) = self.watcher.take() {
-            let _ = watched.stop.send(true);
-        }
+        // The watcher stops first, so nothing reloads a stopping tether.
+        drop(self.watcher.take());
         if let Some(tether) = self.tether.take() {
             tether.stop().await;
         }
