@@ -11,8 +11,9 @@ use crate::vars::{RequestInfo, Vars};
 /// Headers that never cross the proxy as they are: first the hop-by-hop ones (RFC 9110 §7.6.1
 /// plus the de-facto `Keep-Alive` and `Proxy-Connection`), then the `X-Accel-*` instructions
 /// an upstream gives its proxy (nginx hides them by default; tether already streams
-/// everything, so it only drops them). Indexes into this list are bits of a mask.
-const STRIPPED: [HeaderName; 12] = [
+/// everything, so it only drops them). Indexes into this list are bits of a mask. A `static`,
+/// not a `const`: a const array would be built and dropped again at every use.
+static STRIPPED: [HeaderName; 12] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
