@@ -5,6 +5,7 @@
 //! "Safe" means nothing reached the upstream (connect failed, or hyper handed the request back
 //! unsent), or the request is idempotent and has no body, so it can be sent again whole.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http::{Request, Response};
@@ -140,7 +141,7 @@ async fn attempt(
         let request = unsent
             .take()
             .expect("forward puts a request in the slot before every attempt");
-        let sending = sender.try_send_request(request);
+        let sending = std::pin::pin!(sender.try_send_request(request));
         match wait_for_head(sending, settings, progress).await {
             Ok(Ok(response)) => {
                 return Ok(Answer {
@@ -176,9 +177,10 @@ fn exchange_error(error: hyper::Error) -> ProxyError {
 }
 
 /// Waits for the response head: `proxy_read_timeout` once the request is sent, and
-/// `proxy_send_timeout` while an upload is stuck on the upstream's side.
+/// `proxy_send_timeout` while an upload is stuck on the upstream's side. `sending` stays where
+/// the caller pinned it, so its state is not copied into each future on the way.
 async fn wait_for_head<F, T>(
-    sending: F,
+    mut sending: Pin<&mut F>,
     settings: &ProxySettings,
     progress: Option<&SendProgress>,
 ) -> Result<T, TimeoutKind>
@@ -190,7 +192,6 @@ where
             .await
             .map_err(|_| TimeoutKind::Read);
     };
-    tokio::pin!(sending);
     let deadline = |progress: &SendProgress| {
         if progress.is_done() {
             (
