@@ -1,20 +1,23 @@
 //! The accept loop of one listener and the serving of one client connection.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, WorkerProcesses};
 use crate::inflight::{Inflight, Token};
 use crate::proxy::{self, ConnInfo, TunnelControl};
 use crate::server::Shared;
+use crate::server::sniff::{self, Opening};
 
 /// Connection limits from the config.
 #[derive(Clone)]
@@ -70,6 +73,12 @@ pub async fn accept_loop(
     lifecycle: Lifecycle,
     mut retired: watch::Receiver<bool>,
 ) {
+    // A listener bound to one address accepts only on it: its connections' local address is
+    // known without a getsockname() each. Only a wildcard listener has to ask.
+    let bound = listener
+        .local_addr()
+        .ok()
+        .filter(|bound| !bound.ip().is_unspecified());
     loop {
         let permit = tokio::select! {
             permit = limits.connections.clone().acquire_owned() => match permit {
@@ -86,7 +95,7 @@ pub async fn accept_loop(
             Ok((stream, client)) => {
                 let conn = ConnInfo {
                     client,
-                    local: stream.local_addr().unwrap_or(listen),
+                    local: bound.unwrap_or_else(|| stream.local_addr().unwrap_or(listen)),
                     listen,
                     scheme: "http",
                     tunnels: TunnelControl {
@@ -125,7 +134,8 @@ struct Signals {
 
 /// Serves one client connection (HTTP/1.1 with keep-alive and upgrades, or HTTP/2 by prior
 /// knowledge) until it closes, its listener is retired (then it finishes the request in hand
-/// and closes), or tether stops.
+/// and closes), or tether stops. A client that sends nothing within `client_header_timeout`
+/// is closed, as nginx does.
 async fn serve_connection(
     stream: TcpStream,
     conn: ConnInfo,
@@ -143,20 +153,50 @@ async fn serve_connection(
             !snapshot.keepalive_timeout.is_zero(),
         )
     };
+    let opening = tokio::select! {
+        opening = timeout(header_timeout, sniff::opening(&stream)) => opening,
+        _ = signals.stop.wait_for(|stop| *stop) => return,
+    };
+    let opening = match opening {
+        Ok(Ok(opening)) => opening,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "client connection failed before its first request");
+            return;
+        }
+        Err(_) => return, // Silent past client_header_timeout.
+    };
     let conn = Arc::new(conn);
     let service =
         service_fn(move |request| proxy::serve(request, conn.clone(), shared.snapshot.load_full()));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // hyper starts this timer whenever it waits for a request head, so it also closes idle
-        // keep-alive connections.
-        .header_read_timeout(header_timeout)
-        .keep_alive(keep_alive);
-    builder.http2().timer(TokioTimer::new());
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::pin!(connection);
+    let io = TokioIo::new(stream);
+    match opening {
+        Opening::Http2 => {
+            let connection = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(io, service);
+            drive(connection, |c| c.graceful_shutdown(), signals).await;
+        }
+        Opening::Http1 => {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                // hyper starts this timer whenever it waits for a request head, so it also
+                // closes idle keep-alive connections.
+                .header_read_timeout(header_timeout)
+                .keep_alive(keep_alive)
+                .serve_connection(io, service)
+                .with_upgrades();
+            drive(connection, |c| c.graceful_shutdown(), signals).await;
+        }
+    }
+}
+
+/// Runs a hyper connection to its end: asked to finish gracefully (answer what is in hand with
+/// `Connection: close` or GOAWAY) when its listener retires, dropped at once on a fast stop.
+async fn drive<C>(connection: C, graceful_shutdown: impl Fn(Pin<&mut C>), mut signals: Signals)
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+{
+    let mut connection = std::pin::pin!(connection);
     let mut draining = false;
     loop {
         tokio::select! {
@@ -167,8 +207,7 @@ async fn serve_connection(
                 return;
             }
             _ = signals.retired.wait_for(|retired| *retired), if !draining => {
-                // Finish what is in hand, answer with `Connection: close` / GOAWAY, then end.
-                connection.as_mut().graceful_shutdown();
+                graceful_shutdown(connection.as_mut());
                 draining = true;
             }
             _ = signals.stop.wait_for(|stop| *stop) => return,

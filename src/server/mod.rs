@@ -4,6 +4,7 @@
 //! [`Shared`] snapshot pointer's.
 
 mod accept;
+mod sniff;
 
 use std::collections::HashMap;
 use std::io;

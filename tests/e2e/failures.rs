@@ -476,3 +476,36 @@ async fn read_to_close(stream: &mut TcpStream) -> String {
     }
     String::from_utf8_lossy(&all).into_owned()
 }
+
+/// A client that connects and says nothing, or stops halfway through its head, holds a
+/// connection only until `client_header_timeout` (nginx closes both; no backend hears of them).
+#[tokio::test]
+async fn silent_and_stalled_clients_are_closed_after_client_header_timeout() {
+    let a = Backend::start("a").await;
+    let conf = "events {} http { client_header_timeout 1s; \
+                upstream up { server {a}; } \
+                server { listen {listen}; location / { proxy_pass http://up; } } }";
+    let proxy = Proxy::start(conf, &[("a", a.addr)]).await;
+    for (shown, opening) in [
+        ("nothing", &b""[..]),
+        ("half a head", &b"GET / HTTP/1.1\r\nHost: x\r\n"[..]),
+        ("half the h2 preface", &b"PRI * HTTP/2.0\r\n"[..]),
+    ] {
+        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+        stream.write_all(opening).await.unwrap();
+        let opened = Instant::now();
+        within(
+            Duration::from_secs(5),
+            "tether to close the connection",
+            read_to_close(&mut stream),
+        )
+        .await;
+        let held = opened.elapsed();
+        assert!(
+            held >= Duration::from_millis(900) && held < Duration::from_secs(3),
+            "{shown}: closed after {held:?}, expected ~1 s"
+        );
+    }
+    assert_eq!(a.hits(), 0, "nothing reached the backend");
+    assert_eq!(get(proxy.addr, "/ok").await.body, "a", "still serving");
+}

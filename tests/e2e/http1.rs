@@ -87,6 +87,7 @@ async fn default_and_configured_headers_follow_nginx() {
            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
            proxy_set_header X-Forwarded-Proto $scheme;
            proxy_set_header X-Real-IP $remote_addr;
+           proxy_set_header X-Server $server_addr:$server_port;
            proxy_set_header Accept-Encoding "";"#,
     )
     .await;
@@ -103,6 +104,11 @@ async fn default_and_configured_headers_follow_nginx() {
     assert_eq!(seen.header("x-forwarded-for"), "10.1.1.1, 127.0.0.1");
     assert_eq!(seen.header("x-forwarded-proto"), "http");
     assert_eq!(seen.header("x-real-ip"), "127.0.0.1");
+    assert_eq!(
+        seen.header("x-server"),
+        format!("127.0.0.1:{}", proxy.addr.port()),
+        "the address the client reached"
+    );
     assert_eq!(
         seen.header("accept-encoding"),
         "",
