@@ -59,10 +59,12 @@ pub enum Outcome {
 }
 
 /// Copies between `client` and `upstream` until both are done, one fails, nothing moved for
-/// `idle_timeout`, or `shutdown` is cancelled. `upstream_early` is what the upstream sent right
-/// after its `101`, already read: the client gets it first.
+/// `idle_timeout`, or `shutdown` is cancelled. `client_early` and `upstream_early` are what each
+/// side sent right behind the upgrade, already read along with it: the other side gets them
+/// first.
 pub fn run<C, U>(
     client: C,
+    client_early: &[u8],
     upstream: U,
     upstream_early: &[u8],
     protocol: Protocol,
@@ -76,6 +78,7 @@ where
     // Built here and handed over whole: an async fn taking the two connections would keep
     // them both as arguments and again inside the tunnel, for as long as the tunnel lives.
     let mut tunnel = Tunnel::new(client, upstream, protocol);
+    tunnel.to_upstream.preload(client_early);
     tunnel.to_client.preload(upstream_early);
     drive(tunnel, idle_timeout.min(MAX_IDLE), shutdown)
 }

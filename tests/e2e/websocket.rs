@@ -147,3 +147,36 @@ async fn an_idle_tunnel_is_closed_after_proxy_read_timeout_but_an_active_one_is_
         "{end:?}"
     );
 }
+
+/// A client may send its first frame in the same segment as its upgrade request: hyper reads
+/// it along with the head, and the tunnel must deliver it to the upstream first.
+#[tokio::test]
+async fn a_frame_sent_right_behind_the_upgrade_request_is_delivered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let a = Backend::start("a").await;
+    let proxy = Proxy::start(PLAIN, &[("a", a.addr)]).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut opening = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n"
+        .to_vec();
+    // A masked text frame "Hello" (RFC 6455 §5.7's example).
+    opening.extend_from_slice(&[
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ]);
+    stream.write_all(&opening).await.unwrap();
+
+    let echo = [0x81, 0x05, b'H', b'e', b'l', b'l', b'o'];
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 1024];
+    within(Duration::from_secs(5), "the 101 and the echo", async {
+        while !seen.ends_with(&echo) {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    assert!(seen.starts_with(b"HTTP/1.1 101"), "{seen:?}");
+}

@@ -36,6 +36,7 @@ fn spawn(protocol: Protocol, idle: Duration) -> (JoinHandle<Outcome>, Ends, Canc
     let stopped = stop.clone();
     let task = tokio::spawn(run(
         client_near,
+        &[],
         upstream_near,
         &[],
         protocol,
@@ -300,6 +301,33 @@ async fn other_protocols_just_close_on_shutdown() {
 }
 
 #[tokio::test]
+async fn what_the_client_sent_behind_its_upgrade_reaches_the_upstream_first() {
+    let (client, client_near) = duplex(PIPE);
+    let (upstream, upstream_near) = duplex(PIPE);
+    let mut ends = Ends { client, upstream };
+    // A client may send its first frame right behind the upgrade request, before the 101.
+    let hello = ws_frame(0x1, b"hello", Some([1, 2, 3, 4]));
+    let (early, rest) = hello.split_at(5);
+    let task = tokio::spawn(run(
+        client_near,
+        early,
+        upstream_near,
+        &[],
+        Protocol::WebSocket,
+        Duration::from_secs(60),
+        CancellationToken::new(),
+    ));
+    assert_eq!(read_exactly(&mut ends.upstream, early.len()).await, early);
+    ends.client.write_all(rest).await.unwrap();
+    assert_eq!(read_exactly(&mut ends.upstream, rest.len()).await, rest);
+    drop(ends);
+    assert!(matches!(
+        task.await.unwrap(),
+        Outcome::Closed | Outcome::Failed(_)
+    ));
+}
+
+#[tokio::test]
 async fn what_the_upstream_sent_with_its_101_reaches_the_client_first_and_counts_as_frames() {
     let (client, client_near) = duplex(PIPE);
     let (upstream, upstream_near) = duplex(PIPE);
@@ -309,6 +337,7 @@ async fn what_the_upstream_sent_with_its_101_reaches_the_client_first_and_counts
     let (early, rest) = welcome.split_at(4);
     let task = tokio::spawn(run(
         client_near,
+        &[],
         upstream_near,
         early,
         Protocol::WebSocket,
