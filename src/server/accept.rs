@@ -153,8 +153,10 @@ async fn serve_connection(
             !snapshot.keepalive_timeout.is_zero(),
         )
     };
+    // Nothing is in hand before the first byte: retiring the listener closes at once too.
     let opening = tokio::select! {
         opening = timeout(header_timeout, sniff::opening(&stream)) => opening,
+        _ = signals.retired.wait_for(|retired| *retired) => return,
         _ = signals.stop.wait_for(|stop| *stop) => return,
     };
     let opening = match opening {

@@ -280,6 +280,12 @@ async fn a_graceful_stop_finishes_requests_then_says_going_away_to_websockets() 
     let requested = Instant::now();
     let held = tokio::spawn(get(proxy.addr, "/hold?ms=1000"));
     until_held(&a, 1).await;
+    // A client that connected and has not said a word yet.
+    let silent = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    eventually(LIMIT, "the silent connection to be accepted", || async {
+        tether.open_connections() == 3
+    })
+    .await;
 
     // The WebSocket's reader notes when its close frame arrives, then answers it (reading on
     // makes tungstenite send its own close) and reads to the end.
@@ -297,8 +303,8 @@ async fn a_graceful_stop_finishes_requests_then_says_going_away_to_websockets() 
         }
     });
 
-    // At once: new connections refused, the idle keep-alive connection closed — while the
-    // held request is still running.
+    // At once: new connections refused, the idle keep-alive and the silent connections
+    // closed — while the held request is still running.
     eventually(
         Duration::from_millis(500),
         "new connections to be refused",
@@ -309,6 +315,19 @@ async fn a_graceful_stop_finishes_requests_then_says_going_away_to_websockets() 
         Duration::from_millis(500),
         "the idle keep-alive connection to close",
         || async { idle.is_closed() },
+    )
+    .await;
+    eventually(
+        Duration::from_millis(500),
+        "the silent connection to close",
+        || async {
+            let mut byte = [0u8; 1];
+            match silent.try_read(&mut byte) {
+                Ok(0) => true,
+                Ok(_) => panic!("tether sent something to a silent client"),
+                Err(error) => error.kind() != std::io::ErrorKind::WouldBlock,
+            }
+        },
     )
     .await;
     assert!(!held.is_finished(), "the held request is still running");
