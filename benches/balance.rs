@@ -27,18 +27,23 @@ fn names(count: usize) -> Vec<String> {
         .collect()
 }
 
+/// One node per name, weights 1, 2, 3 in turn.
+fn nodes(names: &[String]) -> Vec<Node<'_>> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Node {
+            name,
+            weight: 1 + (i % 3) as u32,
+        })
+        .collect()
+}
+
 fn picks(c: &mut Criterion) {
     let mut group = c.benchmark_group("pick");
     for count in [3, 30, 300] {
         let names = names(count);
-        let nodes: Vec<Node> = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| Node {
-                name,
-                weight: 1 + (i % 3) as u32,
-            })
-            .collect();
+        let nodes = nodes(&names);
         for (label, method) in METHODS {
             let balancer = Balancer::new(method, &nodes);
             // A different key each iteration, so the hash methods do not hit one cached path.
@@ -83,14 +88,7 @@ const RING_SERVERS: usize = 1_000;
 
 fn ring_builds(c: &mut Criterion) {
     let names = names(RING_SERVERS);
-    let nodes: Vec<Node> = names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| Node {
-            name,
-            weight: 1 + (i % 3) as u32,
-        })
-        .collect();
+    let nodes = nodes(&names);
     // Both methods place nodes on the same ketama ring (160 points per unit of weight, here
     // about 320,000 in all), which is what a reload of a large hashed tier pays.
     let mut group = c.benchmark_group("ring_build");

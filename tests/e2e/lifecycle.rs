@@ -437,12 +437,10 @@ async fn the_binary_stops_gracefully_on_s_quit_and_removes_its_pid_file() {
         (reply.status.as_u16(), reply.body.as_str()),
         (200, "a held")
     );
-    let status = tether
+    tether
         .process
-        .exit_within(Duration::from_secs(3))
-        .await
-        .unwrap_or_else(|| panic!("still running:\n{}", tether.process.stderr()));
-    assert!(status.success(), "{status}\n{}", tether.process.stderr());
+        .exits_cleanly_within(Duration::from_secs(3))
+        .await;
     assert!(!tether.pid_file().exists(), "the pid file is removed");
 }
 
@@ -455,13 +453,11 @@ async fn the_binary_cuts_requests_at_worker_shutdown_timeout_on_sigquit() {
     until_held(&a, 1).await;
     let started = Instant::now();
     signal(tether.process.pid(), libc::SIGQUIT);
-    let status = tether
+    tether
         .process
-        .exit_within(Duration::from_secs(4))
-        .await
-        .unwrap_or_else(|| panic!("still running:\n{}", tether.process.stderr()));
+        .exits_cleanly_within(Duration::from_secs(4))
+        .await;
     let took = started.elapsed();
-    assert!(status.success(), "{status}\n{}", tether.process.stderr());
     assert!(
         took >= Duration::from_secs(1),
         "it waited the timeout ({took:?})"
@@ -486,12 +482,10 @@ async fn stops_promptly(how: impl FnOnce(&TetherProcess)) {
     until_held(&a, 1).await;
     let started = Instant::now();
     how(&tether);
-    let status = tether
+    tether
         .process
-        .exit_within(Duration::from_secs(1))
-        .await
-        .unwrap_or_else(|| panic!("still running after 1 s:\n{}", tether.process.stderr()));
-    assert!(status.success(), "{status}\n{}", tether.process.stderr());
+        .exits_cleanly_within(Duration::from_secs(1))
+        .await;
     let cut = within(Duration::from_secs(1), "the held request", held)
         .await
         .unwrap();

@@ -10,7 +10,8 @@ use tether::server::StartError;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::harness::client::Connection;
-use crate::harness::edit::{Load, free_addr};
+use crate::harness::edit::Load;
+use crate::harness::free_addr;
 use crate::harness::session::eventually;
 use crate::harness::{Backend, Proxy, get};
 

@@ -14,12 +14,11 @@ use tether::peer::CheckState;
 use tokio::net::TcpListener;
 
 use crate::harness::edit::{
-    Binary, ConfigMap, HeldHealth, Load, OpenCounter, Watching, copy_over, free_addr,
-    save_like_editor,
+    Binary, ConfigMap, HeldHealth, Load, OpenCounter, Watching, copy_over, save_like_editor,
 };
 use crate::harness::proxy::{fill, upstream_up};
 use crate::harness::session::{cookie_value, eventually, get_with_cookie, peer, set_cookies};
-use crate::harness::{Backend, Proxy, get};
+use crate::harness::{Backend, Proxy, free_addr, get};
 
 /// The same on several lines, as a person writes it: errors then have telling line:col.
 fn conf_lines(server: &str) -> String {

@@ -320,11 +320,13 @@ async fn what_the_client_sent_behind_its_upgrade_reaches_the_upstream_first() {
     assert_eq!(read_exactly(&mut ends.upstream, early.len()).await, early);
     ends.client.write_all(rest).await.unwrap();
     assert_eq!(read_exactly(&mut ends.upstream, rest.len()).await, rest);
+    // Both peers gone: the tunnel ends (bounded: a hang fails instead of stalling the suite).
     drop(ends);
-    assert!(matches!(
-        task.await.unwrap(),
-        Outcome::Closed | Outcome::Failed(_)
-    ));
+    let outcome = timeout(LIMIT, task).await.unwrap().unwrap();
+    assert!(
+        matches!(outcome, Outcome::Closed | Outcome::Failed(_)),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]

@@ -89,14 +89,6 @@ impl ConfigMap {
     }
 }
 
-/// A loopback address with a port free right now (bound, read, released), for configs that
-/// name a fixed `listen` port. Another process could take it in between; the kernel hands out
-/// ephemeral ports in a spread-out order, which makes that unlikely.
-pub fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe listener");
-    listener.local_addr().expect("probe address")
-}
-
 /// An in-process tether started from the config file at `path` (any path: a symlink, a file
 /// with includes), with the reload watcher running as `tether -c` runs it.
 pub struct Watching {

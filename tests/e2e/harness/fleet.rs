@@ -24,14 +24,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::client::request;
 use super::session::{Ws, eventually, websocket};
-use super::{Reply, within};
-
-/// A free port on 127.0.0.1 for a child process to listen on: bound, read, released. Another
-/// process could take it in between; on a test machine that is rare enough to accept.
-pub fn free_addr() -> SocketAddr {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
-    probe.local_addr().expect("probe address")
-}
+use super::{Reply, free_addr, within};
 
 // ---------------------------------------------------------------------------------------------
 // Clients that report failures instead of panicking (a soak counts them).
@@ -416,6 +409,15 @@ impl Process {
         }
     }
 
+    /// Expects it to exit with success within `limit`; fails with its stderr otherwise.
+    pub async fn exits_cleanly_within(&mut self, limit: Duration) {
+        let status = self
+            .exit_within(limit)
+            .await
+            .unwrap_or_else(|| panic!("still running after {limit:?}:\n{}", self.stderr()));
+        assert!(status.success(), "{status}\n{}", self.stderr());
+    }
+
     fn start(mut command: Command, dir: TempDir) -> Process {
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("stderr file");
         let child = command
@@ -582,20 +584,11 @@ pub struct NginxFleet {
     binary: PathBuf,
 }
 
-/// The `nginx` binary, on `PATH` or in `/usr/sbin`.
-pub fn nginx_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|dir| dir.join("nginx"))
-        .find(|candidate| candidate.is_file())
-}
-
 impl NginxFleet {
     /// Starts nginx in the foreground with one worker, proxying every path (WebSockets too) to
     /// `upstream u { UPSTREAM }`; `None` when nginx is not installed.
     pub async fn start(upstream: &str) -> Option<NginxFleet> {
-        let binary = nginx_binary()?;
+        let binary = super::nginx::binary()?;
         let dir = tempfile::tempdir().expect("a folder for nginx");
         let addr = free_addr();
         let conf = dir.path().join("nginx.conf");

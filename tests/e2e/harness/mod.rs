@@ -15,7 +15,16 @@ pub use client::{Reply, get, send};
 pub use proxy::Proxy;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
+
+/// A loopback address with a port free right now (bound, read, released), for configs and
+/// child processes that need a fixed port. Another process could take it in between; the
+/// kernel hands out ephemeral ports in a spread-out order, which makes that rare.
+pub fn free_addr() -> SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
+    probe.local_addr().expect("probe address")
+}
 
 /// Fails the test if `future` takes longer than `limit`: a bound on a condition, never a sleep.
 pub async fn within<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {

@@ -5,7 +5,7 @@
 //! the handle is dropped. Tests that need it skip (loudly) when no `nginx` binary is installed;
 //! CI installs one.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 
-use super::within;
+use super::{free_addr, within};
 
 /// A running nginx; killed on drop.
 pub struct Nginx {
@@ -25,19 +25,12 @@ pub struct Nginx {
 
 /// The `nginx` binary: on `PATH`, else where Debian and Ubuntu put it (often not on a user's
 /// `PATH`).
-fn binary() -> Option<PathBuf> {
+pub fn binary() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
         .map(|dir| dir.join("nginx"))
         .find(|candidate| candidate.is_file())
-}
-
-/// A free port on 127.0.0.1 for nginx to listen on: bound, read, released. Another process
-/// could take it in between; on a test machine that is rare enough to accept.
-fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
-    listener.local_addr().expect("probe address")
 }
 
 impl Nginx {
