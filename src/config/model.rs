@@ -70,6 +70,40 @@ pub struct Http {
     pub keepalive_timeout: Duration,
     /// `client_header_timeout` (default 60s): time allowed to read a request head.
     pub client_header_timeout: Duration,
+    /// `send_timeout` at http level (default 60s): for answers no location gave (errors,
+    /// server-level `return`); proxied responses use their location's.
+    pub send_timeout: Duration,
+    /// How request heads are read and checked.
+    pub head_rules: HeadRules,
+}
+
+/// The limits and rules an HTTP/1 request head is read with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadRules {
+    /// The longest request line or header line (`large_client_header_buffers`' SIZE).
+    pub max_line: usize,
+    /// The largest whole head (NUMBER × SIZE).
+    pub max_head: usize,
+    /// The most header lines (`client_max_headers`, tether's own; default 100).
+    pub max_headers: usize,
+    /// `underscores_in_headers`: a header name with `_` is kept (else dropped, as nginx).
+    pub underscores: bool,
+    /// `ignore_invalid_headers`: a header name outside `[A-Za-z0-9-_]` is dropped (else kept).
+    pub ignore_invalid: bool,
+}
+
+impl Default for HeadRules {
+    /// nginx's defaults: `large_client_header_buffers 4 8k`, `underscores_in_headers off`,
+    /// `ignore_invalid_headers on`; and 100 header lines.
+    fn default() -> HeadRules {
+        HeadRules {
+            max_line: 8 * 1024,
+            max_head: 4 * 8 * 1024,
+            max_headers: 100,
+            underscores: false,
+            ignore_invalid: true,
+        }
+    }
 }
 
 /// `map SOURCE $variable { ... }`.
@@ -445,6 +479,11 @@ pub struct ProxySettings {
     pub next_upstream_tries: u32,
     /// `client_max_body_size` in bytes (default 1m, as nginx; 0 = unlimited).
     pub client_max_body_size: u64,
+    /// `client_body_timeout` (default 60s): idle time between two reads of the request body.
+    pub client_body_timeout: Duration,
+    /// `send_timeout` (default 60s): idle time between two writes to a client that does not
+    /// read its response.
+    pub client_send_timeout: Duration,
 }
 
 /// `add_header` entry.
@@ -504,6 +543,8 @@ impl Default for ProxySettings {
             next_upstream: NextUpstream::DEFAULT,
             next_upstream_tries: 0,
             client_max_body_size: 1024 * 1024,
+            client_body_timeout: Duration::from_secs(60),
+            client_send_timeout: Duration::from_secs(60),
         }
     }
 }

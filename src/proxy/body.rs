@@ -20,6 +20,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use crate::peer::ActiveGuard;
+use crate::proxy::client_body::{ClientBody, ClientBodyError};
 use crate::proxy::pool::Sender;
 
 /// Why a body stream stopped early.
@@ -27,8 +28,8 @@ use crate::proxy::pool::Sender;
 pub enum BodyError {
     /// The upstream connection failed.
     Hyper(hyper::Error),
-    /// The client's connection failed while it was sending its body (it went away).
-    Client(hyper::Error),
+    /// The client's body could not be read to its end (gone, too slow, malformed).
+    Client(ClientBodyError),
     /// The client sent more than `client_max_body_size`.
     TooLarge,
     /// The upstream sent nothing for `proxy_read_timeout`.
@@ -60,7 +61,7 @@ pin_project! {
         /// The client's body.
         Client {
             #[pin]
-            inner: Incoming,
+            inner: ClientBody,
             remaining: u64,
             progress: Option<Arc<SendProgress>>,
         },
@@ -72,7 +73,11 @@ pin_project! {
 impl RequestBody {
     /// Wraps the client's body; `limit` 0 means unlimited, as nginx. `progress`, if given,
     /// records how the upload moves (for `proxy_send_timeout`).
-    pub fn client(inner: Incoming, limit: u64, progress: Option<Arc<SendProgress>>) -> RequestBody {
+    pub fn client(
+        inner: ClientBody,
+        limit: u64,
+        progress: Option<Arc<SendProgress>>,
+    ) -> RequestBody {
         RequestBody::Client {
             inner,
             remaining: if limit == 0 { u64::MAX } else { limit },

@@ -18,6 +18,8 @@ pub enum ProxyError {
     BadRequest,
     /// The client went away while sending its body (nginx logs 499; nobody reads the answer).
     ClientAborted,
+    /// The client sent nothing of its body for `client_body_timeout` (408).
+    ClientTimeout,
     /// Every server of the group is down or was tried (502).
     NoLiveUpstream,
     /// Every healthy server is at `max_conns` (503).
@@ -60,6 +62,7 @@ impl ProxyError {
             ProxyError::NotFound => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequest | ProxyError::ClientAborted => StatusCode::BAD_REQUEST,
+            ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::AllBusy => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NoLiveUpstream
             | ProxyError::UnknownUpstream(_)
@@ -72,7 +75,13 @@ impl ProxyError {
     /// True when the client, not the upstream, ended the exchange: not a server failure, and
     /// no reason to try another server.
     pub fn is_client_fault(&self) -> bool {
-        matches!(self, ProxyError::BodyTooLarge | ProxyError::ClientAborted)
+        matches!(
+            self,
+            ProxyError::BodyTooLarge
+                | ProxyError::ClientAborted
+                | ProxyError::ClientTimeout
+                | ProxyError::BadRequest
+        )
     }
 
     /// True for failures `proxy_next_upstream timeout` covers.
@@ -88,10 +97,16 @@ impl ProxyError {
 
 /// An nginx-style error page for `status`.
 pub fn error_page(status: StatusCode) -> Response<ResponseBody> {
+    error_page_titled(status, None)
+}
+
+/// An error page whose title says more than the status' reason phrase (nginx's "400 Request
+/// Header Or Cookie Too Large").
+pub fn error_page_titled(status: StatusCode, title: Option<&str>) -> Response<ResponseBody> {
     let title = format!(
         "{} {}",
         status.as_str(),
-        status.canonical_reason().unwrap_or("")
+        title.unwrap_or_else(|| status.canonical_reason().unwrap_or(""))
     );
     let body = format!(
         "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>tether</center>\r\n</body>\r\n</html>\r\n"
@@ -113,6 +128,7 @@ impl fmt::Display for ProxyError {
             ProxyError::ClientAborted => {
                 f.write_str("client closed the connection while sending its body")
             }
+            ProxyError::ClientTimeout => f.write_str("client timed out sending its body"),
             ProxyError::NoLiveUpstream => f.write_str("no live upstreams"),
             ProxyError::AllBusy => f.write_str("every live upstream is at max_conns"),
             ProxyError::UpstreamStatus(status) => write!(f, "upstream answered {status}"),

@@ -16,6 +16,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use crate::config::ProxySettings;
 use crate::peer::{ActiveGuard, Peer};
 use crate::proxy::body::{BodyError, RequestBody, SendProgress};
+use crate::proxy::client_body::ClientBodyError;
 use crate::proxy::connect::{ConnectError, connect};
 use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
 use crate::proxy::headers::is_idempotent;
@@ -171,6 +172,8 @@ fn exchange_error(error: hyper::Error) -> ProxyError {
         std::error::Error::source(&error).and_then(|cause| cause.downcast_ref::<BodyError>());
     match cause {
         Some(BodyError::TooLarge) => ProxyError::BodyTooLarge,
+        Some(BodyError::Client(ClientBodyError::Timeout)) => ProxyError::ClientTimeout,
+        Some(BodyError::Client(ClientBodyError::Malformed(_))) => ProxyError::BadRequest,
         Some(BodyError::Client(_)) => ProxyError::ClientAborted,
         _ => ProxyError::Upstream(UpstreamFailure::Exchange(error)),
     }

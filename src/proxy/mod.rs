@@ -5,6 +5,7 @@
 //! Every failure becomes a status code in `error`; nothing here panics on a request.
 
 pub mod body;
+pub mod client_body;
 pub mod connect;
 pub mod error;
 pub mod forward;
@@ -21,7 +22,6 @@ use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
 use crate::balance::{Key, Method};
@@ -30,8 +30,11 @@ use crate::snapshot::{
 };
 use crate::upstream::PickCtx;
 use crate::vars::RequestInfo;
-use body::{RequestBody, ResponseBody, SendProgress, UpstreamBody};
+pub use body::ResponseBody;
+use body::{RequestBody, SendProgress, UpstreamBody};
+pub use client_body::ClientBody;
 use error::ProxyError;
+use upgrade::ClientUpgrade;
 
 /// What is known about the client connection a request arrived on.
 #[derive(Clone, Debug)]
@@ -58,19 +61,27 @@ pub struct TunnelControl {
     pub open: std::sync::Arc<crate::inflight::Inflight>,
 }
 
-/// [`handle`] as hyper's service calls it: owning the connection's details and the snapshot
-/// the request is answered from, and never failing (errors are responses).
+/// How long a client may leave a response unread (`send_timeout` of the location that
+/// answered), carried in the response's extensions to the connection that writes it.
+#[derive(Clone, Copy, Debug)]
+pub struct SendTimeout(pub std::time::Duration);
+
+/// [`handle`] as a connection calls it: owning the connection's details and the snapshot the
+/// request is answered from, and never failing (errors are responses). `client_upgrade` is
+/// the client's side of an upgrade it asked for (HTTP/1 only).
 pub async fn serve(
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
+    client_upgrade: Option<ClientUpgrade>,
     conn: Arc<ConnInfo>,
     snapshot: Arc<Snapshot>,
-) -> Result<Response<ResponseBody>, std::convert::Infallible> {
-    Ok(handle(request, &conn, &snapshot).await)
+) -> Response<ResponseBody> {
+    handle(request, client_upgrade, &conn, &snapshot).await
 }
 
 /// Answers one request against one snapshot.
 async fn handle(
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
+    client_upgrade: Option<ClientUpgrade>,
     conn: &ConnInfo,
     snapshot: &Snapshot,
 ) -> Response<ResponseBody> {
@@ -89,7 +100,17 @@ async fn handle(
         Action::Return(r) => answer_return(r, snapshot, &info),
         Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
         Action::Proxy(action) => {
-            match proxy(request, conn, snapshot, server, route, action).await {
+            match proxy(
+                request,
+                client_upgrade,
+                conn,
+                snapshot,
+                server,
+                route,
+                action,
+            )
+            .await
+            {
                 Ok(response) => response,
                 Err(error) => {
                     let status = error.status();
@@ -104,7 +125,8 @@ async fn handle(
 }
 
 async fn proxy(
-    mut request: Request<Incoming>,
+    request: Request<ClientBody>,
+    client_upgrade: Option<ClientUpgrade>,
     conn: &ConnInfo,
     snapshot: &Snapshot,
     server: &VirtualServer,
@@ -139,7 +161,7 @@ async fn proxy(
     };
 
     let upgrade = headers::requested_upgrade(request.version(), request.headers());
-    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+    let client_upgrade = client_upgrade.filter(|_| upgrade.is_some());
 
     // Render every template against the request as the client sent it, then rewrite.
     let proxy_host_text = proxy_host.to_str().unwrap_or("");
@@ -161,7 +183,8 @@ async fn proxy(
         });
         (rendered, added)
     };
-    let (mut parts, body) = request.into_parts();
+    let (mut parts, mut body) = request.into_parts();
+    body.set_idle_timeout(route.settings.client_body_timeout);
     let uri = upstream_uri(&parts.uri, &action.uri)?;
     headers::rewrite_request(
         &mut parts.headers,
@@ -207,7 +230,7 @@ struct Exchange<'a> {
     route: &'a Route,
     conn: &'a ConnInfo,
     /// The client's side of an upgrade it asked for.
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<ClientUpgrade>,
     /// `add_header` values, rendered against the request.
     added: Option<Vec<(http::HeaderName, HeaderValue, bool)>>,
     /// False when the upstream was asked to close the connection after this response.
@@ -237,6 +260,9 @@ impl Exchange<'_> {
         if let Some(added) = self.added {
             add_response_headers(&mut parts.headers, parts.status, added);
         }
+        parts
+            .extensions
+            .insert(SendTimeout(self.route.settings.client_send_timeout));
         let read_timeout = self.route.settings.read_timeout;
         if !switching {
             let keep_alive = self.reusable.then_some(answer.sender);
@@ -267,7 +293,7 @@ impl Exchange<'_> {
 /// address; `hash`: the key rendered into `key_text`) and the pinned value (the sticky cookie,
 /// or the first non-empty `sticky route` variable).
 fn choice_inputs<'k>(
-    request: &Request<Incoming>,
+    request: &Request<ClientBody>,
     conn: &ConnInfo,
     server: &VirtualServer,
     snapshot: &Snapshot,
@@ -367,7 +393,7 @@ fn upstream_uri(uri: &Uri, rewrite: &UriRewrite) -> Result<Uri, ProxyError> {
 
 /// The request's host for routing: `Host` (HTTP/1) or the authority (HTTP/2), lowercase,
 /// without the port.
-fn request_host(request: &Request<Incoming>) -> Cow<'_, str> {
+fn request_host(request: &Request<ClientBody>) -> Cow<'_, str> {
     let raw = request
         .headers()
         .get(header::HOST)
@@ -401,7 +427,7 @@ fn declared_length<B>(request: &Request<B>) -> Option<u64> {
 }
 
 fn request_info<'a>(
-    request: &'a Request<Incoming>,
+    request: &'a Request<ClientBody>,
     conn: &ConnInfo,
     server: &'a VirtualServer,
     proxy_host: &'a str,

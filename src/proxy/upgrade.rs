@@ -1,18 +1,65 @@
-//! Upgrades: after a `101 Switching Protocols`, the client's and the upstream's connections are
-//! taken from hyper and joined by a [`tunnel`](super::tunnel) in a task of its own.
+//! Upgrades: after a `101 Switching Protocols`, the client's connection (from tether's HTTP/1
+//! server) and the upstream's (from hyper's client) are joined by a [`tunnel`](super::tunnel)
+//! in a task of its own.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header;
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::tunnel::{self, Outcome, Protocol};
 use crate::inflight::Token;
 use crate::peer::ActiveGuard;
+
+/// A client connection after its `101` was written: the socket, and the bytes already read
+/// past the request head (a frame the client sent right behind its upgrade request).
+#[derive(Debug)]
+pub struct Upgraded {
+    /// The client's socket.
+    pub stream: TcpStream,
+    /// Bytes read but not yet consumed.
+    pub read_buf: Bytes,
+}
+
+/// The client's side of an upgrade it asked for: resolves once the HTTP/1 connection wrote the
+/// `101` and let go of the socket (an error if it closed instead).
+#[derive(Debug)]
+pub struct ClientUpgrade(oneshot::Receiver<Upgraded>);
+
+/// The HTTP/1 connection's side of a [`ClientUpgrade`].
+#[derive(Debug)]
+pub struct UpgradeSender(oneshot::Sender<Upgraded>);
+
+impl ClientUpgrade {
+    /// A connected pair.
+    pub fn pair() -> (UpgradeSender, ClientUpgrade) {
+        let (sender, receiver) = oneshot::channel();
+        (UpgradeSender(sender), ClientUpgrade(receiver))
+    }
+}
+
+impl UpgradeSender {
+    /// Hands the socket over (dropped, so closed, if nobody waits for it any more).
+    pub fn send(self, upgraded: Upgraded) {
+        let _ = self.0.send(upgraded);
+    }
+}
+
+impl Future for ClientUpgrade {
+    type Output = Result<Upgraded, oneshot::error::RecvError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
 
 /// What a `101` response switches to: a WebSocket when its `Upgrade` names one.
 pub fn protocol_of(response: &HeaderMap) -> Protocol {
@@ -43,7 +90,7 @@ pub fn protocol_of(response: &HeaderMap) -> Protocol {
     reason = "an async fn would keep a copy of every argument beside the moved-in values"
 )]
 pub fn tunnel_task(
-    client: OnUpgrade,
+    client: ClientUpgrade,
     upstream: OnUpgrade,
     protocol: Protocol,
     idle_timeout: Duration,
@@ -52,10 +99,14 @@ pub fn tunnel_task(
     open: Token,
 ) -> impl Future<Output = ()> + Send + 'static {
     async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
-            Err(error) => {
-                tracing::debug!(%error, "upgrade did not complete");
+        let (client, upstream) = match tokio::join!(client, upstream) {
+            (Ok(client), Ok(upstream)) => (client, upstream),
+            (client, upstream) => {
+                tracing::debug!(
+                    client = client.is_ok(),
+                    upstream = upstream.is_ok(),
+                    "upgrade did not complete"
+                );
                 return;
             }
         };
@@ -82,20 +133,19 @@ pub fn tunnel_task(
     }
 }
 
-/// The tunnel between the two upgraded connections, both unwrapped from hyper's `Upgraded` to
-/// bare sockets (no boxed stream, no indirection per read), each with the bytes hyper had read
-/// past the upgrade. `None` if either is not a `TcpStream` after all.
+/// The tunnel between the two upgraded connections, the upstream's unwrapped from hyper's
+/// `Upgraded` to its bare socket (no boxed stream, no indirection per read), each with the
+/// bytes read past the upgrade. `None` if the upstream's is not a `TcpStream` after all.
 fn join(
     client: Upgraded,
-    upstream: Upgraded,
+    upstream: hyper::upgrade::Upgraded,
     protocol: Protocol,
     idle_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Option<impl Future<Output = Outcome> + use<>> {
-    let client = client.downcast::<TokioIo<TcpStream>>().ok()?;
     let upstream = upstream.downcast::<TokioIo<TcpStream>>().ok()?;
     Some(tunnel::run(
-        client.io.into_inner(),
+        client.stream,
         &client.read_buf,
         upstream.io.into_inner(),
         &upstream.read_buf,
@@ -123,7 +173,7 @@ mod tests {
         let peer = registry.get_or_insert(key, vec![], 0);
         let inflight = std::sync::Arc::new(crate::inflight::Inflight::default());
         let task = tunnel_task(
-            hyper::upgrade::on(http::Request::new(())),
+            ClientUpgrade::pair().1,
             hyper::upgrade::on(http::Request::new(())),
             Protocol::WebSocket,
             Duration::from_secs(1),

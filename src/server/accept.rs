@@ -5,7 +5,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::{http1, http2};
+use std::convert::Infallible;
+use std::pin::pin;
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
@@ -15,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, WorkerProcesses};
 use crate::inflight::{Inflight, Token};
-use crate::proxy::{self, ConnInfo, TunnelControl};
+use crate::proxy::{self, ClientBody, ConnInfo, TunnelControl};
 use crate::server::Shared;
+use crate::server::http1::{self, Stops};
 use crate::server::sniff::{self, Opening};
 
 /// Connection limits from the config.
@@ -146,13 +152,7 @@ async fn serve_connection(
 ) {
     // Small writes (SSE events, WebSocket frames, response heads) must leave at once.
     let _ = stream.set_nodelay(true);
-    let (header_timeout, keep_alive) = {
-        let snapshot = shared.snapshot.load();
-        (
-            snapshot.client_header_timeout,
-            !snapshot.keepalive_timeout.is_zero(),
-        )
-    };
+    let header_timeout = shared.snapshot.load().client.header_timeout;
     // Nothing is in hand before the first byte: retiring the listener closes at once too.
     let opening = tokio::select! {
         opening = timeout(header_timeout, sniff::opening(&stream)) => opening,
@@ -168,32 +168,35 @@ async fn serve_connection(
         Err(_) => return, // Silent past client_header_timeout.
     };
     let conn = Arc::new(conn);
-    let service =
-        service_fn(move |request| proxy::serve(request, conn.clone(), shared.snapshot.load_full()));
-    let io = TokioIo::new(stream);
     match opening {
         Opening::Http2 => {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let request = request.map(ClientBody::http2);
+                let response =
+                    proxy::serve(request, None, conn.clone(), shared.snapshot.load_full());
+                async move { Ok::<_, Infallible>(response.await) }
+            });
             // Boxed: HTTP/2 by prior knowledge is the rare case here, and its connection state
             // (1.5 KB) inline would size every connection's task for it.
             let mut connection = Box::pin(
                 http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
-                    .serve_connection(io, service),
+                    .serve_connection(TokioIo::new(stream), service),
             );
             drive(connection.as_mut(), |c| c.graceful_shutdown(), signals).await;
         }
         Opening::Http1 => {
-            let connection = std::pin::pin!(
-                http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    // hyper starts this timer whenever it waits for a request head, so it also
-                    // closes idle keep-alive connections.
-                    .header_read_timeout(header_timeout)
-                    .keep_alive(keep_alive)
-                    .serve_connection(io, service)
-                    .with_upgrades()
-            );
-            drive(connection, |c| c.graceful_shutdown(), signals).await;
+            let Signals {
+                mut retired,
+                mut stop,
+            } = signals;
+            let stop = pin!(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            });
+            let retired = pin!(async move {
+                let _ = retired.wait_for(|retired| *retired).await;
+            });
+            http1::serve(stream, conn, shared, Stops::new(stop, retired)).await;
         }
     }
 }

@@ -4,6 +4,7 @@
 //! [`Shared`] snapshot pointer's.
 
 mod accept;
+pub mod http1;
 mod sniff;
 
 use std::collections::HashMap;

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{self, Config, ConfigError, ConfigErrors};
+use crate::config::{self, Config, ConfigError, ConfigErrors, HeadRules};
 use crate::peer::PeerRegistry;
 use crate::route::VirtualHosts;
 use crate::vars::Vars;
@@ -36,13 +36,27 @@ pub struct Snapshot {
     pub files: Vec<PathBuf>,
     /// Compiled `map`s, needed to render any template.
     pub vars: Vars,
-    /// `keepalive_timeout` for client connections.
-    pub keepalive_timeout: Duration,
-    /// `client_header_timeout`.
-    pub client_header_timeout: Duration,
+    /// How client connections are served.
+    pub client: ClientSettings,
     listeners: HashMap<SocketAddr, Listener>,
     servers: Vec<VirtualServer>,
     groups: HashMap<Arc<str>, Arc<Upstream>>,
+}
+
+/// How client connections are served: the http-level settings a connection reads again for
+/// each request (so a reload applies from a keep-alive connection's next request).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientSettings {
+    /// `client_header_timeout`: time allowed for a request head.
+    pub header_timeout: Duration,
+    /// `keepalive_timeout`: how long an idle connection waits for its next request.
+    pub keepalive_timeout: Duration,
+    /// False with `keepalive_timeout 0`: one request per connection.
+    pub keep_alive: bool,
+    /// `send_timeout` for answers that no location gave.
+    pub send_timeout: Duration,
+    /// How heads are read and checked.
+    pub head: HeadRules,
 }
 
 /// The virtual servers reachable on one listen address.
@@ -98,8 +112,13 @@ impl Snapshot {
             generation,
             files: config.files.clone(),
             vars,
-            keepalive_timeout: config.http.keepalive_timeout,
-            client_header_timeout: config.http.client_header_timeout,
+            client: ClientSettings {
+                header_timeout: config.http.client_header_timeout,
+                keepalive_timeout: config.http.keepalive_timeout,
+                keep_alive: !config.http.keepalive_timeout.is_zero(),
+                send_timeout: config.http.send_timeout,
+                head: config.http.head_rules,
+            },
             listeners,
             servers,
             groups,

@@ -142,9 +142,12 @@ const SPECS: &[Spec] = &[
     ignored("server_tokens", HSL, 1, "tether does not advertise a version"),
     ignored("keepalive_requests", HSL | U, 1, "tether does not cap requests per connection"),
     ignored("keepalive_time", HSL | U, 1, "tether does not cap connection lifetime"),
-    ignored("send_timeout", HSL, 1, "tether bounds client writes by proxy timeouts"),
-    ignored("client_body_timeout", HSL, 1, "tether bounds client reads by proxy timeouts"),
-    ignored("large_client_header_buffers", H | S, 2, BUFFERS),
+    handled("send_timeout", HSL, 1, 1),
+    handled("client_body_timeout", HSL, 1, 1),
+    handled("large_client_header_buffers", H | S, 2, 2),
+    handled("client_max_headers", H | S, 1, 1),
+    handled("underscores_in_headers", H | S, 1, 1),
+    handled("ignore_invalid_headers", H | S, 1, 1),
     ignored("client_body_buffer_size", HSL, 1, BUFFERS),
     ignored("proxy_request_buffering", HSL, 1, BUFFERS),
     ignored("proxy_buffer_size", HSL, 1, BUFFERS),
@@ -249,8 +252,6 @@ const UNSUPPORTED: &[&str] = &[
     "load_module",
     "env",
     "chunked_transfer_encoding",
-    "underscores_in_headers",
-    "ignore_invalid_headers",
 ];
 
 impl Lowering {

@@ -16,7 +16,7 @@ use super::values::{parse_number, split_host_port};
 use super::{Lowering, empty_http};
 use crate::config::ast::{Directive, Word};
 use crate::config::error::ErrorKind;
-use crate::config::model::{Http, Listen, LocationMatch, Server, ServerName};
+use crate::config::model::{HeadRules, Http, Listen, LocationMatch, Server, ServerName};
 
 impl Lowering {
     /// Lowers the body of `http { ... }`.
@@ -30,6 +30,7 @@ impl Lowering {
         let mut http = empty_http();
         let mut keepalive_timeout = None;
         let mut client_header_timeout = None;
+        let mut head = HeadSettings::default();
         let mut sticky_secret = None;
         let mut layer = ProxyLayer::default();
         let mut servers = Vec::new();
@@ -59,6 +60,18 @@ impl Lowering {
                 "client_header_timeout" => {
                     self.once(&mut client_header_timeout, d, |cx| cx.time(d, &d.args[0]));
                 }
+                "large_client_header_buffers" => {
+                    self.once(&mut head.buffers, d, |cx| cx.header_buffers(d));
+                }
+                "client_max_headers" => {
+                    self.once(&mut head.max_headers, d, |cx| cx.number(d, &d.args[0], 1));
+                }
+                "underscores_in_headers" => {
+                    self.once(&mut head.underscores, d, |cx| cx.flag(d, &d.args[0]));
+                }
+                "ignore_invalid_headers" => {
+                    self.once(&mut head.ignore_invalid, d, |cx| cx.flag(d, &d.args[0]));
+                }
                 "sticky_secret" => self.once(&mut sticky_secret, d, |cx| cx.sticky_secret(d)),
                 _ => {
                     self.proxy_setting(&mut layer, d);
@@ -67,6 +80,8 @@ impl Lowering {
         }
         http.keepalive_timeout = keepalive_timeout.unwrap_or(http.keepalive_timeout);
         http.client_header_timeout = client_header_timeout.unwrap_or(http.client_header_timeout);
+        http.head_rules = head.resolve();
+        http.send_timeout = layer.clone().resolve().client_send_timeout;
         inherit_secret(&mut http.upstreams, sticky_secret.as_deref());
         http.servers = servers
             .into_iter()
@@ -110,9 +125,12 @@ impl Lowering {
                 "return" if server.return_.is_some() => {}
                 "return" => server.return_ = self.return_(inner),
                 "location" => locations.push(inner),
-                "keepalive_timeout" | "client_header_timeout" => {
-                    self.ignore(inner, HTTP_LEVEL_ONLY)
-                }
+                "keepalive_timeout"
+                | "client_header_timeout"
+                | "large_client_header_buffers"
+                | "client_max_headers"
+                | "underscores_in_headers"
+                | "ignore_invalid_headers" => self.ignore(inner, HTTP_LEVEL_ONLY),
                 _ => {
                     self.proxy_setting(&mut layer, inner);
                 }
@@ -288,5 +306,52 @@ impl Lowering {
                 self.error(&listen.span, kind);
             }
         }
+    }
+}
+
+/// The http-level settings of how request heads are read; unset ones keep nginx's defaults.
+#[derive(Default)]
+struct HeadSettings {
+    /// `large_client_header_buffers NUMBER SIZE`.
+    buffers: Option<(usize, usize)>,
+    max_headers: Option<usize>,
+    underscores: Option<bool>,
+    ignore_invalid: Option<bool>,
+}
+
+impl HeadSettings {
+    fn resolve(self) -> HeadRules {
+        let defaults = HeadRules::default();
+        let (max_line, max_head) = match self.buffers {
+            Some((number, size)) => (size, number.saturating_mul(size)),
+            None => (defaults.max_line, defaults.max_head),
+        };
+        HeadRules {
+            max_line,
+            max_head,
+            max_headers: self.max_headers.unwrap_or(defaults.max_headers),
+            underscores: self.underscores.unwrap_or(defaults.underscores),
+            ignore_invalid: self.ignore_invalid.unwrap_or(defaults.ignore_invalid),
+        }
+    }
+}
+
+impl Lowering {
+    /// `large_client_header_buffers NUMBER SIZE`: at least one buffer of at least 1k (a
+    /// request line shorter than that is too small for any real client).
+    fn header_buffers(&mut self, d: &Directive) -> Option<(usize, usize)> {
+        let number = self.number::<usize>(d, &d.args[0], 1)?;
+        let size = self.size(d, &d.args[1])?;
+        if size < 1024 {
+            self.error(
+                &d.args[1].span,
+                ErrorKind::InvalidValue {
+                    directive: d.name().into(),
+                    value: d.args[1].text.clone(),
+                },
+            );
+            return None;
+        }
+        Some((number, usize::try_from(size).unwrap_or(usize::MAX)))
     }
 }

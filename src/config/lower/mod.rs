@@ -106,6 +106,7 @@ fn empty_http() -> Http {
     Http {
         keepalive_timeout: Duration::from_secs(75),
         client_header_timeout: Duration::from_secs(60),
+        send_timeout: Duration::from_secs(60),
         ..Http::default()
     }
 }

@@ -24,6 +24,8 @@ pub(super) struct ProxyLayer {
     next_upstream: Option<NextUpstream>,
     next_upstream_tries: Option<u32>,
     client_max_body_size: Option<u64>,
+    client_body_timeout: Option<Duration>,
+    client_send_timeout: Option<Duration>,
 }
 
 impl ProxyLayer {
@@ -42,6 +44,8 @@ impl ProxyLayer {
             next_upstream: pick(&self.next_upstream, &outer.next_upstream),
             next_upstream_tries: pick(&self.next_upstream_tries, &outer.next_upstream_tries),
             client_max_body_size: pick(&self.client_max_body_size, &outer.client_max_body_size),
+            client_body_timeout: pick(&self.client_body_timeout, &outer.client_body_timeout),
+            client_send_timeout: pick(&self.client_send_timeout, &outer.client_send_timeout),
         }
     }
 
@@ -58,6 +62,8 @@ impl ProxyLayer {
             next_upstream: self.next_upstream.unwrap_or(d.next_upstream),
             next_upstream_tries: self.next_upstream_tries.unwrap_or(d.next_upstream_tries),
             client_max_body_size: self.client_max_body_size.unwrap_or(d.client_max_body_size),
+            client_body_timeout: self.client_body_timeout.unwrap_or(d.client_body_timeout),
+            client_send_timeout: self.client_send_timeout.unwrap_or(d.client_send_timeout),
         }
     }
 }
@@ -116,6 +122,12 @@ impl Lowering {
             "client_max_body_size" => {
                 let slot = &mut layer.client_max_body_size;
                 self.once(slot, d, |cx| cx.size(d, &args[0]));
+            }
+            "client_body_timeout" => {
+                self.once(&mut layer.client_body_timeout, d, |cx| cx.time(d, &args[0]))
+            }
+            "send_timeout" => {
+                self.once(&mut layer.client_send_timeout, d, |cx| cx.time(d, &args[0]))
             }
             // Accepted only in the form that means nothing to tether.
             "proxy_cache" if args[0].text == "off" => self.ignore(d, "tether does not cache"),

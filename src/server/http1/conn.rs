@@ -1,0 +1,633 @@
+//! One HTTP/1 client connection, request after request: read a head, hand the request to the
+//! proxy while feeding its body on demand, write the response as it streams, then keep the
+//! connection for the next request, close it, or hand the socket to a tunnel after a `101`.
+//!
+//! The task owns the socket for the connection's whole life (until an upgrade hands it over):
+//! the head, the request body and the response all pass through here, so every limit and
+//! timeout of the exchange lives in one place — `client_header_timeout` and
+//! `keepalive_timeout` while a head is awaited, `client_body_timeout` while the body is,
+//! `send_timeout` while the client does not read.
+
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep, timeout_at};
+use tokio_util::io::poll_read_buf;
+
+use super::decode::{Decoded, Decoder};
+use super::head::{self, Framing, HeadScanner, Rejection, RequestHead};
+use super::write::{BodyFraming, HeadPlan, Outbox, framing_for};
+use crate::proxy::client_body::{ClientBody, ClientBodyError, Demand, FeedSender};
+use crate::proxy::upgrade::{ClientUpgrade, UpgradeSender, Upgraded};
+use crate::proxy::{self, ConnInfo, ResponseBody, SendTimeout};
+use crate::server::Shared;
+use crate::snapshot::{ClientSettings, Snapshot};
+
+/// Fewest free bytes asked of a read; the read buffer grows by this much when fuller.
+const READ_CHUNK: usize = 8 * 1024;
+/// Body bytes queued for the client before the body is asked for more (backpressure).
+const HIGH_WATER: usize = 64 * 1024;
+/// How long a closing connection keeps reading (and dropping) what the client still sends,
+/// so that the kernel does not answer that data with a reset that destroys the response.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The signals a connection obeys: `stop` closes it at once; `retired` lets the request in hand
+/// finish, then closes.
+pub struct Stops<'a> {
+    stop: Pin<&'a mut (dyn Future<Output = ()> + Send)>,
+    retired: Pin<&'a mut (dyn Future<Output = ()> + Send)>,
+    // Each future is polled only until it completes.
+    retired_seen: bool,
+    stopped: bool,
+}
+
+impl<'a> Stops<'a> {
+    /// `stop` and `retired` complete when their signal is given (and stay pending otherwise).
+    pub fn new(
+        stop: Pin<&'a mut (dyn Future<Output = ()> + Send)>,
+        retired: Pin<&'a mut (dyn Future<Output = ()> + Send)>,
+    ) -> Stops<'a> {
+        Stops {
+            stop,
+            retired,
+            retired_seen: false,
+            stopped: false,
+        }
+    }
+
+    /// True when tether stops now; notes a retirement on the way.
+    fn poll_stop(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.retired_seen && self.retired.as_mut().poll(cx).is_ready() {
+            self.retired_seen = true;
+        }
+        if !self.stopped && self.stop.as_mut().poll(cx).is_ready() {
+            self.stopped = true;
+        }
+        self.stopped
+    }
+}
+
+/// What a connection does after an exchange.
+enum Next {
+    KeepAlive,
+    Close { linger: bool },
+    Upgrade(UpgradeSender),
+}
+
+struct Connection {
+    stream: TcpStream,
+    read_buf: BytesMut,
+    outbox: Outbox,
+    info: Arc<ConnInfo>,
+}
+
+/// Serves `stream` (whose first bytes are known to be HTTP/1) until the client closes, a limit
+/// or timeout ends it, it is retired or stopped, or a tunnel takes it over.
+pub async fn serve(
+    stream: TcpStream,
+    info: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    mut stops: Stops<'_>,
+) {
+    let mut connection = Connection {
+        stream,
+        read_buf: BytesMut::with_capacity(READ_CHUNK),
+        outbox: Outbox::default(),
+        info,
+    };
+    let mut first = true;
+    let next = loop {
+        // The config in force when the request arrives answers it: a reload applies to a
+        // keep-alive connection from its next request.
+        let settings = shared.snapshot.load().client;
+        let head = match connection.read_head(&settings, first, &mut stops).await {
+            HeadRead::Head(head) => head,
+            HeadRead::Quiet => return,
+            HeadRead::Rejected(rejection) => {
+                connection.reject(rejection, &settings, &mut stops).await;
+                break Next::Close { linger: true };
+            }
+        };
+        first = false;
+        let snapshot = shared.snapshot.load_full();
+        match connection.exchange(head, snapshot, &mut stops).await {
+            Next::KeepAlive => {}
+            next => break next,
+        }
+    };
+    match next {
+        Next::KeepAlive => {}
+        Next::Close { linger } => connection.close(linger).await,
+        Next::Upgrade(sender) => {
+            let Connection {
+                stream, read_buf, ..
+            } = connection;
+            sender.send(Upgraded {
+                stream,
+                read_buf: read_buf.freeze(),
+            });
+        }
+    }
+}
+
+/// The outcome of waiting for a head.
+enum HeadRead {
+    Head(RequestHead),
+    /// Nothing to answer: the client closed, went quiet, or the connection was told to go.
+    Quiet,
+    Rejected(Rejection),
+}
+
+impl Connection {
+    async fn read_head(
+        &mut self,
+        settings: &ClientSettings,
+        first: bool,
+        stops: &mut Stops<'_>,
+    ) -> HeadRead {
+        let mut scanner = HeadScanner::default();
+        // The first head's clock started when the connection did (its first byte was awaited
+        // by the sniff); a later one waits keepalive_timeout for its first byte, then
+        // client_header_timeout for the rest.
+        let mut deadline = if first || !self.read_buf.is_empty() {
+            Some(Instant::now() + settings.header_timeout)
+        } else {
+            None
+        };
+        let idle_deadline = Instant::now() + settings.keepalive_timeout;
+        loop {
+            if !self.read_buf.is_empty() {
+                match scanner.scan(&self.read_buf, &settings.head) {
+                    Ok(Some(len)) => {
+                        let bytes = self.read_buf.split_to(len).freeze();
+                        return match head::parse(&bytes, &settings.head) {
+                            Ok(head) => HeadRead::Head(head),
+                            Err(rejection) => HeadRead::Rejected(rejection),
+                        };
+                    }
+                    Ok(None) => {}
+                    Err(rejection) => return HeadRead::Rejected(rejection),
+                }
+                deadline.get_or_insert_with(|| Instant::now() + settings.header_timeout);
+            }
+            let idle = deadline.is_none();
+            let until = deadline.unwrap_or(idle_deadline);
+            self.read_buf.reserve(READ_CHUNK);
+            let read = poll_fn(|cx| {
+                if stops.poll_stop(cx) || (idle && stops.retired_seen) {
+                    return Poll::Ready(None);
+                }
+                poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read_buf).map(Some)
+            });
+            match timeout_at(until, read).await {
+                Ok(Some(Ok(n))) if n > 0 => {}
+                // EOF, an error, a timeout, a stop: nothing worth answering (nginx closes a
+                // timed-out head silently too).
+                _ => return HeadRead::Quiet,
+            }
+        }
+    }
+
+    /// Answers a head that cannot be served, and logs why (nginx logs these at `info`).
+    async fn reject(
+        &mut self,
+        rejection: Rejection,
+        settings: &ClientSettings,
+        stops: &mut Stops<'_>,
+    ) {
+        tracing::info!(client = %self.info.client, status = rejection.status.as_u16(), "{}", rejection.reason);
+        let response = proxy::error::error_page_titled(rejection.status, rejection.title);
+        let _ = self
+            .write_response(
+                response,
+                false,
+                Version::HTTP_11,
+                false,
+                None,
+                settings.send_timeout,
+                stops,
+            )
+            .await;
+    }
+
+    /// One request and its response.
+    async fn exchange(
+        &mut self,
+        head: RequestHead,
+        snapshot: Arc<Snapshot>,
+        stops: &mut Stops<'_>,
+    ) -> Next {
+        let RequestHead {
+            method,
+            uri,
+            version,
+            headers,
+            framing,
+            keep_alive,
+            expect_continue,
+            dropped_headers,
+        } = head;
+        if dropped_headers > 0 {
+            tracing::info!(client = %self.info.client, count = dropped_headers, "client sent invalid header line(s), ignored");
+        }
+        let settings = snapshot.client;
+        let head_request = method == Method::HEAD;
+        let (mut pump, body) = match framing {
+            Framing::Empty => (None, ClientBody::Empty),
+            Framing::Length(length) => {
+                let (feed, body) = FeedSender::channel(Some(length));
+                (
+                    Some(Pump::new(feed, Decoder::length(length), expect_continue)),
+                    body,
+                )
+            }
+            Framing::Chunked => {
+                let (feed, body) = FeedSender::channel(None);
+                (
+                    Some(Pump::new(feed, Decoder::chunked(), expect_continue)),
+                    body,
+                )
+            }
+        };
+        let (upgrade_sender, upgrade) =
+            if proxy::headers::requested_upgrade(version, &headers).is_some() {
+                let (sender, upgrade) = ClientUpgrade::pair();
+                (Some(sender), Some(upgrade))
+            } else {
+                (None, None)
+            };
+        let mut request = Request::new(body);
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = version;
+        *request.headers_mut() = headers;
+
+        // The proxy works out the response while the body is fed to whoever reads it.
+        let mut service = pin!(proxy::serve(request, upgrade, self.info.clone(), snapshot));
+        let response = poll_fn(|cx| {
+            if stops.poll_stop(cx) {
+                return Poll::Ready(None);
+            }
+            if let Some(pump) = pump.as_mut() {
+                let _ = pump.poll(
+                    cx,
+                    &mut self.stream,
+                    &mut self.read_buf,
+                    &mut self.outbox,
+                    false,
+                );
+            }
+            service.as_mut().poll(cx).map(Some)
+        })
+        .await;
+        let Some(response) = response else {
+            return Next::Close { linger: false };
+        };
+
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let body_settled = pump.as_ref().is_none_or(Pump::is_complete);
+        let keep =
+            keep_alive && settings.keep_alive && !stops.retired_seen && body_settled && !switching;
+        let send_timeout = response
+            .extensions()
+            .get::<SendTimeout>()
+            .map_or(settings.send_timeout, |t| t.0);
+        let written = self
+            .write_response(
+                response,
+                keep,
+                version,
+                head_request,
+                pump.as_mut(),
+                send_timeout,
+                stops,
+            )
+            .await;
+        let Ok(framing) = written else {
+            return Next::Close { linger: false };
+        };
+        if switching {
+            return match upgrade_sender {
+                Some(sender) if body_settled => Next::Upgrade(sender),
+                _ => Next::Close { linger: false },
+            };
+        }
+        let body_done = pump.as_ref().is_none_or(Pump::is_complete);
+        if keep && body_done && framing != BodyFraming::UntilClose {
+            Next::KeepAlive
+        } else {
+            Next::Close { linger: !body_done }
+        }
+    }
+
+    /// Writes a response; `Ok(framing)` when all of it reached the socket. The request body
+    /// keeps being fed meanwhile (an upstream may answer while still reading an upload).
+    #[allow(clippy::too_many_arguments)]
+    async fn write_response(
+        &mut self,
+        response: Response<ResponseBody>,
+        keep_alive: bool,
+        client_version: Version,
+        head_request: bool,
+        mut pump: Option<&mut Pump>,
+        send_timeout: Duration,
+        stops: &mut Stops<'_>,
+    ) -> Result<BodyFraming, ()> {
+        let (parts, body) = response.into_parts();
+        let framing = if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            BodyFraming::None
+        } else {
+            framing_for(
+                parts.status,
+                head_request,
+                &parts.headers,
+                body.size_hint().exact(),
+                client_version,
+            )
+        };
+        let reason = parts
+            .extensions
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|reason| reason.as_bytes());
+        self.outbox.push_head(&HeadPlan {
+            status: parts.status,
+            reason,
+            headers: &parts.headers,
+            framing,
+            keep_alive: keep_alive && framing != BodyFraming::UntilClose,
+            client_version,
+        });
+        let mut body = pin!(body);
+        let mut stream_state = StreamState::new(framing);
+        let mut stall = pin!(tokio::time::sleep(send_timeout));
+        // The written total when the send_timeout clock was last started.
+        let mut stalled_at: Option<u64> = None;
+        poll_fn(|cx| {
+            loop {
+                if stops.poll_stop(cx) {
+                    return Poll::Ready(Err(()));
+                }
+                if let Some(pump) = pump.as_deref_mut() {
+                    let _ = pump.poll(cx, &mut self.stream, &mut self.read_buf, &mut self.outbox, true);
+                }
+                while !stream_state.done && self.outbox.len() < HIGH_WATER {
+                    match body.as_mut().poll_frame(cx) {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            if let Ok(data) = frame.into_data() {
+                                stream_state.data(data, &mut self.outbox);
+                            }
+                        }
+                        Poll::Ready(None) => stream_state.end(&mut self.outbox),
+                        Poll::Ready(Some(Err(error))) => {
+                            tracing::debug!(%error, "response body failed; closing the connection");
+                            stream_state.fail();
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+                if self.outbox.is_empty() {
+                    return match (stream_state.done, stream_state.broken) {
+                        (false, _) => Poll::Pending,
+                        (true, false) => Poll::Ready(Ok(framing)),
+                        (true, true) => Poll::Ready(Err(())),
+                    };
+                }
+                match self.outbox.poll_flush(cx, &mut self.stream) {
+                    Poll::Ready(Ok(())) => stalled_at = None,
+                    Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                    Poll::Pending => {
+                        // send_timeout: the time between two writes that moved something.
+                        let written = self.outbox.written();
+                        if stalled_at != Some(written) {
+                            stalled_at = Some(written);
+                            stall.as_mut().reset(Instant::now() + send_timeout);
+                        }
+                        if stall.as_mut().poll(cx).is_ready() {
+                            tracing::info!(client = %self.info.client, "client timed out reading the response (send_timeout)");
+                            return Poll::Ready(Err(()));
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Closes the connection; with `linger`, first reads and drops what the client may still
+    /// be sending (an unread upload), so the response is not lost to a reset.
+    async fn close(mut self, linger: bool) {
+        use tokio::io::AsyncWriteExt as _;
+        let _ = self.stream.shutdown().await;
+        if !linger {
+            return;
+        }
+        let deadline = Instant::now() + LINGER;
+        let mut sink = [0u8; 4096];
+        loop {
+            match timeout_at(
+                deadline,
+                tokio::io::AsyncReadExt::read(&mut self.stream, &mut sink),
+            )
+            .await
+            {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Where a response body's writing is.
+struct StreamState {
+    framing: BodyFraming,
+    /// Bytes of body queued so far (checked against `Content-Length`).
+    sent: u64,
+    done: bool,
+    /// The body did not end as announced: the connection cannot carry another response.
+    broken: bool,
+}
+
+impl StreamState {
+    fn new(framing: BodyFraming) -> StreamState {
+        StreamState {
+            framing,
+            sent: 0,
+            done: false,
+            broken: false,
+        }
+    }
+
+    fn data(&mut self, mut data: Bytes, outbox: &mut Outbox) {
+        match self.framing {
+            // A body where HTTP allows none (HEAD, 204, 304): read and dropped.
+            BodyFraming::None => return,
+            BodyFraming::Length(length) => {
+                let left = length - self.sent;
+                if data.len() as u64 > left {
+                    // More than announced: what fits is sent, and the connection ends.
+                    data.truncate(left as usize);
+                    self.fail();
+                }
+            }
+            BodyFraming::Chunked | BodyFraming::UntilClose => {}
+        }
+        self.sent += data.len() as u64;
+        outbox.push_data(data, self.framing);
+    }
+
+    fn end(&mut self, outbox: &mut Outbox) {
+        self.done = true;
+        match self.framing {
+            BodyFraming::Chunked => outbox.push_last_chunk(),
+            BodyFraming::Length(length) if self.sent != length => self.broken = true,
+            _ => {}
+        }
+    }
+
+    fn fail(&mut self) {
+        self.done = true;
+        self.broken = true;
+    }
+}
+
+/// Feeds a request body from the socket to its reader, one piece per demand.
+struct Pump {
+    feed: FeedSender,
+    decoder: Decoder,
+    /// `100 Continue` is owed at the first demand.
+    expect_continue: bool,
+    /// `client_body_timeout`, armed while a demanded read waits on the client.
+    idle: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
+    end: Option<PumpEnd>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PumpEnd {
+    /// The body was read to its end.
+    Complete,
+    /// The reader went away, or the client failed: the connection cannot be reused.
+    Abandoned,
+}
+
+impl Pump {
+    fn new(feed: FeedSender, decoder: Decoder, expect_continue: bool) -> Pump {
+        Pump {
+            feed,
+            decoder,
+            expect_continue,
+            idle: None,
+            waiting: false,
+            end: None,
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        self.end == Some(PumpEnd::Complete)
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &mut TcpStream,
+        read_buf: &mut BytesMut,
+        outbox: &mut Outbox,
+        response_started: bool,
+    ) -> Poll<PumpEnd> {
+        if let Some(end) = self.end {
+            return Poll::Ready(end);
+        }
+        let end = std::task::ready!(self.poll_feed(cx, stream, read_buf, outbox, response_started));
+        self.end = Some(end);
+        Poll::Ready(end)
+    }
+
+    fn poll_feed(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &mut TcpStream,
+        read_buf: &mut BytesMut,
+        outbox: &mut Outbox,
+        response_started: bool,
+    ) -> Poll<PumpEnd> {
+        loop {
+            match std::task::ready!(self.feed.poll_demand(cx)) {
+                Demand::Gone => return Poll::Ready(PumpEnd::Abandoned),
+                Demand::More => {}
+            }
+            if std::mem::take(&mut self.expect_continue) && !response_started {
+                outbox.push(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
+            }
+            if !response_started
+                && !outbox.is_empty()
+                && let Poll::Ready(Err(_)) = outbox.poll_flush(cx, stream)
+            {
+                self.feed.finish(Err(ClientBodyError::Closed));
+                return Poll::Ready(PumpEnd::Abandoned);
+            }
+            match self.decoder.decode(read_buf) {
+                Err(malformed) => {
+                    self.feed
+                        .finish(Err(ClientBodyError::Malformed(malformed.0)));
+                    return Poll::Ready(PumpEnd::Abandoned);
+                }
+                Ok(Decoded::Data(data)) => {
+                    self.waiting = false;
+                    self.feed.send(data);
+                    if self.decoder.is_done() {
+                        self.feed.finish(Ok(()));
+                        return Poll::Ready(PumpEnd::Complete);
+                    }
+                }
+                Ok(Decoded::End) => {
+                    self.feed.finish(Ok(()));
+                    return Poll::Ready(PumpEnd::Complete);
+                }
+                Ok(Decoded::NeedMore) => {
+                    if read_buf.capacity() - read_buf.len() < 1024 {
+                        read_buf.reserve(READ_CHUNK);
+                    }
+                    match poll_read_buf(Pin::new(&mut *stream), cx, read_buf) {
+                        Poll::Ready(Ok(n)) if n > 0 => self.waiting = false,
+                        Poll::Ready(_) => {
+                            self.feed.finish(Err(ClientBodyError::Closed));
+                            return Poll::Ready(PumpEnd::Abandoned);
+                        }
+                        Poll::Pending => return self.poll_idle(cx),
+                    }
+                }
+            }
+        }
+    }
+
+    /// `client_body_timeout`: the wait for the client's next bytes, counted from when this
+    /// wait began.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<PumpEnd> {
+        let timeout = self.feed.idle_timeout();
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = Instant::now() + timeout;
+            match self.idle.as_mut() {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => self.idle = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        let expired = self
+            .idle
+            .as_mut()
+            .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready());
+        if expired {
+            self.feed.finish(Err(ClientBodyError::Timeout));
+            return Poll::Ready(PumpEnd::Abandoned);
+        }
+        Poll::Pending
+    }
+}

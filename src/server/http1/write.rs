@@ -1,0 +1,370 @@
+//! Writing responses to an HTTP/1 client: the head encoded once into a reused buffer, the body
+//! framed (`Content-Length`, chunked, or until close for HTTP/1.0), and everything queued as
+//! shared `Bytes` and written with one `writev` per batch — a small response's head and body
+//! leave in one syscall, and a stream's pieces leave as soon as the body has nothing more at
+//! hand (an SSE event is never held back waiting for company).
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+#[cfg(test)]
+use http::header::HeaderValue;
+use http::header::{self, HeaderMap};
+use http::{StatusCode, Version};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+
+/// How a response body is framed on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// Nothing follows the head (HEAD, 1xx, 204, 304, and empty bodies with a length).
+    None,
+    /// Exactly this many bytes follow.
+    Length(u64),
+    /// Chunked transfer coding (HTTP/1.1 with no length known up front).
+    Chunked,
+    /// The body runs until the connection closes (HTTP/1.0 with no length known).
+    UntilClose,
+}
+
+/// What the head of one response must say beyond the upstream's headers.
+pub struct HeadPlan<'a> {
+    /// The status.
+    pub status: StatusCode,
+    /// A reason phrase other than the status' own, as the upstream wrote it.
+    pub reason: Option<&'a [u8]>,
+    /// The headers as the proxy left them.
+    pub headers: &'a HeaderMap,
+    /// The framing chosen; adds `Content-Length` or `Transfer-Encoding` when the headers do not
+    /// carry them already.
+    pub framing: BodyFraming,
+    /// Whether the connection stays open after this response.
+    pub keep_alive: bool,
+    /// The client's version (an HTTP/1.0 client is told `Connection: keep-alive` explicitly).
+    pub client_version: Version,
+}
+
+/// Bytes queued for the client, in order.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    queue: VecDeque<Bytes>,
+    queued: usize,
+    /// Bytes written since the outbox was made (tells a stalled write from a slow one).
+    written: u64,
+    /// Where heads and chunk-size lines are encoded; split off as `Bytes`, so its allocation is
+    /// reused once the bytes before it were written.
+    scratch: BytesMut,
+}
+
+/// How many pieces go into one `writev`.
+const MAX_SLICES: usize = 32;
+
+impl Outbox {
+    /// Bytes waiting to be written.
+    pub fn len(&self) -> usize {
+        self.queued
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.queued == 0
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Queues `bytes` as they are.
+    pub fn push(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.queued += bytes.len();
+            self.queue.push_back(bytes);
+        }
+    }
+
+    /// Queues a response head.
+    pub fn push_head(&mut self, plan: &HeadPlan<'_>) {
+        let buf = &mut self.scratch;
+        buf.reserve(256);
+        buf.put_slice(b"HTTP/1.1 ");
+        buf.put_slice(plan.status.as_str().as_bytes());
+        buf.put_u8(b' ');
+        let reason = plan
+            .reason
+            .unwrap_or_else(|| plan.status.canonical_reason().unwrap_or("").as_bytes());
+        buf.put_slice(reason);
+        buf.put_slice(b"\r\n");
+        for (name, value) in plan.headers {
+            buf.put_slice(name.as_str().as_bytes());
+            buf.put_slice(b": ");
+            buf.put_slice(value.as_bytes());
+            buf.put_slice(b"\r\n");
+        }
+        if !plan.headers.contains_key(header::DATE) {
+            buf.put_slice(b"date: ");
+            put_date(buf);
+            buf.put_slice(b"\r\n");
+        }
+        match plan.framing {
+            BodyFraming::Length(length) if !plan.headers.contains_key(header::CONTENT_LENGTH) => {
+                let _ = std::fmt::Write::write_fmt(
+                    &mut ScratchWriter(buf),
+                    format_args!("content-length: {length}\r\n"),
+                );
+            }
+            BodyFraming::Chunked => buf.put_slice(b"transfer-encoding: chunked\r\n"),
+            _ => {}
+        }
+        // A 101 carries the upstream's own `Connection: upgrade`.
+        if plan.status != StatusCode::SWITCHING_PROTOCOLS {
+            if !plan.keep_alive {
+                buf.put_slice(b"connection: close\r\n");
+            } else if plan.client_version == Version::HTTP_10 {
+                buf.put_slice(b"connection: keep-alive\r\n");
+            }
+        }
+        buf.put_slice(b"\r\n");
+        let head = self.scratch.split().freeze();
+        self.push(head);
+    }
+
+    /// Queues one piece of body, framed.
+    pub fn push_data(&mut self, data: Bytes, framing: BodyFraming) {
+        if data.is_empty() {
+            return;
+        }
+        if framing == BodyFraming::Chunked {
+            self.scratch.reserve(18);
+            let _ = std::fmt::Write::write_fmt(
+                &mut ScratchWriter(&mut self.scratch),
+                format_args!("{:x}\r\n", data.len()),
+            );
+            let size = self.scratch.split().freeze();
+            self.push(size);
+            self.push(data);
+            self.push(Bytes::from_static(b"\r\n"));
+        } else {
+            self.push(data);
+        }
+    }
+
+    /// Queues the end of a chunked body.
+    pub fn push_last_chunk(&mut self) {
+        self.push(Bytes::from_static(b"0\r\n\r\n"));
+    }
+
+    /// Writes what is queued; `Ready(Ok)` once all of it was written.
+    pub fn poll_flush(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &mut TcpStream,
+    ) -> Poll<io::Result<()>> {
+        while !self.queue.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut count = 0;
+            for (slot, bytes) in slices.iter_mut().zip(self.queue.iter()) {
+                *slot = IoSlice::new(bytes);
+                count += 1;
+            }
+            let written = std::task::ready!(
+                Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count])
+            )?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.consume(written);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn consume(&mut self, mut written: usize) {
+        self.queued -= written;
+        self.written += written as u64;
+        while written > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                return;
+            };
+            if front.len() <= written {
+                written -= front.len();
+                self.queue.pop_front();
+            } else {
+                front.advance(written);
+                return;
+            }
+        }
+    }
+}
+
+/// `fmt::Write` into the scratch buffer (for hex chunk sizes).
+struct ScratchWriter<'a>(&'a mut BytesMut);
+
+impl std::fmt::Write for ScratchWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.put_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// The `Date` value, formatted once per second per thread.
+    static DATE: std::cell::RefCell<(u64, [u8; 29])> = const { std::cell::RefCell::new((0, [0; 29])) };
+}
+
+fn put_date(buf: &mut BytesMut) {
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != second {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == 29 {
+                cache.1.copy_from_slice(text.as_bytes());
+                cache.0 = second;
+            }
+        }
+        buf.put_slice(&cache.1);
+    });
+}
+
+/// The framing a response gets: none where HTTP forbids a body, the upstream's
+/// `Content-Length` when it sent one, the body's own exact size (tether's error pages), else
+/// chunked for HTTP/1.1 and until-close for HTTP/1.0.
+pub fn framing_for(
+    status: StatusCode,
+    head_request: bool,
+    headers: &HeaderMap,
+    exact_size: Option<u64>,
+    client_version: Version,
+) -> BodyFraming {
+    if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return BodyFraming::None;
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok());
+    if head_request {
+        return BodyFraming::None;
+    }
+    match declared.or(exact_size) {
+        Some(0) => BodyFraming::Length(0),
+        Some(length) => BodyFraming::Length(length),
+        None if client_version == Version::HTTP_11 => BodyFraming::Chunked,
+        None => BodyFraming::UntilClose,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(plan: &HeadPlan<'_>) -> String {
+        let mut outbox = Outbox::default();
+        outbox.push_head(plan);
+        let mut all = Vec::new();
+        for piece in &outbox.queue {
+            all.extend_from_slice(piece);
+        }
+        String::from_utf8(all).unwrap()
+    }
+
+    #[test]
+    fn a_head_carries_status_headers_date_and_framing() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("2"));
+        let text = head(&HeadPlan {
+            status: StatusCode::OK,
+            reason: None,
+            headers: &headers,
+            framing: BodyFraming::Chunked,
+            keep_alive: true,
+            client_version: Version::HTTP_11,
+        });
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\nx-a: 1\r\nx-a: 2\r\ndate: "),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(" GMT\r\ntransfer-encoding: chunked\r\n\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn closing_and_http10_keep_alive_are_said_out_loud() {
+        let headers = HeaderMap::new();
+        let plan = |keep_alive, client_version| HeadPlan {
+            status: StatusCode::NOT_FOUND,
+            reason: Some(b"Nowhere"),
+            headers: &headers,
+            framing: BodyFraming::Length(5),
+            keep_alive,
+            client_version,
+        };
+        let closing = head(&plan(false, Version::HTTP_11));
+        assert!(closing.starts_with("HTTP/1.1 404 Nowhere\r\n"), "{closing}");
+        assert!(closing.contains("content-length: 5\r\nconnection: close\r\n\r\n"));
+        let old = head(&plan(true, Version::HTTP_10));
+        assert!(old.contains("connection: keep-alive\r\n"), "{old}");
+    }
+
+    #[test]
+    fn bodies_are_framed_as_http_requires() {
+        let none = HeaderMap::new();
+        let mut sized = HeaderMap::new();
+        sized.insert(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
+        let v11 = Version::HTTP_11;
+        assert_eq!(
+            framing_for(StatusCode::NO_CONTENT, false, &none, None, v11),
+            BodyFraming::None
+        );
+        assert_eq!(
+            framing_for(StatusCode::NOT_MODIFIED, false, &sized, None, v11),
+            BodyFraming::None
+        );
+        assert_eq!(
+            framing_for(StatusCode::OK, true, &sized, None, v11),
+            BodyFraming::None
+        );
+        assert_eq!(
+            framing_for(StatusCode::OK, false, &sized, None, v11),
+            BodyFraming::Length(12)
+        );
+        assert_eq!(
+            framing_for(StatusCode::OK, false, &none, Some(3), v11),
+            BodyFraming::Length(3)
+        );
+        assert_eq!(
+            framing_for(StatusCode::OK, false, &none, None, v11),
+            BodyFraming::Chunked
+        );
+        assert_eq!(
+            framing_for(StatusCode::OK, false, &none, None, Version::HTTP_10),
+            BodyFraming::UntilClose
+        );
+    }
+
+    #[test]
+    fn chunks_are_sized_in_hex() {
+        let mut outbox = Outbox::default();
+        outbox.push_data(Bytes::from(vec![b'a'; 26]), BodyFraming::Chunked);
+        outbox.push_last_chunk();
+        let all: Vec<u8> = outbox.queue.iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(
+            all,
+            [&b"1a\r\n"[..], &[b'a'; 26], b"\r\n0\r\n\r\n"].concat()
+        );
+        assert_eq!(outbox.len(), all.len());
+    }
+}
