@@ -8,6 +8,7 @@ mod big_bodies;
 mod failover;
 mod failures;
 mod hashing;
+mod hostile;
 mod health;
 mod http1;
 mod http2;

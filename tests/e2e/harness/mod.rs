@@ -7,6 +7,7 @@ pub mod edit;
 pub mod fleet;
 pub mod nginx;
 pub mod proxy;
+pub mod raw;
 pub mod session;
 pub mod source;
 
