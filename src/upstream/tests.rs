@@ -1,0 +1,301 @@
+use super::*;
+use crate::peer::{Moment, PeerKey, PeerRegistry, now_ms};
+
+struct Server {
+    address: &'static str,
+    backup: bool,
+    down: bool,
+    drain: bool,
+    max_conns: u32,
+}
+
+fn server(address: &'static str) -> Server {
+    Server {
+        address,
+        backup: false,
+        down: false,
+        drain: false,
+        max_conns: 0,
+    }
+}
+
+/// Servers with `max_fails=1 fail_timeout=60s`, balanced round robin.
+fn group(servers: Vec<Server>, sticky: Option<StickyMode>) -> Group {
+    group_with(Method::RoundRobin, servers, sticky)
+}
+
+fn group_with(method: Method, servers: Vec<Server>, sticky: Option<StickyMode>) -> Group {
+    let registry = PeerRegistry::default();
+    let members = servers
+        .into_iter()
+        .map(|s| Member {
+            peer: registry.get_or_insert(
+                PeerKey {
+                    group: "g".into(),
+                    address: s.address.into(),
+                },
+                vec!["127.0.0.1:1".parse().unwrap()],
+                4,
+            ),
+            spec: MemberSpec {
+                weight: 1,
+                fail_policy: FailPolicy {
+                    max_fails: 1,
+                    fail_timeout_ms: 60_000,
+                },
+                max_conns: s.max_conns,
+                backup: s.backup,
+                down: s.down,
+                drain: s.drain,
+                slow_start: Duration::ZERO,
+                route: Some(format!("r-{}", s.address)),
+            },
+        })
+        .collect();
+    Group::new("g".into(), method, members, sticky, Duration::from_secs(60))
+}
+
+const NO_KEY: PickCtx<'static> = PickCtx {
+    key: Key::None,
+    pinned: None,
+};
+
+fn address(g: &Group, ctx: &PickCtx<'_>, tried: &Tried) -> Result<String, NoPeer> {
+    g.pick(ctx, tried).map(|p| p.peer.key.address.to_string())
+}
+
+/// The address a pick at `now` (milliseconds on [`now_ms`]'s clock) chooses.
+fn address_at(g: &Group, ctx: &PickCtx<'_>, now: u64) -> Result<String, NoPeer> {
+    g.pick_at(ctx, &Tried::default(), &Moment::at(now))
+        .map(|p| p.peer.key.address.to_string())
+}
+
+/// After the test groups' `fail_timeout`, on [`now_ms`]'s clock.
+fn after_fail_timeout() -> u64 {
+    now_ms() + 60_001
+}
+
+#[test]
+fn primaries_take_new_sessions_then_backups_then_nothing() {
+    let g = group(
+        vec![
+            server("a"),
+            Server {
+                down: true,
+                ..server("b")
+            },
+            Server {
+                backup: true,
+                ..server("c")
+            },
+        ],
+        None,
+    );
+    let mut tried = Tried::default();
+    for _ in 0..4 {
+        assert_eq!(
+            address(&g, &NO_KEY, &tried).unwrap(),
+            "a",
+            "down b is skipped"
+        );
+    }
+    tried.add(0);
+    assert_eq!(
+        address(&g, &NO_KEY, &tried).unwrap(),
+        "c",
+        "the backup once a is out"
+    );
+    tried.add(2);
+    assert_eq!(address(&g, &NO_KEY, &tried), Err(NoPeer::AllDown));
+}
+
+#[test]
+fn a_failed_primary_sends_new_sessions_to_backups_until_it_recovers() {
+    let g = group(
+        vec![
+            server("a"),
+            Server {
+                backup: true,
+                ..server("b")
+            },
+        ],
+        None,
+    );
+    let tried = Tried::default();
+    g.record_failure(0);
+    for _ in 0..3 {
+        assert_eq!(address(&g, &NO_KEY, &tried).unwrap(), "b");
+    }
+    assert!(
+        g.member(0)
+            .peer
+            .state
+            .is_failed(g.member(0).spec.fail_policy)
+    );
+    // After fail_timeout a is tried again; its success brings it back.
+    assert_eq!(address_at(&g, &NO_KEY, after_fail_timeout()).unwrap(), "a");
+    g.record_success(0);
+    assert_eq!(address(&g, &NO_KEY, &tried).unwrap(), "a");
+    g.member(0).peer.state.set_check_state(CheckState::Down);
+    assert_eq!(
+        address(&g, &NO_KEY, &tried).unwrap(),
+        "b",
+        "active checks count too"
+    );
+}
+
+#[test]
+fn a_cookie_pins_to_any_usable_server_and_garbage_is_rebalanced() {
+    let g = group(
+        vec![
+            server("a"),
+            Server {
+                drain: true,
+                ..server("b")
+            },
+            Server {
+                backup: true,
+                ..server("c")
+            },
+        ],
+        Some(StickyMode::Cookie { secret: None }),
+    );
+    let tried = Tried::default();
+    for index in [1, 2] {
+        let value = g.cookie_value(index).unwrap().to_string();
+        let ctx = PickCtx {
+            key: Key::None,
+            pinned: Some(&value),
+        };
+        let pick = g.pick(&ctx, &tried).unwrap();
+        assert_eq!(
+            (pick.member, pick.by_sticky),
+            (index, true),
+            "draining and backup servers keep their sessions"
+        );
+    }
+    for garbage in ["", "zz", "0123456789abcdef0", "a"] {
+        let ctx = PickCtx {
+            key: Key::None,
+            pinned: Some(garbage),
+        };
+        let pick = g.pick(&ctx, &tried).unwrap();
+        assert_eq!(
+            (pick.member, pick.by_sticky),
+            (0, false),
+            "{garbage:?} is rebalanced to a primary, never to a draining server"
+        );
+    }
+    assert_eq!(g.member(0).peer.state.picked_by_balancer(), 4);
+    assert_eq!(g.member(2).peer.state.picked_by_sticky(), 1);
+}
+
+#[test]
+fn a_recovered_server_in_slow_start_is_ramped_up_not_flooded() {
+    let mut g = group(vec![server("a"), server("b")], None);
+    g.members[1].spec.slow_start = Duration::from_secs(3600);
+    let b = &g.member(1).peer.state;
+    let tried = Tried::default();
+    // Never down: slow start does not apply, b takes its turn.
+    let to_b = (0..100)
+        .filter(|_| address(&g, &NO_KEY, &tried).unwrap() == "b")
+        .count();
+    assert_eq!(to_b, 50);
+    // Back from being out a moment ago (its trial succeeded): at the very start of an hour's
+    // ramp.
+    let policy = g.member(1).spec.fail_policy;
+    assert!(b.record_failure(policy));
+    assert!(b.claim(policy, &Moment::at(after_fail_timeout())));
+    b.record_success(policy);
+    assert!(b.recovered_for_ms().is_some());
+    let to_b = (0..1000)
+        .filter(|_| address(&g, &NO_KEY, &tried).unwrap() == "b")
+        .count();
+    assert!(
+        to_b < 20,
+        "{to_b} of 1000 reached a server 0 % into its ramp"
+    );
+}
+
+#[test]
+fn states_for_the_status_page() {
+    let g = group(
+        vec![
+            server("a"),
+            Server {
+                down: true,
+                ..server("b")
+            },
+            Server {
+                drain: true,
+                ..server("c")
+            },
+        ],
+        None,
+    );
+    let states: Vec<_> = g.members().iter().map(|m| m.state(false)).collect();
+    assert_eq!(
+        states,
+        [ServerState::Up, ServerState::Down, ServerState::Draining]
+    );
+    assert_eq!(g.member(0).state(true), ServerState::Checking);
+    g.member(0).peer.state.set_check_state(CheckState::Up);
+    assert_eq!(g.member(0).state(true), ServerState::Up);
+    g.record_failure(0);
+    assert_eq!(g.member(0).state(true), ServerState::Down);
+}
+
+#[test]
+fn sticky_route_matches_route_values() {
+    let g = group(vec![server("a"), server("b")], Some(StickyMode::Route));
+    let ctx = PickCtx {
+        key: Key::None,
+        pinned: Some("r-b"),
+    };
+    let pick = g.pick(&ctx, &Tried::default()).unwrap();
+    assert_eq!(
+        (pick.peer.key.address.as_ref(), pick.by_sticky),
+        ("b", true)
+    );
+    assert!(g.cookie_value(0).is_none());
+}
+
+#[test]
+fn full_servers_are_passed_over_and_all_full_is_busy() {
+    let g = group(
+        vec![
+            Server {
+                max_conns: 1,
+                ..server("a")
+            },
+            Server {
+                max_conns: 1,
+                ..server("b")
+            },
+        ],
+        None,
+    );
+    let tried = Tried::default();
+    let first = g.pick(&NO_KEY, &tried).unwrap().peer.begin();
+    let second = g.pick(&NO_KEY, &tried).unwrap().peer.begin();
+    assert_ne!(first.peer().key.address, second.peer().key.address);
+    assert_eq!(address(&g, &NO_KEY, &tried), Err(NoPeer::AllBusy));
+    drop(first);
+    assert!(g.pick(&NO_KEY, &tried).is_ok());
+}
+
+#[test]
+fn an_out_server_gets_one_trial_however_many_picks_come() {
+    let g = group(vec![server("a"), server("b")], None);
+    g.record_failure(0);
+    let later = after_fail_timeout();
+    let to_a = (0..10)
+        .filter(|_| address_at(&g, &NO_KEY, later).unwrap() == "a")
+        .count();
+    assert_eq!(to_a, 1, "the trial; the others wait for its outcome");
+    // It failed: out again, for another fail_timeout counted from the failure.
+    g.record_failure(0);
+    for _ in 0..3 {
+        assert_eq!(address(&g, &NO_KEY, &Tried::default()).unwrap(), "b");
+    }
+}
