@@ -12,7 +12,8 @@
 //! `max_conns`; the balancer also skips `drain` servers and admits servers in `slow_start`
 //! with a probability that grows over the ramp.
 //!
-//! Passive health is nginx's (see `peer/passive.rs`).
+//! Passive health is nginx's (see `peer/passive.rs`), with nginx's exception decided here: the
+//! only server of a group is never taken out.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -65,7 +66,8 @@ pub struct Member {
 pub struct MemberSpec {
     /// `weight=`.
     pub weight: u32,
-    /// `max_fails=` / `fail_timeout=`.
+    /// `max_fails=` / `fail_timeout=` (`max_fails` 0 for the only server of a group, which
+    /// nginx never takes out).
     pub fail_policy: FailPolicy,
     /// `max_conns=` (0: unlimited).
     pub max_conns: u32,
@@ -169,7 +171,13 @@ impl Group {
         let primary = balancer(&primaries);
         let backup = balancer(&backups);
         let primaries_len = primaries.len();
-        let members: Vec<Member> = primaries.into_iter().chain(backups).collect();
+        let mut members: Vec<Member> = primaries.into_iter().chain(backups).collect();
+        // nginx's `single`: with nowhere else to send a request, taking the only server out
+        // would turn one bad answer into `fail_timeout` of 502s. Its failures are not even
+        // counted, so a reload that gives it company starts it afresh.
+        if let [only] = members.as_mut_slice() {
+            only.spec.fail_policy.max_fails = 0;
+        }
         let sticky = sticky.map(|mode| match mode {
             StickyMode::Cookie { secret } => {
                 let key = match secret {

@@ -285,6 +285,35 @@ fn full_servers_are_passed_over_and_all_full_is_busy() {
 }
 
 #[test]
+fn the_only_server_of_a_group_is_never_taken_out() {
+    let g = group(vec![server("a")], None);
+    for _ in 0..3 {
+        g.record_failure(0);
+        assert_eq!(address(&g, &NO_KEY, &Tried::default()).unwrap(), "a");
+    }
+    assert_eq!(g.member(0).state(false), ServerState::Up);
+    assert_eq!(
+        g.member(0).peer.state.failures(),
+        3,
+        "still counted for status"
+    );
+
+    // With a backup it is not alone: nginx takes it out and the backup serves.
+    let g = group(
+        vec![
+            server("a"),
+            Server {
+                backup: true,
+                ..server("b")
+            },
+        ],
+        None,
+    );
+    g.record_failure(0);
+    assert_eq!(address(&g, &NO_KEY, &Tried::default()).unwrap(), "b");
+}
+
+#[test]
 fn an_out_server_gets_one_trial_however_many_picks_come() {
     let g = group(vec![server("a"), server("b")], None);
     g.record_failure(0);

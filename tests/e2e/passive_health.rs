@@ -1,6 +1,6 @@
-//! Passive health, nginx's rules, seen from outside: `max_fails` failures within `fail_timeout`
-//! take a server out even with successes in between, and one trial after `fail_timeout` brings
-//! it back.
+//! Passive health, nginx's rules, seen from outside: the only server of a group is never taken
+//! out; `max_fails` failures within `fail_timeout` take a server out even with successes in
+//! between, and one trial after `fail_timeout` brings it back.
 //!
 //! The misbehaving servers here are [`Flaky`]: each connection carries one exchange, and a
 //! script says what the n-th connection gets, so a test knows exactly which attempt reached it.
@@ -25,6 +25,8 @@ enum Turn {
     Serve,
     /// Closes at once, answering nothing (a crashing worker).
     Drop,
+    /// Reads the request and answers bytes that are not HTTP (a confused one).
+    Garbage,
 }
 
 /// A server whose n-th connection (counted from 1) gets `script(n)`. It answers
@@ -78,11 +80,14 @@ async fn exchange(mut stream: TcpStream, name: &str, turn: Turn) {
             Ok(n) => head.extend_from_slice(&chunk[..n]),
         }
     }
-    let answer = format!(
-        "HTTP/1.1 200 OK\r\nx-backend: {name}\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n{name}",
-        name.len()
-    );
+    let answer = match turn {
+        Turn::Garbage => "this is not HTTP at all\r\n\r\n".to_string(),
+        _ => format!(
+            "HTTP/1.1 200 OK\r\nx-backend: {name}\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{name}",
+            name.len()
+        ),
+    };
     let _ = stream.write_all(answer.as_bytes()).await;
     let _ = stream.shutdown().await;
 }
@@ -95,6 +100,44 @@ fn answered_by(reply: &Reply) -> &str {
 /// `GET path`, bounded: a hang fails the test instead of stalling the suite.
 async fn get_within(proxy: &Proxy, path: &str) -> Reply {
     within(Duration::from_secs(5), path, get(proxy.addr, path)).await
+}
+
+#[tokio::test]
+async fn the_only_server_of_a_group_is_not_taken_out_by_a_timeout() {
+    let a = Backend::start("a").await;
+    // Defaults: max_fails=1 fail_timeout=10s — which nginx never applies to a lone server.
+    let conf = "events {} http { upstream app { server {a}; } \
+                server { listen {listen}; location / { proxy_pass http://app; \
+                proxy_read_timeout 300ms; } } }";
+    let proxy = Proxy::start(conf, &[("a", a.addr)]).await;
+    let reply = get_within(&proxy, "/hold?ms=3000").await;
+    assert_eq!(reply.status, 504, "the stalled request: {reply:?}");
+    for i in 0..3 {
+        let reply = get_within(&proxy, &format!("/after/{i}")).await;
+        assert_eq!(answered_by(&reply), "a", "request {i} after the 504");
+    }
+    assert_eq!(a.hits(), 4, "every request reached the server");
+    let state = &peer(&proxy, "app", a.addr).state;
+    assert_eq!(
+        state.failures(),
+        1,
+        "the timeout still shows in the counters"
+    );
+}
+
+#[tokio::test]
+async fn proxy_pass_to_an_address_is_not_taken_out_by_an_invalid_response() {
+    let f = Flaky::start("f", |n| if n == 1 { Turn::Garbage } else { Turn::Serve }).await;
+    let conf = "events {} http { server { listen {listen}; \
+                location / { proxy_pass http://{f}; } } }";
+    let proxy = Proxy::start(conf, &[("f", f.addr)]).await;
+    let reply = get_within(&proxy, "/garbage").await;
+    assert_eq!(reply.status, 502, "the invalid response: {reply:?}");
+    for i in 0..3 {
+        let reply = get_within(&proxy, &format!("/after/{i}")).await;
+        assert_eq!(answered_by(&reply), "f", "request {i} after the 502");
+    }
+    assert_eq!(f.connections(), 4);
 }
 
 #[tokio::test]
