@@ -12,8 +12,11 @@
 //! `max_conns`; the balancer also skips `drain` servers and admits servers in `slow_start`
 //! with a probability that grows over the ramp.
 //!
-//! Passive health is nginx's (see `peer/passive.rs`), with nginx's exception decided here: the
-//! only server of a group is never taken out.
+//! Passive health is nginx's (see `peer/passive.rs`), with nginx's two exceptions decided here:
+//! the only server of a group is never taken out, and when no server can be chosen every
+//! server's failures are forgotten, so the next request tries them again ("quick recovery").
+//! A server active checks hold down stays down through that: a probe is evidence gathered on
+//! its own clock, not a guess from the last few requests.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -211,6 +214,9 @@ impl Group {
     }
 
     /// The server for the next attempt of a request that has already tried `tried`.
+    ///
+    /// When none can be chosen, the request gets the error and every server's passive
+    /// failures are forgotten: the next request tries them again (nginx's quick recovery).
     pub fn pick(&self, ctx: &PickCtx<'_>, tried: &Tried) -> Result<Pick<'_>, NoPeer> {
         self.pick_at(ctx, tried, &Moment::lazy())
     }
@@ -229,6 +235,7 @@ impl Group {
                 return Ok(self.chosen(index, false));
             }
         }
+        self.recover_quickly();
         Err(if busy.get() {
             NoPeer::AllBusy
         } else {
@@ -288,6 +295,22 @@ impl Group {
                 Some(i) => lost.push(i),
                 None => return None,
             }
+        }
+    }
+
+    /// nginx's quick recovery: no server could be chosen, so each one's passive failures are
+    /// forgotten and the next request tries them again, instead of every request meeting a
+    /// 502 for a whole `fail_timeout`. Active checks' verdicts stand.
+    fn recover_quickly(&self) {
+        let mut forgot = false;
+        for member in &self.members {
+            forgot |= member.peer.state.forget_failures();
+        }
+        if forgot {
+            tracing::warn!(
+                group = %self.name,
+                "no live upstreams: failures forgotten, the next request tries every server again"
+            );
         }
     }
 

@@ -314,6 +314,115 @@ fn the_only_server_of_a_group_is_never_taken_out() {
 }
 
 #[test]
+fn when_no_server_can_be_chosen_every_failure_is_forgotten() {
+    let g = group(vec![server("a"), server("b")], None);
+    g.record_failure(0);
+    g.record_failure(1);
+    let tried = Tried::default();
+    assert_eq!(address(&g, &NO_KEY, &tried), Err(NoPeer::AllDown));
+    // The next request tries them again, long before fail_timeout.
+    let mut next: Vec<String> = (0..2)
+        .map(|_| address(&g, &NO_KEY, &tried).unwrap())
+        .collect();
+    next.sort();
+    assert_eq!(next, ["a", "b"]);
+}
+
+#[test]
+fn quick_recovery_waits_for_the_backups_too() {
+    let g = group(
+        vec![
+            server("a"),
+            Server {
+                backup: true,
+                ..server("bk")
+            },
+        ],
+        None,
+    );
+    let tried = Tried::default();
+    g.record_failure(0);
+    for _ in 0..3 {
+        assert_eq!(
+            address(&g, &NO_KEY, &tried).unwrap(),
+            "bk",
+            "a stays out while the backup serves"
+        );
+    }
+    g.record_failure(1);
+    assert_eq!(address(&g, &NO_KEY, &tried), Err(NoPeer::AllDown));
+    assert_eq!(
+        address(&g, &NO_KEY, &tried).unwrap(),
+        "a",
+        "primaries first"
+    );
+}
+
+#[test]
+fn quick_recovery_leaves_servers_active_checks_hold_down() {
+    let g = group(vec![server("a"), server("b"), server("c")], None);
+    g.member(0).peer.state.set_check_state(CheckState::Down);
+    g.member(1).peer.state.set_check_state(CheckState::Pending);
+    g.record_failure(2);
+    let tried = Tried::default();
+    assert_eq!(address(&g, &NO_KEY, &tried), Err(NoPeer::AllDown));
+    for _ in 0..3 {
+        assert_eq!(address(&g, &NO_KEY, &tried).unwrap(), "c");
+    }
+    // Checked down everywhere: nothing passive logic could forgive, 502 every time.
+    g.member(2).peer.state.set_check_state(CheckState::Down);
+    for _ in 0..3 {
+        assert_eq!(address(&g, &NO_KEY, &tried), Err(NoPeer::AllDown));
+    }
+}
+
+#[test]
+fn a_hashed_key_steps_past_its_failed_server_and_comes_back_after_quick_recovery() {
+    let g = group_with(
+        Method::Hash { consistent: true },
+        vec![server("a"), server("b"), server("c")],
+        None,
+    );
+    let ctx = PickCtx {
+        key: Key::Bytes(b"user-42"),
+        pinned: None,
+    };
+    let tried = Tried::default();
+    let home = g.pick(&ctx, &tried).unwrap().member;
+    g.record_failure(home);
+    let next = g.pick(&ctx, &tried).unwrap().member;
+    assert_ne!(next, home, "the key steps to the next server");
+    for index in 0..3 {
+        if index != home {
+            g.record_failure(index);
+        }
+    }
+    assert_eq!(g.pick(&ctx, &tried).map(|p| p.member), Err(NoPeer::AllDown));
+    assert_eq!(g.pick(&ctx, &tried).unwrap().member, home, "home again");
+}
+
+#[test]
+fn a_cookie_of_a_failed_server_is_rebalanced_until_quick_recovery() {
+    let g = group(
+        vec![server("a"), server("b")],
+        Some(StickyMode::Cookie { secret: None }),
+    );
+    let value = g.cookie_value(0).unwrap().to_string();
+    let ctx = PickCtx {
+        key: Key::None,
+        pinned: Some(&value),
+    };
+    let tried = Tried::default();
+    g.record_failure(0);
+    let pick = g.pick(&ctx, &tried).unwrap();
+    assert_eq!((pick.member, pick.by_sticky), (1, false));
+    g.record_failure(1);
+    assert!(g.pick(&ctx, &tried).is_err());
+    let pick = g.pick(&ctx, &tried).unwrap();
+    assert_eq!((pick.member, pick.by_sticky), (0, true));
+}
+
+#[test]
 fn an_out_server_gets_one_trial_however_many_picks_come() {
     let g = group(vec![server("a"), server("b")], None);
     g.record_failure(0);

@@ -1,6 +1,7 @@
 //! Passive health, nginx's rules, seen from outside: the only server of a group is never taken
 //! out; `max_fails` failures within `fail_timeout` take a server out even with successes in
-//! between, and one trial after `fail_timeout` brings it back.
+//! between, and one trial after `fail_timeout` brings it back; when every server of a group has
+//! failed, they are all tried again from the next request on ("quick recovery").
 //!
 //! The misbehaving servers here are [`Flaky`]: each connection carries one exchange, and a
 //! script says what the n-th connection gets, so a test knows exactly which attempt reached it.
@@ -138,6 +139,39 @@ async fn proxy_pass_to_an_address_is_not_taken_out_by_an_invalid_response() {
         assert_eq!(answered_by(&reply), "f", "request {i} after the 502");
     }
     assert_eq!(f.connections(), 4);
+}
+
+#[tokio::test]
+async fn when_every_server_has_failed_the_next_request_tries_them_again() {
+    let fail_first = |n| if n == 1 { Turn::Drop } else { Turn::Serve };
+    let a = Flaky::start("a", fail_first).await;
+    let b = Flaky::start("b", fail_first).await;
+    let proxy = Proxy::start(
+        &upstream_up("server {a}; server {b};", ""),
+        &[("a", a.addr), ("b", b.addr)],
+    )
+    .await;
+    // Both fail this one (the GET is retried on the other): both are out for 10 s.
+    let reply = get_within(&proxy, "/both-fail").await;
+    assert_eq!(reply.status, 502, "{reply:?}");
+    assert_eq!((a.connections(), b.connections()), (1, 1));
+    // nginx's order: the request that finds no live server is answered 502 at once and resets
+    // every server's failures ...
+    let reply = get_within(&proxy, "/none-live").await;
+    assert_eq!(reply.status, 502, "{reply:?}");
+    assert_eq!(
+        (a.connections(), b.connections()),
+        (1, 1),
+        "nothing was tried"
+    );
+    // ... so the next ones are served, long before fail_timeout.
+    let mut served = Vec::new();
+    for i in 0..4 {
+        let reply = get_within(&proxy, &format!("/recovered/{i}")).await;
+        served.push(answered_by(&reply).to_string());
+    }
+    served.sort();
+    assert_eq!(served, ["a", "a", "b", "b"], "both are back in rotation");
 }
 
 #[tokio::test]
