@@ -9,8 +9,8 @@
 //!    every primary is unusable; when one recovers, new sessions return to it).
 //!
 //! "Usable" = not `down`, not tried by this request, passive and active health agree, below
-//! `max_conns`; the balancer also skips `drain` servers and admits servers in `slow_start`
-//! with a probability that grows over the ramp.
+//! `max_conns`; the balancer also skips `drain` servers and prefers not to send a server in
+//! `slow_start` more than a share growing over its ramp.
 //!
 //! Passive health is nginx's (see `peer/passive.rs`), with nginx's two exceptions decided here:
 //! the only server of a group is never taken out, and when no server can be chosen every
@@ -275,7 +275,10 @@ impl Group {
         // Members the balancer chose but a concurrent request got to first (it took the trial,
         // or a failure came in): rare, so this stays empty and unallocated.
         let mut lost: Vec<usize> = Vec::new();
+        // `slow_start` is a preference: with nobody else usable, a ramping server serves.
+        let mut ramp = true;
         loop {
+            let held_back = Cell::new(false);
             let found = balancer.pick(
                 key,
                 |i| {
@@ -286,13 +289,16 @@ impl Group {
                     {
                         return false;
                     }
-                    member.admitted()
+                    let admitted = !ramp || member.admitted();
+                    held_back.set(held_back.get() || !admitted);
+                    admitted
                 },
                 |i| tier[i].peer.state.active(),
             );
             match found {
                 Some(i) if tier[i].claim(now) => return Some(offset + i),
                 Some(i) => lost.push(i),
+                None if ramp && held_back.get() => ramp = false,
                 None => return None,
             }
         }

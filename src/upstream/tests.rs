@@ -437,3 +437,20 @@ fn an_out_server_gets_one_trial_however_many_picks_come() {
         assert_eq!(address(&g, &NO_KEY, &Tried::default()).unwrap(), "b");
     }
 }
+
+#[test]
+fn slow_start_never_refuses_a_request_nobody_else_can_take() {
+    for servers in [vec![server("a")], vec![server("a"), server("b")]] {
+        let mut g = group(servers, None);
+        for i in 0..g.len() {
+            g.members[i].spec.slow_start = Duration::from_secs(3600);
+            // Back from a failed check a moment ago: 0 % into an hour's ramp.
+            let state = &g.member(i).peer.state;
+            state.set_check_state(CheckState::Down);
+            state.set_check_state(CheckState::Up);
+        }
+        for _ in 0..100 {
+            assert!(g.pick(&NO_KEY, &Tried::default()).is_ok());
+        }
+    }
+}
