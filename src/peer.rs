@@ -8,14 +8,21 @@
 //! The one hyper-flavoured field is the idle connection pool: pooled connections belong to the
 //! server they lead to and must follow its lifetime across reloads. Nothing else here knows
 //! about HTTP.
+//!
+//! Passive health (nginx's `max_fails` / `fail_timeout` bookkeeping) is in `passive.rs`; the
+//! group decides when to consult it, and that the only server of a group never is.
 
+mod passive;
+
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use crate::proxy::pool::Pool;
+use passive::PassiveHealth;
 
 /// A server's identity: the group it belongs to and its address as written.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -50,11 +57,8 @@ pub struct PeerState {
     failures: AtomicU64,
     by_sticky: AtomicU64,
     by_balancer: AtomicU64,
-    /// Failures in the current `fail_timeout` window (passive health).
-    recent_failures: AtomicU32,
-    /// When the last failure (or the last trial after being marked down) happened, in
-    /// [`now_ms`] units; 0 = never.
-    last_failure_ms: AtomicU64,
+    /// Passive health (nginx's `fails` and `checked`), one atomic word.
+    passive: PassiveHealth,
     /// When the server last became usable again after being down, for `slow_start`.
     recovered_ms: AtomicU64,
     /// Verdict of active health checks.
@@ -88,6 +92,36 @@ pub struct FailPolicy {
 pub fn now_ms() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// The time of one pick, in [`now_ms`] units: read from the clock the first time a server's
+/// passive health needs it — never, while every server is healthy — then the same for the
+/// rest of the pick.
+#[derive(Debug, Default)]
+pub struct Moment(Cell<u64>);
+
+impl Moment {
+    /// A moment read from the clock when first needed.
+    pub fn lazy() -> Moment {
+        Moment(Cell::new(0))
+    }
+
+    /// A fixed moment (`ms` in [`now_ms`] units; tests drive time with it).
+    pub fn at(ms: u64) -> Moment {
+        Moment(Cell::new(ms.max(1)))
+    }
+
+    /// The moment, in [`now_ms`] units.
+    pub fn get(&self) -> u64 {
+        match self.0.get() {
+            0 => {
+                let now = now_ms();
+                self.0.set(now);
+                now
+            }
+            at => at,
+        }
+    }
 }
 
 impl PeerState {
@@ -126,54 +160,45 @@ impl PeerState {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records one failed attempt; past `max_fails` within `fail_timeout` the server is out
-    /// for `fail_timeout` (nginx's passive health).
-    pub fn record_failure(&self, policy: FailPolicy) {
+    /// Records one failed attempt. True when the server is out now: `max_fails` failures
+    /// within `fail_timeout` (successes in between do not forgive them) take it out for
+    /// `fail_timeout` — nginx's "upstream server temporarily disabled".
+    pub fn record_failure(&self, policy: FailPolicy) -> bool {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        let now = now_ms();
-        let last = self.last_failure_ms.swap(now, Ordering::Relaxed);
-        if last == 0 || now.saturating_sub(last) > policy.fail_timeout_ms {
-            // The previous failure is outside the window: start counting afresh.
-            self.recent_failures.store(1, Ordering::Relaxed);
-        } else {
-            self.recent_failures.fetch_add(1, Ordering::Relaxed);
-        }
+        policy.max_fails != 0 && self.passive.fail(policy, now_ms())
     }
 
-    /// Records a successful exchange: the server is healthy again.
-    pub fn record_success(&self) {
-        // Read first: the common healthy case then writes nothing to a shared cache line.
-        if self.recent_failures.load(Ordering::Relaxed) != 0
-            && self.recent_failures.swap(0, Ordering::Relaxed) != 0
-        {
+    /// Records a successful exchange. It clears the failures only when the request was
+    /// chosen after `fail_timeout` had passed since the last one (nginx's rule); a server that
+    /// comes back that way from being out starts its `slow_start` ramp.
+    pub fn record_success(&self, policy: FailPolicy) {
+        if self.passive.succeed(policy) {
             self.recovered_ms.store(now_ms(), Ordering::Relaxed);
         }
     }
 
-    /// True when passive health lets this server take a request now. A server out for
-    /// `fail_timeout` gets exactly one trial request once the timeout has passed: the first
-    /// caller to see that moves the window forward, so concurrent requests keep away until the
-    /// trial's outcome is known.
-    pub fn passive_ok(&self, policy: FailPolicy) -> bool {
-        if policy.max_fails == 0 || self.recent_failures.load(Ordering::Relaxed) < policy.max_fails
-        {
-            return true;
-        }
-        let last = self.last_failure_ms.load(Ordering::Relaxed);
-        let now = now_ms();
-        now.saturating_sub(last) > policy.fail_timeout_ms
-            && self
-                .last_failure_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+    /// True when passive health lets a pick at `now` consider this server (reads only).
+    pub fn passive_ok(&self, policy: FailPolicy, now: &Moment) -> bool {
+        self.passive.usable(policy, now)
+    }
+
+    /// Called once a pick has chosen this server: the first request after `fail_timeout`
+    /// opens a new window, and for a server that is out it is the one trial, so concurrent
+    /// picks keep away until its outcome is known. False when the server went out since
+    /// [`PeerState::passive_ok`] (a failure came in, or a concurrent pick took the trial).
+    pub fn claim(&self, policy: FailPolicy, now: &Moment) -> bool {
+        self.passive.claim(policy, now)
+    }
+
+    /// Forgets passive failures (nginx's "quick recovery" when every server of a group is
+    /// out); true when there was something to forget. Active checks' verdict is untouched.
+    pub fn forget_failures(&self) -> bool {
+        self.passive.reset()
     }
 
     /// True while passive health holds the server out (for status reporting; no trial taken).
     pub fn is_failed(&self, policy: FailPolicy) -> bool {
-        policy.max_fails != 0
-            && self.recent_failures.load(Ordering::Relaxed) >= policy.max_fails
-            && now_ms().saturating_sub(self.last_failure_ms.load(Ordering::Relaxed))
-                <= policy.fail_timeout_ms
+        self.passive.is_out(policy, &Moment::lazy())
     }
 
     /// What active checks last said.
@@ -198,7 +223,7 @@ impl PeerState {
         // Coming up from down or from staging starts the slow-start ramp.
         if value == 1 && (before == 2 || before == 3) {
             self.recovered_ms.store(now_ms(), Ordering::Relaxed);
-            self.recent_failures.store(0, Ordering::Relaxed);
+            self.passive.reset();
         }
     }
 

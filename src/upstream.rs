@@ -9,17 +9,24 @@
 //!    every primary is unusable; when one recovers, new sessions return to it).
 //!
 //! "Usable" = not `down`, not tried by this request, passive and active health agree, below
-//! `max_conns`; the balancer also skips `drain` servers and admits servers in `slow_start`
-//! with a probability that grows over the ramp.
+//! `max_conns`; the balancer also skips `drain` servers and prefers not to send a server in
+//! `slow_start` more than a share growing over its ramp.
+//!
+//! Passive health is nginx's (see `peer/passive.rs`), with nginx's two exceptions decided here:
+//! the only server of a group is never taken out, and when no server can be chosen every
+//! server's failures are forgotten, so the next request tries them again ("quick recovery").
+//! A server active checks hold down stays down through that: a probe is evidence gathered on
+//! its own clock, not a guess from the last few requests.
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::balance::sticky::{StickyKey, StickyTable};
 use crate::balance::{Balancer, Key, Method, Node};
-use crate::peer::{CheckState, FailPolicy, Peer};
+use crate::peer::{CheckState, FailPolicy, Moment, Peer};
 
 /// A group of upstream servers as one snapshot sees it.
 #[derive(Debug)]
@@ -62,7 +69,8 @@ pub struct Member {
 pub struct MemberSpec {
     /// `weight=`.
     pub weight: u32,
-    /// `max_fails=` / `fail_timeout=`.
+    /// `max_fails=` / `fail_timeout=` (`max_fails` 0 for the only server of a group, which
+    /// nginx never takes out).
     pub fail_policy: FailPolicy,
     /// `max_conns=` (0: unlimited).
     pub max_conns: u32,
@@ -166,7 +174,13 @@ impl Group {
         let primary = balancer(&primaries);
         let backup = balancer(&backups);
         let primaries_len = primaries.len();
-        let members: Vec<Member> = primaries.into_iter().chain(backups).collect();
+        let mut members: Vec<Member> = primaries.into_iter().chain(backups).collect();
+        // nginx's `single`: with nowhere else to send a request, taking the only server out
+        // would turn one bad answer into `fail_timeout` of 502s. Its failures are not even
+        // counted, so a reload that gives it company starts it afresh.
+        if let [only] = members.as_mut_slice() {
+            only.spec.fail_policy.max_fails = 0;
+        }
         let sticky = sticky.map(|mode| match mode {
             StickyMode::Cookie { secret } => {
                 let key = match secret {
@@ -200,53 +214,110 @@ impl Group {
     }
 
     /// The server for the next attempt of a request that has already tried `tried`.
+    ///
+    /// When none can be chosen, the request gets the error and every server's passive
+    /// failures are forgotten: the next request tries them again (nginx's quick recovery).
     pub fn pick(&self, ctx: &PickCtx<'_>, tried: &Tried) -> Result<Pick<'_>, NoPeer> {
-        let mut busy = false;
-        if let Some(index) = self.pinned(ctx, tried, &mut busy) {
+        self.pick_at(ctx, tried, &Moment::lazy())
+    }
+
+    fn pick_at(&self, ctx: &PickCtx<'_>, tried: &Tried, now: &Moment) -> Result<Pick<'_>, NoPeer> {
+        let busy = Cell::new(false);
+        if let Some(index) = self.pinned(ctx, tried, now, &busy) {
             return Ok(self.chosen(index, true));
         }
-        let (primaries, backups) = self.members.split_at(self.primaries);
-        let mut found = None;
-        for (tier, offset, balancer) in [
-            (primaries, 0, &self.primary),
-            (backups, self.primaries, &self.backup),
-        ] {
-            let busy_cell = Cell::new(false);
-            found = balancer
-                .pick(
-                    ctx.key,
-                    |i| {
-                        let member = &tier[i];
-                        !member.spec.drain
-                            && self.usable(offset + i, member, tried, &busy_cell)
-                            && member.admitted()
-                    },
-                    |i| tier[i].peer.state.active(),
-                )
-                .map(|i| offset + i);
-            busy |= busy_cell.get();
-            if found.is_some() {
-                break;
+        let tiers = [
+            (0..self.primaries, &self.primary),
+            (self.primaries..self.members.len(), &self.backup),
+        ];
+        for (range, balancer) in tiers {
+            if let Some(index) = self.balance(range, balancer, ctx.key, tried, now, &busy) {
+                return Ok(self.chosen(index, false));
             }
         }
-        match found {
-            Some(index) => Ok(self.chosen(index, false)),
-            None if busy => Err(NoPeer::AllBusy),
-            None => Err(NoPeer::AllDown),
-        }
+        self.recover_quickly();
+        Err(if busy.get() {
+            NoPeer::AllBusy
+        } else {
+            NoPeer::AllDown
+        })
     }
 
     /// The member a sticky cookie or route names, if it is usable.
-    fn pinned(&self, ctx: &PickCtx<'_>, tried: &Tried, busy: &mut bool) -> Option<usize> {
+    fn pinned(
+        &self,
+        ctx: &PickCtx<'_>,
+        tried: &Tried,
+        now: &Moment,
+        busy: &Cell<bool>,
+    ) -> Option<usize> {
         let pinned = ctx.pinned?;
         let index = match self.sticky.as_ref()? {
             Pinning::Cookie(table) => table.find(pinned)?,
             Pinning::Route(routes) => *routes.get(pinned)?,
         };
-        let busy_cell = Cell::new(false);
-        let usable = self.usable(index, &self.members[index], tried, &busy_cell);
-        *busy |= busy_cell.get();
-        usable.then_some(index)
+        let member = &self.members[index];
+        (self.usable(index, member, tried, now, busy) && member.claim(now)).then_some(index)
+    }
+
+    /// The method's choice among the usable, non-draining members in `range` (one tier).
+    fn balance(
+        &self,
+        range: Range<usize>,
+        balancer: &Balancer,
+        key: Key<'_>,
+        tried: &Tried,
+        now: &Moment,
+        busy: &Cell<bool>,
+    ) -> Option<usize> {
+        let offset = range.start;
+        let tier = &self.members[range];
+        // Members the balancer chose but a concurrent request got to first (it took the trial,
+        // or a failure came in): rare, so this stays empty and unallocated.
+        let mut lost: Vec<usize> = Vec::new();
+        // `slow_start` is a preference: with nobody else usable, a ramping server serves.
+        let mut ramp = true;
+        loop {
+            let held_back = Cell::new(false);
+            let found = balancer.pick(
+                key,
+                |i| {
+                    let member = &tier[i];
+                    if member.spec.drain
+                        || lost.contains(&i)
+                        || !self.usable(offset + i, member, tried, now, busy)
+                    {
+                        return false;
+                    }
+                    let admitted = !ramp || member.admitted();
+                    held_back.set(held_back.get() || !admitted);
+                    admitted
+                },
+                |i| tier[i].peer.state.active(),
+            );
+            match found {
+                Some(i) if tier[i].claim(now) => return Some(offset + i),
+                Some(i) => lost.push(i),
+                None if ramp && held_back.get() => ramp = false,
+                None => return None,
+            }
+        }
+    }
+
+    /// nginx's quick recovery: no server could be chosen, so each one's passive failures are
+    /// forgotten and the next request tries them again, instead of every request meeting a
+    /// 502 for a whole `fail_timeout`. Active checks' verdicts stand.
+    fn recover_quickly(&self) {
+        let mut forgot = false;
+        for member in &self.members {
+            forgot |= member.peer.state.forget_failures();
+        }
+        if forgot {
+            tracing::warn!(
+                group = %self.name,
+                "no live upstreams: failures forgotten, the next request tries every server again"
+            );
+        }
     }
 
     fn chosen(&self, index: usize, by_sticky: bool) -> Pick<'_> {
@@ -261,13 +332,20 @@ impl Group {
 
     /// Usable for any request: configured up, not tried, healthy, below `max_conns` (noting in
     /// `busy` when that last one alone said no).
-    fn usable(&self, index: usize, member: &Member, tried: &Tried, busy: &Cell<bool>) -> bool {
+    fn usable(
+        &self,
+        index: usize,
+        member: &Member,
+        tried: &Tried,
+        now: &Moment,
+        busy: &Cell<bool>,
+    ) -> bool {
         if member.spec.down || tried.contains(index) {
             return false;
         }
         let state = &member.peer.state;
         if matches!(state.check_state(), CheckState::Down | CheckState::Pending)
-            || !state.passive_ok(member.spec.fail_policy)
+            || !state.passive_ok(member.spec.fail_policy, now)
         {
             return false;
         }
@@ -276,6 +354,24 @@ impl Group {
             return false;
         }
         true
+    }
+
+    /// Counts a failed attempt on member `index` toward its `max_fails`.
+    pub fn record_failure(&self, index: usize) {
+        let member = &self.members[index];
+        if member.peer.state.record_failure(member.spec.fail_policy) {
+            tracing::warn!(
+                upstream = %member.peer.key.address,
+                group = %self.name,
+                "upstream server temporarily disabled"
+            );
+        }
+    }
+
+    /// Counts a successful exchange with member `index` (it may bring the server back).
+    pub fn record_success(&self, index: usize) {
+        let member = &self.members[index];
+        member.peer.state.record_success(member.spec.fail_policy);
     }
 
     /// The cookie value of member `index`, if the group has `sticky cookie`.
@@ -340,6 +436,13 @@ impl Member {
         }
     }
 
+    /// Passive health's say once a pick has chosen this member ([`PeerState::claim`]).
+    ///
+    /// [`PeerState::claim`]: crate::peer::PeerState::claim
+    fn claim(&self, now: &Moment) -> bool {
+        self.peer.state.claim(self.spec.fail_policy, now)
+    }
+
     /// `slow_start`: a server back from being down is admitted with a probability rising
     /// linearly from 0 to 1 over the ramp, so it is not flooded at once.
     fn admitted(&self) -> bool {
@@ -355,272 +458,4 @@ impl Member {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::peer::{PeerKey, PeerRegistry};
-
-    struct Server {
-        address: &'static str,
-        backup: bool,
-        down: bool,
-        drain: bool,
-        max_conns: u32,
-    }
-
-    fn server(address: &'static str) -> Server {
-        Server {
-            address,
-            backup: false,
-            down: false,
-            drain: false,
-            max_conns: 0,
-        }
-    }
-
-    fn group(servers: Vec<Server>, sticky: Option<StickyMode>) -> Group {
-        let registry = PeerRegistry::default();
-        let members = servers
-            .into_iter()
-            .map(|s| Member {
-                peer: registry.get_or_insert(
-                    PeerKey {
-                        group: "g".into(),
-                        address: s.address.into(),
-                    },
-                    vec!["127.0.0.1:1".parse().unwrap()],
-                    4,
-                ),
-                spec: MemberSpec {
-                    weight: 1,
-                    fail_policy: FailPolicy {
-                        max_fails: 1,
-                        fail_timeout_ms: 60_000,
-                    },
-                    max_conns: s.max_conns,
-                    backup: s.backup,
-                    down: s.down,
-                    drain: s.drain,
-                    slow_start: Duration::ZERO,
-                    route: Some(format!("r-{}", s.address)),
-                },
-            })
-            .collect();
-        Group::new(
-            "g".into(),
-            Method::RoundRobin,
-            members,
-            sticky,
-            Duration::from_secs(60),
-        )
-    }
-
-    const NO_KEY: PickCtx<'static> = PickCtx {
-        key: Key::None,
-        pinned: None,
-    };
-
-    fn address(g: &Group, ctx: &PickCtx<'_>, tried: &Tried) -> Result<String, NoPeer> {
-        g.pick(ctx, tried).map(|p| p.peer.key.address.to_string())
-    }
-
-    #[test]
-    fn primaries_take_new_sessions_then_backups_then_nothing() {
-        let g = group(
-            vec![
-                server("a"),
-                Server {
-                    down: true,
-                    ..server("b")
-                },
-                Server {
-                    backup: true,
-                    ..server("c")
-                },
-            ],
-            None,
-        );
-        let mut tried = Tried::default();
-        for _ in 0..4 {
-            assert_eq!(
-                address(&g, &NO_KEY, &tried).unwrap(),
-                "a",
-                "down b is skipped"
-            );
-        }
-        tried.add(0);
-        assert_eq!(
-            address(&g, &NO_KEY, &tried).unwrap(),
-            "c",
-            "the backup once a is out"
-        );
-        tried.add(2);
-        assert_eq!(address(&g, &NO_KEY, &tried), Err(NoPeer::AllDown));
-    }
-
-    #[test]
-    fn a_failed_primary_sends_new_sessions_to_backups_until_it_recovers() {
-        let g = group(
-            vec![
-                server("a"),
-                Server {
-                    backup: true,
-                    ..server("b")
-                },
-            ],
-            None,
-        );
-        let tried = Tried::default();
-        g.member(0)
-            .peer
-            .state
-            .record_failure(g.member(0).spec.fail_policy);
-        assert_eq!(address(&g, &NO_KEY, &tried).unwrap(), "b");
-        g.member(0).peer.state.record_success();
-        assert_eq!(address(&g, &NO_KEY, &tried).unwrap(), "a");
-        g.member(0).peer.state.set_check_state(CheckState::Down);
-        assert_eq!(
-            address(&g, &NO_KEY, &tried).unwrap(),
-            "b",
-            "active checks count too"
-        );
-    }
-
-    #[test]
-    fn a_cookie_pins_to_any_usable_server_and_garbage_is_rebalanced() {
-        let g = group(
-            vec![
-                server("a"),
-                Server {
-                    drain: true,
-                    ..server("b")
-                },
-                Server {
-                    backup: true,
-                    ..server("c")
-                },
-            ],
-            Some(StickyMode::Cookie { secret: None }),
-        );
-        let tried = Tried::default();
-        for index in [1, 2] {
-            let value = g.cookie_value(index).unwrap().to_string();
-            let ctx = PickCtx {
-                key: Key::None,
-                pinned: Some(&value),
-            };
-            let pick = g.pick(&ctx, &tried).unwrap();
-            assert_eq!(
-                (pick.member, pick.by_sticky),
-                (index, true),
-                "draining and backup servers keep their sessions"
-            );
-        }
-        for garbage in ["", "zz", "0123456789abcdef0", "a"] {
-            let ctx = PickCtx {
-                key: Key::None,
-                pinned: Some(garbage),
-            };
-            let pick = g.pick(&ctx, &tried).unwrap();
-            assert_eq!(
-                (pick.member, pick.by_sticky),
-                (0, false),
-                "{garbage:?} is rebalanced to a primary, never to a draining server"
-            );
-        }
-        assert_eq!(g.member(0).peer.state.picked_by_balancer(), 4);
-        assert_eq!(g.member(2).peer.state.picked_by_sticky(), 1);
-    }
-
-    #[test]
-    fn a_recovered_server_in_slow_start_is_ramped_up_not_flooded() {
-        let mut g = group(vec![server("a"), server("b")], None);
-        g.members[1].spec.slow_start = Duration::from_secs(3600);
-        let b = &g.member(1).peer.state;
-        let tried = Tried::default();
-        // Never down: slow start does not apply, b takes its turn.
-        let to_b = (0..100)
-            .filter(|_| address(&g, &NO_KEY, &tried).unwrap() == "b")
-            .count();
-        assert_eq!(to_b, 50);
-        // Back from a failure a moment ago: at the very start of an hour's ramp.
-        b.record_failure(g.member(1).spec.fail_policy);
-        b.record_success();
-        let to_b = (0..1000)
-            .filter(|_| address(&g, &NO_KEY, &tried).unwrap() == "b")
-            .count();
-        assert!(
-            to_b < 20,
-            "{to_b} of 1000 reached a server 0 % into its ramp"
-        );
-    }
-
-    #[test]
-    fn states_for_the_status_page() {
-        let g = group(
-            vec![
-                server("a"),
-                Server {
-                    down: true,
-                    ..server("b")
-                },
-                Server {
-                    drain: true,
-                    ..server("c")
-                },
-            ],
-            None,
-        );
-        let states: Vec<_> = g.members().iter().map(|m| m.state(false)).collect();
-        assert_eq!(
-            states,
-            [ServerState::Up, ServerState::Down, ServerState::Draining]
-        );
-        assert_eq!(g.member(0).state(true), ServerState::Checking);
-        g.member(0).peer.state.set_check_state(CheckState::Up);
-        assert_eq!(g.member(0).state(true), ServerState::Up);
-        g.member(0)
-            .peer
-            .state
-            .record_failure(g.member(0).spec.fail_policy);
-        assert_eq!(g.member(0).state(true), ServerState::Down);
-    }
-
-    #[test]
-    fn sticky_route_matches_route_values() {
-        let g = group(vec![server("a"), server("b")], Some(StickyMode::Route));
-        let ctx = PickCtx {
-            key: Key::None,
-            pinned: Some("r-b"),
-        };
-        let pick = g.pick(&ctx, &Tried::default()).unwrap();
-        assert_eq!(
-            (pick.peer.key.address.as_ref(), pick.by_sticky),
-            ("b", true)
-        );
-        assert!(g.cookie_value(0).is_none());
-    }
-
-    #[test]
-    fn full_servers_are_passed_over_and_all_full_is_busy() {
-        let g = group(
-            vec![
-                Server {
-                    max_conns: 1,
-                    ..server("a")
-                },
-                Server {
-                    max_conns: 1,
-                    ..server("b")
-                },
-            ],
-            None,
-        );
-        let tried = Tried::default();
-        let first = g.pick(&NO_KEY, &tried).unwrap().peer.begin();
-        let second = g.pick(&NO_KEY, &tried).unwrap().peer.begin();
-        assert_ne!(first.peer().key.address, second.peer().key.address);
-        assert_eq!(address(&g, &NO_KEY, &tried), Err(NoPeer::AllBusy));
-        drop(first);
-        assert!(g.pick(&NO_KEY, &tried).is_ok());
-    }
-}
+mod tests;

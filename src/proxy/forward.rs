@@ -70,12 +70,11 @@ pub async fn forward(
             Err(NoPeer::AllDown) => return Err(ProxyError::NoLiveUpstream),
         };
         let peer = pick.peer;
-        let member = group.member(pick.member);
         let error = match attempt(peer, group, &mut unsent, settings, progress).await {
             Ok(mut answer) => {
                 let status = answer.response.status().as_u16();
                 if !settings.next_upstream.statuses.contains(&status) || replay.is_none() {
-                    peer.state.record_success();
+                    group.record_success(pick.member);
                     answer.member = pick.member;
                     answer.by_sticky = pick.by_sticky;
                     return Ok(answer);
@@ -86,7 +85,7 @@ pub async fn forward(
             Err(error) if error.is_client_fault() => return Err(error),
             Err(error) => error,
         };
-        peer.state.record_failure(member.spec.fail_policy);
+        group.record_failure(pick.member);
         tracing::warn!(upstream = %peer.key.address, group = %group.name, "{error}");
         tried.add(pick.member);
         let allowed = if error.is_timeout() {

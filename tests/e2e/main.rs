@@ -15,6 +15,7 @@ mod http2;
 mod lifecycle;
 mod listeners;
 mod long_poll;
+mod passive_health;
 mod reload;
 mod reload_soak;
 mod routing;

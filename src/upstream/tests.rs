@@ -1,0 +1,456 @@
+use super::*;
+use crate::peer::{Moment, PeerKey, PeerRegistry, now_ms};
+
+struct Server {
+    address: &'static str,
+    backup: bool,
+    down: bool,
+    drain: bool,
+    max_conns: u32,
+}
+
+fn server(address: &'static str) -> Server {
+    Server {
+        address,
+        backup: false,
+        down: false,
+        drain: false,
+        max_conns: 0,
+    }
+}
+
+/// Servers with `max_fails=1 fail_timeout=60s`, balanced round robin.
+fn group(servers: Vec<Server>, sticky: Option<StickyMode>) -> Group {
+    group_with(Method::RoundRobin, servers, sticky)
+}
+
+fn group_with(method: Method, servers: Vec<Server>, sticky: Option<StickyMode>) -> Group {
+    let registry = PeerRegistry::default();
+    let members = servers
+        .into_iter()
+        .map(|s| Member {
+            peer: registry.get_or_insert(
+                PeerKey {
+                    group: "g".into(),
+                    address: s.address.into(),
+                },
+                vec!["127.0.0.1:1".parse().unwrap()],
+                4,
+            ),
+            spec: MemberSpec {
+                weight: 1,
+                fail_policy: FailPolicy {
+                    max_fails: 1,
+                    fail_timeout_ms: 60_000,
+                },
+                max_conns: s.max_conns,
+                backup: s.backup,
+                down: s.down,
+                drain: s.drain,
+                slow_start: Duration::ZERO,
+                route: Some(format!("r-{}", s.address)),
+            },
+        })
+        .collect();
+    Group::new("g".into(), method, members, sticky, Duration::from_secs(60))
+}
+
+const NO_KEY: PickCtx<'static> = PickCtx {
+    key: Key::None,
+    pinned: None,
+};
+
+fn address(g: &Group, ctx: &PickCtx<'_>, tried: &Tried) -> Result<String, NoPeer> {
+    g.pick(ctx, tried).map(|p| p.peer.key.address.to_string())
+}
+
+/// The address a pick at `now` (milliseconds on [`now_ms`]'s clock) chooses.
+fn address_at(g: &Group, ctx: &PickCtx<'_>, now: u64) -> Result<String, NoPeer> {
+    g.pick_at(ctx, &Tried::default(), &Moment::at(now))
+        .map(|p| p.peer.key.address.to_string())
+}
+
+/// After the test groups' `fail_timeout`, on [`now_ms`]'s clock.
+fn after_fail_timeout() -> u64 {
+    now_ms() + 60_001
+}
+
+#[test]
+fn primaries_take_new_sessions_then_backups_then_nothing() {
+    let g = group(
+        vec![
+            server("a"),
+            Server {
+                down: true,
+                ..server("b")
+            },
+            Server {
+                backup: true,
+                ..server("c")
+            },
+        ],
+        None,
+    );
+    let mut tried = Tried::default();
+    for _ in 0..4 {
+        assert_eq!(
+            address(&g, &NO_KEY, &tried).unwrap(),
+            "a",
+            "down b is skipped"
+        );
+    }
+    tried.add(0);
+    assert_eq!(
+        address(&g, &NO_KEY, &tried).unwrap(),
+        "c",
+        "the backup once a is out"
+    );
+    tried.add(2);
+    assert_eq!(address(&g, &NO_KEY, &tried), Err(NoPeer::AllDown));
+}
+
+#[test]
+fn a_failed_primary_sends_new_sessions_to_backups_until_it_recovers() {
+    let g = group(
+        vec![
+            server("a"),
+            Server {
+                backup: true,
+                ..server("b")
+            },
+        ],
+        None,
+    );
+    let tried = Tried::default();
+    g.record_failure(0);
+    for _ in 0..3 {
+        assert_eq!(address(&g, &NO_KEY, &tried).unwrap(), "b");
+    }
+    assert!(
+        g.member(0)
+            .peer
+            .state
+            .is_failed(g.member(0).spec.fail_policy)
+    );
+    // After fail_timeout a is tried again; its success brings it back.
+    assert_eq!(address_at(&g, &NO_KEY, after_fail_timeout()).unwrap(), "a");
+    g.record_success(0);
+    assert_eq!(address(&g, &NO_KEY, &tried).unwrap(), "a");
+    g.member(0).peer.state.set_check_state(CheckState::Down);
+    assert_eq!(
+        address(&g, &NO_KEY, &tried).unwrap(),
+        "b",
+        "active checks count too"
+    );
+}
+
+#[test]
+fn a_cookie_pins_to_any_usable_server_and_garbage_is_rebalanced() {
+    let g = group(
+        vec![
+            server("a"),
+            Server {
+                drain: true,
+                ..server("b")
+            },
+            Server {
+                backup: true,
+                ..server("c")
+            },
+        ],
+        Some(StickyMode::Cookie { secret: None }),
+    );
+    let tried = Tried::default();
+    for index in [1, 2] {
+        let value = g.cookie_value(index).unwrap().to_string();
+        let ctx = PickCtx {
+            key: Key::None,
+            pinned: Some(&value),
+        };
+        let pick = g.pick(&ctx, &tried).unwrap();
+        assert_eq!(
+            (pick.member, pick.by_sticky),
+            (index, true),
+            "draining and backup servers keep their sessions"
+        );
+    }
+    for garbage in ["", "zz", "0123456789abcdef0", "a"] {
+        let ctx = PickCtx {
+            key: Key::None,
+            pinned: Some(garbage),
+        };
+        let pick = g.pick(&ctx, &tried).unwrap();
+        assert_eq!(
+            (pick.member, pick.by_sticky),
+            (0, false),
+            "{garbage:?} is rebalanced to a primary, never to a draining server"
+        );
+    }
+    assert_eq!(g.member(0).peer.state.picked_by_balancer(), 4);
+    assert_eq!(g.member(2).peer.state.picked_by_sticky(), 1);
+}
+
+#[test]
+fn a_recovered_server_in_slow_start_is_ramped_up_not_flooded() {
+    let mut g = group(vec![server("a"), server("b")], None);
+    g.members[1].spec.slow_start = Duration::from_secs(3600);
+    let b = &g.member(1).peer.state;
+    let tried = Tried::default();
+    // Never down: slow start does not apply, b takes its turn.
+    let to_b = (0..100)
+        .filter(|_| address(&g, &NO_KEY, &tried).unwrap() == "b")
+        .count();
+    assert_eq!(to_b, 50);
+    // Back from being out a moment ago (its trial succeeded): at the very start of an hour's
+    // ramp.
+    let policy = g.member(1).spec.fail_policy;
+    assert!(b.record_failure(policy));
+    assert!(b.claim(policy, &Moment::at(after_fail_timeout())));
+    b.record_success(policy);
+    assert!(b.recovered_for_ms().is_some());
+    let to_b = (0..1000)
+        .filter(|_| address(&g, &NO_KEY, &tried).unwrap() == "b")
+        .count();
+    assert!(
+        to_b < 20,
+        "{to_b} of 1000 reached a server 0 % into its ramp"
+    );
+}
+
+#[test]
+fn states_for_the_status_page() {
+    let g = group(
+        vec![
+            server("a"),
+            Server {
+                down: true,
+                ..server("b")
+            },
+            Server {
+                drain: true,
+                ..server("c")
+            },
+        ],
+        None,
+    );
+    let states: Vec<_> = g.members().iter().map(|m| m.state(false)).collect();
+    assert_eq!(
+        states,
+        [ServerState::Up, ServerState::Down, ServerState::Draining]
+    );
+    assert_eq!(g.member(0).state(true), ServerState::Checking);
+    g.member(0).peer.state.set_check_state(CheckState::Up);
+    assert_eq!(g.member(0).state(true), ServerState::Up);
+    g.record_failure(0);
+    assert_eq!(g.member(0).state(true), ServerState::Down);
+}
+
+#[test]
+fn sticky_route_matches_route_values() {
+    let g = group(vec![server("a"), server("b")], Some(StickyMode::Route));
+    let ctx = PickCtx {
+        key: Key::None,
+        pinned: Some("r-b"),
+    };
+    let pick = g.pick(&ctx, &Tried::default()).unwrap();
+    assert_eq!(
+        (pick.peer.key.address.as_ref(), pick.by_sticky),
+        ("b", true)
+    );
+    assert!(g.cookie_value(0).is_none());
+}
+
+#[test]
+fn full_servers_are_passed_over_and_all_full_is_busy() {
+    let g = group(
+        vec![
+            Server {
+                max_conns: 1,
+                ..server("a")
+            },
+            Server {
+                max_conns: 1,
+                ..server("b")
+            },
+        ],
+        None,
+    );
+    let tried = Tried::default();
+    let first = g.pick(&NO_KEY, &tried).unwrap().peer.begin();
+    let second = g.pick(&NO_KEY, &tried).unwrap().peer.begin();
+    assert_ne!(first.peer().key.address, second.peer().key.address);
+    assert_eq!(address(&g, &NO_KEY, &tried), Err(NoPeer::AllBusy));
+    drop(first);
+    assert!(g.pick(&NO_KEY, &tried).is_ok());
+}
+
+#[test]
+fn the_only_server_of_a_group_is_never_taken_out() {
+    let g = group(vec![server("a")], None);
+    for _ in 0..3 {
+        g.record_failure(0);
+        assert_eq!(address(&g, &NO_KEY, &Tried::default()).unwrap(), "a");
+    }
+    assert_eq!(g.member(0).state(false), ServerState::Up);
+    assert_eq!(
+        g.member(0).peer.state.failures(),
+        3,
+        "still counted for status"
+    );
+
+    // With a backup it is not alone: nginx takes it out and the backup serves.
+    let g = group(
+        vec![
+            server("a"),
+            Server {
+                backup: true,
+                ..server("b")
+            },
+        ],
+        None,
+    );
+    g.record_failure(0);
+    assert_eq!(address(&g, &NO_KEY, &Tried::default()).unwrap(), "b");
+}
+
+#[test]
+fn when_no_server_can_be_chosen_every_failure_is_forgotten() {
+    let g = group(vec![server("a"), server("b")], None);
+    g.record_failure(0);
+    g.record_failure(1);
+    let tried = Tried::default();
+    assert_eq!(address(&g, &NO_KEY, &tried), Err(NoPeer::AllDown));
+    // The next request tries them again, long before fail_timeout.
+    let mut next: Vec<String> = (0..2)
+        .map(|_| address(&g, &NO_KEY, &tried).unwrap())
+        .collect();
+    next.sort();
+    assert_eq!(next, ["a", "b"]);
+}
+
+#[test]
+fn quick_recovery_waits_for_the_backups_too() {
+    let g = group(
+        vec![
+            server("a"),
+            Server {
+                backup: true,
+                ..server("bk")
+            },
+        ],
+        None,
+    );
+    let tried = Tried::default();
+    g.record_failure(0);
+    for _ in 0..3 {
+        assert_eq!(
+            address(&g, &NO_KEY, &tried).unwrap(),
+            "bk",
+            "a stays out while the backup serves"
+        );
+    }
+    g.record_failure(1);
+    assert_eq!(address(&g, &NO_KEY, &tried), Err(NoPeer::AllDown));
+    assert_eq!(
+        address(&g, &NO_KEY, &tried).unwrap(),
+        "a",
+        "primaries first"
+    );
+}
+
+#[test]
+fn quick_recovery_leaves_servers_active_checks_hold_down() {
+    let g = group(vec![server("a"), server("b"), server("c")], None);
+    g.member(0).peer.state.set_check_state(CheckState::Down);
+    g.member(1).peer.state.set_check_state(CheckState::Pending);
+    g.record_failure(2);
+    let tried = Tried::default();
+    assert_eq!(address(&g, &NO_KEY, &tried), Err(NoPeer::AllDown));
+    for _ in 0..3 {
+        assert_eq!(address(&g, &NO_KEY, &tried).unwrap(), "c");
+    }
+    // Checked down everywhere: nothing passive logic could forgive, 502 every time.
+    g.member(2).peer.state.set_check_state(CheckState::Down);
+    for _ in 0..3 {
+        assert_eq!(address(&g, &NO_KEY, &tried), Err(NoPeer::AllDown));
+    }
+}
+
+#[test]
+fn a_hashed_key_steps_past_its_failed_server_and_comes_back_after_quick_recovery() {
+    let g = group_with(
+        Method::Hash { consistent: true },
+        vec![server("a"), server("b"), server("c")],
+        None,
+    );
+    let ctx = PickCtx {
+        key: Key::Bytes(b"user-42"),
+        pinned: None,
+    };
+    let tried = Tried::default();
+    let home = g.pick(&ctx, &tried).unwrap().member;
+    g.record_failure(home);
+    let next = g.pick(&ctx, &tried).unwrap().member;
+    assert_ne!(next, home, "the key steps to the next server");
+    for index in 0..3 {
+        if index != home {
+            g.record_failure(index);
+        }
+    }
+    assert_eq!(g.pick(&ctx, &tried).map(|p| p.member), Err(NoPeer::AllDown));
+    assert_eq!(g.pick(&ctx, &tried).unwrap().member, home, "home again");
+}
+
+#[test]
+fn a_cookie_of_a_failed_server_is_rebalanced_until_quick_recovery() {
+    let g = group(
+        vec![server("a"), server("b")],
+        Some(StickyMode::Cookie { secret: None }),
+    );
+    let value = g.cookie_value(0).unwrap().to_string();
+    let ctx = PickCtx {
+        key: Key::None,
+        pinned: Some(&value),
+    };
+    let tried = Tried::default();
+    g.record_failure(0);
+    let pick = g.pick(&ctx, &tried).unwrap();
+    assert_eq!((pick.member, pick.by_sticky), (1, false));
+    g.record_failure(1);
+    assert!(g.pick(&ctx, &tried).is_err());
+    let pick = g.pick(&ctx, &tried).unwrap();
+    assert_eq!((pick.member, pick.by_sticky), (0, true));
+}
+
+#[test]
+fn an_out_server_gets_one_trial_however_many_picks_come() {
+    let g = group(vec![server("a"), server("b")], None);
+    g.record_failure(0);
+    let later = after_fail_timeout();
+    let to_a = (0..10)
+        .filter(|_| address_at(&g, &NO_KEY, later).unwrap() == "a")
+        .count();
+    assert_eq!(to_a, 1, "the trial; the others wait for its outcome");
+    // It failed: out again, for another fail_timeout counted from the failure.
+    g.record_failure(0);
+    for _ in 0..3 {
+        assert_eq!(address(&g, &NO_KEY, &Tried::default()).unwrap(), "b");
+    }
+}
+
+#[test]
+fn slow_start_never_refuses_a_request_nobody_else_can_take() {
+    for servers in [vec![server("a")], vec![server("a"), server("b")]] {
+        let mut g = group(servers, None);
+        for i in 0..g.len() {
+            g.members[i].spec.slow_start = Duration::from_secs(3600);
+            // Back from a failed check a moment ago: 0 % into an hour's ramp.
+            let state = &g.member(i).peer.state;
+            state.set_check_state(CheckState::Down);
+            state.set_check_state(CheckState::Up);
+        }
+        for _ in 0..100 {
+            assert!(g.pick(&NO_KEY, &Tried::default()).is_ok());
+        }
+    }
+}
