@@ -19,7 +19,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, Config};
-use crate::server::{Applied, StartError, Tether};
+use crate::server::{Applied, StartError, Tether, blocking};
 
 /// How long the files must stay quiet before a burst of events becomes one reload.
 const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -31,6 +31,8 @@ pub enum ReloadError {
     Rejected(StartError),
     /// The file could not even be loaded (syntax, includes).
     Load(config::ConfigErrors),
+    /// Loading the file panicked (a bug; the message says where).
+    Panicked(blocking::Panic),
 }
 
 impl fmt::Display for ReloadError {
@@ -38,21 +40,26 @@ impl fmt::Display for ReloadError {
         match self {
             ReloadError::Rejected(error) => error.fmt(f),
             ReloadError::Load(errors) => errors.fmt(f),
+            ReloadError::Panicked(panic) => write!(f, "loading the configuration {panic}"),
         }
     }
 }
 
 /// Loads the config at `path` again and applies it, logging the outcome.
 pub async fn reload(tether: &Tether, path: &Path, prefix: &Path) -> Result<Applied, ReloadError> {
-    let loaded = {
-        let (path, prefix) = (path.to_path_buf(), prefix.to_path_buf());
-        tokio::task::spawn_blocking(move || config::load(&path, &prefix))
-            .await
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
-    };
-    let outcome = match loaded {
-        Ok(config) => tether.apply(&config).await.map_err(ReloadError::Rejected),
-        Err(errors) => Err(ReloadError::Load(errors)),
+    let (path, prefix) = (path.to_path_buf(), prefix.to_path_buf());
+    reload_with(tether, move || config::load(&path, &prefix)).await
+}
+
+/// [`reload`] with the loading given: it runs off the async threads (it reads files).
+async fn reload_with(
+    tether: &Tether,
+    load: impl FnOnce() -> Result<Config, config::ConfigErrors> + Send + 'static,
+) -> Result<Applied, ReloadError> {
+    let outcome = match blocking::run(load).await {
+        Ok(Ok(config)) => tether.apply(&config).await.map_err(ReloadError::Rejected),
+        Ok(Err(errors)) => Err(ReloadError::Load(errors)),
+        Err(panic) => Err(ReloadError::Panicked(panic)),
     };
     match &outcome {
         Ok(applied) => tracing::info!(
@@ -249,5 +256,68 @@ impl fmt::Display for Changes<'_> {
         } else {
             f.write_str(&parts.join(", "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::path::Path;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// A config answering `200 ok` on `listen`.
+    fn serving(listen: SocketAddr) -> Config {
+        let text = format!(
+            "events {{}} http {{ server {{ listen {listen}; location / {{ return 200 ok; }} }} }}"
+        );
+        config::load_str(Path::new("test.conf"), &text, Path::new("."))
+            .expect("the test config loads")
+    }
+
+    /// The whole answer to a `GET /` over HTTP/1.0.
+    async fn answer(addr: SocketAddr) -> String {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .await
+            .expect("send");
+        let mut answer = String::new();
+        let read = stream.read_to_string(&mut answer);
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("an answer within 5 s")
+            .expect("read");
+        answer
+    }
+
+    #[tokio::test]
+    async fn a_reload_whose_loading_panics_is_an_error_and_the_old_config_stays() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let tether = Tether::start_with_listeners(&serving(addr), vec![(addr, listener)])
+            .await
+            .expect("tether starts");
+
+        let outcome = reload_with(&tether, || panic!("the parser tripped over itself")).await;
+        let Err(error) = outcome else {
+            panic!("a panicking load was applied");
+        };
+        assert!(
+            error.to_string().contains("the parser tripped over itself"),
+            "the panic message is in the error: {error}"
+        );
+        assert_eq!(tether.shared().snapshot.load().generation, 1);
+        assert!(answer(addr).await.starts_with("HTTP/1.0 200"));
+
+        // And the next good load is applied as usual.
+        let applied = reload_with(&tether, move || Ok(serving(addr)))
+            .await
+            .expect("a good config applies");
+        assert_eq!(applied.new.generation, 2);
+        tether.stop().await;
     }
 }
