@@ -1,14 +1,22 @@
 //! What makes tether reload, and what does not: an editor's save, `cp`, a Kubernetes ConfigMap
-//! swap, an included file, SIGHUP and `tether -s reload` — each once per change — and never a
-//! file that is not part of the config.
+//! swap, an included file, a new file matching an include glob, the target of a symlinked
+//! config, SIGHUP and `tether -s reload` — each once per change, at once for the signals, within
+//! the debounce's maximum wait when the file never stops changing — and never a file that is
+//! not part of the config, however busy it is.
 
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 use super::{answered_by, switched_text, switched_to, watched_on};
 use crate::harness::edit::{Binary, ConfigMap, OpenCounter, Watching, copy_over, save_like_editor};
 use crate::harness::proxy::{fill, upstream_up};
+use crate::harness::session::eventually;
 use crate::harness::{Backend, free_addr};
 
 #[tokio::test]
@@ -133,35 +141,120 @@ async fn a_burst_of_writes_is_one_reload() {
 }
 
 #[tokio::test]
-async fn touching_an_unrelated_file_in_the_folder_does_not_reload() {
+async fn unrelated_files_in_the_folder_are_not_even_looked_at() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let proxy = watched_on(&a).await;
-    let notes = proxy.watched().dir.path().join("notes.txt");
+    let dir = proxy.watched().dir.path().to_path_buf();
     let reads = OpenCounter::start(&proxy.watched().path);
-    std::fs::write(&notes, "not a config").expect("write an unrelated file");
-    // Proving that something does NOT happen: there is no condition to wait for, so this one
-    // wait is fixed. 600 ms is four times the 150 ms debounce, plenty for the watcher to see
-    // the events, settle and compare contents.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(proxy.snapshot().generation, 1, "no reload for notes.txt");
-    // Comparing contents reads the config once; its own read must not wake the watcher again
-    // (that would re-read the file every 150 ms forever, about four times in this wait).
-    assert!(
-        reads.opens() <= 1,
-        "tether.conf read {} times after one unrelated change",
-        reads.opens()
+    // A log appended beside the config, and what an editor leaves next to the file it opens
+    // (vim's swap file and its `4913` probe, a backup `~` file), none of them the config.
+    let log = Churn::append(&dir.join("access.log"), Duration::from_millis(20));
+    for name in [".tether.conf.swp", "4913", "tether.conf~", "notes.txt"] {
+        std::fs::write(dir.join(name), "not a config").expect("write an unrelated file");
+        std::fs::remove_file(dir.join(name)).expect("remove it");
+    }
+    // Proving that something does NOT happen: there is no condition to wait for, so this wait
+    // is fixed and kept short. 400 ms of churn is over twice the 150 ms debounce: a watcher
+    // that let these events in would have compared contents (read tether.conf) by now.
+    log.goes_on(10).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        proxy.snapshot().generation,
+        1,
+        "no reload for unrelated files"
+    );
+    assert_eq!(
+        reads.opens(),
+        0,
+        "tether.conf was read after changes to other files only"
     );
     assert_eq!(answered_by(proxy.addr, "/").await, "a");
 
-    // The watcher was listening all along: a real change is one reload.
+    // The watcher was listening all along: a real change is one reload, churn or not.
     save_like_editor(&proxy.watched().path, &switched_text(&proxy, &b, "real"));
     switched_to(proxy.addr, "b").await;
     assert_eq!(proxy.snapshot().generation, 2);
 }
 
-/// A folder for the real binary: the config it is given is `conf/tether.conf`, a symlink to
-/// `real/tether.conf`. Edited in place there, the file changes in a folder tether does not
-/// watch (it watches the link's), so only a signal can make it reload.
+#[tokio::test]
+async fn an_edit_is_applied_while_a_log_beside_the_config_is_written() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let proxy = watched_on(&a).await;
+    let log = Churn::append(
+        &proxy.watched().dir.path().join("access.log"),
+        Duration::from_millis(50),
+    );
+    log.goes_on(3).await;
+    save_like_editor(&proxy.watched().path, &switched_text(&proxy, &b, "edited"));
+    switched_to(proxy.addr, "b").await;
+    // Applied while the log was still being written, not once it stopped.
+    log.goes_on(1).await;
+    assert_eq!(proxy.snapshot().generation, 2);
+}
+
+#[tokio::test]
+async fn a_config_saved_over_and_over_is_applied_within_the_maximum_wait() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let proxy = watched_on(&a).await;
+    let (path, on_b) = (
+        proxy.watched().path.clone(),
+        switched_text(&proxy, &b, "saved"),
+    );
+    // Saved every 50 ms, each time with a new comment: the events never pause for the 150 ms
+    // the debounce waits for, so only its maximum wait (1 s) lets a reload through.
+    let saves = Churn::start(Duration::from_millis(50), move |i| {
+        save_like_editor(&path, &format!("# save {i}\n{on_b}"))
+    });
+    switched_to(proxy.addr, "b").await;
+    saves.goes_on(1).await;
+    let generation = proxy.snapshot().generation;
+    assert!(
+        generation >= 2,
+        "b answers, so a reload happened: {generation}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_file_matching_an_include_glob_reloads() {
+    let [a, b, c] = Backend::start_all(["a", "b", "c"]).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let dir = tempfile::tempdir().expect("temporary folder");
+    // conf.d does not even exist yet: no file in it was read, yet new ones must be seen.
+    let main = dir.path().join("tether.conf");
+    let text = "events {} http { \
+                upstream a { server {a}; } upstream b { server {b}; } upstream c { server {c}; } \
+                server { listen {listen}; location / { proxy_pass http://a; } \
+                         include conf.d/*.conf; } }";
+    let names = [("a", a.addr), ("b", b.addr), ("c", c.addr)];
+    std::fs::write(&main, fill(text, addr, &names)).expect("write the main file");
+    let tether = Watching::start(&main, listener).await;
+    assert_eq!(answered_by(tether.addr, "/b/").await, "a");
+
+    // Dropped in by a deployment tool (`mkdir -p conf.d && cp`); nothing else changes.
+    let location = |name: &str| format!("location /{name}/ {{ proxy_pass http://{name}; }}\n");
+    std::fs::create_dir(dir.path().join("conf.d")).expect("conf.d folder");
+    std::fs::write(dir.path().join("conf.d/b.conf"), location("b")).expect("write b.conf");
+    switched_to_on(tether.addr, "/b/", "b").await;
+    assert_eq!(tether.generation(), 2);
+
+    // And the next one, in a folder that now has a file tether read.
+    save_like_editor(&dir.path().join("conf.d/c.conf"), &location("c"));
+    switched_to_on(tether.addr, "/c/", "c").await;
+    assert_eq!(tether.generation(), 3);
+    assert_eq!(answered_by(tether.addr, "/b/").await, "b");
+}
+
+/// Waits until `GET path` reaches backend `name`.
+async fn switched_to_on(addr: SocketAddr, path: &str, name: &str) {
+    let what = format!("{path} reaching {name}");
+    eventually(Duration::from_secs(5), &what, || async move {
+        answered_by(addr, path).await == name
+    })
+    .await;
+}
+
+/// A config given as `conf/tether.conf`, a symlink to `real/tether.conf` in another folder.
 struct LinkedConf {
     _dir: tempfile::TempDir,
     link: std::path::PathBuf,
@@ -186,10 +279,28 @@ impl LinkedConf {
     }
 }
 
-/// The binary serving `server {a}` from a linked config; the real file switched to
-/// `server {b}`, then `trigger` run: b must take over and the log say generation 2.
-async fn binary_reloads_on(trigger: impl FnOnce(&Binary, &LinkedConf)) {
+#[tokio::test]
+async fn the_file_a_symlinked_config_points_at_is_watched_too() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let text =
+        |server: &Backend| fill(&upstream_up("server {x};", ""), addr, &[("x", server.addr)]);
+    let files = LinkedConf::new(&text(&a));
+    let tether = Watching::start(&files.link, listener).await;
+    assert_eq!(answered_by(tether.addr, "/").await, "a");
+
+    // Edited in place where it really lives, a folder away from the link.
+    copy_over(&files.real, &text(&b));
+    switched_to(tether.addr, "b").await;
+    assert_eq!(tether.generation(), 2);
+}
+
+/// The binary serving a linked config while a log beside the link is appended to every 50 ms;
+/// `trigger` must make it reload at once. Nothing in the config changes, and a file event that
+/// changes no content is no reload: only the signal can explain generation 2.
+async fn binary_reloads_on(trigger: impl FnOnce(&Binary, &LinkedConf)) {
+    let a = Backend::start("a").await;
     let listen = free_addr();
     let files = LinkedConf::new(&fill(
         &upstream_up("server {a};", ""),
@@ -198,15 +309,21 @@ async fn binary_reloads_on(trigger: impl FnOnce(&Binary, &LinkedConf)) {
     ));
     let tether = Binary::start(&files.link, listen).await;
     assert_eq!(answered_by(listen, "/").await, "a");
-
-    copy_over(
-        &files.real,
-        &fill(&upstream_up("server {b};", ""), listen, &[("b", b.addr)]),
+    let log = Churn::append(
+        &files.link.with_file_name("access.log"),
+        Duration::from_millis(50),
     );
+    log.goes_on(3).await;
+
     trigger(&tether, &files);
-    switched_to(listen, "b").await;
     let applied = tether.lines_with("reload applied", 1, 0).await;
     assert!(applied[0].contains("generation=2"), "{applied:?}");
+    assert!(
+        applied[0].contains("no server or listener changed"),
+        "{applied:?}"
+    );
+    log.goes_on(1).await;
+    assert_eq!(answered_by(listen, "/").await, "a");
 }
 
 #[tokio::test]
@@ -224,4 +341,67 @@ async fn tether_s_reload_makes_the_binary_reload() {
         tether.send_reload();
     })
     .await;
+}
+
+/// A file written again and again in the background until dropped: a log appended to, or a
+/// config saved over and over. Each write is paced, not awaited by anyone.
+pub struct Churn {
+    writes: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Churn {
+    /// Calls `write(i)` for i = 0, 1, 2, ... every `every`, starting now.
+    pub fn start(every: Duration, mut write: impl FnMut(usize) + Send + 'static) -> Churn {
+        let writes = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let writes = writes.clone();
+            async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    write(writes.load(Ordering::SeqCst));
+                    writes.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        Churn { writes, task }
+    }
+
+    /// Appends a line to `path` every `every`, as a busy access log is written.
+    pub fn append(path: &Path, every: Duration) -> Churn {
+        use std::io::Write;
+        let path = path.to_path_buf();
+        Churn::start(every, move |i| {
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .expect("open the log");
+            writeln!(log, "127.0.0.1 - - GET /{i} 200").expect("append to the log");
+        })
+    }
+
+    /// Writes done so far.
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `more` writes beyond the ones done so far have happened: the churn is still
+    /// going on.
+    pub async fn goes_on(&self, more: usize) {
+        let target = self.writes() + more;
+        let what = format!("{more} more writes of the churning file");
+        eventually(Duration::from_secs(5), &what, || {
+            let done = self.writes() >= target;
+            async move { done }
+        })
+        .await;
+    }
+}
+
+impl Drop for Churn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
