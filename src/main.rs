@@ -154,17 +154,17 @@ fn run(config: &Config, prefix: &Path) -> ExitCode {
     let served = build_runtime(config.worker_processes).and_then(|runtime| {
         runtime.block_on(async {
             let tether = Arc::new(start(config).await?);
+            // The config's files are watched before anything says we are up (SIGHUP caught,
+            // the pid file): an edit made from then on is seen.
+            let watcher = reload::Watcher::arm(config);
             // Every signal handler is in place before the pid file tells `tether -s` where we
             // are: until then SIGHUP or SIGQUIT would take their default action and kill us.
             let stop_signals = StopSignals::register();
             let hangups = reload::hangups();
             let pid_file = PidFile::write(pid_path(config))?;
             let (stop_watching, watching) = tokio::sync::watch::channel(false);
-            let watcher = tokio::spawn({
-                let (tether, config, prefix) =
-                    (tether.clone(), config.clone(), prefix.to_path_buf());
-                async move { reload::watch(tether, &config, prefix, hangups, watching).await }
-            });
+            let watcher =
+                tokio::spawn(watcher.run(tether.clone(), prefix.to_path_buf(), hangups, watching));
             match stop_signals.wait().await {
                 Stop::Fast => {
                     tracing::info!("stopping");

@@ -98,45 +98,69 @@ async fn reload_with(
     outcome
 }
 
-/// Reloads on SIGHUP and on changes of the config's files until `stop` turns true.
-/// `hangups` should be registered before the pid file is written, so that a `tether -s reload`
-/// right after start cannot meet SIGHUP's default action (exit); [`hangups`] makes one.
-pub async fn watch(
-    tether: Arc<Tether>,
-    config: &Config,
-    prefix: PathBuf,
-    mut hangups: Option<Signal>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let path = config.main_file.clone();
-    let (events, mut changed) = mpsc::channel(1);
-    let mut sources = Sources::of(config);
-    let mut files = FileWatch::new(events);
-    files.follow(&sources);
-    let mut fingerprint = Fingerprint::of(&sources);
-    loop {
-        let trigger = tokio::select! {
-            biased;
-            _ = stop.wait_for(|stop| *stop) => return,
-            trigger = DEBOUNCE.next(&mut changed, next_hangup(&mut hangups)) => trigger,
-        };
-        // Taken before loading: a file changed while the reload runs is seen changed next time.
-        let before = Fingerprint::of(&sources);
-        if trigger == Trigger::Files && before == fingerprint {
-            // Nothing of ours changed, but a pattern's folder may have appeared.
-            files.follow(&sources);
-            continue;
-        }
-        let (path, prefix) = (path.clone(), prefix.clone());
-        fingerprint = match reload_with(&tether, move || config::load(&path, &prefix)).await {
-            Ok(reloaded) => {
-                sources = reloaded.sources;
-                Fingerprint::of(&sources).keeping(&before)
-            }
-            // Watch what we have: fixing the broken file triggers the next attempt.
-            Err(_) => before,
-        };
+/// The reload loop, armed: the config's folders are watched from the moment it is made, so a
+/// change right after start is not missed; [`Watcher::run`] then serves it.
+pub struct Watcher {
+    path: PathBuf,
+    sources: Sources,
+    files: FileWatch,
+    changed: mpsc::Receiver<()>,
+    fingerprint: Fingerprint,
+}
+
+impl Watcher {
+    /// Starts watching the files `config` was read from.
+    pub fn arm(config: &Config) -> Watcher {
+        let (events, changed) = mpsc::channel(1);
+        let sources = Sources::of(config);
+        let mut files = FileWatch::new(events);
         files.follow(&sources);
+        Watcher {
+            path: config.main_file.clone(),
+            fingerprint: Fingerprint::of(&sources),
+            sources,
+            files,
+            changed,
+        }
+    }
+
+    /// Reloads on SIGHUP and on changes of the config's files until `stop` turns true.
+    /// `hangups` should be registered before the pid file is written, so that a
+    /// `tether -s reload` right after start cannot meet SIGHUP's default action (exit);
+    /// [`hangups`] makes one.
+    pub async fn run(
+        mut self,
+        tether: Arc<Tether>,
+        prefix: PathBuf,
+        mut hangups: Option<Signal>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let trigger = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => return,
+                trigger = DEBOUNCE.next(&mut self.changed, next_hangup(&mut hangups)) => trigger,
+            };
+            // Taken before loading: a file changed while the reload runs is seen changed next
+            // time.
+            let before = Fingerprint::of(&self.sources);
+            if trigger == Trigger::Files && before == self.fingerprint {
+                // Nothing of ours changed, but a pattern's folder may have appeared.
+                self.files.follow(&self.sources);
+                continue;
+            }
+            let (path, prefix) = (self.path.clone(), prefix.clone());
+            self.fingerprint =
+                match reload_with(&tether, move || config::load(&path, &prefix)).await {
+                    Ok(reloaded) => {
+                        self.sources = reloaded.sources;
+                        Fingerprint::of(&self.sources).keeping(&before)
+                    }
+                    // Watch what we have: fixing the broken file triggers the next attempt.
+                    Err(_) => before,
+                };
+            self.files.follow(&self.sources);
+        }
     }
 }
 
