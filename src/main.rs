@@ -11,7 +11,7 @@ use tether::config::{self, Config, WorkerProcesses};
 use tether::heap;
 use tether::peer::PeerRegistry;
 use tether::reload;
-use tether::server::Tether;
+use tether::server::{Tether, blocking};
 use tether::snapshot::Snapshot;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -106,10 +106,17 @@ fn main() -> ExitCode {
 }
 
 /// Loads and fully validates a config (including what only building a snapshot finds: unknown
-/// variables, unresolvable hosts), printing every error nginx-style.
+/// variables, unresolvable hosts), printing every error nginx-style. A panic on the way (a bug)
+/// is printed as an error too, not a crash.
 fn check(path: &Path, prefix: &Path) -> Result<Config, ()> {
-    let config = config::load(path, prefix).map_err(|errors| print_errors(&errors))?;
-    Snapshot::build(&config, &PeerRegistry::default(), 0)
+    let panicked = |what: &str, panic: blocking::Panic| {
+        eprintln!("tether: [emerg] {what} {} {panic}", path.display());
+    };
+    let config = blocking::catching(|| config::load(path, prefix))
+        .map_err(|panic| panicked("loading", panic))?
+        .map_err(|errors| print_errors(&errors))?;
+    blocking::catching(|| Snapshot::build(&config, &PeerRegistry::default(), 0))
+        .map_err(|panic| panicked("checking", panic))?
         .map_err(|errors| print_errors(&errors))?;
     Ok(config)
 }
@@ -147,17 +154,17 @@ fn run(config: &Config, prefix: &Path) -> ExitCode {
     let served = build_runtime(config.worker_processes).and_then(|runtime| {
         runtime.block_on(async {
             let tether = Arc::new(start(config).await?);
+            // The config's files are watched before anything says we are up (SIGHUP caught,
+            // the pid file): an edit made from then on is seen.
+            let watcher = reload::Watcher::arm(config);
             // Every signal handler is in place before the pid file tells `tether -s` where we
             // are: until then SIGHUP or SIGQUIT would take their default action and kill us.
             let stop_signals = StopSignals::register();
             let hangups = reload::hangups();
             let pid_file = PidFile::write(pid_path(config))?;
             let (stop_watching, watching) = tokio::sync::watch::channel(false);
-            let watcher = tokio::spawn({
-                let (tether, config, prefix) =
-                    (tether.clone(), config.clone(), prefix.to_path_buf());
-                async move { reload::watch(tether, &config, prefix, hangups, watching).await }
-            });
+            let watcher =
+                tokio::spawn(watcher.run(tether.clone(), prefix.to_path_buf(), hangups, watching));
             match stop_signals.wait().await {
                 Stop::Fast => {
                     tracing::info!("stopping");
@@ -217,9 +224,9 @@ impl Drop for PidFile {
 /// `-s reload|quit|stop`: signals the instance whose pid file the config names.
 fn send_signal(conf: &Path, prefix: &Path, signal: SignalName) -> ExitCode {
     // The config names the pid file; a config too broken to load still has the default one.
-    let path = match config::load(conf, prefix) {
-        Ok(config) => pid_path(&config),
-        Err(_) => conf.parent().unwrap_or(Path::new(".")).join("tether.pid"),
+    let path = match blocking::catching(|| config::load(conf, prefix)) {
+        Ok(Ok(config)) => pid_path(&config),
+        _ => conf.parent().unwrap_or(Path::new(".")).join("tether.pid"),
     };
     let pid = match std::fs::read_to_string(&path).map(|text| text.trim().parse::<i32>()) {
         Ok(Ok(pid)) if pid > 0 => pid,

@@ -41,7 +41,8 @@ pub fn load_str(path: &Path, text: &str, prefix: &Path) -> Result<Config, Config
     if !parsed.errors.is_empty() {
         return Err(ConfigErrors(parsed.errors));
     }
-    lower::lower(&parsed.directives, path, parsed.files, prefix).map_err(ConfigErrors)
+    let (files, globs) = (parsed.files, parsed.include_globs);
+    lower::lower(&parsed.directives, path, files, globs, prefix).map_err(ConfigErrors)
 }
 
 #[cfg(test)]

@@ -21,6 +21,9 @@ pub struct Config {
     pub main_file: PathBuf,
     /// Every file read (main file first, then includes in order): what a reload must watch.
     pub files: Vec<PathBuf>,
+    /// The `include` patterns with wildcards, made absolute (the config's folder escaped): a
+    /// new file matching one is a change of the config, though no file of it was read yet.
+    pub include_globs: Vec<glob::Pattern>,
     /// `worker_processes N|auto`: the number of tokio worker threads.
     pub worker_processes: WorkerProcesses,
     /// `events { worker_connections N; }` (default 512, as nginx): the cap on open client

@@ -29,6 +29,9 @@ pub struct Parsed {
     pub directives: Vec<Directive>,
     /// Every file read, main file first, each once.
     pub files: Vec<PathBuf>,
+    /// Every `include` pattern with wildcards, absolute, in file order (also those matching
+    /// nothing yet).
+    pub include_globs: Vec<glob::Pattern>,
     /// Syntax and include errors; lowering should not run when this is not empty.
     pub errors: Vec<ConfigError>,
 }
@@ -40,6 +43,7 @@ pub fn parse_main(path: &Path, text: String) -> Parsed {
     let mut includer = Includer {
         base,
         files: Vec::new(),
+        include_globs: Vec::new(),
         stack: Vec::new(),
         errors: Vec::new(),
     };
@@ -47,6 +51,7 @@ pub fn parse_main(path: &Path, text: String) -> Parsed {
     Parsed {
         directives,
         files: includer.files,
+        include_globs: includer.include_globs,
         errors: includer.errors,
     }
 }
@@ -55,6 +60,7 @@ pub fn parse_main(path: &Path, text: String) -> Parsed {
 struct Includer {
     base: PathBuf,
     files: Vec<PathBuf>,
+    include_globs: Vec<glob::Pattern>,
     /// Canonical paths of the files being parsed, outermost first, to catch include cycles.
     stack: Vec<PathBuf>,
     errors: Vec<ConfigError>,
@@ -189,6 +195,7 @@ impl Includer {
                 return Vec::new();
             }
         };
+        self.record_glob(pattern);
         // glob yields paths in alphabetical order, which is the order nginx includes them in.
         let mut out = Vec::new();
         for entry in paths {
@@ -198,6 +205,21 @@ impl Includer {
             }
         }
         out
+    }
+
+    /// Keeps a valid wildcard pattern, absolute, for the reload watcher: the files it will
+    /// match later are part of the config too.
+    fn record_glob(&mut self, pattern: &str) {
+        let base = match std::path::absolute(&self.base) {
+            Ok(base) => base,
+            // An empty base (a main file named without a folder) is the current directory.
+            Err(_) => std::env::current_dir().unwrap_or_default(),
+        };
+        let base = glob::Pattern::escape(&base.to_string_lossy());
+        let full = Path::new(&base).join(pattern);
+        if let Ok(pattern) = glob::Pattern::new(&full.to_string_lossy()) {
+            self.include_globs.push(pattern);
+        }
     }
 
     fn include_file(&mut self, path: PathBuf, d: &Directive) -> Vec<Directive> {

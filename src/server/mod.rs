@@ -1,9 +1,10 @@
-//! Sockets: binding listeners, accepting connections, serving each with hyper (HTTP/1.1 and
-//! HTTP/2 on the same port), applying a new config's listeners, and stopping — at once or
+//! Sockets: binding listeners, accepting connections, serving each (HTTP/1.1 by tether's own
+//! `http1`, HTTP/2 by hyper, on the same port), applying a new config's listeners, and stopping — at once or
 //! gracefully. The request itself is `proxy`'s business; which config is live is the
 //! [`Shared`] snapshot pointer's.
 
 mod accept;
+pub mod blocking;
 pub mod http1;
 mod sniff;
 
@@ -44,6 +45,8 @@ pub enum StartError {
         /// Why.
         error: io::Error,
     },
+    /// Building the snapshot panicked (a bug; the message says where).
+    Panicked(blocking::Panic),
 }
 
 impl std::fmt::Display for StartError {
@@ -51,6 +54,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Config(errors) => errors.fmt(f),
             StartError::Bind { addr, error } => write!(f, "bind() to {addr} failed ({error})"),
+            StartError::Panicked(panic) => write!(f, "building the configuration {panic}"),
         }
     }
 }
@@ -303,19 +307,24 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 }
 
 /// Builds a snapshot off the async threads (it may resolve host names, which blocks), with
-/// peers from `registry`; returns the registry too so the first start can keep it.
+/// peers from `registry`; returns the registry too so the first start can keep it. A panic in
+/// the build is a [`StartError::Panicked`], never a crash.
 async fn build(
     config: &Config,
     registry: PeerRegistry,
     generation: u64,
 ) -> (Result<Snapshot, StartError>, PeerRegistry) {
     let config = config.clone();
-    tokio::task::spawn_blocking(move || {
-        let built = Snapshot::build(&config, &registry, generation).map_err(StartError::Config);
+    let built = blocking::run(move || {
+        let built = Snapshot::build(&config, &registry, generation);
         (built, registry)
     })
-    .await
-    .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+    .await;
+    match built {
+        Ok((built, registry)) => (built.map_err(StartError::Config), registry),
+        // Only a first start builds this way: its fresh registry is no loss.
+        Err(panic) => (Err(StartError::Panicked(panic)), PeerRegistry::default()),
+    }
 }
 
 /// [`build`] over the shared registry of a running tether.
@@ -325,9 +334,8 @@ async fn rebuild(
     generation: u64,
 ) -> Result<Snapshot, StartError> {
     let config = config.clone();
-    tokio::task::spawn_blocking(move || {
-        Snapshot::build(&config, &shared.registry, generation).map_err(StartError::Config)
-    })
-    .await
-    .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+    blocking::run(move || Snapshot::build(&config, &shared.registry, generation))
+        .await
+        .map_err(StartError::Panicked)?
+        .map_err(StartError::Config)
 }

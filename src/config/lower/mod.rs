@@ -34,12 +34,14 @@ const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// nginx's `worker_connections` default.
 const DEFAULT_WORKER_CONNECTIONS: usize = 512;
 
-/// Lowers a parsed main file. `files` are the files read (main first, from `parse`); `prefix`
-/// resolves relative paths such as `pid`. Returns every error found, in file order.
+/// Lowers a parsed main file. `files` are the files read (main first, from `parse`) and
+/// `include_globs` its wildcard includes; `prefix` resolves relative paths such as `pid`.
+/// Returns every error found, in file order.
 pub fn lower(
     directives: &[Directive],
     main_file: &Path,
     files: Vec<PathBuf>,
+    include_globs: Vec<glob::Pattern>,
     prefix: &Path,
 ) -> Result<Config, Vec<ConfigError>> {
     let mut cx = Lowering::default();
@@ -92,6 +94,7 @@ pub fn lower(
     Ok(Config {
         main_file: main_file.to_path_buf(),
         files,
+        include_globs,
         worker_processes: worker_processes.unwrap_or(WorkerProcesses::Auto),
         worker_connections: worker_connections.unwrap_or(DEFAULT_WORKER_CONNECTIONS),
         pid,

@@ -115,16 +115,9 @@ impl Watching {
                 .unwrap_or_else(|error| panic!("tether did not start: {error}")),
         );
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn({
-            let tether = tether.clone();
-            async move {
-                let hangups = tether::reload::hangups();
-                tether::reload::watch(tether, &config, prefix, hangups, stopped).await
-            }
-        });
-        // The watcher arms its watches before its first await; on the current-thread runtime
-        // of `#[tokio::test]`, a yield runs the freshly spawned task before this one resumes.
-        tokio::task::yield_now().await;
+        let watcher = tether::reload::Watcher::arm(&config);
+        let hangups = tether::reload::hangups();
+        tokio::spawn(watcher.run(tether.clone(), prefix, hangups, stopped));
         Watching { addr, tether, stop }
     }
 
