@@ -298,7 +298,8 @@ mod tests {
             "the panic message is in the error: {error}"
         );
         assert_eq!(tether.shared().snapshot.load().generation, 1);
-        assert!(answer(addr).await.starts_with("HTTP/1.0 200"));
+        // Answered in HTTP/1.1 whatever the client spoke, as nginx does.
+        assert!(answer(addr).await.starts_with("HTTP/1.1 200"));
 
         // And the next good load is applied as usual.
         let reloaded = reload_with(&tether, move || Ok(serving(addr)))

@@ -240,7 +240,10 @@ async fn hostile_heads_and_bodies_are_answered_and_never_forwarded_ambiguously()
         // Every answer the backend did not give is an error page with a body (nginx's shape).
         for answer in answers.iter().filter(|r| r.status >= 400) {
             if answer.body.is_empty() || answer.header("content-length").is_none() {
-                failures.push(format!("{}: a {} without a body", vector.name, answer.status));
+                failures.push(format!(
+                    "{}: a {} without a body",
+                    vector.name, answer.status
+                ));
             }
         }
     }
@@ -254,7 +257,8 @@ async fn an_underscored_header_never_reaches_the_backend() {
     let backend = RawBackend::start().await;
     let conf = "http { server { listen {listen}; location / { proxy_pass http://{b}; } } }";
     let proxy = Proxy::start(conf, &[("b", backend.addr)]).await;
-    let sent = b"GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nConnection: close\r\n\r\n";
+    let sent =
+        b"GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nConnection: close\r\n\r\n";
     let answers = exchange(proxy.addr, sent, LIMIT).await;
     assert_eq!(answers.len(), 1);
     let seen = &backend.requests()[0];

@@ -166,7 +166,9 @@ async fn read_until_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<u
 }
 
 fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|at| at + 4)
+    buf.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4)
 }
 
 /// One response as the client received it.
