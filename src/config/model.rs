@@ -26,9 +26,10 @@ pub struct Config {
     pub include_globs: Vec<glob::Pattern>,
     /// `worker_processes N|auto`: the number of tokio worker threads.
     pub worker_processes: WorkerProcesses,
-    /// `events { worker_connections N; }` (default 512, as nginx): the cap on open client
-    /// connections per worker.
-    pub worker_connections: usize,
+    /// `events { worker_connections N; }`: the cap on open client connections per worker.
+    /// Unset, the cap follows the open-file limit (nginx's default of 512 is far too low for a
+    /// WebSocket farm).
+    pub worker_connections: Option<usize>,
     /// `pid FILE;` resolved against the prefix, if configured.
     pub pid: Option<PathBuf>,
     /// `shutdown_timeout T;` (or nginx's `worker_shutdown_timeout`): how long a graceful stop

@@ -1,49 +1,24 @@
-//! The accept loop of one listener and the serving of one client connection.
+//! The accept loop of one listener and the start of each client connection: admission under
+//! the connection ceiling, the wait for the first bytes, and the hand-off to the HTTP/1 or
+//! HTTP/2 server.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::convert::Infallible;
-use std::pin::pin;
-
-use http::Request;
-use hyper::body::Incoming;
-use hyper::server::conn::http2;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, WorkerProcesses};
 use crate::inflight::{Inflight, Token};
-use crate::proxy::{self, ClientBody, ConnInfo, TunnelControl};
+use crate::proxy::{ConnInfo, TunnelControl};
 use crate::server::Shared;
+use crate::server::ceiling::{Admission, Ceiling};
+use crate::server::h2;
 use crate::server::http1::{self, Stops};
 use crate::server::sniff::{self, Opening};
-
-/// Connection limits from the config.
-#[derive(Clone)]
-pub struct Limits {
-    /// `worker_connections` × workers: past this, accepting waits (backpressure, not refusal).
-    connections: Arc<Semaphore>,
-}
-
-impl Limits {
-    /// Limits for `config`.
-    pub fn from_config(config: &Config) -> Limits {
-        let workers = match config.worker_processes {
-            WorkerProcesses::Count(n) => n.max(1),
-            WorkerProcesses::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
-        Limits {
-            connections: Arc::new(Semaphore::new(config.worker_connections.max(1) * workers)),
-        }
-    }
-}
 
 /// The signals and counts a stop works with.
 #[derive(Clone)]
@@ -75,7 +50,7 @@ pub async fn accept_loop(
     listener: TcpListener,
     listen: SocketAddr,
     shared: Arc<Shared>,
-    limits: Limits,
+    ceiling: Arc<Ceiling>,
     lifecycle: Lifecycle,
     mut retired: watch::Receiver<bool>,
 ) {
@@ -86,11 +61,8 @@ pub async fn accept_loop(
         .ok()
         .filter(|bound| !bound.ip().is_unspecified());
     loop {
-        let permit = tokio::select! {
-            permit = limits.connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
+        let admission = tokio::select! {
+            admission = ceiling.admit() => admission,
             _ = retired.wait_for(|retired| *retired) => return,
         };
         let accepted = tokio::select! {
@@ -118,7 +90,7 @@ pub async fn accept_loop(
                     stream,
                     conn,
                     shared.clone(),
-                    permit,
+                    admission,
                     token,
                     signals,
                 ));
@@ -133,29 +105,35 @@ pub async fn accept_loop(
 }
 
 /// What ends a connection early: its listener retired (finish gracefully) or a fast stop.
-struct Signals {
-    retired: watch::Receiver<bool>,
-    stop: watch::Receiver<bool>,
+pub struct Signals {
+    /// True once the listener stopped accepting.
+    pub retired: watch::Receiver<bool>,
+    /// True once tether stops at once.
+    pub stop: watch::Receiver<bool>,
 }
 
 /// Serves one client connection (HTTP/1.1 with keep-alive and upgrades, or HTTP/2 by prior
 /// knowledge) until it closes, its listener is retired (then it finishes the request in hand
-/// and closes), or tether stops. A client that sends nothing within `client_header_timeout`
-/// is closed, as nginx does.
+/// and closes), the ceiling sheds it while idle, or tether stops. A client that sends nothing
+/// within `client_header_timeout` is closed, as nginx does.
 async fn serve_connection(
     stream: TcpStream,
     conn: ConnInfo,
     shared: Arc<Shared>,
-    _permit: OwnedSemaphorePermit,
+    admission: Admission,
     _token: Token,
     mut signals: Signals,
 ) {
     // Small writes (SSE events, WebSocket frames, response heads) must leave at once.
     let _ = stream.set_nodelay(true);
     let header_timeout = shared.snapshot.load().client.header_timeout;
-    // Nothing is in hand before the first byte: retiring the listener closes at once too.
+    let slot = &*admission.slot;
+    // Nothing is in hand before the first byte: retiring the listener, or the ceiling
+    // shedding this connection, closes it at once too.
+    let shed = slot.shed_signal();
     let opening = tokio::select! {
         opening = timeout(header_timeout, sniff::opening(&stream)) => opening,
+        () = shed => return,
         _ = signals.retired.wait_for(|retired| *retired) => return,
         _ = signals.stop.wait_for(|stop| *stop) => return,
     };
@@ -169,22 +147,7 @@ async fn serve_connection(
     };
     let conn = Arc::new(conn);
     match opening {
-        Opening::Http2 => {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let request = request.map(ClientBody::http2);
-                let response =
-                    proxy::serve(request, None, conn.clone(), shared.snapshot.load_full());
-                async move { Ok::<_, Infallible>(response.await) }
-            });
-            // Boxed: HTTP/2 by prior knowledge is the rare case here, and its connection state
-            // (1.5 KB) inline would size every connection's task for it.
-            let mut connection = Box::pin(
-                http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .serve_connection(TokioIo::new(stream), service),
-            );
-            drive(connection.as_mut(), |c| c.graceful_shutdown(), signals).await;
-        }
+        Opening::Http2 => h2::serve(stream, conn, shared, slot, signals).await,
         Opening::Http1 => {
             let Signals {
                 mut retired,
@@ -196,35 +159,7 @@ async fn serve_connection(
             let retired = pin!(async move {
                 let _ = retired.wait_for(|retired| *retired).await;
             });
-            http1::serve(stream, conn, shared, Stops::new(stop, retired)).await;
-        }
-    }
-}
-
-/// Runs a hyper connection to its end: asked to finish gracefully (answer what is in hand with
-/// `Connection: close` or GOAWAY) when its listener retires, dropped at once on a fast stop.
-/// The connection is borrowed where the caller pinned it, so the task holds it once.
-async fn drive<C>(
-    mut connection: Pin<&mut C>,
-    graceful_shutdown: impl Fn(Pin<&mut C>),
-    mut signals: Signals,
-) where
-    C: Future<Output = Result<(), hyper::Error>>,
-{
-    let mut draining = false;
-    loop {
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "client connection ended with an error");
-                }
-                return;
-            }
-            _ = signals.retired.wait_for(|retired| *retired), if !draining => {
-                graceful_shutdown(connection.as_mut());
-                draining = true;
-            }
-            _ = signals.stop.wait_for(|stop| *stop) => return,
+            http1::serve(stream, conn, shared, slot, Stops::new(stop, retired)).await;
         }
     }
 }

@@ -5,6 +5,8 @@
 
 mod accept;
 pub mod blocking;
+mod ceiling;
+mod h2;
 pub mod http1;
 mod sniff;
 
@@ -65,7 +67,7 @@ impl std::error::Error for StartError {}
 pub struct Tether {
     shared: Arc<Shared>,
     live: Mutex<Live>,
-    limits: accept::Limits,
+    ceiling: Arc<ceiling::Ceiling>,
     lifecycle: accept::Lifecycle,
     /// Serialises config changes: one reload at a time.
     applying: tokio::sync::Mutex<()>,
@@ -124,6 +126,11 @@ impl Tether {
             };
             bound.push((addr, listener));
         }
+        let ceiling = ceiling::Ceiling::from_config(config);
+        tracing::info!(
+            limit = ceiling.limit(),
+            "client connections capped (worker_connections, else the open-file limit)"
+        );
         let health = health::spawn(&snapshot);
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -135,7 +142,7 @@ impl Tether {
                 listeners: HashMap::new(),
                 _health: health,
             }),
-            limits: accept::Limits::from_config(config),
+            ceiling,
             lifecycle: accept::Lifecycle::default(),
             applying: tokio::sync::Mutex::new(()),
         };
@@ -204,7 +211,7 @@ impl Tether {
             listener,
             listen,
             self.shared.clone(),
-            self.limits.clone(),
+            self.ceiling.clone(),
             self.lifecycle.clone(),
             retired,
         ));

@@ -31,9 +31,6 @@ use super::source::Span;
 /// operator stopping a proxy wants it to end).
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// nginx's `worker_connections` default.
-const DEFAULT_WORKER_CONNECTIONS: usize = 512;
-
 /// Lowers a parsed main file. `files` are the files read (main first, from `parse`) and
 /// `include_globs` its wildcard includes; `prefix` resolves relative paths such as `pid`.
 /// Returns every error found, in file order.
@@ -96,7 +93,7 @@ pub fn lower(
         files,
         include_globs,
         worker_processes: worker_processes.unwrap_or(WorkerProcesses::Auto),
-        worker_connections: worker_connections.unwrap_or(DEFAULT_WORKER_CONNECTIONS),
+        worker_connections,
         pid,
         shutdown_timeout: shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
         ignored: cx.ignored,

@@ -41,11 +41,11 @@ fn main_and_events() {
     let config =
         lower_ok("worker_processes 4; pid logs/t.pid; events { worker_connections 1024; }");
     assert_eq!(config.worker_processes, WorkerProcesses::Count(4));
-    assert_eq!(config.worker_connections, 1024);
+    assert_eq!(config.worker_connections, Some(1024));
     assert_eq!(config.pid.as_deref(), Some(Path::new("/prefix/logs/t.pid")));
     let config = lower_ok("worker_processes auto; pid /run/t.pid;");
     assert_eq!(config.worker_processes, WorkerProcesses::Auto);
-    assert_eq!(config.worker_connections, 512);
+    assert_eq!(config.worker_connections, None);
     assert_eq!(config.pid.as_deref(), Some(Path::new("/run/t.pid")));
     assert_eq!(config.http.keepalive_timeout, Duration::from_secs(75));
     assert_eq!(config.http.client_header_timeout, Duration::from_secs(60));

@@ -28,6 +28,7 @@ use crate::proxy::client_body::{ClientBody, ClientBodyError, Demand, FeedSender}
 use crate::proxy::upgrade::{ClientUpgrade, UpgradeSender, Upgraded};
 use crate::proxy::{self, ConnInfo, ResponseBody, SendTimeout};
 use crate::server::Shared;
+use crate::server::ceiling::ConnSlot;
 use crate::snapshot::{ClientSettings, Snapshot};
 
 /// Fewest free bytes asked of a read; the read buffer grows by this much when fuller.
@@ -94,6 +95,7 @@ pub async fn serve(
     stream: TcpStream,
     info: Arc<ConnInfo>,
     shared: Arc<Shared>,
+    slot: &ConnSlot,
     mut stops: Stops<'_>,
 ) {
     let mut connection = Connection {
@@ -107,7 +109,13 @@ pub async fn serve(
         // The config in force when the request arrives answers it: a reload applies to a
         // keep-alive connection from its next request.
         let settings = shared.snapshot.load().client;
-        let head = match connection.read_head(&settings, first, &mut stops).await {
+        if !first {
+            slot.idle();
+        }
+        let head = match connection
+            .read_head(&settings, first, slot, &mut stops)
+            .await
+        {
             HeadRead::Head(head) => head,
             HeadRead::Quiet => return,
             HeadRead::Rejected(rejection) => {
@@ -116,6 +124,7 @@ pub async fn serve(
             }
         };
         first = false;
+        slot.busy();
         let snapshot = shared.snapshot.load_full();
         match connection.exchange(head, snapshot, &mut stops).await {
             Next::KeepAlive => {}
@@ -150,9 +159,13 @@ impl Connection {
         &mut self,
         settings: &ClientSettings,
         first: bool,
+        slot: &ConnSlot,
         stops: &mut Stops<'_>,
     ) -> HeadRead {
         let mut scanner = HeadScanner::default();
+        // Until a head is complete the connection is idle, and the ceiling may shed it: a
+        // client in keep-alive, or one dribbling its head in (a slowloris).
+        let mut shed = pin!(slot.shed_signal());
         // The first head's clock started when the connection did (its first byte was awaited
         // by the sniff); a later one waits keepalive_timeout for its first byte, then
         // client_header_timeout for the rest.
@@ -181,7 +194,11 @@ impl Connection {
             let until = deadline.unwrap_or(idle_deadline);
             self.read_buf.reserve(READ_CHUNK);
             let read = poll_fn(|cx| {
-                if stops.poll_stop(cx) || (idle && stops.retired_seen) {
+                let told_to_go = stops.poll_stop(cx)
+                    || (idle && stops.retired_seen)
+                    || slot.is_shed()
+                    || shed.as_mut().poll(cx).is_ready();
+                if told_to_go {
                     return Poll::Ready(None);
                 }
                 poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read_buf).map(Some)
