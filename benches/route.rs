@@ -79,9 +79,9 @@ fn locations(c: &mut Criterion) {
     ];
     let mut group = c.benchmark_group("locations_find");
     for (label, path, want) in cases {
-        assert_eq!(table.find(&path), want, "{label}: {path}");
+        assert_eq!(table.find(path.as_bytes()), want, "{label}: {path}");
         group.bench_function(BenchmarkId::new(label, COUNT), |b| {
-            b.iter(|| table.find(black_box(&path)))
+            b.iter(|| table.find(black_box(path.as_bytes())))
         });
     }
     group.finish();

@@ -82,7 +82,7 @@ async fn handle(
     if let Some(r) = &server.return_ {
         return answer_return(r, snapshot, &info);
     }
-    let Some(route) = server.route(request.uri().path()) else {
+    let Some(route) = server.route(request.uri().path().as_bytes()) else {
         return error::error_page(StatusCode::NOT_FOUND);
     };
     match &route.action {
