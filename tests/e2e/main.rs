@@ -14,6 +14,7 @@ mod http2;
 mod lifecycle;
 mod listeners;
 mod long_poll;
+mod paths;
 mod reload;
 mod reload_soak;
 mod routing;
