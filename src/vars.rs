@@ -27,8 +27,11 @@ use map::{CompiledMap, find_cycles, render_map};
 pub struct RequestInfo<'a> {
     /// The request method.
     pub method: &'a Method,
-    /// Origin-form for HTTP/1, absolute-form for HTTP/2.
+    /// Origin-form for HTTP/1, absolute-form for HTTP/2, as received (`$request_uri`, `$args`).
     pub uri: &'a Uri,
+    /// `$uri`: the path normalised as nginx does (percent-decoded, slashes merged, `.` and `..`
+    /// resolved, see [`crate::route::path`]); decoded bytes need not be UTF-8.
+    pub path: &'a [u8],
     /// The protocol version the client spoke.
     pub version: Version,
     /// The request headers as received.
@@ -385,7 +388,7 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
         Var::Scheme => out.push_str(req.scheme),
         Var::RequestMethod => out.push_str(req.method.as_str()),
         Var::RequestUri => out.push_str(req.request_uri()),
-        Var::Uri => out.push_str(req.uri.path()),
+        Var::Uri => push_lossy(req.path, out),
         Var::Args => out.push_str(req.uri.query().unwrap_or("")),
         Var::IsArgs => {
             if req.uri.query().is_some_and(|q| !q.is_empty()) {
@@ -451,12 +454,17 @@ fn push_header(headers: &HeaderMap, name: &HeaderName, out: &mut String) {
         if i > 0 {
             out.push_str(", ");
         }
-        // Header bytes need not be UTF-8: replace what is not, without allocating.
-        for chunk in value.as_bytes().utf8_chunks() {
-            out.push_str(chunk.valid());
-            if !chunk.invalid().is_empty() {
-                out.push(char::REPLACEMENT_CHARACTER);
-            }
+        push_lossy(value.as_bytes(), out);
+    }
+}
+
+/// Appends `bytes` as text: header values and decoded paths need not be UTF-8, so what is not
+/// becomes U+FFFD, without allocating.
+fn push_lossy(bytes: &[u8], out: &mut String) {
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        if !chunk.invalid().is_empty() {
+            out.push(char::REPLACEMENT_CHARACTER);
         }
     }
 }

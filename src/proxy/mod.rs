@@ -19,12 +19,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
-use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::balance::{Key, Method};
+use crate::route::path;
 use crate::snapshot::{
     Action, ProxyAction, ReturnAction, Route, Snapshot, Target, Upstream, UriRewrite, VirtualServer,
 };
@@ -85,32 +85,42 @@ async fn handle(
     conn: &ConnInfo,
     snapshot: &Snapshot,
 ) -> Response<ResponseBody> {
+    // Locations match, and `$uri` shows, the path as nginx normalises it. Like nginx, a path
+    // that cannot be normalised is a bad request before any server or location is chosen.
+    // The normalised copy is owned (or None: the path as received is already normal), so the
+    // request can move on while it is used.
+    let normalised_copy = match path::normalise(request.uri().path()) {
+        Ok(Cow::Borrowed(_)) => None,
+        Ok(Cow::Owned(path)) => Some(path),
+        Err(_) => return error::error_page(StatusCode::BAD_REQUEST),
+    };
+    let normalised = normalised_copy.as_deref();
     let host = request_host(&request);
     let Some(server) = snapshot.server(conn.listen, &host) else {
         return error::error_page(StatusCode::NOT_FOUND);
     };
-    let info = request_info(&request, conn, server, "");
+    let info = request_info(&request, conn, server, "", normalised);
     if let Some(r) = &server.return_ {
         return answer_return(r, snapshot, &info);
     }
-    let Some(route) = server.route(request.uri().path()) else {
+    let Some(route) = server.route(info.path) else {
         return error::error_page(StatusCode::NOT_FOUND);
     };
     match &route.action {
         Action::Return(r) => answer_return(r, snapshot, &info),
         Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
         Action::Proxy(action) => {
-            match proxy(
+            let exchange = proxy(
                 request,
                 client_upgrade,
+                normalised,
                 conn,
                 snapshot,
                 server,
                 route,
                 action,
-            )
-            .await
-            {
+            );
+            match exchange.await {
                 Ok(response) => response,
                 Err(error) => {
                     let status = error.status();
@@ -127,6 +137,7 @@ async fn handle(
 async fn proxy(
     request: Request<ClientBody>,
     client_upgrade: Option<ClientUpgrade>,
+    normalised: Option<&[u8]>,
     conn: &ConnInfo,
     snapshot: &Snapshot,
     server: &VirtualServer,
@@ -141,7 +152,7 @@ async fn proxy(
     let (upstream, proxy_host): (&Arc<Upstream>, HeaderValue) = match &action.target {
         Target::Group { upstream, host } => (upstream, host.clone()),
         Target::Variable(template) => {
-            let info = request_info(&request, conn, server, "");
+            let info = request_info(&request, conn, server, "", normalised);
             template.render(&snapshot.vars, &info, &mut scratch);
             let name = scratch.as_str();
             let upstream = snapshot
@@ -154,7 +165,15 @@ async fn proxy(
     };
 
     let mut key_text = String::new();
-    let (key, pinned) = choice_inputs(&request, conn, server, snapshot, upstream, &mut key_text);
+    let (key, pinned) = choice_inputs(
+        &request,
+        normalised,
+        conn,
+        server,
+        snapshot,
+        upstream,
+        &mut key_text,
+    );
     let ctx = PickCtx {
         key,
         pinned: pinned.as_deref(),
@@ -166,7 +185,7 @@ async fn proxy(
     // Render every template against the request as the client sent it, then rewrite.
     let proxy_host_text = proxy_host.to_str().unwrap_or("");
     let (rendered, added) = {
-        let info = request_info(&request, conn, server, proxy_host_text);
+        let info = request_info(&request, conn, server, proxy_host_text, normalised);
         let rendered = headers::render_request_headers(
             &route.request_headers,
             &snapshot.vars,
@@ -185,7 +204,7 @@ async fn proxy(
     };
     let (mut parts, mut body) = request.into_parts();
     body.set_idle_timeout(route.settings.client_body_timeout);
-    let uri = upstream_uri(&parts.uri, &action.uri)?;
+    let uri = upstream_uri(&parts.uri, normalised, &action.uri)?;
     headers::rewrite_request(
         &mut parts.headers,
         &route.request_headers,
@@ -294,13 +313,14 @@ impl Exchange<'_> {
 /// or the first non-empty `sticky route` variable).
 fn choice_inputs<'k>(
     request: &Request<ClientBody>,
+    normalised: Option<&[u8]>,
     conn: &ConnInfo,
     server: &VirtualServer,
     snapshot: &Snapshot,
     upstream: &Upstream,
     key_text: &'k mut String,
 ) -> (Key<'k>, Option<String>) {
-    let info = request_info(request, conn, server, "");
+    let info = request_info(request, conn, server, "", normalised);
     let key = match (upstream.group.method, &upstream.hash_key) {
         (Method::IpHash, _) => Key::Ip(conn.client.ip()),
         (Method::Hash { .. }, Some(template)) => {
@@ -373,22 +393,40 @@ fn add_response_headers(
     }
 }
 
-/// The URI sent upstream, by nginx's rule (see [`UriRewrite`]).
-fn upstream_uri(uri: &Uri, rewrite: &UriRewrite) -> Result<Uri, ProxyError> {
-    let original = uri.path_and_query();
-    let rewritten = match rewrite {
+/// The URI sent upstream, by nginx's rule (see [`UriRewrite`]). `normalised` is the
+/// normalised path when it differs from the one received.
+fn upstream_uri(
+    uri: &Uri,
+    normalised: Option<&[u8]>,
+    rewrite: &UriRewrite,
+) -> Result<Uri, ProxyError> {
+    let (prefix, with) = match rewrite {
         // Common case: the client's path and query as they are, shared rather than copied.
         UriRewrite::Keep => {
+            let original = uri.path_and_query();
             return Ok(original.map_or(Uri::from_static("/"), |pq| Uri::from(pq.clone())));
         }
-        UriRewrite::Replace(with) => with.clone(),
-        UriRewrite::ReplacePrefix { prefix, with } => {
-            let original = original.map_or("/", PathAndQuery::as_str);
-            let rest = original.strip_prefix(prefix.as_str()).unwrap_or(original);
-            format!("{with}{rest}")
-        }
+        UriRewrite::Replace(with) => return with.parse().map_err(|_| ProxyError::BadRequest),
+        UriRewrite::ReplacePrefix { prefix, with } => (prefix, with),
     };
-    rewritten.parse().map_err(|_| ProxyError::BadRequest)
+    // nginx: the normalised path with the location prefix replaced, escaped again only if the
+    // client's path had escapes (else it is sent as it stands), then the query if not empty.
+    let received = uri.path();
+    let path = normalised.unwrap_or(received.as_bytes());
+    let rest = path.strip_prefix(prefix.as_bytes()).unwrap_or(path);
+    let query = uri.query().unwrap_or("");
+    let mut target = Vec::with_capacity(with.len() + rest.len() * 3 + query.len() + 1);
+    target.extend_from_slice(with.as_bytes());
+    if received.contains('%') {
+        path::escape(rest, &mut target);
+    } else {
+        target.extend_from_slice(rest);
+    }
+    if !query.is_empty() {
+        target.push(b'?');
+        target.extend_from_slice(query.as_bytes());
+    }
+    Uri::from_maybe_shared(target).map_err(|_| ProxyError::BadRequest)
 }
 
 /// The request's host for routing: `Host` (HTTP/1) or the authority (HTTP/2), lowercase,
@@ -426,15 +464,19 @@ fn declared_length<B>(request: &Request<B>) -> Option<u64> {
         .ok()
 }
 
+/// What variables read about `request`; `normalised` is its normalised path when that differs
+/// from the path received.
 fn request_info<'a>(
     request: &'a Request<ClientBody>,
     conn: &ConnInfo,
     server: &'a VirtualServer,
     proxy_host: &'a str,
+    normalised: Option<&'a [u8]>,
 ) -> RequestInfo<'a> {
     RequestInfo {
         method: request.method(),
         uri: request.uri(),
+        path: normalised.unwrap_or(request.uri().path().as_bytes()),
         version: request.version(),
         headers: request.headers(),
         client: conn.client,
@@ -450,7 +492,9 @@ mod tests {
     use super::*;
 
     fn rewrite(uri: &str, rule: &UriRewrite) -> String {
-        upstream_uri(&uri.parse().unwrap(), rule)
+        let uri: Uri = uri.parse().unwrap();
+        let normalised = path::normalise(uri.path()).unwrap();
+        upstream_uri(&uri, Some(&normalised), rule)
             .unwrap()
             .to_string()
     }
@@ -466,6 +510,13 @@ mod tests {
             with: "/v1/".into(),
         };
         assert_eq!(rewrite("/api/users?x=1", &prefix), "/v1/users?x=1");
+        // The normalised path goes up, escaped again only when the client escaped; an empty
+        // query is dropped.
+        assert_eq!(rewrite("/api/a//b/../c%20d?", &prefix), "/v1/a/c%20d");
+        assert_eq!(
+            rewrite("/api/a//b/../c\"d?q=%zz", &prefix),
+            "/v1/a/c\"d?q=%zz"
+        );
         let root = UriRewrite::ReplacePrefix {
             prefix: "/app".into(),
             with: "/".into(),

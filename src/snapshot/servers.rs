@@ -129,8 +129,8 @@ pub struct AddHeader {
 }
 
 impl VirtualServer {
-    /// The route for a request path (None: no location matches, 404).
-    pub fn route(&self, path: &str) -> Option<&Route> {
+    /// The route for a normalised request path (None: no location matches, 404).
+    pub fn route(&self, path: &[u8]) -> Option<&Route> {
         self.locations.find(path).map(|index| &self.routes[index])
     }
 }

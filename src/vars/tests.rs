@@ -7,6 +7,8 @@ use crate::config::{MapEntry, MapPattern};
 struct Request {
     method: Method,
     uri: Uri,
+    /// The normalised path, as the proxy makes it for `$uri`.
+    path: Vec<u8>,
     version: Version,
     headers: HeaderMap,
     client: SocketAddr,
@@ -21,9 +23,13 @@ impl Request {
                 value.parse().unwrap(),
             );
         }
+        let uri: Uri = uri.parse().unwrap();
         Request {
             method: Method::GET,
-            uri: uri.parse().unwrap(),
+            path: crate::route::path::normalise(uri.path())
+                .unwrap()
+                .into_owned(),
+            uri,
             version,
             headers: map,
             client: "192.0.2.7:51234".parse().unwrap(),
@@ -34,6 +40,7 @@ impl Request {
         RequestInfo {
             method: &self.method,
             uri: &self.uri,
+            path: &self.path,
             version: self.version,
             headers: &self.headers,
             client: self.client,
@@ -175,6 +182,24 @@ fn every_variable_reads_a_realistic_request() {
     for (text, want) in cases {
         assert_eq!(render(&vars, text, &req), want, "{text}");
     }
+}
+
+#[test]
+fn uri_is_the_normalised_path_and_request_uri_the_original() {
+    let vars = no_maps();
+    let req = Request::new(
+        Version::HTTP_11,
+        "/chat/%61//x/../neg%20otiate/.?x=%41",
+        &[],
+    );
+    let shown = render(&vars, "$uri|$request_uri|$args", &req);
+    assert_eq!(
+        shown,
+        "/chat/a/neg otiate/|/chat/%61//x/../neg%20otiate/.?x=%41|x=%41"
+    );
+    // A decoded byte that is no UTF-8 shows as U+FFFD.
+    let req = Request::new(Version::HTTP_11, "/a%FFb", &[]);
+    assert_eq!(render(&vars, "$uri", &req), "/a\u{fffd}b");
 }
 
 #[test]

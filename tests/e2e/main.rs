@@ -16,6 +16,7 @@ mod lifecycle;
 mod listeners;
 mod long_poll;
 mod passive_health;
+mod paths;
 mod reload;
 mod reload_soak;
 mod routing;

@@ -38,6 +38,16 @@ impl Nginx {
     /// placeholders filled from `backends` as [`super::Proxy::start`] does. Returns `None`
     /// (after saying so on stderr) when nginx is not installed.
     pub async fn start(upstream: &str, backends: &[(&str, SocketAddr)]) -> Option<Nginx> {
+        Nginx::start_with(upstream, "location / { proxy_pass http://u; }", backends).await
+    }
+
+    /// As [`Nginx::start`], with `locations` (the server block's content after `listen`) in
+    /// place of the one `location /`.
+    pub async fn start_with(
+        upstream: &str,
+        locations: &str,
+        backends: &[(&str, SocketAddr)],
+    ) -> Option<Nginx> {
         let Some(binary) = binary() else {
             eprintln!("SKIPPED: nginx not installed (no `nginx` on PATH or in /usr/sbin)");
             return None;
@@ -48,7 +58,7 @@ impl Nginx {
         for (name, backend) in backends {
             upstream = upstream.replace(&format!("{{{name}}}"), &backend.to_string());
         }
-        let conf = config(dir.path(), addr, &upstream);
+        let conf = config(dir.path(), addr, &upstream, locations);
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");
         // nginx opens its compiled-in error log before it reads `error_log`; where that is not
@@ -110,7 +120,7 @@ impl Drop for Nginx {
 }
 
 /// The whole nginx.conf: one process in the foreground, every file inside `dir`.
-fn config(dir: &Path, listen: SocketAddr, upstream: &str) -> String {
+fn config(dir: &Path, listen: SocketAddr, upstream: &str, locations: &str) -> String {
     let dir = dir.display();
     format!(
         "daemon off;
@@ -130,7 +140,7 @@ http {{
     upstream u {{ {upstream} }}
     server {{
         listen {listen};
-        location / {{ proxy_pass http://u; }}
+        {locations}
     }}
 }}
 "

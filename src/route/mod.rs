@@ -1,10 +1,13 @@
 //! Choosing a virtual server by `Host` and a location by path, with nginx's precedence rules.
 //!
 //! Owns [`VirtualHosts`] (`server_name` matching on one listen address), [`Locations`] (`location`
-//! matching inside one server) and [`HostnameTable`], the exact/wildcard host lookup that
-//! `server_name` and `map ... { hostnames; }` share. Everything here works on plain strings and
-//! the `config` model: it must not import http, hyper or tokio. Tables are built once per config
+//! matching inside one server, on the path as [`path::normalise`] makes it) and
+//! [`HostnameTable`], the exact/wildcard host lookup that `server_name` and
+//! `map ... { hostnames; }` share. Everything here works on plain strings and bytes and the
+//! `config` model: it must not import http, hyper or tokio. Tables are built once per config
 //! snapshot; the `find` methods run per request, so they never allocate.
+
+pub mod path;
 
 use std::collections::HashMap;
 
@@ -200,14 +203,17 @@ impl VirtualHosts {
 }
 
 /// The `location` blocks of one server, compiled for nginx's lookup order.
+///
+/// Paths are bytes: a normalised path is percent-decoded, and `%FF` decodes to no UTF-8. So
+/// regexes are byte regexes (on valid UTF-8 they match exactly as text regexes do).
 #[derive(Clone, Debug, Default)]
 pub struct Locations {
-    exact: HashMap<String, usize>,
+    exact: HashMap<Box<[u8]>, usize>,
     /// Prefix locations, longest first (ties in file order), so the first that matches is the
     /// longest: a plain scan, cheap for the handful of locations a server has.
     prefixes: Vec<Prefix>,
     /// Regex locations in file order.
-    regexes: Vec<(Regex, usize)>,
+    regexes: Vec<(regex::bytes::Regex, usize)>,
 }
 
 /// One prefix location.
@@ -230,7 +236,7 @@ impl Locations {
         for (index, location) in locations.iter().enumerate() {
             match &location.matcher {
                 LocationMatch::Exact(path) => {
-                    exact.entry(path.clone()).or_insert(index);
+                    exact.entry(path.as_bytes().into()).or_insert(index);
                 }
                 LocationMatch::Prefix { path, no_regex } => prefixes.push(Prefix {
                     path: path.clone(),
@@ -240,10 +246,16 @@ impl Locations {
                 LocationMatch::Regex {
                     pattern,
                     case_insensitive,
-                } => match compile_regex(pattern, *case_insensitive, Some(&location.span)) {
-                    Ok(regex) => regexes.push((regex, index)),
-                    Err(error) => errors.push(error),
-                },
+                } => {
+                    let regex = regex::bytes::RegexBuilder::new(pattern)
+                        .case_insensitive(*case_insensitive)
+                        .build()
+                        .map_err(|error| regex_error(pattern, &error, Some(&location.span)));
+                    match regex {
+                        Ok(regex) => regexes.push((regex, index)),
+                        Err(error) => errors.push(error),
+                    }
+                }
             }
         }
         if !errors.is_empty() {
@@ -258,12 +270,15 @@ impl Locations {
         })
     }
 
-    /// Index of the matching location for a request path, or None (-> 404).
-    pub fn find(&self, path: &str) -> Option<usize> {
+    /// Index of the matching location for a normalised request path, or None (-> 404).
+    pub fn find(&self, path: &[u8]) -> Option<usize> {
         if let Some(index) = self.exact.get(path) {
             return Some(*index);
         }
-        let longest = self.prefixes.iter().find(|p| path.starts_with(&p.path));
+        let longest = self
+            .prefixes
+            .iter()
+            .find(|p| path.starts_with(p.path.as_bytes()));
         if let Some(prefix) = longest.filter(|p| p.no_regex) {
             return Some(prefix.index);
         }
@@ -287,13 +302,17 @@ pub(crate) fn compile_regex(
     RegexBuilder::new(pattern)
         .case_insensitive(case_insensitive)
         .build()
-        .map_err(|error| ConfigError {
-            span: span.cloned(),
-            kind: ErrorKind::InvalidRegex {
-                pattern: pattern.to_string(),
-                message: error.to_string(),
-            },
-        })
+        .map_err(|error| regex_error(pattern, &error, span))
+}
+
+fn regex_error(pattern: &str, error: &regex::Error, span: Option<&Span>) -> ConfigError {
+    ConfigError {
+        span: span.cloned(),
+        kind: ErrorKind::InvalidRegex {
+            pattern: pattern.to_string(),
+            message: error.to_string(),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -470,7 +489,7 @@ mod tests {
             ("/api/", Some(8)),
         ];
         for (path, want) in cases {
-            assert_eq!(table.find(path), want, "path {path:?}");
+            assert_eq!(table.find(path.as_bytes()), want, "path {path:?}");
         }
     }
 
@@ -482,10 +501,12 @@ mod tests {
             location(re("^/y", false), 3),
         ];
         let table = Locations::build(&locations).unwrap();
-        assert_eq!(table.find("/other"), None);
-        assert_eq!(table.find("/x/"), None);
-        assert_eq!(table.find("/api"), None);
-        assert_eq!(table.find("/yes"), Some(2));
+        assert_eq!(table.find(b"/other"), None);
+        assert_eq!(table.find(b"/x/"), None);
+        assert_eq!(table.find(b"/api"), None);
+        assert_eq!(table.find(b"/yes"), Some(2));
+        // Decoded paths need not be UTF-8; byte regexes still match around such bytes.
+        assert_eq!(table.find(b"/y\xff"), Some(2));
     }
 
     #[test]
