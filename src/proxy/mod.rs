@@ -110,16 +110,12 @@ async fn handle(
         Action::Return(r) => answer_return(r, snapshot, &info),
         Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
         Action::Proxy(action) => {
-            let exchange = proxy(
-                request,
-                client_upgrade,
-                normalised,
-                conn,
-                snapshot,
+            let routed = Routed {
                 server,
                 route,
                 action,
-            );
+            };
+            let exchange = proxy(request, client_upgrade, normalised, conn, snapshot, routed);
             match exchange.await {
                 Ok(response) => response,
                 Err(error) => {
@@ -134,16 +130,26 @@ async fn handle(
     }
 }
 
+/// Where a request was routed: its virtual server, its location, and the location's proxying.
+struct Routed<'a> {
+    server: &'a VirtualServer,
+    route: &'a Route,
+    action: &'a ProxyAction,
+}
+
 async fn proxy(
     request: Request<ClientBody>,
     client_upgrade: Option<ClientUpgrade>,
     normalised: Option<&[u8]>,
     conn: &ConnInfo,
     snapshot: &Snapshot,
-    server: &VirtualServer,
-    route: &Route,
-    action: &ProxyAction,
+    routed: Routed<'_>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    let Routed {
+        server,
+        route,
+        action,
+    } = routed;
     let limit = route.settings.client_max_body_size;
     if limit > 0 && declared_length(&request).is_some_and(|len| len > limit) {
         return Err(ProxyError::BodyTooLarge);
