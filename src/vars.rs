@@ -32,6 +32,9 @@ pub struct RequestInfo<'a> {
     /// `$uri`: the path normalised as nginx does (percent-decoded, slashes merged, `.` and `..`
     /// resolved, see [`crate::route::path`]); decoded bytes need not be UTF-8.
     pub path: &'a [u8],
+    /// The host, normalised as [`crate::route::host`] does (lowercase, no port, no trailing
+    /// dot); `""` when the request names none.
+    pub host: &'a str,
     /// The protocol version the client spoke.
     pub version: Version,
     /// The request headers as received.
@@ -49,38 +52,12 @@ pub struct RequestInfo<'a> {
 }
 
 impl<'a> RequestInfo<'a> {
-    /// The request's host as received, without port or trailing dot and *not* lowercased: the
-    /// `Host` header, else the authority of an absolute URI (HTTP/2 sends `:authority` and may
-    /// omit `Host`). Routing lowercases it to pick a server; `$host` also falls back to
-    /// `server_name`.
-    pub fn host(&self) -> Option<&'a str> {
-        let header = self
-            .headers
-            .get(http::header::HOST)
-            .and_then(|value| value.to_str().ok())
-            .filter(|host| !host.is_empty());
-        let host = match header {
-            Some(header) => strip_port(header),
-            None => self.uri.authority()?.host(),
-        };
-        let host = host.strip_suffix('.').unwrap_or(host);
-        (!host.is_empty()).then_some(host)
-    }
-
     /// `$request_uri`: path and query as received.
     fn request_uri(&self) -> &'a str {
         self.uri
             .path_and_query()
             .map_or_else(|| self.uri.path(), |pq| pq.as_str())
     }
-}
-
-/// `host:port` -> `host`, keeping an IPv6 literal's brackets.
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.find(']').map_or(host, |end| &host[..=end]);
-    }
-    host.split_once(':').map_or(host, |(name, _)| name)
 }
 
 /// The compiled `map` blocks of one config: what a [`Template`]'s map references point into.
@@ -367,10 +344,8 @@ fn render_parts(
 // `write!` into a `String` cannot fail, hence the ignored results below.
 fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, out: &mut String) {
     match var {
-        Var::Host => match req.host() {
-            Some(host) => out.extend(host.chars().map(|c| c.to_ascii_lowercase())),
-            None => out.push_str(req.server_name),
-        },
+        Var::Host if req.host.is_empty() => out.push_str(req.server_name),
+        Var::Host => out.push_str(req.host),
         // Canonical form, so a v4 client on a dual-stack socket reads `1.2.3.4`, not
         // `::ffff:1.2.3.4`.
         Var::RemoteAddr => {

@@ -24,7 +24,7 @@ use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::balance::{Key, Method};
-use crate::route::path;
+use crate::route::{host, path};
 use crate::snapshot::{
     Action, ProxyAction, ReturnAction, Route, Snapshot, Target, Upstream, UriRewrite, VirtualServer,
 };
@@ -85,18 +85,26 @@ async fn handle(
     conn: &ConnInfo,
     snapshot: &Snapshot,
 ) -> Response<ResponseBody> {
-    // Locations match, and `$uri` shows, the path as nginx normalises it. Like nginx, a path
-    // that cannot be normalised is a bad request before any server or location is chosen.
-    // The normalised copy is owned (or None: the path as received is already normal), so the
-    // request can move on while it is used.
-    let normalised_copy = match path::normalise(request.uri().path()) {
+    // Locations match, and `$uri` shows, the path as nginx normalises it; servers are chosen
+    // by, and `$host` shows, the host as nginx validates it. Like nginx, a path or host that
+    // cannot be normalised is a bad request before any server or location is chosen. Each
+    // normalised copy is owned, or None when the value as received is already normal, so the
+    // request can move on while they are used.
+    let path_copy = match path::normalise(request.uri().path()) {
         Ok(Cow::Borrowed(_)) => None,
         Ok(Cow::Owned(path)) => Some(path),
         Err(_) => return error::error_page(StatusCode::BAD_REQUEST),
     };
-    let normalised = normalised_copy.as_deref();
-    let host = request_host(&request);
-    let Some(server) = snapshot.server(conn.listen, &host) else {
+    let host_copy = match raw_host(&request).map(host::normalise) {
+        None | Some(Ok(Cow::Borrowed(_))) => None,
+        Some(Ok(Cow::Owned(host))) => Some(host),
+        Some(Err(_)) => return error::error_page(StatusCode::BAD_REQUEST),
+    };
+    let normalised = Normalised {
+        path: path_copy.as_deref(),
+        host: host_copy.as_deref(),
+    };
+    let Some(server) = snapshot.server(conn.listen, normalised.host_of(&request)) else {
         return error::error_page(StatusCode::NOT_FOUND);
     };
     let info = request_info(&request, conn, server, "", normalised);
@@ -140,7 +148,7 @@ struct Routed<'a> {
 async fn proxy(
     request: Request<ClientBody>,
     client_upgrade: Option<ClientUpgrade>,
-    normalised: Option<&[u8]>,
+    normalised: Normalised<'_>,
     conn: &ConnInfo,
     snapshot: &Snapshot,
     routed: Routed<'_>,
@@ -210,7 +218,7 @@ async fn proxy(
     };
     let (mut parts, mut body) = request.into_parts();
     body.set_idle_timeout(route.settings.client_body_timeout);
-    let uri = upstream_uri(&parts.uri, normalised, &action.uri)?;
+    let uri = upstream_uri(&parts.uri, normalised.path, &action.uri)?;
     headers::rewrite_request(
         &mut parts.headers,
         &route.request_headers,
@@ -319,7 +327,7 @@ impl Exchange<'_> {
 /// or the first non-empty `sticky route` variable).
 fn choice_inputs<'k>(
     request: &Request<ClientBody>,
-    normalised: Option<&[u8]>,
+    normalised: Normalised<'_>,
     conn: &ConnInfo,
     server: &VirtualServer,
     snapshot: &Snapshot,
@@ -435,29 +443,40 @@ fn upstream_uri(
     Uri::from_maybe_shared(target).map_err(|_| ProxyError::BadRequest)
 }
 
-/// The request's host for routing: `Host` (HTTP/1) or the authority (HTTP/2), lowercase,
-/// without the port.
-fn request_host(request: &Request<ClientBody>) -> Cow<'_, str> {
-    let raw = request
+/// The host a request names, as sent: for HTTP/1 an absolute-form target's authority wins
+/// over `Host`, as in nginx; HTTP/2 sends `:authority` and may leave `Host` out.
+fn raw_host(request: &Request<ClientBody>) -> Option<&[u8]> {
+    let header = request
         .headers()
         .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    let host = strip_port(raw);
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
+        .map(HeaderValue::as_bytes);
+    let authority = request.uri().authority().map(|a| a.host().as_bytes());
+    if request.version() == http::Version::HTTP_2 {
+        header.or(authority)
     } else {
-        Cow::Borrowed(host)
+        authority.or(header)
     }
 }
 
-fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        // [v6]:port keeps its brackets off, as nginx's $host.
-        return rest.split(']').next().unwrap_or(rest);
+/// The normalised path and host of a request, where they differ from what was received.
+#[derive(Clone, Copy, Debug)]
+struct Normalised<'a> {
+    path: Option<&'a [u8]>,
+    host: Option<&'a str>,
+}
+
+impl<'a> Normalised<'a> {
+    /// The normalised host (`""` when the request names none).
+    fn host_of(self, request: &'a Request<ClientBody>) -> &'a str {
+        if let Some(host) = self.host {
+            return host;
+        }
+        // Not copied, so normalising borrows: the same checks pass again on the same bytes.
+        match raw_host(request).map(host::normalise) {
+            Some(Ok(Cow::Borrowed(host))) => host,
+            _ => "",
+        }
     }
-    host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
 fn declared_length<B>(request: &Request<B>) -> Option<u64> {
@@ -470,19 +489,20 @@ fn declared_length<B>(request: &Request<B>) -> Option<u64> {
         .ok()
 }
 
-/// What variables read about `request`; `normalised` is its normalised path when that differs
-/// from the path received.
+/// What variables read about `request`; `normalised` holds its normalised path and host where
+/// those differ from what was received.
 fn request_info<'a>(
     request: &'a Request<ClientBody>,
     conn: &ConnInfo,
     server: &'a VirtualServer,
     proxy_host: &'a str,
-    normalised: Option<&'a [u8]>,
+    normalised: Normalised<'a>,
 ) -> RequestInfo<'a> {
     RequestInfo {
         method: request.method(),
         uri: request.uri(),
-        path: normalised.unwrap_or(request.uri().path().as_bytes()),
+        path: normalised.path.unwrap_or(request.uri().path().as_bytes()),
+        host: normalised.host_of(request),
         version: request.version(),
         headers: request.headers(),
         client: conn.client,
@@ -533,12 +553,5 @@ mod tests {
             "/fixed"
         );
         assert_eq!(rewrite("http://h/p?q", &UriRewrite::Keep), "/p?q");
-    }
-
-    #[test]
-    fn hosts_lose_their_port() {
-        assert_eq!(strip_port("Example.com:8080"), "Example.com");
-        assert_eq!(strip_port("[::1]:80"), "::1");
-        assert_eq!(strip_port("plain"), "plain");
     }
 }

@@ -1,12 +1,14 @@
 //! Choosing a virtual server by `Host` and a location by path, with nginx's precedence rules.
 //!
 //! Owns [`VirtualHosts`] (`server_name` matching on one listen address), [`Locations`] (`location`
-//! matching inside one server, on the path as [`path::normalise`] makes it) and
+//! matching inside one server, on the path as [`path::normalise`] makes it, for the host as
+//! [`host::normalise`] makes it) and
 //! [`HostnameTable`], the exact/wildcard host lookup that `server_name` and
 //! `map ... { hostnames; }` share. Everything here works on plain strings and bytes and the
 //! `config` model: it must not import http, hyper or tokio. Tables are built once per config
 //! snapshot; the `find` methods run per request, so they never allocate.
 
+pub mod host;
 pub mod path;
 
 use std::collections::HashMap;

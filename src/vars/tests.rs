@@ -9,6 +9,8 @@ struct Request {
     uri: Uri,
     /// The normalised path, as the proxy makes it for `$uri`.
     path: Vec<u8>,
+    /// The normalised host, as the proxy makes it for `$host`.
+    host: String,
     version: Version,
     headers: HeaderMap,
     client: SocketAddr,
@@ -24,7 +26,16 @@ impl Request {
             );
         }
         let uri: Uri = uri.parse().unwrap();
+        // Where the proxy takes the host from: `Host`, else the authority (HTTP/2).
+        let raw_host = map
+            .get("host")
+            .map(|value| value.as_bytes())
+            .or_else(|| uri.authority().map(|a| a.host().as_bytes()));
+        let host = raw_host
+            .map(|raw| crate::route::host::normalise(raw).unwrap().into_owned())
+            .unwrap_or_default();
         Request {
+            host,
             method: Method::GET,
             path: crate::route::path::normalise(uri.path())
                 .unwrap()
@@ -41,6 +52,7 @@ impl Request {
             method: &self.method,
             uri: &self.uri,
             path: &self.path,
+            host: &self.host,
             version: self.version,
             headers: &self.headers,
             client: self.client,

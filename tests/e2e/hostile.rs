@@ -271,3 +271,62 @@ async fn an_underscored_header_never_reaches_the_backend() {
     let seen = &backend.requests()[1];
     assert_eq!(seen.header("x_forwarded_for"), Some("6.6.6.6"), "{seen:?}");
 }
+
+/// One host parser for routing and `$host`, nginx's: the trailing-dot form routes like the
+/// plain name, an absolute-form target names the host over `Host`, and a host nginx would
+/// refuse is a 400, never the default server.
+#[tokio::test]
+async fn hosts_route_and_read_one_way() {
+    let conf = "http { \
+        server { listen {listen}; server_name default.test; return 200 \"default $host\"; } \
+        server { listen {listen}; server_name a.test; return 200 \"a $host\"; } \
+        server { listen {listen}; server_name b.test; return 200 \"b $host\"; } }";
+    let proxy = Proxy::start(conf, &[]).await;
+    let cases: [(&[u8], u16, &str); 8] = [
+        (
+            b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+            200,
+            "a a.test",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: A.Test.:8080\r\nConnection: close\r\n\r\n",
+            200,
+            "a a.test",
+        ),
+        (
+            b"GET http://b.test/ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+            200,
+            "b b.test",
+        ),
+        (b"GET / HTTP/1.0\r\n\r\n", 200, "default default.test"),
+        (
+            b"GET / HTTP/1.1\r\nHost: a..test\r\nConnection: close\r\n\r\n",
+            400,
+            "",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: a.test/x\r\nConnection: close\r\n\r\n",
+            400,
+            "",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n",
+            400,
+            "",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: [::1\r\nConnection: close\r\n\r\n",
+            400,
+            "",
+        ),
+    ];
+    for (sent, status, body) in cases {
+        let answers = exchange(proxy.addr, sent, LIMIT).await;
+        let shown = String::from_utf8_lossy(sent);
+        assert_eq!(answers.len(), 1, "{shown:?}");
+        assert_eq!(answers[0].status, status, "{shown:?}");
+        if status == 200 {
+            assert_eq!(String::from_utf8_lossy(&answers[0].body), body, "{shown:?}");
+        }
+    }
+}
