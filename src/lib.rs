@@ -6,7 +6,7 @@
 //!                     Snapshot::build (vars, route, upstream groups over live peers)
 //!                                  │  one ArcSwap pointer, swapped whole
 //!                                  ▼
-//! server (accept, hyper h1/h2) ──> proxy::serve ──> snapshot.server(listen, host)
+//! server (accept, ceiling, own HTTP/1, hyper HTTP/2) ──> proxy::serve ──> snapshot.server(listen, host)
 //!    ──> route(path) ──> return | forward(group.pick) ──> stream / tunnel back
 //! ```
 //!
