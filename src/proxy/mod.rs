@@ -95,16 +95,16 @@ async fn handle(
         Ok(Cow::Owned(path)) => Some(path),
         Err(_) => return error::error_page(StatusCode::BAD_REQUEST),
     };
-    let host_copy = match raw_host(&request).map(host::normalise) {
-        None | Some(Ok(Cow::Borrowed(_))) => None,
-        Some(Ok(Cow::Owned(host))) => Some(host),
+    let host = match raw_host(&request).map(host::normalise) {
+        None => host::HostName::EMPTY,
+        Some(Ok(host)) => host,
         Some(Err(_)) => return error::error_page(StatusCode::BAD_REQUEST),
     };
     let normalised = Normalised {
         path: path_copy.as_deref(),
-        host: host_copy.as_deref(),
+        host: host.as_str(),
     };
-    let Some(server) = snapshot.server(conn.listen, normalised.host_of(&request)) else {
+    let Some(server) = snapshot.server(conn.listen, normalised.host) else {
         return error::error_page(StatusCode::NOT_FOUND);
     };
     let info = request_info(&request, conn, server, "", normalised);
@@ -458,25 +458,12 @@ fn raw_host(request: &Request<ClientBody>) -> Option<&[u8]> {
     }
 }
 
-/// The normalised path and host of a request, where they differ from what was received.
+/// The normalised path (where it differs from the one received) and host of a request.
 #[derive(Clone, Copy, Debug)]
 struct Normalised<'a> {
     path: Option<&'a [u8]>,
-    host: Option<&'a str>,
-}
-
-impl<'a> Normalised<'a> {
-    /// The normalised host (`""` when the request names none).
-    fn host_of(self, request: &'a Request<ClientBody>) -> &'a str {
-        if let Some(host) = self.host {
-            return host;
-        }
-        // Not copied, so normalising borrows: the same checks pass again on the same bytes.
-        match raw_host(request).map(host::normalise) {
-            Some(Ok(Cow::Borrowed(host))) => host,
-            _ => "",
-        }
-    }
+    /// `""` when the request names no host.
+    host: &'a str,
 }
 
 fn declared_length<B>(request: &Request<B>) -> Option<u64> {
@@ -489,8 +476,8 @@ fn declared_length<B>(request: &Request<B>) -> Option<u64> {
         .ok()
 }
 
-/// What variables read about `request`; `normalised` holds its normalised path and host where
-/// those differ from what was received.
+/// What variables read about `request`; `normalised` holds its normalised path (where it
+/// differs from the one received) and host.
 fn request_info<'a>(
     request: &'a Request<ClientBody>,
     conn: &ConnInfo,
@@ -502,7 +489,7 @@ fn request_info<'a>(
         method: request.method(),
         uri: request.uri(),
         path: normalised.path.unwrap_or(request.uri().path().as_bytes()),
-        host: normalised.host_of(request),
+        host: normalised.host,
         version: request.version(),
         headers: request.headers(),
         client: conn.client,

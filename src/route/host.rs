@@ -4,17 +4,46 @@
 //! name, `..`, a `/`, a `\`, a space or a control character is no host (answered 400).
 //!
 //! Std only, on bytes: the caller chooses where the host comes from (an absolute-form target,
-//! `Host`, `:authority`).
-
-use std::borrow::Cow;
+//! `Host`, `:authority`). The result is held inline ([`HostName`]): no allocation per request.
 
 /// A host value that names no host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InvalidHost;
 
-/// The host name in `raw` (a `Host` value or an authority), normalised. Borrowed unless it
-/// had to be lowercased.
-pub fn normalise(raw: &[u8]) -> Result<Cow<'_, str>, InvalidHost> {
+/// The longest host name kept: DNS names stop at 253 characters, an IPv6 literal with its
+/// brackets and a zone at well under this.
+pub const MAX_HOST: usize = 255;
+
+/// A normalised host name, held inline: reading it costs no allocation, and it can outlive
+/// the request it came from (the request moves on while its host is still in use).
+#[derive(Clone, Copy)]
+pub struct HostName {
+    len: u8,
+    bytes: [u8; MAX_HOST],
+}
+
+impl HostName {
+    /// No host (the request named none).
+    pub const EMPTY: HostName = HostName {
+        len: 0,
+        bytes: [0; MAX_HOST],
+    };
+
+    /// The name (`""` for [`HostName::EMPTY`]).
+    pub fn as_str(&self) -> &str {
+        // `normalise` copies only a UTF-8-checked prefix of at most MAX_HOST bytes.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for HostName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+/// The host name in `raw` (a `Host` value or an authority), normalised.
+pub fn normalise(raw: &[u8]) -> Result<HostName, InvalidHost> {
     #[derive(PartialEq)]
     enum State {
         Name,
@@ -24,7 +53,6 @@ pub fn normalise(raw: &[u8]) -> Result<Cow<'_, str>, InvalidHost> {
     let mut state = State::Name;
     let mut end = raw.len();
     let mut last_dot = None;
-    let mut uppercase = false;
     for (i, &byte) in raw.iter().enumerate() {
         match byte {
             b'.' if state == State::Name => {
@@ -43,7 +71,6 @@ pub fn normalise(raw: &[u8]) -> Result<Cow<'_, str>, InvalidHost> {
                 state = State::Port;
             }
             b'/' | b'\\' | 0..=b' ' | 0x7f => return Err(InvalidHost),
-            b'A'..=b'Z' if state != State::Port => uppercase = true,
             _ => {}
         }
     }
@@ -53,15 +80,17 @@ pub fn normalise(raw: &[u8]) -> Result<Cow<'_, str>, InvalidHost> {
     if last_dot.is_some_and(|dot| dot + 1 == end) {
         end -= 1;
     }
-    if end == 0 {
+    if end == 0 || end > MAX_HOST {
         return Err(InvalidHost);
     }
-    let name = std::str::from_utf8(&raw[..end]).map_err(|_| InvalidHost)?;
-    Ok(if uppercase {
-        Cow::Owned(name.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(name)
-    })
+    let name = &raw[..end];
+    std::str::from_utf8(name).map_err(|_| InvalidHost)?;
+    let mut host = HostName::EMPTY;
+    host.bytes[..end].copy_from_slice(name);
+    host.bytes[..end].make_ascii_lowercase();
+    // `end` is at most MAX_HOST (255), checked above.
+    host.len = end as u8;
+    Ok(host)
 }
 
 #[cfg(test)]
@@ -69,7 +98,7 @@ mod tests {
     use super::*;
 
     fn host(raw: &str) -> Result<String, InvalidHost> {
-        normalise(raw.as_bytes()).map(Cow::into_owned)
+        normalise(raw.as_bytes()).map(|host| host.as_str().to_string())
     }
 
     #[test]
@@ -82,7 +111,9 @@ mod tests {
         assert_eq!(host("[2001:DB8::1]"), Ok("[2001:db8::1]".into()));
         assert_eq!(host("10.0.0.1:80"), Ok("10.0.0.1".into()));
         assert_eq!(host("bücher.example"), Ok("bücher.example".into()));
-        assert!(matches!(normalise(b"plain"), Ok(Cow::Borrowed("plain"))));
+        let longest = "a".repeat(MAX_HOST);
+        assert_eq!(host(&longest), Ok(longest.clone()));
+        assert_eq!(host(&format!("{longest}a")), Err(InvalidHost));
     }
 
     #[test]
@@ -92,6 +123,6 @@ mod tests {
         ] {
             assert_eq!(host(bad), Err(InvalidHost), "{bad:?}");
         }
-        assert_eq!(normalise(b"a\xffb"), Err(InvalidHost));
+        assert!(normalise(b"a\xffb").is_err());
     }
 }

@@ -32,7 +32,12 @@ impl Request {
             .map(|value| value.as_bytes())
             .or_else(|| uri.authority().map(|a| a.host().as_bytes()));
         let host = raw_host
-            .map(|raw| crate::route::host::normalise(raw).unwrap().into_owned())
+            .map(|raw| {
+                crate::route::host::normalise(raw)
+                    .unwrap()
+                    .as_str()
+                    .to_string()
+            })
             .unwrap_or_default();
         Request {
             host,
