@@ -3,7 +3,6 @@
 //! HTTP/2 server.
 
 use std::net::SocketAddr;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,14 +16,13 @@ use crate::proxy::{ConnInfo, TunnelControl};
 use crate::server::Shared;
 use crate::server::ceiling::{Admission, Ceiling};
 use crate::server::h2;
-use crate::server::http1::{self, Stops};
+use crate::server::http1;
 use crate::server::sniff::{self, Opening};
 
-/// The signals and counts a stop works with.
+/// The signals and counts a stop works with (connections themselves are told through the
+/// ceiling's table).
 #[derive(Clone)]
 pub struct Lifecycle {
-    /// True: close every connection now (fast stop).
-    pub stop: Arc<watch::Sender<bool>>,
     /// True: end every tunnel (WebSockets get a close frame).
     pub close_tunnels: CancellationToken,
     /// Open client connections.
@@ -36,7 +34,6 @@ pub struct Lifecycle {
 impl Default for Lifecycle {
     fn default() -> Lifecycle {
         Lifecycle {
-            stop: Arc::new(watch::channel(false).0),
             close_tunnels: CancellationToken::new(),
             connections: Arc::default(),
             tunnels: Arc::default(),
@@ -62,7 +59,7 @@ pub async fn accept_loop(
         .filter(|bound| !bound.ip().is_unspecified());
     loop {
         let admission = tokio::select! {
-            admission = ceiling.admit() => admission,
+            admission = ceiling.admit(listen) => admission,
             _ = retired.wait_for(|retired| *retired) => return,
         };
         let accepted = tokio::select! {
@@ -82,18 +79,19 @@ pub async fn accept_loop(
                     },
                 };
                 let token = lifecycle.connections.enter();
-                let signals = Signals {
-                    retired: retired.clone(),
-                    stop: lifecycle.stop.subscribe(),
-                };
-                tokio::spawn(serve_connection(
+                let slot = admission.slot.clone();
+                let task = tokio::spawn(serve_connection(
                     stream,
                     conn,
                     shared.clone(),
                     admission,
                     token,
-                    signals,
                 ));
+                slot.set_abort(task.abort_handle());
+                // Accepted as the listener was retired: it is told like the others were.
+                if *retired.borrow() {
+                    ceiling.retire(Some(listen));
+                }
             }
             Err(error) => {
                 // Out of file descriptors and the like: pause instead of spinning.
@@ -104,25 +102,16 @@ pub async fn accept_loop(
     }
 }
 
-/// What ends a connection early: its listener retired (finish gracefully) or a fast stop.
-pub struct Signals {
-    /// True once the listener stopped accepting.
-    pub retired: watch::Receiver<bool>,
-    /// True once tether stops at once.
-    pub stop: watch::Receiver<bool>,
-}
-
 /// Serves one client connection (HTTP/1.1 with keep-alive and upgrades, or HTTP/2 by prior
 /// knowledge) until it closes, its listener is retired (then it finishes the request in hand
-/// and closes), the ceiling sheds it while idle, or tether stops. A client that sends nothing
-/// within `client_header_timeout` is closed, as nginx does.
+/// and closes), the ceiling sheds it while idle, or tether stops (the task is aborted). A
+/// client that sends nothing within `client_header_timeout` is closed, as nginx does.
 async fn serve_connection(
     stream: TcpStream,
     conn: ConnInfo,
     shared: Arc<Shared>,
     admission: Admission,
     _token: Token,
-    mut signals: Signals,
 ) {
     // Small writes (SSE events, WebSocket frames, response heads) must leave at once.
     let _ = stream.set_nodelay(true);
@@ -130,12 +119,9 @@ async fn serve_connection(
     let slot = &*admission.slot;
     // Nothing is in hand before the first byte: retiring the listener, or the ceiling
     // shedding this connection, closes it at once too.
-    let shed = slot.shed_signal();
     let opening = tokio::select! {
         opening = timeout(header_timeout, sniff::opening(&stream)) => opening,
-        () = shed => return,
-        _ = signals.retired.wait_for(|retired| *retired) => return,
-        _ = signals.stop.wait_for(|stop| *stop) => return,
+        () = slot.told_to_go() => return,
     };
     let opening = match opening {
         Ok(Ok(opening)) => opening,
@@ -147,19 +133,7 @@ async fn serve_connection(
     };
     let conn = Arc::new(conn);
     match opening {
-        Opening::Http2 => h2::serve(stream, conn, shared, slot, signals).await,
-        Opening::Http1 => {
-            let Signals {
-                mut retired,
-                mut stop,
-            } = signals;
-            let stop = pin!(async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            });
-            let retired = pin!(async move {
-                let _ = retired.wait_for(|retired| *retired).await;
-            });
-            http1::serve(stream, conn, shared, slot, Stops::new(stop, retired)).await;
-        }
+        Opening::Http2 => h2::serve(stream, conn, shared, slot).await,
+        Opening::Http1 => http1::serve(stream, conn, shared, slot).await,
     }
 }

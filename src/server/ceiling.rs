@@ -13,15 +13,21 @@
 //!
 //! Each connection has a [`ConnSlot`] in a table (locked once when it opens and once when it
 //! closes); moving between idle and busy is two atomic stores, so the request path takes no
-//! lock.
+//! lock. The table is also how connections are told to go: shed (close if idle), retired
+//! (their listener stopped accepting: finish the request in hand, then close) or aborted (a
+//! fast stop). A connection learns of the first two through flags and one registered waker —
+//! a load and a compare per poll — instead of a channel polled on every wake-up.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use futures_util::task::AtomicWaker;
 use slab::Slab;
-use tokio::sync::futures::Notified;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::task::AbortHandle;
 
 use crate::config::{Config, WorkerProcesses};
 
@@ -48,11 +54,31 @@ pub struct Ceiling {
 pub struct ConnSlot {
     /// The ceiling's epoch, the zero of `idle_since_ms`.
     epoch: Instant,
+    /// The `listen` address that accepted it.
+    listen: SocketAddr,
     busy: AtomicU8,
     /// Milliseconds after the ceiling's epoch since when it has been idle.
     idle_since_ms: AtomicU64,
-    shed: AtomicBool,
-    wake: Notify,
+    /// [`SHED`] and [`RETIRED`].
+    flags: AtomicU8,
+    /// The connection's task, woken when a flag is set.
+    waker: AtomicWaker,
+    /// Ends the connection's task at once (fast stop).
+    abort: OnceLock<AbortHandle>,
+}
+
+/// The connection should close if it is idle.
+const SHED: u8 = 1;
+/// The connection should finish what it has in hand and close.
+const RETIRED: u8 = 2;
+
+/// What a connection has been told, as of one poll.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Told {
+    /// Close now if idle (the ceiling needs room).
+    pub shed: bool,
+    /// Finish the request in hand, take no more, close.
+    pub retired: bool,
 }
 
 /// Room for one connection: held for the connection's life, it keeps the connection counted
@@ -92,9 +118,9 @@ impl Ceiling {
         self.limit
     }
 
-    /// Waits for room for one more connection. At the cap, idle connections are shed to make
-    /// it; when none is idle, this waits for one to close.
-    pub async fn admit(self: &Arc<Self>) -> Admission {
+    /// Waits for room for one more connection accepted on `listen`. At the cap, idle
+    /// connections are shed to make it; when none is idle, this waits for one to close.
+    pub async fn admit(self: &Arc<Self>, listen: SocketAddr) -> Admission {
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
@@ -109,10 +135,12 @@ impl Ceiling {
         };
         let slot = Arc::new(ConnSlot {
             epoch: self.epoch,
+            listen,
             busy: AtomicU8::new(0),
             idle_since_ms: AtomicU64::new(self.now_ms()),
-            shed: AtomicBool::new(false),
-            wake: Notify::new(),
+            flags: AtomicU8::new(0),
+            waker: AtomicWaker::new(),
+            abort: OnceLock::new(),
         });
         let key = self.lock().insert(slot.clone());
         Admission {
@@ -128,7 +156,7 @@ impl Ceiling {
         let mut idle: Vec<(u64, Arc<ConnSlot>)> = self
             .lock()
             .iter()
-            .filter(|(_, slot)| slot.is_idle() && !slot.shed.load(Ordering::Relaxed))
+            .filter(|(_, slot)| slot.is_idle() && !slot.is_shed())
             .map(|(_, slot)| (slot.idle_since_ms.load(Ordering::Relaxed), slot.clone()))
             .collect();
         if idle.len() > count {
@@ -136,10 +164,32 @@ impl Ceiling {
             idle.truncate(count);
         }
         for (_, slot) in &idle {
-            slot.shed.store(true, Ordering::Relaxed);
-            slot.wake.notify_waiters();
+            slot.tell(SHED);
         }
         idle.len()
+    }
+
+    /// Tells the connections accepted on `listen` (every one, with None) to finish what they
+    /// have in hand and close: their listener stopped accepting.
+    pub fn retire(&self, listen: Option<SocketAddr>) {
+        let slots: Vec<Arc<ConnSlot>> = self
+            .lock()
+            .iter()
+            .filter(|(_, slot)| listen.is_none_or(|listen| slot.listen == listen))
+            .map(|(_, slot)| slot.clone())
+            .collect();
+        for slot in slots {
+            slot.tell(RETIRED);
+        }
+    }
+
+    /// Ends every connection's task at once (a fast stop).
+    pub fn abort_all(&self) {
+        for (_, slot) in self.lock().iter() {
+            if let Some(abort) = slot.abort.get() {
+                abort.abort();
+            }
+        }
     }
 
     fn warn_shortage(&self, shed: usize) {
@@ -191,7 +241,49 @@ impl ConnSlot {
     /// Marks the connection busy (a request in flight): it will not be shed.
     pub fn busy(&self) {
         self.busy.store(1, Ordering::Release);
-        self.shed.store(false, Ordering::Relaxed);
+        if self.flags.load(Ordering::Relaxed) & SHED != 0 {
+            self.flags.fetch_and(!SHED, Ordering::AcqRel);
+        }
+    }
+
+    /// The handle that ends the connection's task (set once, right after it is spawned).
+    pub fn set_abort(&self, abort: AbortHandle) {
+        let _ = self.abort.set(abort);
+    }
+
+    /// What the connection has been told; registers the task to be woken when that changes.
+    pub fn poll_told(&self, cx: &mut Context<'_>) -> Told {
+        // Register first, then read: a flag set in between wakes the task.
+        self.waker.register(cx.waker());
+        self.told()
+    }
+
+    /// What the connection has been told (no waker registered).
+    pub fn told(&self) -> Told {
+        let flags = self.flags.load(Ordering::Acquire);
+        Told {
+            shed: flags & SHED != 0,
+            retired: flags & RETIRED != 0,
+        }
+    }
+
+    /// Completes once the connection is shed or retired (for a connection with nothing in
+    /// hand, either means: close).
+    pub async fn told_to_go(&self) {
+        std::future::poll_fn(|cx| {
+            let told = self.poll_told(cx);
+            if told.shed || told.retired {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    fn tell(&self, flag: u8) {
+        self.flags.fetch_or(flag, Ordering::AcqRel);
+        self.waker.wake();
     }
 
     fn is_idle(&self) -> bool {
@@ -200,13 +292,7 @@ impl ConnSlot {
 
     /// True once the ceiling asked this idle connection to close.
     pub fn is_shed(&self) -> bool {
-        self.shed.load(Ordering::Relaxed)
-    }
-
-    /// Completes when the ceiling sheds this connection. Create it *before* checking
-    /// [`ConnSlot::is_shed`], so a shed in between is not missed.
-    pub fn shed_signal(&self) -> Notified<'_> {
-        self.wake.notified()
+        self.told().shed
     }
 }
 
@@ -239,9 +325,28 @@ fn open_file_limit() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, SocketAddrV4};
     use std::time::Duration;
 
     use super::*;
+
+    const LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 80));
+
+    #[tokio::test]
+    async fn retiring_a_listener_tells_its_connections_only() {
+        let ceiling = Ceiling::new(10);
+        let other = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 81));
+        let on_listen = ceiling.admit(LISTEN).await;
+        let on_other = ceiling.admit(other).await;
+        ceiling.retire(Some(LISTEN));
+        tokio::time::timeout(Duration::from_secs(5), on_listen.slot.told_to_go())
+            .await
+            .unwrap();
+        assert!(on_listen.slot.told().retired);
+        assert_eq!(on_other.slot.told(), Told::default());
+        ceiling.retire(None);
+        assert!(on_other.slot.told().retired);
+    }
 
     #[test]
     fn the_default_ceiling_follows_the_open_file_limit() {
@@ -258,11 +363,11 @@ mod tests {
     #[tokio::test]
     async fn the_longest_idle_connections_are_shed_first_and_busy_ones_never() {
         let ceiling = Ceiling::new(10);
-        let oldest = ceiling.admit().await;
-        let busy = ceiling.admit().await;
+        let oldest = ceiling.admit(LISTEN).await;
+        let busy = ceiling.admit(LISTEN).await;
         busy.slot.busy();
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let younger = ceiling.admit().await;
+        let younger = ceiling.admit(LISTEN).await;
         assert_eq!(ceiling.shed(1), 1);
         assert!(oldest.slot.is_shed());
         assert!(!younger.slot.is_shed());
@@ -281,21 +386,17 @@ mod tests {
     #[tokio::test]
     async fn a_full_ceiling_sheds_and_admits_once_a_shed_connection_is_gone() {
         let ceiling = Ceiling::new(2);
-        let idle = ceiling.admit().await;
-        let busy = ceiling.admit().await;
+        let idle = ceiling.admit(LISTEN).await;
+        let busy = ceiling.admit(LISTEN).await;
         busy.slot.busy();
         let admitting = tokio::spawn({
             let ceiling = ceiling.clone();
-            async move { ceiling.admit().await }
+            async move { ceiling.admit(LISTEN).await }
         });
-        {
-            let shed = idle.slot.shed_signal();
-            if !idle.slot.is_shed() {
-                tokio::time::timeout(Duration::from_secs(5), shed)
-                    .await
-                    .unwrap();
-            }
-        }
+        tokio::time::timeout(Duration::from_secs(5), idle.slot.told_to_go())
+            .await
+            .unwrap();
+        assert!(idle.slot.is_shed());
         assert!(!busy.slot.is_shed());
         drop(idle);
         let newcomer = tokio::time::timeout(Duration::from_secs(5), admitting)

@@ -4,7 +4,8 @@
 //! - an idle connection — no stream open — is closed with GOAWAY after `keepalive_timeout`, and
 //!   one that never opens a stream after `client_header_timeout` (a preface and an empty
 //!   SETTINGS frame must not hold a connection for ever);
-//! - the ceiling may shed it while no stream is open;
+//! - the ceiling may shed it while no stream is open, and a retired listener's connections
+//!   finish their streams and go (GOAWAY);
 //! - `send_timeout`, twice: a client that stops reading the socket stalls every write
 //!   ([`StallIo`] fails the connection), and a client that reads the socket but never opens a
 //!   stream's flow-control window leaves that one stream stuck ([`SendWatch`] resets it and
@@ -33,7 +34,6 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::Shared;
-use super::accept::Signals;
 use super::ceiling::ConnSlot;
 use crate::proxy::body::BodyError;
 use crate::proxy::{self, ClientBody, ConnInfo, ResponseBody};
@@ -44,7 +44,6 @@ pub async fn serve(
     info: Arc<ConnInfo>,
     shared: Arc<Shared>,
     slot: &ConnSlot,
-    mut signals: Signals,
 ) {
     let settings = shared.snapshot.load().client;
     let streams = Arc::new(Streams::default());
@@ -82,7 +81,6 @@ pub async fn serve(
     loop {
         // Registered before the count is read: a change in between wakes the next wait.
         let changed = streams.changed.notified();
-        let shed = slot.shed_signal();
         let idle = streams.count() == 0;
         if idle && !was_idle {
             idle_since = Instant::now();
@@ -92,7 +90,15 @@ pub async fn serve(
             slot.busy();
         }
         was_idle = idle;
-        let shed_now = idle && slot.is_shed();
+        // Retired: finish the streams in hand (GOAWAY). Shed: only with none open.
+        let told_to_go = std::future::poll_fn(|cx| {
+            let told = slot.poll_told(cx);
+            if told.retired || (idle && told.shed) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
@@ -105,19 +111,10 @@ pub async fn serve(
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }
-            () = shed, if idle && !closing => {
+            () = told_to_go, if !closing => {
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }
-            () = std::future::ready(()), if shed_now && !closing => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            _ = signals.retired.wait_for(|retired| *retired), if !closing => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            _ = signals.stop.wait_for(|stop| *stop) => return,
         }
     }
 }

@@ -192,6 +192,7 @@ impl Tether {
         for addr in &listeners_removed {
             if let Some(handle) = live.listeners.remove(addr) {
                 let _ = handle.retire.send(true);
+                self.ceiling.retire(Some(*addr));
             }
         }
         Ok(Applied {
@@ -264,6 +265,7 @@ impl Tether {
         for listener in &listeners {
             let _ = listener.retire.send(true);
         }
+        self.ceiling.retire(None);
         let connections = self.lifecycle.connections.clone();
         if tokio::time::timeout_at(deadline, connections.idle())
             .await
@@ -283,7 +285,7 @@ impl Tether {
 
     /// Fast stop (SIGTERM): stops accepting and closes every connection now.
     pub async fn stop(&self) {
-        let _ = self.lifecycle.stop.send(true);
+        self.ceiling.abort_all();
         self.lifecycle.close_tunnels.cancel();
         let listeners: Vec<ListenerHandle> =
             self.lock().listeners.drain().map(|(_, l)| l).collect();

@@ -39,39 +39,30 @@ const HIGH_WATER: usize = 64 * 1024;
 /// so that the kernel does not answer that data with a reset that destroys the response.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// The signals a connection obeys: `stop` closes it at once; `retired` lets the request in hand
-/// finish, then closes.
-pub struct Stops<'a> {
-    stop: Pin<&'a mut (dyn Future<Output = ()> + Send)>,
-    retired: Pin<&'a mut (dyn Future<Output = ()> + Send)>,
-    // Each future is polled only until it completes.
-    retired_seen: bool,
-    stopped: bool,
+/// One timer per connection for the waits between requests, re-armed lazily: moving its
+/// deadline later — at every keep-alive request — is a store, and the timer is registered again
+/// only when it fires before the deadline it stands for, or must fire sooner.
+struct IdleTimer<'a> {
+    sleep: Pin<&'a mut Sleep>,
+    due: Instant,
 }
 
-impl<'a> Stops<'a> {
-    /// `stop` and `retired` complete when their signal is given (and stay pending otherwise).
-    pub fn new(
-        stop: Pin<&'a mut (dyn Future<Output = ()> + Send)>,
-        retired: Pin<&'a mut (dyn Future<Output = ()> + Send)>,
-    ) -> Stops<'a> {
-        Stops {
-            stop,
-            retired,
-            retired_seen: false,
-            stopped: false,
+impl IdleTimer<'_> {
+    fn set(&mut self, due: Instant) {
+        self.due = due;
+        if due < self.sleep.deadline() {
+            self.sleep.as_mut().reset(due);
         }
     }
 
-    /// True when tether stops now; notes a retirement on the way.
-    fn poll_stop(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.retired_seen && self.retired.as_mut().poll(cx).is_ready() {
-            self.retired_seen = true;
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= self.due {
+                return true;
+            }
+            self.sleep.as_mut().reset(self.due);
         }
-        if !self.stopped && self.stop.as_mut().poll(cx).is_ready() {
-            self.stopped = true;
-        }
-        self.stopped
+        false
     }
 }
 
@@ -82,27 +73,31 @@ enum Next {
     Upgrade(UpgradeSender),
 }
 
-struct Connection {
+struct Connection<'a> {
     stream: TcpStream,
     read_buf: BytesMut,
     outbox: Outbox,
     info: Arc<ConnInfo>,
+    /// What the ceiling and the listener say: shed, retired.
+    slot: &'a ConnSlot,
 }
 
 /// Serves `stream` (whose first bytes are known to be HTTP/1) until the client closes, a limit
-/// or timeout ends it, it is retired or stopped, or a tunnel takes it over.
-pub async fn serve(
-    stream: TcpStream,
-    info: Arc<ConnInfo>,
-    shared: Arc<Shared>,
-    slot: &ConnSlot,
-    mut stops: Stops<'_>,
-) {
+/// or timeout ends it, it is shed or retired, or a tunnel takes it over. A fast stop aborts the
+/// task.
+pub async fn serve(stream: TcpStream, info: Arc<ConnInfo>, shared: Arc<Shared>, slot: &ConnSlot) {
     let mut connection = Connection {
         stream,
         read_buf: BytesMut::with_capacity(READ_CHUNK),
         outbox: Outbox::default(),
         info,
+        slot,
+    };
+    let header_timeout = shared.snapshot.load().client.header_timeout;
+    let due = Instant::now() + header_timeout;
+    let mut timer = IdleTimer {
+        sleep: pin!(tokio::time::sleep_until(due)),
+        due,
     };
     let mut first = true;
     let next = loop {
@@ -112,21 +107,18 @@ pub async fn serve(
         if !first {
             slot.idle();
         }
-        let head = match connection
-            .read_head(&settings, first, slot, &mut stops)
-            .await
-        {
+        let head = match connection.read_head(&settings, first, &mut timer).await {
             HeadRead::Head(head) => head,
             HeadRead::Quiet => return,
             HeadRead::Rejected(rejection) => {
-                connection.reject(rejection, &settings, &mut stops).await;
+                connection.reject(rejection, &settings).await;
                 break Next::Close { linger: true };
             }
         };
         first = false;
         slot.busy();
         let snapshot = shared.snapshot.load_full();
-        match connection.exchange(head, snapshot, &mut stops).await {
+        match connection.exchange(head, snapshot).await {
             Next::KeepAlive => {}
             next => break next,
         }
@@ -154,27 +146,29 @@ enum HeadRead {
     Rejected(Rejection),
 }
 
-impl Connection {
+impl Connection<'_> {
+    /// Reads the next head. Until it is complete the connection is idle, and the ceiling may
+    /// shed it: a client in keep-alive, or one dribbling its head in (a slowloris). A retired
+    /// connection goes only while nothing of a head has arrived.
     async fn read_head(
         &mut self,
         settings: &ClientSettings,
         first: bool,
-        slot: &ConnSlot,
-        stops: &mut Stops<'_>,
+        timer: &mut IdleTimer<'_>,
     ) -> HeadRead {
         let mut scanner = HeadScanner::default();
-        // Until a head is complete the connection is idle, and the ceiling may shed it: a
-        // client in keep-alive, or one dribbling its head in (a slowloris).
-        let mut shed = pin!(slot.shed_signal());
         // The first head's clock started when the connection did (its first byte was awaited
         // by the sniff); a later one waits keepalive_timeout for its first byte, then
         // client_header_timeout for the rest.
-        let mut deadline = if first || !self.read_buf.is_empty() {
-            Some(Instant::now() + settings.header_timeout)
-        } else {
-            None
-        };
-        let idle_deadline = Instant::now() + settings.keepalive_timeout;
+        let mut started = first || !self.read_buf.is_empty();
+        if !first {
+            let timeout = if started {
+                settings.header_timeout
+            } else {
+                settings.keepalive_timeout
+            };
+            timer.set(Instant::now() + timeout);
+        }
         loop {
             if !self.read_buf.is_empty() {
                 match scanner.scan(&self.read_buf, &settings.head) {
@@ -188,37 +182,33 @@ impl Connection {
                     Ok(None) => {}
                     Err(rejection) => return HeadRead::Rejected(rejection),
                 }
-                deadline.get_or_insert_with(|| Instant::now() + settings.header_timeout);
+                if !started {
+                    started = true;
+                    timer.set(Instant::now() + settings.header_timeout);
+                }
             }
-            let idle = deadline.is_none();
-            let until = deadline.unwrap_or(idle_deadline);
-            self.read_buf.reserve(READ_CHUNK);
+            if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 2 {
+                self.read_buf.reserve(READ_CHUNK);
+            }
+            let slot = self.slot;
             let read = poll_fn(|cx| {
-                let told_to_go = stops.poll_stop(cx)
-                    || (idle && stops.retired_seen)
-                    || slot.is_shed()
-                    || shed.as_mut().poll(cx).is_ready();
-                if told_to_go {
+                let told = slot.poll_told(cx);
+                if told.shed || (told.retired && !started) || timer.poll_expired(cx) {
                     return Poll::Ready(None);
                 }
                 poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read_buf).map(Some)
             });
-            match timeout_at(until, read).await {
-                Ok(Some(Ok(n))) if n > 0 => {}
-                // EOF, an error, a timeout, a stop: nothing worth answering (nginx closes a
-                // timed-out head silently too).
+            match read.await {
+                Some(Ok(n)) if n > 0 => {}
+                // EOF, an error, a timeout, told to go: nothing worth answering (nginx closes
+                // a timed-out head silently too).
                 _ => return HeadRead::Quiet,
             }
         }
     }
 
     /// Answers a head that cannot be served, and logs why (nginx logs these at `info`).
-    async fn reject(
-        &mut self,
-        rejection: Rejection,
-        settings: &ClientSettings,
-        stops: &mut Stops<'_>,
-    ) {
+    async fn reject(&mut self, rejection: Rejection, settings: &ClientSettings) {
         tracing::info!(client = %self.info.client, status = rejection.status.as_u16(), "{}", rejection.reason);
         let response = proxy::error::error_page_titled(rejection.status, rejection.title);
         let _ = self
@@ -229,18 +219,12 @@ impl Connection {
                 false,
                 None,
                 settings.send_timeout,
-                stops,
             )
             .await;
     }
 
     /// One request and its response.
-    async fn exchange(
-        &mut self,
-        head: RequestHead,
-        snapshot: Arc<Snapshot>,
-        stops: &mut Stops<'_>,
-    ) -> Next {
+    async fn exchange(&mut self, head: RequestHead, snapshot: Arc<Snapshot>) -> Next {
         let RequestHead {
             method,
             uri,
@@ -289,9 +273,6 @@ impl Connection {
         // The proxy works out the response while the body is fed to whoever reads it.
         let mut service = pin!(proxy::serve(request, upgrade, self.info.clone(), snapshot));
         let response = poll_fn(|cx| {
-            if stops.poll_stop(cx) {
-                return Poll::Ready(None);
-            }
             if let Some(pump) = pump.as_mut() {
                 let _ = pump.poll(
                     cx,
@@ -301,17 +282,15 @@ impl Connection {
                     false,
                 );
             }
-            service.as_mut().poll(cx).map(Some)
+            service.as_mut().poll(cx)
         })
         .await;
-        let Some(response) = response else {
-            return Next::Close { linger: false };
-        };
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         let body_settled = pump.as_ref().is_none_or(Pump::is_complete);
-        let keep =
-            keep_alive && settings.keep_alive && !stops.retired_seen && body_settled && !switching;
+        // A retired connection finishes this exchange and says it closes.
+        let retired = self.slot.told().retired;
+        let keep = keep_alive && settings.keep_alive && !retired && body_settled && !switching;
         let send_timeout = response
             .extensions()
             .get::<SendTimeout>()
@@ -324,7 +303,6 @@ impl Connection {
                 head_request,
                 pump.as_mut(),
                 send_timeout,
-                stops,
             )
             .await;
         let Ok(framing) = written else {
@@ -355,7 +333,6 @@ impl Connection {
         head_request: bool,
         mut pump: Option<&mut Pump>,
         send_timeout: Duration,
-        stops: &mut Stops<'_>,
     ) -> Result<BodyFraming, ()> {
         let (parts, body) = response.into_parts();
         let framing = if parts.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -388,9 +365,6 @@ impl Connection {
         let mut stalled_at: Option<u64> = None;
         poll_fn(|cx| {
             loop {
-                if stops.poll_stop(cx) {
-                    return Poll::Ready(Err(()));
-                }
                 if let Some(pump) = pump.as_deref_mut() {
                     let _ = pump.poll(cx, &mut self.stream, &mut self.read_buf, &mut self.outbox, true);
                 }

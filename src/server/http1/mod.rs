@@ -18,4 +18,4 @@ pub mod decode;
 pub mod head;
 mod write;
 
-pub use conn::{Stops, serve};
+pub use conn::serve;
