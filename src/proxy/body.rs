@@ -204,6 +204,8 @@ pin_project! {
         #[pin]
         idle: Option<Sleep>,
         read_timeout: Duration,
+        // `send_timeout` of the location: how long the client may leave this body unread.
+        send_timeout: Duration,
         // The connection goes back to the pool only after the whole response was read; a body
         // dropped half-way takes the connection down with it (hyper closes it).
         keep_alive: Option<Sender>,
@@ -213,17 +215,20 @@ pin_project! {
 
 impl UpstreamBody {
     /// Streams `inner`, counting on `guard` until the end and returning `keep_alive` to the
-    /// peer's pool if the response completes.
+    /// peer's pool if the response completes. `timeouts` are the location's
+    /// `proxy_read_timeout` and `send_timeout`.
     pub fn new(
         inner: Incoming,
-        read_timeout: Duration,
+        timeouts: (Duration, Duration),
         keep_alive: Option<Sender>,
         guard: ActiveGuard,
     ) -> UpstreamBody {
+        let (read_timeout, send_timeout) = timeouts;
         UpstreamBody {
             inner,
             idle: None,
             read_timeout,
+            send_timeout,
             keep_alive,
             guard: Some(guard),
         }
@@ -311,6 +316,15 @@ impl ResponseBody {
     /// No body.
     pub fn empty() -> ResponseBody {
         ResponseBody::Full { data: None }
+    }
+
+    /// How long the client may leave this body unread (`send_timeout` of the location that
+    /// proxied it); None for tether's own answers, which use the http-level value.
+    pub fn send_timeout(&self) -> Option<Duration> {
+        match self {
+            ResponseBody::Upstream { body } => Some(body.send_timeout),
+            ResponseBody::Full { .. } => None,
+        }
     }
 }
 

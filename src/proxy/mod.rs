@@ -61,11 +61,6 @@ pub struct TunnelControl {
     pub open: std::sync::Arc<crate::inflight::Inflight>,
 }
 
-/// How long a client may leave a response unread (`send_timeout` of the location that
-/// answered), carried in the response's extensions to the connection that writes it.
-#[derive(Clone, Copy, Debug)]
-pub struct SendTimeout(pub std::time::Duration);
-
 /// [`handle`] as a connection calls it: owning the connection's details and the snapshot the
 /// request is answered from, and never failing (errors are responses). `client_upgrade` is
 /// the client's side of an upgrade it asked for (HTTP/1 only).
@@ -293,13 +288,11 @@ impl Exchange<'_> {
         if let Some(added) = self.added {
             add_response_headers(&mut parts.headers, parts.status, added);
         }
-        parts
-            .extensions
-            .insert(SendTimeout(self.route.settings.client_send_timeout));
         let read_timeout = self.route.settings.read_timeout;
         if !switching {
             let keep_alive = self.reusable.then_some(answer.sender);
-            let body = UpstreamBody::new(incoming, read_timeout, keep_alive, answer.guard);
+            let timeouts = (read_timeout, self.route.settings.client_send_timeout);
+            let body = UpstreamBody::new(incoming, timeouts, keep_alive, answer.guard);
             return Ok(Response::from_parts(parts, body.into()));
         }
         let Some(client_upgrade) = self.client_upgrade else {

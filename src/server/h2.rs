@@ -39,12 +39,7 @@ use crate::proxy::body::BodyError;
 use crate::proxy::{self, ClientBody, ConnInfo, ResponseBody};
 
 /// Serves one HTTP/2 connection until the client or the limits end it.
-pub async fn serve(
-    stream: TcpStream,
-    info: Arc<ConnInfo>,
-    shared: Arc<Shared>,
-    slot: &ConnSlot,
-) {
+pub async fn serve(stream: TcpStream, info: Arc<ConnInfo>, shared: Arc<Shared>, slot: &ConnSlot) {
     let settings = shared.snapshot.load().client;
     let streams = Arc::new(Streams::default());
     let service = {

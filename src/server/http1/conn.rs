@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep, timeout_at};
@@ -26,7 +26,7 @@ use super::head::{self, Framing, HeadScanner, Rejection, RequestHead};
 use super::write::{BodyFraming, HeadPlan, Outbox, framing_for};
 use crate::proxy::client_body::{ClientBody, ClientBodyError, Demand, FeedSender};
 use crate::proxy::upgrade::{ClientUpgrade, UpgradeSender, Upgraded};
-use crate::proxy::{self, ConnInfo, ResponseBody, SendTimeout};
+use crate::proxy::{self, ConnInfo, ResponseBody};
 use crate::server::Shared;
 use crate::server::ceiling::ConnSlot;
 use crate::snapshot::{ClientSettings, Snapshot};
@@ -80,6 +80,10 @@ struct Connection<'a> {
     info: Arc<ConnInfo>,
     /// What the ceiling and the listener say: shed, retired.
     slot: &'a ConnSlot,
+    /// The last response's header map, emptied, for the next request's head: a request map
+    /// goes upstream and hyper keeps it for the upstream's next response, so maps circulate
+    /// instead of being allocated per request.
+    spare_headers: HeaderMap,
 }
 
 /// Serves `stream` (whose first bytes are known to be HTTP/1) until the client closes, a limit
@@ -92,6 +96,7 @@ pub async fn serve(stream: TcpStream, info: Arc<ConnInfo>, shared: Arc<Shared>, 
         outbox: Outbox::default(),
         info,
         slot,
+        spare_headers: HeaderMap::new(),
     };
     let header_timeout = shared.snapshot.load().client.header_timeout;
     let due = Instant::now() + header_timeout;
@@ -174,7 +179,8 @@ impl Connection<'_> {
                 match scanner.scan(&self.read_buf, &settings.head) {
                     Ok(Some(len)) => {
                         let bytes = self.read_buf.split_to(len).freeze();
-                        return match head::parse(&bytes, &settings.head) {
+                        let headers = std::mem::take(&mut self.spare_headers);
+                        return match head::parse(&bytes, &settings.head, headers) {
                             Ok(head) => HeadRead::Head(head),
                             Err(rejection) => HeadRead::Rejected(rejection),
                         };
@@ -292,9 +298,9 @@ impl Connection<'_> {
         let retired = self.slot.told().retired;
         let keep = keep_alive && settings.keep_alive && !retired && body_settled && !switching;
         let send_timeout = response
-            .extensions()
-            .get::<SendTimeout>()
-            .map_or(settings.send_timeout, |t| t.0);
+            .body()
+            .send_timeout()
+            .unwrap_or(settings.send_timeout);
         let written = self
             .write_response(
                 response,
@@ -334,7 +340,7 @@ impl Connection<'_> {
         mut pump: Option<&mut Pump>,
         send_timeout: Duration,
     ) -> Result<BodyFraming, ()> {
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
         let framing = if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             BodyFraming::None
         } else {
@@ -358,6 +364,10 @@ impl Connection<'_> {
             keep_alive: keep_alive && framing != BodyFraming::UntilClose,
             client_version,
         });
+        parts.headers.clear();
+        if self.spare_headers.capacity() == 0 {
+            self.spare_headers = std::mem::take(&mut parts.headers);
+        }
         let mut body = pin!(body);
         let mut stream_state = StreamState::new(framing);
         let mut stall = pin!(tokio::time::sleep(send_timeout));

@@ -160,15 +160,21 @@ pub struct RequestHead {
 const INLINE_HEADERS: usize = 128;
 
 /// Reads the complete head in `head` (exactly the bytes [`HeadScanner::scan`] measured).
-/// `head` is shared, not copied: header values and the target point into it.
-pub fn parse(head: &Bytes, rules: &HeadRules) -> Result<RequestHead, Rejection> {
+/// `head` is shared, not copied: header values and the target point into it. The header lines
+/// go into `headers`, emptied first (a map kept from an earlier message, so its allocation is
+/// reused).
+pub fn parse(
+    head: &Bytes,
+    rules: &HeadRules,
+    headers: HeaderMap,
+) -> Result<RequestHead, Rejection> {
     if rules.max_headers <= INLINE_HEADERS {
         let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; INLINE_HEADERS];
-        parse_into(head, rules, &mut slots[..rules.max_headers])
+        parse_into(head, rules, &mut slots[..rules.max_headers], headers)
     } else {
         let mut slots = Vec::new();
         slots.resize_with(rules.max_headers, MaybeUninit::uninit);
-        parse_into(head, rules, &mut slots)
+        parse_into(head, rules, &mut slots, headers)
     }
 }
 
@@ -176,6 +182,7 @@ fn parse_into<'b>(
     head: &'b Bytes,
     rules: &HeadRules,
     slots: &mut [MaybeUninit<httparse::Header<'b>>],
+    mut headers: HeaderMap,
 ) -> Result<RequestHead, Rejection> {
     let mut request = httparse::Request::new(&mut []);
     match request.parse_with_uninit_headers(head, slots) {
@@ -206,7 +213,8 @@ fn parse_into<'b>(
     let uri = target_of(head, target)?;
 
     let mut checks = HeaderChecks::default();
-    let mut headers = HeaderMap::with_capacity(request.headers.len());
+    headers.clear();
+    headers.reserve(request.headers.len());
     let mut dropped_headers = 0;
     for line in request.headers.iter() {
         if !name_allowed(line.name.as_bytes(), rules) {

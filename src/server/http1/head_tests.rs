@@ -11,7 +11,11 @@ fn read(input: &[u8], step: usize, rules: &HeadRules) -> Result<RequestHead, Rej
     for piece in input.chunks(step) {
         buf.extend_from_slice(piece);
         if let Some(len) = scanner.scan(&buf, rules)? {
-            return parse(&Bytes::copy_from_slice(&buf[..len]), rules);
+            return parse(
+                &Bytes::copy_from_slice(&buf[..len]),
+                rules,
+                HeaderMap::new(),
+            );
         }
     }
     panic!("no complete head in {:?}", String::from_utf8_lossy(input));

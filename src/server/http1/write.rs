@@ -10,7 +10,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::io::Write as _;
+
+use bytes::{Buf, Bytes};
 #[cfg(test)]
 use http::header::HeaderValue;
 use http::header::{self, HeaderMap};
@@ -48,16 +50,48 @@ pub struct HeadPlan<'a> {
     pub client_version: Version,
 }
 
-/// Bytes queued for the client, in order.
+/// Bytes queued for the client, in order: a response head (encoded in place, into a buffer
+/// reused from response to response), then pieces of body. Nothing here allocates per
+/// response once the head buffer has grown to the largest head.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    queue: VecDeque<Bytes>,
+    /// The head being written; always ahead of `queue` (a head is queued only once everything
+    /// before it was written, or moved into `queue` when something still waits).
+    head: Vec<u8>,
+    head_sent: usize,
+    queue: VecDeque<Piece>,
     queued: usize,
     /// Bytes written since the outbox was made (tells a stalled write from a slow one).
     written: u64,
-    /// Where heads and chunk-size lines are encoded; split off as `Bytes`, so its allocation is
-    /// reused once the bytes before it were written.
-    scratch: BytesMut,
+}
+
+/// One queued piece after the head.
+#[derive(Debug)]
+enum Piece {
+    /// Body bytes, shared (never copied).
+    Data(Bytes),
+    /// A chunk-size line, held inline.
+    Size { text: [u8; 18], len: u8 },
+}
+
+impl Piece {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Piece::Data(bytes) => bytes,
+            Piece::Size { text, len } => &text[..usize::from(*len)],
+        }
+    }
+
+    /// Drops the first `n` bytes (fewer than the piece holds).
+    fn advance(&mut self, n: usize) {
+        match self {
+            Piece::Data(bytes) => bytes.advance(n),
+            Piece::Size { text, len } => {
+                text.copy_within(n..usize::from(*len), 0);
+                *len -= n as u8;
+            }
+        }
+    }
 }
 
 /// How many pieces go into one `writev`.
@@ -66,12 +100,12 @@ const MAX_SLICES: usize = 32;
 impl Outbox {
     /// Bytes waiting to be written.
     pub fn len(&self) -> usize {
-        self.queued
+        self.head.len() - self.head_sent + self.queued
     }
 
     /// True when nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.queued == 0
+        self.len() == 0
     }
 
     /// Bytes written so far.
@@ -83,54 +117,24 @@ impl Outbox {
     pub fn push(&mut self, bytes: Bytes) {
         if !bytes.is_empty() {
             self.queued += bytes.len();
-            self.queue.push_back(bytes);
+            self.queue.push_back(Piece::Data(bytes));
         }
     }
 
     /// Queues a response head.
     pub fn push_head(&mut self, plan: &HeadPlan<'_>) {
-        let buf = &mut self.scratch;
-        buf.reserve(256);
-        buf.put_slice(b"HTTP/1.1 ");
-        buf.put_slice(plan.status.as_str().as_bytes());
-        buf.put_u8(b' ');
-        let reason = plan
-            .reason
-            .unwrap_or_else(|| plan.status.canonical_reason().unwrap_or("").as_bytes());
-        buf.put_slice(reason);
-        buf.put_slice(b"\r\n");
-        for (name, value) in plan.headers {
-            buf.put_slice(name.as_str().as_bytes());
-            buf.put_slice(b": ");
-            buf.put_slice(value.as_bytes());
-            buf.put_slice(b"\r\n");
+        if self.head_sent == self.head.len() {
+            self.head.clear();
+            self.head_sent = 0;
         }
-        if !plan.headers.contains_key(header::DATE) {
-            buf.put_slice(b"date: ");
-            put_date(buf);
-            buf.put_slice(b"\r\n");
+        let start = self.head.len();
+        encode_head(&mut self.head, plan);
+        // Something (a `100 Continue`) still waits: the head goes behind it.
+        if !self.queue.is_empty() {
+            let head = Bytes::copy_from_slice(&self.head[start..]);
+            self.head.truncate(start);
+            self.push(head);
         }
-        match plan.framing {
-            BodyFraming::Length(length) if !plan.headers.contains_key(header::CONTENT_LENGTH) => {
-                let _ = std::fmt::Write::write_fmt(
-                    &mut ScratchWriter(buf),
-                    format_args!("content-length: {length}\r\n"),
-                );
-            }
-            BodyFraming::Chunked => buf.put_slice(b"transfer-encoding: chunked\r\n"),
-            _ => {}
-        }
-        // A 101 carries the upstream's own `Connection: upgrade`.
-        if plan.status != StatusCode::SWITCHING_PROTOCOLS {
-            if !plan.keep_alive {
-                buf.put_slice(b"connection: close\r\n");
-            } else if plan.client_version == Version::HTTP_10 {
-                buf.put_slice(b"connection: keep-alive\r\n");
-            }
-        }
-        buf.put_slice(b"\r\n");
-        let head = self.scratch.split().freeze();
-        self.push(head);
     }
 
     /// Queues one piece of body, framed.
@@ -139,13 +143,13 @@ impl Outbox {
             return;
         }
         if framing == BodyFraming::Chunked {
-            self.scratch.reserve(18);
-            let _ = std::fmt::Write::write_fmt(
-                &mut ScratchWriter(&mut self.scratch),
-                format_args!("{:x}\r\n", data.len()),
-            );
-            let size = self.scratch.split().freeze();
-            self.push(size);
+            let mut text = [0u8; 18];
+            let mut cursor = std::io::Cursor::new(&mut text[..]);
+            // 16 hex digits and CRLF fit in 18 bytes.
+            let _ = write!(cursor, "{:x}\r\n", data.len());
+            let len = cursor.position() as u8;
+            self.queued += usize::from(len);
+            self.queue.push_back(Piece::Size { text, len });
             self.push(data);
             self.push(Bytes::from_static(b"\r\n"));
         } else {
@@ -164,11 +168,15 @@ impl Outbox {
         cx: &mut Context<'_>,
         stream: &mut TcpStream,
     ) -> Poll<io::Result<()>> {
-        while !self.queue.is_empty() {
+        while !self.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let mut count = 0;
-            for (slot, bytes) in slices.iter_mut().zip(self.queue.iter()) {
-                *slot = IoSlice::new(bytes);
+            if self.head_sent < self.head.len() {
+                slices[0] = IoSlice::new(&self.head[self.head_sent..]);
+                count = 1;
+            }
+            for (slot, piece) in slices[count..].iter_mut().zip(self.queue.iter()) {
+                *slot = IoSlice::new(piece.bytes());
                 count += 1;
             }
             let written = std::task::ready!(
@@ -183,14 +191,18 @@ impl Outbox {
     }
 
     fn consume(&mut self, mut written: usize) {
-        self.queued -= written;
         self.written += written as u64;
+        let from_head = written.min(self.head.len() - self.head_sent);
+        self.head_sent += from_head;
+        written -= from_head;
+        self.queued -= written;
         while written > 0 {
             let Some(front) = self.queue.front_mut() else {
                 return;
             };
-            if front.len() <= written {
-                written -= front.len();
+            let len = front.bytes().len();
+            if len <= written {
+                written -= len;
                 self.queue.pop_front();
             } else {
                 front.advance(written);
@@ -200,14 +212,44 @@ impl Outbox {
     }
 }
 
-/// `fmt::Write` into the scratch buffer (for hex chunk sizes).
-struct ScratchWriter<'a>(&'a mut BytesMut);
-
-impl std::fmt::Write for ScratchWriter<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.put_slice(s.as_bytes());
-        Ok(())
+/// Encodes a response head at the end of `buf`.
+fn encode_head(buf: &mut Vec<u8>, plan: &HeadPlan<'_>) {
+    buf.extend_from_slice(b"HTTP/1.1 ");
+    buf.extend_from_slice(plan.status.as_str().as_bytes());
+    buf.push(b' ');
+    let reason = plan
+        .reason
+        .unwrap_or_else(|| plan.status.canonical_reason().unwrap_or("").as_bytes());
+    buf.extend_from_slice(reason);
+    buf.extend_from_slice(b"\r\n");
+    for (name, value) in plan.headers {
+        buf.extend_from_slice(name.as_str().as_bytes());
+        buf.extend_from_slice(b": ");
+        buf.extend_from_slice(value.as_bytes());
+        buf.extend_from_slice(b"\r\n");
     }
+    if !plan.headers.contains_key(header::DATE) {
+        buf.extend_from_slice(b"date: ");
+        put_date(buf);
+        buf.extend_from_slice(b"\r\n");
+    }
+    match plan.framing {
+        BodyFraming::Length(length) if !plan.headers.contains_key(header::CONTENT_LENGTH) => {
+            // Writing into a Vec cannot fail.
+            let _ = write!(buf, "content-length: {length}\r\n");
+        }
+        BodyFraming::Chunked => buf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        _ => {}
+    }
+    // A 101 carries the upstream's own `Connection: upgrade`.
+    if plan.status != StatusCode::SWITCHING_PROTOCOLS {
+        if !plan.keep_alive {
+            buf.extend_from_slice(b"connection: close\r\n");
+        } else if plan.client_version == Version::HTTP_10 {
+            buf.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+    }
+    buf.extend_from_slice(b"\r\n");
 }
 
 thread_local! {
@@ -215,7 +257,7 @@ thread_local! {
     static DATE: std::cell::RefCell<(u64, [u8; 29])> = const { std::cell::RefCell::new((0, [0; 29])) };
 }
 
-fn put_date(buf: &mut BytesMut) {
+fn put_date(buf: &mut Vec<u8>) {
     let now = SystemTime::now();
     let second = now
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -229,7 +271,7 @@ fn put_date(buf: &mut BytesMut) {
                 cache.0 = second;
             }
         }
-        buf.put_slice(&cache.1);
+        buf.extend_from_slice(&cache.1);
     });
 }
 
@@ -269,12 +311,8 @@ mod tests {
     use super::*;
 
     fn head(plan: &HeadPlan<'_>) -> String {
-        let mut outbox = Outbox::default();
-        outbox.push_head(plan);
         let mut all = Vec::new();
-        for piece in &outbox.queue {
-            all.extend_from_slice(piece);
-        }
+        encode_head(&mut all, plan);
         String::from_utf8(all).unwrap()
     }
 
@@ -360,11 +398,77 @@ mod tests {
         let mut outbox = Outbox::default();
         outbox.push_data(Bytes::from(vec![b'a'; 26]), BodyFraming::Chunked);
         outbox.push_last_chunk();
-        let all: Vec<u8> = outbox.queue.iter().flat_map(|b| b.to_vec()).collect();
+        let all: Vec<u8> = outbox
+            .queue
+            .iter()
+            .flat_map(|p| p.bytes().to_vec())
+            .collect();
         assert_eq!(
             all,
             [&b"1a\r\n"[..], &[b'a'; 26], b"\r\n0\r\n\r\n"].concat()
         );
         assert_eq!(outbox.len(), all.len());
+    }
+
+    #[test]
+    fn a_head_waits_behind_what_was_queued_before_it() {
+        let headers = HeaderMap::new();
+        let plan = HeadPlan {
+            status: StatusCode::OK,
+            reason: None,
+            headers: &headers,
+            framing: BodyFraming::Length(2),
+            keep_alive: true,
+            client_version: Version::HTTP_11,
+        };
+        let mut outbox = Outbox::default();
+        outbox.push(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
+        outbox.push_head(&plan);
+        outbox.push_data(Bytes::from_static(b"ok"), BodyFraming::Length(2));
+        let all: Vec<u8> = outbox
+            .queue
+            .iter()
+            .flat_map(|p| p.bytes().to_vec())
+            .collect();
+        let text = String::from_utf8(all).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\nok"), "{text}");
+        assert!(outbox.head.is_empty());
+    }
+
+    #[test]
+    fn partial_writes_move_through_head_and_pieces_in_order() {
+        let headers = HeaderMap::new();
+        let mut outbox = Outbox::default();
+        outbox.push_head(&HeadPlan {
+            status: StatusCode::OK,
+            reason: None,
+            headers: &headers,
+            framing: BodyFraming::Chunked,
+            keep_alive: true,
+            client_version: Version::HTTP_11,
+        });
+        outbox.push_data(Bytes::from_static(b"abc"), BodyFraming::Chunked);
+        outbox.push_last_chunk();
+        let mut expected = outbox.head.clone();
+        expected.extend_from_slice(b"3\r\nabc\r\n0\r\n\r\n");
+        assert_eq!(outbox.len(), expected.len());
+        // Consume in odd steps and rebuild what was "written".
+        let mut sent = Vec::new();
+        while !outbox.is_empty() {
+            let next: Vec<u8> = outbox.head[outbox.head_sent..]
+                .iter()
+                .copied()
+                .chain(outbox.queue.iter().flat_map(|p| p.bytes().to_vec()))
+                .take(5)
+                .collect();
+            sent.extend_from_slice(&next);
+            outbox.consume(next.len());
+        }
+        assert_eq!(sent, expected);
+        assert_eq!(outbox.written(), expected.len() as u64);
     }
 }
