@@ -46,3 +46,6 @@ pub fn load_str(path: &Path, text: &str, prefix: &Path) -> Result<Config, Config
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hostile_tests;
