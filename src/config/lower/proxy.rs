@@ -169,7 +169,10 @@ impl Lowering {
                 | "http_404" | "http_429") => {
                     // The arm's patterns guarantee three digits after `http_`.
                     let status = code[5..].parse().unwrap_or_default();
-                    next.statuses.push(status);
+                    // Once each: a list written with repeats stays as short as the set.
+                    if !next.statuses.contains(&status) {
+                        next.statuses.push(status);
+                    }
                 }
                 _ => {
                     valid = false;
