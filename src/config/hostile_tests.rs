@@ -139,3 +139,28 @@ fn a_megabyte_of_dollar_braces_on_one_line_is_refused_at_the_nesting_limit() {
         "blocks nested deeper than 50 levels in t.conf:1:104"
     );
 }
+
+/// The regex crate refuses patterns nested past 250 levels or compiling past 10 MiB; lowering
+/// checks every regex with the same limits as the snapshot that compiles it, so either is a
+/// config error with its place, not a failure at reload.
+#[test]
+fn regexes_past_the_regex_crate_limits_are_config_errors() {
+    let nested = "(".repeat(300) + &")".repeat(300);
+    let huge = r"\w{1000}{1000}";
+    let text =
+        format!("http {{ server {{ location ~ {nested} {{ }} location ~ \"{huge}\" {{ }} }} }}\n");
+    let errors = load_on_small_stack(Path::new("t.conf"), text).expect_err("two errors");
+    let messages: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    let shown = "(".repeat(60);
+    assert_eq!(
+        messages,
+        [
+            format!(
+                "invalid regex \"{shown}...\": exceed the maximum number of nested parentheses/brackets (250) in t.conf:1:28"
+            ),
+            format!(
+                "invalid regex \"{huge}\": Compiled regex exceeds size limit of 10485760 bytes. in t.conf:1:644"
+            ),
+        ]
+    );
+}
