@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 use std::thread;
 
 use super::*;
@@ -175,7 +176,7 @@ fn inherited_header_lists_are_shared_not_copied_per_location() {
     let [a, b] = &config.http.servers[0].locations[..] else {
         panic!("two locations");
     };
-    assert!(std::sync::Arc::ptr_eq(&a.proxy.add_headers, &b.proxy.add_headers));
-    assert!(std::sync::Arc::ptr_eq(&a.proxy.set_headers, &b.proxy.set_headers));
+    assert!(Arc::ptr_eq(&a.proxy.add_headers, &b.proxy.add_headers));
+    assert!(Arc::ptr_eq(&a.proxy.set_headers, &b.proxy.set_headers));
     assert_eq!(a.proxy.add_headers[0].name, "X");
 }
