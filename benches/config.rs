@@ -2,7 +2,9 @@
 //!
 //! The config has one upstream of 1,000 servers (consistent hash, sticky cookie: the most a
 //! group precomputes), a few maps and a few locations. Servers are `127.0.0.1:PORT`, so
-//! resolving them never leaves the process. Run: `cargo bench --bench config`.
+//! resolving them never leaves the process. The `hostile` group loads texts built to be slow
+//! (a megabyte-long name, a megabyte of `${`, 100,000 directives or words): each must take time
+//! linear in its size. Run: `cargo bench --bench config`.
 
 use std::fmt::Write;
 use std::hint::black_box;
@@ -114,5 +116,44 @@ fn load(c: &mut Criterion) {
     drop(live);
 }
 
-criterion_group!(benches, load);
+/// Texts built to find super-linear steps in parse and lowering, each about 1 MB or 100,000
+/// tokens. All but the last are errors: the error path is what a hostile text takes.
+fn hostile_texts() -> Vec<(&'static str, String)> {
+    let directives = "    keepalive_requests 100;\n".repeat(100_000);
+    vec![
+        // One unknown directive name: the "did you mean" distance was quadratic in it.
+        ("name_1mb", "x".repeat(1 << 20) + ";\n"),
+        // Nested blocks (`$` then `{`) until the nesting limit; every `${` scanned ahead.
+        (
+            "dollar_braces_1mb",
+            "a ".to_string() + &"${".repeat(1 << 19) + ";\n",
+        ),
+        // 100,000 words on one line: each word's column was counted from the line's start.
+        ("words_on_one_line_100k", "a ".repeat(100_000) + ";\n"),
+        // 100,000 braced variables, a template's worth of `${...}` each.
+        (
+            "braced_variables_100k",
+            format!("a {};\n", "${host}${uri} ".repeat(100_000)),
+        ),
+        // 100,000 unknown directives: one "did you mean" each.
+        ("unknown_directives_100k", "lisen 80;\n".repeat(100_000)),
+        // 100,000 known directives, all accepted (and recorded as ignored).
+        ("directives_100k", format!("http {{\n{directives}}}\n")),
+    ]
+}
+
+fn hostile(c: &mut Criterion) {
+    let path = Path::new("hostile.conf");
+    let prefix = Path::new(".");
+    let mut group = c.benchmark_group("hostile");
+    group.sample_size(10);
+    for (name, text) in hostile_texts() {
+        group.bench_function(name, |b| {
+            b.iter(|| load_str(path, black_box(&text), prefix))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, load, hostile);
 criterion_main!(benches);

@@ -47,3 +47,9 @@ pub fn load_str(path: &Path, text: &str, prefix: &Path) -> Result<Config, Config
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hostile_tests;
+
+#[cfg(test)]
+mod property_tests;

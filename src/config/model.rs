@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use super::source::Span;
@@ -465,10 +466,12 @@ pub enum ProxyTarget {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProxySettings {
     /// `proxy_set_header NAME VALUE;` in order (inherited as a whole only when the location
-    /// sets none, as nginx). An empty value removes the header.
-    pub set_headers: Vec<(String, String)>,
-    /// `add_header NAME VALUE [always];` added to responses.
-    pub add_headers: Vec<AddHeader>,
+    /// sets none, as nginx). An empty value removes the header. An inherited list is shared
+    /// with the level that wrote it, not copied into every location (a config of N headers and
+    /// N locations would otherwise make N * N).
+    pub set_headers: Arc<Vec<(String, String)>>,
+    /// `add_header NAME VALUE [always];` added to responses; inherited and shared likewise.
+    pub add_headers: Arc<Vec<AddHeader>>,
     /// `proxy_connect_timeout` (default 60s).
     pub connect_timeout: Duration,
     /// `proxy_read_timeout` (default 60s): idle time between two reads from the upstream.
@@ -538,8 +541,8 @@ impl NextUpstream {
 impl Default for ProxySettings {
     fn default() -> ProxySettings {
         ProxySettings {
-            set_headers: Vec::new(),
-            add_headers: Vec::new(),
+            set_headers: Arc::default(),
+            add_headers: Arc::default(),
             connect_timeout: Duration::from_secs(60),
             read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),

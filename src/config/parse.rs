@@ -6,7 +6,12 @@
 //!
 //! Like nginx, a syntax error ends the parse of its file (one syntax error per file); a failed
 //! `include` is reported and parsing goes on. Must not import `model` or `lower`.
+//!
+//! Hostile text must not take the process down: blocks and includes nest at most
+//! [`MAX_BLOCK_DEPTH`] and [`MAX_INCLUDE_DEPTH`] deep (the parse recurses per level, and so do
+//! dropping and comparing the tree), and every step is linear in the text.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -20,7 +25,18 @@ use nom::{IResult, Parser};
 
 use super::ast::{Directive, Word};
 use super::error::{ConfigError, ErrorKind, Expecting};
-use super::source::SourceFile;
+use super::source::{Locator, SourceFile};
+
+/// How deep blocks may nest, counting the blocks around an `include` too. Real configs need
+/// 4 or 5 levels (main > http > server > location > nested location); 50 leaves ample room,
+/// while the text `${${${...` alone opens one block per two bytes (a bare word ends before `{`).
+/// Each level costs the recursive parse a few hundred bytes of stack (a few KiB in a debug
+/// build), so 50 levels fit easily in the 2 MiB of a tokio blocking thread, where reloads parse.
+pub const MAX_BLOCK_DEPTH: usize = 50;
+
+/// How deep `include`s may nest (a file including one that includes ...). Cycles are caught
+/// separately; this bounds a long chain of distinct files, for the same reason as blocks.
+pub const MAX_INCLUDE_DEPTH: usize = 50;
 
 /// The result of parsing a main file and everything it includes.
 #[derive(Debug)]
@@ -44,10 +60,11 @@ pub fn parse_main(path: &Path, text: String) -> Parsed {
         base,
         files: Vec::new(),
         include_globs: Vec::new(),
+        seen: HashSet::new(),
         stack: Vec::new(),
         errors: Vec::new(),
     };
-    let directives = includer.parse_file(path.to_path_buf(), text);
+    let directives = includer.parse_file(path.to_path_buf(), text, 0);
     Parsed {
         directives,
         files: includer.files,
@@ -61,14 +78,18 @@ struct Includer {
     base: PathBuf,
     files: Vec<PathBuf>,
     include_globs: Vec<glob::Pattern>,
+    /// The same as a set, so a glob of thousands of files is not checked against a list.
+    seen: HashSet<PathBuf>,
     /// Canonical paths of the files being parsed, outermost first, to catch include cycles.
     stack: Vec<PathBuf>,
     errors: Vec<ConfigError>,
 }
 
 impl Includer {
-    fn parse_file(&mut self, path: PathBuf, text: String) -> Vec<Directive> {
-        if !self.files.contains(&path) {
+    /// Parses one file whose directives sit `depth` blocks deep (inside the blocks around the
+    /// `include` that names it).
+    fn parse_file(&mut self, path: PathBuf, text: String, depth: usize) -> Vec<Directive> {
+        if self.seen.insert(path.clone()) {
             self.files.push(path.clone());
         }
         self.stack.push(canonical(&path));
@@ -76,8 +97,9 @@ impl Includer {
         let mut lexer = Lexer {
             file: &file,
             rest: &file.text,
+            locator: Locator::new(&file),
         };
-        let directives = match self.parse_block(&mut lexer, false) {
+        let directives = match self.parse_block(&mut lexer, depth, false) {
             Ok(directives) => directives,
             Err(error) => {
                 self.errors.push(error);
@@ -88,8 +110,14 @@ impl Includer {
         directives
     }
 
-    /// Parses directives up to the end of the file (`nested == false`) or the block's `}`.
-    fn parse_block(&mut self, lx: &mut Lexer, nested: bool) -> Result<Vec<Directive>, ConfigError> {
+    /// Parses directives up to the end of the file (`nested == false`) or the block's `}`;
+    /// they sit `depth` blocks deep.
+    fn parse_block(
+        &mut self,
+        lx: &mut Lexer,
+        depth: usize,
+        nested: bool,
+    ) -> Result<Vec<Directive>, ConfigError> {
         let mut out = Vec::new();
         loop {
             let (token, at) = lx.next()?;
@@ -115,7 +143,11 @@ impl Includer {
                 match token {
                     Token::Word(word) => args.push(word),
                     Token::Semicolon => break None,
-                    Token::Open => break Some(self.parse_block(lx, true)?),
+                    Token::Open if depth >= MAX_BLOCK_DEPTH => {
+                        let limit = MAX_BLOCK_DEPTH;
+                        return Err(lx.error(at, ErrorKind::BlocksTooDeep { limit }));
+                    }
+                    Token::Open => break Some(self.parse_block(lx, depth + 1, true)?),
                     Token::Close => {
                         return Err(lx.error(at, ErrorKind::Unexpected { found: '}' }));
                     }
@@ -136,15 +168,16 @@ impl Includer {
                 block,
             };
             if directive.name() == "include" {
-                out.extend(self.include(&directive));
+                out.extend(self.include(&directive, depth));
             } else {
                 out.push(directive);
             }
         }
     }
 
-    /// Expands `include PATTERN;` into the directives of the files it names.
-    fn include(&mut self, d: &Directive) -> Vec<Directive> {
+    /// Expands `include PATTERN;`, written `depth` blocks deep, into the directives of the
+    /// files it names.
+    fn include(&mut self, d: &Directive, depth: usize) -> Vec<Directive> {
         if d.block.is_some() {
             self.errors.push(ConfigError::at(
                 &d.span,
@@ -170,7 +203,7 @@ impl Includer {
             } else {
                 self.base.join(pattern)
             };
-            return self.include_file(path, d);
+            return self.include_file(path, d, depth);
         }
         // The base folder is escaped so that a `[` in it is not taken for a glob class.
         let full = if Path::new(pattern).is_absolute() {
@@ -200,7 +233,7 @@ impl Includer {
         let mut out = Vec::new();
         for entry in paths {
             match entry {
-                Ok(path) => out.extend(self.include_file(path, d)),
+                Ok(path) => out.extend(self.include_file(path, d, depth)),
                 Err(e) => self.errors.push(open_failed(e.path(), e.error(), d)),
             }
         }
@@ -222,14 +255,21 @@ impl Includer {
         }
     }
 
-    fn include_file(&mut self, path: PathBuf, d: &Directive) -> Vec<Directive> {
+    fn include_file(&mut self, path: PathBuf, d: &Directive, depth: usize) -> Vec<Directive> {
         if self.stack.contains(&canonical(&path)) {
             self.errors
                 .push(ConfigError::at(&d.span, ErrorKind::IncludeCycle { path }));
             return Vec::new();
         }
+        // The stack holds the main file too: an include in it makes level 1.
+        if self.stack.len() > MAX_INCLUDE_DEPTH {
+            let limit = MAX_INCLUDE_DEPTH;
+            let kind = ErrorKind::IncludesTooDeep { limit };
+            self.errors.push(ConfigError::at(&d.span, kind));
+            return Vec::new();
+        }
         match fs::read_to_string(&path) {
-            Ok(text) => self.parse_file(path, text),
+            Ok(text) => self.parse_file(path, text, depth),
             Err(e) => {
                 self.errors.push(open_failed(&path, &e, d));
                 Vec::new()
@@ -275,6 +315,8 @@ enum Token {
 struct Lexer<'a> {
     file: &'a SourceFile,
     rest: &'a str,
+    /// Spans for the offsets the lexer reaches, which only grow.
+    locator: Locator<'a>,
 }
 
 impl Lexer<'_> {
@@ -282,8 +324,8 @@ impl Lexer<'_> {
         self.file.text.len() - self.rest.len()
     }
 
-    fn error(&self, offset: usize, kind: ErrorKind) -> ConfigError {
-        ConfigError::at(&self.file.span_at(offset), kind)
+    fn error(&mut self, offset: usize, kind: ErrorKind) -> ConfigError {
+        ConfigError::at(&self.locator.span_at(offset), kind)
     }
 
     fn next(&mut self) -> Result<(Token, usize), ConfigError> {
@@ -329,11 +371,11 @@ impl Lexer<'_> {
         Ok((token, at))
     }
 
-    fn word(&self, raw: &str, quoted: bool, at: usize) -> Word {
+    fn word(&mut self, raw: &str, quoted: bool, at: usize) -> Word {
         Word {
             text: unescape(raw),
             quoted,
-            span: self.file.span_at(at),
+            span: self.locator.span_at(at),
         }
     }
 }
@@ -357,9 +399,12 @@ fn escape_pair(input: &str) -> Res<'_, &str> {
 
 /// A bare word: up to whitespace, `;`, `{` or `}`, except that `${name}` keeps its braces.
 fn bare_word(input: &str) -> Res<'_, &str> {
+    // The name stops at a `{` too (no variable name has one): a `${` that does not close
+    // then scans only up to the next `{`, so a run of `${${${...` costs linear time, not a
+    // scan to the end of the run from every `$`.
     let braced_variable = recognize((
         tag("${"),
-        take_till(|c: char| c == '}' || is_space(c) || c == ';'),
+        take_till(|c: char| matches!(c, '}' | ';' | '{') || is_space(c)),
         char('}'),
     ));
     let plain = recognize(satisfy(|c| !is_space(c) && !matches!(c, ';' | '{' | '}')));

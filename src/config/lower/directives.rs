@@ -269,7 +269,8 @@ impl Lowering {
         }
         let mut specs = SPECS.iter().filter(|spec| spec.name == name).peekable();
         if specs.peek().is_none() {
-            let suggestion = closest(name, by_context(context)).map(str::to_string);
+            let budget = &mut self.suggestion_budget;
+            let suggestion = closest(name, by_context(context), budget).map(str::to_string);
             let kind = ErrorKind::UnknownDirective {
                 name: name.into(),
                 suggestion,
@@ -322,16 +323,42 @@ fn by_context(context: Context) -> impl Iterator<Item = &'static str> {
     first.chain(rest).map(|spec| spec.name)
 }
 
+/// Names longer than this get no suggestion: no real directive or upstream name is, and a
+/// distance costs time (and memory) proportional to the product of the two lengths.
+const MAX_SUGGESTED_LEN: usize = 64;
+
+/// How many name distances one lowering may compute for "did you mean" hints. An unknown
+/// directive costs up to one per known directive (~150), an unknown upstream one per upstream
+/// of a similar length; past the budget errors come without a hint, so a config of 100,000
+/// typos, or of 100,000 upstreams and as many bad `proxy_pass`es, is still checked in linear
+/// time.
+pub(super) const SUGGESTION_BUDGET: usize = 100_000;
+
 /// The candidate closest to `name` (Damerau-Levenshtein distance at most 2, and less than the
 /// name's own length so that short words do not "resemble" everything); earlier candidates win
-/// ties.
+/// ties. Each distance computed takes one from `budget`; none is computed once it is spent.
 pub(super) fn closest<'a>(
     name: &str,
     candidates: impl Iterator<Item = &'a str>,
+    budget: &mut usize,
 ) -> Option<&'a str> {
-    let limit = 2.min(name.chars().count().saturating_sub(1));
+    let length = name.chars().count();
+    if length > MAX_SUGGESTED_LEN {
+        return None;
+    }
+    let limit = 2.min(length.saturating_sub(1));
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
+        // The distance is at least the difference in length, so most candidates need no
+        // computation; a long candidate is counted only as far as that tells.
+        let counted = candidate.chars().take(length + limit + 1).count();
+        if counted.abs_diff(length) > limit {
+            continue;
+        }
+        let Some(left) = budget.checked_sub(1) else {
+            break;
+        };
+        *budget = left;
         let distance = strsim::damerau_levenshtein(name, candidate);
         if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
             best = Some((distance, candidate));
@@ -346,12 +373,28 @@ mod tests {
 
     #[test]
     fn suggestions_prefer_close_names_valid_here() {
-        let near = |name, context| closest(name, by_context(context));
+        let near = |name, context| closest(name, by_context(context), &mut 1_000);
         assert_eq!(near("proxy_pas", Context::Location), Some("proxy_pass"));
         assert_eq!(near("lisen", Context::Server), Some("listen"));
         assert_eq!(near("sever", Context::Upstream), Some("server"));
         assert_eq!(near("xyzzy", Context::Http), None);
         assert_eq!(near("a", Context::Http), None);
+        // Too long to be a typo of anything.
+        let long = "proxy_pass".repeat(7);
+        assert_eq!(
+            closest(&long[1..], [long.as_str()].into_iter(), &mut 1),
+            None
+        );
+    }
+
+    #[test]
+    fn suggestions_stop_when_the_budget_is_spent() {
+        let mut budget = 2;
+        let names = || ["lisen", "listen", "listens"].into_iter();
+        // The first candidate costs one, the second one (and is the answer), the third none.
+        assert_eq!(closest("listen", names(), &mut budget), Some("listen"));
+        assert_eq!(budget, 0);
+        assert_eq!(closest("listen", names(), &mut budget), None);
     }
 
     #[test]

@@ -27,6 +27,15 @@ impl Lowering {
             .filter(|d| d.name() == "upstream" && d.args.len() == 1)
             .map(|d| d.args[0].text.clone())
             .collect();
+        // nginx compares upstream names case-insensitively; the first one written wins.
+        for name in &self.upstream_names {
+            let key = name.to_ascii_lowercase();
+            self.upstream_keys
+                .entry(key)
+                .or_insert_with(|| name.clone());
+        }
+        // Lowercased names of the upstreams lowered so far, to find duplicates.
+        let mut defined = HashSet::new();
         let mut http = empty_http();
         let mut keepalive_timeout = None;
         let mut client_header_timeout = None;
@@ -42,15 +51,14 @@ impl Lowering {
                 "map" => http.maps.extend(self.map(d)),
                 "upstream" => {
                     let name = &d.args[0].text;
-                    if http
-                        .upstreams
-                        .iter()
-                        .any(|u| u.name.eq_ignore_ascii_case(name))
-                    {
+                    if defined.contains(&name.to_ascii_lowercase()) {
                         let kind = ErrorKind::DuplicateUpstream { name: name.clone() };
                         self.error(&d.span, kind);
                     }
-                    http.upstreams.extend(self.upstream(d));
+                    if let Some(upstream) = self.upstream(d) {
+                        defined.insert(upstream.name.to_ascii_lowercase());
+                        http.upstreams.push(upstream);
+                    }
                 }
                 "server" => servers.push(d),
                 "keepalive_timeout" => {
@@ -102,6 +110,7 @@ impl Lowering {
         };
         let mut layer = ProxyLayer::default();
         let mut locations = Vec::new();
+        let mut addresses = HashSet::new();
         for inner in d.block.as_deref().unwrap_or_default() {
             if !self.accepts(Context::Server, inner) {
                 continue;
@@ -111,7 +120,7 @@ impl Lowering {
                     let Some(listen) = self.listen(inner) else {
                         continue;
                     };
-                    if server.listens.iter().any(|l| l.addr == listen.addr) {
+                    if !addresses.insert(listen.addr) {
                         let kind = ErrorKind::DuplicateListen { addr: listen.addr };
                         self.error(&inner.span, kind);
                     }

@@ -186,11 +186,7 @@ impl Lowering {
             return None;
         };
         // nginx compares upstream names case-insensitively.
-        let upstream = self
-            .upstream_names
-            .iter()
-            .find(|name| name.eq_ignore_ascii_case(host))
-            .cloned();
+        let upstream = self.upstream_keys.get(&host.to_ascii_lowercase()).cloned();
         match (upstream, port) {
             (Some(name), None) => Some(ProxyTarget::Upstream(name)),
             (Some(name), Some(port)) => {
@@ -209,7 +205,8 @@ impl Lowering {
             }),
             (None, None) => {
                 let names = self.upstream_names.iter().map(String::as_str);
-                let suggestion = closest(host, names).map(str::to_string);
+                let budget = &mut self.suggestion_budget;
+                let suggestion = closest(host, names, budget).map(str::to_string);
                 let name = host.to_string();
                 self.error(&word.span, ErrorKind::UnknownUpstream { name, suggestion });
                 None

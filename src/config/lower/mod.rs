@@ -17,10 +17,11 @@ mod sticky;
 mod upstream;
 mod values;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use directives::Context;
+use directives::{Context, SUGGESTION_BUDGET};
 
 use super::ast::Directive;
 use super::error::{ConfigError, ErrorKind};
@@ -41,7 +42,7 @@ pub fn lower(
     include_globs: Vec<glob::Pattern>,
     prefix: &Path,
 ) -> Result<Config, Vec<ConfigError>> {
-    let mut cx = Lowering::default();
+    let mut cx = Lowering::new();
     let mut worker_processes = None;
     let mut worker_connections = None;
     let mut pid = None;
@@ -78,11 +79,16 @@ pub fn lower(
     let mut errors = cx.errors;
     if !errors.is_empty() {
         // Errors are found context by context; users read them best in file order.
+        let ranks: HashMap<&Path, usize> = files
+            .iter()
+            .enumerate()
+            .map(|(rank, file)| (file.as_path(), rank + 1))
+            .collect();
         let file_rank = |error: &ConfigError| match &error.span {
             None => (0, 0, 0),
             Some(span) => {
-                let rank = files.iter().position(|f| **f == *span.file);
-                (rank.map_or(usize::MAX, |r| r + 1), span.line, span.col)
+                let rank = ranks.get(&*span.file).copied();
+                (rank.unwrap_or(usize::MAX), span.line, span.col)
             }
         };
         errors.sort_by_key(file_rank);
@@ -113,14 +119,28 @@ fn empty_http() -> Http {
 
 /// The state of one lowering pass: what went wrong and what was ignored so far, plus the names
 /// of all upstreams (collected before servers, since `proxy_pass` may name a later one).
-#[derive(Default)]
 pub(super) struct Lowering {
     errors: Vec<ConfigError>,
     ignored: Vec<Ignored>,
     upstream_names: Vec<String>,
+    /// The same names by their lowercase form (the first one written of each), to resolve a
+    /// `proxy_pass` without a scan.
+    upstream_keys: HashMap<String, String>,
+    /// Name distances still allowed for "did you mean" hints (see `SUGGESTION_BUDGET`).
+    suggestion_budget: usize,
 }
 
 impl Lowering {
+    fn new() -> Lowering {
+        Lowering {
+            errors: Vec::new(),
+            ignored: Vec::new(),
+            upstream_names: Vec::new(),
+            upstream_keys: HashMap::new(),
+            suggestion_budget: SUGGESTION_BUDGET,
+        }
+    }
+
     /// Records an error and lets the walk go on.
     fn error(&mut self, span: &Span, kind: ErrorKind) {
         self.errors.push(ConfigError::at(span, kind));

@@ -5,6 +5,7 @@
 //! Lists (`proxy_set_header`, `add_header`) are inherited as a whole, and only by a level that
 //! sets none, exactly as nginx. Must not import other `lower` contexts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::Lowering;
@@ -15,8 +16,10 @@ use crate::config::model::{AddHeader, NextUpstream, ProxySettings};
 /// The proxy settings written at one level; `None` means "inherit".
 #[derive(Clone, Debug, Default)]
 pub(super) struct ProxyLayer {
-    set_headers: Option<Vec<(String, String)>>,
-    add_headers: Option<Vec<AddHeader>>,
+    // Shared by every level that inherits them; `Arc::make_mut` appends in place while the
+    // level that writes them is read (nothing shares them yet).
+    set_headers: Option<Arc<Vec<(String, String)>>>,
+    add_headers: Option<Arc<Vec<AddHeader>>>,
     connect_timeout: Option<Duration>,
     read_timeout: Option<Duration>,
     send_timeout: Option<Duration>,
@@ -76,7 +79,8 @@ impl Lowering {
         match d.name() {
             "proxy_set_header" => {
                 let header = (args[0].text.clone(), args[1].text.clone());
-                layer.set_headers.get_or_insert_with(Vec::new).push(header);
+                let list = layer.set_headers.get_or_insert_with(Arc::default);
+                Arc::make_mut(list).push(header);
             }
             "add_header" => {
                 let always = match args.get(2) {
@@ -93,14 +97,12 @@ impl Lowering {
                         return true;
                     }
                 };
-                layer
-                    .add_headers
-                    .get_or_insert_with(Vec::new)
-                    .push(AddHeader {
-                        name: args[0].text.clone(),
-                        value: args[1].text.clone(),
-                        always,
-                    });
+                let list = layer.add_headers.get_or_insert_with(Arc::default);
+                Arc::make_mut(list).push(AddHeader {
+                    name: args[0].text.clone(),
+                    value: args[1].text.clone(),
+                    always,
+                });
             }
             "proxy_connect_timeout" => {
                 self.once(&mut layer.connect_timeout, d, |cx| cx.time(d, &args[0]));
@@ -181,7 +183,10 @@ impl Lowering {
                 | "http_404" | "http_429") => {
                     // The arm's patterns guarantee three digits after `http_`.
                     let status = code[5..].parse().unwrap_or_default();
-                    next.statuses.push(status);
+                    // Once each: a list written with repeats stays as short as the set.
+                    if !next.statuses.contains(&status) {
+                        next.statuses.push(status);
+                    }
                 }
                 _ => {
                     valid = false;

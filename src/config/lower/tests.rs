@@ -298,11 +298,11 @@ fn proxy_settings_inherit_like_nginx() {
     let first = &config.http.servers[0];
     let inherits = &first.locations[0].proxy;
     assert_eq!(
-        inherits.set_headers,
+        *inherits.set_headers,
         [("B".into(), "2".into()), ("C".into(), String::new())]
     );
     assert_eq!(
-        inherits.add_headers,
+        *inherits.add_headers,
         [AddHeader {
             name: "X".into(),
             value: "h".into(),
@@ -321,7 +321,7 @@ fn proxy_settings_inherit_like_nginx() {
         }
     );
     let own = &first.locations[1].proxy;
-    assert_eq!(own.set_headers, [("D".into(), "4".into())]);
+    assert_eq!(*own.set_headers, [("D".into(), "4".into())]);
     assert_eq!(own.add_headers[0].name, "Y");
     assert!(!own.add_headers[0].always);
     assert_eq!(own.read_timeout, Duration::from_secs(1));
@@ -332,7 +332,7 @@ fn proxy_settings_inherit_like_nginx() {
     assert_eq!(own.next_upstream_tries, 3);
     // A server without its own headers gets the http level's whole list.
     let second = &config.http.servers[1].locations[0].proxy;
-    assert_eq!(second.set_headers, [("A".into(), "1".into())]);
+    assert_eq!(*second.set_headers, [("A".into(), "1".into())]);
     assert_eq!(second.read_timeout, Duration::from_secs(300));
 }
 

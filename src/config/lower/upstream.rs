@@ -10,6 +10,7 @@
 //! not resolved here (`snapshot` does that); templates stay verbatim (`vars` compiles them). Must
 //! not import `balance` or `peer`: this is the upstream as written, not as run.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use super::Lowering;
@@ -37,6 +38,8 @@ impl Lowering {
         // Some server line carries `route=`, even one that failed (whose error is out already:
         // `sticky route` should not pile on).
         let mut any_route = false;
+        // Addresses and routes of the servers so far: each names one server.
+        let mut identities = Identities::default();
         for inner in d.block.as_deref().unwrap_or_default() {
             if !self.accepts(Context::Upstream, inner) {
                 continue;
@@ -47,7 +50,7 @@ impl Lowering {
                     any_server = true;
                     any_route |= args[1..].iter().any(|w| w.text.starts_with("route="));
                     if let Some(peer) = self.peer(inner) {
-                        self.check_identity(&name, &servers, inner, &peer);
+                        self.check_identity(&name, &mut identities, inner, &peer);
                         servers.push(peer);
                     }
                 }
@@ -173,15 +176,16 @@ impl Lowering {
         valid.then_some(peer)
     }
 
-    /// Reports a server whose address, or `route=`, an earlier server of `upstream` has.
+    /// Reports a server whose address, or `route=`, an earlier server of `upstream` has, and
+    /// records its own.
     fn check_identity(
         &mut self,
         upstream: &str,
-        earlier: &[PeerSpec],
+        earlier: &mut Identities,
         d: &Directive,
         peer: &PeerSpec,
     ) {
-        if earlier.iter().any(|p| p.address == peer.address) {
+        if !earlier.addresses.insert(peer.address.clone()) {
             let kind = ErrorKind::DuplicateServer {
                 address: peer.address.clone(),
                 upstream: upstream.to_string(),
@@ -191,7 +195,7 @@ impl Lowering {
         let Some(route) = &peer.route else {
             return;
         };
-        if earlier.iter().any(|p| p.route.as_ref() == Some(route)) {
+        if !earlier.routes.insert(route.clone()) {
             // The last `route=` on the line is the one that counts (see `peer`).
             let word = d.args.iter().rev().find(|w| w.text.starts_with("route="));
             let kind = ErrorKind::DuplicateRoute {
@@ -269,6 +273,13 @@ impl Lowering {
             span: d.span.clone(),
         })
     }
+}
+
+/// The addresses and routes of an upstream's servers so far.
+#[derive(Default)]
+struct Identities {
+    addresses: HashSet<String>,
+    routes: HashSet<String>,
 }
 
 /// Stores `value` in `slot` when it parsed; false otherwise.

@@ -1,9 +1,11 @@
 //! Config errors, rendered like nginx's plus a column and a hint:
 //! `unknown directive "proxy_pas" in conf/tether.conf:12:5 (did you mean "proxy_pass"?)`.
 //!
-//! Owns [`ConfigError`], [`ErrorKind`] and their wording. One variant per kind of problem, with
-//! structured fields, so callers and tests match on meaning rather than on text. Must not import
-//! anything from `config` but `source`.
+//! Owns [`ConfigError`] and [`ErrorKind`]; `wording` says each kind in words. One variant per
+//! kind of problem, with structured fields, so callers and tests match on meaning rather than on
+//! text. Must not import anything from `config` but `source`.
+
+mod wording;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -113,6 +115,17 @@ pub enum ErrorKind {
     Unexpected {
         /// The character found.
         found: char,
+    },
+    /// A `{` that would open a block nested deeper than `limit` (counting the blocks around
+    /// an `include`).
+    BlocksTooDeep {
+        /// The deepest nesting allowed.
+        limit: usize,
+    },
+    /// An `include` in a file included `limit` levels deep.
+    IncludesTooDeep {
+        /// The deepest nesting allowed.
+        limit: usize,
     },
     /// The file ended inside a directive or a block.
     UnexpectedEof {
@@ -345,197 +358,6 @@ pub enum ErrorKind {
     },
     /// `health_check` outside an `upstream` (nginx Plus puts it in a `location`).
     HealthCheckOutsideUpstream,
-}
-
-impl ErrorKind {
-    /// A hint printed after the location, e.g. `did you mean "proxy_pass"?`.
-    fn hint(&self) -> Option<String> {
-        match self {
-            ErrorKind::UnknownDirective {
-                suggestion: Some(s),
-                ..
-            }
-            | ErrorKind::UnknownUpstream {
-                suggestion: Some(s),
-                ..
-            } => Some(format!("did you mean \"{s}\"?")),
-            ErrorKind::ListenHostNotFound { .. } => {
-                Some("tether listens on IP addresses, \"*\" or localhost".to_string())
-            }
-            ErrorKind::DuplicateServer { .. } => Some(
-                "tether identifies servers by address; give one line a larger weight= instead"
-                    .to_string(),
-            ),
-            ErrorKind::InvalidCookieName { .. } => {
-                Some("a cookie name is letters, digits and any of !#$%&'*+-.^_`|~".to_string())
-            }
-            ErrorKind::HealthCheckOutsideUpstream => {
-                Some("health_check belongs in the upstream block in tether".to_string())
-            }
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use ErrorKind as K;
-        match self {
-            K::UnknownVariable { name } => write!(f, "unknown \"{name}\" variable"),
-            K::InvalidRegex { pattern, message } => {
-                write!(f, "invalid regex \"{pattern}\": {message}")
-            }
-            K::InvalidVariableSyntax { template } => {
-                write!(f, "invalid variable syntax in \"{template}\"")
-            }
-            K::DuplicateVariable { name } => write!(f, "variable \"{name}\" is already defined"),
-            K::DuplicateMapEntry { pattern } => {
-                write!(f, "conflicting parameter \"{pattern}\" in map")
-            }
-            K::MapCycle { cycle } => write!(
-                f,
-                "cycle in map variables: {}",
-                cycle
-                    .iter()
-                    .map(|v| format!("${v}"))
-                    .collect::<Vec<_>>()
-                    .join(" -> ")
-            ),
-            K::InvalidHeaderName { name } => write!(f, "invalid header name \"{name}\""),
-            K::InvalidHeaderValue { value } => write!(f, "invalid header value \"{value}\""),
-            K::HostNotFound { address } => write!(f, "host not found in upstream \"{address}\""),
-            K::OpenFailed { path, reason } => {
-                write!(f, "open() \"{}\" failed ({reason})", path.display())
-            }
-            K::IncludeCycle { path } => {
-                write!(f, "include cycle: \"{}\" includes itself", path.display())
-            }
-            K::InvalidGlob { pattern, message } => {
-                write!(f, "invalid include pattern \"{pattern}\": {message}")
-            }
-            K::Unexpected { found } => write!(f, "unexpected \"{found}\""),
-            K::UnexpectedEof { expecting } => match expecting {
-                Expecting::SemicolonOrBrace => {
-                    write!(f, "unexpected end of file, expecting \";\" or \"}}\"")
-                }
-                Expecting::CloseBrace => write!(f, "unexpected end of file, expecting \"}}\""),
-            },
-            K::UnterminatedQuote => write!(f, "unterminated quoted string"),
-            K::UnknownDirective { name, .. } => write!(f, "unknown directive \"{name}\""),
-            K::NotAllowedHere { name } => write!(f, "\"{name}\" directive is not allowed here"),
-            K::InvalidArgCount { name } => {
-                write!(f, "invalid number of arguments in \"{name}\" directive")
-            }
-            K::NoOpeningBrace { name } => write!(f, "directive \"{name}\" has no opening \"{{\""),
-            K::NotTerminated { name } => {
-                write!(f, "directive \"{name}\" is not terminated by \";\"")
-            }
-            K::DuplicateDirective { name } => write!(f, "\"{name}\" directive is duplicate"),
-            K::NotSupported { name } => {
-                write!(f, "directive \"{name}\" is not supported by tether")
-            }
-            K::NestedLocation => write!(f, "nested \"location\" is not supported by tether"),
-            K::InvalidNumber { directive, value } => {
-                write!(f, "invalid number \"{value}\" in \"{directive}\" directive")
-            }
-            K::InvalidTime { directive, value } => {
-                write!(f, "invalid time \"{value}\" in \"{directive}\" directive")
-            }
-            K::InvalidSize { directive, value } => {
-                write!(f, "invalid size \"{value}\" in \"{directive}\" directive")
-            }
-            K::InvalidFlag { directive, value } => write!(
-                f,
-                "invalid value \"{value}\" in \"{directive}\" directive, it must be \"on\" or \"off\""
-            ),
-            K::InvalidValue { directive, value } => {
-                write!(f, "invalid value \"{value}\" in \"{directive}\" directive")
-            }
-            K::InvalidParameter { directive, value } => {
-                write!(
-                    f,
-                    "invalid parameter \"{value}\" in \"{directive}\" directive"
-                )
-            }
-            K::ValueNotSupported { directive, value } => write!(
-                f,
-                "\"{value}\" in \"{directive}\" directive is not supported by tether"
-            ),
-            K::InvalidPort { directive, value } => {
-                write!(f, "invalid port in \"{directive}\" directive: \"{value}\"")
-            }
-            K::ListenHostNotFound { address } => {
-                write!(
-                    f,
-                    "host not found in \"{address}\" of the \"listen\" directive"
-                )
-            }
-            K::InvalidAddress { directive, address } => {
-                write!(
-                    f,
-                    "invalid address \"{address}\" in \"{directive}\" directive"
-                )
-            }
-            K::UnixSocketNotSupported { directive, address } => write!(
-                f,
-                "unix socket \"{address}\" in \"{directive}\" directive is not supported by tether"
-            ),
-            K::TlsNotSupported => write!(f, "\"listen ... ssl\": TLS is not supported yet"),
-            K::DuplicateListen { addr } => write!(f, "duplicate listen {addr}"),
-            K::DuplicateDefaultServer { addr } => {
-                write!(f, "a duplicate default server for {addr}")
-            }
-            K::InvalidServerName { name } => {
-                write!(f, "invalid server name or wildcard \"{name}\"")
-            }
-            K::InvalidLocationModifier { modifier } => {
-                write!(f, "invalid location modifier \"{modifier}\"")
-            }
-            K::NamedLocationNotSupported { name } => {
-                write!(f, "named location \"{name}\" is not supported by tether")
-            }
-            K::DuplicateLocation { path } => write!(f, "duplicate location \"{path}\""),
-            K::InvalidReturnCode { value } => write!(f, "invalid return code \"{value}\""),
-            K::InvalidUrlPrefix { url } => write!(f, "invalid URL prefix in \"{url}\""),
-            K::NoHost { url } => write!(f, "no host in \"{url}\" of the \"proxy_pass\" directive"),
-            K::HttpsNotSupported { url } => {
-                write!(
-                    f,
-                    "proxy_pass to \"{url}\": https upstreams are not supported yet"
-                )
-            }
-            K::UnknownUpstream { name, .. } => write!(f, "no upstream \"{name}\" for proxy_pass"),
-            K::UpstreamWithPort { name, port } => {
-                write!(f, "upstream \"{name}\" may not have port {port}")
-            }
-            K::UriInRegexLocation => write!(
-                f,
-                "\"proxy_pass\" cannot have URI part in location given by regular expression"
-            ),
-            K::DuplicateUpstream { name } => write!(f, "duplicate upstream \"{name}\""),
-            K::NoServersInUpstream { name } => {
-                write!(f, "no servers are inside upstream \"{name}\"")
-            }
-            K::InvalidVariableName { value } => write!(f, "invalid variable name \"{value}\""),
-            K::DuplicateServer { address, upstream } => {
-                write!(
-                    f,
-                    "duplicate server \"{address}\" in upstream \"{upstream}\""
-                )
-            }
-            K::DuplicateRoute { route, upstream } => {
-                write!(f, "duplicate route \"{route}\" in upstream \"{upstream}\"")
-            }
-            K::StickyRouteWithoutRoutes { upstream } => write!(
-                f,
-                "\"sticky route\" needs servers with \"route=\" in upstream \"{upstream}\""
-            ),
-            K::InvalidCookieName { name } => write!(f, "invalid cookie name \"{name}\""),
-            K::HealthCheckOutsideUpstream => {
-                write!(f, "\"health_check\" directive is not allowed here")
-            }
-        }
-    }
 }
 
 impl fmt::Display for ConfigError {
