@@ -105,8 +105,12 @@ impl HeadScanner {
             }
         }
         self.scanned = buf.len();
-        // The line still being read may already be too long.
-        let pending = buf.len() - self.line_start;
+        // The line still being read may already be too long. A CR at the very end may be the
+        // start of its CRLF, which a complete line does not count.
+        let mut pending = buf.len() - self.line_start;
+        if buf.last() == Some(&b'\r') {
+            pending = pending.saturating_sub(1);
+        }
         if pending > rules.max_line || buf.len() > rules.max_head {
             return Err(if self.past_request_line {
                 HEADER_TOO_LARGE

@@ -268,3 +268,19 @@ fn a_trickled_head_is_scanned_in_linear_time() {
     }
     assert!(positions.windows(2).all(|w| w[1] == w[0] + 1));
 }
+
+#[test]
+fn a_line_of_exactly_the_limit_passes_even_when_its_cr_arrives_alone() {
+    // Found by the property test: fed byte by byte, the CR of a line at the limit was counted
+    // as part of the line before its LF arrived, and the head was refused; whole, it passed.
+    let rules = HeadRules {
+        max_line: 20,
+        ..HeadRules::default()
+    };
+    let input = b"GET /aaaaaa HTTP/1.1\r\nHost: a\r\n\r\n";
+    assert_eq!(input.iter().position(|&b| b == b'\r'), Some(20));
+    for step in [1, 21, input.len()] {
+        let head = read(input, step, &rules).unwrap();
+        assert_eq!(head.uri, "/aaaaaa", "step {step}");
+    }
+}

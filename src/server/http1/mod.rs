@@ -10,12 +10,13 @@
 //! `keepalive_timeout`, `client_body_timeout`, `send_timeout`. hyper still serves HTTP/2 and
 //! speaks to upstreams.
 //!
-//! `head` and `decode` are pure (bytes in, verdicts out) and fuzzed; `write` encodes; `conn`
+//! `head` and `decode` are pure (bytes in, verdicts out), fuzzed through `replay`; `write` encodes; `conn`
 //! is the only part that touches the socket.
 
 mod conn;
 pub mod decode;
 pub mod head;
+pub mod replay;
 mod write;
 
 pub use conn::serve;
