@@ -190,6 +190,30 @@ async fn an_h2_stream_stuck_at_a_closed_window_is_reset_and_the_connection_keeps
 }
 
 #[tokio::test]
+async fn an_h2_connection_that_never_opens_a_stream_is_closed_after_client_header_timeout() {
+    let backend = Witness::start().await;
+    let proxy = proxy_to(&backend, "client_header_timeout 1s; keepalive_timeout 30s;").await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(&h2_frames::opening()).await.unwrap();
+    let opened = Instant::now();
+    // The preface and an empty SETTINGS frame, then silence: no ACK, no PING answered.
+    let received = h2_frames::until_close(&mut stream, false, LIMIT).await;
+    let kinds = received.kinds();
+    let goaway = received
+        .first(|f| f.kind == GOAWAY)
+        .unwrap_or_else(|| panic!("no GOAWAY; frames {kinds:?}"));
+    let after = goaway - opened;
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_secs(3),
+        "GOAWAY after {after:?}, expected ~1 s"
+    );
+    assert!(
+        received.closed,
+        "still open {LIMIT:?} after opening (GOAWAY after {after:?}); frames {kinds:?}"
+    );
+}
+
+#[tokio::test]
 async fn an_h2_connection_idle_after_its_stream_gets_goaway_after_keepalive_timeout() {
     let backend = Witness::start().await;
     let proxy = proxy_to(&backend, "client_header_timeout 30s; keepalive_timeout 1s;").await;
