@@ -13,6 +13,7 @@ mod hostile;
 mod http1;
 mod http2;
 mod lifecycle;
+mod limits;
 mod listeners;
 mod long_poll;
 mod passive_health;

@@ -5,11 +5,16 @@ pub mod backend;
 pub mod client;
 pub mod edit;
 pub mod fleet;
+pub mod h2_frames;
+pub mod h2_window;
+pub mod logs;
 pub mod nginx;
 pub mod proxy;
 pub mod raw;
 pub mod session;
+pub mod slowloris;
 pub mod source;
+pub mod witness;
 
 pub use backend::Backend;
 pub use client::{Reply, get, send};

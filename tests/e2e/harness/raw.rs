@@ -198,9 +198,15 @@ pub async fn exchange(addr: SocketAddr, bytes: &[u8], limit: Duration) -> Vec<Ra
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     // The server may refuse before reading it all; what matters is what comes back.
     let _ = stream.write_all(bytes).await;
-    let all = within(limit, "the server to answer and close", async {
+    parse_responses(&read_to_close(&mut stream, limit).await)
+}
+
+/// Reads what the server sends until it closes the connection (or resets it), bounded by
+/// `limit`.
+pub async fn read_to_close(stream: &mut TcpStream, limit: Duration) -> Vec<u8> {
+    within(limit, "the server to answer and close", async {
         let mut all = Vec::new();
-        let mut chunk = [0u8; 8192];
+        let mut chunk = [0u8; 64 * 1024];
         loop {
             match stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => return all,
@@ -208,8 +214,31 @@ pub async fn exchange(addr: SocketAddr, bytes: &[u8], limit: Duration) -> Vec<Ra
             }
         }
     })
-    .await;
-    parse_responses(&all)
+    .await
+}
+
+/// Reads one whole response with a `Content-Length` from a connection that stays open,
+/// bounded by `limit`.
+pub async fn read_response(stream: &mut TcpStream, limit: Duration) -> RawResponse {
+    within(limit, "a response", async {
+        let mut all = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Some(response) = parse_responses(&all).pop() {
+                let length = response
+                    .header("content-length")
+                    .and_then(|v| v.parse().ok());
+                if length == Some(response.body.len()) {
+                    return response;
+                }
+            }
+            match stream.read(&mut chunk).await {
+                Ok(n) if n > 0 => all.extend_from_slice(&chunk[..n]),
+                _ => panic!("closed before a whole response: {all:?}"),
+            }
+        }
+    })
+    .await
 }
 
 /// Splits a byte stream into responses (1xx ones included).
