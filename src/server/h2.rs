@@ -38,6 +38,9 @@ use super::ceiling::ConnSlot;
 use crate::proxy::body::BodyError;
 use crate::proxy::{self, ClientBody, ConnInfo, ResponseBody};
 
+/// How long a connection that was sent GOAWAY and has no stream left may take to close.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// Serves one HTTP/2 connection until the client or the limits end it.
 pub async fn serve(stream: TcpStream, info: Arc<ConnInfo>, shared: Arc<Shared>, slot: &ConnSlot) {
     let settings = shared.snapshot.load().client;
@@ -72,7 +75,10 @@ pub async fn serve(stream: TcpStream, info: Arc<ConnInfo>, shared: Arc<Shared>, 
     let mut idle_since = Instant::now();
     let mut idle_limit = settings.header_timeout;
     let mut was_idle = true;
-    let mut closing = false;
+    // Set once GOAWAY went out: by then the connection is dropped as soon as it has no stream
+    // left for CLOSE_GRACE (hyper's graceful close also waits for the client to answer a
+    // PING, which a hostile client never does).
+    let mut closing: Option<Instant> = None;
     loop {
         // Registered before the count is read: a change in between wakes the next wait.
         let changed = streams.changed.notified();
@@ -85,6 +91,7 @@ pub async fn serve(stream: TcpStream, info: Arc<ConnInfo>, shared: Arc<Shared>, 
             slot.busy();
         }
         was_idle = idle;
+        let drop_at = closing.map(|since| since.max(idle_since) + CLOSE_GRACE);
         // Retired: finish the streams in hand (GOAWAY). Shed: only with none open.
         let told_to_go = std::future::poll_fn(|cx| {
             let told = slot.poll_told(cx);
@@ -102,13 +109,17 @@ pub async fn serve(stream: TcpStream, info: Arc<ConnInfo>, shared: Arc<Shared>, 
                 return;
             }
             () = changed => {}
-            () = sleep_until(idle_since + idle_limit), if idle && !closing => {
+            () = sleep_until(idle_since + idle_limit), if idle && closing.is_none() => {
                 connection.as_mut().graceful_shutdown();
-                closing = true;
+                closing = Some(Instant::now());
             }
-            () = told_to_go, if !closing => {
+            () = told_to_go, if closing.is_none() => {
                 connection.as_mut().graceful_shutdown();
-                closing = true;
+                closing = Some(Instant::now());
+            }
+            () = sleep_until(drop_at.unwrap_or_else(Instant::now)), if idle && drop_at.is_some() => {
+                tracing::debug!("HTTP/2 client did not close after GOAWAY; dropped");
+                return;
             }
         }
     }
