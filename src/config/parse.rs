@@ -215,7 +215,7 @@ impl Includer {
                 .to_string_lossy()
                 .into_owned()
         };
-        let paths = match glob::glob(&full) {
+        let paths = match glob::glob_with(&full, INCLUDE_GLOB) {
             Ok(paths) => paths,
             Err(e) => {
                 self.errors.push(ConfigError::at(
@@ -277,6 +277,15 @@ impl Includer {
         }
     }
 }
+
+/// How `include` patterns match, as glob(3) does for nginx: `*` stops at `/` and does not
+/// match a leading dot, so editor droppings (`.#tether.conf`, `.tether.conf.swp`) beside the
+/// config are never included.
+pub const INCLUDE_GLOB: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: true,
+};
 
 /// The path to compare for cycles; in-memory main files that do not exist compare as written.
 fn canonical(path: &Path) -> PathBuf {

@@ -112,6 +112,8 @@ fn includes_expand_in_place_with_globs() {
     fs::create_dir_all(conf.join("sites")).expect("mkdir");
     fs::write(conf.join("sites/b.conf"), "b 2;").expect("write");
     fs::write(conf.join("sites/a.conf"), "a 1;").expect("write");
+    // An editor's lock file beside them is not part of the config (glob(3) skips dot files).
+    fs::write(conf.join("sites/.#a.conf"), "broken").expect("write");
     fs::write(conf.join("one.conf"), "one 1;").expect("write");
     let main = conf.join("main.conf");
     let text = "first;\nhttp { include sites/*.conf; include none/*.conf; }\ninclude one.conf;\n";

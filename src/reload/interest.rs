@@ -17,6 +17,7 @@ use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
 use super::sources::Sources;
+use crate::config::parse::INCLUDE_GLOB;
 
 /// Symlinks followed for one file before giving up (Linux's own limit for a path lookup).
 const MAX_LINKS: usize = 40;
@@ -52,16 +53,12 @@ impl Interest {
 
     /// Whether an event on `path` (absolute, as the watcher reports it) concerns the config.
     pub fn wants(&self, path: &Path) -> bool {
-        // `*` stops at `/`, as when `include` expands the pattern folder by folder.
-        let options = glob::MatchOptions {
-            require_literal_separator: true,
-            ..glob::MatchOptions::new()
-        };
+        // As `include` matches: `*` stops at `/` and skips dot files.
         self.paths.contains(path)
             || self
                 .patterns
                 .iter()
-                .any(|pattern| pattern.matches_path_with(path, options))
+                .any(|pattern| pattern.matches_path_with(path, INCLUDE_GLOB))
     }
 
     /// The folders to watch.
