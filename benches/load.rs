@@ -60,7 +60,8 @@ fn main() {
         // Before the runtime starts, so every thread and child inherits the pin.
         eprintln!("load: cannot pin the bench to core {CLIENT_CORE}: {e}");
     }
-    let files = procs::raise_open_file_limit();
+    // Children (the proxies under test) inherit it.
+    let files = tether::server::raise_open_file_limit();
     if let Err(e) =
         procs::ensure_packages(&[("nginx", "nginx"), ("haproxy", "haproxy"), ("wrk", "wrk")])
     {

@@ -62,7 +62,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    raise_open_file_limit();
+    tether::server::raise_open_file_limit();
     let prefix = cli.prefix.clone().unwrap_or_else(|| PathBuf::from("."));
     if let Some(Command::Demo) = cli.command {
         return tether_demo::run(&prefix);
@@ -311,27 +311,6 @@ async fn wait_for_stop_signal() {
     }
     .wait()
     .await;
-}
-
-/// Raises the soft open-file limit to the hard one, as nginx's `worker_rlimit_nofile` would:
-/// every proxied connection holds two descriptors, and the usual soft default (1,024) would
-/// cap tether at ~500 WebSockets.
-fn raise_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit write and read a properly initialised local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            let soft = limit.rlim_cur;
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!(soft, "cannot raise the open-file limit");
-            }
-        }
-    }
 }
 
 fn init_logging() {

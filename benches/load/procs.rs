@@ -167,31 +167,6 @@ pub fn pin_thread(core: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Raises our soft open-file limit to the hard one; returns the limit now in force. Children
-/// inherit it.
-pub fn raise_open_file_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write a properly initialised local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return raised.rlim_cur;
-            }
-        }
-    }
-    limit.rlim_cur
-}
-
 /// Where `name` is installed: `PATH`, else the sbin folders Debian keeps off a user's `PATH`.
 pub fn find_binary(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();

@@ -10,6 +10,8 @@ mod h2;
 pub mod http1;
 mod sniff;
 
+pub use ceiling::raise_open_file_limit;
+
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;

@@ -13,9 +13,10 @@ use crate::harness::h2_frames::{self, DATA, END_STREAM, GOAWAY, HEADERS};
 use crate::harness::h2_window;
 use crate::harness::logs::Logs;
 use crate::harness::raw::{RawBackend, exchange, parse_responses, read_response, read_to_close};
-use crate::harness::slowloris::{Slowloris, raise_open_file_limit};
+use crate::harness::slowloris::Slowloris;
 use crate::harness::witness::{Sighting, Witness};
 use crate::harness::{Proxy, get, within};
+use tether::server::raise_open_file_limit;
 
 const LIMIT: Duration = Duration::from_secs(8);
 const BIG: u64 = 64 << 20;
@@ -198,18 +199,24 @@ async fn an_h2_connection_that_never_opens_a_stream_is_closed_after_client_heade
     let opened = Instant::now();
     // The preface and an empty SETTINGS frame, then silence: no ACK, no PING answered.
     let received = h2_frames::until_close(&mut stream, false, LIMIT).await;
+    expect_goaway_about_a_second_after(&received, opened, "the connection opened");
+}
+
+/// The connection got GOAWAY about a second (the configured timeout) after `since`, and was
+/// then closed.
+fn expect_goaway_about_a_second_after(received: &h2_frames::Received, since: Instant, what: &str) {
     let kinds = received.kinds();
     let goaway = received
         .first(|f| f.kind == GOAWAY)
         .unwrap_or_else(|| panic!("no GOAWAY; frames {kinds:?}"));
-    let after = goaway - opened;
+    let after = goaway - since;
     assert!(
         after >= Duration::from_millis(900) && after < Duration::from_secs(3),
-        "GOAWAY after {after:?}, expected ~1 s"
+        "GOAWAY {after:?} after {what}, expected ~1 s"
     );
     assert!(
         received.closed,
-        "still open {LIMIT:?} after opening (GOAWAY after {after:?}); frames {kinds:?}"
+        "still open after the GOAWAY; frames {kinds:?}"
     );
 }
 
@@ -223,22 +230,10 @@ async fn an_h2_connection_idle_after_its_stream_gets_goaway_after_keepalive_time
     stream.write_all(&opening).await.unwrap();
     // A polite client: it answers PINGs, so a graceful GOAWAY can complete.
     let received = h2_frames::until_close(&mut stream, true, LIMIT).await;
-    let kinds = received.kinds();
     let answered = received
         .first(|f| f.stream == 1 && f.flags & END_STREAM != 0 && [DATA, HEADERS].contains(&f.kind))
-        .unwrap_or_else(|| panic!("stream 1 was never answered; frames {kinds:?}"));
-    let goaway = received
-        .first(|f| f.kind == GOAWAY)
-        .unwrap_or_else(|| panic!("no GOAWAY; frames {kinds:?}"));
-    let idle = goaway - answered;
-    assert!(
-        idle >= Duration::from_millis(900) && idle < Duration::from_secs(3),
-        "GOAWAY {idle:?} after the last stream ended, expected ~1 s"
-    );
-    assert!(
-        received.closed,
-        "still open after the GOAWAY; frames {kinds:?}"
-    );
+        .unwrap_or_else(|| panic!("stream 1 was never answered; frames {:?}", received.kinds()));
+    expect_goaway_about_a_second_after(&received, answered, "the last stream ended");
 }
 
 #[tokio::test]

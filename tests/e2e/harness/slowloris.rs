@@ -87,25 +87,3 @@ async fn dribble(mut stream: TcpStream) {
         }
     }
 }
-
-/// Raises this process's soft open-file limit to the hard one, as tether's `main` does, so a
-/// test can hold hundreds of connections (two descriptors each, in-process); returns it.
-pub fn raise_open_file_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write a properly initialised local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 0;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-            }
-        }
-    }
-    limit.rlim_cur
-}
