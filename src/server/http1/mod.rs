@@ -10,12 +10,13 @@
 //! `keepalive_timeout`, `client_body_timeout`, `send_timeout`. hyper still serves HTTP/2 and
 //! speaks to upstreams.
 //!
-//! `head` and `decode` are pure (bytes in, verdicts out), fuzzed through `replay`; `write` encodes; `conn`
-//! is the only part that touches the socket.
+//! `head` and `decode` are pure (bytes in, verdicts out), fuzzed through `replay`; `write` encodes;
+//! `conn` (and `pump`, which it drives to feed request bodies) touch the socket.
 
 mod conn;
 pub mod decode;
 pub mod head;
+mod pump;
 pub mod replay;
 mod write;
 
