@@ -144,6 +144,18 @@ pub async fn serve(stream: TcpStream, info: Arc<ConnInfo>, shared: Arc<Shared>, 
     }
 }
 
+/// What a response is written for: the request it answers and the connection's terms.
+#[derive(Clone, Copy)]
+struct Answering {
+    client_version: Version,
+    /// A HEAD request: the response has no body, whatever its headers say.
+    head_request: bool,
+    /// The connection stays open after the response.
+    keep_alive: bool,
+    /// `send_timeout`: how long the client may leave the response unread.
+    send_timeout: Duration,
+}
+
 /// The outcome of waiting for a head.
 enum HeadRead {
     Head(RequestHead),
@@ -218,16 +230,13 @@ impl Connection<'_> {
     async fn reject(&mut self, rejection: Rejection, settings: &ClientSettings) {
         tracing::info!(client = %self.info.client, status = rejection.status.as_u16(), "{}", rejection.reason);
         let response = proxy::error::error_page_titled(rejection.status, rejection.title);
-        let _ = self
-            .write_response(
-                response,
-                false,
-                Version::HTTP_11,
-                false,
-                None,
-                settings.send_timeout,
-            )
-            .await;
+        let to = Answering {
+            client_version: Version::HTTP_11,
+            head_request: false,
+            keep_alive: false,
+            send_timeout: settings.send_timeout,
+        };
+        let _ = self.write_response(response, &to, None).await;
     }
 
     /// One request and its response.
@@ -298,20 +307,16 @@ impl Connection<'_> {
         // A retired connection finishes this exchange and says it closes.
         let retired = self.slot.told().retired;
         let keep = keep_alive && settings.keep_alive && !retired && body_settled && !switching;
-        let send_timeout = response
-            .body()
-            .send_timeout()
-            .unwrap_or(settings.send_timeout);
-        let written = self
-            .write_response(
-                response,
-                keep,
-                version,
-                head_request,
-                pump.as_mut(),
-                send_timeout,
-            )
-            .await;
+        let to = Answering {
+            client_version: version,
+            head_request,
+            keep_alive: keep,
+            send_timeout: response
+                .body()
+                .send_timeout()
+                .unwrap_or(settings.send_timeout),
+        };
+        let written = self.write_response(response, &to, pump.as_mut()).await;
         let Ok(framing) = written else {
             return Next::Close { linger: false };
         };
@@ -331,16 +336,18 @@ impl Connection<'_> {
 
     /// Writes a response; `Ok(framing)` when all of it reached the socket. The request body
     /// keeps being fed meanwhile (an upstream may answer while still reading an upload).
-    #[allow(clippy::too_many_arguments)]
     async fn write_response(
         &mut self,
         response: Response<ResponseBody>,
-        keep_alive: bool,
-        client_version: Version,
-        head_request: bool,
+        to: &Answering,
         mut pump: Option<&mut Pump>,
-        send_timeout: Duration,
     ) -> Result<BodyFraming, ()> {
+        let Answering {
+            client_version,
+            head_request,
+            keep_alive,
+            send_timeout,
+        } = *to;
         let (mut parts, body) = response.into_parts();
         let framing = if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             BodyFraming::None
