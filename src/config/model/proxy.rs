@@ -1,0 +1,99 @@
+//! The effective `proxy_*` and client limits of one location, inheritance (http -> server ->
+//! location) already resolved, with nginx's defaults. Pure data, as the rest of `model`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Effective `proxy_*` and related settings of a location.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// `proxy_set_header NAME VALUE;` in order (inherited as a whole only when the location
+    /// sets none, as nginx). An empty value removes the header. An inherited list is shared
+    /// with the level that wrote it, not copied into every location (a config of N headers and
+    /// N locations would otherwise make N * N).
+    pub set_headers: Arc<Vec<(String, String)>>,
+    /// `add_header NAME VALUE [always];` added to responses; inherited and shared likewise.
+    pub add_headers: Arc<Vec<AddHeader>>,
+    /// `proxy_connect_timeout` (default 60s).
+    pub connect_timeout: Duration,
+    /// `proxy_read_timeout` (default 60s): idle time between two reads from the upstream.
+    pub read_timeout: Duration,
+    /// `proxy_send_timeout` (default 60s): idle time between two writes to the upstream.
+    pub send_timeout: Duration,
+    /// `proxy_buffering` (default on). tether always streams; `off` is honoured trivially.
+    pub buffering: bool,
+    /// `proxy_next_upstream` conditions.
+    pub next_upstream: NextUpstream,
+    /// `proxy_next_upstream_tries` (0 = no limit beyond the number of servers).
+    pub next_upstream_tries: u32,
+    /// `client_max_body_size` in bytes (default 1m, as nginx; 0 = unlimited).
+    pub client_max_body_size: u64,
+    /// `client_body_timeout` (default 60s): idle time between two reads of the request body.
+    pub client_body_timeout: Duration,
+    /// `send_timeout` (default 60s): idle time between two writes to a client that does not
+    /// read its response.
+    pub client_send_timeout: Duration,
+}
+
+/// `add_header` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddHeader {
+    /// Header name.
+    pub name: String,
+    /// Value template.
+    pub value: String,
+    /// `always`: also on error responses.
+    pub always: bool,
+}
+
+/// When a failed attempt moves on to the next server (`proxy_next_upstream`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NextUpstream {
+    /// `error` (default on): connection failures and resets.
+    pub error: bool,
+    /// `timeout` (default on): connect/read timeouts before a response.
+    pub timeout: bool,
+    /// `invalid_header`: an upstream answered with an empty or malformed response head.
+    pub invalid_header: bool,
+    /// `non_idempotent`: also retry POST/PATCH/LOCK after the request was sent.
+    pub non_idempotent: bool,
+    /// Status codes that also count as failures (`http_502`, `http_503`, ...).
+    pub statuses: Vec<u16>,
+}
+
+impl NextUpstream {
+    /// nginx's default: `error timeout`.
+    pub const DEFAULT: NextUpstream = NextUpstream {
+        error: true,
+        timeout: true,
+        invalid_header: false,
+        non_idempotent: false,
+        statuses: Vec::new(),
+    };
+    /// `proxy_next_upstream off`.
+    pub const OFF: NextUpstream = NextUpstream {
+        error: false,
+        timeout: false,
+        invalid_header: false,
+        non_idempotent: false,
+        statuses: Vec::new(),
+    };
+}
+
+impl Default for ProxySettings {
+    fn default() -> ProxySettings {
+        ProxySettings {
+            set_headers: Arc::default(),
+            add_headers: Arc::default(),
+            connect_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            buffering: true,
+            next_upstream: NextUpstream::DEFAULT,
+            next_upstream_tries: 0,
+            client_max_body_size: 1024 * 1024,
+            client_body_timeout: Duration::from_secs(60),
+            client_send_timeout: Duration::from_secs(60),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! A `server {}` block as configured: where it listens, the names it answers to, and its
+//! locations with what each does (`proxy_pass` or `return`). Pure data, as the rest of `model`.
+
+use std::net::SocketAddr;
+
+use super::proxy::ProxySettings;
+use crate::config::source::Span;
+
+/// A `server {}` block (virtual server).
+#[derive(Clone, Debug)]
+pub struct Server {
+    /// `listen` lines; nginx's default (`*:80`) if none were written.
+    pub listens: Vec<Listen>,
+    /// `server_name` entries in file order (empty: matches only as a default server).
+    pub names: Vec<ServerName>,
+    /// A server-level `return`, applied before location matching (nginx's rewrite phase).
+    pub return_: Option<Return>,
+    /// Top-level `location` blocks in file order.
+    pub locations: Vec<Location>,
+    /// The `server` directive.
+    pub span: Span,
+}
+
+/// `listen ADDRESS[:PORT] [default_server] [ssl] [http2];`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// Socket address to bind (`listen 80` = 0.0.0.0:80, `listen [::]:80` = [::]:80).
+    pub addr: SocketAddr,
+    /// `default_server` (or the older `default`).
+    pub default_server: bool,
+    /// `ssl` (TLS arrives in a later issue; recorded now).
+    pub ssl: bool,
+    /// `http2` (h2 is always accepted: prior knowledge on plain text).
+    pub http2: bool,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// One `server_name` entry; names are stored lowercase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerName {
+    /// `example.com`.
+    Exact(String),
+    /// `*.example.com` (stored as `.example.com`, matches any subdomain) or `.example.com`
+    /// (stored as `.example.com` with `include_bare = true`: matches `example.com` too).
+    WildcardPrefix {
+        /// The suffix that must end the host, starting with a dot.
+        suffix: String,
+        /// Also match the bare domain (`.example.com` form).
+        include_bare: bool,
+    },
+    /// `www.example.*` (stored as `www.example.`).
+    WildcardSuffix(String),
+    /// `~regex`.
+    Regex(String),
+}
+
+/// A `location [=|~|~*|^~] PATH { ... }` block.
+#[derive(Clone, Debug)]
+pub struct Location {
+    /// How the request path is matched.
+    pub matcher: LocationMatch,
+    /// What the location does with a request.
+    pub handler: Handler,
+    /// Effective proxy settings (inheritance resolved).
+    pub proxy: ProxySettings,
+    /// The `location` directive.
+    pub span: Span,
+}
+
+/// A location's match rule, in nginx's terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocationMatch {
+    /// `= /path`.
+    Exact(String),
+    /// `/path` or `^~ /path` (`no_regex`: a match here stops the regex search).
+    Prefix {
+        /// The prefix.
+        path: String,
+        /// `^~`.
+        no_regex: bool,
+    },
+    /// `~ re` / `~* re`.
+    Regex {
+        /// The pattern.
+        pattern: String,
+        /// `~*`.
+        case_insensitive: bool,
+    },
+}
+
+/// What a location does.
+#[derive(Clone, Debug)]
+pub enum Handler {
+    /// `proxy_pass`.
+    Proxy(ProxyPass),
+    /// `return`.
+    Return(Return),
+    /// Neither: nginx would serve files from `root`; tether answers 404.
+    NotFound,
+}
+
+/// `return CODE [TEXT|URL];` or `return URL;`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Return {
+    /// Status code (302 for the `return URL;` form).
+    pub code: u16,
+    /// Body text template, or the `Location` URL template for 301/302/303/307/308.
+    pub text: Option<String>,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// `proxy_pass http://TARGET[URI];`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyPass {
+    /// Where requests go.
+    pub target: ProxyTarget,
+    /// The URI part after the authority, if any (`proxy_pass http://b/api/;` -> `/api/`):
+    /// nginx then replaces the matched location prefix with it.
+    pub uri: Option<String>,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// The authority part of `proxy_pass`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProxyTarget {
+    /// An `upstream` group defined in this config.
+    Upstream(String),
+    /// A literal `host:port` (an implicit one-server group, as in nginx).
+    Address {
+        /// Host name or IP literal.
+        host: String,
+        /// Port (80 if not written).
+        port: u16,
+    },
+    /// A template with variables (`http://$backend`): evaluated per request, must name an
+    /// upstream group.
+    Variable(String),
+}
