@@ -5,7 +5,7 @@ use std::fmt;
 
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::proxy::body::ResponseBody;
+use crate::proxy::body::response::ResponseBody;
 
 /// A failure that ends an exchange with an error page.
 #[derive(Debug)]

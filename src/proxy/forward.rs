@@ -15,8 +15,9 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::config::ProxySettings;
 use crate::peer::{ActiveGuard, Peer};
-use crate::proxy::body::{BodyError, RequestBody, SendProgress};
-use crate::proxy::client_body::ClientBodyError;
+use crate::proxy::body::BodyError;
+use crate::proxy::body::client::ClientBodyError;
+use crate::proxy::body::request::{RequestBody, SendProgress};
 use crate::proxy::connect::{ConnectError, connect};
 use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
 use crate::proxy::headers::is_idempotent;

@@ -5,7 +5,6 @@
 //! Every failure becomes a status code in `error`; nothing here panics on a request.
 
 pub mod body;
-pub mod client_body;
 pub mod connect;
 pub mod error;
 pub mod forward;
@@ -30,9 +29,10 @@ use crate::snapshot::{
 };
 use crate::upstream::PickCtx;
 use crate::vars::RequestInfo;
-pub use body::ResponseBody;
-use body::{RequestBody, SendProgress, UpstreamBody};
-pub use client_body::ClientBody;
+pub use body::client::ClientBody;
+use body::request::{RequestBody, SendProgress};
+pub use body::response::ResponseBody;
+use body::response::UpstreamBody;
 use error::ProxyError;
 use upgrade::ClientUpgrade;
 

@@ -4,6 +4,11 @@
 //! goes away with it. Connections are reused newest first (the one least likely to have been
 //! closed by the server's own idle timeout), and ones idle past the keep-alive timeout or
 //! already closed are dropped on the way.
+//!
+//! The peer importing this pool is the one sanctioned upward import (a hyper type below
+//! `proxy`). It closes no circle because the pool names only the request body
+//! ([`body::request`](crate::proxy::body::request)), never the response side that returns
+//! connections here: keep it so.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,7 +16,7 @@ use std::time::Duration;
 use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
 
-use crate::proxy::body::RequestBody;
+use crate::proxy::body::request::RequestBody;
 
 /// The sending half of one HTTP/1.1 connection to an upstream.
 pub type Sender = SendRequest<RequestBody>;

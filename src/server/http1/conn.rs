@@ -25,7 +25,7 @@ use super::decode::Decoder;
 use super::head::{self, Framing, HeadScanner, Rejection, RequestHead};
 use super::pump::Pump;
 use super::write::{BodyFraming, HeadPlan, Outbox, framing_for};
-use crate::proxy::client_body::{ClientBody, FeedSender};
+use crate::proxy::body::client::{ClientBody, FeedSender};
 use crate::proxy::upgrade::{ClientUpgrade, UpgradeSender, Upgraded};
 use crate::proxy::{self, ConnInfo, ResponseBody};
 use crate::server::Shared;

@@ -16,7 +16,7 @@ use tokio_util::io::poll_read_buf;
 
 use super::decode::{Decoded, Decoder};
 use super::write::Outbox;
-use crate::proxy::client_body::{ClientBodyError, Demand, FeedSender};
+use crate::proxy::body::client::{ClientBodyError, Demand, FeedSender};
 
 /// Fewest free bytes asked of a read.
 const READ_CHUNK: usize = 8 * 1024;
