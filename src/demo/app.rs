@@ -1,16 +1,14 @@
-//! One demo app server: accept loop, per-connection HTTP/1.1 with upgrades, routing, and the
-//! small response builders the transports share.
+//! One demo app server: accept loop, per-connection HTTP/1.1 with upgrades, and routing each
+//! request to the transport or control endpoint that answers it.
 //!
 //! Stopping must make the server look dead to a proxy, not merely quiet: the listener is
 //! dropped (new connections are refused), idle keep-alive connections close, and every
 //! long-lived exchange (WebSocket, SSE, long poll) is cut without a goodbye. Only a request
 //! already being answered, such as the `/demo/stop` that stopped this very server, finishes.
 
-use std::{convert::Infallible, io, sync::Arc, time::Duration};
+use std::{io, sync::Arc, time::Duration};
 
-use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use tokio::{
@@ -18,7 +16,10 @@ use tokio::{
     sync::watch,
 };
 
-use super::{control, farm::FarmHandle, poll, sse, ws};
+use super::control::{self, FarmControl};
+use super::reply::{Body, full, text};
+use super::state::{AppState, stopped};
+use super::{poll, sse, ws};
 
 /// The demo page, served at `/` and `/index.html`.
 const PAGE: &str = include_str!("page.html");
@@ -27,21 +28,6 @@ const PAGE: &str = include_str!("page.html");
 /// abort on their own; this only bounds a client that stops reading its response.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Response body of every route: whole bodies and endless event streams alike.
-pub(crate) type Body = UnsyncBoxBody<Bytes, io::Error>;
-
-/// What every connection of one app server shares.
-pub(crate) struct AppState {
-    /// The app server's name, as the page shows it.
-    pub(crate) name: Arc<str>,
-    /// `X-App-Server` value, built once; `None` if the name is not a valid header value.
-    header: Option<HeaderValue>,
-    /// Turns `true` (or its sender is dropped) when the server must stop.
-    pub(crate) stop: watch::Receiver<bool>,
-    /// The farm this server belongs to, for `/demo/*`; `None` for a lone server.
-    pub(crate) farm: Option<FarmHandle>,
-}
-
 /// Serves one app server named `name` on an already bound `listener` until `stop` turns `true`
 /// (or its sender is dropped). Returns once the listener is closed; open connections are being
 /// cut by then. A lone server answers `/demo/*` with 503: only a [`Farm`](super::Farm) has them.
@@ -49,12 +35,13 @@ pub async fn serve(listener: TcpListener, name: Arc<str>, stop: watch::Receiver<
     run(listener, name, stop, None).await;
 }
 
-/// [`serve`] for a member of a farm, whose control endpoints act on the whole farm.
+/// [`serve`] for a member of a farm, whose control endpoints act on the whole farm through
+/// `farm`.
 pub(crate) async fn serve_in_farm(
     listener: TcpListener,
     name: Arc<str>,
     stop: watch::Receiver<bool>,
-    farm: FarmHandle,
+    farm: FarmControl,
 ) {
     run(listener, name, stop, Some(farm)).await;
 }
@@ -63,7 +50,7 @@ async fn run(
     listener: TcpListener,
     name: Arc<str>,
     stop: watch::Receiver<bool>,
-    farm: Option<FarmHandle>,
+    farm: Option<FarmControl>,
 ) {
     let header = HeaderValue::from_str(&name).ok();
     let state = Arc::new(AppState {
@@ -90,12 +77,6 @@ async fn run(
             },
         }
     }
-}
-
-/// Resolves once the server must stop: the flag turned `true` or its owner went away.
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // An error means the sender was dropped, which also means stop.
-    let _ = stop.wait_for(|&stop| stop).await;
 }
 
 /// One client connection, HTTP/1.1 with upgrades, cut short when the server stops.
@@ -181,45 +162,4 @@ async fn handle(req: Request<Incoming>, state: Arc<AppState>) -> io::Result<Resp
         response.headers_mut().insert("x-app-server", value.clone());
     }
     Ok(response)
-}
-
-/// The value of `key` in a query string, as written (the demo's values need no decoding).
-pub(crate) fn query_param<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
-    query?
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find_map(|(k, v)| (k == key).then_some(v))
-}
-
-/// A whole-body response with the given status and content type.
-pub(crate) fn full(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Body> {
-    let mut response = bodied(status, body.into());
-    let content_type = HeaderValue::from_static(content_type);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, content_type);
-    response
-}
-
-/// A response without a body, such as a 101.
-pub(crate) fn empty(status: StatusCode) -> Response<Body> {
-    bodied(status, Bytes::new())
-}
-
-fn bodied(status: StatusCode, body: Bytes) -> Response<Body> {
-    let body = Full::new(body)
-        .map_err(|never: Infallible| match never {})
-        .boxed_unsync();
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    response
-}
-
-/// A `text/plain` response.
-pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    full(status, "text/plain; charset=utf-8", body)
 }

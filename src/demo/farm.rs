@@ -1,31 +1,38 @@
 //! [`Farm`]: N named app servers on fixed addresses, each stoppable and restartable.
 //!
-//! The app servers hold a [`FarmHandle`] so their `/demo/*` endpoints can act on any app of
-//! the farm, while the farm holds the app servers' tasks. The handle is a `Weak`, which breaks
-//! that cycle: dropping the `Farm` drops every app's stop sender, and that stops them all.
+//! One task owns the app servers (their stop flags and accept loops) and carries out the
+//! [`Command`]s sent on the farm's control channel, one at a time, so a start cannot race a
+//! stop for the same address. The orders come from the [`Farm`] handle and from every app
+//! server's `/demo/*` endpoints, which hold only the channel's sending end: no app server
+//! holds the farm. Dropping the `Farm` ends the task, which drops every app's stop sender, and
+//! that stops them all.
 //!
 //! Knows sockets and tasks only; the HTTP side of control lives in `control`.
 
-use std::{
-    io,
-    net::SocketAddr,
-    sync::{Arc, Weak},
+use std::{io, net::SocketAddr};
+
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
 };
 
-use tokio::{net::TcpListener, sync::Mutex, sync::watch, task::JoinHandle};
-
 use super::app;
+use super::control::{AppStatus, Command, FarmControl};
 
 /// A set of demo app servers that can be stopped and started by name.
 pub struct Farm {
-    inner: Arc<Inner>,
+    control: FarmControl,
+    /// Dropped with the farm, which tells the task to stop every app server and end.
+    _owner: oneshot::Sender<()>,
 }
 
-/// What the farm and its control handles share.
-struct Inner {
-    /// One slot per app, in the order given. An async mutex, held across a stop's wait for the
-    /// accept loop, so a start cannot race a stop for the same address.
-    apps: Mutex<Vec<Slot>>,
+/// What the farm's task owns.
+struct Apps {
+    /// One slot per app, in the order given.
+    slots: Vec<Slot>,
+    /// Handed to each app server (re)started, for its `/demo/*` endpoints.
+    control: FarmControl,
 }
 
 /// One app server of the farm, running or not.
@@ -41,17 +48,6 @@ struct Running {
     stop: watch::Sender<bool>,
     /// The accept loop; it ends once the listener is closed.
     accept_loop: JoinHandle<()>,
-}
-
-/// A farm as its own app servers see it: weak, so they do not keep it alive.
-#[derive(Clone)]
-pub(crate) struct FarmHandle(Weak<Inner>);
-
-impl FarmHandle {
-    /// The farm, unless it has been dropped.
-    pub(crate) fn farm(&self) -> Option<Farm> {
-        self.0.upgrade().map(|inner| Farm { inner })
-    }
 }
 
 impl Farm {
@@ -71,31 +67,88 @@ impl Farm {
             bound.push((listener.local_addr()?, name, listener));
         }
 
-        let farm = Farm {
-            inner: Arc::new(Inner {
-                apps: Mutex::new(Vec::with_capacity(bound.len())),
-            }),
-        };
-        let handle = farm.handle();
-        let mut slots = farm.inner.apps.lock().await;
-        for (addr, name, listener) in bound {
-            let running = Some(launch(&name, listener, handle.clone()));
-            slots.push(Slot {
+        let (control, commands) = FarmControl::channel();
+        let slots = bound
+            .into_iter()
+            .map(|(addr, name, listener)| Slot {
+                running: Some(launch(&name, listener, control.clone())),
                 name,
                 addr,
-                running,
-            });
-        }
-        drop(slots);
-        Ok(farm)
+            })
+            .collect();
+        let apps = Apps {
+            slots,
+            control: control.clone(),
+        };
+        let (owner, owner_gone) = oneshot::channel();
+        tokio::spawn(obey(apps, commands, owner_gone));
+        Ok(Farm {
+            control,
+            _owner: owner,
+        })
     }
 
     /// Stops the app server `name`: when this returns its listener is closed, so new
     /// connections are refused, and its open connections are being cut. Stopping a stopped
     /// server does nothing. `NotFound` if no app has that name.
     pub async fn stop(&self, name: &str) -> io::Result<()> {
-        let mut slots = self.inner.apps.lock().await;
-        let slot = find(&mut slots, name)?;
+        self.control.stop(name).await
+    }
+
+    /// Starts the stopped app server `name` again on the same address. Starting a running
+    /// server does nothing. `NotFound` if no app has that name; the bind error if the address
+    /// has been taken meanwhile.
+    pub async fn start_again(&self, name: &str) -> io::Result<()> {
+        self.control.start(name).await
+    }
+
+    /// Every app server in the order given at start: name, address, running.
+    pub async fn status(&self) -> Vec<(String, SocketAddr, bool)> {
+        // The task lives as long as this handle (only a panic in it could end it sooner), so
+        // an empty list is what a farm whose task died would truthfully show.
+        self.control.status().await.unwrap_or_default()
+    }
+}
+
+/// The farm's task: carries out orders until the `Farm` is dropped, then drops every app.
+async fn obey(
+    mut apps: Apps,
+    mut commands: mpsc::Receiver<Command>,
+    mut owner_gone: oneshot::Receiver<()>,
+) {
+    loop {
+        let command = tokio::select! {
+            biased;
+            _ = &mut owner_gone => return,
+            command = commands.recv() => command,
+        };
+        // `apps` holds a sender, so the channel never closes while this runs; handled anyway.
+        let Some(command) = command else { return };
+        // An order whose asker went away is carried out all the same; only the answer is lost.
+        match command {
+            Command::Status(answer) => {
+                let _ = answer.send(apps.status());
+            }
+            Command::Stop { app, done } => {
+                let _ = done.send(apps.stop(&app).await);
+            }
+            Command::Start { app, done } => {
+                let _ = done.send(apps.start_again(&app).await);
+            }
+        }
+    }
+}
+
+impl Apps {
+    fn status(&self) -> Vec<AppStatus> {
+        self.slots
+            .iter()
+            .map(|slot| (slot.name.clone(), slot.addr, slot.running.is_some()))
+            .collect()
+    }
+
+    async fn stop(&mut self, name: &str) -> io::Result<()> {
+        let slot = find(&mut self.slots, name)?;
         if let Some(running) = slot.running.take() {
             running.stop.send_replace(true);
             // The accept loop returns as soon as it sees the flag; its connections do not
@@ -107,38 +160,21 @@ impl Farm {
         Ok(())
     }
 
-    /// Starts the stopped app server `name` again on the same address. Starting a running
-    /// server does nothing. `NotFound` if no app has that name; the bind error if the address
-    /// has been taken meanwhile.
-    pub async fn start_again(&self, name: &str) -> io::Result<()> {
-        let handle = self.handle();
-        let mut slots = self.inner.apps.lock().await;
-        let slot = find(&mut slots, name)?;
+    async fn start_again(&mut self, name: &str) -> io::Result<()> {
+        let control = self.control.clone();
+        let slot = find(&mut self.slots, name)?;
         if slot.running.is_none() {
             let listener = TcpListener::bind(slot.addr).await?;
-            slot.running = Some(launch(&slot.name, listener, handle));
+            slot.running = Some(launch(&slot.name, listener, control));
         }
         Ok(())
-    }
-
-    /// Every app server in the order given at start: name, address, running.
-    pub async fn status(&self) -> Vec<(String, SocketAddr, bool)> {
-        let slots = self.inner.apps.lock().await;
-        slots
-            .iter()
-            .map(|slot| (slot.name.clone(), slot.addr, slot.running.is_some()))
-            .collect()
-    }
-
-    fn handle(&self) -> FarmHandle {
-        FarmHandle(Arc::downgrade(&self.inner))
     }
 }
 
 /// Spawns the app server `name` on `listener`.
-fn launch(name: &str, listener: TcpListener, farm: FarmHandle) -> Running {
+fn launch(name: &str, listener: TcpListener, control: FarmControl) -> Running {
     let (stop, stopped) = watch::channel(false);
-    let accept_loop = tokio::spawn(app::serve_in_farm(listener, name.into(), stopped, farm));
+    let accept_loop = tokio::spawn(app::serve_in_farm(listener, name.into(), stopped, control));
     Running { stop, accept_loop }
 }
 

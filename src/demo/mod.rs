@@ -7,19 +7,27 @@
 //! page can stop and start any app server through whichever one tether routes it to.
 //!
 //! ```text
-//! browser ──> tether :8080 ──ip_hash──> app a :9101 ─┐
-//!                                   ├──> app b :9102 ─┼── share one Farm control handle
-//!                                   └──> app c :9103 ─┘
+//! browser ──> tether :8080 ──ip_hash──┬──> app a :9101 ─┐
+//!                                     ├──> app b :9102 ─┼── orders ──> the farm's task
+//!                                     └──> app c :9103 ─┘  (a channel)   (owns a, b, c)
 //! ```
 //!
-//! This module stands beside the proxy: it must not import `proxy`, `server`, `snapshot` or
-//! `config`, so the demo stays an honest stand-in for someone else's app servers.
+//! Inside, nothing imports back up: `app` (accept loop, routing) hands each request to a
+//! transport (`ws`, `sse`, `poll`) or to `control` (the channel's sending end and the
+//! `/demo/*` endpoints over it); `farm` owns the app servers and obeys the channel; all share
+//! `reply` (response builders) and `state` (name, stop signal, control line).
+//!
+//! This module stands beside the proxy: it imports nothing of tether (a test in
+//! `tests/layering.rs` checks), so the demo stays an honest stand-in for someone else's app
+//! servers.
 
 mod app;
 mod control;
 mod farm;
 mod poll;
+mod reply;
 mod sse;
+mod state;
 mod ws;
 
 #[cfg(test)]

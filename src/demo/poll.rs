@@ -7,7 +7,8 @@ use std::{io, time::Duration};
 
 use http::{Response, StatusCode};
 
-use super::app::{AppState, Body, query_param, stopped, text};
+use super::reply::{Body, query_param, text};
+use super::state::{AppState, stopped};
 
 /// How long a poll is held when the client does not say.
 const DEFAULT_WAIT: Duration = Duration::from_millis(20_000);

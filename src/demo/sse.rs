@@ -14,7 +14,8 @@ use tokio::{
     time::{Interval, MissedTickBehavior},
 };
 
-use super::app::{AppState, Body, stopped};
+use super::reply::Body;
+use super::state::{AppState, stopped};
 
 /// Time between two events.
 const TICK: Duration = Duration::from_secs(1);

@@ -19,7 +19,8 @@ use tokio_tungstenite::{
     tungstenite::{Message, handshake::derive_accept_key, protocol::Role},
 };
 
-use super::app::{AppState, Body, empty, stopped, text};
+use super::reply::{Body, empty, text};
+use super::state::{AppState, stopped};
 
 /// Answers the upgrade request with 101 and spawns the echo on the upgraded connection.
 pub(crate) fn upgrade(mut req: Request<Incoming>, state: &AppState) -> Response<Body> {
