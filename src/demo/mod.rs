@@ -19,7 +19,10 @@
 //!
 //! This module stands beside the proxy: it imports nothing of tether (a test in
 //! `tests/layering.rs` checks), so the demo stays an honest stand-in for someone else's app
-//! servers.
+//! servers. It stays in the library rather than moving beside the binary: it
+//! is already a room of its own (nothing of tether imports it but `main`), and as a library
+//! module its public face (`serve`, [`Farm`]) is what its tests drive and what other tests or
+//! benches may reuse, where inside the binary all but `main`'s use of it would be dead code.
 
 mod app;
 mod control;
