@@ -17,7 +17,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::harness::client::{Connection, request};
-use crate::harness::fleet::{TetherProcess, echo, next_event, signal, try_get};
+use crate::harness::load::{echo, next_event, try_get};
+use crate::harness::process::{TetherProcess, signal};
 use crate::harness::session::{Ws, eventually, websocket};
 use crate::harness::{Backend, Proxy, get, within};
 

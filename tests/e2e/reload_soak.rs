@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::harness::fleet::{
-    Held, Load, NginxFleet, TetherProcess, echo, echo_all, median_max, ms, open_websockets,
-    own_rss_kib, rss_kib, signal, until_answered_by, write_atomically,
+use crate::harness::load::{
+    Held, Load, echo, echo_all, median_max, ms, open_websockets, until_answered_by,
 };
+use crate::harness::nginx::NginxFleet;
+use crate::harness::process::{TetherProcess, signal, tether_binary, write_atomically};
+use crate::harness::procfs::{own_rss_kib, rss_kib};
 use crate::harness::proxy::fill;
 use crate::harness::session::eventually;
 use crate::harness::{Backend, Proxy};
@@ -365,10 +367,7 @@ async fn measure_reload_rss() {
         backends.push(Backend::start(name).await);
     }
     let addrs: Vec<(&str, SocketAddr)> = backends.iter().map(|b| (b.name, b.addr)).collect();
-    println!(
-        "tether binary: {}",
-        crate::harness::fleet::tether_binary().display()
-    );
+    println!("tether binary: {}", tether_binary().display());
     let only = std::env::var("MEASURE_ONLY").unwrap_or_default();
     if only != "nginx" {
         measure_tether(&addrs, count, 0).await;

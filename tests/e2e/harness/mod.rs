@@ -4,11 +4,13 @@
 pub mod backend;
 pub mod client;
 pub mod edit;
-pub mod fleet;
 pub mod h2_frames;
 pub mod h2_window;
+pub mod load;
 pub mod logs;
 pub mod nginx;
+pub mod process;
+pub mod procfs;
 pub mod proxy;
 pub mod raw;
 pub mod session;

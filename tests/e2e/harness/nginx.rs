@@ -1,9 +1,10 @@
-//! A real nginx, started as a child process, to compare tether's choices with nginx's.
+//! A real nginx, started as a child process: [`Nginx`], one process, to compare tether's
+//! choices with nginx's; [`NginxFleet`], a master with workers as production runs it, for
+//! measurements across reloads.
 //!
 //! Everything nginx writes (pid, error log, temp paths) lives in a temporary directory, it runs
-//! in the foreground as one process (`daemon off; master_process off;`), and it is killed when
-//! the handle is dropped. Tests that need it skip (loudly) when no `nginx` binary is installed;
-//! CI installs one.
+//! in the foreground, and it is stopped when the handle is dropped. Tests that need it skip
+//! (loudly) when no `nginx` binary is installed; CI installs one.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 
+use super::process::{Process, write_atomically};
+use super::procfs::{children, rss_kib};
 use super::{free_addr, within};
 
 /// A running nginx; killed on drop.
@@ -141,6 +144,119 @@ http {{
     server {{
         listen {listen};
         {locations}
+    }}
+}}
+"
+    )
+}
+
+/// Real nginx with a master and worker processes (`master_process on`), as production runs it,
+/// so a reload starts new workers and the old ones linger while connections remain.
+pub struct NginxFleet {
+    /// The master process.
+    pub process: Process,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    conf: PathBuf,
+    binary: PathBuf,
+}
+
+impl NginxFleet {
+    /// Starts nginx in the foreground with one worker, proxying every path (WebSockets too) to
+    /// `upstream u { UPSTREAM }`; `None` when nginx is not installed.
+    pub async fn start(upstream: &str) -> Option<NginxFleet> {
+        let binary = binary()?;
+        let dir = tempfile::tempdir().expect("a folder for nginx");
+        let addr = free_addr();
+        let conf = dir.path().join("nginx.conf");
+        write_atomically(&conf, &fleet_config(dir.path(), addr, upstream));
+        let mut command = Command::new(&binary);
+        command.arg("-p").arg(dir.path()).arg("-c").arg(&conf);
+        let mut process = Process::start(command, dir);
+        process.until_accepting(addr).await;
+        Some(NginxFleet {
+            process,
+            addr,
+            conf,
+            binary,
+        })
+    }
+
+    /// Rewrites nginx.conf with a new upstream block.
+    pub fn rewrite(&self, upstream: &str) {
+        write_atomically(
+            &self.conf,
+            &fleet_config(self.process.dir.path(), self.addr, upstream),
+        );
+    }
+
+    /// `nginx -s reload` with this config.
+    pub fn reload(&self) {
+        let out = Command::new(&self.binary)
+            .arg("-p")
+            .arg(self.process.dir.path())
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["-s", "reload"])
+            .output()
+            .expect("run nginx -s reload");
+        assert!(
+            out.status.success(),
+            "nginx -s reload: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The worker processes (children of the master), old and new.
+    pub fn workers(&self) -> Vec<u32> {
+        children(self.process.pid())
+    }
+
+    /// Resident memory of the master and every worker, in KiB.
+    pub fn total_rss_kib(&self) -> u64 {
+        std::iter::once(self.process.pid())
+            .chain(self.workers())
+            .filter_map(rss_kib)
+            .sum()
+    }
+}
+
+/// nginx.conf of an [`NginxFleet`]: master and one worker, WebSockets passed through, every
+/// file inside `dir`.
+fn fleet_config(dir: &Path, listen: SocketAddr, upstream: &str) -> String {
+    let dir = dir.display();
+    // As root, workers would switch to `nobody` and could not use the temporary folder.
+    let user = if unsafe { libc::geteuid() } == 0 {
+        "user root;"
+    } else {
+        ""
+    };
+    format!(
+        "daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile 16384;
+{user}
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream u {{ {upstream} }}
+    server {{
+        listen {listen};
+        location / {{
+            proxy_pass http://u;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $http_connection;
+            proxy_read_timeout 3600s;
+        }}
     }}
 }}
 "
