@@ -37,11 +37,13 @@ async fn a_client_that_stalls_mid_body_gets_408_and_its_upstream_connection_is_l
     let backend = Witness::start().await;
     let proxy = proxy_to(&backend, "client_body_timeout 1s;").await;
     let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    // Taken before the bytes go: tether's timer cannot start earlier, so a slow test thread
+    // cannot make the timeout look early.
+    let stalled = Instant::now();
     client
         .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
         .await
         .unwrap();
-    let stalled = Instant::now();
     backend.wait_request(LIMIT, "/upload").await;
     let read = backend
         .wait_for(LIMIT, "tether to let the upstream go", Sighting::body_cut)
@@ -69,10 +71,11 @@ async fn an_h2_stream_whose_body_stalls_is_ended_and_its_upstream_let_go() {
         .unwrap();
     let mut ready = client.clone().ready().await.unwrap();
     let (response, mut upload) = ready.send_request(request, false).unwrap();
+    // Before the data goes (see above).
+    let stalled = Instant::now();
     upload
         .send_data(Bytes::from_static(b"0123456789"), false)
         .unwrap();
-    let stalled = Instant::now();
     let read = backend
         .wait_for(LIMIT, "tether to let the upstream go", Sighting::body_cut)
         .await;
@@ -194,25 +197,33 @@ async fn an_h2_stream_stuck_at_a_closed_window_is_reset_and_the_connection_keeps
 async fn an_h2_connection_that_never_opens_a_stream_is_closed_after_client_header_timeout() {
     let backend = Witness::start().await;
     let proxy = proxy_to(&backend, "client_header_timeout 1s; keepalive_timeout 30s;").await;
+    let connecting = Instant::now();
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     stream.write_all(&h2_frames::opening()).await.unwrap();
     let opened = Instant::now();
     // The preface and an empty SETTINGS frame, then silence: no ACK, no PING answered.
     let received = h2_frames::until_close(&mut stream, false, LIMIT).await;
-    expect_goaway_about_a_second_after(&received, opened, "the connection opened");
+    let timer = (connecting, opened);
+    expect_goaway_about_a_second_after(&received, timer, "the connection opened");
 }
 
-/// The connection got GOAWAY about a second (the configured timeout) after `since`, and was
-/// then closed.
-fn expect_goaway_about_a_second_after(received: &h2_frames::Received, since: Instant, what: &str) {
+/// The connection got GOAWAY about a second (the configured timeout) after `what`, and was
+/// then closed. `what` happened between the two instants of `timer`: the lower bound counts
+/// from the first (tether's timer cannot have started earlier), the upper from the second (it
+/// has surely started by then), so neither depends on how promptly this test was scheduled.
+fn expect_goaway_about_a_second_after(
+    received: &h2_frames::Received,
+    timer: (Instant, Instant),
+    what: &str,
+) {
     let kinds = received.kinds();
     let goaway = received
         .first(|f| f.kind == GOAWAY)
         .unwrap_or_else(|| panic!("no GOAWAY; frames {kinds:?}"));
-    let after = goaway - since;
+    let (at_most, at_least) = (goaway - timer.0, goaway - timer.1);
     assert!(
-        after >= Duration::from_millis(900) && after < Duration::from_secs(3),
-        "GOAWAY {after:?} after {what}, expected ~1 s"
+        at_most >= Duration::from_millis(900) && at_least < Duration::from_secs(3),
+        "GOAWAY {at_least:?} to {at_most:?} after {what}, expected ~1 s"
     );
     assert!(
         received.closed,
@@ -227,13 +238,16 @@ async fn an_h2_connection_idle_after_its_stream_gets_goaway_after_keepalive_time
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     let mut opening = h2_frames::opening();
     opening.extend(h2_frames::get(1, "localhost", "/once"));
+    // The stream cannot end before it is asked for.
+    let asked = Instant::now();
     stream.write_all(&opening).await.unwrap();
     // A polite client: it answers PINGs, so a graceful GOAWAY can complete.
     let received = h2_frames::until_close(&mut stream, true, LIMIT).await;
     let answered = received
         .first(|f| f.stream == 1 && f.flags & END_STREAM != 0 && [DATA, HEADERS].contains(&f.kind))
         .unwrap_or_else(|| panic!("stream 1 was never answered; frames {:?}", received.kinds()));
-    expect_goaway_about_a_second_after(&received, answered, "the last stream ended");
+    let timer = (asked, answered);
+    expect_goaway_about_a_second_after(&received, timer, "the last stream ended");
 }
 
 #[tokio::test]

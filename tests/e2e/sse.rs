@@ -84,6 +84,10 @@ async fn next_text(body: &mut hyper::body::Incoming) -> Result<Option<String>, h
 
 #[tokio::test]
 async fn a_stream_silent_past_proxy_read_timeout_is_cut_about_then() {
+    // tether's idle timer starts once it has passed the first event on: after `asked`, and
+    // before that event reaches us (`silent`). The lower bound counts from the first, the upper
+    // from the second, so neither depends on how promptly this test was scheduled.
+    let asked = Instant::now();
     let stream = stream_under_a_1s_read_timeout(3).await;
     let mut body = stream.response.into_body();
     assert_eq!(
@@ -93,30 +97,31 @@ async fn a_stream_silent_past_proxy_read_timeout_is_cut_about_then() {
     // No more events are released: the upstream stays silent.
     let silent = Instant::now();
     let end = next_text(&mut body).await;
-    let waited = silent.elapsed();
+    let (at_most, at_least) = (asked.elapsed(), silent.elapsed());
     assert!(end.is_err(), "a cut stream must not look complete: {end:?}");
     assert!(
-        waited >= Duration::from_millis(900),
-        "cut early, after {waited:?}"
+        at_most >= Duration::from_millis(900),
+        "cut early, at most {at_most:?} after the first event"
     );
     assert!(
-        waited < Duration::from_secs(3),
-        "cut late, after {waited:?}"
+        at_least < Duration::from_secs(3),
+        "cut late, at least {at_least:?} after the first event"
     );
 }
 
 #[tokio::test]
 async fn a_stream_that_keeps_moving_outlives_its_read_timeout() {
-    let stream = stream_under_a_1s_read_timeout(4).await;
+    let stream = stream_under_a_1s_read_timeout(5).await;
     let mut body = stream.response.into_body();
     let started = Instant::now();
-    for i in 0..4 {
+    for i in 0..5 {
         assert_eq!(
             next_text(&mut body).await.unwrap().unwrap(),
             format!("data: a {i}\n\n")
         );
-        // Well inside the 1 s timeout between reads, 2.1 s in all.
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Half the 1 s timeout between reads (the other half absorbs a slow test thread),
+        // 2.5 s in all.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         stream.backend.release_event();
     }
     assert!(started.elapsed() > Duration::from_secs(2));
