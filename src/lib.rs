@@ -19,7 +19,6 @@ pub mod balance;
 pub mod config;
 pub mod cookie;
 pub mod demo;
-pub mod health;
 pub mod heap;
 pub mod inflight;
 pub mod peer;

@@ -24,8 +24,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigErrors};
-use crate::health::{self, HealthChecks};
 use crate::peer::PeerRegistry;
+use crate::proxy::health::{self, HealthChecks};
 use crate::snapshot::Snapshot;
 
 /// What every connection shares: the live snapshot (one atomic pointer, swapped whole on
