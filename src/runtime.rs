@@ -10,8 +10,6 @@
 
 mod listeners;
 
-pub use listeners::ListenerHandle;
-
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -26,7 +24,7 @@ use crate::peer::PeerRegistry;
 use crate::proxy::health::{self, HealthChecks};
 use crate::server::{self, Ceiling, Lifecycle, blocking};
 use crate::snapshot::Snapshot;
-use listeners::Listeners;
+use listeners::{ListenerHandle, Listeners};
 
 /// The state a running tether keeps across config changes.
 pub struct Shared {
@@ -132,10 +130,7 @@ impl Tether {
             lifecycle: Lifecycle::default(),
             applying: tokio::sync::Mutex::new(()),
         };
-        let handles: Vec<_> = bound
-            .into_iter()
-            .map(|(listen, listener)| (listen, tether.serve(listen, listener)))
-            .collect();
+        let handles = tether.serve_all(bound);
         tether.lock().listeners.extend(handles);
         Ok(tether)
     }
@@ -159,10 +154,7 @@ impl Tether {
         let health = health::spawn(&new);
         self.shared.snapshot.store(new.clone());
 
-        let handles: Vec<_> = added
-            .into_iter()
-            .map(|(listen, listener)| (listen, self.serve(listen, listener)))
-            .collect();
+        let handles = self.serve_all(added);
         let listeners_added = handles.iter().map(|(addr, _)| *addr).collect();
         let mut live = self.lock();
         // The old snapshot's probes stop here; the peers keep what they found.
@@ -179,6 +171,17 @@ impl Tether {
             listeners_removed,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Starts accepting on each listener.
+    fn serve_all(
+        &self,
+        bound: Vec<(SocketAddr, TcpListener)>,
+    ) -> Vec<(SocketAddr, ListenerHandle)> {
+        bound
+            .into_iter()
+            .map(|(listen, listener)| (listen, self.serve(listen, listener)))
+            .collect()
     }
 
     fn serve(&self, listen: SocketAddr, listener: TcpListener) -> ListenerHandle {
