@@ -10,22 +10,26 @@
 //!    ──> route(path) ──> return | forward(group.pick) ──> stream / tunnel back
 //! ```
 //!
+//! `runtime::Tether` holds the pointer and changes it: start, apply (build -> bind the new
+//! listeners -> swap -> reconcile listeners, restart `proxy::health` probes), stop. `reload`
+//! calls `apply` when the config's files change or SIGHUP comes.
+//!
 //! Layering: `config` <- `route`; `peer` <- `balance` <- `upstream`;
-//! {`config`, `route`, `upstream`, `vars`} <- `snapshot` <- `proxy` <- `server` <- `main`.
-//! Below `proxy`, only `peer` names a hyper type (its idle connection pool, which must live
-//! and die with the peer); nothing below `server` binds a socket.
+//! {`config`, `route`, `upstream`, `vars`} <- `snapshot` <- `proxy` <- `server` <- `runtime`
+//! <- `reload` <- `main`. Below `proxy`, only `peer` names a hyper type (its idle connection
+//! pool, which must live and die with the peer); nothing below `server` binds a socket.
 
 pub mod balance;
 pub mod config;
 pub mod cookie;
 pub mod demo;
-pub mod health;
 pub mod heap;
 pub mod inflight;
 pub mod peer;
 pub mod proxy;
 pub mod reload;
 pub mod route;
+pub mod runtime;
 pub mod server;
 pub mod snapshot;
 pub mod upstream;

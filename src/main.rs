@@ -11,7 +11,8 @@ use tether::config::{self, Config, WorkerProcesses};
 use tether::heap;
 use tether::peer::PeerRegistry;
 use tether::reload;
-use tether::server::{Tether, blocking};
+use tether::runtime::Tether;
+use tether::server::blocking;
 use tether::snapshot::Snapshot;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 

@@ -10,18 +10,23 @@
 //! about HTTP.
 //!
 //! Passive health (nginx's `max_fails` / `fail_timeout` bookkeeping) is in `passive.rs`; the
-//! group decides when to consult it, and that the only server of a group never is.
+//! group decides when to consult it, and that the only server of a group never is. Active
+//! health (the verdict of `health_check` probes and the run of results behind it) is in
+//! `active.rs`, kept here so that a reload, which restarts the probing, keeps the run.
 
+mod active;
 mod passive;
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use crate::proxy::pool::Pool;
+use active::ActiveHealth;
+pub use active::{CheckPolicy, CheckState};
 use passive::PassiveHealth;
 
 /// A server's identity: the group it belongs to and its address as written.
@@ -61,22 +66,8 @@ pub struct PeerState {
     passive: PassiveHealth,
     /// When the server last became usable again after being down, for `slow_start`.
     recovered_ms: AtomicU64,
-    /// Verdict of active health checks.
-    checked: AtomicU8,
-}
-
-/// What active health checks last said about a server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CheckState {
-    /// No check has run (or none is configured).
-    Unknown,
-    /// The last checks passed.
-    Up,
-    /// The last checks failed.
-    Down,
-    /// Added by a reload to a group with active checks: takes no traffic until its first
-    /// check passes (the "staging period" of Azure SignalR's dynamic scaling).
-    Pending,
+    /// Active health checks: their verdict and the run of results behind it.
+    checks: ActiveHealth,
 }
 
 /// Passive-health thresholds of a server (its `max_fails=` and `fail_timeout=`).
@@ -203,28 +194,26 @@ impl PeerState {
 
     /// What active checks last said.
     pub fn check_state(&self) -> CheckState {
-        match self.checked.load(Ordering::Relaxed) {
-            1 => CheckState::Up,
-            2 => CheckState::Down,
-            3 => CheckState::Pending,
-            _ => CheckState::Unknown,
-        }
+        self.checks.verdict()
     }
 
     /// Records the verdict of active checks.
     pub fn set_check_state(&self, state: CheckState) {
-        let value = match state {
-            CheckState::Unknown => 0,
-            CheckState::Up => 1,
-            CheckState::Down => 2,
-            CheckState::Pending => 3,
-        };
-        let before = self.checked.swap(value, Ordering::Relaxed);
+        let before = self.checks.set_verdict(state);
         // Coming up from down or from staging starts the slow-start ramp.
-        if value == 1 && (before == 2 || before == 3) {
+        if state == CheckState::Up && matches!(before, CheckState::Down | CheckState::Pending) {
             self.recovered_ms.store(now_ms(), Ordering::Relaxed);
             self.passive.reset();
         }
+    }
+
+    /// Records one active check's result. The run of results is the server's, not the
+    /// probing task's, so it carries across reloads. Returns the new verdict when this result
+    /// changed it.
+    pub fn record_check(&self, passed: bool, policy: CheckPolicy) -> Option<CheckState> {
+        let verdict = self.checks.record(passed, policy)?;
+        self.set_check_state(verdict);
+        Some(verdict)
     }
 
     /// Milliseconds since the server last came back from being down (None if it never was).

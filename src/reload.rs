@@ -27,7 +27,8 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, Config};
-use crate::server::{Applied, StartError, Tether, blocking};
+use crate::runtime::{Applied, StartError, Tether};
+use crate::server::blocking;
 use debounce::{DEBOUNCE, Trigger};
 use folders::FileWatch;
 use sources::{Fingerprint, Sources};

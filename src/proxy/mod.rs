@@ -9,6 +9,7 @@ pub mod connect;
 pub mod error;
 pub mod forward;
 pub mod headers;
+pub mod health;
 pub mod pool;
 pub mod tunnel;
 pub mod upgrade;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::timeout;
@@ -13,11 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::inflight::{Inflight, Token};
 use crate::proxy::{ConnInfo, TunnelControl};
-use crate::server::Shared;
 use crate::server::ceiling::{Admission, Ceiling};
 use crate::server::h2;
 use crate::server::http1;
 use crate::server::sniff::{self, Opening};
+use crate::snapshot::Snapshot;
 
 /// The signals and counts a stop works with (connections themselves are told through the
 /// ceiling's table).
@@ -46,7 +47,7 @@ impl Default for Lifecycle {
 pub async fn accept_loop(
     listener: TcpListener,
     listen: SocketAddr,
-    shared: Arc<Shared>,
+    live: Arc<ArcSwap<Snapshot>>,
     ceiling: Arc<Ceiling>,
     lifecycle: Lifecycle,
     mut retired: watch::Receiver<bool>,
@@ -83,7 +84,7 @@ pub async fn accept_loop(
                 let task = tokio::spawn(serve_connection(
                     stream,
                     conn,
-                    shared.clone(),
+                    live.clone(),
                     admission,
                     token,
                 ));
@@ -109,13 +110,13 @@ pub async fn accept_loop(
 async fn serve_connection(
     stream: TcpStream,
     conn: ConnInfo,
-    shared: Arc<Shared>,
+    live: Arc<ArcSwap<Snapshot>>,
     admission: Admission,
     _token: Token,
 ) {
     // Small writes (SSE events, WebSocket frames, response heads) must leave at once.
     let _ = stream.set_nodelay(true);
-    let header_timeout = shared.snapshot.load().client.header_timeout;
+    let header_timeout = live.load().client.header_timeout;
     let slot = &*admission.slot;
     // Nothing is in hand before the first byte: retiring the listener, or the ceiling
     // shedding this connection, closes it at once too.
@@ -133,7 +134,7 @@ async fn serve_connection(
     };
     let conn = Arc::new(conn);
     match opening {
-        Opening::Http2 => h2::serve(stream, conn, shared, slot).await,
-        Opening::Http1 => http1::serve(stream, conn, shared, slot).await,
+        Opening::Http2 => h2::serve(stream, conn, live, slot).await,
+        Opening::Http1 => http1::serve(stream, conn, live, slot).await,
     }
 }

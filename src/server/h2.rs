@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::Request;
 use http_body::{Body, Frame, SizeHint};
@@ -33,24 +34,29 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep, sleep_until};
 
-use super::Shared;
 use super::ceiling::ConnSlot;
 use crate::proxy::body::BodyError;
 use crate::proxy::{self, ClientBody, ConnInfo, ResponseBody};
+use crate::snapshot::Snapshot;
 
 /// How long a connection that was sent GOAWAY and has no stream left may take to close.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one HTTP/2 connection until the client or the limits end it.
-pub async fn serve(stream: TcpStream, info: Arc<ConnInfo>, shared: Arc<Shared>, slot: &ConnSlot) {
-    let settings = shared.snapshot.load().client;
+pub async fn serve(
+    stream: TcpStream,
+    info: Arc<ConnInfo>,
+    live: Arc<ArcSwap<Snapshot>>,
+    slot: &ConnSlot,
+) {
+    let settings = live.load().client;
     let streams = Arc::new(Streams::default());
     let service = {
         let streams = streams.clone();
         service_fn(move |request: Request<Incoming>| {
             let open = streams.open();
             let request = request.map(ClientBody::http2);
-            let response = proxy::serve(request, None, info.clone(), shared.snapshot.load_full());
+            let response = proxy::serve(request, None, info.clone(), live.load_full());
             async move {
                 let response = response.await;
                 let progress = SendProgress::of_this_stream();

@@ -1,12 +1,24 @@
 //! Health, seen from outside: active checks mark a server down and up again with no user
-//! traffic at all, and probe backups and `down` servers too; the live counters of each server
-//! add up to exactly what was sent.
+//! traffic at all, probe backups and `down` servers too, and a reload does not reset a server's
+//! run of passes; the live counters of each server add up to exactly what was sent.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tether::peer::CheckState;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::harness::proxy::upstream_up;
 use crate::harness::session::{Gate, cookie_value, eventually, get_with_cookie, peer};
@@ -268,4 +280,138 @@ async fn live_counters_add_up_to_what_was_sent() {
         })
         .await;
     }
+}
+
+/// What a [`ScriptedHealth`] answers health probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Script {
+    /// 503 at once.
+    Failing,
+    /// Probes are numbered from 1 as they arrive; probe N is answered 200 once `N <= allowed`
+    /// and waits until then.
+    Passing { allowed: usize },
+}
+
+/// A backend whose health the test scripts probe by probe (`GET /health`); any other request
+/// is answered 200 at once.
+struct ScriptedHealth {
+    addr: SocketAddr,
+    script: watch::Sender<Script>,
+    numbered: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl ScriptedHealth {
+    async fn start() -> ScriptedHealth {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (script, scripted) = watch::channel(Script::Failing);
+        let numbered = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let numbered = numbered.clone();
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (numbered, scripted) = (numbered.clone(), scripted.clone());
+                    let service = service_fn(move |request: http::Request<_>| {
+                        let (numbered, mut scripted) = (numbered.clone(), scripted.clone());
+                        async move {
+                            let status = if request.uri().path() != "/health" {
+                                StatusCode::OK
+                            } else if *scripted.borrow() == Script::Failing {
+                                StatusCode::SERVICE_UNAVAILABLE
+                            } else {
+                                let n = numbered.fetch_add(1, Ordering::SeqCst) + 1;
+                                let _ = scripted
+                                    .wait_for(|s| matches!(s, Script::Passing { allowed } if *allowed >= n))
+                                    .await;
+                                StatusCode::OK
+                            };
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::new()))
+                                    .expect("a valid response"),
+                            )
+                        }
+                    });
+                    tokio::spawn(
+                        auto::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), service)
+                            .into_owned(),
+                    );
+                }
+            }
+        });
+        ScriptedHealth {
+            addr,
+            script,
+            numbered,
+            task,
+        }
+    }
+
+    /// Lets passing probes 1..=`allowed` be answered.
+    fn allow_passes(&self, allowed: usize) {
+        self.script.send_replace(Script::Passing { allowed });
+    }
+
+    /// Probes numbered so far (answered or waiting).
+    fn numbered(&self) -> usize {
+        self.numbered.load(Ordering::SeqCst)
+    }
+
+    /// Waits until probe `n` has arrived.
+    async fn probe_arrives(&self, n: usize) {
+        eventually(
+            Duration::from_secs(5),
+            &format!("passing probe {n}"),
+            || {
+                let arrived = self.numbered() >= n;
+                async move { arrived }
+            },
+        )
+        .await;
+    }
+}
+
+impl Drop for ScriptedHealth {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_reload_keeps_a_servers_run_of_passing_checks() {
+    let a = Backend::start("a").await;
+    let s = ScriptedHealth::start().await;
+    // A server that is down comes back after three passing probes in a row. A probe may take
+    // up to 30 s, so one the backend holds is neither a pass nor a fail until it answers.
+    let conf = upstream_up(
+        "server {a}; server {s};",
+        "health_check interval=100ms fails=1 passes=3 timeout=30s uri=/health;",
+    );
+    let names = [("a", a.addr), ("s", s.addr)];
+    let proxy = Proxy::start(&conf, &names).await;
+    check_state_becomes(&proxy, s.addr, CheckState::Down).await;
+
+    // Two passes; the third probe arrives and is held.
+    s.allow_passes(2);
+    s.probe_arrives(3).await;
+    let peer_s = peer(&proxy, "up", s.addr);
+    assert_eq!(
+        peer_s.state.check_state(),
+        CheckState::Down,
+        "two passes of three"
+    );
+
+    // A reload while probe 3 hangs: the checks start over, probing at once (probe 4).
+    proxy.apply(&conf, &names).await.expect("reload");
+    s.probe_arrives(4).await;
+    assert!(
+        Arc::ptr_eq(&peer_s, &peer(&proxy, "up", s.addr)),
+        "the same peer"
+    );
+    // Probe 4 passing is the third pass in a row: s is up, though probe 5 will hang.
+    s.allow_passes(4);
+    check_state_becomes(&proxy, s.addr, CheckState::Up).await;
 }

@@ -184,7 +184,7 @@ async fn a_reload_that_removes_their_server_cuts_nothing_in_flight() {
 struct Open {
     a: Backend,
     proxy: Proxy,
-    tether: std::sync::Arc<tether::server::Tether>,
+    tether: std::sync::Arc<tether::runtime::Tether>,
     ws: Ws,
     idle: Connection,
 }

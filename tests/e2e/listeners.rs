@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tether::server::StartError;
+use tether::runtime::StartError;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::harness::client::Connection;

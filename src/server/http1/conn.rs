@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
@@ -28,7 +29,6 @@ use super::write::{BodyFraming, HeadPlan, Outbox, framing_for};
 use crate::proxy::body::client::{ClientBody, FeedSender};
 use crate::proxy::upgrade::{ClientUpgrade, UpgradeSender, Upgraded};
 use crate::proxy::{self, ConnInfo, ResponseBody};
-use crate::server::Shared;
 use crate::server::ceiling::ConnSlot;
 use crate::snapshot::{ClientSettings, Snapshot};
 
@@ -90,7 +90,12 @@ struct Connection<'a> {
 /// Serves `stream` (whose first bytes are known to be HTTP/1) until the client closes, a limit
 /// or timeout ends it, it is shed or retired, or a tunnel takes it over. A fast stop aborts the
 /// task.
-pub async fn serve(stream: TcpStream, info: Arc<ConnInfo>, shared: Arc<Shared>, slot: &ConnSlot) {
+pub async fn serve(
+    stream: TcpStream,
+    info: Arc<ConnInfo>,
+    live: Arc<ArcSwap<Snapshot>>,
+    slot: &ConnSlot,
+) {
     let mut connection = Connection {
         stream,
         read_buf: BytesMut::with_capacity(READ_CHUNK),
@@ -99,7 +104,7 @@ pub async fn serve(stream: TcpStream, info: Arc<ConnInfo>, shared: Arc<Shared>, 
         slot,
         spare_headers: HeaderMap::new(),
     };
-    let header_timeout = shared.snapshot.load().client.header_timeout;
+    let header_timeout = live.load().client.header_timeout;
     let due = Instant::now() + header_timeout;
     let mut timer = IdleTimer {
         sleep: pin!(tokio::time::sleep_until(due)),
@@ -109,7 +114,7 @@ pub async fn serve(stream: TcpStream, info: Arc<ConnInfo>, shared: Arc<Shared>, 
     let next = loop {
         // The config in force when the request arrives answers it: a reload applies to a
         // keep-alive connection from its next request.
-        let settings = shared.snapshot.load().client;
+        let settings = live.load().client;
         if !first {
             slot.idle();
         }
@@ -123,7 +128,7 @@ pub async fn serve(stream: TcpStream, info: Arc<ConnInfo>, shared: Arc<Shared>, 
         };
         first = false;
         slot.busy();
-        let snapshot = shared.snapshot.load_full();
+        let snapshot = live.load_full();
         match connection.exchange(head, snapshot).await {
             Next::KeepAlive => {}
             next => break next,

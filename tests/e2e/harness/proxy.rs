@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tether::server::{Applied, Tether};
+use tether::runtime::{Applied, Tether};
 use tokio::net::TcpListener;
 
 use super::edit::Watching;
@@ -101,10 +101,10 @@ impl Proxy {
         &self,
         conf: &str,
         backends: &[(&str, SocketAddr)],
-    ) -> Result<Applied, tether::server::StartError> {
+    ) -> Result<Applied, tether::runtime::StartError> {
         let text = fill(conf, self.addr, backends);
         let config = tether::config::load_str(Path::new("test.conf"), &text, Path::new("."))
-            .map_err(tether::server::StartError::Config)?;
+            .map_err(tether::runtime::StartError::Config)?;
         self.tether().apply(&config).await
     }
 

@@ -1,0 +1,287 @@
+//! The running tether: the config in force and the one way to change it. [`Tether::start`]
+//! builds the first snapshot and binds its listeners; [`Tether::apply`] takes a new config
+//! through build -> bind the listen addresses it adds -> swap the snapshot -> reconcile the
+//! listeners and restart the health checks, all or nothing; [`Tether::shutdown`] and
+//! [`Tether::stop`] end it.
+//!
+//! Sockets (bind, accept, sniffing, the connection ceiling) are `server`'s and health probes
+//! `proxy::health`'s: this module decides when they start and stop. It imports what lies
+//! below it — config, snapshot, peer, proxy, server — and never `reload` or `main`.
+
+mod listeners;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{Config, ConfigErrors};
+use crate::peer::PeerRegistry;
+use crate::proxy::health::{self, HealthChecks};
+use crate::server::{self, Ceiling, Lifecycle, blocking};
+use crate::snapshot::Snapshot;
+use listeners::{ListenerHandle, Listeners};
+
+/// The state a running tether keeps across config changes.
+pub struct Shared {
+    /// The config in force: one pointer, swapped whole on reload. Every connection holds it
+    /// and loads the snapshot once per request.
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Live per-server state, which outlives snapshots (each build looks its peers up here).
+    pub registry: Arc<PeerRegistry>,
+}
+
+/// Why a config could not be started or applied.
+#[derive(Debug)]
+pub enum StartError {
+    /// The config is invalid (file:line:col for each problem).
+    Config(ConfigErrors),
+    /// A listen address could not be bound.
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        error: io::Error,
+    },
+    /// Building the snapshot panicked (a bug; the message says where).
+    Panicked(blocking::Panic),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(errors) => errors.fmt(f),
+            StartError::Bind { addr, error } => write!(f, "bind() to {addr} failed ({error})"),
+            StartError::Panicked(panic) => write!(f, "building the configuration {panic}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running tether: its listeners, its shared state, and what is in flight.
+pub struct Tether {
+    shared: Shared,
+    live: Mutex<Live>,
+    ceiling: Arc<Ceiling>,
+    lifecycle: Lifecycle,
+    /// Serialises config changes: one reload at a time.
+    applying: tokio::sync::Mutex<()>,
+}
+
+/// What a config change replaces: the listeners, and the health checks of the snapshot in
+/// force.
+struct Live {
+    listeners: Listeners,
+    _health: HealthChecks,
+}
+
+/// A config change that took effect.
+pub struct Applied {
+    /// The snapshot replaced.
+    pub old: Arc<Snapshot>,
+    /// The snapshot now in force.
+    pub new: Arc<Snapshot>,
+    /// Listen addresses bound by this change.
+    pub listeners_added: Vec<SocketAddr>,
+    /// Listen addresses that stopped accepting.
+    pub listeners_removed: Vec<SocketAddr>,
+    /// From the start of building to the swap.
+    pub elapsed: Duration,
+}
+
+impl Tether {
+    /// Builds the snapshot and binds every `listen` address of `config`.
+    pub async fn start(config: &Config) -> Result<Tether, StartError> {
+        Tether::start_with_listeners(config, Vec::new()).await
+    }
+
+    /// Like [`Tether::start`], but serves on listeners the caller bound already — keyed by the
+    /// `listen` address the config names (tests bind 127.0.0.1:0 and write the port they got).
+    /// Config addresses without a listener here are bound as usual.
+    pub async fn start_with_listeners(
+        config: &Config,
+        prebound: Vec<(SocketAddr, TcpListener)>,
+    ) -> Result<Tether, StartError> {
+        let registry = Arc::new(PeerRegistry::default());
+        let snapshot = build(config, registry.clone(), 1).await?;
+        let wanted: Vec<SocketAddr> = snapshot.listen_addrs().collect();
+        let bound = Listeners::default().bind_new(&wanted, prebound)?;
+        let ceiling = Ceiling::from_config(config);
+        tracing::info!(
+            limit = ceiling.limit(),
+            "client connections capped (worker_connections, else the open-file limit)"
+        );
+        let health = health::spawn(&snapshot);
+        let tether = Tether {
+            shared: Shared {
+                snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+                registry,
+            },
+            live: Mutex::new(Live {
+                listeners: Listeners::default(),
+                _health: health,
+            }),
+            ceiling,
+            lifecycle: Lifecycle::default(),
+            applying: tokio::sync::Mutex::new(()),
+        };
+        let handles = tether.serve_all(bound);
+        tether.lock().listeners.extend(handles);
+        Ok(tether)
+    }
+
+    /// Applies a new config: builds and validates a complete snapshot, binds the listen
+    /// addresses it adds, and only then swaps the snapshot, stops accepting on the addresses it
+    /// drops (their open connections finish) and restarts health checks. Any failure leaves
+    /// the running config untouched. Peers that stay keep their state — counters, health,
+    /// the run of check results — and requests, tunnels and streams already running finish
+    /// where they are.
+    pub async fn apply(&self, config: &Config) -> Result<Applied, StartError> {
+        let _one_at_a_time = self.applying.lock().await;
+        let started = Instant::now();
+        let old = self.shared.snapshot.load_full();
+        let snapshot = build(config, self.shared.registry.clone(), old.generation + 1).await?;
+        let wanted: Vec<SocketAddr> = snapshot.listen_addrs().collect();
+        // Bound before anything changes: a port in use fails the reload, not the service.
+        let added = self.lock().listeners.bind_new(&wanted, Vec::new())?;
+
+        let new = Arc::new(snapshot);
+        let health = health::spawn(&new);
+        self.shared.snapshot.store(new.clone());
+
+        let handles = self.serve_all(added);
+        let listeners_added = handles.iter().map(|(addr, _)| *addr).collect();
+        let mut live = self.lock();
+        // The old snapshot's probes stop here; the peers keep what they found.
+        live._health = health;
+        live.listeners.extend(handles);
+        let listeners_removed = live.listeners.retire_unwanted(&wanted);
+        for addr in &listeners_removed {
+            self.ceiling.retire(Some(*addr));
+        }
+        Ok(Applied {
+            old,
+            new,
+            listeners_added,
+            listeners_removed,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Starts accepting on each listener.
+    fn serve_all(
+        &self,
+        bound: Vec<(SocketAddr, TcpListener)>,
+    ) -> Vec<(SocketAddr, ListenerHandle)> {
+        bound
+            .into_iter()
+            .map(|(listen, listener)| (listen, self.serve(listen, listener)))
+            .collect()
+    }
+
+    fn serve(&self, listen: SocketAddr, listener: TcpListener) -> ListenerHandle {
+        let local = listener.local_addr().unwrap_or(listen);
+        tracing::info!(%listen, %local, "listening");
+        let (retire, retired) = watch::channel(false);
+        let task = tokio::spawn(server::accept_loop(
+            listener,
+            listen,
+            self.shared.snapshot.clone(),
+            self.ceiling.clone(),
+            self.lifecycle.clone(),
+            retired,
+        ));
+        ListenerHandle {
+            local,
+            retire,
+            task,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Live> {
+        // Held only for table updates that cannot panic halfway.
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The address actually bound for a `listen` address (differs when the port was 0).
+    pub fn local_addr(&self, listen: SocketAddr) -> Option<SocketAddr> {
+        self.lock().listeners.local(listen)
+    }
+
+    /// Every bound address.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.lock().listeners.locals()
+    }
+
+    /// The shared state (snapshot pointer, peer registry).
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Open client connections right now.
+    pub fn open_connections(&self) -> usize {
+        self.lifecycle.connections.count()
+    }
+
+    /// Open tunnels (WebSockets and other upgrades) right now.
+    pub fn open_tunnels(&self) -> usize {
+        self.lifecycle.tunnels.count()
+    }
+
+    /// Graceful stop (SIGQUIT): stop accepting, let open requests finish for up to `timeout`,
+    /// then close tunnels — WebSockets with a close frame (1001, going away) — and whatever
+    /// is left.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let _retired = self.lock().listeners.retire_all();
+        self.ceiling.retire(None);
+        let connections = self.lifecycle.connections.clone();
+        if tokio::time::timeout_at(deadline, connections.idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = connections.count(),
+                "shutdown_timeout reached with requests still open"
+            );
+        }
+        self.lifecycle.close_tunnels.cancel();
+        // Close frames need a moment to reach both sides.
+        let tunnels = self.lifecycle.tunnels.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(2), tunnels.idle()).await;
+        self.stop().await;
+    }
+
+    /// Fast stop (SIGTERM): stops accepting and closes every connection now.
+    pub async fn stop(&self) {
+        self.ceiling.abort_all();
+        self.lifecycle.close_tunnels.cancel();
+        let listeners = self.lock().listeners.retire_all();
+        for listener in listeners {
+            let _ = listener.task.await;
+        }
+    }
+}
+
+/// Builds a snapshot off the async threads (it may resolve host names, which blocks), with
+/// peers from `registry`. A panic in the build is a [`StartError::Panicked`], never a crash;
+/// the registry is untouched by a failed build but for peers nothing holds, which the next
+/// build forgets.
+async fn build(
+    config: &Config,
+    registry: Arc<PeerRegistry>,
+    generation: u64,
+) -> Result<Snapshot, StartError> {
+    let config = config.clone();
+    blocking::run(move || Snapshot::build(&config, &registry, generation))
+        .await
+        .map_err(StartError::Panicked)?
+        .map_err(StartError::Config)
+}
