@@ -17,7 +17,7 @@ use tokio::time::{MissedTickBehavior, interval, timeout};
 
 use crate::config::HealthCheck;
 use crate::peer::{CheckPolicy, CheckState, Peer};
-use crate::proxy::body::RequestBody;
+use crate::proxy::body::request::RequestBody;
 use crate::proxy::connect::connect;
 use crate::snapshot::Snapshot;
 
