@@ -94,17 +94,30 @@ pub fn render_request_headers(
     Rendered { templates }
 }
 
+/// One `add_header`, rendered for a response.
+pub struct AddedHeader {
+    /// Header name.
+    pub name: HeaderName,
+    /// Its value, rendered against the request.
+    pub value: HeaderValue,
+    /// `always`: added whatever the status, not only to 2xx/3xx.
+    pub always: bool,
+}
+
 /// Renders `add_header` values for the response (evaluated against the request, as nginx).
 pub fn render_response_headers(
     adds: &[AddHeader],
     vars: &Vars,
     req: &RequestInfo,
     scratch: &mut String,
-) -> Vec<(HeaderName, HeaderValue, bool)> {
+) -> Vec<AddedHeader> {
     adds.iter()
         .filter_map(|add| {
-            let value = render(&add.value, vars, req, scratch)?;
-            Some((add.name.clone(), value, add.always))
+            Some(AddedHeader {
+                name: add.name.clone(),
+                value: render(&add.value, vars, req, scratch)?,
+                always: add.always,
+            })
         })
         .collect()
 }
@@ -251,6 +264,26 @@ mod tests {
         HeaderPlan {
             set: vec![],
             sets_host: false,
+        }
+    }
+
+    #[test]
+    fn the_stripped_list_and_its_index_agree() {
+        // Each index is a bit of a u16 mask, and the hop-by-hop ones come first.
+        assert!(STRIPPED.len() <= 16);
+        assert!(HOP_BY_HOP <= STRIPPED.len());
+        for (index, name) in STRIPPED.iter().enumerate() {
+            assert_eq!(stripped_index(name), Some(index), "{name}");
+        }
+        // Names near the listed ones are not taken for them.
+        for name in [
+            "host",
+            "x-accel-foo",
+            "upgrade-insecure-requests",
+            "trailers",
+        ] {
+            let name = HeaderName::from_static(name);
+            assert_eq!(stripped_index(&name), None, "{name}");
         }
     }
 

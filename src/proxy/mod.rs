@@ -261,7 +261,7 @@ struct Exchange<'a> {
     /// The client's side of an upgrade it asked for.
     client_upgrade: Option<ClientUpgrade>,
     /// `add_header` values, rendered against the request.
-    added: Option<Vec<(http::HeaderName, HeaderValue, bool)>>,
+    added: Option<Vec<headers::AddedHeader>>,
     /// False when the upstream was asked to close the connection after this response.
     reusable: bool,
 }
@@ -388,15 +388,15 @@ fn answer_return(
 fn add_response_headers(
     headers: &mut http::HeaderMap,
     status: StatusCode,
-    added: Vec<(http::HeaderName, HeaderValue, bool)>,
+    added: Vec<headers::AddedHeader>,
 ) {
     let eligible = matches!(
         status.as_u16(),
         200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
     );
-    for (name, value, always) in added {
-        if eligible || always {
-            headers.append(name, value);
+    for header in added {
+        if eligible || header.always {
+            headers.append(header.name, header.value);
         }
     }
 }
