@@ -13,7 +13,7 @@ use http::HeaderMap;
 use http::header::COOKIE;
 use tether::balance::sticky::{StickyKey, StickyTable};
 use tether::config::{CookieExpiry, SameSite, Span, StickyCookie};
-use tether::cookie::CookieIssuer;
+use tether::upstream::cookie::CookieIssuer;
 
 /// Servers in the group.
 const SERVERS: usize = 1_000;

@@ -7,7 +7,7 @@
 //!                                  │  one ArcSwap pointer, swapped whole
 //!                                  ▼
 //! server (accept, ceiling, own HTTP/1, hyper HTTP/2) ──> proxy::serve ──> snapshot.server(listen, host)
-//!    ──> route(path) ──> return | forward(group.pick) ──> stream / tunnel back
+//!    ──> route(path) ──> return | group.choose ──> forward ──> stream / tunnel back
 //! ```
 //!
 //! `runtime::Tether` holds the pointer and changes it: start, apply (build -> bind the new
@@ -21,7 +21,6 @@
 
 pub mod balance;
 pub mod config;
-pub mod cookie;
 pub mod demo;
 pub mod heap;
 pub mod inflight;

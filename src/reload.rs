@@ -193,13 +193,11 @@ impl fmt::Display for Changes<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (old, new) = (&self.0.old, &self.0.new);
         let mut parts = Vec::new();
-        for upstream in new.upstreams() {
-            let group = &upstream.group;
+        for group in new.upstreams() {
             let Some(before) = old.upstream(&group.name) else {
                 parts.push(format!("upstream {} added", group.name));
                 continue;
             };
-            let before = &before.group;
             let find = |members: &[crate::upstream::Member], address: &str| {
                 members
                     .iter()
@@ -221,9 +219,9 @@ impl fmt::Display for Changes<'_> {
                 }
             }
         }
-        for upstream in old.upstreams() {
-            if new.upstream(&upstream.group.name).is_none() {
-                parts.push(format!("upstream {} removed", upstream.group.name));
+        for group in old.upstreams() {
+            if new.upstream(&group.name).is_none() {
+                parts.push(format!("upstream {} removed", group.name));
             }
         }
         parts.extend(

@@ -1,12 +1,11 @@
-//! Sending one request to an upstream group: pick a server, reuse or open a connection, send,
-//! wait for the response head within the timeouts, and move on to the next server when that is
-//! safe (`proxy_next_upstream`).
+//! Sending one request to the server the group chose: reuse or open a connection, send, wait
+//! for the response head within the timeouts, and ask the group for the next server when moving
+//! on is safe (`proxy_next_upstream`).
 //!
 //! "Safe" means nothing reached the upstream (connect failed, or hyper handed the request back
 //! unsent), or the request is idempotent and has no body, so it can be sent again whole.
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use http::{Request, Response};
 use http_body::Body as _;
@@ -14,7 +13,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::config::ProxySettings;
-use crate::peer::{ActiveGuard, Peer};
+use crate::peer::ActiveGuard;
 use crate::proxy::body::BodyError;
 use crate::proxy::body::client::ClientBodyError;
 use crate::proxy::body::request::{RequestBody, SendProgress};
@@ -22,10 +21,10 @@ use crate::proxy::connect::{ConnectError, connect};
 use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
 use crate::proxy::headers::is_idempotent;
 use crate::proxy::pool::Sender;
-use crate::upstream::{Group, NoPeer, PickCtx, Tried};
+use crate::upstream::{Affinity, Choice, Group, NoPeer, SetCookie, Tried};
 
 /// A response head from an upstream, with what is needed to finish the exchange.
-pub struct Answer {
+pub struct Answer<'g> {
     /// The response (body still streaming).
     pub response: Response<Incoming>,
     /// Counts the exchange on the server that answered, from the moment it was chosen until
@@ -33,21 +32,30 @@ pub struct Answer {
     pub guard: ActiveGuard,
     /// The connection, to return to the pool once the body is read.
     pub sender: Sender,
-    /// The group member that answered.
-    pub member: usize,
-    /// True when a sticky cookie or route chose it.
-    pub by_sticky: bool,
+    /// The sticky cookie the response carries, as the choice of the server that answered said.
+    pub set_cookie: Option<SetCookie<'g>>,
 }
 
-/// Sends `request` to `group`, retrying on other servers as `settings` allow. `ctx` carries
-/// what the request offers to the choice (hash key, sticky value).
-pub async fn forward(
-    group: &Group,
-    ctx: &PickCtx<'_>,
+/// No server to choose: 502 when every one is out, 503 when the healthy ones are full.
+impl From<NoPeer> for ProxyError {
+    fn from(no_peer: NoPeer) -> ProxyError {
+        match no_peer {
+            NoPeer::AllBusy => ProxyError::AllBusy,
+            NoPeer::AllDown => ProxyError::NoLiveUpstream,
+        }
+    }
+}
+
+/// Sends `request` to `first`, the server `group` chose for it, then — as `settings` allow —
+/// to the next ones the group chooses for the same `affinity`.
+pub async fn forward<'g>(
+    group: &'g Group,
+    affinity: &Affinity,
+    first: Choice<'g>,
     request: Request<RequestBody>,
     settings: &ProxySettings,
     progress: Option<&SendProgress>,
-) -> Result<Answer, ProxyError> {
+) -> Result<Answer<'g>, ProxyError> {
     // A bodyless idempotent request can be replayed after it was sent; keep its head only when
     // a retry is possible at all, so the common case copies nothing.
     let replay = (group.len() > 1
@@ -59,25 +67,18 @@ pub async fn forward(
         n => n as usize,
     };
     let mut tried = Tried::default();
+    let mut choice = first;
     // The request waits here until an attempt sends it; one that never left comes back.
     let mut unsent = Some(request);
     loop {
         if unsent.is_none() {
             unsent = replay.as_ref().map(rebuild);
         }
-        let pick = match group.pick(ctx, &tried) {
-            Ok(pick) => pick,
-            Err(NoPeer::AllBusy) => return Err(ProxyError::AllBusy),
-            Err(NoPeer::AllDown) => return Err(ProxyError::NoLiveUpstream),
-        };
-        let peer = pick.peer;
-        let error = match attempt(peer, group, &mut unsent, settings, progress).await {
-            Ok(mut answer) => {
+        let error = match attempt(&choice, group, &mut unsent, settings, progress).await {
+            Ok(answer) => {
                 let status = answer.response.status().as_u16();
                 if !settings.next_upstream.statuses.contains(&status) || replay.is_none() {
-                    group.record_success(pick.member);
-                    answer.member = pick.member;
-                    answer.by_sticky = pick.by_sticky;
+                    group.record_success(choice.member);
                     return Ok(answer);
                 }
                 ProxyError::UpstreamStatus(status)
@@ -86,9 +87,9 @@ pub async fn forward(
             Err(error) if error.is_client_fault() => return Err(error),
             Err(error) => error,
         };
-        group.record_failure(pick.member);
-        tracing::warn!(upstream = %peer.key.address, group = %group.name, "{error}");
-        tried.add(pick.member);
+        group.record_failure(choice.member);
+        tracing::warn!(upstream = %choice.peer.key.address, group = %group.name, "{error}");
+        tried.add(choice.member);
         let allowed = if error.is_timeout() {
             settings.next_upstream.timeout
         } else {
@@ -98,6 +99,7 @@ pub async fn forward(
         if !allowed || !can_resend || tried.count() >= max_tries || tried.count() >= group.len() {
             return Err(error);
         }
+        choice = group.choose(affinity, &tried)?;
     }
 }
 
@@ -108,13 +110,14 @@ pub async fn forward(
 ///
 /// The request stays in the caller's slot instead of moving through each future by value:
 /// every move of it is a 280-byte copy, on the path of every request.
-async fn attempt(
-    peer: &Arc<Peer>,
+async fn attempt<'g>(
+    choice: &Choice<'g>,
     group: &Group,
     unsent: &mut Option<Request<RequestBody>>,
     settings: &ProxySettings,
     progress: Option<&SendProgress>,
-) -> Result<Answer, ProxyError> {
+) -> Result<Answer<'g>, ProxyError> {
+    let peer = choice.peer;
     let guard = peer.begin();
     let mut pooled = peer.pool.take(group.keepalive_timeout);
     loop {
@@ -149,8 +152,7 @@ async fn attempt(
                     response,
                     guard,
                     sender,
-                    member: 0,
-                    by_sticky: false,
+                    set_cookie: choice.set_cookie,
                 });
             }
             Ok(Err(mut failure)) => {

@@ -42,9 +42,9 @@ pub fn spawn(snapshot: &Snapshot) -> HealthChecks {
         let Some(check) = &upstream.health_check else {
             continue;
         };
-        let host = HeaderValue::from_str(&upstream.group.name)
+        let host = HeaderValue::from_str(&upstream.name)
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
-        for member in upstream.group.members() {
+        for member in upstream.members() {
             tasks.push(tokio::spawn(probe_loop(
                 member.peer.clone(),
                 check.clone(),

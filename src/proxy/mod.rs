@@ -1,8 +1,9 @@
 //! One HTTP exchange: route the request, then answer it directly or forward it upstream and
 //! stream the answer back. With `server/`, the only place that names hyper types.
 //!
-//! handle: snapshot.server(listen, host) -> route(path) -> return | forward(group) -> response.
-//! Every failure becomes a status code in `error`; nothing here panics on a request.
+//! handle: snapshot.server(listen, host) -> route(path) -> return | proxy; proxy: the group
+//! chooses a server -> forward -> relay the answer. Every failure becomes a status code in
+//! `error`; nothing here panics on a request.
 
 pub mod body;
 pub mod connect;
@@ -23,12 +24,11 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::balance::{Key, Method};
 use crate::route::{host, path};
 use crate::snapshot::{
-    Action, ProxyAction, ReturnAction, Route, Snapshot, Target, Upstream, UriRewrite, VirtualServer,
+    Action, ProxyAction, ReturnAction, Route, Snapshot, Target, UriRewrite, VirtualServer,
 };
-use crate::upstream::PickCtx;
+use crate::upstream::{Group, SetCookie, Tried};
 use crate::vars::RequestInfo;
 pub use body::client::ClientBody;
 use body::request::{RequestBody, SendProgress};
@@ -159,43 +159,37 @@ async fn proxy(
         return Err(ProxyError::BodyTooLarge);
     }
     let mut scratch = String::new();
-    let (upstream, proxy_host): (&Arc<Upstream>, HeaderValue) = match &action.target {
-        Target::Group { upstream, host } => (upstream, host.clone()),
+    let (group, proxy_host): (&Arc<Group>, HeaderValue) = match &action.target {
+        Target::Group { group, host } => (group, host.clone()),
         Target::Variable(template) => {
             let info = request_info(&request, conn, server, "", normalised);
             template.render(&snapshot.vars, &info, &mut scratch);
             let name = scratch.as_str();
-            let upstream = snapshot
+            let group = snapshot
                 .upstream(name)
                 .ok_or_else(|| ProxyError::UnknownUpstream(name.to_string()))?;
             let host = HeaderValue::from_str(name)
                 .map_err(|_| ProxyError::UnknownUpstream(name.to_string()))?;
-            (upstream, host)
+            (group, host)
         }
-    };
-
-    let mut key_text = String::new();
-    let (key, pinned) = choice_inputs(
-        &request,
-        normalised,
-        conn,
-        server,
-        snapshot,
-        upstream,
-        &mut key_text,
-    );
-    let ctx = PickCtx {
-        key,
-        pinned: pinned.as_deref(),
     };
 
     let upgrade = headers::requested_upgrade(request.version(), request.headers());
     let client_upgrade = client_upgrade.filter(|_| upgrade.is_some());
 
-    // Render every template against the request as the client sent it, then rewrite.
+    // Read what the group chooses by and render every template against the request as the
+    // client sent it, then rewrite.
     let proxy_host_text = proxy_host.to_str().unwrap_or("");
-    let (rendered, added) = {
+    let (affinity, rendered, added) = {
         let info = request_info(&request, conn, server, proxy_host_text, normalised);
+        // The choice has always seen `$proxy_host` empty: keys placed by it stay where they are.
+        let affinity = group.affinity(
+            &RequestInfo {
+                proxy_host: "",
+                ..info
+            },
+            &snapshot.vars,
+        );
         let rendered = headers::render_request_headers(
             &route.request_headers,
             &snapshot.vars,
@@ -210,7 +204,7 @@ async fn proxy(
                 &mut scratch,
             )
         });
-        (rendered, added)
+        (affinity, rendered, added)
     };
     let (mut parts, mut body) = request.into_parts();
     body.set_idle_timeout(route.settings.client_body_timeout);
@@ -234,16 +228,19 @@ async fn proxy(
     let body = RequestBody::client(body, limit, progress.clone());
     let upstream_request = Request::from_parts(parts, body);
 
+    // Chosen last, once nothing else can fail: a choice counts a pick and may take a failed
+    // server's one trial.
+    let choice = group.choose(&affinity, &Tried::default())?;
     let answer = forward::forward(
-        &upstream.group,
-        &ctx,
+        group,
+        &affinity,
+        choice,
         upstream_request,
         &route.settings,
         progress.as_deref(),
     )
     .await?;
     let exchange = Exchange {
-        upstream,
         route,
         conn,
         client_upgrade,
@@ -255,7 +252,6 @@ async fn proxy(
 
 /// What the response side of one proxied exchange needs to know about its request.
 struct Exchange<'a> {
-    upstream: &'a Upstream,
     route: &'a Route,
     conn: &'a ConnInfo,
     /// The client's side of an upgrade it asked for.
@@ -270,21 +266,16 @@ impl Exchange<'_> {
     /// Turns the upstream's answer into the client's response: headers cleaned, the sticky
     /// cookie and `add_header`s added, then either the body streamed back or — for a `101` —
     /// the two connections joined in a tunnel.
-    fn relay(self, answer: forward::Answer) -> Result<Response<ResponseBody>, ProxyError> {
+    fn relay(self, answer: forward::Answer<'_>) -> Result<Response<ResponseBody>, ProxyError> {
         let (mut parts, incoming) = answer.response.into_parts();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         headers::rewrite_response(
             &mut parts.headers,
             switching && self.client_upgrade.is_some(),
         );
-        if let Some(cookie) = &self.upstream.cookie {
-            // Pin a new session (or re-pin one whose cookie named an unusable server); a
-            // sliding expiry is renewed on every response, a 101 included.
-            if (!answer.by_sticky || cookie.is_sliding())
-                && let Some(value) = cookie.set_cookie(answer.member)
-            {
-                parts.headers.append(header::SET_COOKIE, value);
-            }
+        // A 101 included: the group said whether this answer pins the client.
+        if let Some(value) = answer.set_cookie.as_ref().and_then(SetCookie::value) {
+            parts.headers.append(header::SET_COOKIE, value);
         }
         if let Some(added) = self.added {
             add_response_headers(&mut parts.headers, parts.status, added);
@@ -314,38 +305,6 @@ impl Exchange<'_> {
         let (parts, _) = response.into_parts();
         Ok(Response::from_parts(parts, ResponseBody::empty()))
     }
-}
-
-/// What the request offers to the choice of a server: the hash key (`ip_hash`: the client's
-/// address; `hash`: the key rendered into `key_text`) and the pinned value (the sticky cookie,
-/// or the first non-empty `sticky route` variable).
-fn choice_inputs<'k>(
-    request: &Request<ClientBody>,
-    normalised: Normalised<'_>,
-    conn: &ConnInfo,
-    server: &VirtualServer,
-    snapshot: &Snapshot,
-    upstream: &Upstream,
-    key_text: &'k mut String,
-) -> (Key<'k>, Option<String>) {
-    let info = request_info(request, conn, server, "", normalised);
-    let key = match (upstream.group.method, &upstream.hash_key) {
-        (Method::IpHash, _) => Key::Ip(conn.client.ip()),
-        (Method::Hash { .. }, Some(template)) => {
-            template.render(&snapshot.vars, &info, key_text);
-            Key::Bytes(key_text.as_bytes())
-        }
-        _ => Key::None,
-    };
-    let pinned = match &upstream.cookie {
-        Some(cookie) => cookie.read(request.headers()).map(str::to_owned),
-        None => upstream.sticky_route.iter().find_map(|template| {
-            let mut value = String::new();
-            template.render(&snapshot.vars, &info, &mut value);
-            (!value.is_empty()).then_some(value)
-        }),
-    };
-    (key, pinned)
 }
 
 /// `return CODE [text]`: a redirect for 301/302/303/307/308, else a body (or an error page).

@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::config::{self, Config, ConfigError, ConfigErrors, HeadRules};
 use crate::peer::PeerRegistry;
 use crate::route::VirtualHosts;
+use crate::upstream::Group;
 use crate::vars::Vars;
 
 use servers::ServerBuilder;
@@ -26,7 +27,6 @@ pub use servers::{
     Action, AddHeader, HeaderPlan, HeaderSource, ProxyAction, ReturnAction, Route, SetHeader,
     Target, UriRewrite, VirtualServer,
 };
-pub use upstreams::Upstream;
 
 /// One consistent runtime view of a config.
 pub struct Snapshot {
@@ -40,7 +40,7 @@ pub struct Snapshot {
     pub client: ClientSettings,
     listeners: HashMap<SocketAddr, Listener>,
     servers: Vec<VirtualServer>,
-    groups: HashMap<Arc<str>, Arc<Upstream>>,
+    groups: HashMap<Arc<str>, Arc<Group>>,
 }
 
 /// How client connections are served: the http-level settings a connection reads again for
@@ -85,9 +85,9 @@ impl Snapshot {
         };
         let mut groups = HashMap::new();
         for upstream in &config.http.upstreams {
-            match upstreams::build_upstream(upstream, registry, &vars, generation > 1) {
-                Ok(built) => {
-                    groups.insert(built.group.name.clone(), Arc::new(built));
+            match upstreams::build_group(upstream, registry, &vars, generation > 1) {
+                Ok(group) => {
+                    groups.insert(group.name.clone(), Arc::new(group));
                 }
                 Err(mut found) => errors.append(&mut found),
             }
@@ -139,12 +139,12 @@ impl Snapshot {
     }
 
     /// A named upstream group (`proxy_pass http://$var` looks groups up by name per request).
-    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
+    pub fn upstream(&self, name: &str) -> Option<&Arc<Group>> {
         self.groups.get(name)
     }
 
     /// Every group, for status pages, health checks and tests.
-    pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+    pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Group>> {
         self.groups.values()
     }
 }

@@ -12,9 +12,10 @@ use crate::config::{
 };
 use crate::peer::PeerRegistry;
 use crate::route::Locations;
+use crate::upstream::Group;
 use crate::vars::{Template, Vars};
 
-use super::upstreams::{self, Upstream};
+use super::upstreams;
 
 /// A `server {}` block, compiled.
 pub struct VirtualServer {
@@ -61,7 +62,7 @@ pub enum Target {
     /// A group known when the snapshot was built; `host` is `$proxy_host` (the default `Host`).
     Group {
         /// The group.
-        upstream: Arc<Upstream>,
+        group: Arc<Group>,
         /// `$proxy_host` as a ready header value.
         host: HeaderValue,
     },
@@ -140,7 +141,7 @@ impl VirtualServer {
 pub(super) struct ServerBuilder<'a> {
     pub(super) vars: &'a Vars,
     pub(super) registry: &'a PeerRegistry,
-    pub(super) groups: &'a mut HashMap<Arc<str>, Arc<Upstream>>,
+    pub(super) groups: &'a mut HashMap<Arc<str>, Arc<Group>>,
     pub(super) errors: &'a mut Vec<ConfigError>,
 }
 
@@ -203,8 +204,8 @@ impl ServerBuilder<'_> {
     fn proxy_action(&mut self, pass: &config::ProxyPass, matcher: &LocationMatch) -> Action {
         let target = match &pass.target {
             ProxyTarget::Upstream(name) => match self.groups.get(name.as_str()) {
-                Some(upstream) => Target::Group {
-                    upstream: upstream.clone(),
+                Some(group) => Target::Group {
+                    group: group.clone(),
                     host: header_value(name),
                 },
                 // The upstream failed to build; its error is already recorded.
@@ -217,8 +218,8 @@ impl ServerBuilder<'_> {
                     format!("{host}:{port}")
                 };
                 match self.implicit_group(host, *port, &address, &pass.span) {
-                    Some(upstream) => Target::Group {
-                        upstream,
+                    Some(group) => Target::Group {
+                        group,
                         host: header_value(&address),
                     },
                     None => return Action::NotFound,
@@ -255,15 +256,15 @@ impl ServerBuilder<'_> {
         port: u16,
         address: &str,
         span: &Span,
-    ) -> Option<Arc<Upstream>> {
+    ) -> Option<Arc<Group>> {
         if let Some(group) = self.groups.get(address) {
             return Some(group.clone());
         }
         match upstreams::implicit(host, port, address, span, self.registry) {
-            Ok(upstream) => {
-                let upstream = Arc::new(upstream);
-                self.groups.insert(address.into(), upstream.clone());
-                Some(upstream)
+            Ok(group) => {
+                let group = Arc::new(group);
+                self.groups.insert(address.into(), group.clone());
+                Some(group)
             }
             Err(error) => {
                 self.errors.push(error);

@@ -1,45 +1,29 @@
 //! Upstream groups of a snapshot: resolving servers, binding them to live peers, compiling
-//! hash keys, sticky routes and cookies.
+//! hash keys and sticky route variables; the group builds its balancers and cookies itself.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::balance::Method;
-use crate::config::{self, BalanceMethod, ConfigError, ErrorKind, HealthCheck, Span};
-use crate::cookie::CookieIssuer;
+use crate::config::{self, BalanceMethod, ConfigError, ErrorKind, Span};
 use crate::peer::{CheckState, FailPolicy, PeerKey, PeerRegistry};
-use crate::upstream::{Group, Member, MemberSpec, StickyMode};
-use crate::vars::{Template, Vars};
+use crate::upstream::{Group, GroupSpec, Member, MemberSpec, StickyMode};
+use crate::vars::Vars;
 
 /// Idle connections kept per upstream server when the config sets no `keepalive`.
 const DEFAULT_IDLE_PER_PEER: usize = 64;
 /// Upstream keep-alive timeout for `proxy_pass http://host:port` (no `upstream` block).
 const DEFAULT_UPSTREAM_KEEPALIVE: Duration = Duration::from_secs(60);
 
-/// An upstream group with what a request needs to choose in it: the compiled hash key and
-/// sticky route variables, the sticky cookie, and the active health check settings.
-pub struct Upstream {
-    /// The group.
-    pub group: Arc<Group>,
-    /// `hash KEY`, compiled.
-    pub hash_key: Option<Template>,
-    /// `sticky route $a $b`, compiled.
-    pub sticky_route: Vec<Template>,
-    /// `sticky cookie`, precompiled.
-    pub cookie: Option<CookieIssuer>,
-    /// `health_check`.
-    pub health_check: Option<HealthCheck>,
-}
-
 /// Builds one `upstream` block. With `staging`, a server this config adds to a group with
 /// active checks waits for its first passing check before it takes traffic.
-pub(super) fn build_upstream(
+pub(super) fn build_group(
     upstream: &config::Upstream,
     registry: &PeerRegistry,
     vars: &Vars,
     staging: bool,
-) -> Result<Upstream, Vec<ConfigError>> {
+) -> Result<Group, Vec<ConfigError>> {
     let name: Arc<str> = upstream.name.as_str().into();
     let idle_limit = upstream.keepalive.unwrap_or(DEFAULT_IDLE_PER_PEER);
     let mut errors = Vec::new();
@@ -82,37 +66,24 @@ pub(super) fn build_upstream(
             compile(key, &upstream.span),
         ),
     };
-    let (sticky, sticky_route) = match &upstream.sticky {
-        None => (None, Vec::new()),
-        Some(config::Sticky::Cookie(cookie)) => (
-            Some(StickyMode::Cookie {
-                secret: cookie.secret.clone(),
-            }),
-            Vec::new(),
-        ),
-        Some(config::Sticky::Route { variables, span }) => (
-            Some(StickyMode::Route),
+    let sticky = match &upstream.sticky {
+        None => None,
+        Some(config::Sticky::Cookie(cookie)) => Some(StickyMode::Cookie(cookie.clone())),
+        Some(config::Sticky::Route { variables, span }) => Some(StickyMode::Route(
             variables.iter().filter_map(|v| compile(v, span)).collect(),
-        ),
+        )),
     };
     if !errors.is_empty() {
         return Err(errors);
     }
-    let group = Group::new(name, method, members, sticky, upstream.keepalive_timeout);
-    let cookie = match &upstream.sticky {
-        Some(config::Sticky::Cookie(spec)) => {
-            let values = (0..group.len()).filter_map(|i| group.cookie_value(i));
-            CookieIssuer::new(spec, values)
-        }
-        _ => None,
-    };
-    Ok(Upstream {
-        group: Arc::new(group),
+    let spec = GroupSpec {
+        method,
         hash_key,
-        sticky_route,
-        cookie,
+        sticky,
+        keepalive_timeout: upstream.keepalive_timeout,
         health_check: upstream.health_check.clone(),
-    })
+    };
+    Ok(Group::new(name, members, spec))
 }
 
 fn member_spec(spec: &config::PeerSpec) -> MemberSpec {
@@ -161,7 +132,7 @@ pub(super) fn implicit(
     address: &str,
     span: &Span,
     registry: &PeerRegistry,
-) -> Result<Upstream, ConfigError> {
+) -> Result<Group, ConfigError> {
     let addrs = resolve(host, port, address, span)?;
     let name: Arc<str> = address.into();
     let peer = registry.get_or_insert(
@@ -181,18 +152,12 @@ pub(super) fn implicit(
             span.clone(),
         )),
     };
-    let group = Group::new(
-        name,
-        Method::RoundRobin,
-        vec![member],
-        None,
-        DEFAULT_UPSTREAM_KEEPALIVE,
-    );
-    Ok(Upstream {
-        group: Arc::new(group),
+    let spec = GroupSpec {
+        method: Method::RoundRobin,
         hash_key: None,
-        sticky_route: Vec::new(),
-        cookie: None,
+        sticky: None,
+        keepalive_timeout: DEFAULT_UPSTREAM_KEEPALIVE,
         health_check: None,
-    })
+    };
+    Ok(Group::new(name, vec![member], spec))
 }

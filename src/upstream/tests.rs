@@ -1,4 +1,9 @@
+use std::time::Duration;
+
+use super::affinity::HashKey;
 use super::*;
+use crate::balance::Method;
+use crate::config::{Span, StickyCookie};
 use crate::peer::{Moment, PeerKey, PeerRegistry, now_ms};
 
 struct Server {
@@ -52,22 +57,54 @@ fn group_with(method: Method, servers: Vec<Server>, sticky: Option<StickyMode>) 
             },
         })
         .collect();
-    Group::new("g".into(), method, members, sticky, Duration::from_secs(60))
+    let spec = GroupSpec {
+        method,
+        hash_key: None,
+        sticky,
+        keepalive_timeout: Duration::from_secs(60),
+        health_check: None,
+    };
+    Group::new("g".into(), members, spec)
 }
 
-const NO_KEY: PickCtx<'static> = PickCtx {
-    key: Key::None,
+/// `sticky cookie srv` (a session cookie, values keyed by the group name).
+fn cookie() -> Option<StickyMode> {
+    Some(StickyMode::Cookie(StickyCookie {
+        name: "srv".into(),
+        expires: None,
+        domain: None,
+        path: "/".into(),
+        http_only: false,
+        secure: false,
+        same_site: None,
+        secret: None,
+        span: Span::builtin(),
+    }))
+}
+
+/// A request with neither a hash key nor a pin.
+const NO_KEY: Affinity = Affinity {
+    key: HashKey::None,
     pinned: None,
 };
 
-fn address(g: &Group, ctx: &PickCtx<'_>, tried: &Tried) -> Result<String, NoPeer> {
-    g.pick(ctx, tried).map(|p| p.peer.key.address.to_string())
+/// A request whose cookie (or route) carries `value`.
+fn pinned(g: &Group, value: &str) -> Affinity {
+    Affinity {
+        key: HashKey::None,
+        pinned: g.sticky.as_ref().and_then(|sticky| sticky.find(value)),
+    }
 }
 
-/// The address a pick at `now` (milliseconds on [`now_ms`]'s clock) chooses.
-fn address_at(g: &Group, ctx: &PickCtx<'_>, now: u64) -> Result<String, NoPeer> {
-    g.pick_at(ctx, &Tried::default(), &Moment::at(now))
-        .map(|p| p.peer.key.address.to_string())
+fn address(g: &Group, affinity: &Affinity, tried: &Tried) -> Result<String, NoPeer> {
+    g.choose(affinity, tried)
+        .map(|c| c.peer.key.address.to_string())
+}
+
+/// The address a choice at `now` (milliseconds on [`now_ms`]'s clock) makes.
+fn address_at(g: &Group, affinity: &Affinity, now: u64) -> Result<String, NoPeer> {
+    g.choose_at(affinity, &Tried::default(), &Moment::at(now))
+        .map(|c| c.peer.key.address.to_string())
 }
 
 /// After the test groups' `fail_timeout`, on [`now_ms`]'s clock.
@@ -158,31 +195,23 @@ fn a_cookie_pins_to_any_usable_server_and_garbage_is_rebalanced() {
                 ..server("c")
             },
         ],
-        Some(StickyMode::Cookie { secret: None }),
+        cookie(),
     );
     let tried = Tried::default();
     for index in [1, 2] {
-        let value = g.cookie_value(index).unwrap().to_string();
-        let ctx = PickCtx {
-            key: Key::None,
-            pinned: Some(&value),
-        };
-        let pick = g.pick(&ctx, &tried).unwrap();
+        let choice = g.choose(&pinned(&g, g.cookie_value(index).unwrap()), &tried);
+        let choice = choice.unwrap();
         assert_eq!(
-            (pick.member, pick.by_sticky),
-            (index, true),
+            (choice.member, choice.set_cookie.is_some()),
+            (index, false),
             "draining and backup servers keep their sessions"
         );
     }
     for garbage in ["", "zz", "0123456789abcdef0", "a"] {
-        let ctx = PickCtx {
-            key: Key::None,
-            pinned: Some(garbage),
-        };
-        let pick = g.pick(&ctx, &tried).unwrap();
+        let choice = g.choose(&pinned(&g, garbage), &tried).unwrap();
         assert_eq!(
-            (pick.member, pick.by_sticky),
-            (0, false),
+            (choice.member, choice.set_cookie.is_some()),
+            (0, true),
             "{garbage:?} is rebalanced to a primary, never to a draining server"
         );
     }
@@ -247,16 +276,14 @@ fn states_for_the_status_page() {
 
 #[test]
 fn sticky_route_matches_route_values() {
-    let g = group(vec![server("a"), server("b")], Some(StickyMode::Route));
-    let ctx = PickCtx {
-        key: Key::None,
-        pinned: Some("r-b"),
-    };
-    let pick = g.pick(&ctx, &Tried::default()).unwrap();
-    assert_eq!(
-        (pick.peer.key.address.as_ref(), pick.by_sticky),
-        ("b", true)
+    let g = group(
+        vec![server("a"), server("b")],
+        Some(StickyMode::Route(Vec::new())),
     );
+    let choice = g.choose(&pinned(&g, "r-b"), &Tried::default()).unwrap();
+    assert_eq!(&*choice.peer.key.address, "b");
+    assert_eq!(choice.peer.state.picked_by_sticky(), 1);
+    assert!(choice.set_cookie.is_none(), "routes set no cookie");
     assert!(g.cookie_value(0).is_none());
 }
 
@@ -276,12 +303,12 @@ fn full_servers_are_passed_over_and_all_full_is_busy() {
         None,
     );
     let tried = Tried::default();
-    let first = g.pick(&NO_KEY, &tried).unwrap().peer.begin();
-    let second = g.pick(&NO_KEY, &tried).unwrap().peer.begin();
+    let first = g.choose(&NO_KEY, &tried).unwrap().peer.begin();
+    let second = g.choose(&NO_KEY, &tried).unwrap().peer.begin();
     assert_ne!(first.peer().key.address, second.peer().key.address);
     assert_eq!(address(&g, &NO_KEY, &tried), Err(NoPeer::AllBusy));
     drop(first);
-    assert!(g.pick(&NO_KEY, &tried).is_ok());
+    assert!(g.choose(&NO_KEY, &tried).is_ok());
 }
 
 #[test]
@@ -383,43 +410,47 @@ fn a_hashed_key_steps_past_its_failed_server_and_comes_back_after_quick_recovery
         vec![server("a"), server("b"), server("c")],
         None,
     );
-    let ctx = PickCtx {
-        key: Key::Bytes(b"user-42"),
+    let ctx = Affinity {
+        key: HashKey::Rendered("user-42".into()),
         pinned: None,
     };
     let tried = Tried::default();
-    let home = g.pick(&ctx, &tried).unwrap().member;
+    let home = g.choose(&ctx, &tried).unwrap().member;
     g.record_failure(home);
-    let next = g.pick(&ctx, &tried).unwrap().member;
+    let next = g.choose(&ctx, &tried).unwrap().member;
     assert_ne!(next, home, "the key steps to the next server");
     for index in 0..3 {
         if index != home {
             g.record_failure(index);
         }
     }
-    assert_eq!(g.pick(&ctx, &tried).map(|p| p.member), Err(NoPeer::AllDown));
-    assert_eq!(g.pick(&ctx, &tried).unwrap().member, home, "home again");
+    assert_eq!(
+        g.choose(&ctx, &tried).map(|c| c.member),
+        Err(NoPeer::AllDown)
+    );
+    assert_eq!(g.choose(&ctx, &tried).unwrap().member, home, "home again");
 }
 
 #[test]
 fn a_cookie_of_a_failed_server_is_rebalanced_until_quick_recovery() {
-    let g = group(
-        vec![server("a"), server("b")],
-        Some(StickyMode::Cookie { secret: None }),
-    );
-    let value = g.cookie_value(0).unwrap().to_string();
-    let ctx = PickCtx {
-        key: Key::None,
-        pinned: Some(&value),
-    };
+    let g = group(vec![server("a"), server("b")], cookie());
+    let ctx = pinned(&g, g.cookie_value(0).unwrap());
     let tried = Tried::default();
     g.record_failure(0);
-    let pick = g.pick(&ctx, &tried).unwrap();
-    assert_eq!((pick.member, pick.by_sticky), (1, false));
+    let choice = g.choose(&ctx, &tried).unwrap();
+    assert_eq!(
+        (choice.member, choice.set_cookie.is_some()),
+        (1, true),
+        "re-pinned"
+    );
     g.record_failure(1);
-    assert!(g.pick(&ctx, &tried).is_err());
-    let pick = g.pick(&ctx, &tried).unwrap();
-    assert_eq!((pick.member, pick.by_sticky), (0, true));
+    assert!(g.choose(&ctx, &tried).is_err());
+    let choice = g.choose(&ctx, &tried).unwrap();
+    assert_eq!(
+        (choice.member, choice.set_cookie.is_some()),
+        (0, false),
+        "back home by its cookie"
+    );
 }
 
 #[test]
@@ -450,7 +481,7 @@ fn slow_start_never_refuses_a_request_nobody_else_can_take() {
             state.set_check_state(CheckState::Up);
         }
         for _ in 0..100 {
-            assert!(g.pick(&NO_KEY, &Tried::default()).is_ok());
+            assert!(g.choose(&NO_KEY, &Tried::default()).is_ok());
         }
     }
 }

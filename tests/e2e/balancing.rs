@@ -29,7 +29,7 @@ async fn start(upstream: &str, backends: &[Backend]) -> Proxy {
 /// Requests in flight on each member of `up`, primaries first in config order.
 fn active(proxy: &Proxy) -> Vec<u64> {
     let snapshot = proxy.snapshot();
-    let group = &snapshot.upstream("up").expect("upstream up").group;
+    let group = snapshot.upstream("up").expect("upstream up");
     group
         .members()
         .iter()
@@ -184,7 +184,7 @@ async fn random_two_least_conn_avoids_a_loaded_server() {
     // Load a through its sticky cookie: five requests held open on it.
     let cookie = {
         let snapshot = proxy.snapshot();
-        let group = &snapshot.upstream("up").expect("upstream up").group;
+        let group = snapshot.upstream("up").expect("upstream up");
         format!("srv={}", group.cookie_value(0).expect("a cookie value"))
     };
     let mut holds = Vec::new();

@@ -377,8 +377,7 @@ async fn applied_says_what_changed() {
     assert!(applied.elapsed > Duration::ZERO);
     let members = |snapshot: &tether::snapshot::Snapshot| -> Vec<String> {
         let up = snapshot.upstream("up").expect("upstream up");
-        up.group
-            .members()
+        up.members()
             .iter()
             .map(|m| m.peer.key.address.to_string())
             .collect()

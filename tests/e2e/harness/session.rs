@@ -82,7 +82,6 @@ pub fn peer(proxy: &Proxy, group: &str, addr: SocketAddr) -> Arc<Peer> {
         .unwrap_or_else(|| panic!("no upstream {group:?}"));
     let written = addr.to_string();
     upstream
-        .group
         .members()
         .iter()
         .find(|m| *m.peer.key.address == *written)

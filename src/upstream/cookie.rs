@@ -3,6 +3,8 @@
 //! A session cookie or `expires=max` gives one fixed header value per server, built when the
 //! snapshot is; only `expires=TIME` (sliding, re-issued on every response) formats a date per
 //! response. Reading the client's cookie is here too, so both directions agree on the name.
+//! Which value a response gets, and whether it gets one, is `sticky.rs`'s to say. `http` types
+//! only: no hyper.
 
 use std::time::{Duration, SystemTime};
 

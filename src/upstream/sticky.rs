@@ -1,0 +1,144 @@
+//! Session stickiness of one group: which member a request's cookie or route names, and
+//! whether the answer must set the cookie.
+//!
+//! `sticky cookie`: values are keyed hashes of the servers' identities (`balance/sticky.rs`,
+//! pure), written and read by the precompiled [`CookieIssuer`]. `sticky route`: the first
+//! non-empty variable is matched against the servers' `route=` as written, and tether sets no
+//! cookie (the application carries the route).
+//!
+//! The cookie rule, in one place: a request the cookie did not place — a new session, or one
+//! whose cookie named no usable server (forged, removed, down) — gets `Set-Cookie` for the
+//! server it got, so it does not flap back later; a request the cookie placed gets one only
+//! when the expiry slides (`expires=TIME`), to renew it. Imports no hyper.
+
+use std::collections::HashMap;
+
+use http::HeaderValue;
+
+use super::Member;
+use super::cookie::CookieIssuer;
+use crate::balance::sticky::{StickyKey, StickyTable};
+use crate::config::StickyCookie;
+use crate::vars::{RequestInfo, Template, Vars};
+
+/// How a group pins sessions, as its `upstream` block says.
+#[derive(Clone, Debug)]
+pub enum StickyMode {
+    /// `sticky cookie NAME ...`; values keyed by its `sticky_secret`, else by the group name.
+    Cookie(StickyCookie),
+    /// `sticky route $a $b ...`: the variables, compiled, in order.
+    Route(Vec<Template>),
+}
+
+/// A group's stickiness, built for its members.
+#[derive(Debug)]
+pub(super) enum Sticky {
+    /// `sticky cookie`.
+    Cookie {
+        /// Value <-> member.
+        table: StickyTable,
+        /// The `Set-Cookie` values, and the cookie's name for reading it.
+        issuer: CookieIssuer,
+    },
+    /// `sticky route`.
+    Route {
+        /// What to read from the request.
+        variables: Vec<Template>,
+        /// `route=` value -> member.
+        routes: HashMap<String, usize>,
+    },
+}
+
+/// The `Set-Cookie` a choice calls for: which cookie, for which member. The header is made
+/// when the answer is, so a sliding expiry counts from the response.
+#[derive(Clone, Copy, Debug)]
+pub struct SetCookie<'g> {
+    issuer: &'g CookieIssuer,
+    member: usize,
+}
+
+impl SetCookie<'_> {
+    /// The header value (None only for a cookie that cannot be a header, which a validated
+    /// config never gives).
+    pub fn value(&self) -> Option<HeaderValue> {
+        self.issuer.set_cookie(self.member)
+    }
+}
+
+impl Sticky {
+    /// Stickiness for `members` (primaries first) of group `name`. None only when the cookie
+    /// cannot be written as a header, which config validation rules out: the group then
+    /// balances every request.
+    pub(super) fn new(mode: StickyMode, name: &str, members: &[Member]) -> Option<Sticky> {
+        match mode {
+            StickyMode::Cookie(spec) => {
+                let key = match &spec.secret {
+                    Some(secret) => StickyKey::from_secret(secret),
+                    None => StickyKey::for_group(name),
+                };
+                let identities: Vec<&str> = members
+                    .iter()
+                    .map(|m| m.spec.route.as_deref().unwrap_or(&m.peer.key.address))
+                    .collect();
+                let table = StickyTable::new(&key, &identities);
+                let values = (0..members.len()).map(|i| table.value(i));
+                let issuer = CookieIssuer::new(&spec, values)?;
+                Some(Sticky::Cookie { table, issuer })
+            }
+            StickyMode::Route(variables) => Some(Sticky::Route {
+                variables,
+                routes: members
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, m)| Some((m.spec.route.clone()?, i)))
+                    .collect(),
+            }),
+        }
+    }
+
+    /// The member `request` is pinned to: its cookie's, or the first non-empty `sticky route`
+    /// variable's. Borrows the cookie from the request's headers; copies nothing.
+    pub(super) fn pinned(&self, request: &RequestInfo<'_>, vars: &Vars) -> Option<usize> {
+        match self {
+            Sticky::Cookie { issuer, .. } => self.find(issuer.read(request.headers)?),
+            Sticky::Route { variables, .. } => {
+                let mut value = String::new();
+                for template in variables {
+                    value.clear();
+                    template.render(vars, request, &mut value);
+                    if !value.is_empty() {
+                        return self.find(&value);
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// The member a cookie or route value names.
+    pub(super) fn find(&self, value: &str) -> Option<usize> {
+        match self {
+            Sticky::Cookie { table, .. } => table.find(value),
+            Sticky::Route { routes, .. } => routes.get(value).copied(),
+        }
+    }
+
+    /// The cookie the answer to a request placed on `member` carries, `by_sticky` when its own
+    /// cookie or route placed it (the module doc has the rule).
+    pub(super) fn set_cookie(&self, member: usize, by_sticky: bool) -> Option<SetCookie<'_>> {
+        match self {
+            Sticky::Cookie { issuer, .. } if !by_sticky || issuer.is_sliding() => {
+                Some(SetCookie { issuer, member })
+            }
+            _ => None,
+        }
+    }
+
+    /// Member `index`'s cookie value (`sticky cookie` only).
+    pub(super) fn cookie_value(&self, index: usize) -> Option<&str> {
+        match self {
+            Sticky::Cookie { table, .. } => Some(table.value(index)),
+            Sticky::Route { .. } => None,
+        }
+    }
+}
