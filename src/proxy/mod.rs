@@ -181,15 +181,10 @@ async fn proxy(
     // client sent it, then rewrite.
     let proxy_host_text = proxy_host.to_str().unwrap_or("");
     let (affinity, rendered, added) = {
-        let info = request_info(&request, conn, server, proxy_host_text, normalised);
         // The choice has always seen `$proxy_host` empty: keys placed by it stay where they are.
-        let affinity = group.affinity(
-            &RequestInfo {
-                proxy_host: "",
-                ..info
-            },
-            &snapshot.vars,
-        );
+        let mut info = request_info(&request, conn, server, "", normalised);
+        let affinity = group.affinity(&info, &snapshot.vars);
+        info.proxy_host = proxy_host_text;
         let rendered = headers::render_request_headers(
             &route.request_headers,
             &snapshot.vars,
