@@ -11,7 +11,7 @@
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -19,12 +19,13 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep, timeout_at};
+use tokio::time::{Instant, timeout_at};
 use tokio_util::io::poll_read_buf;
 
 use super::decode::Decoder;
 use super::head::{self, Framing, HeadScanner, Rejection, RequestHead};
 use super::pump::Pump;
+use super::timer::IdleTimer;
 use super::write::{BodyFraming, HeadPlan, Outbox, framing_for};
 use crate::proxy::body::client::{ClientBody, FeedSender};
 use crate::proxy::upgrade::{ClientUpgrade, UpgradeSender, Upgraded};
@@ -39,33 +40,6 @@ const HIGH_WATER: usize = 64 * 1024;
 /// How long a closing connection keeps reading (and dropping) what the client still sends,
 /// so that the kernel does not answer that data with a reset that destroys the response.
 const LINGER: Duration = Duration::from_secs(2);
-
-/// One timer per connection for the waits between requests, re-armed lazily: moving its
-/// deadline later — at every keep-alive request — is a store, and the timer is registered again
-/// only when it fires before the deadline it stands for, or must fire sooner.
-struct IdleTimer<'a> {
-    sleep: Pin<&'a mut Sleep>,
-    due: Instant,
-}
-
-impl IdleTimer<'_> {
-    fn set(&mut self, due: Instant) {
-        self.due = due;
-        if due < self.sleep.deadline() {
-            self.sleep.as_mut().reset(due);
-        }
-    }
-
-    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        while self.sleep.as_mut().poll(cx).is_ready() {
-            if Instant::now() >= self.due {
-                return true;
-            }
-            self.sleep.as_mut().reset(self.due);
-        }
-        false
-    }
-}
 
 /// What a connection does after an exchange.
 enum Next {

@@ -18,6 +18,7 @@ pub mod decode;
 pub mod head;
 mod pump;
 pub mod replay;
+mod timer;
 mod write;
 
 pub use conn::serve;
