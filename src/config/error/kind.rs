@@ -1,0 +1,452 @@
+//! The kinds of config error, each variant with its message beside it: nginx's wording where
+//! nginx has the error, and a hint for the few that can say how to fix themselves.
+//!
+//! Text the user wrote reaches a message only through [`shown`], [`shown_path`] or
+//! [`shown_cycle`], which shorten it. Must not import anything but `error::shown`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use super::shown::{shown, shown_cycle, shown_path};
+
+/// What the parser was waiting for when a file ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expecting {
+    /// Inside a directive: `;` or a block.
+    SemicolonOrBrace,
+    /// Inside a block: its closing `}`.
+    CloseBrace,
+}
+
+impl fmt::Display for Expecting {
+    /// The end of [`ErrorKind::UnexpectedEof`]'s message, quoted as nginx quotes it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Expecting::SemicolonOrBrace => "\";\" or \"}\"",
+            Expecting::CloseBrace => "\"}\"",
+        })
+    }
+}
+
+/// What went wrong. Each variant's `#[error]` is its message (its `Display`), the text before
+/// ` in file:line:col`. Variants used outside `config` (by `vars` and `snapshot`) are marked.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ErrorKind {
+    /// A `$name` that no built-in or `map` defines (used by vars).
+    #[error("unknown \"{}\" variable", shown(.name))]
+    UnknownVariable {
+        /// Variable name without `$`.
+        name: String,
+    },
+    /// A regex that does not compile (used by vars and route).
+    #[error("invalid regex \"{}\": {message}", shown(.pattern))]
+    InvalidRegex {
+        /// The pattern as written.
+        pattern: String,
+        /// The regex engine's message.
+        message: String,
+    },
+    /// `$x` or `${x}` written wrongly, e.g. `${host` (used by vars).
+    #[error("invalid variable syntax in \"{}\"", shown(.template))]
+    InvalidVariableSyntax {
+        /// The whole template as written.
+        template: String,
+    },
+    /// A `map` defines a variable that already exists: a built-in or another map's (used by
+    /// vars).
+    #[error("variable \"{}\" is already defined", shown(.name))]
+    DuplicateVariable {
+        /// Variable name without `$`.
+        name: String,
+    },
+    /// The same pattern twice in one `map` (nginx: `conflicting parameter`; used by vars).
+    #[error("conflicting parameter \"{}\" in map", shown(.pattern))]
+    DuplicateMapEntry {
+        /// The pattern as written.
+        pattern: String,
+    },
+    /// Maps whose values depend on each other in a loop (used by vars).
+    #[error("cycle in map variables: {}", shown_cycle(.cycle))]
+    MapCycle {
+        /// Variable names along the cycle, the first repeated at the end: `["a", "b", "a"]`.
+        cycle: Vec<String>,
+    },
+    /// A header name that HTTP does not allow (used by snapshot).
+    #[error("invalid header name \"{}\"", shown(.name))]
+    InvalidHeaderName {
+        /// The name as written.
+        name: String,
+    },
+    /// A header value that HTTP does not allow (used by snapshot).
+    #[error("invalid header value \"{}\"", shown(.value))]
+    InvalidHeaderValue {
+        /// The value as written.
+        value: String,
+    },
+    /// An upstream server's host name that does not resolve (used by snapshot).
+    #[error("host not found in upstream \"{}\"", shown(.address))]
+    HostNotFound {
+        /// The address as written.
+        address: String,
+    },
+    /// A file (main or included) could not be read.
+    #[error("open() \"{}\" failed ({reason})", shown_path(.path))]
+    OpenFailed {
+        /// The path tried.
+        path: PathBuf,
+        /// The operating system's reason, e.g. `No such file or directory`.
+        reason: String,
+    },
+    /// An `include` that (directly or not) includes the file it is in.
+    #[error("include cycle: \"{}\" includes itself", shown_path(.path))]
+    IncludeCycle {
+        /// The file included a second time.
+        path: PathBuf,
+    },
+    /// An `include` pattern that is not a valid glob.
+    #[error("invalid include pattern \"{}\": {message}", shown(.pattern))]
+    InvalidGlob {
+        /// The pattern as written.
+        pattern: String,
+        /// The glob library's message.
+        message: String,
+    },
+    /// A character that cannot appear here, e.g. `}` where `;` was due.
+    #[error("unexpected \"{found}\"")]
+    Unexpected {
+        /// The character found.
+        found: char,
+    },
+    /// A `{` that would open a block nested deeper than `limit` (counting the blocks around
+    /// an `include`).
+    #[error("blocks nested deeper than {limit} levels")]
+    BlocksTooDeep {
+        /// The deepest nesting allowed.
+        limit: usize,
+    },
+    /// An `include` in a file included `limit` levels deep.
+    #[error("includes nested deeper than {limit} levels")]
+    IncludesTooDeep {
+        /// The deepest nesting allowed.
+        limit: usize,
+    },
+    /// The file ended inside a directive or a block.
+    #[error("unexpected end of file, expecting {expecting}")]
+    UnexpectedEof {
+        /// What was still missing.
+        expecting: Expecting,
+    },
+    /// A quoted string that the file never closes.
+    #[error("unterminated quoted string")]
+    UnterminatedQuote,
+    /// A directive tether does not know at all.
+    #[error("unknown directive \"{}\"", shown(.name))]
+    UnknownDirective {
+        /// The name as written.
+        name: String,
+        /// The closest directive tether knows, if one is close enough.
+        suggestion: Option<String>,
+    },
+    /// A known directive in a block where it has no meaning.
+    #[error("\"{}\" directive is not allowed here", shown(.name))]
+    NotAllowedHere {
+        /// Directive name.
+        name: String,
+    },
+    /// Too few or too many arguments.
+    #[error("invalid number of arguments in \"{}\" directive", shown(.name))]
+    InvalidArgCount {
+        /// Directive name.
+        name: String,
+    },
+    /// A block directive written with `;`.
+    #[error("directive \"{}\" has no opening \"{{\"", shown(.name))]
+    NoOpeningBrace {
+        /// Directive name.
+        name: String,
+    },
+    /// A simple directive written with a block.
+    #[error("directive \"{}\" is not terminated by \";\"", shown(.name))]
+    NotTerminated {
+        /// Directive name.
+        name: String,
+    },
+    /// A directive that may appear once per block, written twice.
+    #[error("\"{}\" directive is duplicate", shown(.name))]
+    DuplicateDirective {
+        /// Directive name.
+        name: String,
+    },
+    /// A real nginx directive that tether does not implement.
+    #[error("directive \"{}\" is not supported by tether", shown(.name))]
+    NotSupported {
+        /// Directive name.
+        name: String,
+    },
+    /// A `location` inside a `location`.
+    #[error("nested \"location\" is not supported by tether")]
+    NestedLocation,
+    /// A value that should be a non-negative integer.
+    #[error("invalid number \"{}\" in \"{}\" directive", shown(.value), shown(.directive))]
+    InvalidNumber {
+        /// Directive name.
+        directive: String,
+        /// The value as written.
+        value: String,
+    },
+    /// A value that should be a time like `30s` or `1m30s`.
+    #[error("invalid time \"{}\" in \"{}\" directive", shown(.value), shown(.directive))]
+    InvalidTime {
+        /// Directive name.
+        directive: String,
+        /// The value as written.
+        value: String,
+    },
+    /// A value that should be a size like `512`, `4k`, `1m`.
+    #[error("invalid size \"{}\" in \"{}\" directive", shown(.value), shown(.directive))]
+    InvalidSize {
+        /// Directive name.
+        directive: String,
+        /// The value as written.
+        value: String,
+    },
+    /// A value that should be `on` or `off`.
+    #[error(
+        "invalid value \"{}\" in \"{}\" directive, it must be \"on\" or \"off\"",
+        shown(.value),
+        shown(.directive),
+    )]
+    InvalidFlag {
+        /// Directive name.
+        directive: String,
+        /// The value as written.
+        value: String,
+    },
+    /// A keyword argument outside the directive's closed set.
+    #[error("invalid value \"{}\" in \"{}\" directive", shown(.value), shown(.directive))]
+    InvalidValue {
+        /// Directive name.
+        directive: String,
+        /// The value as written.
+        value: String,
+    },
+    /// An optional parameter (`weight=`, `default_server`, ...) that is unknown or malformed.
+    #[error("invalid parameter \"{}\" in \"{}\" directive", shown(.value), shown(.directive))]
+    InvalidParameter {
+        /// Directive name.
+        directive: String,
+        /// The parameter as written.
+        value: String,
+    },
+    /// A valid nginx value or parameter that tether does not implement (`gzip on`).
+    #[error(
+        "\"{}\" in \"{}\" directive is not supported by tether",
+        shown(.value),
+        shown(.directive),
+    )]
+    ValueNotSupported {
+        /// Directive name.
+        directive: String,
+        /// The value as written.
+        value: String,
+    },
+    /// A port outside 1..=65535 or not a number.
+    #[error("invalid port in \"{}\" directive: \"{}\"", shown(.directive), shown(.value))]
+    InvalidPort {
+        /// Directive name.
+        directive: String,
+        /// The port as written.
+        value: String,
+    },
+    /// `listen` on a host name tether cannot bind (only IP literals, `*` and `localhost`).
+    #[error("host not found in \"{}\" of the \"listen\" directive", shown(.address))]
+    ListenHostNotFound {
+        /// The address as written.
+        address: String,
+    },
+    /// An address that is not `host[:port]` or `[v6][:port]`.
+    #[error("invalid address \"{}\" in \"{}\" directive", shown(.address), shown(.directive))]
+    InvalidAddress {
+        /// Directive name.
+        directive: String,
+        /// The address as written.
+        address: String,
+    },
+    /// A `unix:` socket address.
+    #[error(
+        "unix socket \"{}\" in \"{}\" directive is not supported by tether",
+        shown(.address),
+        shown(.directive),
+    )]
+    UnixSocketNotSupported {
+        /// Directive name.
+        directive: String,
+        /// The address as written.
+        address: String,
+    },
+    /// `listen ... ssl` (TLS arrives in a later issue).
+    #[error("\"listen ... ssl\": TLS is not supported yet")]
+    TlsNotSupported,
+    /// The same address listed twice in one server.
+    #[error("duplicate listen {addr}")]
+    DuplicateListen {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// Two servers claiming `default_server` on one address.
+    #[error("a duplicate default server for {addr}")]
+    DuplicateDefaultServer {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// A `server_name` with a misplaced `*`.
+    #[error("invalid server name or wildcard \"{}\"", shown(.name))]
+    InvalidServerName {
+        /// The name as written.
+        name: String,
+    },
+    /// `location` with a modifier other than `=`, `^~`, `~`, `~*`.
+    #[error("invalid location modifier \"{}\"", shown(.modifier))]
+    InvalidLocationModifier {
+        /// The modifier as written.
+        modifier: String,
+    },
+    /// A named location (`@name`): only useful with directives tether does not support.
+    #[error("named location \"{}\" is not supported by tether", shown(.name))]
+    NamedLocationNotSupported {
+        /// The name as written, with `@`.
+        name: String,
+    },
+    /// Two locations with the same match in one server.
+    #[error("duplicate location \"{}\"", shown(.path))]
+    DuplicateLocation {
+        /// The path or pattern.
+        path: String,
+    },
+    /// A `return` code that is not 0..=999 (or not a URL).
+    #[error("invalid return code \"{}\"", shown(.value))]
+    InvalidReturnCode {
+        /// The code as written.
+        value: String,
+    },
+    /// A `proxy_pass` URL that does not start with `http://`.
+    #[error("invalid URL prefix in \"{}\"", shown(.url))]
+    InvalidUrlPrefix {
+        /// The URL as written.
+        url: String,
+    },
+    /// A `proxy_pass` URL without a host.
+    #[error("no host in \"{}\" of the \"proxy_pass\" directive", shown(.url))]
+    NoHost {
+        /// The URL as written.
+        url: String,
+    },
+    /// `proxy_pass https://...` (TLS to upstreams arrives in a later issue).
+    #[error("proxy_pass to \"{}\": https upstreams are not supported yet", shown(.url))]
+    HttpsNotSupported {
+        /// The URL as written.
+        url: String,
+    },
+    /// `proxy_pass http://NAME` where NAME is neither an upstream nor an address with a port.
+    #[error("no upstream \"{}\" for proxy_pass", shown(.name))]
+    UnknownUpstream {
+        /// The name as written.
+        name: String,
+        /// The closest upstream name, if one is close enough.
+        suggestion: Option<String>,
+    },
+    /// `proxy_pass http://NAME:PORT` where NAME is an upstream (which has no port).
+    #[error("upstream \"{}\" may not have port {}", shown(.name), shown(.port))]
+    UpstreamWithPort {
+        /// The upstream name.
+        name: String,
+        /// The port written after it.
+        port: String,
+    },
+    /// `proxy_pass` with a URI part inside a regex location.
+    #[error("\"proxy_pass\" cannot have URI part in location given by regular expression")]
+    UriInRegexLocation,
+    /// Two `upstream` blocks with one name.
+    #[error("duplicate upstream \"{}\"", shown(.name))]
+    DuplicateUpstream {
+        /// The name.
+        name: String,
+    },
+    /// An `upstream` block without `server` lines.
+    #[error("no servers are inside upstream \"{}\"", shown(.name))]
+    NoServersInUpstream {
+        /// The upstream name.
+        name: String,
+    },
+    /// A `map` target or a `sticky route` argument that is not a `$variable`.
+    #[error("invalid variable name \"{}\"", shown(.value))]
+    InvalidVariableName {
+        /// The word as written.
+        value: String,
+    },
+    /// Two `server` lines of one upstream with the same address as written: tether identifies
+    /// a server by its address, so the two would silently merge.
+    #[error("duplicate server \"{}\" in upstream \"{}\"", shown(.address), shown(.upstream))]
+    DuplicateServer {
+        /// The address as written.
+        address: String,
+        /// The upstream name.
+        upstream: String,
+    },
+    /// Two `server` lines of one upstream with the same `route=`.
+    #[error("duplicate route \"{}\" in upstream \"{}\"", shown(.route), shown(.upstream))]
+    DuplicateRoute {
+        /// The route as written.
+        route: String,
+        /// The upstream name.
+        upstream: String,
+    },
+    /// `sticky route` in an upstream where no server has a `route=`.
+    #[error("\"sticky route\" needs servers with \"route=\" in upstream \"{}\"", shown(.upstream))]
+    StickyRouteWithoutRoutes {
+        /// The upstream name.
+        upstream: String,
+    },
+    /// A `sticky cookie` name that is not an RFC 6265 token.
+    #[error("invalid cookie name \"{}\"", shown(.name))]
+    InvalidCookieName {
+        /// The name as written.
+        name: String,
+    },
+    /// `health_check` outside an `upstream` (nginx Plus puts it in a `location`).
+    #[error("\"health_check\" directive is not allowed here")]
+    HealthCheckOutsideUpstream,
+}
+
+impl ErrorKind {
+    /// A hint printed after the location, e.g. `did you mean "proxy_pass"?`.
+    pub(super) fn hint(&self) -> Option<String> {
+        match self {
+            ErrorKind::UnknownDirective {
+                suggestion: Some(s),
+                ..
+            }
+            | ErrorKind::UnknownUpstream {
+                suggestion: Some(s),
+                ..
+            } => Some(format!("did you mean \"{}\"?", shown(s))),
+            ErrorKind::ListenHostNotFound { .. } => {
+                Some("tether listens on IP addresses, \"*\" or localhost".to_string())
+            }
+            ErrorKind::DuplicateServer { .. } => Some(
+                "tether identifies servers by address; give one line a larger weight= instead"
+                    .to_string(),
+            ),
+            ErrorKind::InvalidCookieName { .. } => {
+                Some("a cookie name is letters, digits and any of !#$%&'*+-.^_`|~".to_string())
+            }
+            ErrorKind::HealthCheckOutsideUpstream => {
+                Some("health_check belongs in the upstream block in tether".to_string())
+            }
+            _ => None,
+        }
+    }
+}
