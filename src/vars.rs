@@ -468,3 +468,6 @@ fn append_from_within(out: &mut String, start: usize, end: usize) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod map_tests;

@@ -10,9 +10,9 @@ use tether::runtime::StartError;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::harness::client::Connection;
-use crate::harness::edit::Load;
 use crate::harness::free_addr;
 use crate::harness::session::eventually;
+use crate::harness::tally::Load;
 use crate::harness::{Backend, Proxy, get};
 
 /// `upstream up { SERVERS }` behind `location /`, listening on `{listen}` and on `extra`.

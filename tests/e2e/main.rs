@@ -5,8 +5,8 @@ mod harness;
 
 mod balancing;
 mod big_bodies;
+mod client_failures;
 mod failover;
-mod failures;
 mod hashing;
 mod health;
 mod hostile;
@@ -23,4 +23,5 @@ mod reload_soak;
 mod routing;
 mod sse;
 mod sticky;
+mod upstream_failures;
 mod websocket;

@@ -12,9 +12,12 @@ use std::time::Duration;
 
 use tether::peer::CheckState;
 
-use crate::harness::edit::{Binary, HeldHealth, Load, save_like_editor};
+use crate::harness::edit::save_like_editor;
+use crate::harness::held_health::HeldHealth;
+use crate::harness::process::Binary;
 use crate::harness::proxy::{fill, upstream_up};
 use crate::harness::session::{cookie_value, eventually, get_with_cookie, peer, set_cookies};
+use crate::harness::tally::Load;
 use crate::harness::{Backend, Proxy, free_addr, get};
 
 /// The same on several lines, as a person writes it: errors then have telling line:col.

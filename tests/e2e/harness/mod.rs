@@ -6,6 +6,7 @@ pub mod client;
 pub mod edit;
 pub mod h2_frames;
 pub mod h2_window;
+pub mod held_health;
 pub mod load;
 pub mod logs;
 pub mod nginx;
@@ -16,6 +17,8 @@ pub mod raw;
 pub mod session;
 pub mod slowloris;
 pub mod source;
+pub mod tally;
+pub mod watching;
 pub mod witness;
 
 pub use backend::Backend;

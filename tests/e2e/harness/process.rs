@@ -1,11 +1,15 @@
 //! Real processes started by a test: a child with its own folder, stopped with every child it
-//! forked when the handle drops, and the `tether` binary run on a config file.
+//! forked when the handle drops, and the `tether` binary run on a config file, either in a
+//! fresh folder of its own ([`TetherProcess`]) or on a config the test laid out, its log
+//! captured line by line ([`Binary`]).
 //!
 //! Every wait is bounded.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -223,4 +227,133 @@ pub fn signal(pid: u32, signal: i32) {
         "kill({pid}, {signal}): {}",
         std::io::Error::last_os_error()
     );
+}
+
+/// The real `tether` binary running `-c CONF` as a child process, its log (stderr, colours
+/// off) captured line by line. Killed when dropped.
+pub struct Binary {
+    /// The config file it was started with.
+    pub conf: PathBuf,
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Binary {
+    /// Starts `tether -c conf` with `TETHER_LOG=info` and waits until it serves on `listen`
+    /// and catches SIGHUP (before that, a SIGHUP would kill it, as with any process).
+    pub async fn start(conf: &Path, listen: SocketAddr) -> Binary {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+            .arg("-c")
+            .arg(conf)
+            .current_dir(conf.parent().expect("the config is in a folder"))
+            .env("TETHER_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the tether binary");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        std::thread::spawn({
+            let log = log.clone();
+            move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().unwrap().push(strip_ansi(&line));
+                }
+            }
+        });
+        let binary = Binary {
+            conf: conf.to_path_buf(),
+            child,
+            log,
+        };
+        let pid = binary.pid();
+        let what = format!("tether (pid {pid}) serving on {listen} and catching SIGHUP");
+        eventually(Duration::from_secs(10), &what, || async move {
+            catches(pid as u32, &[libc::SIGHUP]) && TcpStream::connect(listen).await.is_ok()
+        })
+        .await;
+        binary
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends SIGHUP.
+    pub fn hangup(&self) {
+        // SAFETY: kill(2) on our own child's pid with a valid signal number.
+        let sent = unsafe { libc::kill(self.pid(), libc::SIGHUP) };
+        assert_eq!(sent, 0, "kill -HUP: {}", std::io::Error::last_os_error());
+    }
+
+    /// Runs `tether -s reload -c CONF`, as an operator would, and expects it to succeed.
+    pub fn send_reload(&self) {
+        let output = Command::new(env!("CARGO_BIN_EXE_tether"))
+            .args(["-s", "reload", "-c"])
+            .arg(&self.conf)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run tether -s reload");
+        assert!(
+            output.status.success(),
+            "tether -s reload failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Every log line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log has `count` lines containing `needle`; returns those lines with the
+    /// `after` lines that follow each (multi-line messages: errors come on the next lines).
+    pub async fn lines_with(&self, needle: &str, count: usize, after: usize) -> Vec<String> {
+        let what = format!("{count} log line(s) with {needle:?}");
+        let found = || {
+            let log = self.log();
+            let hits: Vec<String> = log
+                .iter()
+                .enumerate()
+                .filter(|(_, line)| line.contains(needle))
+                .map(|(i, _)| log[i..log.len().min(i + 1 + after)].join("\n"))
+                .collect();
+            hits
+        };
+        eventually(Duration::from_secs(5), &what, || {
+            let enough = found().len() >= count;
+            async move { enough }
+        })
+        .await;
+        found()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Drops ANSI colour sequences (`ESC [ ... m`), in case the log is coloured anyway.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tether::runtime::{Applied, Tether};
 use tokio::net::TcpListener;
 
-use super::edit::Watching;
+use super::watching::Watching;
 
 /// A running proxy.
 pub struct Proxy {

@@ -14,9 +14,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::{answered_by, switched_text, switched_to, watched_on};
-use crate::harness::edit::{Binary, ConfigMap, OpenCounter, Watching, copy_over, save_like_editor};
+use crate::harness::edit::{ConfigMap, OpenCounter, copy_over, save_like_editor};
+use crate::harness::process::Binary;
 use crate::harness::proxy::{fill, upstream_up};
 use crate::harness::session::eventually;
+use crate::harness::watching::Watching;
 use crate::harness::{Backend, free_addr};
 
 #[tokio::test]
