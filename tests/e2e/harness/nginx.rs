@@ -143,8 +143,17 @@ impl Drop for Nginx {
     }
 }
 
+/// The `*_temp_path` lines that keep every nginx file inside `dir` (both configs below).
+fn temp_paths(dir: &Path) -> String {
+    let dir = dir.display();
+    ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+        .map(|kind| format!("{kind}_temp_path {dir}/{kind};"))
+        .join(" ")
+}
+
 /// The whole nginx.conf: one process in the foreground, every file inside `dir`.
 fn config(dir: &Path, listen: SocketAddr, upstream: &str, locations: &str) -> String {
+    let temp_paths = temp_paths(dir);
     let dir = dir.display();
     format!(
         "daemon off;
@@ -155,11 +164,7 @@ error_log {dir}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
+    {temp_paths}
     keepalive_requests 100000;
     upstream u {{ {upstream} }}
     server {{
@@ -245,6 +250,7 @@ impl NginxFleet {
 /// nginx.conf of an [`NginxFleet`]: master and one worker, WebSockets passed through, every
 /// file inside `dir`.
 fn fleet_config(dir: &Path, listen: SocketAddr, upstream: &str) -> String {
+    let temp_paths = temp_paths(dir);
     let dir = dir.display();
     // As root, workers would switch to `nobody` and could not use the temporary folder.
     let user = if unsafe { libc::geteuid() } == 0 {
@@ -263,11 +269,7 @@ error_log {dir}/error.log warn;
 events {{ worker_connections 8192; }}
 http {{
     access_log off;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
+    {temp_paths}
     upstream u {{ {upstream} }}
     server {{
         listen {listen};
