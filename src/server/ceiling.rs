@@ -393,8 +393,10 @@ mod tests {
         let oldest = ceiling.admit(LISTEN).await;
         let busy = ceiling.admit(LISTEN).await;
         busy.slot.busy();
-        tokio::time::sleep(Duration::from_millis(5)).await;
         let younger = ceiling.admit(LISTEN).await;
+        // Ages set, not slept for: the oldest went idle at 0 ms, the younger at 10 ms.
+        oldest.slot.idle_since_ms.store(0, Ordering::Relaxed);
+        younger.slot.idle_since_ms.store(10, Ordering::Relaxed);
         assert_eq!(ceiling.shed(1), 1);
         assert!(oldest.slot.is_shed());
         assert!(!younger.slot.is_shed());

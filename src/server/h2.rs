@@ -59,7 +59,13 @@ pub async fn serve(
             let response = proxy::serve(request, None, info.clone(), live.load_full());
             async move {
                 let response = response.await;
-                let progress = SendProgress::of_this_stream();
+                let progress = StreamProgress::of_this_stream();
+                // A proxied response carries its location's send_timeout; tether's own answers
+                // keep the http-level one the watch started with.
+                if let (Some(progress), Some(timeout)) = (&progress, response.body().send_timeout())
+                {
+                    progress.set_timeout(timeout);
+                }
                 Ok::<_, Infallible>(response.map(|body| StreamBody {
                     inner: body,
                     progress,
@@ -172,7 +178,7 @@ pin_project! {
     struct StreamBody {
         #[pin]
         inner: ResponseBody,
-        progress: Option<Arc<SendProgress>>,
+        progress: Option<Arc<StreamProgress>>,
         _open: OpenStream,
     }
 }
@@ -210,33 +216,37 @@ impl Body for StreamBody {
 /// Whether a stream's body is stuck on the client: data was handed to hyper, and hyper has not
 /// asked for more since (it waits for the client to open the stream's window).
 #[derive(Debug)]
-struct SendProgress {
+struct StreamProgress {
     epoch: Instant,
     /// Milliseconds after `epoch` (+1) when data was handed and not yet followed by an ask;
     /// 0 while hyper keeps asking.
     handed_ms: AtomicU64,
     /// The body found this progress (the watch then stops offering it).
     attached: AtomicBool,
+    /// The stream's `send_timeout` in milliseconds, once its location is known (0: the
+    /// watch's http-level default).
+    timeout_ms: AtomicU64,
 }
 
 thread_local! {
     /// The progress of the stream whose task is being polled on this thread, offered to the
     /// response body it builds (the body is made inside the stream's task, which hyper spawns
     /// itself, so this is the one way to reach it).
-    static OFFERED: RefCell<Option<Arc<SendProgress>>> = const { RefCell::new(None) };
+    static OFFERED: RefCell<Option<Arc<StreamProgress>>> = const { RefCell::new(None) };
 }
 
-impl SendProgress {
-    fn new() -> Arc<SendProgress> {
-        Arc::new(SendProgress {
+impl StreamProgress {
+    fn new() -> Arc<StreamProgress> {
+        Arc::new(StreamProgress {
             epoch: Instant::now(),
             handed_ms: AtomicU64::new(0),
             attached: AtomicBool::new(false),
+            timeout_ms: AtomicU64::new(0),
         })
     }
 
     /// The progress of the stream task running this, if any.
-    fn of_this_stream() -> Option<Arc<SendProgress>> {
+    fn of_this_stream() -> Option<Arc<StreamProgress>> {
         let progress = OFFERED.with(|offered| offered.borrow().clone())?;
         progress.attached.store(true, Ordering::Relaxed);
         Some(progress)
@@ -249,6 +259,21 @@ impl SendProgress {
 
     fn asked(&self) {
         self.handed_ms.store(0, Ordering::Relaxed);
+    }
+
+    fn set_timeout(&self, timeout: Duration) {
+        let ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The stream's own `send_timeout`, if its location gave one.
+    fn timeout(&self) -> Option<Duration> {
+        match self.timeout_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
     }
 
     /// Since when data waits on the client, if it does.
@@ -274,7 +299,7 @@ where
     fn execute(&self, future: F) {
         tokio::spawn(SendWatch {
             inner: future,
-            progress: SendProgress::new(),
+            progress: StreamProgress::new(),
             deadline: None,
             timeout: self.send_timeout,
         });
@@ -288,7 +313,7 @@ pin_project! {
     struct SendWatch<F> {
         #[pin]
         inner: F,
-        progress: Arc<SendProgress>,
+        progress: Arc<StreamProgress>,
         #[pin]
         deadline: Option<Sleep>,
         timeout: Duration,
@@ -313,7 +338,7 @@ impl<F: Future> Future for SendWatch<F> {
             this.deadline.set(None);
             return Poll::Pending;
         };
-        let due = since + *this.timeout;
+        let due = since + this.progress.timeout().unwrap_or(*this.timeout);
         match this.deadline.as_mut().as_pin_mut() {
             Some(sleep) if sleep.deadline() == due => {}
             Some(sleep) => sleep.reset(due),
@@ -429,7 +454,7 @@ mod tests {
         // A stream that handed data once and was never asked again: stuck.
         let stuck = SendWatch {
             inner: std::future::pending::<()>(),
-            progress: SendProgress::new(),
+            progress: StreamProgress::new(),
             deadline: None,
             timeout,
         };
@@ -441,7 +466,7 @@ mod tests {
         // A stream waiting on its upstream (asked, nothing handed) is left alone.
         let waiting = SendWatch {
             inner: std::future::pending::<()>(),
-            progress: SendProgress::new(),
+            progress: StreamProgress::new(),
             deadline: None,
             timeout,
         };
@@ -450,11 +475,26 @@ mod tests {
         assert!(ended.is_err(), "a stream waiting on its upstream was ended");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_takes_its_locations_send_timeout_over_the_http_level_one() {
+        let stuck = SendWatch {
+            inner: std::future::pending::<()>(),
+            progress: StreamProgress::new(),
+            deadline: None,
+            timeout: Duration::from_secs(60),
+        };
+        stuck.progress.set_timeout(Duration::from_secs(2));
+        stuck.progress.handed();
+        let started = Instant::now();
+        stuck.await;
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+    }
+
     #[tokio::test]
     async fn the_body_of_a_stream_finds_its_watch() {
         let watch = SendWatch {
-            inner: async { SendProgress::of_this_stream() },
-            progress: SendProgress::new(),
+            inner: async { StreamProgress::of_this_stream() },
+            progress: StreamProgress::new(),
             deadline: None,
             timeout: Duration::from_secs(1),
         };
@@ -466,7 +506,7 @@ mod tests {
         handle.await.unwrap();
         assert!(progress.attached.load(Ordering::Relaxed));
         assert!(
-            SendProgress::of_this_stream().is_none(),
+            StreamProgress::of_this_stream().is_none(),
             "nothing offered outside a stream"
         );
     }

@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use tokio::net::TcpStream;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, Sleep, sleep_until, timeout_at};
 use tokio_util::io::poll_read_buf;
 
 use super::decode::Decoder;
@@ -34,7 +34,7 @@ use crate::server::ceiling::ConnSlot;
 use crate::snapshot::{ClientSettings, Snapshot};
 
 /// Fewest free bytes asked of a read; the read buffer grows by this much when fuller.
-const READ_CHUNK: usize = 8 * 1024;
+pub(super) const READ_CHUNK: usize = 8 * 1024;
 /// Body bytes queued for the client before the body is asked for more (backpressure).
 const HIGH_WATER: usize = 64 * 1024;
 /// How long a closing connection keeps reading (and dropping) what the client still sends,
@@ -351,13 +351,15 @@ impl Connection<'_> {
             keep_alive: keep_alive && framing != BodyFraming::UntilClose,
             client_version,
         });
-        parts.headers.clear();
         if self.spare_headers.capacity() == 0 {
             self.spare_headers = std::mem::take(&mut parts.headers);
+            self.spare_headers.clear();
         }
         let mut body = pin!(body);
         let mut stream_state = StreamState::new(framing);
-        let mut stall = pin!(tokio::time::sleep(send_timeout));
+        // Made only when a write first waits: a response that leaves at once (most) never
+        // touches the timer.
+        let mut stall: Option<Pin<Box<Sleep>>> = None;
         // The written total when the send_timeout clock was last started.
         let mut stalled_at: Option<u64> = None;
         poll_fn(|cx| {
@@ -393,9 +395,11 @@ impl Connection<'_> {
                     Poll::Pending => {
                         // send_timeout: the time between two writes that moved something.
                         let written = self.outbox.written();
+                        let due = Instant::now() + send_timeout;
+                        let stall = stall.get_or_insert_with(|| Box::pin(sleep_until(due)));
                         if stalled_at != Some(written) {
                             stalled_at = Some(written);
-                            stall.as_mut().reset(Instant::now() + send_timeout);
+                            stall.as_mut().reset(due);
                         }
                         if stall.as_mut().poll(cx).is_ready() {
                             tracing::info!(client = %self.info.client, "client timed out reading the response (send_timeout)");

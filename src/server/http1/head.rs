@@ -165,8 +165,8 @@ const INLINE_HEADERS: usize = 128;
 
 /// Reads the complete head in `head` (exactly the bytes [`HeadScanner::scan`] measured).
 /// `head` is shared, not copied: header values and the target point into it. The header lines
-/// go into `headers`, emptied first (a map kept from an earlier message, so its allocation is
-/// reused).
+/// go into `headers`, which must be empty (a map kept from an earlier message, so its
+/// allocation is reused).
 pub fn parse(
     head: &Bytes,
     rules: &HeadRules,
@@ -217,7 +217,10 @@ fn parse_into<'b>(
     let uri = target_of(head, target)?;
 
     let mut checks = HeaderChecks::default();
-    headers.clear();
+    debug_assert!(
+        headers.is_empty(),
+        "a recycled header map is handed over empty"
+    );
     headers.reserve(request.headers.len());
     let mut dropped_headers = 0;
     for line in request.headers.iter() {

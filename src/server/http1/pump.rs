@@ -14,12 +14,10 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::io::poll_read_buf;
 
+use super::conn::READ_CHUNK;
 use super::decode::{Decoded, Decoder};
 use super::write::Outbox;
 use crate::proxy::body::client::{ClientBodyError, Demand, FeedSender};
-
-/// Fewest free bytes asked of a read.
-const READ_CHUNK: usize = 8 * 1024;
 
 /// Feeds a request body from the socket to its reader, one piece per demand.
 pub struct Pump {

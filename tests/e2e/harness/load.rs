@@ -62,6 +62,11 @@ impl TryConnection {
         Ok(TryConnection { sender })
     }
 
+    /// True once the connection can carry no more requests.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
     /// `GET path` on this connection.
     pub async fn get(&mut self, path: &str) -> Result<Reply, String> {
         exchange(&mut self.sender, request("GET", path, "")).await

@@ -9,14 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use super::client::request;
+use super::load::TryConnection;
 use super::session::eventually;
 
 /// What a [`Load`] saw.
@@ -87,15 +82,13 @@ impl Load {
     }
 }
 
-type Sender = http1::SendRequest<Full<Bytes>>;
-
 async fn client_loop(
     addr: SocketAddr,
     keep_alive: bool,
     tally: Arc<Mutex<Tally>>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut connection: Option<Sender> = None;
+    let mut connection: Option<TryConnection> = None;
     while !stop.load(Ordering::SeqCst) {
         let outcome =
             tokio::time::timeout(Duration::from_secs(5), one_request(addr, &mut connection))
@@ -122,47 +115,19 @@ async fn client_loop(
 /// connection the proxy announced it would close (`Connection: close`) is not reused.
 async fn one_request(
     addr: SocketAddr,
-    connection: &mut Option<Sender>,
+    connection: &mut Option<TryConnection>,
 ) -> Result<(u16, String), String> {
-    if connection.as_ref().is_none_or(|sender| sender.is_closed()) {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(conn);
-        *connection = Some(sender);
+    if connection.as_ref().is_none_or(TryConnection::is_closed) {
+        *connection = Some(TryConnection::open(addr).await?);
     }
-    let sender = connection.as_mut().expect("opened above");
-    sender.ready().await.map_err(|e| format!("ready: {e}"))?;
-    let response = sender
-        .send_request(request("GET", "/", ""))
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let status = response.status().as_u16();
-    let closing = response
-        .headers()
-        .get("connection")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-    let backend = response
-        .headers()
-        .get("x-backend")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?
-        .to_bytes();
-    if closing {
+    let reply = connection.as_mut().expect("opened above").get("/").await?;
+    if reply.header("connection").eq_ignore_ascii_case("close") {
         *connection = None;
     }
+    let status = reply.status.as_u16();
     if status == 200 {
-        Ok((status, backend))
+        Ok((status, reply.header("x-backend").to_string()))
     } else {
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        Ok((status, reply.body))
     }
 }
