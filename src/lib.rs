@@ -31,5 +31,6 @@ pub mod route;
 pub mod runtime;
 pub mod server;
 pub mod snapshot;
+pub mod stream;
 pub mod upstream;
 pub mod vars;

@@ -12,6 +12,8 @@ use http::header;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+use crate::stream::ClientStream;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -24,7 +26,7 @@ use crate::peer::ActiveGuard;
 #[derive(Debug)]
 pub struct Upgraded {
     /// The client's socket.
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     /// Bytes read but not yet consumed.
     pub read_buf: Bytes,
 }

@@ -134,7 +134,7 @@ async fn serve_connection(
     };
     let conn = Arc::new(conn);
     match opening {
-        Opening::Http2 => h2::serve(stream, conn, live, slot).await,
-        Opening::Http1 => http1::serve(stream, conn, live, slot).await,
+        Opening::Http2 => h2::serve(stream.into(), conn, live, slot).await,
+        Opening::Http1 => http1::serve(stream.into(), conn, live, slot).await,
     }
 }

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::stream::ClientStream;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::Request;
@@ -30,7 +31,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep, sleep_until};
 
@@ -44,7 +44,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one HTTP/2 connection until the client or the limits end it.
 pub async fn serve(
-    stream: TcpStream,
+    stream: ClientStream,
     info: Arc<ConnInfo>,
     live: Arc<ArcSwap<Snapshot>>,
     slot: &ConnSlot,
@@ -359,7 +359,7 @@ impl<F: Future> Future for SendWatch<F> {
 /// The client's socket, failing a write that has waited `send_timeout` for the client to
 /// read (the connection then ends, and every stream's upstream with it).
 struct StallIo {
-    io: TcpStream,
+    io: ClientStream,
     /// Boxed: hyper wants its IO `Unpin`. Not registered with the timer until a write first
     /// waits.
     stall: Pin<Box<Sleep>>,
@@ -368,7 +368,7 @@ struct StallIo {
 }
 
 impl StallIo {
-    fn new(io: TcpStream, timeout: Duration) -> StallIo {
+    fn new(io: ClientStream, timeout: Duration) -> StallIo {
         StallIo {
             io,
             stall: Box::pin(tokio::time::sleep(timeout)),

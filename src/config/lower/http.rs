@@ -106,6 +106,8 @@ impl Lowering {
             names: Vec::new(),
             return_: None,
             locations: Vec::new(),
+            tls: None,
+            http2: false,
             span: d.span.clone(),
         };
         let mut layer = ProxyLayer::default();

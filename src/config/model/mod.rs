@@ -14,6 +14,7 @@
 
 mod proxy;
 mod server;
+mod tls;
 mod upstream;
 
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ pub use proxy::{AddHeader, NextUpstream, ProxySettings};
 pub use server::{
     Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,
 };
+pub use tls::{CertificatePair, ServerTls, TlsVersion, VerifyClient};
 pub use upstream::{
     BalanceMethod, CookieExpiry, HealthCheck, PeerSpec, SameSite, Sticky, StickyCookie, Upstream,
 };

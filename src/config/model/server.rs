@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use super::proxy::ProxySettings;
+use super::tls::ServerTls;
 use crate::config::source::Span;
 
 /// A `server {}` block (virtual server).
@@ -17,6 +18,11 @@ pub struct Server {
     pub return_: Option<Return>,
     /// Top-level `location` blocks in file order.
     pub locations: Vec<Location>,
+    /// TLS termination settings: Some when the server listens with `ssl` on any address.
+    pub tls: Option<ServerTls>,
+    /// `http2 on` (nginx ≥ 1.25; default off, as nginx) or `http2` on one of its `listen`
+    /// lines: h2 is offered by ALPN on its TLS addresses.
+    pub http2: bool,
     /// The `server` directive.
     pub span: Span,
 }
@@ -28,9 +34,11 @@ pub struct Listen {
     pub addr: SocketAddr,
     /// `default_server` (or the older `default`).
     pub default_server: bool,
-    /// `ssl` (TLS arrives in a later issue; recorded now).
+    /// `ssl`: connections on this address speak TLS (nginx: one `ssl` listen makes the whole
+    /// address TLS, for every server on it).
     pub ssl: bool,
-    /// `http2` (h2 is always accepted: prior knowledge on plain text).
+    /// `http2`: offer h2 by ALPN on this address (h2 by prior knowledge is always accepted on
+    /// plain text).
     pub http2: bool,
     /// Where it was written.
     pub span: Span,

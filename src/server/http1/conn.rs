@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use crate::stream::ClientStream;
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep, sleep_until, timeout_at};
 use tokio_util::io::poll_read_buf;
 
@@ -49,7 +49,7 @@ enum Next {
 }
 
 struct Connection<'a> {
-    stream: TcpStream,
+    stream: ClientStream,
     read_buf: BytesMut,
     outbox: Outbox,
     info: Arc<ConnInfo>,
@@ -65,7 +65,7 @@ struct Connection<'a> {
 /// or timeout ends it, it is shed or retired, or a tunnel takes it over. A fast stop aborts the
 /// task.
 pub async fn serve(
-    stream: TcpStream,
+    stream: ClientStream,
     info: Arc<ConnInfo>,
     live: Arc<ArcSwap<Snapshot>>,
     slot: &ConnSlot,

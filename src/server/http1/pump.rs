@@ -9,8 +9,8 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::stream::ClientStream;
 use bytes::{Bytes, BytesMut};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::io::poll_read_buf;
 
@@ -62,7 +62,7 @@ impl Pump {
     pub fn poll(
         &mut self,
         cx: &mut Context<'_>,
-        stream: &mut TcpStream,
+        stream: &mut ClientStream,
         read_buf: &mut BytesMut,
         outbox: &mut Outbox,
         response_started: bool,
@@ -78,7 +78,7 @@ impl Pump {
     fn poll_feed(
         &mut self,
         cx: &mut Context<'_>,
-        stream: &mut TcpStream,
+        stream: &mut ClientStream,
         read_buf: &mut BytesMut,
         outbox: &mut Outbox,
         response_started: bool,

@@ -12,13 +12,13 @@ use std::time::SystemTime;
 
 use std::io::Write as _;
 
+use crate::stream::ClientStream;
 use bytes::{Buf, Bytes};
 #[cfg(test)]
 use http::header::HeaderValue;
 use http::header::{self, HeaderMap};
 use http::{StatusCode, Version};
 use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
 
 /// How a response body is framed on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,7 +166,7 @@ impl Outbox {
     pub fn poll_flush(
         &mut self,
         cx: &mut Context<'_>,
-        stream: &mut TcpStream,
+        stream: &mut ClientStream,
     ) -> Poll<io::Result<()>> {
         while !self.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
