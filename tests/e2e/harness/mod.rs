@@ -2,6 +2,7 @@
 //! from a config string, and small clients. Everything runs on 127.0.0.1 ephemeral ports.
 
 pub mod backend;
+pub mod certs;
 pub mod client;
 pub mod edit;
 pub mod h2_frames;
