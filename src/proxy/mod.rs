@@ -50,6 +50,20 @@ pub struct ConnInfo {
     pub scheme: &'static str,
     /// How tunnels opened on this connection are counted and told to close.
     pub tunnels: TunnelControl,
+    /// The connection's TLS, if it speaks TLS (boxed: a plain connection should not carry it).
+    pub tls: Option<Box<ConnTls>>,
+}
+
+/// What a TLS handshake settled for the whole connection.
+#[derive(Clone, Debug)]
+pub struct ConnTls {
+    /// The certificate identity of the virtual server the handshake chose (see
+    /// [`Termination::identity`](crate::snapshot::Termination)).
+    pub identity: u64,
+    /// The name the client asked for by SNI (lowercase), if any.
+    pub server_name: Option<String>,
+    /// The connection speaks HTTP/2 (chosen by ALPN).
+    pub http2: bool,
 }
 
 /// Tunnels outlive the request that opened them: they are counted apart, and closed on a
@@ -103,6 +117,11 @@ async fn handle(
     let Some(server) = snapshot.server(conn.listen, normalised.host) else {
         return error::error_page(StatusCode::NOT_FOUND);
     };
+    if let Some(tls) = &conn.tls
+        && misdirected(tls, server)
+    {
+        return error::error_page(StatusCode::MISDIRECTED_REQUEST);
+    }
     let info = request_info(&request, conn, server, "", normalised);
     if let Some(r) = &server.return_ {
         return answer_return(r, snapshot, &info);
@@ -132,6 +151,18 @@ async fn handle(
             }
         }
     }
+}
+
+/// Whether a request on a TLS connection names a server its handshake was not for, in a way
+/// that matters: on HTTP/2 a server with other certificates (browsers reuse a connection for
+/// every name its certificate covers, so the request must not reach a server whose own
+/// certificate the client never saw), on any protocol a server that checks client
+/// certificates (its check must not be skipped by naming another server in the SNI).
+fn misdirected(tls: &ConnTls, server: &VirtualServer) -> bool {
+    server
+        .tls
+        .as_ref()
+        .is_some_and(|own| own.identity != tls.identity && (tls.http2 || own.verifies_clients))
 }
 
 /// Where a request was routed: its virtual server, its location, and the location's proxying.

@@ -190,6 +190,12 @@ impl VirtualHosts {
         })
     }
 
+    /// Index (into `servers`) of the default server: what a TLS client that names no server
+    /// (no SNI) gets.
+    pub fn default_index(&self) -> usize {
+        self.default
+    }
+
     /// Index (into `servers`) of the server for this Host (already lowercased, no port; may be "").
     ///
     /// Built from no servers at all, this answers 0: callers never route on an empty address.

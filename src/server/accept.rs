@@ -17,8 +17,11 @@ use crate::proxy::{ConnInfo, TunnelControl};
 use crate::server::ceiling::{Admission, Ceiling};
 use crate::server::h2;
 use crate::server::http1;
+use crate::server::http1::head::Rejection;
 use crate::server::sniff::{self, Opening};
+use crate::server::tls::{self, Refused};
 use crate::snapshot::Snapshot;
+use crate::stream::ClientStream;
 
 /// The signals and counts a stop works with (connections themselves are told through the
 /// ceiling's table).
@@ -78,6 +81,7 @@ pub async fn accept_loop(
                         close: lifecycle.close_tunnels.clone(),
                         open: lifecycle.tunnels.clone(),
                     },
+                    tls: None,
                 };
                 let token = lifecycle.connections.enter();
                 let slot = admission.slot.clone();
@@ -109,15 +113,45 @@ pub async fn accept_loop(
 /// client that sends nothing within `client_header_timeout` is closed, as nginx does.
 async fn serve_connection(
     stream: TcpStream,
-    conn: ConnInfo,
+    mut conn: ConnInfo,
     live: Arc<ArcSwap<Snapshot>>,
     admission: Admission,
     _token: Token,
 ) {
     // Small writes (SSE events, WebSocket frames, response heads) must leave at once.
     let _ = stream.set_nodelay(true);
-    let header_timeout = live.load().client.header_timeout;
+    let settings = live.load().client;
+    let header_timeout = settings.header_timeout;
     let slot = &*admission.slot;
+    if live.load().is_tls(conn.listen) {
+        // The handshake counts as part of the first request's head, as in nginx: a client
+        // that stalls in it is closed after client_header_timeout.
+        let handshake = tokio::select! {
+            handshake = timeout(header_timeout, tls::handshake(stream, conn.listen, &live)) => handshake,
+            () = slot.told_to_go() => return,
+        };
+        let client = conn.client;
+        return match handshake {
+            Ok(Ok(done)) => {
+                conn.scheme = "https";
+                let http2 = done.tls.http2;
+                conn.tls = Some(Box::new(done.tls));
+                let stream = ClientStream::Tls(done.stream);
+                let conn = Arc::new(conn);
+                if http2 {
+                    h2::serve(stream, conn, live, slot).await;
+                } else {
+                    http1::serve(stream, conn, live, slot).await;
+                }
+            }
+            Ok(Err(Refused::PlainHttp(tcp))) => {
+                let rejection = Rejection::PLAIN_HTTP_TO_TLS;
+                http1::refuse(tcp.into(), Arc::new(conn), slot, rejection, &settings).await;
+            }
+            Ok(Err(Refused::Closed(reason))) => tracing::info!(%client, "TLS: {reason}"),
+            Err(_) => tracing::info!(%client, "TLS handshake timed out (client_header_timeout)"),
+        };
+    }
     // Nothing is in hand before the first byte: retiring the listener, or the ceiling
     // shedding this connection, closes it at once too.
     let opening = tokio::select! {

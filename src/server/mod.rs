@@ -12,6 +12,7 @@ mod ceiling;
 mod h2;
 pub mod http1;
 mod sniff;
+mod tls;
 
 pub use accept::{Lifecycle, accept_loop};
 pub use ceiling::{Ceiling, raise_open_file_limit};

@@ -8,6 +8,7 @@
 //! No hyper here: only `http` types for precompiled header names and values.
 
 mod servers;
+mod tls;
 mod upstreams;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ pub use servers::{
     Action, AddHeader, HeaderPlan, HeaderSource, ProxyAction, ReturnAction, Route, SetHeader,
     Target, UriRewrite, VirtualServer,
 };
+pub use tls::Termination;
 
 /// One consistent runtime view of a config.
 pub struct Snapshot {
@@ -62,6 +64,8 @@ pub struct ClientSettings {
 /// The virtual servers reachable on one listen address.
 struct Listener {
     hosts: VirtualHosts,
+    /// Connections speak TLS (one `listen ... ssl` on the address makes it so for all).
+    tls: bool,
     /// Indexes into `Snapshot::servers`, in the order `hosts` knows them.
     servers: Vec<usize>,
 }
@@ -130,6 +134,28 @@ impl Snapshot {
         self.listeners.keys().copied()
     }
 
+    /// Whether connections on `listen` speak TLS (false for an address not in this config).
+    pub fn is_tls(&self, listen: SocketAddr) -> bool {
+        self.listeners.get(&listen).is_some_and(|l| l.tls)
+    }
+
+    /// The virtual server a TLS handshake on `listen` is for: the one `sni` names (lowercase),
+    /// or the address's default server when the client named none. None if `listen` is not in
+    /// this config or that server has no TLS settings.
+    pub fn handshake_server(
+        &self,
+        listen: SocketAddr,
+        sni: Option<&str>,
+    ) -> Option<&VirtualServer> {
+        let listener = self.listeners.get(&listen)?;
+        let position = match sni {
+            Some(name) => listener.hosts.find(name),
+            None => listener.hosts.default_index(),
+        };
+        let server = &self.servers[listener.servers[position]];
+        server.tls.as_ref().map(|_| server)
+    }
+
     /// The virtual server for a request that arrived on `listen` with this `host` (lowercase,
     /// without port). None only if `listen` is not in this config (a listener being retired).
     pub fn server(&self, listen: SocketAddr, host: &str) -> Option<&VirtualServer> {
@@ -171,8 +197,19 @@ fn build_listeners(
             .collect();
         match VirtualHosts::build(&names) {
             Ok(hosts) => {
+                let tls = members
+                    .iter()
+                    .flat_map(|&(index, _)| &servers[index].listens)
+                    .any(|listen| listen.addr == addr && listen.ssl);
                 let servers = members.iter().map(|&(index, _)| index).collect();
-                listeners.insert(addr, Listener { hosts, servers });
+                listeners.insert(
+                    addr,
+                    Listener {
+                        hosts,
+                        servers,
+                        tls,
+                    },
+                );
             }
             Err(ConfigErrors(mut found)) => errors.append(&mut found),
         }

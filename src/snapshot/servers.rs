@@ -15,6 +15,7 @@ use crate::route::Locations;
 use crate::upstream::Group;
 use crate::vars::{Template, Vars};
 
+use super::tls::{Termination, termination};
 use super::upstreams;
 
 /// A `server {}` block, compiled.
@@ -23,6 +24,8 @@ pub struct VirtualServer {
     pub name: String,
     /// A server-level `return`, applied before locations.
     pub return_: Option<ReturnAction>,
+    /// TLS termination, for a server on a `listen ... ssl` address.
+    pub tls: Option<Termination>,
     locations: Locations,
     routes: Vec<Route>,
 }
@@ -155,9 +158,20 @@ impl ServerBuilder<'_> {
                 Locations::default()
             }
         };
+        let tls = server
+            .tls
+            .as_ref()
+            .and_then(|tls| match termination(server, tls) {
+                Ok(termination) => Some(termination),
+                Err(mut found) => {
+                    self.errors.append(&mut found);
+                    None
+                }
+            });
         VirtualServer {
             name: server.names.first().map(name_text).unwrap_or_default(),
             return_: server.return_.as_ref().map(|r| self.return_action(r)),
+            tls,
             locations,
             routes: server.locations.iter().map(|l| self.route(l)).collect(),
         }

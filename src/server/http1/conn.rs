@@ -123,6 +123,28 @@ pub async fn serve(
     }
 }
 
+/// Answers a connection that must not be served with one error page, then closes it
+/// (lingering, so the page is not lost to a reset): plain HTTP sent to a TLS address gets
+/// nginx's "400 The plain HTTP request was sent to HTTPS port".
+pub async fn refuse(
+    stream: ClientStream,
+    info: Arc<ConnInfo>,
+    slot: &ConnSlot,
+    rejection: Rejection,
+    settings: &ClientSettings,
+) {
+    let mut connection = Connection {
+        stream,
+        read_buf: BytesMut::new(),
+        outbox: Outbox::default(),
+        info,
+        slot,
+        spare_headers: HeaderMap::new(),
+    };
+    connection.reject(rejection, settings).await;
+    connection.close(true).await;
+}
+
 /// What a response is written for: the request it answers and the connection's terms.
 #[derive(Clone, Copy)]
 struct Answering {

@@ -34,6 +34,13 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// Plain HTTP on a TLS address (nginx's wording and page title).
+    pub const PLAIN_HTTP_TO_TLS: Rejection = Rejection {
+        status: StatusCode::BAD_REQUEST,
+        title: Some("The plain HTTP request was sent to HTTPS port"),
+        reason: "client sent plain HTTP request to HTTPS port",
+    };
+
     const fn new(status: StatusCode, reason: &'static str) -> Rejection {
         Rejection {
             status,

@@ -21,4 +21,4 @@ pub mod replay;
 mod timer;
 mod write;
 
-pub use conn::serve;
+pub use conn::{refuse, serve};

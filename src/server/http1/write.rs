@@ -187,7 +187,8 @@ impl Outbox {
             }
             self.consume(written);
         }
-        Poll::Ready(Ok(()))
+        // A no-op on TCP; TLS may hold records a write could not yet pass to the socket.
+        Pin::new(&mut *stream).poll_flush(cx)
     }
 
     fn consume(&mut self, mut written: usize) {

@@ -204,6 +204,47 @@ pub async fn connect(
     TlsConnector::from(config).connect(name, tcp).await
 }
 
+/// An HTTP/1.1 client connection over TLS to `addr`, naming `server_name` by SNI.
+pub async fn https1(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    server_name: Option<&str>,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>> {
+    let tls = connect(addr, config, server_name)
+        .await
+        .expect("TLS handshake");
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .expect("HTTP/1.1 over TLS");
+    tokio::spawn(connection.with_upgrades());
+    sender
+}
+
+/// An HTTP/2 client connection over TLS (the config must offer `h2` by ALPN).
+pub async fn https2(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    server_name: Option<&str>,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>> {
+    let tls = connect(addr, config, server_name)
+        .await
+        .expect("TLS handshake");
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "h2 chosen by ALPN"
+    );
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .expect("HTTP/2 over TLS");
+    tokio::spawn(connection);
+    sender
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
