@@ -19,12 +19,18 @@ pub(super) struct Sources {
 }
 
 impl Sources {
-    /// What `config` was read from.
+    /// What `config` was read from, and the certificate files it names: a renewed
+    /// certificate (certbot's symlink swap, a Secret's `..data` swap, `cp` over the file) is
+    /// a change of the config, and the reload it sets off hands new handshakes the new one.
     pub fn of(config: &Config) -> Sources {
-        // Certificate and key files join `files` here when TLS arrives: the watcher then
-        // follows them like any included file.
+        let mut files = config.files.clone();
+        for file in config.certificate_files() {
+            if !files.contains(&file) {
+                files.push(file);
+            }
+        }
         Sources {
-            files: config.files.clone(),
+            files,
             globs: config.include_globs.clone(),
         }
     }

@@ -57,6 +57,23 @@ pub struct Config {
     pub http: Http,
 }
 
+impl Config {
+    /// Every certificate, key, CA and OCSP file the config names, in config order: files the
+    /// config depends on without being config text.
+    pub fn certificate_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for tls in self.http.servers.iter().filter_map(|s| s.tls.as_ref()) {
+            for pair in &tls.certificates {
+                files.push(pair.certificate.clone());
+                files.push(pair.key.clone());
+            }
+            files.extend(tls.client_certificate.iter().cloned());
+            files.extend(tls.stapling_file.iter().cloned());
+        }
+        files
+    }
+}
+
 /// A directive tether accepts for compatibility but which does nothing here.
 #[derive(Clone, Debug)]
 pub struct Ignored {
