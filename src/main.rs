@@ -57,7 +57,12 @@ enum SignalName {
 #[derive(Subcommand)]
 enum Command {
     /// Start three demo app servers on loopback with tether in front (conf/demo.conf).
-    Demo,
+    Demo {
+        /// Also serve the demo over HTTPS and HTTP/2 on 127.0.0.1:8443, with a self-signed
+        /// certificate made at start.
+        #[arg(long)]
+        tls: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -65,8 +70,8 @@ fn main() -> ExitCode {
     init_logging();
     tether::server::raise_open_file_limit();
     let prefix = cli.prefix.clone().unwrap_or_else(|| PathBuf::from("."));
-    if let Some(Command::Demo) = cli.command {
-        return tether_demo::run(&prefix);
+    if let Some(Command::Demo { tls }) = cli.command {
+        return tether_demo::run(&prefix, tls);
     }
     if let Some(signal) = cli.signal {
         return send_signal(&cli.conf, &prefix, signal);
@@ -331,14 +336,24 @@ mod tether_demo {
     /// The demo config ships inside the binary too, so `tether demo` works from any folder.
     const BUILTIN_DEMO_CONF: &str = include_str!("../conf/demo.conf");
 
-    pub fn run(prefix: &Path) -> ExitCode {
+    /// The line of the demo config the HTTPS listener is added after.
+    const PLAIN_LISTEN: &str = "listen 127.0.0.1:8080 default_server;";
+
+    pub fn run(prefix: &Path, tls: bool) -> ExitCode {
         let path = prefix.join("conf/demo.conf");
-        let loaded = if path.exists() {
-            config::load(&path, prefix)
-        } else {
-            config::load_str(Path::new("conf/demo.conf"), BUILTIN_DEMO_CONF, prefix)
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(_) => BUILTIN_DEMO_CONF.to_string(),
         };
-        let config = match loaded {
+        let (text, certificate_folder) = if tls {
+            match with_tls(&text) {
+                Ok((text, folder)) => (text, Some(folder)),
+                Err(error) => return Emerg(error).exit(),
+            }
+        } else {
+            (text, None)
+        };
+        let config = match config::load_str(&path, &text, prefix) {
             Ok(config) => config,
             Err(errors) => {
                 print_errors(&errors);
@@ -355,11 +370,18 @@ mod tether_demo {
                     println!("app server {name} on http://{addr}/");
                 }
                 for addr in tether.local_addrs() {
+                    let scheme = if addr.port() == 8443 { "https" } else { "http" };
+                    let insecure = if scheme == "https" { "-k " } else { "" };
                     println!();
-                    println!("tether demo farm is up: open http://{addr}/ in a browser, or try");
-                    println!("  curl http://{addr}/whoami");
-                    println!("  curl -N http://{addr}/sse");
-                    println!("  curl 'http://{addr}/poll?wait=2000'");
+                    println!(
+                        "tether demo farm is up: open {scheme}://{addr}/ in a browser, or try"
+                    );
+                    println!("  curl {insecure}{scheme}://{addr}/whoami");
+                    println!("  curl {insecure}-N {scheme}://{addr}/sse");
+                    println!("  curl {insecure}'{scheme}://{addr}/poll?wait=2000'");
+                }
+                if tls {
+                    println!("(the HTTPS certificate is self-signed: the browser will warn once)");
                 }
                 println!("(Ctrl-C stops everything)");
                 wait_for_stop_signal().await;
@@ -368,6 +390,41 @@ mod tether_demo {
                 Ok(())
             })
         });
+        if let Some(folder) = certificate_folder {
+            let _ = std::fs::remove_dir_all(folder);
+        }
         served.map_or_else(Emerg::exit, |()| ExitCode::SUCCESS)
+    }
+
+    /// The demo config with an HTTPS listener (HTTP/2 by ALPN) beside the plain one, its
+    /// certificate self-signed for `localhost` and 127.0.0.1 and written to a folder of its own
+    /// under the system's temporary folder.
+    fn with_tls(text: &str) -> Result<(String, PathBuf), String> {
+        if !text.contains(PLAIN_LISTEN) {
+            return Err(format!(
+                "the demo config has no \"{PLAIN_LISTEN}\" line to add HTTPS beside"
+            ));
+        }
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let made = rcgen::generate_simple_self_signed(names)
+            .map_err(|error| format!("cannot make the demo certificate: {error}"))?;
+        let folder = std::env::temp_dir().join(format!("tether-demo-{}", std::process::id()));
+        let (cert, key) = (folder.join("demo.crt"), folder.join("demo.key"));
+        std::fs::create_dir_all(&folder)
+            .and_then(|()| std::fs::write(&cert, made.cert.pem()))
+            .and_then(|()| std::fs::write(&key, made.signing_key.serialize_pem()))
+            .map_err(|error| {
+                format!(
+                    "cannot write the demo certificate in {}: {error}",
+                    folder.display()
+                )
+            })?;
+        let tls_lines = format!(
+            "{PLAIN_LISTEN}\n        listen 127.0.0.1:8443 ssl;\n        http2 on;\n        \
+             ssl_certificate {};\n        ssl_certificate_key {};",
+            cert.display(),
+            key.display()
+        );
+        Ok((text.replace(PLAIN_LISTEN, &tls_lines), folder))
     }
 }
