@@ -14,7 +14,7 @@ pub mod source;
 use std::fs;
 use std::path::Path;
 
-pub use error::{ConfigError, ConfigErrors, ErrorKind};
+pub use error::{ConfigError, ConfigErrors, ErrorKind, TlsFileRole};
 pub use model::*;
 
 /// Reads `path` (and its includes), parses and lowers it. `prefix` resolves relative non-include

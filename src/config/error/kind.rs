@@ -287,9 +287,63 @@ pub enum ErrorKind {
         /// The address as written.
         address: String,
     },
-    /// `listen ... ssl` (TLS arrives in a later issue).
-    #[error("\"listen ... ssl\": TLS is not supported yet")]
-    TlsNotSupported,
+    /// A server on a `listen ... ssl` address with no `ssl_certificate` (nginx's words).
+    #[error("no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive")]
+    NoCertificate,
+    /// An `ssl_certificate` without an `ssl_certificate_key` to pair with.
+    #[error("no \"ssl_certificate_key\" is defined for certificate \"{}\"", shown_path(.certificate))]
+    NoCertificateKey {
+        /// The certificate's path.
+        certificate: PathBuf,
+    },
+    /// More `ssl_certificate_key`s than `ssl_certificate`s.
+    #[error("no \"ssl_certificate\" is defined for certificate key \"{}\"", shown_path(.key))]
+    NoCertificateForKey {
+        /// The key's path.
+        key: PathBuf,
+    },
+    /// `ssl_protocols` naming nothing rustls speaks.
+    #[error("no protocol tether speaks in \"ssl_protocols\"")]
+    NoTlsProtocols,
+    /// The old `ssl on;`.
+    #[error("the \"ssl\" directive is not supported by tether")]
+    SslDirective,
+    /// `ssl_verify_client optional_no_ca`.
+    #[error("\"ssl_verify_client optional_no_ca\" is not supported by tether")]
+    VerifyClientNoCa,
+    /// `ssl_verify_client on|optional` with no CA to verify against.
+    #[error(
+        "no \"ssl_client_certificate\" or \"ssl_trusted_certificate\" for \"ssl_verify_client\""
+    )]
+    NoClientCertificate,
+    /// A TLS file (certificate, key, CA list, OCSP response) that cannot be used (used by tls).
+    #[error("cannot load {what} \"{}\": {reason}", shown_path(.path))]
+    TlsFile {
+        /// What the file is meant to hold.
+        what: TlsFileRole,
+        /// The file.
+        path: PathBuf,
+        /// Why: the operating system's reason, or what is wrong in it.
+        reason: String,
+    },
+    /// A key that is not the private key of its certificate (used by tls).
+    #[error(
+        "certificate key \"{}\" does not match certificate \"{}\"",
+        shown_path(.key),
+        shown_path(.certificate),
+    )]
+    KeyMismatch {
+        /// The `ssl_certificate`.
+        certificate: PathBuf,
+        /// The `ssl_certificate_key`.
+        key: PathBuf,
+    },
+    /// `ssl_ciphers` leaving no suite rustls has for the allowed protocols (used by tls).
+    #[error("no cipher suite tether has is left by \"ssl_ciphers\" \"{}\"", shown(.ciphers))]
+    NoCiphers {
+        /// The cipher string as written.
+        ciphers: String,
+    },
     /// The same address listed twice in one server.
     #[error("duplicate listen {addr}")]
     DuplicateListen {
@@ -421,6 +475,30 @@ pub enum ErrorKind {
     HealthCheckOutsideUpstream,
 }
 
+/// What a TLS file is meant to hold, as [`ErrorKind::TlsFile`] names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFileRole {
+    /// `ssl_certificate`.
+    Certificate,
+    /// `ssl_certificate_key`.
+    CertificateKey,
+    /// `ssl_client_certificate` or `ssl_trusted_certificate`.
+    ClientCertificates,
+    /// `ssl_stapling_file`.
+    StaplingFile,
+}
+
+impl fmt::Display for TlsFileRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsFileRole::Certificate => "certificate",
+            TlsFileRole::CertificateKey => "certificate key",
+            TlsFileRole::ClientCertificates => "client certificates",
+            TlsFileRole::StaplingFile => "stapling file",
+        })
+    }
+}
+
 impl ErrorKind {
     /// A hint printed after the location, e.g. `did you mean "proxy_pass"?`.
     pub(super) fn hint(&self) -> Option<String> {
@@ -443,6 +521,13 @@ impl ErrorKind {
             ErrorKind::InvalidCookieName { .. } => {
                 Some("a cookie name is letters, digits and any of !#$%&'*+-.^_`|~".to_string())
             }
+            ErrorKind::SslDirective => {
+                Some("write the \"ssl\" parameter of \"listen\" instead".to_string())
+            }
+            ErrorKind::VerifyClientNoCa => {
+                Some("tether verifies every client certificate it accepts".to_string())
+            }
+            ErrorKind::NoTlsProtocols => Some("rustls speaks TLSv1.2 and TLSv1.3".to_string()),
             ErrorKind::HealthCheckOutsideUpstream => {
                 Some("health_check belongs in the upstream block in tether".to_string())
             }

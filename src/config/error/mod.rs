@@ -11,7 +11,7 @@ mod shown;
 
 use std::fmt;
 
-pub use kind::{ErrorKind, Expecting};
+pub use kind::{ErrorKind, Expecting, TlsFileRole};
 
 use super::source::Span;
 

@@ -87,6 +87,8 @@ const BUFFERS: &str = "tether streams bodies with its own buffers";
 const TABLES: &str = "tether sizes its own lookup tables";
 const GZIP: &str = "gzip is off in tether";
 const TLS: &str = "TLS arrives in a later tether release";
+const KEY_EXCHANGE: &str = "tether's TLS key exchange is ECDHE with rustls's groups \
+                            (X25519MLKEM768, X25519, P-256, P-384)";
 /// Why server- and location-level client timeouts are ignored (`lower::http` uses it).
 pub(super) const HTTP_LEVEL_ONLY: &str = "tether uses the http-level value only";
 
@@ -157,7 +159,27 @@ const SPECS: &[Spec] = &[
     ignored("proxy_http_version", HSL, 1, "tether always speaks HTTP/1.1 to upstreams"),
     ignored("proxy_redirect", HSL, 2, "tether does not rewrite Location headers"),
     ignored("proxy_ignore_client_abort", HSL, 1, "tether closes the upstream when the client goes"),
-    ignored("http2", H | S, 1, "tether always accepts HTTP/2"),
+    handled("http2", H | S, 1, 1),
+    // TLS termination (`lower::tls`)
+    handled("ssl", H | S, 1, 1),
+    handled("ssl_certificate", H | S, 1, 1),
+    handled("ssl_certificate_key", H | S, 1, 1),
+    handled("ssl_protocols", H | S, 1, MANY),
+    handled("ssl_ciphers", H | S, 1, 1),
+    handled("ssl_prefer_server_ciphers", H | S, 1, 1),
+    handled("ssl_session_cache", H | S, 1, 2),
+    handled("ssl_session_timeout", H | S, 1, 1),
+    handled("ssl_session_tickets", H | S, 1, 1),
+    handled("ssl_stapling", H | S, 1, 1),
+    handled("ssl_stapling_file", H | S, 1, 1),
+    handled("ssl_stapling_verify", H | S, 1, 1),
+    handled("ssl_client_certificate", H | S, 1, 1),
+    handled("ssl_trusted_certificate", H | S, 1, 1),
+    handled("ssl_verify_client", H | S, 1, 1),
+    handled("ssl_verify_depth", H | S, 1, 1),
+    ignored("ssl_dhparam", H | S, 1, KEY_EXCHANGE),
+    ignored("ssl_ecdh_curve", H | S, 1, KEY_EXCHANGE),
+    ignored("ssl_buffer_size", H | S, 1, "rustls sizes TLS records itself (up to 16k)"),
     ignored("gzip_types", HSL, MANY, GZIP),
     ignored("gzip_vary", HSL, 1, GZIP),
     ignored("gzip_proxied", HSL, MANY, GZIP),
@@ -252,6 +274,20 @@ const UNSUPPORTED: &[&str] = &[
     "load_module",
     "env",
     "chunked_transfer_encoding",
+    "ssl_password_file",
+    "ssl_session_ticket_key",
+    "ssl_stapling_responder",
+    "ssl_crl",
+    "ssl_early_data",
+    "ssl_conf_command",
+    "ssl_reject_handshake",
+    "ssl_ocsp",
+    "ssl_ocsp_cache",
+    "ssl_ocsp_responder",
+    "ssl_certificate_cache",
+    "ssl_key_log",
+    "ssl_engine",
+    "ssl_preread",
 ];
 
 impl Lowering {
@@ -263,7 +299,7 @@ impl Lowering {
             self.error(&d.span, ErrorKind::NotSupported { name: name.into() });
             return false;
         }
-        if name.starts_with("ssl_") || name.starts_with("proxy_ssl_") {
+        if name.starts_with("proxy_ssl_") {
             self.ignore(d, TLS);
             return false;
         }

@@ -132,7 +132,7 @@ fn listen_and_server_name_errors() {
     );
     check(
         &in_server("listen 80 ssl;"),
-        &[r#""listen ... ssl": TLS is not supported yet in t.conf:1:27"#],
+        &[r#"no "ssl_certificate" is defined for the "listen ... ssl" directive in t.conf:1:17"#],
     );
     check(
         &in_server("listen 80 foo proxy_protocol;"),

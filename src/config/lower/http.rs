@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use super::directives::{Context, HTTP_LEVEL_ONLY};
 use super::proxy::ProxyLayer;
 use super::sticky::inherit_secret;
+use super::tls::TlsLayer;
 use super::values::{parse_number, split_host_port};
 use super::{Lowering, empty_http};
 use crate::config::ast::{Directive, Word};
@@ -42,6 +43,7 @@ impl Lowering {
         let mut head = HeadSettings::default();
         let mut sticky_secret = None;
         let mut layer = ProxyLayer::default();
+        let mut tls = TlsLayer::default();
         let mut servers = Vec::new();
         for d in block {
             if !self.accepts(Context::Http, d) {
@@ -82,7 +84,9 @@ impl Lowering {
                 }
                 "sticky_secret" => self.once(&mut sticky_secret, d, |cx| cx.sticky_secret(d)),
                 _ => {
-                    self.proxy_setting(&mut layer, d);
+                    if !self.tls_setting(&mut tls, d) {
+                        self.proxy_setting(&mut layer, d);
+                    }
                 }
             }
         }
@@ -91,16 +95,56 @@ impl Lowering {
         http.head_rules = head.resolve();
         http.send_timeout = layer.clone().resolve().client_send_timeout;
         inherit_secret(&mut http.upstreams, sticky_secret.as_deref());
-        http.servers = servers
+        let lowered: Vec<_> = servers
             .into_iter()
-            .map(|d| self.server(d, &layer))
+            .map(|d| self.server(d, &layer, &tls))
             .collect();
+        http.servers = self.terminate_tls(lowered);
         self.check_default_servers(&http.servers);
         http
     }
 
-    /// Lowers one `server { ... }`, its locations inheriting `outer` (the http level).
-    fn server(&mut self, d: &Directive, outer: &ProxyLayer) -> Server {
+    /// Gives TLS settings to every server on an address that some `listen ... ssl` makes TLS
+    /// (nginx: the `ssl` of one server's listen holds for every server on that address), and
+    /// marks all their listens on it `ssl`. A server there without a certificate is an error.
+    fn terminate_tls(&mut self, lowered: Vec<(Server, TlsLayer, String)>) -> Vec<Server> {
+        let tls_addresses: HashSet<SocketAddr> = lowered
+            .iter()
+            .flat_map(|(server, ..)| &server.listens)
+            .filter(|listen| listen.ssl)
+            .map(|listen| listen.addr)
+            .collect();
+        let mut servers = Vec::with_capacity(lowered.len());
+        for (mut server, tls, scope) in lowered {
+            let mut first_tls_listen = None;
+            for listen in &mut server.listens {
+                if tls_addresses.contains(&listen.addr) {
+                    listen.ssl = true;
+                    first_tls_listen.get_or_insert_with(|| listen.span.clone());
+                }
+            }
+            server.http2 = tls.http2.unwrap_or(false) || server.listens.iter().any(|l| l.http2);
+            if let Some(listen_span) = first_tls_listen {
+                // A certificate without its key is reported by `server_tls` instead.
+                if !tls.has_certificates() {
+                    self.error(&listen_span, ErrorKind::NoCertificate);
+                }
+                server.tls = Some(self.server_tls(&tls, scope, &server.span));
+            }
+            servers.push(server);
+        }
+        servers
+    }
+
+    /// Lowers one `server { ... }`, its locations inheriting `outer` (the http level). Returns
+    /// it with its TLS settings merged over `outer_tls` and its session scope, for
+    /// [`Lowering::terminate_tls`] to use if it turns out to be on a TLS address.
+    fn server(
+        &mut self,
+        d: &Directive,
+        outer: &ProxyLayer,
+        outer_tls: &TlsLayer,
+    ) -> (Server, TlsLayer, String) {
         let mut server = Server {
             listens: Vec::new(),
             names: Vec::new(),
@@ -111,6 +155,8 @@ impl Lowering {
             span: d.span.clone(),
         };
         let mut layer = ProxyLayer::default();
+        let mut tls = TlsLayer::default();
+        let mut scope_names = Vec::new();
         let mut locations = Vec::new();
         let mut addresses = HashSet::new();
         for inner in d.block.as_deref().unwrap_or_default() {
@@ -129,6 +175,7 @@ impl Lowering {
                     server.listens.push(listen);
                 }
                 "server_name" => {
+                    scope_names.extend(inner.args.iter().map(|w| w.text.as_str()));
                     let names = inner.args.iter().filter_map(|w| self.server_name(w));
                     server.names.extend(names.collect::<Vec<_>>());
                 }
@@ -143,7 +190,9 @@ impl Lowering {
                 | "underscores_in_headers"
                 | "ignore_invalid_headers" => self.ignore(inner, HTTP_LEVEL_ONLY),
                 _ => {
-                    self.proxy_setting(&mut layer, inner);
+                    if !self.tls_setting(&mut tls, inner) {
+                        self.proxy_setting(&mut layer, inner);
+                    }
                 }
             }
         }
@@ -175,7 +224,9 @@ impl Lowering {
             }
             server.locations.push(location);
         }
-        server
+        let addresses: Vec<String> = server.listens.iter().map(|l| l.addr.to_string()).collect();
+        let scope = format!("{} @ {}", scope_names.join(" "), addresses.join(" "));
+        (server, tls.over(outer_tls), scope)
     }
 
     /// `listen ADDRESS[:PORT] [default_server] [ssl] [http2] [socket options]`.
@@ -240,10 +291,7 @@ impl Lowering {
         match (key, value) {
             ("default_server" | "default", "") => listen.default_server = true,
             ("http2", "") => listen.http2 = true,
-            ("ssl", "") => {
-                listen.ssl = true;
-                self.error(&param.span, ErrorKind::TlsNotSupported);
-            }
+            ("ssl", "") => listen.ssl = true,
             // Socket options the kernel defaults serve well enough; accepted for compatibility.
             ("reuseport" | "deferred" | "bind", "") => {}
             ("backlog" | "rcvbuf" | "sndbuf", v) if parse_number::<u64>(v).is_some() => {}

@@ -5,8 +5,8 @@
 //! `tether -t` lists them all. Submodules own one context each (`http`: http, server, listen,
 //! server_name; `location`: location, return, proxy_pass; `upstream`: upstream and map), plus
 //! the upstream's `sticky`/`sticky_secret` (`sticky`) and `health_check` (`health_check`), the
-//! directive table (`directives`), inherited proxy settings (`proxy`) and value syntaxes
-//! (`values`). Must not import `parse`: it works on the finished tree.
+//! `ssl_*` directives (`tls`), the directive table (`directives`), inherited proxy settings
+//! (`proxy`) and value syntaxes (`values`). Must not import `parse`: it works on the finished tree.
 
 mod directives;
 mod health_check;
@@ -14,6 +14,7 @@ mod http;
 mod location;
 mod proxy;
 mod sticky;
+mod tls;
 mod upstream;
 mod values;
 
@@ -43,6 +44,12 @@ pub fn lower(
     prefix: &Path,
 ) -> Result<Config, Vec<ConfigError>> {
     let mut cx = Lowering::new();
+    // nginx resolves certificate paths against its conf prefix, the main file's folder here
+    // (`include`'s base too).
+    cx.conf_dir = main_file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let mut worker_processes = None;
     let mut worker_connections = None;
     let mut pid = None;
@@ -128,6 +135,8 @@ pub(super) struct Lowering {
     upstream_keys: HashMap<String, String>,
     /// Name distances still allowed for "did you mean" hints (see `SUGGESTION_BUDGET`).
     suggestion_budget: usize,
+    /// The main config file's folder: what relative TLS file paths are resolved against.
+    conf_dir: PathBuf,
 }
 
 impl Lowering {
@@ -138,6 +147,7 @@ impl Lowering {
             upstream_names: Vec::new(),
             upstream_keys: HashMap::new(),
             suggestion_budget: SUGGESTION_BUDGET,
+            conf_dir: PathBuf::new(),
         }
     }
 
@@ -203,3 +213,7 @@ mod error_tests;
 #[cfg(test)]
 #[path = "upstream_tests.rs"]
 mod upstream_tests;
+
+#[cfg(test)]
+#[path = "tls_tests.rs"]
+mod tls_tests;

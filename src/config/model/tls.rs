@@ -28,15 +28,24 @@ pub struct ServerTls {
     pub session_timeout: Duration,
     /// `ssl_session_tickets` (default on): resumption by tickets, keys rotated.
     pub session_tickets: bool,
-    /// `ssl_stapling_file`: a DER OCSP response stapled to every handshake.
+    /// `ssl_stapling_file`: a DER OCSP response stapled to every handshake (only with
+    /// `ssl_stapling on`, as nginx).
     pub stapling_file: Option<PathBuf>,
     /// `ssl_verify_client` with `ssl_client_certificate` (the CAs client certificates must
     /// chain to) and `ssl_verify_depth`.
     pub verify_client: VerifyClient,
-    /// `ssl_client_certificate`.
+    /// `ssl_client_certificate`: CAs trusted for client certificates, and named to clients
+    /// in the certificate request.
     pub client_certificate: Option<PathBuf>,
+    /// `ssl_trusted_certificate`: more CAs trusted for client certificates, not named to
+    /// clients (nginx's meaning; tether does not verify OCSP responses with them).
+    pub trusted_certificate: Option<PathBuf>,
     /// `ssl_verify_depth` (default 1, nginx's).
     pub verify_depth: u32,
+    /// What resumption is scoped by: the server's names and listen addresses as written.
+    /// Servers (and reloads) with the same scope share one session cache and one set of
+    /// ticket keys; a different scope never resumes another's sessions.
+    pub session_scope: String,
     /// Where the settings were written (the `server` directive), for errors that concern the
     /// whole block ("no ssl_certificate").
     pub span: Span,
