@@ -55,7 +55,7 @@ fn server_config(
 ) -> Result<Arc<rustls::ServerConfig>, Vec<ConfigError>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let fail = || vec![ConfigError::at(&tls.span, ErrorKind::TlsNotSupported)];
+    let fail = || vec![ConfigError::at(&tls.span, ErrorKind::NoCertificate)];
     let pair = tls.certificates.first().ok_or_else(fail)?;
     let chain = CertificateDer::pem_file_iter(&pair.certificate)
         .map_err(|_| fail())?

@@ -5,6 +5,7 @@ mod harness;
 
 mod balancing;
 mod big_bodies;
+mod certificate_rotation;
 mod client_failures;
 mod failover;
 mod hashing;
@@ -23,5 +24,6 @@ mod reload_soak;
 mod routing;
 mod sse;
 mod sticky;
+mod tls;
 mod upstream_failures;
 mod websocket;

@@ -1,0 +1,365 @@
+//! TLS termination: `listen ... ssl` with certificates made at test time. The virtual server
+//! (and so the certificate) is chosen by SNI with nginx's `server_name` rules and the default
+//! server without SNI; HTTP/2 is chosen by ALPN where enabled; requests go upstream with
+//! `$scheme` https; HTTP/2 requests for a server with other certificates are misdirected
+//! (421); and what is not a TLS client — plain HTTP, a stalled or garbage handshake — is
+//! answered or closed cleanly while real clients are served.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::Request;
+use http_body_util::Full;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::certs::{self, KeyKind, Leaf, TestCa};
+use crate::harness::client::Reply;
+use crate::harness::{Backend, Proxy, within};
+
+const LIMIT: Duration = Duration::from_secs(5);
+
+/// `ssl_certificate` and `ssl_certificate_key` lines for `leaf`.
+fn cert_lines(leaf: &Leaf) -> String {
+    format!(
+        "ssl_certificate {}; ssl_certificate_key {};",
+        show(&leaf.cert),
+        show(&leaf.key)
+    )
+}
+
+fn show(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// One TLS server for `names` proxying to backend `a`, with `extra` server directives.
+fn one_server(leaf: &Leaf, names: &str, extra: &str) -> String {
+    format!(
+        "events {{}} http {{ server {{ listen {{listen}} ssl; server_name {names}; {} {extra} \
+         location / {{ proxy_pass http://{{a}}; proxy_set_header X-Proto $scheme; }} }} }}",
+        cert_lines(leaf)
+    )
+}
+
+async fn get_over(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: &str,
+    path: &str,
+) -> Reply {
+    let request = Request::get(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = within(LIMIT, "a response", sender.send_request(request))
+        .await
+        .expect("response");
+    Reply::read(response).await.expect("body")
+}
+
+/// The certificate the server presented on a connection.
+fn presented(tls: &tokio_rustls::client::TlsStream<TcpStream>) -> Vec<u8> {
+    tls.get_ref().1.peer_certificates().expect("a certificate")[0].to_vec()
+}
+
+#[tokio::test]
+async fn an_https_request_is_proxied_with_scheme_https() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["app.test"], KeyKind::EcdsaP256);
+    let a = Backend::start("a").await;
+    let proxy = Proxy::start(&one_server(&leaf, "app.test", ""), &[("a", a.addr)]).await;
+
+    let mut sender = certs::https1(proxy.addr, ca.client_config(&[]), Some("app.test")).await;
+    for _ in 0..2 {
+        let reply = get_over(&mut sender, "app.test", "/hello").await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.body, "a");
+    }
+    assert_eq!(a.last().header("x-proto"), "https");
+    assert_eq!(a.connections(), 1, "keep-alive over TLS, and upstream");
+}
+
+#[tokio::test]
+async fn sni_chooses_the_server_and_its_certificate_and_no_sni_gets_the_default() {
+    let ca = TestCa::new();
+    let first = ca.leaf(&["first.test"], KeyKind::EcdsaP256);
+    let wild = ca.leaf(&["x.wild.test"], KeyKind::Rsa2048);
+    let other = ca.leaf(&["other.test"], KeyKind::Ed25519);
+    let [a, b, c] = Backend::start_all(["a", "b", "c"]).await;
+    let server = |leaf: &Leaf, names: &str, default: &str, backend: &str| {
+        format!(
+            "server {{ listen {{listen}} ssl {default}; server_name {names}; {} \
+             location / {{ proxy_pass http://{{{backend}}}; }} }}",
+            cert_lines(leaf)
+        )
+    };
+    let conf = format!(
+        "events {{}} http {{ {} {} {} }}",
+        server(&first, "first.test", "", "a"),
+        server(&wild, "*.wild.test", "", "b"),
+        server(&other, "other.test", "default_server", "c"),
+    );
+    let backends = [("a", a.addr), ("b", b.addr), ("c", c.addr)];
+    let proxy = Proxy::start(&conf, &backends).await;
+    let trusting = ca.client_config(&[]);
+
+    // The client checks the certificate against the name it asked for: a handshake that
+    // completes got the right one.
+    for (sni, leaf, body) in [
+        ("first.test", &first, "a"),
+        ("x.wild.test", &wild, "b"),
+        ("other.test", &other, "c"),
+    ] {
+        let tls = certs::connect(proxy.addr, trusting.clone(), Some(sni))
+            .await
+            .unwrap_or_else(|e| panic!("handshake for {sni}: {e}"));
+        assert_eq!(presented(&tls), leaf.der.to_vec(), "{sni}");
+        let mut sender = certs::https1(proxy.addr, trusting.clone(), Some(sni)).await;
+        assert_eq!(get_over(&mut sender, sni, "/").await.body, body, "{sni}");
+    }
+
+    // No SNI (a client connecting by address) and an unknown name: the default server's.
+    let unverified = insecure_client();
+    let tls = certs::connect(proxy.addr, unverified.clone(), None)
+        .await
+        .expect("handshake without SNI");
+    assert_eq!(presented(&tls), other.der.to_vec());
+    let tls = certs::connect(proxy.addr, unverified, Some("nobody.test"))
+        .await
+        .expect("handshake for an unknown name");
+    assert_eq!(presented(&tls), other.der.to_vec());
+}
+
+#[tokio::test]
+async fn alpn_offers_h2_only_where_http2_is_on() {
+    let ca = TestCa::new();
+    let on = ca.leaf(&["on.test"], KeyKind::EcdsaP256);
+    let off = ca.leaf(&["off.test"], KeyKind::EcdsaP256);
+    let a = Backend::start("a").await;
+    let conf = format!(
+        "events {{}} http {{ \
+         server {{ listen {{listen}} ssl; server_name on.test; http2 on; {} \
+           location / {{ proxy_pass http://{{a}}; proxy_set_header X-Proto $scheme; }} }} \
+         server {{ listen {{listen}} ssl; server_name off.test; {} \
+           location / {{ proxy_pass http://{{a}}; }} }} }}",
+        cert_lines(&on),
+        cert_lines(&off)
+    );
+    let proxy = Proxy::start(&conf, &[("a", a.addr)]).await;
+    let both = ca.client_config(&[b"h2", b"http/1.1"]);
+
+    let tls = certs::connect(proxy.addr, both.clone(), Some("off.test"))
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+
+    let mut h2 = certs::https2(proxy.addr, both, Some("on.test")).await;
+    let request = Request::get("https://on.test/x")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let reply = Reply::read(h2.send_request(request).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(a.last().header("x-proto"), "https");
+}
+
+#[tokio::test]
+async fn http2_requests_for_a_server_with_other_certificates_are_misdirected() {
+    let ca = TestCa::new();
+    // One certificate covers both names, as a client coalescing connections would check.
+    let shared = ca.leaf(&["one.test", "two.test", "three.test"], KeyKind::EcdsaP256);
+    let separate = ca.leaf(&["three.test"], KeyKind::EcdsaP256);
+    let [a, b, c] = Backend::start_all(["a", "b", "c"]).await;
+    let server = |leaf: &Leaf, name: &str, backend: &str| {
+        format!(
+            "server {{ listen {{listen}} ssl; http2 on; server_name {name}; {} \
+             location / {{ proxy_pass http://{{{backend}}}; }} }}",
+            cert_lines(leaf)
+        )
+    };
+    let conf = format!(
+        "events {{}} http {{ {} {} {} }}",
+        server(&shared, "one.test", "a"),
+        server(&shared, "two.test", "b"),
+        server(&separate, "three.test", "c"),
+    );
+    let backends = [("a", a.addr), ("b", b.addr), ("c", c.addr)];
+    let proxy = Proxy::start(&conf, &backends).await;
+    let mut h2 = certs::https2(proxy.addr, ca.client_config(&[b"h2"]), Some("one.test")).await;
+    let mut status_of = async |authority: &str| {
+        let request = Request::get(format!("https://{authority}/"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        Reply::read(h2.send_request(request).await.unwrap())
+            .await
+            .unwrap()
+    };
+    assert_eq!(status_of("one.test").await.body, "a");
+    // Same certificate files: the request goes to its own server.
+    assert_eq!(status_of("two.test").await.body, "b");
+    // Other certificates: the client must open a connection of its own for it.
+    assert_eq!(status_of("three.test").await.status, 421);
+    assert_eq!(c.hits(), 0);
+}
+
+#[tokio::test]
+async fn plain_http_to_a_tls_port_gets_nginxs_400() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["app.test"], KeyKind::EcdsaP256);
+    let a = Backend::start("a").await;
+    let proxy = Proxy::start(&one_server(&leaf, "app.test", ""), &[("a", a.addr)]).await;
+
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    within(LIMIT, "the answer and close", tcp.read_to_end(&mut answer))
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(
+        answer.contains("The plain HTTP request was sent to HTTPS port"),
+        "{answer}"
+    );
+    assert_eq!(a.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_stalled_or_garbage_handshake_is_closed_and_real_clients_are_served() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["app.test"], KeyKind::EcdsaP256);
+    let a = Backend::start("a").await;
+    let conf = one_server(&leaf, "app.test", "").replace(
+        "events {} http {",
+        "events {} http { client_header_timeout 1s;",
+    );
+    let proxy = Proxy::start(&conf, &[("a", a.addr)]).await;
+
+    // A record header announcing a ClientHello that never comes.
+    let mut stalled = TcpStream::connect(proxy.addr).await.unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .unwrap();
+    // A handshake record full of garbage.
+    let mut garbage = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut record = vec![0x16, 0x03, 0x01, 0x00, 0x40];
+    record.extend(std::iter::repeat_n(0xAB, 0x40));
+    garbage.write_all(&record).await.unwrap();
+
+    let mut sender = certs::https1(proxy.addr, ca.client_config(&[]), Some("app.test")).await;
+    assert_eq!(get_over(&mut sender, "app.test", "/").await.status, 200);
+
+    for (what, stream) in [("garbage", &mut garbage), ("stalled", &mut stalled)] {
+        // Closed within client_header_timeout (1 s) and a margin; a reset counts as closed.
+        let mut rest = Vec::new();
+        let what = format!("tether closing the {what} handshake");
+        let _ = within(Duration::from_secs(4), &what, stream.read_to_end(&mut rest)).await;
+        // rustls may have sent an alert first, but never an HTTP answer.
+        assert!(!String::from_utf8_lossy(&rest).contains("HTTP/"), "{what}");
+    }
+}
+
+#[tokio::test]
+async fn wss_and_sse_over_tls_for_http1_clients() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["app.test"], KeyKind::EcdsaP256);
+    let a = Backend::start("a").await;
+    let conf = format!(
+        "events {{}} http {{ map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }} \
+         server {{ listen {{listen}} ssl; server_name app.test; {} \
+         location / {{ proxy_pass http://{{a}}; proxy_http_version 1.1; \
+           proxy_set_header Upgrade $http_upgrade; \
+           proxy_set_header Connection $connection_upgrade; proxy_buffering off; }} }} }}",
+        cert_lines(&leaf)
+    );
+    let proxy = Proxy::start(&conf, &[("a", a.addr)]).await;
+
+    let tls = certs::connect(proxy.addr, ca.client_config(&[]), Some("app.test"))
+        .await
+        .unwrap();
+    let (mut ws, _) = within(
+        LIMIT,
+        "the WebSocket handshake",
+        tokio_tungstenite::client_async("wss://app.test/ws", tls),
+    )
+    .await
+    .expect("wss:// handshake");
+    for i in 0..3 {
+        let text = format!("hello {i}");
+        ws.send(Message::text(text.clone())).await.unwrap();
+        let echoed = within(LIMIT, "the echo", ws.next()).await.unwrap().unwrap();
+        assert_eq!(echoed, Message::text(text));
+    }
+    ws.close(None).await.unwrap();
+
+    let mut sender = certs::https1(proxy.addr, ca.client_config(&[]), Some("app.test")).await;
+    a.release_event();
+    let request = Request::get("/sse?n=3")
+        .header("host", "app.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    crate::harness::expect_events_one_by_one(&mut body, &a, 3).await;
+}
+
+/// A client that accepts any certificate (to see which one a server presents).
+fn insecure_client() -> Arc<rustls::ClientConfig> {
+    #[derive(Debug)]
+    struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
+    impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
+        .with_no_client_auth();
+    Arc::new(config)
+}
