@@ -25,3 +25,4 @@ mod sse;
 mod sticky;
 mod upstream_failures;
 mod websocket;
+mod websocket_h2;

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod client;
 pub mod edit;
 pub mod h2_frames;
+pub mod h2_websocket;
 pub mod h2_window;
 pub mod held_health;
 pub mod load;
