@@ -275,3 +275,25 @@ async fn a_graceful_stop_says_going_away_to_an_h2_websocket_without_waiting_out_
     );
     assert_eq!((tether.open_connections(), tether.open_tunnels()), (0, 0));
 }
+
+#[tokio::test]
+async fn an_idle_h2_websocket_is_closed_after_proxy_read_timeout_and_the_connection_goes_on() {
+    let a = Backend::start("a").await;
+    let conf = "events {} http { upstream up { server {a}; } server { listen {listen}; \
+        location / { proxy_pass http://up; proxy_read_timeout 1s; } } }";
+    let proxy = Proxy::start(conf, &[("a", a.addr)]).await;
+    let client = h2_websocket::connect(proxy.addr).await;
+    let (_, mut idle) = websocket(&client, proxy.addr, "/ws", &[]).await;
+    let end = within(LIMIT, "the idle tunnel to close", idle.next()).await;
+    assert!(
+        matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))),
+        "{end:?}"
+    );
+    eventually(LIMIT, "the tunnel to be gone", || async {
+        proxy.tether().open_tunnels() == 0
+    })
+    .await;
+    // Only that stream ended: the connection takes the next WebSocket.
+    let (_, mut next) = websocket(&client, proxy.addr, "/ws", &[]).await;
+    echo(&mut next, Message::text("next")).await;
+}
