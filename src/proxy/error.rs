@@ -27,6 +27,9 @@ pub enum ProxyError {
     /// The upstream answered with a status `proxy_next_upstream` counts as a failure, and no
     /// other server was left to try (502).
     UpstreamStatus(u16),
+    /// The upstream's `101` to a WebSocket handshake tether made for an HTTP/2 client did not
+    /// answer its key (502).
+    UpstreamHandshake,
     /// `proxy_pass http://$var` named no upstream group (502, as nginx without a resolver).
     UnknownUpstream(String),
     /// Connection refused, reset or closed by the upstream before a response (502).
@@ -67,7 +70,8 @@ impl ProxyError {
             ProxyError::NoLiveUpstream
             | ProxyError::UnknownUpstream(_)
             | ProxyError::Upstream(_)
-            | ProxyError::UpstreamStatus(_) => StatusCode::BAD_GATEWAY,
+            | ProxyError::UpstreamStatus(_)
+            | ProxyError::UpstreamHandshake => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -132,6 +136,9 @@ impl fmt::Display for ProxyError {
             ProxyError::NoLiveUpstream => f.write_str("no live upstreams"),
             ProxyError::AllBusy => f.write_str("every live upstream is at max_conns"),
             ProxyError::UpstreamStatus(status) => write!(f, "upstream answered {status}"),
+            ProxyError::UpstreamHandshake => {
+                f.write_str("upstream's 101 did not accept the WebSocket key sent")
+            }
             ProxyError::UnknownUpstream(name) => write!(f, "no upstream named \"{name}\""),
             ProxyError::Upstream(UpstreamFailure::Connect(error)) => {
                 write!(f, "connect() to upstream failed ({error})")

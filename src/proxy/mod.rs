@@ -8,6 +8,7 @@
 pub mod body;
 pub mod connect;
 pub mod error;
+pub mod extended_connect;
 pub mod forward;
 pub mod headers;
 pub mod health;
@@ -20,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +36,7 @@ use body::request::{RequestBody, SendProgress};
 pub use body::response::ResponseBody;
 use body::response::UpstreamBody;
 use error::ProxyError;
-use upgrade::ClientUpgrade;
+use upgrade::{ClientSide, ClientUpgrade};
 
 /// What is known about the client connection a request arrived on.
 #[derive(Clone, Debug)]
@@ -90,11 +91,23 @@ pub async fn serve(
 
 /// Answers one request against one snapshot.
 async fn handle(
-    request: Request<ClientBody>,
+    mut request: Request<ClientBody>,
     client_upgrade: Option<ClientUpgrade>,
     conn: &ConnInfo,
     snapshot: &Snapshot,
 ) -> Response<ResponseBody> {
+    // Only HTTP/2 brings a CONNECT this far (the HTTP/1 server refuses it): a WebSocket by
+    // extended CONNECT goes on as an upgrade, anything else is refused as HTTP/1 refuses it.
+    let client_upgrade = if request.method() == Method::CONNECT {
+        if !extended_connect::is_websocket(&request) {
+            return error::error_page(StatusCode::METHOD_NOT_ALLOWED);
+        }
+        extended_connect::present_as_upgrade(request.headers_mut());
+        let websocket = extended_connect::Http2WebSocket::take(&mut request);
+        Some(ClientSide::Http2(websocket))
+    } else {
+        client_upgrade.map(ClientSide::Http1)
+    };
     // Locations match, and `$uri` shows, the path as nginx normalises it; servers are chosen
     // by, and `$host` shows, the host as nginx validates it. Like nginx, a path or host that
     // cannot be normalised is a bad request before any server or location is chosen. Each
@@ -174,7 +187,7 @@ struct Routed<'a> {
 
 async fn proxy(
     request: Request<ClientBody>,
-    client_upgrade: Option<ClientUpgrade>,
+    client_upgrade: Option<ClientSide>,
     normalised: Normalised<'_>,
     conn: &ConnInfo,
     snapshot: &Snapshot,
@@ -205,7 +218,10 @@ async fn proxy(
         }
     };
 
-    let upgrade = headers::requested_upgrade(request.version(), request.headers());
+    let upgrade = match &client_upgrade {
+        Some(ClientSide::Http2(_)) => Some(HeaderValue::from_static("websocket")),
+        _ => headers::requested_upgrade(request.version(), request.headers()),
+    };
     let client_upgrade = client_upgrade.filter(|_| upgrade.is_some());
 
     // Read what the group chooses by and render every template against the request as the
@@ -243,6 +259,9 @@ async fn proxy(
         upgrade,
     );
     parts.uri = uri;
+    if let Some(ClientSide::Http2(websocket)) = &client_upgrade {
+        websocket.prepare(&mut parts);
+    }
     // Upstreams always get HTTP/1.1, whatever the client spoke.
     parts.version = http::Version::HTTP_11;
     parts.extensions = http::Extensions::new();
@@ -281,7 +300,7 @@ struct Exchange<'a> {
     route: &'a Route,
     conn: &'a ConnInfo,
     /// The client's side of an upgrade it asked for.
-    client_upgrade: Option<ClientUpgrade>,
+    client_upgrade: Option<ClientSide>,
     /// `add_header` values, rendered against the request.
     added: Option<Vec<headers::AddedHeader>>,
     /// False when the upstream was asked to close the connection after this response.
@@ -291,14 +310,15 @@ struct Exchange<'a> {
 impl Exchange<'_> {
     /// Turns the upstream's answer into the client's response: headers cleaned, the sticky
     /// cookie and `add_header`s added, then either the body streamed back or — for a `101` —
-    /// the two connections joined in a tunnel.
+    /// the two connections joined in a tunnel (an HTTP/2 client is answered `200` for it).
     fn relay(self, answer: forward::Answer<'_>) -> Result<Response<ResponseBody>, ProxyError> {
         let (mut parts, incoming) = answer.response.into_parts();
-        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-        headers::rewrite_response(
-            &mut parts.headers,
-            switching && self.client_upgrade.is_some(),
-        );
+        let switching = match &self.client_upgrade {
+            Some(ClientSide::Http2(websocket)) => websocket.accept(&mut parts)?,
+            _ => parts.status == StatusCode::SWITCHING_PROTOCOLS,
+        };
+        let keeps_upgrade = switching && matches!(self.client_upgrade, Some(ClientSide::Http1(_)));
+        headers::rewrite_response(&mut parts.headers, keeps_upgrade);
         // A 101 included: the group said whether this answer pins the client.
         if let Some(value) = answer.set_cookie.as_ref().and_then(SetCookie::value) {
             parts.headers.append(header::SET_COOKIE, value);
@@ -319,15 +339,28 @@ impl Exchange<'_> {
         };
         let mut response = Response::from_parts(parts, incoming);
         let upstream_upgrade = hyper::upgrade::on(&mut response);
-        tokio::spawn(upgrade::tunnel_task(
-            client_upgrade,
-            upstream_upgrade,
-            upgrade::protocol_of(response.headers()),
-            read_timeout,
+        let (close, open) = (
             self.conn.tunnels.close.clone(),
-            answer.guard,
             self.conn.tunnels.open.enter(),
-        ));
+        );
+        match client_upgrade {
+            ClientSide::Http1(client) => tokio::spawn(upgrade::tunnel_task(
+                client,
+                upstream_upgrade,
+                upgrade::protocol_of(response.headers()),
+                read_timeout,
+                close,
+                answer.guard,
+                open,
+            )),
+            ClientSide::Http2(websocket) => tokio::spawn(websocket.tunnel_task(
+                upstream_upgrade,
+                read_timeout,
+                close,
+                answer.guard,
+                open,
+            )),
+        };
         let (parts, _) = response.into_parts();
         Ok(Response::from_parts(parts, ResponseBody::empty()))
     }
@@ -344,6 +377,10 @@ fn answer_return(
         template.render(&snapshot.vars, info, &mut text);
         text
     });
+    // A 2xx would tell an HTTP/2 WebSocket client its stream is now a tunnel: it is not.
+    if info.method == Method::CONNECT && r.code.is_success() {
+        return error::error_page(StatusCode::METHOD_NOT_ALLOWED);
+    }
     let redirect = matches!(r.code.as_u16(), 301 | 302 | 303 | 307 | 308);
     let mut response = match (text, redirect) {
         (Some(location), true) => {

@@ -1,6 +1,8 @@
 //! Upgrades: after a `101 Switching Protocols`, the client's connection (from tether's HTTP/1
 //! server) and the upstream's (from hyper's client) are joined by a [`tunnel`](super::tunnel)
-//! in a task of its own.
+//! in a task of its own. A WebSocket over an HTTP/2 stream is the other kind of client side
+//! ([`ClientSide`]); its task lives in [`extended_connect`](super::extended_connect) and shares
+//! the upstream's unwrapping and the end-of-tunnel logging with this one.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -63,6 +65,15 @@ impl Future for ClientUpgrade {
     }
 }
 
+/// The client's side of an upgrade, whichever protocol it came by.
+#[derive(Debug)]
+pub enum ClientSide {
+    /// An HTTP/1.1 `Upgrade` request: the socket itself, once the `101` is written.
+    Http1(ClientUpgrade),
+    /// An HTTP/2 stream opened by an extended CONNECT (RFC 8441) for a WebSocket.
+    Http2(super::extended_connect::Http2WebSocket),
+}
+
 /// What a `101` response switches to: a WebSocket when its `Upgrade` names one.
 pub fn protocol_of(response: &HeaderMap) -> Protocol {
     let websocket = response
@@ -119,20 +130,32 @@ pub fn tunnel_task(
             return;
         };
         let outcome = tunnel.await;
-        let address = &guard.peer().key.address;
-        match outcome {
-            Outcome::Closed => tracing::debug!(upstream = %address, "tunnel closed"),
-            Outcome::Failed(error) => {
-                tracing::debug!(%error, upstream = %address, "tunnel closed");
-            }
-            Outcome::Idle => {
-                tracing::info!(upstream = %address, "tunnel idle for proxy_read_timeout, closed");
-            }
-            Outcome::Shutdown => tracing::debug!(upstream = %address, "tunnel closed by shutdown"),
-        }
+        log_end(outcome, &guard);
         drop(guard);
         drop(open);
     }
+}
+
+/// Logs how a tunnel to `guard`'s peer ended.
+pub(super) fn log_end(outcome: Outcome, guard: &ActiveGuard) {
+    let address = &guard.peer().key.address;
+    match outcome {
+        Outcome::Closed => tracing::debug!(upstream = %address, "tunnel closed"),
+        Outcome::Failed(error) => {
+            tracing::debug!(%error, upstream = %address, "tunnel closed");
+        }
+        Outcome::Idle => {
+            tracing::info!(upstream = %address, "tunnel idle for proxy_read_timeout, closed");
+        }
+        Outcome::Shutdown => tracing::debug!(upstream = %address, "tunnel closed by shutdown"),
+    }
+}
+
+/// The upstream's socket under hyper's `Upgraded` (no boxed stream, no indirection per read)
+/// and the bytes read past its `101`. `None` if it is not a `TcpStream` after all.
+pub(super) fn upstream_socket(upstream: hyper::upgrade::Upgraded) -> Option<(TcpStream, Bytes)> {
+    let parts = upstream.downcast::<TokioIo<TcpStream>>().ok()?;
+    Some((parts.io.into_inner(), parts.read_buf))
 }
 
 /// The tunnel between the two upgraded connections, the upstream's unwrapped from hyper's
@@ -145,12 +168,12 @@ fn join(
     idle_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Option<impl Future<Output = Outcome> + use<>> {
-    let upstream = upstream.downcast::<TokioIo<TcpStream>>().ok()?;
+    let (upstream, upstream_early) = upstream_socket(upstream)?;
     Some(tunnel::run(
         client.stream,
         &client.read_buf,
-        upstream.io.into_inner(),
-        &upstream.read_buf,
+        upstream,
+        &upstream_early,
         protocol,
         idle_timeout,
         shutdown,

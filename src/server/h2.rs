@@ -10,6 +10,12 @@
 //!   ([`StallIo`] fails the connection), and a client that reads the socket but never opens a
 //!   stream's flow-control window leaves that one stream stuck ([`SendWatch`] resets it and
 //!   lets its upstream connection go).
+//!
+//! It also takes WebSockets by extended CONNECT (RFC 8441; `SETTINGS_ENABLE_CONNECT_PROTOCOL`
+//! is advertised, the proxy does the rest). Such a stream outlives its request as a tunnel: it
+//! is counted open (the connection is not idle under it), and a connection told to go with
+//! nothing but tunnels left steps out of the count of connections, as an HTTP/1 connection
+//! does once its socket became a tunnel, and lives on in a task of its own until they end.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -23,7 +29,7 @@ use std::time::Duration;
 use crate::stream::ClientStream;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::Request;
+use http::{Method, Request};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http2;
@@ -36,6 +42,7 @@ use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::ceiling::ConnSlot;
 use crate::proxy::body::BodyError;
+use crate::proxy::extended_connect::StreamHold;
 use crate::proxy::{self, ClientBody, ConnInfo, ResponseBody};
 use crate::snapshot::Snapshot;
 
@@ -53,8 +60,13 @@ pub async fn serve(
     let streams = Arc::new(Streams::default());
     let service = {
         let streams = streams.clone();
-        service_fn(move |request: Request<Incoming>| {
+        service_fn(move |mut request: Request<Incoming>| {
             let open = streams.open();
+            // A CONNECT may become a tunnel: the proxy keeps this for as long as it lasts.
+            if request.method() == Method::CONNECT {
+                let hold = StreamHold::new(streams.tunnel());
+                request.extensions_mut().insert(hold);
+            }
             let request = request.map(ClientBody::http2);
             let response = proxy::serve(request, None, info.clone(), live.load_full());
             async move {
@@ -82,6 +94,7 @@ pub async fn serve(
             send_timeout: settings.send_timeout,
         })
         .timer(TokioTimer::new())
+        .enable_connect_protocol()
         .serve_connection(io, service),
     );
     let mut idle_since = Instant::now();
@@ -92,6 +105,10 @@ pub async fn serve(
     // PING, which a hostile client never does).
     let mut closing: Option<Instant> = None;
     loop {
+        if closing.is_some() && streams.only_tunnels() {
+            tokio::spawn(finish_tunnels(connection, streams));
+            return;
+        }
         // Registered before the count is read: a change in between wakes the next wait.
         let changed = streams.changed.notified();
         let idle = streams.count() == 0;
@@ -137,10 +154,32 @@ pub async fn serve(
     }
 }
 
+/// A connection that was sent GOAWAY while WebSockets (tunnels) were still open on it, served
+/// apart from its place in the count of connections: until its last stream ended and
+/// [`CLOSE_GRACE`] passed (or the client closed). The tunnels end by themselves — closed by
+/// their peers, idle, or by a stop's close frames, which this keeps flowing.
+async fn finish_tunnels<C>(mut connection: Pin<Box<C>>, streams: Arc<Streams>)
+where
+    C: Future,
+{
+    loop {
+        let changed = streams.changed.notified();
+        let idle = streams.count() == 0;
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            () = changed => {}
+            () = tokio::time::sleep(CLOSE_GRACE), if idle => return,
+        }
+    }
+}
+
 /// The streams open on one connection, so the connection knows when it is idle.
 #[derive(Debug, Default)]
 struct Streams {
+    /// Every open stream, tunnels included.
     open: AtomicUsize,
+    /// Streams that may be (or have become) tunnels: CONNECT requests.
+    tunnels: AtomicUsize,
     changed: Notify,
 }
 
@@ -153,8 +192,34 @@ impl Streams {
         }
     }
 
+    /// Counts one more CONNECT stream, which may become a tunnel, until the guard is dropped.
+    fn tunnel(self: &Arc<Self>) -> TunnelStream {
+        let open = self.open();
+        self.tunnels.fetch_add(1, Ordering::AcqRel);
+        TunnelStream { open }
+    }
+
     fn count(&self) -> usize {
         self.open.load(Ordering::Acquire)
+    }
+
+    /// True when streams are open and all of them are tunnels (no request in hand).
+    fn only_tunnels(&self) -> bool {
+        let tunnels = self.tunnels.load(Ordering::Acquire);
+        tunnels > 0 && self.count() == tunnels
+    }
+}
+
+/// A CONNECT stream, counted open (and as a tunnel) until the tunnel it became ends.
+#[derive(Debug)]
+struct TunnelStream {
+    open: OpenStream,
+}
+
+impl Drop for TunnelStream {
+    fn drop(&mut self) {
+        // Before `open` drops, so `only_tunnels` never sees more tunnels than streams.
+        self.open.streams.tunnels.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -27,3 +27,4 @@ mod sticky;
 mod tls;
 mod upstream_failures;
 mod websocket;
+mod websocket_h2;

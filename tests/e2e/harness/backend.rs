@@ -6,7 +6,8 @@
 //!   (with `X-Accel-Buffering: no` when asked)
 //! - `/download?bytes=N`   N bytes, streamed in 64 KiB chunks
 //! - `/upload`             reads the body, answers `bytes=N sum=S`
-//! - `/ws`                 WebSocket echo (tungstenite answers pings and the close handshake)
+//! - `/ws`                 WebSocket echo (tungstenite answers pings and the close handshake);
+//!   the first subprotocol offered, if any, is the one chosen
 //! - `/status?code=N`      an empty answer with that status
 //! - `/drop`               closes the connection without answering
 //! - anything else         `NAME` with header `x-backend: NAME`
@@ -288,6 +289,12 @@ fn websocket(req: &mut Request<Incoming>) -> Response<Body> {
     let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
         return full(StatusCode::BAD_REQUEST, "not a websocket request");
     };
+    let subprotocol = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|offered| offered.to_str().ok())
+        .and_then(|offered| offered.split(',').next())
+        .and_then(|first| HeaderValue::from_str(first.trim()).ok());
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
@@ -314,5 +321,8 @@ fn websocket(req: &mut Request<Incoming>) -> Response<Body> {
         HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
             .expect("base64 is a valid header"),
     );
+    if let Some(subprotocol) = subprotocol {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, subprotocol);
+    }
     response
 }

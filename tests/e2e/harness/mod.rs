@@ -6,6 +6,7 @@ pub mod certs;
 pub mod client;
 pub mod edit;
 pub mod h2_frames;
+pub mod h2_websocket;
 pub mod h2_window;
 pub mod held_health;
 pub mod load;
