@@ -5,6 +5,7 @@ mod harness;
 
 mod balancing;
 mod big_bodies;
+mod browser;
 mod certificate_rotation;
 mod client_failures;
 mod failover;
