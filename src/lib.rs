@@ -16,7 +16,8 @@
 //!
 //! Layering: `config` <- `route`; {`peer` <- `balance`, `vars`} <- `upstream`;
 //! {`config`, `route`, `upstream`, `vars`} <- `snapshot` <- `proxy` <- `server` <- `runtime`
-//! <- `reload` <- `main`. Below `proxy`, only `peer` names a hyper type (its idle connection
+//! <- `reload` <- `main`. `tls` (a server's TLS settings -> a rustls config, files read when a
+//! snapshot is built) stands on `config` alone. Below `proxy`, only `peer` names a hyper type (its idle connection
 //! pool, which must live and die with the peer); nothing below `server` binds a socket.
 
 pub mod balance;
@@ -32,5 +33,6 @@ pub mod runtime;
 pub mod server;
 pub mod snapshot;
 pub mod stream;
+pub mod tls;
 pub mod upstream;
 pub mod vars;

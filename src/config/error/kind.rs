@@ -317,10 +317,10 @@ pub enum ErrorKind {
     )]
     NoClientCertificate,
     /// A TLS file (certificate, key, CA list, OCSP response) that cannot be used (used by tls).
-    #[error("cannot load {what} \"{}\": {reason}", shown_path(.path))]
+    #[error("cannot load {role} \"{}\": {reason}", shown_path(.path))]
     TlsFile {
         /// What the file is meant to hold.
-        what: TlsFileRole,
+        role: TlsFileRole,
         /// The file.
         path: PathBuf,
         /// Why: the operating system's reason, or what is wrong in it.
