@@ -24,6 +24,7 @@ use crate::peer::PeerRegistry;
 use crate::proxy::health::{self, HealthChecks};
 use crate::server::{self, Ceiling, Lifecycle, blocking};
 use crate::snapshot::Snapshot;
+use crate::tls::SessionStore;
 use listeners::{ListenerHandle, Listeners};
 
 /// The state a running tether keeps across config changes.
@@ -33,6 +34,8 @@ pub struct Shared {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// Live per-server state, which outlives snapshots (each build looks its peers up here).
     pub registry: Arc<PeerRegistry>,
+    /// TLS session caches and ticket keys, which outlive snapshots too.
+    pub sessions: Arc<SessionStore>,
 }
 
 /// Why a config could not be started or applied.
@@ -108,7 +111,8 @@ impl Tether {
         prebound: Vec<(SocketAddr, TcpListener)>,
     ) -> Result<Tether, StartError> {
         let registry = Arc::new(PeerRegistry::default());
-        let snapshot = build(config, registry.clone(), 1).await?;
+        let sessions = Arc::new(SessionStore::default());
+        let snapshot = build(config, registry.clone(), sessions.clone(), 1).await?;
         let wanted: Vec<SocketAddr> = snapshot.listen_addrs().collect();
         let bound = Listeners::default().bind_new(&wanted, prebound)?;
         let ceiling = Ceiling::from_config(config);
@@ -121,6 +125,7 @@ impl Tether {
             shared: Shared {
                 snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
                 registry,
+                sessions,
             },
             live: Mutex::new(Live {
                 listeners: Listeners::default(),
@@ -145,7 +150,9 @@ impl Tether {
         let _one_at_a_time = self.applying.lock().await;
         let started = Instant::now();
         let old = self.shared.snapshot.load_full();
-        let snapshot = build(config, self.shared.registry.clone(), old.generation + 1).await?;
+        let (registry, sessions) = (&self.shared.registry, &self.shared.sessions);
+        let generation = old.generation + 1;
+        let snapshot = build(config, registry.clone(), sessions.clone(), generation).await?;
         let wanted: Vec<SocketAddr> = snapshot.listen_addrs().collect();
         // Bound before anything changes: a port in use fails the reload, not the service.
         let added = self.lock().listeners.bind_new(&wanted, Vec::new())?;
@@ -277,10 +284,11 @@ impl Tether {
 async fn build(
     config: &Config,
     registry: Arc<PeerRegistry>,
+    sessions: Arc<SessionStore>,
     generation: u64,
 ) -> Result<Snapshot, StartError> {
     let config = config.clone();
-    blocking::run(move || Snapshot::build(&config, &registry, generation))
+    blocking::run(move || Snapshot::build_with(&config, &registry, &sessions, generation))
         .await
         .map_err(StartError::Panicked)?
         .map_err(StartError::Config)

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use http::{HeaderMap, HeaderName, Method, Uri, Version};
 
 use crate::config::{self, ConfigError, ConfigErrors, ErrorKind, Span};
+use crate::tls::TlsSession;
 
 mod map;
 
@@ -45,6 +46,8 @@ pub struct RequestInfo<'a> {
     pub local: SocketAddr,
     /// `"http"` or `"https"`.
     pub scheme: &'a str,
+    /// The connection's TLS handshake, if it speaks TLS (`$https`, `$ssl_*`).
+    pub tls: Option<&'a TlsSession>,
     /// First server_name of the chosen server (`""` if none).
     pub server_name: &'a str,
     /// The proxy_pass authority as written (`$proxy_host`).
@@ -135,6 +138,17 @@ enum Part {
     Var(Var),
 }
 
+/// Which fact of a TLS handshake an `$ssl_*` variable shows.
+#[derive(Clone, Copy, Debug)]
+enum SslFact {
+    Protocol,
+    Cipher,
+    ServerName,
+    SessionReused,
+    ClientVerify,
+    ClientSubject,
+}
+
 /// One resolved variable reference.
 #[derive(Clone, Debug)]
 enum Var {
@@ -154,6 +168,10 @@ enum Var {
     Request,
     ProxyHost,
     ProxyAddXForwardedFor,
+    /// `$https`: `on` over TLS, else empty.
+    Https,
+    /// `$ssl_*`: a fact of the TLS handshake (empty over plain text).
+    Ssl(SslFact),
     /// `$http_NAME`, `$content_type`, `$content_length`.
     Header(HeaderName),
     /// `$arg_NAME`, the name as written (compared case-insensitively, as nginx).
@@ -240,6 +258,24 @@ impl Scope<'_> {
     }
 }
 
+/// One `$ssl_*` value of a handshake, as nginx prints it.
+fn ssl_fact(tls: &TlsSession, fact: SslFact) -> &str {
+    match fact {
+        SslFact::Protocol => tls.protocol,
+        SslFact::Cipher => tls.cipher,
+        SslFact::ServerName => tls.server_name.as_deref().unwrap_or(""),
+        SslFact::SessionReused => {
+            if tls.session_reused {
+                "r"
+            } else {
+                "."
+            }
+        }
+        SslFact::ClientVerify => tls.client_verify,
+        SslFact::ClientSubject => tls.client_subject.as_deref().unwrap_or(""),
+    }
+}
+
 /// The built-in variables with a fixed name (lowercase).
 fn builtin(name: &str) -> Option<Var> {
     Some(match name {
@@ -261,6 +297,13 @@ fn builtin(name: &str) -> Option<Var> {
         "request" => Var::Request,
         "proxy_host" => Var::ProxyHost,
         "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
+        "https" => Var::Https,
+        "ssl_protocol" => Var::Ssl(SslFact::Protocol),
+        "ssl_cipher" => Var::Ssl(SslFact::Cipher),
+        "ssl_server_name" => Var::Ssl(SslFact::ServerName),
+        "ssl_session_reused" => Var::Ssl(SslFact::SessionReused),
+        "ssl_client_verify" => Var::Ssl(SslFact::ClientVerify),
+        "ssl_client_s_dn" => Var::Ssl(SslFact::ClientSubject),
         _ => return None,
     })
 }
@@ -361,6 +404,12 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
             let _ = write!(out, "{}", req.local.port());
         }
         Var::Scheme => out.push_str(req.scheme),
+        Var::Https => out.push_str(if req.tls.is_some() { "on" } else { "" }),
+        Var::Ssl(fact) => {
+            if let Some(tls) = req.tls {
+                out.push_str(ssl_fact(tls, *fact));
+            }
+        }
         Var::RequestMethod => out.push_str(req.method.as_str()),
         Var::RequestUri => out.push_str(req.request_uri()),
         Var::Uri => push_lossy(req.path, out),

@@ -61,10 +61,10 @@ pub struct ConnTls {
     /// The certificate identity of the virtual server the handshake chose (see
     /// [`Termination::identity`](crate::snapshot::Termination)).
     pub identity: u64,
-    /// The name the client asked for by SNI (lowercase), if any.
-    pub server_name: Option<String>,
     /// The connection speaks HTTP/2 (chosen by ALPN).
     pub http2: bool,
+    /// What the handshake was, for the `$ssl_*` variables.
+    pub session: crate::tls::TlsSession,
 }
 
 /// Tunnels outlive the request that opened them: they are counted apart, and closed on a
@@ -496,7 +496,7 @@ fn declared_length<B>(request: &Request<B>) -> Option<u64> {
 /// differs from the one received) and host.
 fn request_info<'a>(
     request: &'a Request<ClientBody>,
-    conn: &ConnInfo,
+    conn: &'a ConnInfo,
     server: &'a VirtualServer,
     proxy_host: &'a str,
     normalised: Normalised<'a>,
@@ -511,6 +511,7 @@ fn request_info<'a>(
         client: conn.client,
         local: conn.local,
         scheme: conn.scheme,
+        tls: conn.tls.as_deref().map(|tls| &tls.session),
         server_name: &server.name,
         proxy_host,
     }

@@ -20,6 +20,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::proxy::ConnTls;
 use crate::snapshot::Snapshot;
+use crate::tls::TlsSession;
 
 /// The first byte of every TLS record a handshake opens with (ContentType handshake).
 const HANDSHAKE_RECORD: u8 = 0x16;
@@ -85,13 +86,15 @@ pub async fn handshake(
         .into_stream(config)
         .await
         .map_err(|error| Refused::Closed(format!("handshake failed: {error}")))?;
-    let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let connection = stream.get_ref().1;
+    let http2 = connection.alpn_protocol() == Some(b"h2");
+    let session = TlsSession::of(connection);
     Ok(Handshake {
         stream: Box::new(stream),
         tls: ConnTls {
             identity,
-            server_name,
             http2,
+            session,
         },
     })
 }

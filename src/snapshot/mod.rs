@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::config::{self, Config, ConfigError, ConfigErrors, HeadRules};
 use crate::peer::PeerRegistry;
 use crate::route::VirtualHosts;
+use crate::tls::SessionStore;
 use crate::upstream::Group;
 use crate::vars::Vars;
 
@@ -72,10 +73,22 @@ struct Listener {
 
 impl Snapshot {
     /// Builds a snapshot from `config`, taking live peers from `registry` so that servers that
-    /// stay keep their state. Resolves host names (blocking). Reports every error found.
+    /// stay keep their state. Resolves host names (blocking). Reports every error found. TLS
+    /// resumption state starts afresh: a running tether builds with [`Snapshot::build_with`].
     pub fn build(
         config: &Config,
         registry: &PeerRegistry,
+        generation: u64,
+    ) -> Result<Snapshot, ConfigErrors> {
+        Snapshot::build_with(config, registry, &SessionStore::default(), generation)
+    }
+
+    /// As [`Snapshot::build`], with TLS session caches and ticket keys from `sessions`, which
+    /// outlives snapshots like `registry`: clients resume their sessions across a reload.
+    pub fn build_with(
+        config: &Config,
+        registry: &PeerRegistry,
+        sessions: &SessionStore,
         generation: u64,
     ) -> Result<Snapshot, ConfigErrors> {
         registry.forget_unused();
@@ -99,6 +112,7 @@ impl Snapshot {
         let mut builder = ServerBuilder {
             vars: &vars,
             registry,
+            sessions,
             groups: &mut groups,
             errors: &mut errors,
         };

@@ -12,6 +12,7 @@ use crate::config::{
 };
 use crate::peer::PeerRegistry;
 use crate::route::Locations;
+use crate::tls::SessionStore;
 use crate::upstream::Group;
 use crate::vars::{Template, Vars};
 
@@ -144,6 +145,7 @@ impl VirtualServer {
 pub(super) struct ServerBuilder<'a> {
     pub(super) vars: &'a Vars,
     pub(super) registry: &'a PeerRegistry,
+    pub(super) sessions: &'a SessionStore,
     pub(super) groups: &'a mut HashMap<Arc<str>, Arc<Group>>,
     pub(super) errors: &'a mut Vec<ConfigError>,
 }
@@ -158,16 +160,17 @@ impl ServerBuilder<'_> {
                 Locations::default()
             }
         };
-        let tls = server
-            .tls
-            .as_ref()
-            .and_then(|tls| match termination(server, tls) {
-                Ok(termination) => Some(termination),
-                Err(mut found) => {
-                    self.errors.append(&mut found);
-                    None
-                }
-            });
+        let tls =
+            server
+                .tls
+                .as_ref()
+                .and_then(|tls| match termination(server, tls, self.sessions) {
+                    Ok(termination) => Some(termination),
+                    Err(mut found) => {
+                        self.errors.append(&mut found);
+                        None
+                    }
+                });
         VirtualServer {
             name: server.names.first().map(name_text).unwrap_or_default(),
             return_: server.return_.as_ref().map(|r| self.return_action(r)),

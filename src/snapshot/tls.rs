@@ -9,7 +9,8 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crate::config::{self, ConfigError, ErrorKind};
+use crate::config::{self, ConfigError};
+use crate::tls::SessionStore;
 
 /// A virtual server's TLS termination.
 pub struct Termination {
@@ -29,9 +30,10 @@ pub struct Termination {
 pub(super) fn termination(
     server: &config::Server,
     tls: &config::ServerTls,
+    sessions: &SessionStore,
 ) -> Result<Termination, Vec<ConfigError>> {
     let alpn_h2 = server.http2 || server.listens.iter().any(|l| l.ssl && l.http2);
-    let config = server_config(tls, alpn_h2)?;
+    let config = crate::tls::server_config(tls, alpn_h2, sessions)?;
     let mut hasher = DefaultHasher::new();
     for pair in &tls.certificates {
         pair.certificate.hash(&mut hasher);
@@ -46,30 +48,4 @@ pub(super) fn termination(
         identity: hasher.finish(),
         verifies_clients: tls.verify_client != config::VerifyClient::Off,
     })
-}
-
-/// Placeholder until `tls::server_config` lands: the first certificate pair, no options.
-fn server_config(
-    tls: &config::ServerTls,
-    alpn_h2: bool,
-) -> Result<Arc<rustls::ServerConfig>, Vec<ConfigError>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let fail = || vec![ConfigError::at(&tls.span, ErrorKind::NoCertificate)];
-    let pair = tls.certificates.first().ok_or_else(fail)?;
-    let chain = CertificateDer::pem_file_iter(&pair.certificate)
-        .map_err(|_| fail())?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| fail())?;
-    let key = PrivateKeyDer::from_pem_file(&pair.key).map_err(|_| fail())?;
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|_| fail())?;
-    config.alpn_protocols = if alpn_h2 {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
-    Ok(Arc::new(config))
 }

@@ -54,6 +54,7 @@ impl Request {
             client: self.client,
             local: "10.1.1.1:80".parse().unwrap(),
             scheme: "http",
+            tls: None,
             server_name: "app.example.com",
             proxy_host: "",
         }

@@ -63,6 +63,7 @@ impl Request {
             client: self.client,
             local: "10.1.1.1:8443".parse().unwrap(),
             scheme: "https",
+            tls: None,
             server_name: "chat.example.com",
             proxy_host: "signalr_farm",
         }

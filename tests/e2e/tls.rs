@@ -363,3 +363,122 @@ fn insecure_client() -> Arc<rustls::ClientConfig> {
         .with_no_client_auth();
     Arc::new(config)
 }
+
+#[tokio::test]
+async fn the_tls_variables_reach_the_upstream() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["app.test"], KeyKind::EcdsaP256);
+    let a = Backend::start("a").await;
+    let headers = "proxy_set_header X-Https $https; \
+        proxy_set_header X-Ssl \"$ssl_protocol $ssl_cipher $ssl_server_name $ssl_session_reused\";";
+    let conf = one_server(&leaf, "app.test", "")
+        .replace("proxy_set_header X-Proto $scheme;", headers)
+        .replace(
+            "events {} http {",
+            "events {} http { ssl_protocols TLSv1.2;",
+        );
+    let proxy = Proxy::start(&conf, &[("a", a.addr)]).await;
+
+    let mut sender = certs::https1(proxy.addr, ca.client_config(&[]), Some("app.test")).await;
+    assert_eq!(get_over(&mut sender, "app.test", "/").await.status, 200);
+    assert_eq!(a.last().header("x-https"), "on");
+    assert_eq!(
+        a.last().header("x-ssl"),
+        "TLSv1.2 ECDHE-ECDSA-AES256-GCM-SHA384 app.test ."
+    );
+}
+
+#[tokio::test]
+async fn client_certificates_required_or_optional_with_the_subject_upstream() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["strict.test", "loose.test"], KeyKind::EcdsaP256);
+    let alice = ca.client("alice");
+    let a = Backend::start("a").await;
+    let server = |name: &str, verify: &str| {
+        format!(
+            "server {{ listen {{listen}} ssl; server_name {name}; {} \
+             ssl_client_certificate {}; ssl_verify_client {verify}; \
+             location / {{ proxy_pass http://{{a}}; \
+               proxy_set_header X-Verify $ssl_client_verify; \
+               proxy_set_header X-Dn $ssl_client_s_dn; }} }}",
+            cert_lines(&leaf),
+            ca.ca_file().display()
+        )
+    };
+    let conf = format!(
+        "events {{}} http {{ {} {} }}",
+        server("strict.test", "on"),
+        server("loose.test", "optional")
+    );
+    let proxy = Proxy::start(&conf, &[("a", a.addr)]).await;
+    let with_cert = ca.client_config_with_cert(&alice);
+
+    // Required: no certificate, no connection (rustls ends the handshake).
+    let refused = async {
+        let tls = certs::connect(proxy.addr, ca.client_config(&[]), Some("strict.test")).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(std::io::Error::other)?;
+        tokio::spawn(connection);
+        let request = Request::get("/")
+            .header("host", "strict.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        sender
+            .send_request(request)
+            .await
+            .map_err(std::io::Error::other)
+    };
+    assert!(within(LIMIT, "the refusal", refused).await.is_err());
+    assert_eq!(a.hits(), 0);
+
+    let mut sender = certs::https1(proxy.addr, with_cert.clone(), Some("strict.test")).await;
+    assert_eq!(get_over(&mut sender, "strict.test", "/").await.status, 200);
+    assert_eq!(a.last().header("x-verify"), "SUCCESS");
+    assert_eq!(a.last().header("x-dn"), "O=tether tests,CN=alice");
+    // Naming the strict server on a connection whose handshake skipped its check: 421.
+    let mut loose = certs::https1(proxy.addr, ca.client_config(&[]), Some("loose.test")).await;
+    assert_eq!(get_over(&mut loose, "strict.test", "/").await.status, 421);
+
+    // Optional: let in without one.
+    assert_eq!(get_over(&mut loose, "loose.test", "/").await.status, 200);
+    assert_eq!(a.last().header("x-verify"), "NONE");
+    assert_eq!(a.last().header("x-dn"), "");
+}
+
+#[tokio::test]
+async fn sessions_resume_across_a_reload() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["app.test"], KeyKind::EcdsaP256);
+    let a = Backend::start("a").await;
+    let conf = one_server(&leaf, "app.test", "ssl_session_cache shared:SSL:1m;");
+    let backends = [("a", a.addr)];
+    let proxy = Proxy::start(&conf, &backends).await;
+    // One client config: its session store is what resumes.
+    let client = ca.client_config(&[]);
+    let kind = async |client: &Arc<rustls::ClientConfig>| {
+        let tls = certs::connect(proxy.addr, client.clone(), Some("app.test"))
+            .await
+            .unwrap();
+        let mut tls = tls;
+        // TLS 1.3 tickets arrive after the handshake: read until the server has spoken.
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = within(LIMIT, "the answer", tls.read_to_end(&mut answer)).await;
+        tls.get_ref().1.handshake_kind()
+    };
+    assert_eq!(kind(&client).await, Some(rustls::HandshakeKind::Full));
+    assert_eq!(kind(&client).await, Some(rustls::HandshakeKind::Resumed));
+    proxy
+        .apply(&format!("{conf} "), &backends)
+        .await
+        .expect("reload");
+    assert_eq!(
+        kind(&client).await,
+        Some(rustls::HandshakeKind::Resumed),
+        "resumed after the reload"
+    );
+}
