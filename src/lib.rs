@@ -32,5 +32,6 @@ pub mod runtime;
 pub mod server;
 pub mod snapshot;
 pub mod stream;
+pub mod tls;
 pub mod upstream;
 pub mod vars;

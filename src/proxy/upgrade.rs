@@ -11,13 +11,13 @@ use http::HeaderMap;
 use http::header;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use crate::stream::ClientStream;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::tunnel::{self, Outcome, Protocol};
+use super::upstream_stream::UpstreamStream;
 use crate::inflight::Token;
 use crate::peer::ActiveGuard;
 
@@ -136,8 +136,8 @@ pub fn tunnel_task(
 }
 
 /// The tunnel between the two upgraded connections, the upstream's unwrapped from hyper's
-/// `Upgraded` to its bare socket (no boxed stream, no indirection per read), each with the
-/// bytes read past the upgrade. `None` if the upstream's is not a `TcpStream` after all.
+/// `Upgraded` to its own stream, plain or TLS (no boxed stream, no indirection per read), each
+/// with the bytes read past the upgrade. `None` if the upstream's is not one of ours after all.
 fn join(
     client: Upgraded,
     upstream: hyper::upgrade::Upgraded,
@@ -145,7 +145,7 @@ fn join(
     idle_timeout: Duration,
     shutdown: CancellationToken,
 ) -> Option<impl Future<Output = Outcome> + use<>> {
-    let upstream = upstream.downcast::<TokioIo<TcpStream>>().ok()?;
+    let upstream = upstream.downcast::<TokioIo<UpstreamStream>>().ok()?;
     Some(tunnel::run(
         client.stream,
         &client.read_buf,

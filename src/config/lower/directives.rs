@@ -124,6 +124,16 @@ const SPECS: &[Spec] = &[
     handled("proxy_next_upstream", HSL, 1, MANY),
     handled("proxy_next_upstream_tries", HSL, 1, 1),
     handled("proxy_cache", HSL, 1, 1),
+    handled("proxy_ssl_verify", HSL, 1, 1),
+    handled("proxy_ssl_trusted_certificate", HSL, 1, 1),
+    handled("proxy_ssl_verify_depth", HSL, 1, 1),
+    handled("proxy_ssl_server_name", HSL, 1, 1),
+    handled("proxy_ssl_name", HSL, 1, 1),
+    handled("proxy_ssl_certificate", HSL, 1, 1),
+    handled("proxy_ssl_certificate_key", HSL, 1, 1),
+    handled("proxy_ssl_protocols", HSL, 1, MANY),
+    handled("proxy_ssl_session_reuse", HSL, 1, 1),
+    ignored("proxy_ssl_ciphers", HSL, 1, "tether offers rustls's cipher suites to upstreams (all AEAD with forward secrecy)"),
     handled("gzip", HSL, 1, 1),
     ignored("access_log", HSL, MANY, LOGS),
     ignored("log_format", H, MANY, LOGS),
@@ -216,6 +226,11 @@ const UNSUPPORTED: &[&str] = &[
     "proxy_set_body",
     "proxy_store",
     "proxy_bind",
+    "proxy_ssl_crl",
+    "proxy_ssl_password_file",
+    "proxy_ssl_conf_command",
+    "proxy_ssl_key_log",
+    "proxy_ssl_certificate_cache",
     "proxy_intercept_errors",
     "proxy_cookie_path",
     "proxy_cookie_domain",
@@ -263,7 +278,7 @@ impl Lowering {
             self.error(&d.span, ErrorKind::NotSupported { name: name.into() });
             return false;
         }
-        if name.starts_with("ssl_") || name.starts_with("proxy_ssl_") {
+        if name.starts_with("ssl_") {
             self.ignore(d, TLS);
             return false;
         }

@@ -13,6 +13,7 @@ mod health_check;
 mod http;
 mod location;
 mod proxy;
+mod proxy_ssl;
 mod sticky;
 mod upstream;
 mod values;
@@ -42,7 +43,7 @@ pub fn lower(
     include_globs: Vec<glob::Pattern>,
     prefix: &Path,
 ) -> Result<Config, Vec<ConfigError>> {
-    let mut cx = Lowering::new();
+    let mut cx = Lowering::new(prefix);
     let mut worker_processes = None;
     let mut worker_connections = None;
     let mut pid = None;
@@ -128,11 +129,14 @@ pub(super) struct Lowering {
     upstream_keys: HashMap<String, String>,
     /// Name distances still allowed for "did you mean" hints (see `SUGGESTION_BUDGET`).
     suggestion_budget: usize,
+    /// What relative file paths (certificates) are resolved against.
+    prefix: PathBuf,
 }
 
 impl Lowering {
-    fn new() -> Lowering {
+    fn new(prefix: &Path) -> Lowering {
         Lowering {
+            prefix: prefix.to_path_buf(),
             errors: Vec::new(),
             ignored: Vec::new(),
             upstream_names: Vec::new(),
@@ -203,3 +207,7 @@ mod error_tests;
 #[cfg(test)]
 #[path = "upstream_tests.rs"]
 mod upstream_tests;
+
+#[cfg(test)]
+#[path = "proxy_ssl_tests.rs"]
+mod proxy_ssl_tests;
