@@ -24,4 +24,5 @@ mod routing;
 mod sse;
 mod sticky;
 mod upstream_failures;
+mod upstream_tls;
 mod websocket;
