@@ -14,11 +14,11 @@
 //! listeners -> swap -> reconcile listeners, restart `proxy::health` probes), stop. `reload`
 //! calls `apply` when the config's files change or SIGHUP comes.
 //!
-//! Layering: `config` <- `route`; {`peer` <- `balance`, `vars`} <- `upstream`;
-//! {`config`, `route`, `upstream`, `vars`} <- `snapshot` <- `proxy` <- `server` <- `runtime`
-//! <- `reload` <- `main`. `tls` (a server's TLS settings -> a rustls config, files read when a
-//! snapshot is built) stands on `config` alone. Below `proxy`, only `peer` names a hyper type (its idle connection
-//! pool, which must live and die with the peer); nothing below `server` binds a socket.
+//! Layering: `config` <- `route`; {`peer` <- `balance`, `vars`} <- `upstream`; `config` <-
+//! `tls` (rustls configs read from the config's files); {`config`, `route`, `upstream`,
+//! `vars`, `tls`} <- `snapshot` <- `proxy` <- `server` <- `runtime` <- `reload` <- `main`.
+//! Below `proxy`, only `peer` names a hyper type (its idle connection pool, which must live and
+//! die with the peer); nothing below `server` binds a socket.
 
 pub mod balance;
 pub mod config;

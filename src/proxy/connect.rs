@@ -1,4 +1,5 @@
-//! Opening a new HTTP/1.1 connection to an upstream server.
+//! Opening a new HTTP/1.1 connection to an upstream server: TCP, then for `proxy_pass https://`
+//! a TLS handshake, both within `proxy_connect_timeout` (nginx counts the handshake in it too).
 
 use std::io;
 use std::net::SocketAddr;
@@ -7,23 +8,33 @@ use std::time::Duration;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use crate::peer::Peer;
 use crate::proxy::pool::Sender;
+use crate::proxy::upstream_stream::UpstreamStream;
+use crate::tls::upstream::TlsTarget;
 
 /// Why a connection could not be opened.
 #[derive(Debug)]
 pub enum ConnectError {
     /// `proxy_connect_timeout` passed.
     Timeout,
-    /// Refused, unreachable, reset during the handshake.
+    /// Refused, unreachable, reset during the handshake, or a TLS handshake that failed (the
+    /// certificate not verified, no protocol in common): all are the server's failure to
+    /// connect, retried on the next server alike.
     Io(io::Error),
 }
 
-/// Connects to the first of the peer's addresses that answers within `timeout` in all, and
-/// starts the connection's task (with upgrades enabled, so a 101 can become a tunnel).
-pub async fn connect(peer: &Peer, timeout: Duration) -> Result<Sender, ConnectError> {
-    let stream = tokio::time::timeout(timeout, open(&peer.addrs))
+/// Connects to the first of the peer's addresses that answers within `timeout` in all —
+/// securing it with `tls` when given — and starts the connection's task (with upgrades
+/// enabled, so a 101 can become a tunnel).
+pub async fn connect(
+    peer: &Peer,
+    timeout: Duration,
+    tls: Option<&TlsTarget>,
+) -> Result<Sender, ConnectError> {
+    let stream = tokio::time::timeout(timeout, open(peer, tls))
         .await
         .map_err(|_| ConnectError::Timeout)?
         .map_err(ConnectError::Io)?;
@@ -39,7 +50,31 @@ pub async fn connect(peer: &Peer, timeout: Duration) -> Result<Sender, ConnectEr
     Ok(sender)
 }
 
-async fn open(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+async fn open(peer: &Peer, tls: Option<&TlsTarget>) -> io::Result<UpstreamStream> {
+    let tcp = open_tcp(&peer.addrs).await?;
+    let Some(tls) = tls else {
+        return Ok(UpstreamStream::Plain(tcp));
+    };
+    let connector = TlsConnector::from(tls.config.clone());
+    match connector.connect(tls.name.clone(), tcp).await {
+        Ok(stream) => Ok(UpstreamStream::Tls(Box::new(stream))),
+        Err(error) => {
+            // Logged here, where the reason is plainest (an unknown issuer, a name mismatch,
+            // no protocol in common); the request's own log line says what became of it.
+            tracing::error!(
+                upstream = %peer.key.address,
+                name = ?tls.name,
+                "TLS handshake with upstream failed: {error}"
+            );
+            Err(io::Error::new(
+                error.kind(),
+                format!("TLS handshake failed: {error}"),
+            ))
+        }
+    }
+}
+
+async fn open_tcp(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
     let mut last_error = io::Error::new(io::ErrorKind::AddrNotAvailable, "no address");
     for addr in addrs {
         match TcpStream::connect(addr).await {

@@ -6,6 +6,7 @@
 //! unsent), or the request is idempotent and has no body, so it can be sent again whole.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use http::{Request, Response};
 use http_body::Body as _;
@@ -21,6 +22,7 @@ use crate::proxy::connect::{ConnectError, connect};
 use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
 use crate::proxy::headers::is_idempotent;
 use crate::proxy::pool::Sender;
+use crate::tls::upstream::TlsTarget;
 use crate::upstream::{Affinity, Choice, Group, NoPeer, SetCookie, Tried};
 
 /// A response head from an upstream, with what is needed to finish the exchange.
@@ -32,6 +34,8 @@ pub struct Answer<'g> {
     pub guard: ActiveGuard,
     /// The connection, to return to the pool once the body is read.
     pub sender: Sender,
+    /// What the connection is secured with (None: plain), the key it is pooled under.
+    pub tls: Option<Arc<TlsTarget>>,
     /// The sticky cookie the response carries, as the choice of the server that answered said.
     pub set_cookie: Option<SetCookie<'g>>,
 }
@@ -46,16 +50,27 @@ impl From<NoPeer> for ProxyError {
     }
 }
 
-/// Sends `request` to `first`, the server `group` chose for it, then — as `settings` allow —
-/// to the next ones the group chooses for the same `affinity`.
+/// How one exchange reaches its upstream: the location's settings, and the TLS its connections
+/// are secured with (None: plain HTTP).
+#[derive(Clone, Copy)]
+pub struct Route<'a> {
+    /// The location's proxy settings.
+    pub settings: &'a ProxySettings,
+    /// `proxy_pass https://`: the TLS to open (or find pooled) connections with.
+    pub tls: Option<&'a Arc<TlsTarget>>,
+}
+
+/// Sends `request` to `first`, the server `group` chose for it, then — as `route.settings`
+/// allow — to the next ones the group chooses for the same `affinity`.
 pub async fn forward<'g>(
     group: &'g Group,
     affinity: &Affinity,
     first: Choice<'g>,
     request: Request<RequestBody>,
-    settings: &ProxySettings,
+    route: Route<'_>,
     progress: Option<&SendProgress>,
 ) -> Result<Answer<'g>, ProxyError> {
+    let settings = route.settings;
     // A bodyless idempotent request can be replayed after it was sent; keep its head only when
     // a retry is possible at all, so the common case copies nothing.
     let replay = (group.len() > 1
@@ -74,7 +89,7 @@ pub async fn forward<'g>(
         if unsent.is_none() {
             unsent = replay.as_ref().map(rebuild);
         }
-        let error = match attempt(&choice, group, &mut unsent, settings, progress).await {
+        let error = match attempt(&choice, group, &mut unsent, route, progress).await {
             Ok(answer) => {
                 let status = answer.response.status().as_u16();
                 if !settings.next_upstream.statuses.contains(&status) || replay.is_none() {
@@ -114,17 +129,19 @@ async fn attempt<'g>(
     choice: &Choice<'g>,
     group: &Group,
     unsent: &mut Option<Request<RequestBody>>,
-    settings: &ProxySettings,
+    route: Route<'_>,
     progress: Option<&SendProgress>,
 ) -> Result<Answer<'g>, ProxyError> {
+    let settings = route.settings;
+    let tls = route.tls.map(Arc::as_ref);
     let peer = choice.peer;
     let guard = peer.begin();
-    let mut pooled = peer.pool.take(group.keepalive_timeout);
+    let mut pooled = peer.pool.take(group.keepalive_timeout, tls);
     loop {
         let reused = pooled.is_some();
         let mut sender = match pooled.take() {
             Some(sender) => sender,
-            None => match connect(peer, settings.connect_timeout).await {
+            None => match connect(peer, settings.connect_timeout, tls).await {
                 Ok(sender) => sender,
                 Err(ConnectError::Timeout) => {
                     return Err(ProxyError::Timeout(TimeoutKind::Connect));
@@ -152,6 +169,7 @@ async fn attempt<'g>(
                     response,
                     guard,
                     sender,
+                    tls: route.tls.cloned(),
                     set_cookie: choice.set_cookie,
                 });
             }

@@ -7,7 +7,9 @@
 //! A probe is a fresh connection opened as requests open theirs (`connect`: the peer's
 //! addresses in order, one timeout over all of them), then `GET uri` with `Host: <group name>`
 //! and `Connection: close`; it passes when the status falls in the configured range within the
-//! check's timeout. Imports peer and snapshot state, never `server` or `runtime`.
+//! check's timeout. A group that a location proxies to with `https://` is probed over TLS,
+//! with that location's `proxy_ssl_*` ([`Snapshot::check_tls`]); a failed handshake fails
+//! the probe. Imports peer and snapshot state, never `server` or `runtime`.
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use crate::peer::{CheckPolicy, CheckState, Peer};
 use crate::proxy::body::request::RequestBody;
 use crate::proxy::connect::connect;
 use crate::snapshot::Snapshot;
+use crate::tls::upstream::TlsTarget;
 
 /// The probe tasks of one snapshot; dropping this stops them.
 #[derive(Debug, Default)]
@@ -44,11 +47,13 @@ pub fn spawn(snapshot: &Snapshot) -> HealthChecks {
         };
         let host = HeaderValue::from_str(&upstream.name)
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        let tls = snapshot.check_tls(&upstream.name);
         for member in upstream.members() {
             tasks.push(tokio::spawn(probe_loop(
                 member.peer.clone(),
                 check.clone(),
                 host.clone(),
+                tls.cloned(),
             )));
         }
     }
@@ -56,7 +61,12 @@ pub fn spawn(snapshot: &Snapshot) -> HealthChecks {
 }
 
 /// Probes one server until stopped, handing each result to the peer.
-async fn probe_loop(peer: Arc<Peer>, check: HealthCheck, host: HeaderValue) {
+async fn probe_loop(
+    peer: Arc<Peer>,
+    check: HealthCheck,
+    host: HeaderValue,
+    tls: Option<Arc<TlsTarget>>,
+) {
     let policy = CheckPolicy {
         passes: check.passes,
         fails: check.fails,
@@ -65,7 +75,7 @@ async fn probe_loop(peer: Arc<Peer>, check: HealthCheck, host: HeaderValue) {
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let passed = timeout(check.timeout, probe(&peer, &check, &host))
+        let passed = timeout(check.timeout, probe(&peer, &check, &host, tls.as_deref()))
             .await
             .unwrap_or(false);
         if let Some(verdict) = peer.state.record_check(passed, policy) {
@@ -80,8 +90,13 @@ async fn probe_loop(peer: Arc<Peer>, check: HealthCheck, host: HeaderValue) {
 }
 
 /// One probe: true when the server answered `GET uri` with an accepted status.
-async fn probe(peer: &Peer, check: &HealthCheck, host: &HeaderValue) -> bool {
-    let Ok(mut sender) = connect(peer, check.timeout).await else {
+async fn probe(
+    peer: &Peer,
+    check: &HealthCheck,
+    host: &HeaderValue,
+    tls: Option<&TlsTarget>,
+) -> bool {
+    let Ok(mut sender) = connect(peer, check.timeout, tls).await else {
         return false;
     };
     let Ok(request) = Request::get(check.uri.as_str())

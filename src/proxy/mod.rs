@@ -15,6 +15,7 @@ pub mod health;
 pub mod pool;
 pub mod tunnel;
 pub mod upgrade;
+pub mod upstream_stream;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -27,8 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::route::{host, path};
 use crate::snapshot::{
-    Action, ProxyAction, ReturnAction, Route, Snapshot, Target, UriRewrite, VirtualServer,
+    Action, ProxyAction, ReturnAction, Route, Snapshot, Target, UpstreamTls, UriRewrite,
+    VirtualServer,
 };
+use crate::tls::upstream::{TlsTarget, server_name};
 use crate::upstream::{Group, SetCookie, Tried};
 use crate::vars::RequestInfo;
 pub use body::client::ClientBody;
@@ -227,11 +230,23 @@ async fn proxy(
     // Read what the group chooses by and render every template against the request as the
     // client sent it, then rewrite.
     let proxy_host_text = proxy_host.to_str().unwrap_or("");
-    let (affinity, rendered, added) = {
+    let (affinity, rendered, added, tls) = {
         // The choice has always seen `$proxy_host` empty: keys placed by it stay where they are.
         let mut info = request_info(&request, conn, server, "", normalised);
         let affinity = group.affinity(&info, &snapshot.vars);
         info.proxy_host = proxy_host_text;
+        let tls = match &action.tls {
+            None => None,
+            Some(UpstreamTls::Fixed(target)) => Some(target.clone()),
+            Some(UpstreamTls::Rendered { config, name }) => {
+                scratch.clear();
+                name.render(&snapshot.vars, &info, &mut scratch);
+                let name = server_name(&scratch)
+                    .ok_or_else(|| ProxyError::UnknownUpstream(scratch.clone()))?;
+                let config = config.clone();
+                Some(Arc::new(TlsTarget { config, name }))
+            }
+        };
         let rendered = headers::render_request_headers(
             &route.request_headers,
             &snapshot.vars,
@@ -246,7 +261,7 @@ async fn proxy(
                 &mut scratch,
             )
         });
-        (affinity, rendered, added)
+        (affinity, rendered, added, tls)
     };
     let (mut parts, mut body) = request.into_parts();
     body.set_idle_timeout(route.settings.client_body_timeout);
@@ -281,7 +296,10 @@ async fn proxy(
         &affinity,
         choice,
         upstream_request,
-        &route.settings,
+        forward::Route {
+            settings: &route.settings,
+            tls: tls.as_ref(),
+        },
         progress.as_deref(),
     )
     .await?;
@@ -328,7 +346,10 @@ impl Exchange<'_> {
         }
         let read_timeout = self.route.settings.read_timeout;
         if !switching {
-            let keep_alive = self.reusable.then_some(answer.sender);
+            let keep_alive = self.reusable.then_some(pool::Pooled {
+                sender: answer.sender,
+                tls: answer.tls,
+            });
             let timeouts = (read_timeout, self.route.settings.client_send_timeout);
             let body = UpstreamBody::new(incoming, timeouts, keep_alive, answer.guard);
             return Ok(Response::from_parts(parts, body.into()));

@@ -5,18 +5,24 @@
 //! closed by the server's own idle timeout), and ones idle past the keep-alive timeout or
 //! already closed are dropped on the way.
 //!
+//! A connection is reused only by a request that would have opened the same one: each entry
+//! keeps the [`TlsTarget`] it was secured with (None: plain), so a server reached by both
+//! `http://` and `https://` locations, or with different `proxy_ssl_*` settings, never hands a
+//! plain connection to an https request or one verified for another name.
+//!
 //! The peer importing this pool is the one sanctioned upward import (a hyper type below
 //! `proxy`). It closes no circle because the pool names only the request body
 //! ([`body::request`](crate::proxy::body::request)), never the response side that returns
 //! connections here: keep it so.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
 
 use crate::proxy::body::request::RequestBody;
+use crate::tls::upstream::TlsTarget;
 
 /// The sending half of one HTTP/1.1 connection to an upstream.
 pub type Sender = SendRequest<RequestBody>;
@@ -28,9 +34,18 @@ pub struct Pool {
     limit: usize,
 }
 
+/// A connection on its way back to the pool: its sender and what it was secured with.
+#[derive(Debug)]
+pub struct Pooled {
+    /// The connection.
+    pub sender: Sender,
+    /// Its TLS (None: plain).
+    pub tls: Option<Arc<TlsTarget>>,
+}
+
 #[derive(Debug)]
 struct Idle {
-    sender: Sender,
+    connection: Pooled,
     since: Instant,
 }
 
@@ -43,20 +58,35 @@ impl Pool {
         }
     }
 
-    /// The newest idle connection still open and idle for less than `max_idle`.
-    pub fn take(&self, max_idle: Duration) -> Option<Sender> {
+    /// The newest idle connection secured as `tls` says (None: plain), still open and idle for
+    /// less than `max_idle`. Dead entries met on the way are dropped.
+    pub fn take(&self, max_idle: Duration, tls: Option<&TlsTarget>) -> Option<Sender> {
         let mut idle = self.lock();
-        while let Some(entry) = idle.pop() {
-            if !entry.sender.is_closed() && entry.since.elapsed() < max_idle {
-                return Some(entry.sender);
+        // Newest first; with one kind of connection per server (the usual case) the newest
+        // matches and the scan is one step.
+        let mut at = idle.len();
+        while at > 0 {
+            at -= 1;
+            let entry = &idle[at];
+            if entry.connection.sender.is_closed() || entry.since.elapsed() >= max_idle {
+                idle.remove(at);
+                continue;
+            }
+            let fits = match (entry.connection.tls.as_deref(), tls) {
+                (None, None) => true,
+                (Some(pooled), Some(wanted)) => pooled.same(wanted),
+                _ => false,
+            };
+            if fits {
+                return Some(idle.remove(at).connection.sender);
             }
         }
         None
     }
 
     /// Returns a connection whose last response was read to the end.
-    pub fn put(&self, sender: Sender) {
-        if sender.is_closed() {
+    pub fn put(&self, connection: Pooled) {
+        if connection.sender.is_closed() {
             return;
         }
         let mut idle = self.lock();
@@ -65,7 +95,7 @@ impl Pool {
             idle.remove(0);
         }
         idle.push(Idle {
-            sender,
+            connection,
             since: Instant::now(),
         });
     }

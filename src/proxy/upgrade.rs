@@ -13,13 +13,13 @@ use http::HeaderMap;
 use http::header;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use crate::stream::ClientStream;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::tunnel::{self, Outcome, Protocol};
+use super::upstream_stream::UpstreamStream;
 use crate::inflight::Token;
 use crate::peer::ActiveGuard;
 
@@ -151,16 +151,18 @@ pub(super) fn log_end(outcome: Outcome, guard: &ActiveGuard) {
     }
 }
 
-/// The upstream's socket under hyper's `Upgraded` (no boxed stream, no indirection per read)
-/// and the bytes read past its `101`. `None` if it is not a `TcpStream` after all.
-pub(super) fn upstream_socket(upstream: hyper::upgrade::Upgraded) -> Option<(TcpStream, Bytes)> {
-    let parts = upstream.downcast::<TokioIo<TcpStream>>().ok()?;
+/// The upstream's stream (plain or TLS) under hyper's `Upgraded` (no boxed stream, no
+/// indirection per read) and the bytes read past its `101`. `None` if it is not one of ours.
+pub(super) fn upstream_socket(
+    upstream: hyper::upgrade::Upgraded,
+) -> Option<(UpstreamStream, Bytes)> {
+    let parts = upstream.downcast::<TokioIo<UpstreamStream>>().ok()?;
     Some((parts.io.into_inner(), parts.read_buf))
 }
 
 /// The tunnel between the two upgraded connections, the upstream's unwrapped from hyper's
-/// `Upgraded` to its bare socket (no boxed stream, no indirection per read), each with the
-/// bytes read past the upgrade. `None` if the upstream's is not a `TcpStream` after all.
+/// `Upgraded` to its own stream, plain or TLS (no boxed stream, no indirection per read), each
+/// with the bytes read past the upgrade. `None` if the upstream's is not one of ours after all.
 fn join(
     client: Upgraded,
     upstream: hyper::upgrade::Upgraded,

@@ -21,13 +21,14 @@ use crate::config::{self, Config, ConfigError, ConfigErrors, HeadRules};
 use crate::peer::PeerRegistry;
 use crate::route::VirtualHosts;
 use crate::tls::SessionStore;
+use crate::tls::upstream::TlsTarget;
 use crate::upstream::Group;
 use crate::vars::Vars;
 
 use servers::ServerBuilder;
 pub use servers::{
     Action, AddHeader, HeaderPlan, HeaderSource, ProxyAction, ReturnAction, Route, SetHeader,
-    Target, UriRewrite, VirtualServer,
+    Target, UpstreamTls, UriRewrite, VirtualServer,
 };
 pub use tls::Termination;
 
@@ -44,6 +45,8 @@ pub struct Snapshot {
     listeners: HashMap<SocketAddr, Listener>,
     servers: Vec<VirtualServer>,
     groups: HashMap<Arc<str>, Arc<Group>>,
+    /// Groups whose health probes speak TLS (see [`Snapshot::check_tls`]).
+    check_tls: HashMap<Arc<str>, Arc<TlsTarget>>,
 }
 
 /// How client connections are served: the http-level settings a connection reads again for
@@ -115,6 +118,8 @@ impl Snapshot {
             sessions,
             groups: &mut groups,
             errors: &mut errors,
+            tls_configs: Vec::new(),
+            check_tls: HashMap::new(),
         };
         let servers: Vec<VirtualServer> = config
             .http
@@ -122,6 +127,7 @@ impl Snapshot {
             .iter()
             .map(|server| builder.server(server))
             .collect();
+        let check_tls = std::mem::take(&mut builder.check_tls);
         let listeners = build_listeners(&config.http.servers, &mut errors);
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
@@ -140,6 +146,7 @@ impl Snapshot {
             listeners,
             servers,
             groups,
+            check_tls,
         })
     }
 
@@ -181,6 +188,14 @@ impl Snapshot {
     /// A named upstream group (`proxy_pass http://$var` looks groups up by name per request).
     pub fn upstream(&self, name: &str) -> Option<&Arc<Group>> {
         self.groups.get(name)
+    }
+
+    /// The TLS a group's active health checks use: a group is probed over TLS when a location
+    /// names it with `proxy_pass https://` — the first such location in file order gives the
+    /// `proxy_ssl_*` settings and name. A group reached only through `https://$variable` is
+    /// probed in plain HTTP (which group a variable names is known only per request).
+    pub fn check_tls(&self, group: &str) -> Option<&Arc<TlsTarget>> {
+        self.check_tls.get(group)
     }
 
     /// Every group, for status pages, health checks and tests.

@@ -13,6 +13,7 @@ use crate::config::{
 use crate::peer::PeerRegistry;
 use crate::route::Locations;
 use crate::tls::SessionStore;
+use crate::tls::upstream::{TlsTarget, client_config, server_name};
 use crate::upstream::Group;
 use crate::vars::{Template, Vars};
 
@@ -59,6 +60,23 @@ pub struct ProxyAction {
     pub target: Target,
     /// How the request URI is rewritten.
     pub uri: UriRewrite,
+    /// `proxy_pass https://`: how the connection is secured (None: plain HTTP).
+    pub tls: Option<UpstreamTls>,
+}
+
+/// The TLS a `proxy_pass https://` location opens its connections with.
+pub enum UpstreamTls {
+    /// The name is known at build time (a literal `proxy_ssl_name`, or `$proxy_host` of a
+    /// named target): one target for every request, which pooled connections match by pointer.
+    Fixed(Arc<TlsTarget>),
+    /// The name is rendered per request (`proxy_pass https://$var`, or `proxy_ssl_name` with
+    /// variables); `$proxy_host` is the rendered target.
+    Rendered {
+        /// The client config.
+        config: Arc<rustls::ClientConfig>,
+        /// `proxy_ssl_name`'s template.
+        name: Template,
+    },
 }
 
 /// Where a proxied request goes.
@@ -148,6 +166,11 @@ pub(super) struct ServerBuilder<'a> {
     pub(super) sessions: &'a SessionStore,
     pub(super) groups: &'a mut HashMap<Arc<str>, Arc<Group>>,
     pub(super) errors: &'a mut Vec<ConfigError>,
+    /// The client configs built so far, one per distinct `proxy_ssl_*` setting (None: it failed
+    /// and was reported once).
+    pub(super) tls_configs: Vec<(config::UpstreamSsl, Option<Arc<rustls::ClientConfig>>)>,
+    /// The TLS each group's health probes use: the first `proxy_pass https://` naming it.
+    pub(super) check_tls: HashMap<Arc<str>, Arc<TlsTarget>>,
 }
 
 impl ServerBuilder<'_> {
@@ -182,7 +205,7 @@ impl ServerBuilder<'_> {
 
     fn route(&mut self, location: &config::Location) -> Route {
         let action = match &location.handler {
-            Handler::Proxy(pass) => self.proxy_action(pass, &location.matcher),
+            Handler::Proxy(pass) => self.proxy_action(pass, location),
             Handler::Return(r) => Action::Return(self.return_action(r)),
             Handler::NotFound => Action::NotFound,
         };
@@ -218,7 +241,8 @@ impl ServerBuilder<'_> {
         }
     }
 
-    fn proxy_action(&mut self, pass: &config::ProxyPass, matcher: &LocationMatch) -> Action {
+    fn proxy_action(&mut self, pass: &config::ProxyPass, location: &config::Location) -> Action {
+        let matcher = &location.matcher;
         let target = match &pass.target {
             ProxyTarget::Upstream(name) => match self.groups.get(name.as_str()) {
                 Some(group) => Target::Group {
@@ -262,7 +286,63 @@ impl ServerBuilder<'_> {
             // Lowering rejects a URI in a regex location; pass the request URI unchanged.
             (Some(_), _, LocationMatch::Regex { .. }) => UriRewrite::Keep,
         };
-        Action::Proxy(ProxyAction { target, uri })
+        let tls = match pass.https {
+            true => match self.upstream_tls(&location.proxy.ssl, &target, &pass.span) {
+                Some(tls) => Some(tls),
+                None => return Action::NotFound,
+            },
+            false => None,
+        };
+        Action::Proxy(ProxyAction { target, uri, tls })
+    }
+
+    /// The TLS of a `proxy_pass https://` location: its settings' client config (shared with
+    /// every location that has the same settings) and the name to verify.
+    fn upstream_tls(
+        &mut self,
+        ssl: &config::UpstreamSsl,
+        target: &Target,
+        span: &Span,
+    ) -> Option<UpstreamTls> {
+        let config = self.client_config(ssl)?;
+        let name_text = match (&ssl.name, target) {
+            (Some(text), _) => text.as_str(),
+            (None, Target::Group { host, .. }) => host.to_str().unwrap_or_default(),
+            (None, Target::Variable(_)) => "$proxy_host",
+        };
+        let name = self.template(name_text, span)?;
+        let Some(literal) = name.literal() else {
+            return Some(UpstreamTls::Rendered { config, name });
+        };
+        let Some(name) = server_name(literal) else {
+            let kind = ErrorKind::InvalidSslName {
+                name: literal.to_string(),
+            };
+            self.errors
+                .push(ConfigError::at(ssl.span.as_ref().unwrap_or(span), kind));
+            return None;
+        };
+        let target_tls = Arc::new(TlsTarget { config, name });
+        if let Target::Group { group, .. } = target {
+            let probes = self.check_tls.entry(group.name.clone());
+            probes.or_insert_with(|| target_tls.clone());
+        }
+        Some(UpstreamTls::Fixed(target_tls))
+    }
+
+    fn client_config(&mut self, ssl: &config::UpstreamSsl) -> Option<Arc<rustls::ClientConfig>> {
+        if let Some((_, built)) = self.tls_configs.iter().find(|(seen, _)| seen.same_as(ssl)) {
+            return built.clone();
+        }
+        let built = match client_config(ssl) {
+            Ok(config) => Some(config),
+            Err(mut found) => {
+                self.errors.append(&mut found);
+                None
+            }
+        };
+        self.tls_configs.push((ssl.clone(), built.clone()));
+        built
     }
 
     /// `proxy_pass http://host:port`: an implicit one-server group per distinct address,

@@ -6,6 +6,8 @@
 //! `sessions` keeps resumption state across reloads; `client_auth` verifies client
 //! certificates; `session` describes a finished handshake for the `$ssl_*` variables.
 //!
+//! `upstream` builds the client configs `proxy_pass https://` connects with.
+//!
 //! No sockets, no tokio: this runs while a snapshot is built (file reads only). Must not import
 //! `server`, `proxy`, `snapshot` or `runtime`; only `config` from this crate.
 
@@ -15,6 +17,7 @@ mod files;
 mod resolver;
 mod session;
 mod sessions;
+pub mod upstream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -146,21 +149,6 @@ fn setup_error(tls: &config::ServerTls, error: rustls::Error) -> ConfigError {
         value: error.to_string(),
     };
     ConfigError::at(&tls.span, kind)
-}
-
-/// Every file `tls` reads (certificates, keys, CA lists, the OCSP response): what a reload
-/// watches.
-pub fn certificate_files(tls: &config::ServerTls) -> Vec<PathBuf> {
-    let pairs = tls.certificates.iter();
-    let pair_files = pairs.flat_map(|pair| [pair.certificate.clone(), pair.key.clone()]);
-    let others = [
-        &tls.client_certificate,
-        &tls.trusted_certificate,
-        &tls.stapling_file,
-    ];
-    pair_files
-        .chain(others.into_iter().flatten().cloned())
-        .collect()
 }
 
 #[cfg(test)]

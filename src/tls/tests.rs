@@ -421,7 +421,7 @@ fn ciphers_stapling_and_files() {
     assert_eq!(session.cipher, "ECDHE-RSA-AES128-GCM-SHA256");
     let seen = verifier.seen.lock().expect("lock").clone();
     assert_eq!(seen.map(|s| s.1), Some(b"\x30\x03\x0a\x01\x00".to_vec()));
-    assert_eq!(certificate_files(&tls).len(), 3);
+    assert_eq!(tls.files().len(), 3);
     // Only TLS 1.2 allowed and only TLS 1.3 suites named: nothing left.
     tls.protocols = vec![TlsVersion::Tls12];
     tls.ciphers = Some(("TLS_AES_128_GCM_SHA256".into(), span()));

@@ -27,5 +27,6 @@ mod sse;
 mod sticky;
 mod tls;
 mod upstream_failures;
+mod upstream_tls;
 mod websocket;
 mod websocket_h2;

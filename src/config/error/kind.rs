@@ -398,12 +398,6 @@ pub enum ErrorKind {
         /// The URL as written.
         url: String,
     },
-    /// `proxy_pass https://...` (TLS to upstreams arrives in a later issue).
-    #[error("proxy_pass to \"{}\": https upstreams are not supported yet", shown(.url))]
-    HttpsNotSupported {
-        /// The URL as written.
-        url: String,
-    },
     /// `proxy_pass http://NAME` where NAME is neither an upstream nor an address with a port.
     #[error("no upstream \"{}\" for proxy_pass", shown(.name))]
     UnknownUpstream {
@@ -473,6 +467,36 @@ pub enum ErrorKind {
     /// `health_check` outside an `upstream` (nginx Plus puts it in a `location`).
     #[error("\"health_check\" directive is not allowed here")]
     HealthCheckOutsideUpstream,
+    /// `proxy_ssl_protocols` naming no version tether speaks (TLSv1.2, TLSv1.3).
+    #[error("\"proxy_ssl_protocols\" names no protocol tether speaks (TLSv1.2, TLSv1.3)")]
+    NoTlsVersion,
+    /// A `proxy_ssl_*` file that cannot be read or holds nothing usable (used by tls).
+    #[error("cannot load \"{}\" of \"{}\": {}", shown_path(.path), shown(.directive), shown(.reason))]
+    UpstreamTlsFile {
+        /// The directive naming it.
+        directive: String,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `proxy_ssl_verify on` with nothing to verify against (nginx's own error).
+    #[error("no \"proxy_ssl_trusted_certificate\" for \"proxy_ssl_verify\"")]
+    VerifyWithoutTrustedCertificate,
+    /// One of `proxy_ssl_certificate` / `proxy_ssl_certificate_key` without the other.
+    #[error("\"{}\" is set without \"{}\"", shown(.set), shown(.missing))]
+    ClientCertificateHalf {
+        /// The directive in effect.
+        set: String,
+        /// The one missing.
+        missing: String,
+    },
+    /// A `proxy_ssl_name` that is neither a DNS name nor an IP address (used by tls).
+    #[error("invalid \"proxy_ssl_name\" \"{}\"", shown(.name))]
+    InvalidSslName {
+        /// The name as rendered.
+        name: String,
+    },
 }
 
 /// What a TLS file is meant to hold, as [`ErrorKind::TlsFile`] names it.

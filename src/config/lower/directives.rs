@@ -86,7 +86,6 @@ const SOCKETS: &str = "tether manages its own sockets";
 const BUFFERS: &str = "tether streams bodies with its own buffers";
 const TABLES: &str = "tether sizes its own lookup tables";
 const GZIP: &str = "gzip is off in tether";
-const TLS: &str = "TLS arrives in a later tether release";
 const KEY_EXCHANGE: &str = "tether's TLS key exchange is ECDHE with rustls's groups \
                             (X25519MLKEM768, X25519, P-256, P-384)";
 /// Why server- and location-level client timeouts are ignored (`lower::http` uses it).
@@ -126,6 +125,16 @@ const SPECS: &[Spec] = &[
     handled("proxy_next_upstream", HSL, 1, MANY),
     handled("proxy_next_upstream_tries", HSL, 1, 1),
     handled("proxy_cache", HSL, 1, 1),
+    handled("proxy_ssl_verify", HSL, 1, 1),
+    handled("proxy_ssl_trusted_certificate", HSL, 1, 1),
+    handled("proxy_ssl_verify_depth", HSL, 1, 1),
+    handled("proxy_ssl_server_name", HSL, 1, 1),
+    handled("proxy_ssl_name", HSL, 1, 1),
+    handled("proxy_ssl_certificate", HSL, 1, 1),
+    handled("proxy_ssl_certificate_key", HSL, 1, 1),
+    handled("proxy_ssl_protocols", HSL, 1, MANY),
+    handled("proxy_ssl_session_reuse", HSL, 1, 1),
+    ignored("proxy_ssl_ciphers", HSL, 1, "tether offers rustls's cipher suites to upstreams (all AEAD with forward secrecy)"),
     handled("gzip", HSL, 1, 1),
     ignored("access_log", HSL, MANY, LOGS),
     ignored("log_format", H, MANY, LOGS),
@@ -238,6 +247,11 @@ const UNSUPPORTED: &[&str] = &[
     "proxy_set_body",
     "proxy_store",
     "proxy_bind",
+    "proxy_ssl_crl",
+    "proxy_ssl_password_file",
+    "proxy_ssl_conf_command",
+    "proxy_ssl_key_log",
+    "proxy_ssl_certificate_cache",
     "proxy_intercept_errors",
     "proxy_cookie_path",
     "proxy_cookie_domain",
@@ -297,10 +311,6 @@ impl Lowering {
         let name = d.name();
         if UNSUPPORTED.contains(&name) {
             self.error(&d.span, ErrorKind::NotSupported { name: name.into() });
-            return false;
-        }
-        if name.starts_with("proxy_ssl_") {
-            self.ignore(d, TLS);
             return false;
         }
         let mut specs = SPECS.iter().filter(|spec| spec.name == name).peekable();

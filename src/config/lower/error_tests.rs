@@ -195,10 +195,6 @@ fn proxy_pass_errors() {
         &[r#"no upstream "a" for proxy_pass in t.conf:1:41"#],
     );
     check(
-        &in_location("proxy_pass https://a:1;"),
-        &[r#"proxy_pass to "https://a:1": https upstreams are not supported yet in t.conf:1:41"#],
-    );
-    check(
         &in_location("proxy_pass a:1;"),
         &[r#"invalid URL prefix in "a:1" in t.conf:1:41"#],
     );

@@ -127,26 +127,23 @@ impl Lowering {
         })
     }
 
-    /// `proxy_pass http://TARGET[URI]`; `in_regex` forbids a URI part, as nginx does, since
+    /// `proxy_pass http[s]://TARGET[URI]`; `in_regex` forbids a URI part, as nginx does, since
     /// there is no matched prefix for it to replace.
     fn proxy_pass(&mut self, d: &Directive, in_regex: bool) -> Option<ProxyPass> {
         let word = &d.args[0];
         let url = word.text.as_str();
-        let scheme_len = "http://".len();
-        let rest = match url.get(..scheme_len) {
-            Some(scheme) if scheme.eq_ignore_ascii_case("http://") => &url[scheme_len..],
-            _ => {
-                let https = url
-                    .get(..8)
-                    .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
-                let kind = if https {
-                    ErrorKind::HttpsNotSupported { url: url.into() }
-                } else {
-                    ErrorKind::InvalidUrlPrefix { url: url.into() }
-                };
-                self.error(&word.span, kind);
-                return None;
-            }
+        let scheme = |prefix: &str| {
+            url.get(..prefix.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(prefix))
+        };
+        let (https, rest) = if scheme("http://") {
+            (false, &url["http://".len()..])
+        } else if scheme("https://") {
+            (true, &url["https://".len()..])
+        } else {
+            let kind = ErrorKind::InvalidUrlPrefix { url: url.into() };
+            self.error(&word.span, kind);
+            return None;
         };
         let (authority, uri) = match rest.find('/') {
             Some(slash) => (&rest[..slash], Some(rest[slash..].to_string())),
@@ -164,17 +161,19 @@ impl Lowering {
                 self.error(&d.span, ErrorKind::UriInRegexLocation);
                 return None;
             }
-            self.proxy_target(d, authority)?
+            self.proxy_target(d, authority, https)?
         };
         Some(ProxyPass {
             target,
             uri,
+            https,
             span: d.span.clone(),
         })
     }
 
-    /// A literal authority: an upstream name, or `host:port`, or an IP literal.
-    fn proxy_target(&mut self, d: &Directive, authority: &str) -> Option<ProxyTarget> {
+    /// A literal authority: an upstream name, or `host:port`, or an IP literal (port 80, or
+    /// 443 for `https`, as nginx).
+    fn proxy_target(&mut self, d: &Directive, authority: &str, https: bool) -> Option<ProxyTarget> {
         let word = &d.args[0];
         let Some((host, port)) = split_host_port(authority) else {
             self.error(
@@ -201,7 +200,7 @@ impl Lowering {
             }
             (None, None) if host.parse::<IpAddr>().is_ok() => Some(ProxyTarget::Address {
                 host: host.to_string(),
-                port: 80,
+                port: if https { 443 } else { 80 },
             }),
             (None, None) => {
                 let names = self.upstream_names.iter().map(String::as_str);

@@ -13,6 +13,7 @@ mod health_check;
 mod http;
 mod location;
 mod proxy;
+mod proxy_ssl;
 mod sticky;
 mod tls;
 mod upstream;
@@ -217,3 +218,7 @@ mod upstream_tests;
 #[cfg(test)]
 #[path = "tls_tests.rs"]
 mod tls_tests;
+
+#[cfg(test)]
+#[path = "proxy_ssl_tests.rs"]
+mod proxy_ssl_tests;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Lowering;
+use super::proxy_ssl::ProxySslLayer;
 use crate::config::ast::Directive;
 use crate::config::error::ErrorKind;
 use crate::config::model::{AddHeader, NextUpstream, ProxySettings};
@@ -29,6 +30,7 @@ pub(super) struct ProxyLayer {
     client_max_body_size: Option<u64>,
     client_body_timeout: Option<Duration>,
     client_send_timeout: Option<Duration>,
+    ssl: ProxySslLayer,
 }
 
 impl ProxyLayer {
@@ -49,6 +51,7 @@ impl ProxyLayer {
             client_max_body_size: pick(&self.client_max_body_size, &outer.client_max_body_size),
             client_body_timeout: pick(&self.client_body_timeout, &outer.client_body_timeout),
             client_send_timeout: pick(&self.client_send_timeout, &outer.client_send_timeout),
+            ssl: self.ssl.over(&outer.ssl),
         }
     }
 
@@ -67,6 +70,7 @@ impl ProxyLayer {
             client_max_body_size: self.client_max_body_size.unwrap_or(d.client_max_body_size),
             client_body_timeout: self.client_body_timeout.unwrap_or(d.client_body_timeout),
             client_send_timeout: self.client_send_timeout.unwrap_or(d.client_send_timeout),
+            ssl: self.ssl.resolve(),
         }
     }
 }
@@ -148,7 +152,7 @@ impl Lowering {
                 };
                 self.error(&args[0].span, kind);
             }
-            _ => return false,
+            _ => return self.proxy_ssl_setting(&mut layer.ssl, d),
         }
         true
     }

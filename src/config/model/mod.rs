@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use super::source::Span;
-pub use proxy::{AddHeader, NextUpstream, ProxySettings};
+pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};
 pub use server::{
     Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,
 };
@@ -58,17 +58,26 @@ pub struct Config {
 }
 
 impl Config {
-    /// Every certificate, key, CA and OCSP file the config names, in config order: files the
-    /// config depends on without being config text.
+    /// Every certificate, key, CA and OCSP file the config names (terminating TLS and toward
+    /// upstreams), in config order: files the config depends on without being config text.
     pub fn certificate_files(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();
         for tls in self.http.servers.iter().filter_map(|s| s.tls.as_ref()) {
-            for pair in &tls.certificates {
-                files.push(pair.certificate.clone());
-                files.push(pair.key.clone());
+            files.extend(tls.files());
+        }
+        // `proxy_ssl_*` files: what `https://` locations trust and present to upstreams.
+        let locations = self.http.servers.iter().flat_map(|s| &s.locations);
+        for ssl in locations.map(|l| &l.proxy.ssl) {
+            let named = [
+                &ssl.trusted_certificate,
+                &ssl.certificate,
+                &ssl.certificate_key,
+            ];
+            for file in named.into_iter().flatten() {
+                if !files.contains(&file.path) {
+                    files.push(file.path.clone());
+                }
             }
-            files.extend(tls.client_certificate.iter().cloned());
-            files.extend(tls.stapling_file.iter().cloned());
         }
         files
     }

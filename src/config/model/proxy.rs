@@ -1,8 +1,11 @@
 //! The effective `proxy_*` and client limits of one location, inheritance (http -> server ->
 //! location) already resolved, with nginx's defaults. Pure data, as the rest of `model`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use super::{Span, TlsVersion};
 
 /// Effective `proxy_*` and related settings of a location.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +36,80 @@ pub struct ProxySettings {
     /// `send_timeout` (default 60s): idle time between two writes to a client that does not
     /// read its response.
     pub client_send_timeout: Duration,
+    /// `proxy_ssl_*`: how `proxy_pass https://` speaks TLS (unused by `http://` targets).
+    pub ssl: UpstreamSsl,
+}
+
+/// The `proxy_ssl_*` settings of a location, nginx's defaults where unset. Files are named,
+/// not read: `tls::upstream` loads them when a snapshot is built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamSsl {
+    /// `proxy_ssl_verify` (default off, as nginx: any certificate is taken).
+    pub verify: bool,
+    /// `proxy_ssl_trusted_certificate`: PEM CAs a verified upstream must chain to.
+    pub trusted_certificate: Option<SslFile>,
+    /// `proxy_ssl_verify_depth` (default 1: the upstream's certificate is signed by a trusted
+    /// CA directly).
+    pub verify_depth: u32,
+    /// `proxy_ssl_server_name` (default off: no SNI is sent).
+    pub server_name: bool,
+    /// `proxy_ssl_name` as written (a template); None means nginx's default, `$proxy_host`.
+    /// Its port, if any, is stripped.
+    pub name: Option<String>,
+    /// `proxy_ssl_certificate` + `proxy_ssl_certificate_key`: a client certificate.
+    pub certificate: Option<SslFile>,
+    /// `proxy_ssl_certificate_key`.
+    pub certificate_key: Option<SslFile>,
+    /// `proxy_ssl_protocols` (default TLSv1.2 TLSv1.3).
+    pub protocols: Vec<TlsVersion>,
+    /// `proxy_ssl_session_reuse` (default on): sessions resumed toward upstreams.
+    pub session_reuse: bool,
+    /// Where the first `proxy_ssl_*` directive in effect was written, for errors about the
+    /// settings as a whole (`proxy_ssl_verify` with no trusted certificate).
+    pub span: Option<Span>,
+}
+
+/// A file named by a `proxy_ssl_*` directive, resolved against the prefix, with the place
+/// it was named so that an unreadable file is reported there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SslFile {
+    /// The resolved path.
+    pub path: PathBuf,
+    /// The directive.
+    pub span: Span,
+}
+
+impl UpstreamSsl {
+    /// The same TLS behaviour as `other`, wherever each was written: such locations share one
+    /// client config, and so its session cache.
+    pub fn same_as(&self, other: &UpstreamSsl) -> bool {
+        let path = |file: &Option<SslFile>| file.as_ref().map(|f| f.path.clone());
+        self.verify == other.verify
+            && path(&self.trusted_certificate) == path(&other.trusted_certificate)
+            && self.verify_depth == other.verify_depth
+            && self.server_name == other.server_name
+            && path(&self.certificate) == path(&other.certificate)
+            && path(&self.certificate_key) == path(&other.certificate_key)
+            && self.protocols == other.protocols
+            && self.session_reuse == other.session_reuse
+    }
+}
+
+impl Default for UpstreamSsl {
+    fn default() -> UpstreamSsl {
+        UpstreamSsl {
+            verify: false,
+            trusted_certificate: None,
+            verify_depth: 1,
+            server_name: false,
+            name: None,
+            certificate: None,
+            certificate_key: None,
+            protocols: vec![TlsVersion::Tls12, TlsVersion::Tls13],
+            session_reuse: true,
+            span: None,
+        }
+    }
 }
 
 /// `add_header` entry.
@@ -94,6 +171,7 @@ impl Default for ProxySettings {
             client_max_body_size: 1024 * 1024,
             client_body_timeout: Duration::from_secs(60),
             client_send_timeout: Duration::from_secs(60),
+            ssl: UpstreamSsl::default(),
         }
     }
 }

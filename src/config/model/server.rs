@@ -127,6 +127,8 @@ pub struct ProxyPass {
     /// The URI part after the authority, if any (`proxy_pass http://b/api/;` -> `/api/`):
     /// nginx then replaces the matched location prefix with it.
     pub uri: Option<String>,
+    /// `https://`: the upstream is spoken to over TLS (the location's `proxy_ssl_*`).
+    pub https: bool,
     /// Where it was written.
     pub span: Span,
 }

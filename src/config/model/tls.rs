@@ -51,6 +51,23 @@ pub struct ServerTls {
     pub span: Span,
 }
 
+impl ServerTls {
+    /// Every file these settings name (certificates, keys, CA lists, the OCSP response): what
+    /// a reload watches.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let pairs = self.certificates.iter();
+        let pair_files = pairs.flat_map(|pair| [pair.certificate.clone(), pair.key.clone()]);
+        let others = [
+            &self.client_certificate,
+            &self.trusted_certificate,
+            &self.stapling_file,
+        ];
+        pair_files
+            .chain(others.into_iter().flatten().cloned())
+            .collect()
+    }
+}
+
 /// One `ssl_certificate` with its `ssl_certificate_key`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertificatePair {

@@ -18,7 +18,7 @@ use tokio::time::Sleep;
 
 use super::BodyError;
 use crate::peer::ActiveGuard;
-use crate::proxy::pool::Sender;
+use crate::proxy::pool::Pooled;
 
 pin_project! {
     /// An upstream response body on its way to the client.
@@ -37,7 +37,7 @@ pin_project! {
         send_timeout: Duration,
         // The connection goes back to the pool only after the whole response was read; a body
         // dropped half-way takes the connection down with it (hyper closes it).
-        keep_alive: Option<Sender>,
+        keep_alive: Option<Pooled>,
         guard: Option<ActiveGuard>,
     }
 }
@@ -49,7 +49,7 @@ impl UpstreamBody {
     pub fn new(
         inner: Incoming,
         timeouts: (Duration, Duration),
-        keep_alive: Option<Sender>,
+        keep_alive: Option<Pooled>,
         guard: ActiveGuard,
     ) -> UpstreamBody {
         let (read_timeout, send_timeout) = timeouts;
@@ -114,9 +114,9 @@ impl Body for UpstreamBody {
 }
 
 /// The response was read to its end: the connection may carry the next request.
-fn finish(keep_alive: &mut Option<Sender>, guard: &mut Option<ActiveGuard>) {
-    if let (Some(sender), Some(guard)) = (keep_alive.take(), guard.as_ref()) {
-        guard.peer().pool.put(sender);
+fn finish(keep_alive: &mut Option<Pooled>, guard: &mut Option<ActiveGuard>) {
+    if let (Some(connection), Some(guard)) = (keep_alive.take(), guard.as_ref()) {
+        guard.peer().pool.put(connection);
     }
     guard.take();
 }

@@ -1,4 +1,5 @@
-//! A named backend on 127.0.0.1:0 that counts hits and records what it saw.
+//! A named backend on 127.0.0.1:0 that counts hits and records what it saw; over TLS too
+//! ([`Backend::start_tls`]), recording each handshake.
 //!
 //! Routes (any method):
 //! - `/hold?ms=N`          answer after N ms (long polling)
@@ -29,9 +30,12 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use super::tls_backend::Handshake;
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -64,6 +68,7 @@ struct State {
     hits: AtomicUsize,
     connections: AtomicUsize,
     events: Semaphore,
+    handshakes: Mutex<Vec<Handshake>>,
 }
 
 /// A running backend; stops accepting when dropped.
@@ -91,6 +96,16 @@ impl Backend {
 
     /// Starts a backend called `name`.
     pub async fn start(name: &'static str) -> Backend {
+        Backend::start_with(name, None).await
+    }
+
+    /// Starts a backend called `name` that speaks only TLS, with `config`: it records every
+    /// handshake ([`Backend::handshakes`]), and answers as a plain one does.
+    pub async fn start_tls(name: &'static str, config: Arc<rustls::ServerConfig>) -> Backend {
+        Backend::start_with(name, Some(TlsAcceptor::from(config))).await
+    }
+
+    async fn start_with(name: &'static str, tls: Option<TlsAcceptor>) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind backend");
@@ -101,8 +116,9 @@ impl Backend {
             hits: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             events: Semaphore::new(0),
+            handshakes: Mutex::new(Vec::new()),
         });
-        let task = tokio::spawn(serve(listener, state.clone()));
+        let task = tokio::spawn(serve(listener, state.clone(), tls));
         Backend {
             name,
             addr,
@@ -119,6 +135,11 @@ impl Backend {
     /// TCP connections accepted so far (how well the proxy reuses its upstream connections).
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// The TLS handshakes completed so far, in order (a TLS backend's).
+    pub fn handshakes(&self) -> Vec<Handshake> {
+        self.state.handshakes.lock().unwrap().clone()
     }
 
     /// Every request received so far.
@@ -143,20 +164,38 @@ impl Drop for Backend {
     }
 }
 
-async fn serve(listener: TcpListener, state: Arc<State>) {
+async fn serve(listener: TcpListener, state: Arc<State>, tls: Option<TlsAcceptor>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         state.connections.fetch_add(1, Ordering::SeqCst);
         let state = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| answer(req, state.clone()));
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await;
+            let Some(acceptor) = tls else {
+                return serve_connection(TokioIo::new(stream), state).await;
+            };
+            // A failed handshake (a client that does not trust us, or has no certificate
+            // when one is required) just closes the connection.
+            let Ok(stream) = acceptor.accept(stream).await else {
+                return;
+            };
+            let handshake = Handshake::of(stream.get_ref().1);
+            state.handshakes.lock().unwrap().push(handshake);
+            serve_connection(TokioIo::new(stream), state).await;
         });
     }
+}
+
+async fn serve_connection<I>(io: TokioIo<I>, state: Arc<State>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| answer(req, state.clone()));
+    let _ = auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(io, service)
+        .await;
 }
 
 fn query(req: &Request<Incoming>) -> HashMap<String, String> {

@@ -2,7 +2,7 @@
 //! certificates of every key type tether takes, written as PEM files a config can name, and
 //! rustls client configs that trust the authority.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -83,19 +83,9 @@ impl TestCa {
         }
     }
 
-    /// The folder the files are written in.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// The authority's certificate as a PEM file.
     pub fn ca_file(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
-    }
-
-    /// The authority's certificate.
-    pub fn der(&self) -> CertificateDer<'static> {
-        self.der.clone()
     }
 
     /// A server certificate for `names` (DNS names or IP literals) with a `kind` key, signed by

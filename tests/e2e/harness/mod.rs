@@ -20,6 +20,7 @@ pub mod session;
 pub mod slowloris;
 pub mod source;
 pub mod tally;
+pub mod tls_backend;
 pub mod watching;
 pub mod witness;
 
