@@ -5,8 +5,10 @@
 //! (421); and what is not a TLS client — plain HTTP, a stalled or garbage handshake — is
 //! answered or closed cleanly while real clients are served.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -481,4 +483,125 @@ async fn sessions_resume_across_a_reload() {
         Some(rustls::HandshakeKind::Resumed),
         "resumed after the reload"
     );
+}
+
+/// An upstream that answers any request with `total` bytes, written as fast as its socket
+/// takes them, counting what it got written (what tether accepted from it).
+async fn counting_download(total: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let written = Arc::new(AtomicUsize::new(0));
+    let count = written.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = stream.read(&mut head).await;
+                let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n");
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![7u8; 64 * 1024];
+                let mut sent = 0;
+                while sent < total {
+                    let n = chunk.len().min(total - sent);
+                    if stream.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                    sent += n;
+                    count.store(sent, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (addr, written)
+}
+
+#[tokio::test]
+async fn http2_over_tls_serves_many_streams_to_several_groups_while_one_reader_stalls() {
+    const BIG: usize = 64 << 20;
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["app.test"], KeyKind::EcdsaP256);
+    let [a, b] = Backend::start_all(["a", "b"]).await;
+    let (big, written) = counting_download(BIG).await;
+    let conf = format!(
+        "events {{}} http {{ server {{ listen {{listen}} ssl; http2 on; server_name app.test; {} \
+         location /a/ {{ proxy_pass http://{{a}}/; }} \
+         location /b/ {{ proxy_pass http://{{b}}/; }} \
+         location /big {{ proxy_pass http://{{big}}; }} }} }}",
+        cert_lines(&leaf)
+    );
+    let backends = [("a", a.addr), ("b", b.addr), ("big", big)];
+    let proxy = Proxy::start(&conf, &backends).await;
+    let tls = certs::connect(proxy.addr, ca.client_config(&[b"h2"]), Some("app.test"))
+        .await
+        .unwrap();
+    // Streams start with 64 KiB of window, given back only where the test reads.
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(65_535)
+        .initial_connection_window_size(16 << 20)
+        .handshake::<_, Bytes>(tls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let get = |path: &str| {
+        Request::get(format!("https://app.test{path}"))
+            .body(())
+            .unwrap()
+    };
+
+    // The stalled reader: 64 MiB asked for, not a byte read.
+    let (stalled, _) = client.clone().send_request(get("/big"), true).unwrap();
+    let stalled = within(LIMIT, "the big response head", stalled)
+        .await
+        .unwrap();
+    assert_eq!(stalled.status(), 200);
+
+    // Meanwhile 40 streams at once, to two groups, each read whole.
+    let mut streams = Vec::new();
+    for i in 0..40 {
+        let path = if i % 2 == 0 { "/a/x" } else { "/b/x" };
+        let (response, _) = client.clone().send_request(get(path), true).unwrap();
+        streams.push(async move {
+            let mut body = response.await.unwrap().into_body();
+            let mut text = Vec::new();
+            while let Some(data) = body.data().await {
+                let data = data.unwrap();
+                let _ = body.flow_control().release_capacity(data.len());
+                text.extend_from_slice(&data);
+            }
+            (path, String::from_utf8(text).unwrap())
+        });
+    }
+    let answers = within(LIMIT, "40 streams", futures_util::future::join_all(streams)).await;
+    for (path, body) in answers {
+        assert_eq!(body, &path[1..2], "{path}");
+    }
+    assert_eq!((a.hits(), b.hits()), (20, 20));
+
+    // Backpressure reached the upstream: once its writes stop moving, it wrote no more than
+    // the buffers on the way (sockets, tether's per-stream queue) hold, far from its 64 MiB.
+    let upstream_written = within(LIMIT, "the upstream's writes to settle", async {
+        let mut last = usize::MAX;
+        loop {
+            let now = written.load(Ordering::Relaxed);
+            if now == last {
+                return now;
+            }
+            last = now;
+            // Pacing the samples: settled means no progress over 200 ms.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    println!(
+        "the upstream wrote {} KiB before backpressure held it",
+        upstream_written >> 10
+    );
+    assert!(
+        upstream_written < 16 << 20,
+        "the upstream wrote {upstream_written} bytes for a reader that took 64 KiB"
+    );
+    drop(stalled);
 }
