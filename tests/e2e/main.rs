@@ -22,6 +22,7 @@ mod paths;
 mod reload;
 mod reload_soak;
 mod routing;
+mod signalr;
 mod sse;
 mod sticky;
 mod tls;
