@@ -23,6 +23,7 @@ mod paths;
 mod reload;
 mod reload_soak;
 mod routing;
+mod signalr;
 mod sse;
 mod sticky;
 mod tls;

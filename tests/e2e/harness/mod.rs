@@ -17,6 +17,8 @@ pub mod procfs;
 pub mod proxy;
 pub mod raw;
 pub mod session;
+pub mod signalr;
+pub mod signalr_client;
 pub mod slowloris;
 pub mod source;
 pub mod tally;
