@@ -165,3 +165,47 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
     assert_eq!(soft, hard, "{line}");
     assert_ne!(soft, "256", "{line}");
 }
+
+#[test]
+fn dash_t_checks_every_certificate_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = rcgen::generate_simple_self_signed(vec!["a.test".to_string()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["b.test".to_string()]).unwrap();
+    let file = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let cert = file("a.pem", one.cert.pem());
+    let key = file("a.key", one.signing_key.serialize_pem());
+    let wrong_key = file("b.key", other.signing_key.serialize_pem());
+    let garbage = file(
+        "garbage.pem",
+        "-----BEGIN CERTIFICATE-----\nnot base64\n".into(),
+    );
+    let conf = |cert: &str, key: &str| {
+        format!(
+            "events {{}} http {{ server {{ listen 127.0.0.1:8443 ssl; \
+             ssl_certificate {cert}; ssl_certificate_key {key}; \
+             location / {{ return 200; }} }} }}"
+        )
+    };
+    assert!(check(&conf(&cert, &key)).0, "a matching pair passes");
+    for (what, text, named) in [
+        (
+            "a key of another certificate",
+            conf(&cert, &wrong_key),
+            &wrong_key,
+        ),
+        ("a garbage certificate", conf(&garbage, &key), &garbage),
+        (
+            "a missing key",
+            conf(&cert, "/nonexistent/k.pem"),
+            &"/nonexistent/k.pem".into(),
+        ),
+    ] {
+        let (ok, stderr) = check(&text);
+        assert!(!ok, "{what}: tether -t accepted it");
+        assert!(stderr.contains(named.as_str()), "{what}: {stderr}");
+    }
+}
