@@ -12,7 +12,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::peer::Peer;
 use crate::proxy::pool::Sender;
-use crate::proxy::upstream_stream::UpstreamStream;
+use crate::stream::{MaybeTls, UpstreamStream};
 use crate::tls::upstream::TlsTarget;
 
 /// Why a connection could not be opened.
@@ -53,11 +53,11 @@ pub async fn connect(
 async fn open(peer: &Peer, tls: Option<&TlsTarget>) -> io::Result<UpstreamStream> {
     let tcp = open_tcp(&peer.addrs).await?;
     let Some(tls) = tls else {
-        return Ok(UpstreamStream::Plain(tcp));
+        return Ok(MaybeTls::Plain(tcp));
     };
     let connector = TlsConnector::from(tls.config.clone());
     match connector.connect(tls.name.clone(), tcp).await {
-        Ok(stream) => Ok(UpstreamStream::Tls(Box::new(stream))),
+        Ok(stream) => Ok(MaybeTls::Tls(Box::new(stream))),
         Err(error) => {
             // Logged here, where the reason is plainest (an unknown issuer, a name mismatch,
             // no protocol in common); the request's own log line says what became of it.

@@ -15,7 +15,6 @@ pub mod health;
 pub mod pool;
 pub mod tunnel;
 pub mod upgrade;
-pub mod upstream_stream;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;

@@ -19,9 +19,9 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::tunnel::{self, Outcome, Protocol};
-use super::upstream_stream::UpstreamStream;
 use crate::inflight::Token;
 use crate::peer::ActiveGuard;
+use crate::stream::UpstreamStream;
 
 /// A client connection after its `101` was written: the socket, and the bytes already read
 /// past the request head (a frame the client sent right behind its upgrade request).

@@ -21,7 +21,7 @@ use crate::server::http1::head::Rejection;
 use crate::server::sniff::{self, Opening};
 use crate::server::tls::{self, Refused};
 use crate::snapshot::Snapshot;
-use crate::stream::ClientStream;
+use crate::stream::MaybeTls;
 
 /// The signals and counts a stop works with (connections themselves are told through the
 /// ceiling's table).
@@ -136,7 +136,7 @@ async fn serve_connection(
                 conn.scheme = "https";
                 let http2 = done.tls.http2;
                 conn.tls = Some(Box::new(done.tls));
-                let stream = ClientStream::Tls(done.stream);
+                let stream = MaybeTls::Tls(done.stream);
                 let conn = Arc::new(conn);
                 if http2 {
                     h2::serve(stream, conn, live, slot).await;

@@ -84,7 +84,7 @@ pub(super) fn stapling(path: &Path, span: &Span) -> Result<Vec<u8>, ConfigError>
 }
 
 /// The PEM certificates in `path`, in order; at least one.
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(super) fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let bytes = read(path)?;
     let chain: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&bytes).collect();
     match chain {

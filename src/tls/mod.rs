@@ -74,14 +74,7 @@ pub fn server_config(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> = tls
-        .protocols
-        .iter()
-        .map(|version| match version {
-            TlsVersion::Tls12 => &rustls::version::TLS12,
-            TlsVersion::Tls13 => &rustls::version::TLS13,
-        })
-        .collect();
+    let versions = rustls_versions(&tls.protocols);
     let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
         .map_err(|e| vec![setup_error(tls, e)])?;
@@ -140,6 +133,17 @@ fn provider_for(tls: &config::ServerTls, errors: &mut Vec<ConfigError>) -> Crypt
     }
     provider.cipher_suites = suites;
     provider
+}
+
+/// rustls' versions for the configured ones (server and upstream side alike).
+fn rustls_versions(versions: &[TlsVersion]) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    versions
+        .iter()
+        .map(|version| match version {
+            TlsVersion::Tls12 => &rustls::version::TLS12,
+            TlsVersion::Tls13 => &rustls::version::TLS13,
+        })
+        .collect()
 }
 
 /// rustls refusing a combination the config allowed: reported at the server.

@@ -18,7 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::config::{ConfigError, ErrorKind, SslFile, TlsVersion, UpstreamSsl};
+use crate::config::{ConfigError, ErrorKind, SslFile, UpstreamSsl};
 
 /// How one upstream connection is secured: what it is opened with, and what a pooled
 /// connection must match to be reused.
@@ -61,14 +61,7 @@ pub fn client_config(ssl: &UpstreamSsl) -> Result<Arc<ClientConfig>, Vec<ConfigE
     let (Some(verifier), Some(client_certificate)) = (verifier, client_certificate) else {
         return Err(errors);
     };
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> = ssl
-        .protocols
-        .iter()
-        .map(|version| match version {
-            TlsVersion::Tls12 => &rustls::version::TLS12,
-            TlsVersion::Tls13 => &rustls::version::TLS13,
-        })
-        .collect();
+    let versions = super::rustls_versions(&ssl.protocols);
     let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
         .map_err(|error| {
@@ -115,7 +108,7 @@ fn verifier(
         return None;
     };
     let directive = "proxy_ssl_trusted_certificate";
-    let anchors = match certificates(file) {
+    let anchors = match super::files::certificates(&file.path) {
         Ok(anchors) => anchors,
         Err(reason) => {
             errors.push(file_error(file, directive, reason));
@@ -171,25 +164,13 @@ fn client_certificate(
             return None;
         }
     };
-    let chain = certificates(certificate)
+    let chain = super::files::certificates(&certificate.path)
         .map_err(|reason| errors.push(file_error(certificate, "proxy_ssl_certificate", reason)))
         .ok();
     let private_key = PrivateKeyDer::from_pem_file(&key.path)
         .map_err(|error| errors.push(file_error(key, "proxy_ssl_certificate_key", error)))
         .ok();
     Some(Some((chain?, private_key?, certificate.clone())))
-}
-
-/// Every certificate of a PEM file; an error if it holds none.
-fn certificates(file: &SslFile) -> Result<Vec<CertificateDer<'static>>, String> {
-    let read = CertificateDer::pem_file_iter(&file.path)
-        .map_err(|error| error.to_string())?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| error.to_string())?;
-    if read.is_empty() {
-        return Err("no certificate in the file".into());
-    }
-    Ok(read)
 }
 
 fn file_error(file: &SslFile, directive: &str, reason: impl ToString) -> ConfigError {
