@@ -38,7 +38,8 @@ use body::request::{RequestBody, SendProgress};
 pub use body::response::ResponseBody;
 use body::response::UpstreamBody;
 use error::ProxyError;
-use upgrade::{ClientSide, ClientUpgrade};
+use extended_connect::Http2WebSocket;
+use upgrade::ClientUpgrade;
 
 /// What is known about the client connection a request arrived on.
 #[derive(Clone, Debug)]
@@ -79,6 +80,15 @@ pub struct TunnelControl {
     pub open: std::sync::Arc<crate::inflight::Inflight>,
 }
 
+/// The client's side of an upgrade, whichever protocol it came by.
+#[derive(Debug)]
+enum ClientSide {
+    /// An HTTP/1.1 `Upgrade` request: the socket itself, once the `101` is written.
+    Http1(ClientUpgrade),
+    /// An HTTP/2 stream opened by an extended CONNECT (RFC 8441) for a WebSocket.
+    Http2(Http2WebSocket),
+}
+
 /// [`handle`] as a connection calls it: owning the connection's details and the snapshot the
 /// request is answered from, and never failing (errors are responses). `client_upgrade` is
 /// the client's side of an upgrade it asked for (HTTP/1 only).
@@ -105,7 +115,7 @@ async fn handle(
             return error::error_page(StatusCode::METHOD_NOT_ALLOWED);
         }
         extended_connect::present_as_upgrade(request.headers_mut());
-        let websocket = extended_connect::Http2WebSocket::take(&mut request);
+        let websocket = Http2WebSocket::take(&mut request);
         Some(ClientSide::Http2(websocket))
     } else {
         client_upgrade.map(ClientSide::Http1)

@@ -1,8 +1,8 @@
 //! Upgrades: after a `101 Switching Protocols`, the client's connection (from tether's HTTP/1
 //! server) and the upstream's (from hyper's client) are joined by a [`tunnel`](super::tunnel)
-//! in a task of its own. A WebSocket over an HTTP/2 stream is the other kind of client side
-//! ([`ClientSide`]); its task lives in [`extended_connect`](super::extended_connect) and shares
-//! the upstream's unwrapping and the end-of-tunnel logging with this one.
+//! in a task of its own. A WebSocket over an HTTP/2 stream is the other kind of client side;
+//! its task lives in [`extended_connect`](super::extended_connect) and shares the upstream's
+//! unwrapping and the end-of-tunnel logging with this one.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -63,15 +63,6 @@ impl Future for ClientUpgrade {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.0).poll(cx)
     }
-}
-
-/// The client's side of an upgrade, whichever protocol it came by.
-#[derive(Debug)]
-pub enum ClientSide {
-    /// An HTTP/1.1 `Upgrade` request: the socket itself, once the `101` is written.
-    Http1(ClientUpgrade),
-    /// An HTTP/2 stream opened by an extended CONNECT (RFC 8441) for a WebSocket.
-    Http2(super::extended_connect::Http2WebSocket),
 }
 
 /// What a `101` response switches to: a WebSocket when its `Upgrade` names one.

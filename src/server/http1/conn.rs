@@ -22,6 +22,7 @@ use http_body::Body as _;
 use tokio::time::{Instant, Sleep, sleep_until, timeout_at};
 use tokio_util::io::poll_read_buf;
 
+use super::READ_CHUNK;
 use super::decode::Decoder;
 use super::head::{self, Framing, HeadScanner, Rejection, RequestHead};
 use super::pump::Pump;
@@ -33,8 +34,6 @@ use crate::proxy::{self, ConnInfo, ResponseBody};
 use crate::server::ceiling::ConnSlot;
 use crate::snapshot::{ClientSettings, Snapshot};
 
-/// Fewest free bytes asked of a read; the read buffer grows by this much when fuller.
-pub(super) const READ_CHUNK: usize = 8 * 1024;
 /// Body bytes queued for the client before the body is asked for more (backpressure).
 const HIGH_WATER: usize = 64 * 1024;
 /// How long a closing connection keeps reading (and dropping) what the client still sends,

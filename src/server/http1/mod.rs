@@ -22,3 +22,7 @@ mod timer;
 mod write;
 
 pub use conn::{refuse, serve};
+
+/// Fewest free bytes asked of a read (the connection's and its body pump's); the read buffer
+/// grows by this much when fuller.
+const READ_CHUNK: usize = 8 * 1024;

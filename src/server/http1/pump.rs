@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::{Instant, Sleep};
 use tokio_util::io::poll_read_buf;
 
-use super::conn::READ_CHUNK;
+use super::READ_CHUNK;
 use super::decode::{Decoded, Decoder};
 use super::write::Outbox;
 use crate::proxy::body::client::{ClientBodyError, Demand, FeedSender};
