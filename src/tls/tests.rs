@@ -489,3 +489,49 @@ fn subjects_print_as_rfc_2253() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.trim().strip_prefix("subject="), Some(ours.as_str()));
 }
+
+/// The lines logged on this thread while `run` runs.
+fn logged_while(run: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log lock").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, run);
+    let lines = sink.0.lock().expect("log lock").clone();
+    String::from_utf8_lossy(&lines).into_owned()
+}
+
+#[test]
+fn an_expired_certificate_is_served_with_a_warning_naming_its_file() {
+    let pki = Pki::new();
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = params.signed_by(&key, &pki.ca).expect("leaf");
+    let pair = pki.pair("expired", cert.pem(), key.serialize_pem());
+    let shown = pair.certificate.display().to_string();
+    let tls = settings(vec![pair]);
+    let logged = logged_while(|| {
+        build(&tls);
+    });
+    assert!(logged.contains("WARN"), "{logged}");
+    assert!(logged.contains(&shown), "{logged}");
+    assert!(logged.contains("is not valid now"), "{logged}");
+    // A valid one says nothing.
+    let fresh = settings(vec![pki.leaf("fresh", &rcgen::PKCS_ECDSA_P256_SHA256)]);
+    assert_eq!(logged_while(|| drop(build(&fresh))), "");
+}
