@@ -120,10 +120,13 @@ async fn serve_connection(
 ) {
     // Small writes (SSE events, WebSocket frames, response heads) must leave at once.
     let _ = stream.set_nodelay(true);
-    let settings = live.load().client;
+    let (settings, tls) = {
+        let snapshot = live.load();
+        (snapshot.client, snapshot.is_tls(conn.listen))
+    };
     let header_timeout = settings.header_timeout;
     let slot = &*admission.slot;
-    if live.load().is_tls(conn.listen) {
+    if tls {
         // The handshake counts as part of the first request's head, as in nginx: a client
         // that stalls in it is closed after client_header_timeout.
         let handshake = tokio::select! {
