@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! core 0: the proxy under test (tether | nginx | HAProxy), one worker each
-//! core 1: this process (WebSocket echo + SSE backends, WebSocket/SSE clients),
-//!         nginx as the HTTP backend, wrk
+//! core 1: this process (WebSocket echo + SSE backends, WebSocket/SSE clients, the TLS
+//!         handshake client), nginx as the HTTP backend, wrk, h2load
 //! ```
 //!
 //! For each row, each proxy is started fresh from its config, loaded, measured and killed,
@@ -12,8 +12,11 @@
 //! runs. Proxy CPU is read from `/proc` over the measured window only; a proxy whose core was
 //! ≥ 90 % busy was the bottleneck, anything less means the client core capped the run.
 //!
-//! Environment: `LOAD_ROWS=get,get_close,ip_hash,sticky,ws_idle,ws_echo,sse,reload` (default
-//! all), `LOAD_SECS` (seconds per run, default 5; the reload row runs twice that),
+//! Every proxy also terminates TLS on a second address (HTTP/2 and HTTP/1.1 by ALPN) with the
+//! same certificate, made at bench time: ECDSA P-256, or RSA 2048 in the RSA row.
+//!
+//! Environment: `LOAD_ROWS=get,get_close,ip_hash,sticky,ws_idle,ws_echo,sse,reload,
+//! tls_full_ecdsa,tls_full_rsa,tls_resumed,https_get,h2_get,wss_idle` (default all), `LOAD_SECS` (seconds per run, default 5; the reload row runs twice that),
 //! `LOAD_RUNS` (default 3), `LOAD_WS_IDLE` (idle WebSockets, default 9,000; each takes two
 //! descriptors here and two in the proxy, under a hard limit of 20,000), `LOAD_PROXIES`
 //! (default `tether,nginx,haproxy`), `LOAD_TETHER` (the tether binary to run, e.g. a wrapper
@@ -34,6 +37,8 @@ mod proxies;
 mod scenarios;
 #[path = "load/table.rs"]
 mod table;
+#[path = "load/tls.rs"]
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,9 +67,12 @@ fn main() {
     }
     // Children (the proxies under test) inherit it.
     let files = tether::server::raise_open_file_limit();
-    if let Err(e) =
-        procs::ensure_packages(&[("nginx", "nginx"), ("haproxy", "haproxy"), ("wrk", "wrk")])
-    {
+    if let Err(e) = procs::ensure_packages(&[
+        ("nginx", "nginx"),
+        ("haproxy", "haproxy"),
+        ("wrk", "wrk"),
+        ("h2load", "nghttp2-client"),
+    ]) {
         eprintln!("load: {e}");
         std::process::exit(1);
     }
@@ -117,7 +125,9 @@ async fn bench(files: u64) -> Result<String, String> {
     };
     let ws_idle = number("LOAD_WS_IDLE", 9000)? as usize;
     // Each idle WebSocket holds a client and a backend socket here; keep 200 for the rest.
-    if rows.contains(&Row::WsIdle) && 2 * ws_idle as u64 + 200 > files {
+    if (rows.contains(&Row::WsIdle) || rows.contains(&Row::WssIdle))
+        && 2 * ws_idle as u64 + 200 > files
+    {
         return Err(format!(
             "LOAD_WS_IDLE={ws_idle} needs {} descriptors; the limit is {files}",
             2 * ws_idle + 200
@@ -135,7 +145,9 @@ async fn bench(files: u64) -> Result<String, String> {
         ws: port_of(&ws_listener)?,
         sse: port_of(&sse_listener)?,
         listen: [free_port()?, free_port()?, free_port()?],
+        tls: [free_port()?, free_port()?, free_port()?],
     };
+    tls::write_certificates(dir.path())?;
     let proxies = match std::env::var("LOAD_PROXIES") {
         Ok(list) => list
             .split(',')
@@ -165,7 +177,10 @@ async fn bench(files: u64) -> Result<String, String> {
         ),
     };
 
-    print_configs(&settings.ports);
+    print_configs(
+        &settings.ports,
+        &tls::files(&settings.dir, tls::KeyKind::EcdsaP256),
+    );
     let mut scenarios = Vec::new();
     for row in rows {
         scenarios.push(run_row(row, &settings).await);
@@ -246,15 +261,16 @@ async fn background_load() -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Prints the configs every proxy runs (the ports are this run's).
-fn print_configs(ports: &Ports) {
+/// Prints the configs every proxy runs (the ports are this run's; the RSA rows name the
+/// `rsa-2048` files instead).
+fn print_configs(ports: &Ports, cert: &tls::CertFiles) {
     println!("## tether / nginx config (tether.conf = nginx.conf)\n");
     println!(
         "```nginx\n{}```\n",
-        proxies::nginx_syntax(ports, Kind::Tether)
+        proxies::nginx_syntax(ports, Kind::Tether, cert)
     );
     println!("## haproxy.cfg\n");
-    println!("```\n{}```\n", proxies::haproxy_cfg(ports));
+    println!("```\n{}```\n", proxies::haproxy_cfg(ports, cert));
     println!(
         "nginx and HAProxy listen on 127.0.0.1:{} and :{} (tether on :{}); the HTTP backend is \
          nginx (`return 200 \"ok\"`) on :{}, :{}, :{}, pinned to core {CLIENT_CORE} with the \

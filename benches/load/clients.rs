@@ -1,6 +1,8 @@
-//! The load generators: `wrk` (a Debian package, run as a child on the client core) for plain
-//! HTTP, and the bench's own small clients where no packaged tool fits: WebSockets held open
+//! The load generators: `wrk` (a Debian package, run as a child on the client core) for
+//! HTTP/1.1 (plain and https), `h2load` (nghttp2-client) for HTTP/2 over TLS, and the bench's own small clients where no packaged tool fits: WebSockets held open
 //! or echoing 1 KiB messages, SSE streams counting events, and one raw GET to read a header.
+//!
+//! The TLS handshake client is in `tls.rs`; WebSockets here open over it for `wss://`.
 //!
 //! Every client here talks to 127.0.0.1 only, and every wait is bounded.
 
@@ -9,9 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use rustls::ClientConfig;
+
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
+use tokio_util::either::Either;
 
 /// What one `wrk` run reported.
 #[derive(Clone, Debug, Default)]
@@ -96,6 +101,64 @@ fn duration_ms(text: &str) -> Option<f64> {
     Some(number * scale)
 }
 
+/// What one `h2load` run reported.
+#[derive(Clone, Debug, Default)]
+pub struct H2load {
+    /// Requests per second over the run.
+    pub rps: f64,
+    /// Requests that succeeded.
+    pub succeeded: f64,
+    /// Requests that failed, errored or timed out.
+    pub failed: f64,
+}
+
+/// Runs `h2load -t1 -cCONNS -mSTREAMS -DSECS` (HTTP/2 over TLS by ALPN) against `url`, on the
+/// client core (inherited from the bench process).
+pub async fn h2load(url: &str, conns: usize, streams: usize, secs: u64) -> Result<H2load, String> {
+    let output = tokio::process::Command::new("h2load")
+        .args(["-t1", &format!("-c{conns}"), &format!("-m{streams}")])
+        .arg(format!("-D{secs}"))
+        .arg(url)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("h2load: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "h2load {}: {text}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    parse_h2load(&text).ok_or_else(|| format!("unreadable h2load output:\n{text}"))
+}
+
+/// Reads `finished in 5.00s, 38264.00 req/s, ...` and `requests: N total, N started, N done,
+/// N succeeded, N failed, N errored, N timeout`.
+fn parse_h2load(text: &str) -> Option<H2load> {
+    let mut report = H2load::default();
+    let count = |part: &str| part.split_whitespace().next()?.parse::<f64>().ok();
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("finished in") {
+            let rate = rest.split(',').nth(1)?.trim().strip_suffix(" req/s")?;
+            report.rps = rate.parse().ok()?;
+        } else if let Some(rest) = line.strip_prefix("requests:") {
+            for part in rest.split(',').map(str::trim) {
+                if part.ends_with(" succeeded") {
+                    report.succeeded = count(part)?;
+                } else if part.ends_with(" failed")
+                    || part.ends_with(" errored")
+                    || part.ends_with(" timeout")
+                {
+                    report.failed += count(part)?;
+                }
+            }
+        }
+    }
+    (report.rps > 0.0).then_some(report)
+}
+
 /// `GET path` on a fresh connection; the response head.
 pub async fn get_head(addr: SocketAddr, path: &str) -> Result<String, String> {
     let mut stream = TcpStream::connect(addr)
@@ -134,20 +197,34 @@ pub const MESSAGE: usize = 1024;
 /// The mask key of our client frames (any key is valid; the backend unmasks).
 const MASK: [u8; 4] = [0x5a, 0xa5, 0x3c, 0xc3];
 
+/// A client connection: plain, or TLS (`wss://`).
+type Conn = Either<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
+
 /// One WebSocket client connection, after a successful upgrade.
 pub struct Ws {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Conn>,
     frame: Arc<[u8]>,
     answer: Vec<u8>,
 }
 
 impl Ws {
-    /// Upgrades a fresh connection to `addr` on `/ws`; fails unless the answer is a 101.
-    pub async fn open(addr: SocketAddr, frame: Arc<[u8]>) -> Result<Ws, String> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    /// Upgrades a fresh connection to `addr` on `/ws` (over TLS with `tls`); fails unless
+    /// the answer is a 101.
+    pub async fn open(
+        addr: SocketAddr,
+        frame: Arc<[u8]>,
+        tls: Option<&Arc<ClientConfig>>,
+    ) -> Result<Ws, String> {
+        let stream = match tls {
+            Some(config) => Either::Right(Box::new(crate::tls::connect(addr, config).await?)),
+            None => {
+                let tcp = TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
+                tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+                Either::Left(tcp)
+            }
+        };
         let mut stream = BufReader::with_capacity(2048, stream);
         let request = "GET /ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n\
                        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -220,18 +297,21 @@ pub fn message_frame() -> Arc<[u8]> {
     frame.into()
 }
 
-/// Opens `count` WebSockets through `addr`, `batch` upgrades in flight at a time.
+/// Opens `count` WebSockets through `addr` (`wss://` with `tls`), `batch` upgrades in flight
+/// at a time.
 pub async fn open_websockets(
     addr: SocketAddr,
     count: usize,
     batch: usize,
+    tls: Option<&Arc<ClientConfig>>,
 ) -> Result<Vec<Ws>, String> {
     let frame = message_frame();
     let mut open = Vec::with_capacity(count);
     while open.len() < count {
         let n = batch.min(count - open.len());
         let opened =
-            futures_util::future::join_all((0..n).map(|_| Ws::open(addr, frame.clone()))).await;
+            futures_util::future::join_all((0..n).map(|_| Ws::open(addr, frame.clone(), tls)))
+                .await;
         for ws in opened {
             open.push(ws.map_err(|e| format!("WebSocket {} of {count}: {e}", open.len() + 1))?);
         }

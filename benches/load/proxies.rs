@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::procs::{Guard, Usage, find_binary};
+use crate::tls::CertFiles;
 
 /// The proxy core; backends, load generators and the bench itself run on [`CLIENT_CORE`].
 pub const PROXY_CORE: usize = 0;
@@ -28,6 +29,10 @@ pub enum Kind {
 impl Kind {
     /// In table order.
     pub const ALL: [Kind; 3] = [Kind::Tether, Kind::Nginx, Kind::Haproxy];
+
+    fn index(self) -> usize {
+        Kind::ALL.iter().position(|k| *k == self).unwrap_or(0)
+    }
 
     /// The column heading.
     pub fn name(self) -> &'static str {
@@ -51,24 +56,33 @@ pub struct Ports {
     pub sse: u16,
     /// tether, nginx, HAProxy: where each listens.
     pub listen: [u16; 3],
+    /// tether, nginx, HAProxy: where each terminates TLS (HTTP/2 and HTTP/1.1 by ALPN).
+    pub tls: [u16; 3],
 }
 
 impl Ports {
     /// Where `kind` listens.
     pub fn listen(&self, kind: Kind) -> SocketAddr {
-        let index = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        SocketAddr::from(([127, 0, 0, 1], self.listen[index]))
+        SocketAddr::from(([127, 0, 0, 1], self.listen[kind.index()]))
+    }
+
+    /// Where `kind` terminates TLS.
+    pub fn tls(&self, kind: Kind) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.tls[kind.index()]))
     }
 }
 
 /// Marks the lines only tether gets.
 const TETHER_ONLY: &str = "# tether only";
 
-/// The nginx-syntax config for `kind`: nginx gets tether's without the `tether only` lines.
-pub fn nginx_syntax(ports: &Ports, kind: Kind) -> String {
+/// The nginx-syntax config for `kind`, presenting the certificate in `cert`: nginx gets
+/// tether's without the `tether only` lines.
+pub fn nginx_syntax(ports: &Ports, kind: Kind, cert: &CertFiles) -> String {
     let [a, b, c] = ports.http;
     let (ws, sse) = (ports.ws, ports.sse);
     let listen = ports.listen(kind);
+    let tls = ports.tls(kind);
+    let (crt, key) = (cert.cert.display(), cert.key.display());
     let text = format!(
         r#"# tether and nginx run this same file; nginx gets it without the lines marked
 # "{TETHER_ONLY}" (nginx OSS has no sticky cookies).
@@ -105,6 +119,14 @@ http {{
 
     server {{
         listen {listen};
+        # nginx 1.22 takes http2 on the listen line (1.25 also has "http2 on;"); tether both.
+        listen {tls} ssl http2;
+        ssl_certificate {crt};
+        ssl_certificate_key {key};
+        # nginx 1.22's default leaves TLS 1.3 out (tether's and HAProxy's have it).
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_tickets on;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
 
@@ -135,11 +157,14 @@ http {{
         .collect()
 }
 
-/// The `haproxy.cfg` equivalent to [`nginx_syntax`].
-pub fn haproxy_cfg(ports: &Ports) -> String {
+/// The `haproxy.cfg` equivalent to [`nginx_syntax`]; `cert` holds the certificate and key in
+/// one file. HAProxy's own defaults resume sessions (a 20,000-entry cache, tickets on).
+pub fn haproxy_cfg(ports: &Ports, cert: &CertFiles) -> String {
     let [a, b, c] = ports.http;
     let (ws, sse) = (ports.ws, ports.sse);
     let listen = ports.listen(Kind::Haproxy);
+    let tls = ports.tls(Kind::Haproxy);
+    let pem = cert.combined.display();
     format!(
         r#"global
     nbthread 1
@@ -158,6 +183,7 @@ defaults
 
 frontend fe
     bind {listen}
+    bind {tls} ssl crt {pem} alpn h2,http/1.1
     use_backend three_ip_hash if {{ path_beg /ip_hash }}
     use_backend three_sticky if {{ path_beg /sticky }}
     use_backend ws_echo if {{ path_beg /ws }}
@@ -195,19 +221,22 @@ pub struct Proxy {
     pub kind: Kind,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it terminates TLS.
+    pub tls_addr: SocketAddr,
     guard: Guard,
     conf: PathBuf,
     dir: PathBuf,
 }
 
 impl Proxy {
-    /// Writes `kind`'s config into `dir`, starts it pinned to [`PROXY_CORE`] and waits
-    /// (bounded) until it accepts connections.
+    /// Writes `kind`'s config (presenting `cert` on its TLS address) into `dir`, starts it
+    /// pinned to [`PROXY_CORE`] and waits (bounded) until it accepts connections.
     pub async fn start(
         kind: Kind,
         ports: &Ports,
         dir: &Path,
         tether_binary: &Path,
+        cert: &CertFiles,
     ) -> Result<Proxy, String> {
         let dir = dir.join(kind.name());
         std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
@@ -234,14 +263,15 @@ impl Proxy {
             }
         };
         let text = match kind {
-            Kind::Haproxy => haproxy_cfg(ports),
-            _ => nginx_syntax(ports, kind),
+            Kind::Haproxy => haproxy_cfg(ports, cert),
+            _ => nginx_syntax(ports, kind, cert),
         };
         std::fs::write(&conf, text).map_err(|e| format!("write {}: {e}", conf.display()))?;
         let guard = Guard::spawn(command, Some(PROXY_CORE), &log)?;
         let mut proxy = Proxy {
             kind,
             addr: ports.listen(kind),
+            tls_addr: ports.tls(kind),
             guard,
             conf,
             dir,

@@ -5,13 +5,17 @@
 //! set size summed over that group.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustls::ClientConfig;
+
 use crate::backends::Live;
-use crate::clients::{SseClients, get_head, open_websockets, set_cookie, wrk};
+use crate::clients::{SseClients, get_head, h2load, open_websockets, set_cookie, wrk};
 use crate::procs::{Guard, busy_pct, core_ticks};
 use crate::proxies::{CLIENT_CORE, Kind, PROXY_CORE, Ports, Proxy};
 use crate::table::{Metric, Sample, Unit};
+use crate::tls::{self, KeyKind};
 
 /// A row of the table (some rows are several lines: one per metric).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +28,12 @@ pub enum Row {
     WsEcho,
     Sse,
     Reload,
+    TlsFullEcdsa,
+    TlsFullRsa,
+    TlsResumed,
+    HttpsGet,
+    H2Get,
+    WssIdle,
 }
 
 const fn metric(name: &'static str, unit: Unit, higher_is_better: bool) -> Metric {
@@ -49,6 +59,10 @@ const SOCKET_ERRORS: Metric = metric("wrk socket errors", Unit::Count, false);
 const NON_2XX: Metric = metric("non-2xx", Unit::Count, false);
 const DROPPED: Metric = metric("dropped WebSockets", Unit::Count, false);
 const RSS_AFTER: Metric = metric("proxy RSS after", Unit::Bytes, false);
+const HANDSHAKES: Metric = metric("full handshakes/s", Unit::PerSec, true);
+const CPU_PER_HANDSHAKE: Metric = metric("proxy CPU per handshake", Unit::Micros, false);
+const RESUMED: Metric = metric("resumed handshakes/s", Unit::PerSec, true);
+const RESUMED_SHARE: Metric = metric("share of handshakes resumed", Unit::Percent, true);
 
 /// wrk connections for the HTTP rows.
 const CONNS: usize = 64;
@@ -59,10 +73,16 @@ const SSE_STREAMS: usize = 1000;
 /// WebSockets held open during the reload row, and how many reloads it makes.
 const RELOAD_WEBSOCKETS: usize = 200;
 const RELOADS: u32 = 20;
+/// Clients in the handshake rows, each a new connection (and one GET) after another.
+const HANDSHAKE_CONNS: usize = 32;
+/// HTTP/2 connections and streams in flight on each in the h2 row (64 requests in flight,
+/// like wrk's 64 connections).
+const H2_CONNS: usize = 16;
+const H2_STREAMS: usize = 4;
 
 impl Row {
     /// In table order.
-    pub const ALL: [Row; 8] = [
+    pub const ALL: [Row; 14] = [
         Row::Get,
         Row::GetClose,
         Row::IpHash,
@@ -71,6 +91,12 @@ impl Row {
         Row::WsEcho,
         Row::Sse,
         Row::Reload,
+        Row::TlsFullEcdsa,
+        Row::TlsFullRsa,
+        Row::TlsResumed,
+        Row::HttpsGet,
+        Row::H2Get,
+        Row::WssIdle,
     ];
 
     /// The name `LOAD_ROWS` selects it by.
@@ -84,6 +110,12 @@ impl Row {
             Row::WsEcho => "ws_echo",
             Row::Sse => "sse",
             Row::Reload => "reload",
+            Row::TlsFullEcdsa => "tls_full_ecdsa",
+            Row::TlsFullRsa => "tls_full_rsa",
+            Row::TlsResumed => "tls_resumed",
+            Row::HttpsGet => "https_get",
+            Row::H2Get => "h2_get",
+            Row::WssIdle => "wss_idle",
         }
     }
 
@@ -100,6 +132,19 @@ impl Row {
             Row::Reload => format!(
                 "{RELOADS} reloads during wrk ({CONNS} conns) + {RELOAD_WEBSOCKETS} WebSockets"
             ),
+            Row::TlsFullEcdsa | Row::TlsFullRsa => format!(
+                "TLS 1.3 {}, new connection + 1 GET, no resumption, {HANDSHAKE_CONNS} clients",
+                self.key().label()
+            ),
+            Row::TlsResumed => format!(
+                "TLS 1.3 {}, new connection + 1 GET, resuming, {HANDSHAKE_CONNS} clients",
+                self.key().label()
+            ),
+            Row::HttpsGet => format!("HTTPS small GET, HTTP/1.1 keep-alive, {CONNS} conns"),
+            Row::H2Get => {
+                format!("HTTPS small GET, HTTP/2, {H2_CONNS} conns × {H2_STREAMS} streams")
+            }
+            Row::WssIdle => format!("{} idle wss:// WebSockets", settings.ws_idle),
         }
     }
 
@@ -112,6 +157,20 @@ impl Row {
             Row::WsEcho => &[MESSAGE_RATE, CPU_PER_MESSAGE],
             Row::Sse => &[SSE_CPU, CPU_PER_EVENT, EVENT_RATE],
             Row::Reload => &[SOCKET_ERRORS, NON_2XX, DROPPED, RSS_AFTER],
+            Row::TlsFullEcdsa | Row::TlsFullRsa => &[HANDSHAKES, CPU_PER_HANDSHAKE],
+            Row::TlsResumed => &[RESUMED, CPU_PER_HANDSHAKE, RESUMED_SHARE],
+            Row::HttpsGet => &[RPS, P50, P99, CPU_PER_REQUEST],
+            Row::H2Get => &[RPS, CPU_PER_REQUEST],
+            Row::WssIdle => &[RSS_PER_CONN, UPGRADE_RATE],
+        }
+    }
+
+    /// The certificate the proxies present in this row (every row runs with a TLS address
+    /// configured; only the TLS rows use it).
+    pub fn key(self) -> KeyKind {
+        match self {
+            Row::TlsFullRsa => KeyKind::Rsa2048,
+            _ => KeyKind::EcdsaP256,
         }
     }
 
@@ -133,7 +192,7 @@ pub struct Settings {
     pub proxies: Vec<Kind>,
     /// Every address.
     pub ports: Ports,
-    /// Where configs and logs go.
+    /// Where configs and logs go, and the certificates (`tls::write_certificates`).
     pub dir: PathBuf,
     /// The tether binary under test.
     pub tether: PathBuf,
@@ -148,7 +207,15 @@ pub struct Settings {
 /// Starts `kind`, runs `row` once against it, stops it. The caller waits until the previous
 /// run's connections are gone.
 pub async fn run_once(row: Row, kind: Kind, settings: &Settings) -> Result<Sample, String> {
-    let proxy = Proxy::start(kind, &settings.ports, &settings.dir, &settings.tether).await?;
+    let cert = tls::files(&settings.dir, row.key());
+    let proxy = Proxy::start(
+        kind,
+        &settings.ports,
+        &settings.dir,
+        &settings.tether,
+        &cert,
+    )
+    .await?;
     let head = get_head(proxy.addr, "/").await?;
     if !head.starts_with("HTTP/1.1 200") {
         return Err(format!("GET / answered {:?}", head.lines().next()));
@@ -160,7 +227,15 @@ pub async fn run_once(row: Row, kind: Kind, settings: &Settings) -> Result<Sampl
             .await
             .map(drop_p50),
         Row::Sticky => sticky(&proxy, settings).await.map(drop_p50),
-        Row::WsIdle => ws_idle(&proxy, settings).await,
+        Row::WsIdle => ws_idle(&proxy, settings, None).await,
+        Row::WssIdle => ws_idle(&proxy, settings, Some(tls::client_config(true))).await,
+        Row::TlsFullEcdsa | Row::TlsFullRsa => handshake_load(&proxy, settings, false).await,
+        Row::TlsResumed => handshake_load(&proxy, settings, true).await,
+        Row::HttpsGet => {
+            let url = format!("https://{}/", proxy.tls_addr);
+            url_load(&proxy, settings, &url, &[]).await
+        }
+        Row::H2Get => h2_load(&proxy, settings).await,
         Row::WsEcho => ws_echo(&proxy, settings).await,
         Row::Sse => sse(&proxy, settings).await,
         Row::Reload => reload(&proxy, settings).await,
@@ -232,8 +307,19 @@ async fn http_load(
     headers: &[&str],
 ) -> Result<Sample, String> {
     let url = format!("http://{}{path}", proxy.addr);
+    url_load(proxy, settings, &url, headers).await
+}
+
+/// wrk against `url` (`http://` or `https://`): requests/s, p50, p99, proxy CPU µs per
+/// request.
+async fn url_load(
+    proxy: &Proxy,
+    settings: &Settings,
+    url: &str,
+    headers: &[&str],
+) -> Result<Sample, String> {
     let window = Window::open(proxy);
-    let report = wrk(&url, CONNS, settings.secs, headers).await?;
+    let report = wrk(url, CONNS, settings.secs, headers).await?;
     let used = window.close(proxy);
     if report.requests == 0.0 || report.non_2xx > report.requests / 100.0 {
         return Err(format!(
@@ -269,16 +355,74 @@ async fn sticky(proxy: &Proxy, settings: &Settings) -> Result<Sample, String> {
     http_load(proxy, settings, "/sticky", &[&header]).await
 }
 
-/// Opens `ws_idle` WebSockets and reads what the proxy's memory grew by, per connection.
-async fn ws_idle(proxy: &Proxy, settings: &Settings) -> Result<Sample, String> {
+/// h2load over TLS (ALPN h2): requests/s, proxy CPU µs per request.
+async fn h2_load(proxy: &Proxy, settings: &Settings) -> Result<Sample, String> {
+    let url = format!("https://{}/", proxy.tls_addr);
+    let window = Window::open(proxy);
+    let report = h2load(&url, H2_CONNS, H2_STREAMS, settings.secs).await?;
+    let used = window.close(proxy);
+    if report.succeeded == 0.0 || report.failed > report.succeeded / 100.0 {
+        return Err(format!(
+            "{} requests succeeded, {} failed",
+            report.succeeded, report.failed
+        ));
+    }
+    let values = vec![report.rps, used.cpu_ns / 1000.0 / report.succeeded];
+    Ok(Sample::loaded(values, &used))
+}
+
+/// `HANDSHAKE_CONNS` clients opening TLS connections one after another for `secs`, with
+/// session resumption or without: handshakes/s (resumed ones only, when resuming), proxy CPU
+/// µs per handshake (with its GET), and with resumption the share that resumed (each client's
+/// first handshake is a full one).
+async fn handshake_load(
+    proxy: &Proxy,
+    settings: &Settings,
+    resume: bool,
+) -> Result<Sample, String> {
+    let length = Duration::from_secs(settings.secs);
+    let window = Window::open(proxy);
+    let counts = tls::handshakes(proxy.tls_addr, resume, HANDSHAKE_CONNS, length).await;
+    let used = window.close(proxy);
+    let elapsed = window.started.elapsed().as_secs_f64();
+    if counts.done == 0 || counts.failed > counts.done / 100 {
+        return Err(format!(
+            "{} handshakes done, {} failed",
+            counts.done, counts.failed
+        ));
+    }
+    let cpu_per = used.cpu_ns / 1000.0 / counts.done as f64;
+    let values = if resume {
+        vec![
+            counts.resumed as f64 / elapsed,
+            cpu_per,
+            100.0 * counts.resumed as f64 / counts.done as f64,
+        ]
+    } else {
+        vec![counts.done as f64 / elapsed, cpu_per]
+    };
+    Ok(Sample::loaded(values, &used))
+}
+
+/// Opens `ws_idle` WebSockets (`wss://` on the TLS address with `tls`) and reads what the
+/// proxy's memory grew by, per connection.
+async fn ws_idle(
+    proxy: &Proxy,
+    settings: &Settings,
+    tls: Option<Arc<ClientConfig>>,
+) -> Result<Sample, String> {
+    let (addr, tls) = match &tls {
+        Some(config) => (proxy.tls_addr, Some(config)),
+        None => (proxy.addr, None),
+    };
     // One upgrade first, so lazily built state (pools, tables) is not charged to the count.
-    let mut first = open_websockets(proxy.addr, 1, 1).await?;
+    let mut first = open_websockets(addr, 1, 1, tls).await?;
     first[0].echo_within(Duration::from_secs(2)).await?;
     drop(first);
     let before = proxy.usage().rss_bytes;
     let count = settings.ws_idle;
     let started = Instant::now();
-    let open = open_websockets(proxy.addr, count, 250).await?;
+    let open = open_websockets(addr, count, 250, tls).await?;
     let rate = count as f64 / started.elapsed().as_secs_f64();
     // Every tunnel is in place once the backend holds them all.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -318,7 +462,7 @@ async fn settled_rss(proxy: &Proxy) -> u64 {
 
 /// `ECHO_CONNS` WebSockets each echoing 1 KiB messages back to back for `secs`.
 async fn ws_echo(proxy: &Proxy, settings: &Settings) -> Result<Sample, String> {
-    let mut open = open_websockets(proxy.addr, ECHO_CONNS, ECHO_CONNS).await?;
+    let mut open = open_websockets(proxy.addr, ECHO_CONNS, ECHO_CONNS, None).await?;
     let length = Duration::from_secs(settings.secs);
     let window = Window::open(proxy);
     let started = window.started;
@@ -371,7 +515,7 @@ async fn sse(proxy: &Proxy, settings: &Settings) -> Result<Sample, String> {
 /// wrk for twice `secs` with `RELOAD_WEBSOCKETS` WebSockets open, `RELOADS` reloads spread
 /// over it; then every WebSocket must still echo.
 async fn reload(proxy: &Proxy, settings: &Settings) -> Result<Sample, String> {
-    let mut held = open_websockets(proxy.addr, RELOAD_WEBSOCKETS, RELOAD_WEBSOCKETS).await?;
+    let mut held = open_websockets(proxy.addr, RELOAD_WEBSOCKETS, RELOAD_WEBSOCKETS, None).await?;
     let secs = settings.secs * 2;
     let url = format!("http://{}/", proxy.addr);
     let gap = Duration::from_secs(secs) / (RELOADS + 1);
