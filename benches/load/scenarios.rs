@@ -422,7 +422,11 @@ async fn ws_idle(
     let before = proxy.usage().rss_bytes;
     let count = settings.ws_idle;
     let started = Instant::now();
-    let open = open_websockets(addr, count, 250, tls).await?;
+    // Bounded: a proxy that stops accepting upgrades fails its row instead of hanging the run.
+    let opening = open_websockets(addr, count, 250, tls);
+    let open = tokio::time::timeout(Duration::from_secs(120), opening)
+        .await
+        .map_err(|_| format!("{count} WebSockets not open within 120 s"))??;
     let rate = count as f64 / started.elapsed().as_secs_f64();
     // Every tunnel is in place once the backend holds them all.
     let deadline = Instant::now() + Duration::from_secs(10);
