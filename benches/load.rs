@@ -19,7 +19,7 @@
 //! tls_full_ecdsa,tls_full_rsa,tls_resumed,https_get,h2_get,wss_idle` (default all), `LOAD_SECS` (seconds per run, default 5; the reload row runs twice that),
 //! `LOAD_RUNS` (default 3), `LOAD_WS_IDLE` (idle WebSockets, default 9,000; each takes two
 //! descriptors here and two in the proxy, under a hard limit of 20,000), `LOAD_PROXIES`
-//! (default `tether,nginx,haproxy`), `LOAD_TETHER` (the tether binary to run, e.g. a wrapper
+//! (default `tether,nginx,haproxy`), `LOAD_TETHER_LOG` (tether's log level, default `warn`), `LOAD_TETHER` (the tether binary to run, e.g. a wrapper
 //! that starts it under a profiler; default the one cargo built).
 //!
 //! Everything listens on 127.0.0.1; every child is in its own process group, killed when its

@@ -229,9 +229,13 @@ impl Ws {
         let request = "GET /ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n\
                        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
                        Sec-WebSocket-Version: 13\r\n\r\n";
-        stream
-            .get_mut()
-            .write_all(request.as_bytes())
+        // Flushed: over TLS, a write may leave its record in rustls's buffer (accepted, not yet
+        // sent) when the socket is not ready, and nothing would send it while we read.
+        let conn = stream.get_mut();
+        conn.write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("send upgrade: {e}"))?;
+        conn.flush()
             .await
             .map_err(|e| format!("send upgrade: {e}"))?;
         let mut status = String::new();
@@ -263,11 +267,11 @@ impl Ws {
 
     /// Sends one 1 KiB binary message and reads its echo.
     pub async fn echo(&mut self) -> Result<(), String> {
-        self.stream
-            .get_mut()
-            .write_all(&self.frame)
+        let conn = self.stream.get_mut();
+        conn.write_all(&self.frame)
             .await
             .map_err(|e| format!("send: {e}"))?;
+        conn.flush().await.map_err(|e| format!("send: {e}"))?;
         // The echo is unmasked: 4 header bytes plus the payload.
         let answer = &mut self.answer[..4 + MESSAGE];
         self.stream

@@ -245,7 +245,9 @@ impl Proxy {
             Kind::Tether => {
                 let conf = dir.join("tether.conf");
                 let mut command = Command::new(tether_binary);
-                command.arg("-c").arg(&conf).env("TETHER_LOG", "warn");
+                // `LOAD_TETHER_LOG` (default `warn`) to see more while chasing a failure.
+                let level = std::env::var("LOAD_TETHER_LOG").unwrap_or_else(|_| "warn".into());
+                command.arg("-c").arg(&conf).env("TETHER_LOG", level);
                 (conf, command)
             }
             Kind::Nginx => {

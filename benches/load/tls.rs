@@ -233,6 +233,7 @@ async fn one_request(addr: SocketAddr, config: &Arc<ClientConfig>) -> Result<boo
     tls.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
         .await
         .map_err(|e| format!("send: {e}"))?;
+    tls.flush().await.map_err(|e| format!("send: {e}"))?;
     // The backend answers `200` with the body "ok": read until the head and that body are in.
     let mut response = Vec::with_capacity(512);
     let mut buffer = [0u8; 1024];

@@ -468,6 +468,8 @@ async fn sessions_resume_across_a_reload() {
         tls.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
+        // A TLS write may leave its record in rustls's buffer until flushed.
+        tls.flush().await.unwrap();
         let mut answer = Vec::new();
         let _ = within(LIMIT, "the answer", tls.read_to_end(&mut answer)).await;
         tls.get_ref().1.handshake_kind()
