@@ -127,6 +127,9 @@ http {{
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_session_cache shared:SSL:10m;
         ssl_session_tickets on;
+        # The same key exchange for all three (OpenSSL 3.0 has no post-quantum hybrid; rustls
+        # would pick X25519MLKEM768 first, a heavier handshake than the peers do).
+        ssl_ecdh_curve X25519:prime256v1;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
 
@@ -183,7 +186,7 @@ defaults
 
 frontend fe
     bind {listen}
-    bind {tls} ssl crt {pem} alpn h2,http/1.1
+    bind {tls} ssl crt {pem} alpn h2,http/1.1 curves X25519:P-256
     use_backend three_ip_hash if {{ path_beg /ip_hash }}
     use_backend three_sticky if {{ path_beg /sticky }}
     use_backend ws_echo if {{ path_beg /ws }}

@@ -14,6 +14,7 @@
 mod ciphers;
 mod client_auth;
 mod files;
+mod groups;
 mod resolver;
 mod session;
 mod sessions;
@@ -106,6 +107,9 @@ pub fn server_config(
 /// is left for the protocols allowed, a warning naming what rustls lacks.
 fn provider_for(tls: &config::ServerTls, errors: &mut Vec<ConfigError>) -> CryptoProvider {
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if let Some((text, span)) = &tls.ecdh_curve {
+        key_exchange(&mut provider, text, span, errors);
+    }
     let Some((text, span)) = &tls.ciphers else {
         return provider;
     };
@@ -133,6 +137,36 @@ fn provider_for(tls: &config::ServerTls, errors: &mut Vec<ConfigError>) -> Crypt
     }
     provider.cipher_suites = suites;
     provider
+}
+
+/// `ssl_ecdh_curve`: the provider's key-exchange groups, in the order written. Names rustls
+/// lacks get a warning saying what is used; none left is an error.
+fn key_exchange(
+    provider: &mut CryptoProvider,
+    text: &str,
+    span: &config::Span,
+    errors: &mut Vec<ConfigError>,
+) {
+    let groups = groups::choose(text);
+    let Some(chosen) = groups.chosen else {
+        return;
+    };
+    if chosen.is_empty() {
+        let kind = ErrorKind::NoKeyExchangeGroups {
+            curves: text.to_string(),
+        };
+        errors.push(ConfigError::at(span, kind));
+        return;
+    }
+    if !groups.unavailable.is_empty() {
+        let used: Vec<String> = chosen.iter().map(|g| format!("{:?}", g.name())).collect();
+        tracing::warn!(
+            "ssl_ecdh_curve in {span}: {} not available in tether (rustls); using {}",
+            groups.unavailable.join(":"),
+            used.join(":")
+        );
+    }
+    provider.kx_groups = chosen;
 }
 
 /// rustls' versions for the configured ones (server and upstream side alike).

@@ -88,6 +88,7 @@ fn settings(certificates: Vec<CertificatePair>) -> ServerTls {
         certificates,
         protocols: vec![TlsVersion::Tls12, TlsVersion::Tls13],
         ciphers: None,
+        ecdh_curve: None,
         prefer_server_ciphers: false,
         session_cache: None,
         session_timeout: Duration::from_secs(300),
@@ -534,4 +535,32 @@ fn an_expired_certificate_is_served_with_a_warning_naming_its_file() {
     // A valid one says nothing.
     let fresh = settings(vec![pki.leaf("fresh", &rcgen::PKCS_ECDSA_P256_SHA256)]);
     assert_eq!(logged_while(|| drop(build(&fresh))), "");
+}
+
+#[test]
+fn ssl_ecdh_curve_chooses_the_key_exchange() {
+    let pki = Pki::new();
+    let mut tls = settings(vec![pki.leaf("ec", &rcgen::PKCS_ECDSA_P256_SHA256)]);
+    let group = |tls: &ServerTls| {
+        let verifier = recording(&pki, &[]);
+        let conn = handshake(build(tls), Arc::new(client(verifier, true))).expect("handshake");
+        conn.negotiated_key_exchange_group().map(|g| g.name())
+    };
+    let default = group(&tls);
+    tls.ecdh_curve = Some(("prime256v1:X448".into(), span()));
+    assert_eq!(group(&tls), Some(rustls::NamedGroup::secp256r1));
+    assert_ne!(
+        default,
+        Some(rustls::NamedGroup::secp256r1),
+        "the default is another"
+    );
+    tls.ecdh_curve = Some(("X448:ffdhe2048".into(), span()));
+    assert_eq!(
+        build_errors(&tls),
+        [
+            "no key exchange group tether has in \"ssl_ecdh_curve X448:ffdhe2048\" in t.conf:1:1 \
+          (tether has X25519, prime256v1, secp384r1, X25519MLKEM768, SecP256r1MLKEM768, \
+          MLKEM768 and MLKEM1024)"
+        ]
+    );
 }

@@ -326,6 +326,12 @@ pub enum ErrorKind {
         /// Why: the operating system's reason, or what is wrong in it.
         reason: String,
     },
+    /// `ssl_ecdh_curve` naming no group rustls has.
+    #[error("no key exchange group tether has in \"ssl_ecdh_curve {}\"", shown(.curves))]
+    NoKeyExchangeGroups {
+        /// The value as written.
+        curves: String,
+    },
     /// A key that is not the private key of its certificate (used by tls).
     #[error(
         "certificate key \"{}\" does not match certificate \"{}\"",
@@ -552,6 +558,11 @@ impl ErrorKind {
                 Some("tether verifies every client certificate it accepts".to_string())
             }
             ErrorKind::NoTlsProtocols => Some("rustls speaks TLSv1.2 and TLSv1.3".to_string()),
+            ErrorKind::NoKeyExchangeGroups { .. } => Some(
+                "tether has X25519, prime256v1, secp384r1, X25519MLKEM768, SecP256r1MLKEM768, \
+                 MLKEM768 and MLKEM1024"
+                    .to_string(),
+            ),
             ErrorKind::HealthCheckOutsideUpstream => {
                 Some("health_check belongs in the upstream block in tether".to_string())
             }

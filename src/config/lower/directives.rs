@@ -86,8 +86,8 @@ const SOCKETS: &str = "tether manages its own sockets";
 const BUFFERS: &str = "tether streams bodies with its own buffers";
 const TABLES: &str = "tether sizes its own lookup tables";
 const GZIP: &str = "gzip is off in tether";
-const KEY_EXCHANGE: &str = "tether's TLS key exchange is ECDHE with rustls's groups \
-                            (X25519MLKEM768, X25519, P-256, P-384)";
+const KEY_EXCHANGE: &str = "tether's TLS key exchange is ECDHE (X25519MLKEM768, X25519, \
+                            P-256, P-384; see ssl_ecdh_curve), never finite-field DH";
 /// Why server- and location-level client timeouts are ignored (`lower::http` uses it).
 pub(super) const HTTP_LEVEL_ONLY: &str = "tether uses the http-level value only";
 
@@ -187,7 +187,7 @@ const SPECS: &[Spec] = &[
     handled("ssl_verify_client", H | S, 1, 1),
     handled("ssl_verify_depth", H | S, 1, 1),
     ignored("ssl_dhparam", H | S, 1, KEY_EXCHANGE),
-    ignored("ssl_ecdh_curve", H | S, 1, KEY_EXCHANGE),
+    handled("ssl_ecdh_curve", H | S, 1, 1),
     ignored("ssl_buffer_size", H | S, 1, "rustls sizes TLS records itself (up to 16k)"),
     ignored("gzip_types", HSL, MANY, GZIP),
     ignored("gzip_vary", HSL, 1, GZIP),

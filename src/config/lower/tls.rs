@@ -40,6 +40,7 @@ pub(super) struct TlsLayer {
     keys: Option<Vec<(PathBuf, Span)>>,
     protocols: Option<Vec<TlsVersion>>,
     ciphers: Option<(String, Span)>,
+    ecdh_curve: Option<(String, Span)>,
     prefer_server_ciphers: Option<bool>,
     session_cache: Option<Option<usize>>,
     session_timeout: Option<Duration>,
@@ -73,6 +74,7 @@ impl TlsLayer {
             keys: pick(&self.keys, &outer.keys),
             protocols: pick(&self.protocols, &outer.protocols),
             ciphers: pick(&self.ciphers, &outer.ciphers),
+            ecdh_curve: pick(&self.ecdh_curve, &outer.ecdh_curve),
             prefer_server_ciphers: pick(&self.prefer_server_ciphers, &outer.prefer_server_ciphers),
             session_cache: pick(&self.session_cache, &outer.session_cache),
             session_timeout: pick(&self.session_timeout, &outer.session_timeout),
@@ -116,6 +118,10 @@ impl Lowering {
             "ssl_ciphers" => {
                 let value = (word.text.clone(), word.span.clone());
                 self.once(&mut layer.ciphers, d, |_| Some(value));
+            }
+            "ssl_ecdh_curve" => {
+                let value = (word.text.clone(), word.span.clone());
+                self.once(&mut layer.ecdh_curve, d, |_| Some(value));
             }
             "ssl_prefer_server_ciphers" => {
                 self.once(&mut layer.prefer_server_ciphers, d, |cx| cx.flag(d, word))
@@ -314,6 +320,7 @@ impl Lowering {
                 .clone()
                 .unwrap_or(vec![TlsVersion::Tls12, TlsVersion::Tls13]),
             ciphers: layer.ciphers.clone(),
+            ecdh_curve: layer.ecdh_curve.clone(),
             prefer_server_ciphers: layer.prefer_server_ciphers.unwrap_or(false),
             session_cache: layer.session_cache.flatten(),
             session_timeout: layer.session_timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT),

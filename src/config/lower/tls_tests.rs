@@ -158,15 +158,18 @@ fn notices_say_what_tether_does_instead() {
             "ssl_protocols",
             "ssl_stapling_verify",
             "ssl_dhparam",
-            "ssl_ecdh_curve",
             "ssl_buffer_size",
             "ssl_stapling",
         ]
     );
     assert!(notices[0].1.contains("rustls does not speak"));
-    assert!(notices[5].1.contains("only from \"ssl_stapling_file\""));
+    assert!(notices[4].1.contains("only from \"ssl_stapling_file\""));
     let tls = config.http.servers[0].tls.as_ref().expect("tls");
     assert_eq!(tls.protocols, [TlsVersion::Tls12]);
+    assert_eq!(
+        tls.ecdh_curve.as_ref().map(|c| c.0.as_str()),
+        Some("X25519")
+    );
 }
 
 #[test]

@@ -19,6 +19,9 @@ pub struct ServerTls {
     pub protocols: Vec<TlsVersion>,
     /// `ssl_ciphers` as written (OpenSSL syntax), if set.
     pub ciphers: Option<(String, Span)>,
+    /// `ssl_ecdh_curve` as written (OpenSSL's colon-separated group names), if set; unset or
+    /// `auto`: rustls's groups in its order.
+    pub ecdh_curve: Option<(String, Span)>,
     /// `ssl_prefer_server_ciphers` (default off: the client's order).
     pub prefer_server_ciphers: bool,
     /// `ssl_session_cache`: resumption by session ID, with room for this many sessions (None:
