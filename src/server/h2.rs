@@ -68,7 +68,10 @@ pub async fn serve(
                 request.extensions_mut().insert(hold);
             }
             let request = request.map(ClientBody::http2);
-            let response = proxy::serve(request, None, info.clone(), live.load_full());
+            // Boxed: the proxy's future is large (kilobytes), and hyper moves each stream's
+            // future into a task of its own and tokio moves it again while spawning — copies
+            // that cost more than the rest of a small request. A box makes them a pointer.
+            let response = Box::pin(proxy::serve(request, None, info.clone(), live.load_full()));
             async move {
                 let response = response.await;
                 let progress = StreamProgress::of_this_stream();
