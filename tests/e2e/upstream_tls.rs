@@ -255,3 +255,28 @@ async fn unreadable_certificate_files_are_config_errors_naming_the_file() {
     assert!(errors.contains("proxy_ssl_trusted_certificate"), "{errors}");
     assert!(errors.contains("t.conf:1:"), "{errors}");
 }
+
+#[tokio::test]
+async fn a_long_poll_to_an_https_upstream_is_held_past_its_silence() {
+    let ca = TestCa::new();
+    let a = tls_backend("a", &ca).await;
+    // The poll stays silent for 1.5 s, longer than nothing but proxy_read_timeout allows.
+    let text = conf(
+        "server {a};",
+        "location / { proxy_pass https://up; proxy_read_timeout 5s; }",
+    );
+    let proxy = Proxy::start(&text, &[("a", a.addr)]).await;
+    let started = std::time::Instant::now();
+    let reply = within(
+        Duration::from_secs(10),
+        "the long poll's answer",
+        get(proxy.addr, "/hold?ms=1500"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "answered after the hold"
+    );
+    assert!(!a.handshakes().is_empty(), "over TLS");
+}
