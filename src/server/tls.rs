@@ -43,7 +43,7 @@ pub enum Refused {
 }
 
 /// Whether the client's first byte opens a TLS handshake (it has sent at least one byte).
-pub async fn opens_tls(stream: &TcpStream) -> io::Result<bool> {
+async fn opens_tls(stream: &TcpStream) -> io::Result<bool> {
     let mut first = [0u8; 1];
     let n = stream.peek(&mut first).await?;
     if n == 0 {
