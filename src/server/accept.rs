@@ -126,7 +126,7 @@ async fn serve_connection(
     };
     let header_timeout = settings.header_timeout;
     let slot = &*admission.slot;
-    if tls {
+    let (stream, opening) = if tls {
         // The handshake counts as part of the first request's head, as in nginx: a client
         // that stalls in it is closed after client_header_timeout.
         let handshake = tokio::select! {
@@ -134,44 +134,51 @@ async fn serve_connection(
             () = slot.told_to_go() => return,
         };
         let client = conn.client;
-        return match handshake {
+        match handshake {
             Ok(Ok(done)) => {
-                conn.scheme = "https";
-                let http2 = done.tls.http2;
-                conn.tls = Some(Box::new(done.tls));
-                let stream = MaybeTls::Tls(done.stream);
-                let conn = Arc::new(conn);
-                if http2 {
-                    h2::serve(stream, conn, live, slot).await;
+                // ALPN decided the protocol; nothing is sniffed inside TLS.
+                let opening = if done.tls.http2 {
+                    Opening::Http2
                 } else {
-                    http1::serve(stream, conn, live, slot).await;
-                }
+                    Opening::Http1
+                };
+                conn.scheme = "https";
+                conn.tls = Some(Box::new(done.tls));
+                (MaybeTls::Tls(done.stream), opening)
             }
             Ok(Err(Refused::PlainHttp(tcp))) => {
                 let rejection = Rejection::PLAIN_HTTP_TO_TLS;
                 http1::refuse(tcp.into(), Arc::new(conn), slot, rejection, &settings).await;
+                return;
             }
-            Ok(Err(Refused::Closed(reason))) => tracing::info!(%client, "TLS: {reason}"),
-            Err(_) => tracing::info!(%client, "TLS handshake timed out (client_header_timeout)"),
-        };
-    }
-    // Nothing is in hand before the first byte: retiring the listener, or the ceiling
-    // shedding this connection, closes it at once too.
-    let opening = tokio::select! {
-        opening = timeout(header_timeout, sniff::opening(&stream)) => opening,
-        () = slot.told_to_go() => return,
-    };
-    let opening = match opening {
-        Ok(Ok(opening)) => opening,
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "client connection failed before its first request");
-            return;
+            Ok(Err(Refused::Closed(reason))) => {
+                tracing::info!(%client, "TLS: {reason}");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%client, "TLS handshake timed out (client_header_timeout)");
+                return;
+            }
         }
-        Err(_) => return, // Silent past client_header_timeout.
+    } else {
+        // Nothing is in hand before the first byte: retiring the listener, or the ceiling
+        // shedding this connection, closes it at once too.
+        let opening = tokio::select! {
+            opening = timeout(header_timeout, sniff::opening(&stream)) => opening,
+            () = slot.told_to_go() => return,
+        };
+        match opening {
+            Ok(Ok(opening)) => (MaybeTls::Plain(stream), opening),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "client connection failed before its first request");
+                return;
+            }
+            Err(_) => return, // Silent past client_header_timeout.
+        }
     };
     let conn = Arc::new(conn);
     match opening {
-        Opening::Http2 => h2::serve(stream.into(), conn, live, slot).await,
-        Opening::Http1 => http1::serve(stream.into(), conn, live, slot).await,
+        Opening::Http2 => h2::serve(stream, conn, live, slot).await,
+        Opening::Http1 => http1::serve(stream, conn, live, slot).await,
     }
 }

@@ -96,8 +96,7 @@ impl ClientCertVerifier for DepthLimited {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        let is_anchor = |c: &&CertificateDer<'_>| self.anchors.iter().any(|a| a[..] == c[..]);
-        let counted = intermediates.iter().filter(|c| !is_anchor(c)).count();
+        let counted = super::untrusted_intermediates(intermediates, &self.anchors);
         if counted > usize::try_from(self.depth).unwrap_or(usize::MAX) {
             let reason = CertificateError::ApplicationVerificationFailure;
             return Err(Error::InvalidCertificate(reason));

@@ -169,6 +169,19 @@ fn key_exchange(
     provider.kx_groups = chosen;
 }
 
+/// The intermediates a peer sent that are not themselves trusted: what both verify depths
+/// count (`ssl_verify_depth`, `proxy_ssl_verify_depth`), since webpki does not say which path
+/// it built (a peer that appends its root is not penalised).
+fn untrusted_intermediates(
+    intermediates: &[rustls::pki_types::CertificateDer<'_>],
+    anchors: &[rustls::pki_types::CertificateDer<'static>],
+) -> usize {
+    intermediates
+        .iter()
+        .filter(|cert| !anchors.iter().any(|anchor| anchor[..] == cert[..]))
+        .count()
+}
+
 /// rustls' versions for the configured ones (server and upstream side alike).
 fn rustls_versions(versions: &[TlsVersion]) -> Vec<&'static rustls::SupportedProtocolVersion> {
     versions

@@ -98,7 +98,7 @@ fn verifier(
 ) -> Option<Arc<dyn ServerCertVerifier>> {
     let algorithms = provider.signature_verification_algorithms;
     if !ssl.verify {
-        return Some(Arc::new(AnyCertificate { algorithms }));
+        return Some(Arc::new(AnyCertificate::new(algorithms)));
     }
     let Some(file) = &ssl.trusted_certificate else {
         errors.push(ConfigError {
@@ -185,9 +185,17 @@ fn file_error(file: &SslFile, directive: &str, reason: impl ToString) -> ConfigE
 /// `proxy_ssl_verify off`: nginx takes whatever certificate the upstream shows. The handshake
 /// itself is still checked (the upstream proves it holds the key of the certificate it sent),
 /// which costs nothing and keeps the connection a real TLS one.
+/// (Public for clients that must see whichever certificate a server presents: tests.)
 #[derive(Debug)]
-struct AnyCertificate {
+pub struct AnyCertificate {
     algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl AnyCertificate {
+    /// Checks signatures with `algorithms` (a provider's), accepts any certificate.
+    pub fn new(algorithms: WebPkiSupportedAlgorithms) -> AnyCertificate {
+        AnyCertificate { algorithms }
+    }
 }
 
 impl ServerCertVerifier for AnyCertificate {
@@ -252,10 +260,7 @@ impl ServerCertVerifier for DepthLimited {
             ocsp_response,
             now,
         )?;
-        let untrusted = intermediates
-            .iter()
-            .filter(|cert| !self.anchors.iter().any(|anchor| anchor == *cert))
-            .count();
+        let untrusted = super::untrusted_intermediates(intermediates, &self.anchors);
         if untrusted as u64 > u64::from(self.depth.saturating_sub(1)) {
             return Err(rustls::Error::General(format!(
                 "certificate chain longer than proxy_ssl_verify_depth {}",

@@ -10,26 +10,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, client_async_with_config};
 
+use crate::harness::proxy::SIGNALR_IDIOM;
 use crate::harness::{Backend, Proxy, within};
-
-const SIGNALR_IDIOM: &str = r#"
-    events {}
-    http {
-        map $http_connection $connection_upgrade { "~*Upgrade" $http_connection; default keep-alive; }
-        upstream backend { server {a}; }
-        server {
-            listen {listen};
-            location /ws {
-                proxy_pass http://backend;
-                proxy_set_header Upgrade $http_upgrade;
-                proxy_set_header Connection $connection_upgrade;
-                proxy_http_version 1.1;
-                proxy_buffering off;
-                proxy_read_timeout 100s;
-                proxy_set_header Host $host;
-            }
-        }
-    }"#;
 
 const PLAIN: &str = "events {} http { upstream backend { server {a}; } server { listen {listen}; location / { proxy_pass http://backend; } } }";
 

@@ -13,29 +13,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::harness::h2_websocket::{self, H2Ws, connect_request, open_stream, websocket};
-use crate::harness::proxy::upstream_up;
+use crate::harness::proxy::{SIGNALR_IDIOM, upstream_up};
 use crate::harness::session::{cookie_value, eventually};
 use crate::harness::{Backend, Proxy, within};
 
 const LIMIT: Duration = Duration::from_secs(5);
-
-/// The ASP.NET Core SignalR hosting guide's location: upgrade headers from variables.
-const SIGNALR_IDIOM: &str = r#"
-    events {}
-    http {
-        map $http_connection $connection_upgrade { "~*Upgrade" $http_connection; default keep-alive; }
-        upstream backend { server {a}; }
-        server {
-            listen {listen};
-            location /ws {
-                proxy_pass http://backend;
-                proxy_set_header Upgrade $http_upgrade;
-                proxy_set_header Connection $connection_upgrade;
-                proxy_http_version 1.1;
-                proxy_set_header Host $host;
-            }
-        }
-    }"#;
 
 /// Sends `message` and expects it back.
 async fn echo(ws: &mut H2Ws, message: Message) {

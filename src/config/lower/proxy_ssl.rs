@@ -117,11 +117,10 @@ impl Lowering {
         let mut versions = Vec::new();
         let mut valid = true;
         for word in &d.args {
-            match word.text.as_str() {
-                "TLSv1.2" => versions.push(TlsVersion::Tls12),
-                "TLSv1.3" => versions.push(TlsVersion::Tls13),
-                "SSLv2" | "SSLv3" | "TLSv1" | "TLSv1.1" => {}
-                _ => {
+            match super::tls::tls_version(&word.text) {
+                Some(Some(version)) => versions.push(version),
+                Some(None) => {}
+                None => {
                     valid = false;
                     let kind = ErrorKind::InvalidValue {
                         directive: d.name().into(),

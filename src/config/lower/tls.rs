@@ -183,11 +183,10 @@ impl Lowering {
         let mut versions = Vec::new();
         let mut old = false;
         for word in &d.args {
-            match word.text.as_str() {
-                "TLSv1.2" => versions.push(TlsVersion::Tls12),
-                "TLSv1.3" => versions.push(TlsVersion::Tls13),
-                "SSLv2" | "SSLv3" | "TLSv1" | "TLSv1.1" => old = true,
-                _ => {
+            match tls_version(&word.text) {
+                Some(Some(version)) => versions.push(version),
+                Some(None) => old = true,
+                None => {
                     let kind = ErrorKind::InvalidValue {
                         directive: d.name().into(),
                         value: word.text.clone(),
@@ -360,5 +359,16 @@ impl Lowering {
                 span: span.clone(),
             });
         }
+    }
+}
+
+/// One protocol name of `ssl_protocols` / `proxy_ssl_protocols`: a version tether speaks,
+/// `Some(None)` for one of nginx's older names (which rustls never speaks), None if unknown.
+pub(super) fn tls_version(name: &str) -> Option<Option<TlsVersion>> {
+    match name {
+        "TLSv1.2" => Some(Some(TlsVersion::Tls12)),
+        "TLSv1.3" => Some(Some(TlsVersion::Tls13)),
+        "SSLv2" | "SSLv3" | "TLSv1" | "TLSv1.1" => Some(None),
+        _ => None,
     }
 }

@@ -151,3 +151,24 @@ pub fn upstream_up(servers: &str, extra: &str) -> String {
          server {{ listen {{listen}}; location / {{ proxy_pass http://up; }} }} }}"
     )
 }
+
+/// The ASP.NET Core SignalR hosting guide's location for a WebSocket at `/ws` on backend `a`:
+/// upgrade headers from variables (`$connection_upgrade` from `$http_connection`).
+pub const SIGNALR_IDIOM: &str = r#"
+    events {}
+    http {
+        map $http_connection $connection_upgrade { "~*Upgrade" $http_connection; default keep-alive; }
+        upstream backend { server {a}; }
+        server {
+            listen {listen};
+            location /ws {
+                proxy_pass http://backend;
+                proxy_set_header Upgrade $http_upgrade;
+                proxy_set_header Connection $connection_upgrade;
+                proxy_http_version 1.1;
+                proxy_buffering off;
+                proxy_read_timeout 100s;
+                proxy_set_header Host $host;
+            }
+        }
+    }"#;
