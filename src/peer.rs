@@ -62,12 +62,41 @@ pub struct PeerState {
     failures: AtomicU64,
     by_sticky: AtomicU64,
     by_balancer: AtomicU64,
+    /// Of `by_balancer`: the client brought a cookie or route naming no usable server.
+    repinned: AtomicU64,
     /// Passive health (nginx's `fails` and `checked`), one atomic word.
     passive: PassiveHealth,
     /// When the server last became usable again after being down, for `slow_start`.
     recovered_ms: AtomicU64,
     /// Active health checks: their verdict and the run of results behind it.
     checks: ActiveHealth,
+}
+
+/// How a request's stickiness came out: what `$sticky_status` shows, counted per server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StickyStatus {
+    /// The group has no `sticky`.
+    #[default]
+    None,
+    /// No cookie (or route) came: the method chose, and the answer pins the client.
+    New,
+    /// The cookie or route named a usable server, which took the request.
+    Hit,
+    /// The cookie or route named no usable server (forged, removed, down, busy, already
+    /// tried): the method chose, and the answer pins the client anew.
+    Repinned,
+}
+
+impl StickyStatus {
+    /// The variable's text: `none`, `new`, `hit` or `re-pinned`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StickyStatus::None => "none",
+            StickyStatus::New => "new",
+            StickyStatus::Hit => "hit",
+            StickyStatus::Repinned => "re-pinned",
+        }
+    }
 }
 
 /// Passive-health thresholds of a server (its `max_fails=` and `fail_timeout=`).
@@ -141,12 +170,21 @@ impl PeerState {
         self.by_balancer.load(Ordering::Relaxed)
     }
 
+    /// Of [`picked_by_balancer`](Self::picked_by_balancer): sessions whose cookie or route
+    /// named no usable server, so they were placed (and pinned) anew.
+    pub fn repinned(&self) -> u64 {
+        self.repinned.load(Ordering::Relaxed)
+    }
+
     /// Counts how this server was chosen.
-    pub fn record_pick(&self, by_sticky: bool) {
-        let counter = if by_sticky {
-            &self.by_sticky
-        } else {
-            &self.by_balancer
+    pub fn record_pick(&self, sticky: StickyStatus) {
+        let counter = match sticky {
+            StickyStatus::Hit => &self.by_sticky,
+            StickyStatus::Repinned => {
+                self.repinned.fetch_add(1, Ordering::Relaxed);
+                &self.by_balancer
+            }
+            StickyStatus::New | StickyStatus::None => &self.by_balancer,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }

@@ -21,6 +21,9 @@ pub struct Affinity {
     /// The member the cookie or route names, usable or not; None without one, or for a value
     /// that names no member (forged, stale, from a removed server).
     pub(super) pinned: Option<usize>,
+    /// The request brought a cookie or route value at all (one that names nothing counts):
+    /// when it is not honoured, the client is re-pinned rather than pinned for the first time.
+    pub(super) presented: bool,
 }
 
 /// The hash key, owned so it outlives the request it was read from.
@@ -59,10 +62,14 @@ impl Group {
             }
             _ => HashKey::None,
         };
-        let pinned = self
-            .sticky
-            .as_ref()
-            .and_then(|sticky| sticky.pinned(request, vars));
-        Affinity { key, pinned }
+        let (pinned, presented) = match &self.sticky {
+            Some(sticky) => sticky.pinned(request, vars),
+            None => (None, false),
+        };
+        Affinity {
+            key,
+            pinned,
+            presented,
+        }
     }
 }

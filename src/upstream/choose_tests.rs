@@ -142,6 +142,7 @@ fn a_new_session_gets_the_cookie_of_the_server_it_got() {
         let choice = choose(&g, &Request::new("/", &[]));
         let value = g.cookie_value(choice.member).unwrap();
         assert_eq!(set_cookie(&choice), Some(format!("srv={value}; path=/")));
+        assert_eq!(choice.sticky, StickyStatus::New);
     }
 }
 
@@ -153,7 +154,9 @@ fn a_sticky_hit_sets_no_cookie_unless_the_expiry_slides() {
         let choice = choose(&g, &Request::new("/", &[("cookie", &header)]));
         assert_eq!(choice.member, 2, "the cookie's server, every time");
         assert_eq!(set_cookie(&choice), None, "nothing to renew");
+        assert_eq!(choice.sticky, StickyStatus::Hit);
     }
+    assert_eq!(g.member(2).peer.state.picked_by_sticky(), 3);
 
     let hourly = Some(CookieExpiry::After(Duration::from_secs(3600)));
     let g = group(Method::RoundRobin, None, cookie(hourly));
@@ -178,12 +181,16 @@ fn a_forged_or_stale_cookie_is_rebalanced_and_reissued() {
         let choice = choose(&g, &request);
         let value = g.cookie_value(choice.member).unwrap();
         assert_eq!(set_cookie(&choice), Some(format!("srv={value}; path=/")));
+        assert_eq!(choice.sticky, StickyStatus::Repinned, "{forged:?}");
     }
+    let repinned: u64 = g.members().iter().map(|m| m.peer.state.repinned()).sum();
+    assert_eq!(repinned, 3);
     // The cookie of a server that is out: the client is pinned to where it went instead.
     g.record_failure(0);
     let stale = format!("srv={}", g.cookie_value(0).unwrap());
     let choice = choose(&g, &Request::new("/", &[("cookie", &stale)]));
     assert_ne!(choice.member, 0);
+    assert_eq!(choice.sticky, StickyStatus::Repinned);
     let value = g.cookie_value(choice.member).unwrap();
     assert_eq!(set_cookie(&choice), Some(format!("srv={value}; path=/")));
 }

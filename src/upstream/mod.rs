@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use crate::balance::{Balancer, Method, Node};
 use crate::config::HealthCheck;
+pub use crate::peer::StickyStatus;
 use crate::peer::{CheckState, FailPolicy, Peer};
 use crate::vars::Template;
 
@@ -119,6 +120,8 @@ pub struct Choice<'g> {
     /// The `Set-Cookie` its answer carries: a new session is pinned, a cookie that named no
     /// usable server is re-issued, a sliding expiry is renewed. None otherwise.
     pub set_cookie: Option<SetCookie<'g>>,
+    /// How stickiness came out for this attempt (`$sticky_status`).
+    pub sticky: StickyStatus,
 }
 
 /// Why no server could be chosen.

@@ -96,21 +96,25 @@ impl Sticky {
         }
     }
 
-    /// The member `request` is pinned to: its cookie's, or the first non-empty `sticky route`
-    /// variable's. Borrows the cookie from the request's headers; copies nothing.
-    pub(super) fn pinned(&self, request: &RequestInfo<'_>, vars: &Vars) -> Option<usize> {
+    /// The member `request` is pinned to — its cookie's, or the first non-empty `sticky route`
+    /// variable's — and whether it brought such a value at all (one naming no member
+    /// included). Borrows the cookie from the request's headers; copies nothing.
+    pub(super) fn pinned(&self, request: &RequestInfo<'_>, vars: &Vars) -> (Option<usize>, bool) {
         match self {
-            Sticky::Cookie { issuer, .. } => self.find(issuer.read(request.headers)?),
+            Sticky::Cookie { issuer, .. } => match issuer.read(request.headers) {
+                Some(value) => (self.find(value), true),
+                None => (None, false),
+            },
             Sticky::Route { variables, .. } => {
                 let mut value = String::new();
                 for template in variables {
                     value.clear();
                     template.render(vars, request, &mut value);
                     if !value.is_empty() {
-                        return self.find(&value);
+                        return (self.find(&value), true);
                     }
                 }
-                None
+                (None, false)
             }
         }
     }

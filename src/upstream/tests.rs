@@ -86,6 +86,7 @@ fn cookie() -> Option<StickyMode> {
 const NO_KEY: Affinity = Affinity {
     key: HashKey::None,
     pinned: None,
+    presented: false,
 };
 
 /// A request whose cookie (or route) carries `value`.
@@ -93,6 +94,7 @@ fn pinned(g: &Group, value: &str) -> Affinity {
     Affinity {
         key: HashKey::None,
         pinned: g.sticky.as_ref().and_then(|sticky| sticky.find(value)),
+        presented: true,
     }
 }
 
@@ -413,6 +415,7 @@ fn a_hashed_key_steps_past_its_failed_server_and_comes_back_after_quick_recovery
     let ctx = Affinity {
         key: HashKey::Rendered("user-42".into()),
         pinned: None,
+        presented: false,
     };
     let tried = Tried::default();
     let home = g.choose(&ctx, &tried).unwrap().member;

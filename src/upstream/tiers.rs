@@ -14,7 +14,7 @@
 use std::cell::Cell;
 use std::ops::Range;
 
-use super::{Affinity, Choice, Group, Member, NoPeer, Tried};
+use super::{Affinity, Choice, Group, Member, NoPeer, StickyStatus, Tried};
 use crate::balance::{Balancer, Key};
 use crate::peer::{CheckState, Moment};
 
@@ -52,7 +52,9 @@ impl Group {
             && let Some(member) = self.members.get(index)
         {
             match member.availability(now) {
-                Availability::Usable if member.claim(now) => return Ok(self.chosen(index, true)),
+                Availability::Usable if member.claim(now) => {
+                    return Ok(self.chosen(index, true, affinity));
+                }
                 Availability::Busy => busy = true,
                 _ => {}
             }
@@ -63,7 +65,7 @@ impl Group {
         ];
         for (range, balancer) in tiers {
             match self.balance(range, balancer, affinity.key(), tried, now) {
-                Ok(index) => return Ok(self.chosen(index, false)),
+                Ok(index) => return Ok(self.chosen(index, false, affinity)),
                 Err(NoPeer::AllBusy) => busy = true,
                 Err(NoPeer::AllDown) => {}
             }
@@ -144,13 +146,20 @@ impl Group {
         }
     }
 
-    /// The choice of member `index`, counted on its peer as a sticky or a balanced pick.
-    fn chosen(&self, index: usize, by_sticky: bool) -> Choice<'_> {
+    /// The choice of member `index`, counted on its peer by how stickiness came out.
+    fn chosen(&self, index: usize, by_sticky: bool, affinity: &Affinity) -> Choice<'_> {
         let peer = &self.members[index].peer;
-        peer.state.record_pick(by_sticky);
+        let sticky = match (&self.sticky, by_sticky, affinity.presented) {
+            (None, ..) => StickyStatus::None,
+            (Some(_), true, _) => StickyStatus::Hit,
+            (Some(_), false, true) => StickyStatus::Repinned,
+            (Some(_), false, false) => StickyStatus::New,
+        };
+        peer.state.record_pick(sticky);
         Choice {
             peer,
             member: index,
+            sticky,
             set_cookie: self
                 .sticky
                 .as_ref()
