@@ -186,6 +186,12 @@ pub enum ErrorKind {
         /// Directive name.
         name: String,
     },
+    /// `error_log` in a `server` or `location`.
+    #[error(
+        "\"error_log\" in a server or location is not supported by tether: its error log takes \
+         every virtual server's events (each line names its server); write it at http or main level"
+    )]
+    ErrorLogPerServer,
     /// A `location` inside a `location`.
     #[error("nested \"location\" is not supported by tether")]
     NestedLocation,

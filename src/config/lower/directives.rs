@@ -104,7 +104,7 @@ const SPECS: &[Spec] = &[
     ignored("daemon", M, 1, PROCESS),
     ignored("user", M, 2, PROCESS),
     ignored("worker_rlimit_nofile", M, 1, PROCESS),
-    ignored("error_log", M | HSL, MANY, LOGS),
+    handled("error_log", M | H, 1, 2),
     ignored("multi_accept", E, 1, SOCKETS),
     ignored("use", E, 1, SOCKETS),
     ignored("accept_mutex", E, 1, SOCKETS),
@@ -327,6 +327,9 @@ impl Lowering {
         let Some(spec) = specs.find(|spec| spec.contexts & context.bit() != 0) else {
             let kind = if name == "location" && context == Context::Location {
                 ErrorKind::NestedLocation
+            } else if name == "error_log" {
+                // nginx sends a virtual server's events to its own file; tether has one log.
+                ErrorKind::ErrorLogPerServer
             } else if name == "health_check" {
                 // nginx Plus writes it in a `location`; tether checks whole groups.
                 ErrorKind::HealthCheckOutsideUpstream

@@ -281,3 +281,30 @@ http {
         ],
     );
 }
+
+#[test]
+fn error_log_errors() {
+    check(
+        "error_log stderr loud;",
+        &[r#"invalid value "loud" in "error_log" directive in t.conf:1:18"#],
+    );
+    check(
+        "error_log syslog:server=10.0.0.1 warn;",
+        &[r#""syslog:" in "error_log" directive is not supported by tether in t.conf:1:11"#],
+    );
+    check(
+        "error_log a.log warn extra;",
+        &[r#"invalid number of arguments in "error_log" directive in t.conf:1:1"#],
+    );
+    let per_server = "\"error_log\" in a server or location is not supported by tether: its \
+                      error log takes every virtual server's events (each line names its server); \
+                      write it at http or main level";
+    check(
+        &in_server("error_log site.log;"),
+        &[&format!("{per_server} in t.conf:1:17")],
+    );
+    check(
+        &in_location("error_log site.log;"),
+        &[&format!("{per_server} in t.conf:1:30")],
+    );
+}

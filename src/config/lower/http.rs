@@ -83,6 +83,7 @@ impl Lowering {
                     self.once(&mut head.ignore_invalid, d, |cx| cx.flag(d, &d.args[0]));
                 }
                 "sticky_secret" => self.once(&mut sticky_secret, d, |cx| cx.sticky_secret(d)),
+                "error_log" => http.error_log.extend(self.error_log(d)),
                 _ => {
                     if !self.tls_setting(&mut tls, d) {
                         self.proxy_setting(&mut layer, d);

@@ -9,6 +9,7 @@
 //! (`proxy`) and value syntaxes (`values`). Must not import `parse`: it works on the finished tree.
 
 mod directives;
+mod error_log;
 mod health_check;
 mod http;
 mod location;
@@ -45,6 +46,7 @@ pub fn lower(
     prefix: &Path,
 ) -> Result<Config, Vec<ConfigError>> {
     let mut cx = Lowering::new();
+    cx.prefix = prefix.to_path_buf();
     // nginx resolves certificate paths against its conf prefix, the main file's folder here
     // (`include`'s base too).
     cx.conf_dir = main_file
@@ -56,6 +58,7 @@ pub fn lower(
     let mut pid = None;
     let mut shutdown_timeout = None;
     let mut http = None;
+    let mut error_log = Vec::new();
     let mut events_seen = false;
     for d in directives {
         if !cx.accepts(Context::Main, d) {
@@ -74,6 +77,7 @@ pub fn lower(
             ("shutdown_timeout" | "worker_shutdown_timeout", Some(word)) => {
                 cx.once(&mut shutdown_timeout, d, |cx| cx.time(d, word))
             }
+            ("error_log", _) => error_log.extend(cx.error_log(d)),
             ("events", _) if events_seen => cx.duplicate(d),
             ("http", _) if http.is_some() => cx.duplicate(d),
             ("events", _) => {
@@ -110,6 +114,7 @@ pub fn lower(
         worker_connections,
         pid,
         shutdown_timeout: shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+        error_log,
         ignored: cx.ignored,
         http: http.unwrap_or_else(empty_http),
     })
@@ -138,6 +143,8 @@ pub(super) struct Lowering {
     suggestion_budget: usize,
     /// The main config file's folder: what relative TLS file paths are resolved against.
     conf_dir: PathBuf,
+    /// `-p`, or the current folder: what relative log paths are resolved against.
+    prefix: PathBuf,
 }
 
 impl Lowering {
@@ -149,6 +156,7 @@ impl Lowering {
             upstream_keys: HashMap::new(),
             suggestion_budget: SUGGESTION_BUDGET,
             conf_dir: PathBuf::new(),
+            prefix: PathBuf::new(),
         }
     }
 

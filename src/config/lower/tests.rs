@@ -353,7 +353,6 @@ http { types { text/html html; } sendfile on; gzip off; ssl_dhparam dh.pem;
         [
             ("daemon", "t.conf:1:1".to_string()),
             ("user", "t.conf:1:13".into()),
-            ("error_log", "t.conf:1:26".into()),
             ("multi_accept", "t.conf:1:53".into()),
             ("use", "t.conf:1:70".into()),
             ("types", "t.conf:2:8".into()),
@@ -366,4 +365,51 @@ http { types { text/html html; } sendfile on; gzip off; ssl_dhparam dh.pem;
         ]
     );
     assert!(config.ignored.iter().all(|i| !i.reason.is_empty()));
+}
+
+#[test]
+fn error_log_at_main_and_http_level() {
+    let config = lower_ok(
+        "error_log stderr; error_log logs/error.log warn;
+http { error_log /var/log/tether/http.log debug; error_log stderr crit; }",
+    );
+    let main: Vec<_> = config
+        .error_log
+        .iter()
+        .map(|t| (t.destination.clone(), t.level))
+        .collect();
+    assert_eq!(
+        main,
+        [
+            (ErrorLogDestination::Stderr, ErrorLevel::Error),
+            (
+                ErrorLogDestination::File("/prefix/logs/error.log".into()),
+                ErrorLevel::Warn
+            ),
+        ],
+        "nginx's default level is error; relative paths resolve against the prefix"
+    );
+    let http: Vec<_> = config
+        .http
+        .error_log
+        .iter()
+        .map(|t| (t.destination.clone(), t.level))
+        .collect();
+    assert_eq!(
+        http,
+        [
+            (
+                ErrorLogDestination::File("/var/log/tether/http.log".into()),
+                ErrorLevel::Debug
+            ),
+            (ErrorLogDestination::Stderr, ErrorLevel::Crit),
+        ]
+    );
+    let names: Vec<_> = ErrorLevel::ALL.iter().map(|(l, _)| l.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"
+        ]
+    );
 }

@@ -12,6 +12,7 @@
 //! block here (with its maps), `upstream` blocks in `upstream.rs`, `server` blocks and their
 //! locations in `server.rs`, and the effective per-location proxy settings in `proxy.rs`.
 
+mod error_log;
 mod proxy;
 mod server;
 mod tls;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use super::source::Span;
+pub use error_log::{ErrorLevel, ErrorLogDestination, ErrorLogTarget};
 pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};
 pub use server::{
     Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,
@@ -51,6 +53,8 @@ pub struct Config {
     /// `shutdown_timeout T;` (or nginx's `worker_shutdown_timeout`): how long a graceful stop
     /// lets open requests finish before closing what is left (default 30s).
     pub shutdown_timeout: Duration,
+    /// `error_log` at main level, in file order (empty: none written).
+    pub error_log: Vec<ErrorLogTarget>,
     /// Directives accepted with no effect in tether, for `-t` to list.
     pub ignored: Vec<Ignored>,
     /// The `http {}` block (empty if the file has none).
@@ -121,6 +125,9 @@ pub struct Http {
     pub send_timeout: Duration,
     /// How request heads are read and checked.
     pub head_rules: HeadRules,
+    /// `error_log` at http level, in file order: where the events of requests, upstreams and
+    /// listeners go (empty: the main level's).
+    pub error_log: Vec<ErrorLogTarget>,
 }
 
 /// The limits and rules an HTTP/1 request head is read with.
