@@ -14,6 +14,7 @@ use tether::reload;
 use tether::runtime::Tether;
 use tether::server::blocking;
 use tether::snapshot::Snapshot;
+use tether::telemetry::error_log;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// An nginx-flavoured sticky L7 load balancer for real-time app farms.
@@ -67,7 +68,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    error_log::install();
     tether::server::raise_open_file_limit();
     let prefix = cli.prefix.clone().unwrap_or_else(|| PathBuf::from("."));
     if let Some(Command::Demo { tls }) = cli.command {
@@ -157,6 +158,10 @@ impl Emerg {
 /// Runs in the foreground until SIGINT or SIGTERM (fast stop) or SIGQUIT (graceful stop),
 /// reloading on SIGHUP and on config file changes.
 fn run(config: &Config, prefix: &Path) -> ExitCode {
+    // nginx opens its logs before anything else, and a log it cannot open stops it.
+    if let Err(error) = error_log::configure(config) {
+        return Emerg(error.to_string()).exit();
+    }
     let served = build_runtime(config.worker_processes).and_then(|runtime| {
         runtime.block_on(async {
             let tether = Arc::new(start(config).await?);
@@ -171,6 +176,7 @@ fn run(config: &Config, prefix: &Path) -> ExitCode {
             let (stop_watching, watching) = tokio::sync::watch::channel(false);
             let watcher =
                 tokio::spawn(watcher.run(tether.clone(), prefix.to_path_buf(), hangups, watching));
+            let reopening = tokio::spawn(reopen_on_sigusr1(tether.clone()));
             match stop_signals.wait().await {
                 Stop::Fast => {
                     tracing::info!("stopping");
@@ -183,6 +189,7 @@ fn run(config: &Config, prefix: &Path) -> ExitCode {
             }
             let _ = stop_watching.send(true);
             let _ = watcher.await;
+            reopening.abort();
             drop(pid_file);
             Ok(())
         })
@@ -270,6 +277,17 @@ fn build_runtime(workers: WorkerProcesses) -> Result<tokio::runtime::Runtime, Em
         .map_err(|error| Emerg(format!("cannot start the runtime: {error}")))
 }
 
+/// SIGUSR1 reopens the log files (logrotate's `postrotate`), as nginx's does.
+async fn reopen_on_sigusr1(tether: Arc<Tether>) {
+    let Ok(mut signals) = signal(SignalKind::user_defined1()) else {
+        tracing::warn!("cannot listen for SIGUSR1: log files are not reopened on it");
+        return;
+    };
+    while signals.recv().await.is_some() {
+        tether.reopen_logs();
+    }
+}
+
 /// How tether was asked to stop.
 enum Stop {
     /// SIGINT, SIGTERM.
@@ -317,15 +335,6 @@ async fn wait_for_stop_signal() {
     }
     .wait()
     .await;
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 /// `tether demo`: the farm of three app servers plus tether in front.

@@ -93,7 +93,10 @@ async fn reload_with(
             Changes(applied)
         ),
         Err(error) => {
-            tracing::error!("reload failed, the running config stays in force:\n{error}")
+            // One line per problem: the error log holds one event per line.
+            for problem in error.to_string().lines() {
+                tracing::error!("reload failed, the running config stays in force: {problem}");
+            }
         }
     }
     outcome

@@ -24,6 +24,7 @@ use crate::peer::PeerRegistry;
 use crate::proxy::health::{self, HealthChecks};
 use crate::server::{self, Ceiling, Lifecycle, blocking};
 use crate::snapshot::Snapshot;
+use crate::telemetry::error_log;
 use crate::tls::SessionStore;
 use listeners::{ListenerHandle, Listeners};
 
@@ -52,6 +53,8 @@ pub enum StartError {
     },
     /// Building the snapshot panicked (a bug; the message says where).
     Panicked(blocking::Panic),
+    /// A file `error_log` names could not be opened.
+    ErrorLog(error_log::OpenError),
 }
 
 impl std::fmt::Display for StartError {
@@ -60,6 +63,7 @@ impl std::fmt::Display for StartError {
             StartError::Config(errors) => errors.fmt(f),
             StartError::Bind { addr, error } => write!(f, "bind() to {addr} failed ({error})"),
             StartError::Panicked(panic) => write!(f, "building the configuration {panic}"),
+            StartError::ErrorLog(error) => error.fmt(f),
         }
     }
 }
@@ -154,12 +158,18 @@ impl Tether {
         let generation = old.generation + 1;
         let snapshot = build(config, registry.clone(), sessions.clone(), generation).await?;
         let wanted: Vec<SocketAddr> = snapshot.listen_addrs().collect();
+        // Opened before anything changes: an error log that cannot be opened fails the
+        // reload, as in nginx.
+        let error_log = error_log::prepare(config).map_err(StartError::ErrorLog)?;
         // Bound before anything changes: a port in use fails the reload, not the service.
         let added = self.lock().listeners.bind_new(&wanted, Vec::new())?;
 
         let new = Arc::new(snapshot);
         let health = health::spawn(&new);
         self.shared.snapshot.store(new.clone());
+        if let Some(error_log) = error_log {
+            error_log.commit();
+        }
 
         let handles = self.serve_all(added);
         let listeners_added = handles.iter().map(|(addr, _)| *addr).collect();
@@ -230,6 +240,16 @@ impl Tether {
     /// The shared state (snapshot pointer, peer registry).
     pub fn shared(&self) -> &Shared {
         &self.shared
+    }
+
+    /// Opens every log file again by its name (SIGUSR1, `tether -s reopen`): after logrotate
+    /// renamed them, new lines go to new files. A file that cannot be reopened keeps the old
+    /// one, and says so.
+    pub fn reopen_logs(&self) {
+        for failed in error_log::reopen() {
+            tracing::error!("{failed}: the error log stays on the file it had");
+        }
+        tracing::info!("log files reopened");
     }
 
     /// Open client connections right now.
