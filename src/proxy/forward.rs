@@ -12,6 +12,7 @@ use http::{Request, Response};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::time::{Instant, sleep_until, timeout};
+use tracing::Level;
 
 use crate::config::ProxySettings;
 use crate::peer::ActiveGuard;
@@ -19,6 +20,7 @@ use crate::proxy::body::BodyError;
 use crate::proxy::body::client::ClientBodyError;
 use crate::proxy::body::request::{RequestBody, SendProgress};
 use crate::proxy::connect::{ConnectError, connect};
+use crate::proxy::context::{self, RequestContext, request_event};
 use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
 use crate::proxy::headers::is_idempotent;
 use crate::proxy::pool::Sender;
@@ -69,6 +71,7 @@ pub async fn forward<'g>(
     request: Request<RequestBody>,
     route: Route<'_>,
     progress: Option<&SendProgress>,
+    cx: &RequestContext<'_>,
 ) -> Result<Answer<'g>, ProxyError> {
     let settings = route.settings;
     // A bodyless idempotent request can be replayed after it was sent; keep its head only when
@@ -102,8 +105,7 @@ pub async fn forward<'g>(
             Err(error) if error.is_client_fault() => return Err(error),
             Err(error) => error,
         };
-        group.record_failure(choice.member);
-        tracing::warn!(upstream = %choice.peer.key.address, group = %group.name, "{error}");
+        log_failed_try(cx, group, &choice, &error);
         tried.add(choice.member);
         let allowed = if error.is_timeout() {
             settings.next_upstream.timeout
@@ -114,7 +116,45 @@ pub async fn forward<'g>(
         if !allowed || !can_resend || tried.count() >= max_tries || tried.count() >= group.len() {
             return Err(error);
         }
-        choice = group.choose(affinity, &tried)?;
+        choice = group
+            .choose(affinity, &tried)
+            .inspect_err(|no_peer| context::log_no_peer(cx, &group.name, *no_peer))?;
+    }
+}
+
+/// Counts a failed try against its server and logs it as nginx does: the failure (an error;
+/// an answer `proxy_next_upstream` moves on from, a warning), then, if this failure took the
+/// server out, "upstream server temporarily disabled".
+fn log_failed_try(cx: &RequestContext<'_>, group: &Group, choice: &Choice<'_>, error: &ProxyError) {
+    let address = &choice.peer.key.address;
+    let upstream = cx.upstream(address);
+    let group_name: &str = &group.name;
+    let message = context::attempt_failure(error);
+    if matches!(error, ProxyError::UpstreamStatus(_)) {
+        request_event!(
+            Level::WARN,
+            cx,
+            upstream = upstream,
+            group = group_name,
+            "{message}"
+        );
+    } else {
+        request_event!(
+            Level::ERROR,
+            cx,
+            upstream = upstream,
+            group = group_name,
+            "{message}"
+        );
+    }
+    if group.record_failure(choice.member) {
+        request_event!(
+            Level::WARN,
+            cx,
+            upstream = upstream,
+            group = group_name,
+            "upstream server temporarily disabled while connecting to upstream"
+        );
     }
 }
 

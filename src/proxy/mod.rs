@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod connect;
+pub mod context;
 pub mod error;
 pub mod extended_connect;
 pub mod forward;
@@ -37,6 +38,7 @@ pub use body::client::ClientBody;
 use body::request::{RequestBody, SendProgress};
 pub use body::response::ResponseBody;
 use body::response::UpstreamBody;
+use context::RequestContext;
 use error::ProxyError;
 use extended_connect::Http2WebSocket;
 use upgrade::ClientUpgrade;
@@ -163,14 +165,21 @@ async fn handle(
                 route,
                 action,
             };
-            let exchange = proxy(request, client_upgrade, normalised, conn, snapshot, routed);
+            let mut cx = RequestContext::new(&request, conn, &server.name, normalised.host);
+            cx.upstream_tls(action.tls.is_some());
+            let exchange = proxy(
+                request,
+                client_upgrade,
+                normalised,
+                conn,
+                snapshot,
+                routed,
+                &cx,
+            );
             match exchange.await {
                 Ok(response) => response,
                 Err(error) => {
-                    let status = error.status();
-                    if status.is_server_error() {
-                        tracing::error!(client = %conn.client, "{error}");
-                    }
+                    context::log_final(&cx, &error);
                     error.into_response()
                 }
             }
@@ -204,6 +213,7 @@ async fn proxy(
     conn: &ConnInfo,
     snapshot: &Snapshot,
     routed: Routed<'_>,
+    cx: &RequestContext<'_>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let Routed {
         server,
@@ -299,7 +309,9 @@ async fn proxy(
 
     // Chosen last, once nothing else can fail: a choice counts a pick and may take a failed
     // server's one trial.
-    let choice = group.choose(&affinity, &Tried::default())?;
+    let choice = group
+        .choose(&affinity, &Tried::default())
+        .inspect_err(|no_peer| context::log_no_peer(cx, &group.name, *no_peer))?;
     let answer = forward::forward(
         group,
         &affinity,
@@ -310,6 +322,7 @@ async fn proxy(
             tls: tls.as_ref(),
         },
         progress.as_deref(),
+        cx,
     )
     .await?;
     let exchange = Exchange {

@@ -198,16 +198,12 @@ impl Group {
         }
     }
 
-    /// Counts a failed attempt on member `index` toward its `max_fails`.
-    pub fn record_failure(&self, index: usize) {
+    /// Counts a failed attempt on member `index` toward its `max_fails`. True when this
+    /// failure took the server out for `fail_timeout` (the caller logs it with the request's
+    /// context, as nginx does).
+    pub fn record_failure(&self, index: usize) -> bool {
         let member = &self.members[index];
-        if member.peer.state.record_failure(member.spec.fail_policy) {
-            tracing::warn!(
-                upstream = %member.peer.key.address,
-                group = %self.name,
-                "upstream server temporarily disabled"
-            );
-        }
+        member.peer.state.record_failure(member.spec.fail_policy)
     }
 
     /// Counts a successful exchange with member `index` (it may bring the server back).

@@ -139,7 +139,8 @@ impl Group {
             forgot |= member.peer.state.forget_failures();
         }
         if forgot {
-            tracing::warn!(
+            // The request that found none logs "no live upstreams" as an error already.
+            tracing::info!(
                 group = %self.name,
                 "no live upstreams: failures forgotten, the next request tries every server again"
             );
