@@ -235,23 +235,28 @@ impl PeerState {
         self.checks.verdict()
     }
 
-    /// Records the verdict of active checks.
-    pub fn set_check_state(&self, state: CheckState) {
+    /// Records the verdict of active checks; returns the one it replaced.
+    pub fn set_check_state(&self, state: CheckState) -> CheckState {
         let before = self.checks.set_verdict(state);
         // Coming up from down or from staging starts the slow-start ramp.
         if state == CheckState::Up && matches!(before, CheckState::Down | CheckState::Pending) {
             self.recovered_ms.store(now_ms(), Ordering::Relaxed);
             self.passive.reset();
         }
+        before
     }
 
     /// Records one active check's result. The run of results is the server's, not the
-    /// probing task's, so it carries across reloads. Returns the new verdict when this result
-    /// changed it.
-    pub fn record_check(&self, passed: bool, policy: CheckPolicy) -> Option<CheckState> {
+    /// probing task's, so it carries across reloads. Returns the verdict replaced and the new
+    /// one when this result changed it.
+    pub fn record_check(
+        &self,
+        passed: bool,
+        policy: CheckPolicy,
+    ) -> Option<(CheckState, CheckState)> {
         let verdict = self.checks.record(passed, policy)?;
-        self.set_check_state(verdict);
-        Some(verdict)
+        let before = self.set_check_state(verdict);
+        Some((before, verdict))
     }
 
     /// Milliseconds since the server last came back from being down (None if it never was).

@@ -59,13 +59,8 @@ async fn open(peer: &Peer, tls: Option<&TlsTarget>) -> io::Result<UpstreamStream
     match connector.connect(tls.name.clone(), tcp).await {
         Ok(stream) => Ok(MaybeTls::Tls(Box::new(stream))),
         Err(error) => {
-            // Logged here, where the reason is plainest (an unknown issuer, a name mismatch,
-            // no protocol in common); the request's own log line says what became of it.
-            tracing::error!(
-                upstream = %peer.key.address,
-                name = ?tls.name,
-                "TLS handshake with upstream failed: {error}"
-            );
+            // Not logged here: the request's try logs it with the request's context, and a
+            // health check once when the server's verdict changes (never at every probe).
             Err(io::Error::new(
                 error.kind(),
                 format!("TLS handshake failed: {error}"),

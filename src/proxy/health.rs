@@ -20,7 +20,8 @@ use tokio::time::{MissedTickBehavior, interval, timeout};
 use crate::config::HealthCheck;
 use crate::peer::{CheckPolicy, CheckState, Peer};
 use crate::proxy::body::request::RequestBody;
-use crate::proxy::connect::connect;
+use crate::proxy::connect::{ConnectError, connect};
+use crate::proxy::context;
 use crate::snapshot::Snapshot;
 use crate::tls::upstream::TlsTarget;
 
@@ -75,43 +76,79 @@ async fn probe_loop(
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let passed = timeout(check.timeout, probe(&peer, &check, &host, tls.as_deref()))
+        let probed = timeout(check.timeout, probe(&peer, &check, &host, tls.as_deref()))
             .await
-            .unwrap_or(false);
-        if let Some(verdict) = peer.state.record_check(passed, policy) {
-            tracing::warn!(
-                upstream = %peer.key.address,
-                group = %peer.key.group,
-                "health check: server is {}",
-                if verdict == CheckState::Up { "up" } else { "down" }
-            );
+            .unwrap_or_else(|_| Err("timed out (110: Connection timed out)".to_string()));
+        let changed = peer.state.record_check(probed.is_ok(), policy);
+        if let Some((before, verdict)) = changed {
+            log_transition(&peer, before, verdict, probed.err().as_deref());
         }
     }
 }
 
-/// One probe: true when the server answered `GET uri` with an accepted status.
+/// Logs a change of a server's verdict, once per change, at the level its meaning calls for:
+/// a server found up (at start, or after a reload added it) is news, not a warning; one that
+/// comes back is good news; one that goes down, or is down from the first check, is a
+/// warning, with the reason of the check that decided it.
+fn log_transition(peer: &Peer, before: CheckState, verdict: CheckState, failure: Option<&str>) {
+    let (upstream, group) = (&*peer.key.address, &*peer.key.group);
+    match (before, verdict) {
+        (CheckState::Down, CheckState::Up) => tracing::info!(
+            upstream,
+            group,
+            "upstream server is back up (health check passed)"
+        ),
+        (_, CheckState::Up) => {
+            tracing::info!(
+                upstream,
+                group,
+                "upstream server is up (health check passed)"
+            )
+        }
+        (_, _) => tracing::warn!(
+            upstream,
+            group,
+            "upstream server is down (health check failed: {})",
+            failure.unwrap_or("unknown")
+        ),
+    }
+}
+
+/// One probe: Ok when the server answered `GET uri` with an accepted status, else what went
+/// wrong, in nginx's words.
 async fn probe(
     peer: &Peer,
     check: &HealthCheck,
     host: &HeaderValue,
     tls: Option<&TlsTarget>,
-) -> bool {
-    let Ok(mut sender) = connect(peer, check.timeout, tls).await else {
-        return false;
+) -> Result<(), String> {
+    let mut sender = match connect(peer, check.timeout, tls).await {
+        Ok(sender) => sender,
+        Err(ConnectError::Timeout) => {
+            return Err("connect() timed out (110: Connection timed out)".to_string());
+        }
+        Err(ConnectError::Io(error)) => {
+            return Err(match context::os_error(&error) {
+                Some(os) => format!("connect() failed ({os})"),
+                None => error.to_string(),
+            });
+        }
     };
-    let Ok(request) = Request::get(check.uri.as_str())
+    let request = Request::get(check.uri.as_str())
         .header(header::HOST, host)
         .header(header::CONNECTION, "close")
         .header(header::USER_AGENT, "tether-health-check")
         .body(RequestBody::Empty)
-    else {
-        return false;
-    };
+        .map_err(|error| format!("invalid check request ({error})"))?;
     match sender.send_request(request).await {
         Ok(response) => {
             let status = response.status().as_u16();
-            (check.status.0..=check.status.1).contains(&status)
+            if (check.status.0..=check.status.1).contains(&status) {
+                Ok(())
+            } else {
+                Err(format!("status {status}"))
+            }
         }
-        Err(_) => false,
+        Err(error) => Err(format!("request failed ({error})")),
     }
 }
