@@ -13,6 +13,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use crate::inflight::{Inflight, Token};
+use crate::proxy::context;
 use crate::proxy::{ConnInfo, TunnelControl};
 use crate::server::ceiling::{Admission, Ceiling};
 use crate::server::h2;
@@ -22,6 +23,7 @@ use crate::server::sniff::{self, Opening};
 use crate::server::tls::{self, Refused};
 use crate::snapshot::Snapshot;
 use crate::stream::MaybeTls;
+use crate::telemetry::Throttle;
 
 /// The signals and counts a stop works with (connections themselves are told through the
 /// ceiling's table).
@@ -61,6 +63,7 @@ pub async fn accept_loop(
         .local_addr()
         .ok()
         .filter(|bound| !bound.ip().is_unspecified());
+    let accept_failures = Throttle::default();
     loop {
         let admission = tokio::select! {
             admission = ceiling.admit(listen) => admission,
@@ -99,8 +102,20 @@ pub async fn accept_loop(
                 }
             }
             Err(error) => {
-                // Out of file descriptors and the like: pause instead of spinning.
-                tracing::error!(%listen, %error, "accept() failed");
+                // Out of file descriptors and the like: pause instead of spinning, and say so
+                // once a second, not at every retry.
+                if let Some(unlogged) = accept_failures.allow() {
+                    let what = match context::os_error(&error) {
+                        Some(os) => format!("accept4() failed ({os})"),
+                        None => format!("accept4() failed ({error})"),
+                    };
+                    tracing::error!(
+                        %listen,
+                        times_since_last_line = unlogged,
+                        "{what}: new clients wait; raise the open-file limit or lower \
+                         worker_connections"
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

@@ -30,6 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::AbortHandle;
 
 use crate::config::{Config, WorkerProcesses};
+use crate::telemetry::Throttle;
 
 /// Connections told to close per shortage: as nginx's `ngx_drain_connections`.
 const SHED_BATCH: usize = 32;
@@ -45,8 +46,10 @@ pub struct Ceiling {
     table: Mutex<Slab<Arc<ConnSlot>>>,
     /// When this ceiling was made: the zero of every `*_ms` stamp.
     epoch: Instant,
-    /// Milliseconds after `epoch` of the last shortage warning (+1; 0 = never).
-    warned_ms: AtomicU64,
+    /// Where the cap comes from, for the shortage warning.
+    source: String,
+    /// The shortage warning, at most once a second.
+    warned: Throttle,
 }
 
 /// One open client connection, as the ceiling sees it.
@@ -94,22 +97,39 @@ pub struct Admission {
 impl Ceiling {
     /// The ceiling `config` asks for.
     pub fn from_config(config: &Config) -> Arc<Ceiling> {
-        let limit = match config.worker_connections {
-            Some(per_worker) => per_worker.max(1).saturating_mul(workers(config)),
-            None => from_open_files(open_file_limit()),
+        let (limit, source) = match config.worker_connections {
+            Some(per_worker) => {
+                let workers = workers(config);
+                let source = format!("worker_connections {per_worker} × {workers} worker(s)");
+                (per_worker.max(1).saturating_mul(workers), source)
+            }
+            None => {
+                let files = open_file_limit();
+                let source = format!(
+                    "the open-file limit {files}: two descriptors a connection, {RESERVED_FDS} \
+                     kept; raise it or set worker_connections"
+                );
+                (from_open_files(files), source)
+            }
         };
-        Ceiling::new(limit)
+        Ceiling::with_source(limit, source)
     }
 
     /// A ceiling of `limit` connections.
     pub fn new(limit: usize) -> Arc<Ceiling> {
+        Ceiling::with_source(limit, "as configured".to_string())
+    }
+
+    /// A ceiling of `limit` connections that `source` set (said when it is reached).
+    fn with_source(limit: usize, source: String) -> Arc<Ceiling> {
         let limit = limit.min(Semaphore::MAX_PERMITS);
         Arc::new(Ceiling {
             permits: Arc::new(Semaphore::new(limit)),
             limit,
             table: Mutex::new(Slab::new()),
             epoch: Instant::now(),
-            warned_ms: AtomicU64::new(0),
+            source,
+            warned: Throttle::default(),
         })
     }
 
@@ -192,22 +212,18 @@ impl Ceiling {
         }
     }
 
+    /// Says, at most once a second, that the ceiling was reached, which limit set it, and
+    /// what was done.
     fn warn_shortage(&self, shed: usize) {
-        let now = self.now_ms() + 1;
-        let last = self.warned_ms.load(Ordering::Relaxed);
-        if last != 0 && now < last + 1000 {
-            return;
-        }
-        if self
-            .warned_ms
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
+        if let Some(unlogged) = self.warned.allow() {
             tracing::warn!(
                 limit = self.limit,
                 idle_closed = shed,
-                "client connections at the ceiling (worker_connections): closing idle ones, \
-                 new clients wait for room"
+                times_since_last_line = unlogged,
+                "client connections at the ceiling of {} ({}): closing idle ones, new clients \
+                 wait for room",
+                self.limit,
+                self.source
             );
         }
     }
