@@ -8,6 +8,7 @@ mod big_bodies;
 mod browser;
 mod certificate_rotation;
 mod client_failures;
+mod error_log;
 mod failover;
 mod hashing;
 mod health;

@@ -1,0 +1,405 @@
+//! The error log, seen from outside: the `tether` binary run with `error_log` files (a global
+//! tracing subscriber cannot be captured in-process), real requests to a dead farm, a flapping
+//! server behind a gate, a flood of connections; then the files are read as an operator would.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use crate::harness::Backend;
+use crate::harness::free_addr;
+use crate::harness::process::{Process, signal, tether_binary, write_atomically};
+use crate::harness::procfs::catches;
+use crate::harness::raw::exchange;
+use crate::harness::session::{Gate, eventually};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// nginx's line head: local time, `[level]`, pid#tid.
+const HEAD: &str = r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(debug|info|warn|error)\] \d+#\d+: ";
+
+/// `tether -p PREFIX -c CONF` run as a child, its stderr not a terminal, `TETHER_LOG` unset so
+/// the config's levels rule; relative `error_log` paths land under `PREFIX/`.
+struct Logged {
+    process: Process,
+    addr: SocketAddr,
+    conf: PathBuf,
+    prefix: PathBuf,
+}
+
+impl Logged {
+    async fn start(conf: &str) -> Logged {
+        Logged::start_with(conf, Command::new(tether_binary())).await
+    }
+
+    /// Starts it with `command` (the binary, perhaps with limits set) and waits until it
+    /// serves and catches SIGHUP and SIGUSR1.
+    async fn start_with(conf: &str, mut command: Command) -> Logged {
+        let dir = tempfile::tempdir().expect("a folder for tether");
+        let prefix = dir.path().join("prefix");
+        std::fs::create_dir_all(prefix.join("logs")).expect("the logs folder");
+        let addr = free_addr();
+        let conf_path = dir.path().join("tether.conf");
+        write_atomically(&conf_path, &conf.replace("{listen}", &addr.to_string()));
+        command
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(&conf_path)
+            .env_remove("TETHER_LOG")
+            .env_remove("NO_COLOR");
+        let mut process = Process::start(command, dir);
+        process.until_accepting(addr).await;
+        let pid = process.pid();
+        eventually(
+            LIMIT,
+            "tether's SIGHUP and SIGUSR1 handlers",
+            || async move { catches(pid, &[libc::SIGHUP, libc::SIGUSR1]) },
+        )
+        .await;
+        Logged {
+            process,
+            addr,
+            conf: conf_path,
+            prefix,
+        }
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.prefix.join(name)).unwrap_or_default()
+    }
+
+    /// Waits until `name` (under the prefix) has `count` lines containing `needle`.
+    async fn lines_with(&self, name: &str, needle: &str, count: usize) -> Vec<String> {
+        let what = format!("{count} line(s) with {needle:?} in {name}");
+        let found = || lines_with(&self.read(name), needle);
+        eventually(LIMIT, &what, || {
+            let enough = found().len() >= count;
+            async move { enough }
+        })
+        .await;
+        found()
+    }
+}
+
+fn lines_with(text: &str, needle: &str) -> Vec<String> {
+    text.lines()
+        .filter(|line| line.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `GET path` with `Host: host` on a fresh connection; the status.
+async fn get(addr: SocketAddr, host: &str, path: &str) -> u16 {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let responses = exchange(addr, request.as_bytes(), LIMIT).await;
+    responses.first().map_or(0, |response| response.status)
+}
+
+fn assert_nginx_shaped(lines: &[String]) {
+    let head = regex::Regex::new(HEAD).unwrap();
+    for line in lines {
+        assert!(head.is_match(line), "not nginx-shaped: {line:?}");
+    }
+}
+
+#[tokio::test]
+async fn stderr_that_is_no_terminal_gets_nginx_lines_without_colours() {
+    let tether =
+        Logged::start("http { server { listen {listen}; location / { return 200 ok; } } }").await;
+    let what = "the listening line on stderr";
+    eventually(LIMIT, what, || {
+        let seen = tether.process.stderr().contains("listening");
+        async move { seen }
+    })
+    .await;
+    let stderr = tether.process.stderr();
+    assert!(
+        !stderr.contains('\x1b'),
+        "colour codes on stderr: {stderr:?}"
+    );
+    let listening = lines_with(&stderr, "listening");
+    assert_nginx_shaped(&listening);
+    assert!(listening[0].contains("[info] "), "{listening:?}");
+}
+
+#[tokio::test]
+async fn a_request_to_a_dead_farm_is_logged_with_its_context_at_the_levels_asked() {
+    let (dead_a, dead_b) = (free_addr(), free_addr());
+    let tether = Logged::start(&format!(
+        "error_log logs/error.log error;
+         error_log logs/warn.log warn;
+         http {{
+           upstream farm {{ server {dead_a} max_fails=1; server {dead_b} max_fails=1; }}
+           server {{ listen {{listen}}; server_name example.com;
+             location / {{ proxy_pass http://farm; }} }}
+         }}"
+    ))
+    .await;
+    // Both servers refuse: each try is an error, each server is then out for fail_timeout.
+    assert_eq!(get(tether.addr, "example.com", "/hub?x=1").await, 502);
+    let refused = tether
+        .lines_with(
+            "logs/error.log",
+            "connect() failed (111: Connection refused)",
+            2,
+        )
+        .await;
+    assert_nginx_shaped(&refused);
+    let mut tried = Vec::new();
+    for line in &refused {
+        let context = ", client: 127.0.0.1, server: example.com, request: \"GET /hub?x=1 \
+                       HTTP/1.1\", upstream: \"http://";
+        assert!(line.contains("[error] "), "{line}");
+        assert!(
+            line.contains(&format!("while connecting to upstream{context}")),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("/hub?x=1\", host: \"example.com\", group: farm"),
+            "{line}"
+        );
+        tried.extend(
+            [dead_a, dead_b]
+                .into_iter()
+                .filter(|dead| line.contains(&dead.to_string())),
+        );
+    }
+    tried.sort();
+    let mut both = vec![dead_a, dead_b];
+    both.sort();
+    assert_eq!(tried, both, "one line per server tried: {refused:?}");
+
+    // Both are out now: nginx's "no live upstreams", naming the group.
+    assert_eq!(get(tether.addr, "example.com", "/hub").await, 502);
+    let none = tether
+        .lines_with("logs/error.log", "no live upstreams", 1)
+        .await;
+    assert!(
+        none[0].contains("[error] ",)
+            && none[0].contains(
+                "no live upstreams while connecting to upstream, client: 127.0.0.1, server: \
+             example.com, request: \"GET /hub HTTP/1.1\", upstream: \"http://farm/hub\", host: \
+             \"example.com\", group: farm"
+            ),
+        "{none:?}"
+    );
+
+    // The warnings go to the warn log only; neither file carries a control byte.
+    let disabled = tether
+        .lines_with("logs/warn.log", "upstream server temporarily disabled", 2)
+        .await;
+    assert!(
+        disabled.iter().all(|line| line.contains("[warn] ")),
+        "{disabled:?}"
+    );
+    assert_nginx_shaped(&disabled);
+    let errors = tether.read("logs/error.log");
+    assert!(
+        !errors.contains("[warn]") && !errors.contains("[info]"),
+        "{errors}"
+    );
+    assert!(tether.read("logs/warn.log").contains("no live upstreams"));
+    for name in ["logs/error.log", "logs/warn.log"] {
+        let text = tether.read(name);
+        assert!(!text.bytes().any(|b| b == 0x1b), "ESC in {name}: {text:?}");
+    }
+}
+
+#[tokio::test]
+async fn health_transitions_are_logged_once_per_change_at_their_level() {
+    let backend = Backend::start("a").await;
+    let mut gate = Gate::open(backend.addr).await;
+    let tether = Logged::start(&format!(
+        "error_log logs/error.log info;
+         http {{
+           upstream farm {{ server {}; health_check interval=50ms fails=1 passes=1 uri=/health; }}
+           server {{ listen {{listen}}; location / {{ proxy_pass http://farm; }} }}
+         }}",
+        gate.addr
+    ))
+    .await;
+    let log = "logs/error.log";
+    let up = tether.lines_with(log, "upstream server is up", 1).await;
+    assert!(
+        up[0].contains("[info] "),
+        "coming up at start is no warning: {up:?}"
+    );
+
+    gate.close().await;
+    let down = tether.lines_with(log, "upstream server is down", 1).await;
+    assert!(down[0].contains("[warn] "), "{down:?}");
+    assert!(
+        down[0].contains("health check failed: connect() failed (111: Connection refused)"),
+        "{down:?}"
+    );
+    // Probes that find it down again and again: the verdict stands, nothing more is said.
+    let probes = backend.hits();
+    gate.reopen().await;
+    let back = tether
+        .lines_with(log, "upstream server is back up", 1)
+        .await;
+    assert!(back[0].contains("[info] "), "{back:?}");
+    // Ten more passing probes: still one line per change.
+    let what = "ten more probes";
+    eventually(LIMIT, what, || {
+        let done = backend.hits() >= probes + 10;
+        async move { done }
+    })
+    .await;
+    let text = tether.read(log);
+    assert_eq!(lines_with(&text, "upstream server is").len(), 3, "{text}");
+    assert_eq!(lines_with(&text, "is down").len(), 1, "{text}");
+}
+
+#[tokio::test]
+async fn the_connection_ceiling_is_reported_at_most_once_a_second_and_names_its_limit() {
+    let tether = Logged::start(
+        "worker_processes 1; events { worker_connections 2; }
+         error_log logs/error.log warn;
+         http { server { listen {listen}; location / { return 200 ok; } } }",
+    )
+    .await;
+    // Idle connections, one every 2 ms for 2.5 s: each new one finds the ceiling.
+    let started = Instant::now();
+    let mut held = Vec::new();
+    while started.elapsed() < Duration::from_millis(2500) {
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(tether.addr)).await
+        {
+            held.push(stream);
+        }
+        if held.len() > 64 {
+            held.remove(0);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let lines = tether
+        .lines_with("logs/error.log", "at the ceiling", 1)
+        .await;
+    assert_nginx_shaped(&lines);
+    assert!(
+        lines[0].contains(
+            "client connections at the ceiling of 2 (worker_connections 2 × 1 worker(s))"
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines.len() as f64 <= elapsed.ceil() + 1.0,
+        "{} lines in {elapsed:.1} s: {lines:#?}",
+        lines.len()
+    );
+}
+
+#[tokio::test]
+async fn accept_failing_for_want_of_descriptors_is_reported_at_most_once_a_second() {
+    let mut command = Command::new(tether_binary());
+    // SAFETY: setrlimit(2) between fork and exec touches only the child's own limits.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 48,
+                rlim_max: 48,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let tether = Logged::start_with(
+        "worker_processes 1; error_log logs/error.log warn;
+         http { server { listen {listen}; location / { return 200 ok; } } }",
+        command,
+    )
+    .await;
+    // More connections held open than tether has descriptors for.
+    let started = Instant::now();
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        if let Ok(stream) = TcpStream::connect(tether.addr).await {
+            held.push(stream);
+        }
+    }
+    tether.lines_with("logs/error.log", "accept", 1).await;
+    // Out of descriptors for the 2.5 s that follow.
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(started.elapsed())).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let lines = lines_with(&tether.read("logs/error.log"), "accept");
+    assert!(
+        lines[0].contains("accept4() failed (24: Too many open files)"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.len() as f64 <= elapsed.ceil() + 1.0,
+        "{} lines in {elapsed:.1} s: {lines:#?}",
+        lines.len()
+    );
+    drop(held);
+}
+
+#[tokio::test]
+async fn sigusr1_reopens_the_error_log_after_logrotate_renamed_it() {
+    let dead = free_addr();
+    let tether = Logged::start(&format!(
+        "error_log logs/error.log info;
+         http {{ server {{ listen {{listen}}; server_name site;
+           location / {{ proxy_pass http://{dead}; }} }} }}"
+    ))
+    .await;
+    assert_eq!(get(tether.addr, "site", "/before").await, 502);
+    tether.lines_with("logs/error.log", "GET /before", 1).await;
+    let (log, rotated) = (
+        tether.prefix.join("logs/error.log"),
+        tether.prefix.join("logs/error.log.1"),
+    );
+    std::fs::rename(&log, &rotated).expect("rotate");
+    signal(tether.process.pid(), libc::SIGUSR1);
+    tether
+        .lines_with("logs/error.log", "log files reopened", 1)
+        .await;
+    assert_eq!(get(tether.addr, "site", "/after").await, 502);
+    tether.lines_with("logs/error.log", "GET /after", 1).await;
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(
+        old.contains("GET /before") && !old.contains("GET /after"),
+        "{old}"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_moves_the_error_log_and_its_level() {
+    let conf = |log: &str, level: &str| {
+        format!(
+            "error_log {log} {level};
+             http {{ server {{ listen {{listen}}; location / {{ return 200 ok; }} }} }}"
+        )
+    };
+    let tether = Logged::start(&conf("logs/first.log", "info")).await;
+    tether.lines_with("logs/first.log", "listening", 1).await;
+    let text = conf("logs/second.log", "info").replace("{listen}", &tether.addr.to_string());
+    write_atomically(&tether.conf, &text);
+    signal(tether.process.pid(), libc::SIGHUP);
+    tether
+        .lines_with("logs/second.log", "reload applied", 1)
+        .await;
+    assert!(!tether.read("logs/first.log").contains("reload applied"));
+    // A file that cannot be opened fails the reload, and the log stays where it was.
+    let broken =
+        conf("missing/folder/third.log", "info").replace("{listen}", &tether.addr.to_string());
+    write_atomically(&tether.conf, &broken);
+    signal(tether.process.pid(), libc::SIGHUP);
+    let failed = tether
+        .lines_with("logs/second.log", "reload failed", 1)
+        .await;
+    assert!(
+        failed[0].contains("third.log\" failed (No such file or directory"),
+        "{failed:?}"
+    );
+}
