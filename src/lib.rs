@@ -17,6 +17,7 @@
 //! Layering: `config` <- `route`; {`peer` <- `balance`, `vars`} <- `upstream`; `config` <-
 //! `tls` (rustls configs read from the config's files); {`config`, `route`, `upstream`,
 //! `vars`, `tls`} <- `snapshot` <- `proxy` <- `server` <- `runtime` <- `reload` <- `main`.
+//! `telemetry` (the error log and its throttle) serves `runtime`, `proxy` and `server`.
 //! Below `proxy`, only `peer` names a hyper type (its idle connection pool, which must live and
 //! die with the peer); nothing below `server` binds a socket.
 

@@ -319,7 +319,7 @@ async fn binary_reloads_on(trigger: impl FnOnce(&Binary, &LinkedConf)) {
 
     trigger(&tether, &files);
     let applied = tether.lines_with("reload applied", 1, 0).await;
-    assert!(applied[0].contains("generation=2"), "{applied:?}");
+    assert!(applied[0].contains("generation: 2"), "{applied:?}");
     assert!(
         applied[0].contains("no server or listener changed"),
         "{applied:?}"
