@@ -195,7 +195,7 @@ impl ServerBuilder<'_> {
                     }
                 });
         VirtualServer {
-            name: server.names.first().map(name_text).unwrap_or_default(),
+            name: server.first_name(),
             return_: server.return_.as_ref().map(|r| self.return_action(r)),
             tls,
             locations,
@@ -426,24 +426,6 @@ impl ServerBuilder<'_> {
                 None
             }
         }
-    }
-}
-
-fn name_text(name: &config::ServerName) -> String {
-    match name {
-        config::ServerName::Exact(name) => name.clone(),
-        config::ServerName::WildcardPrefix {
-            suffix,
-            include_bare,
-        } => {
-            if *include_bare {
-                suffix.clone()
-            } else {
-                format!("*{suffix}")
-            }
-        }
-        config::ServerName::WildcardSuffix(prefix) => format!("{prefix}*"),
-        config::ServerName::Regex(pattern) => format!("~{pattern}"),
     }
 }
 

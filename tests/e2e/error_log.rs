@@ -403,3 +403,35 @@ async fn a_reload_moves_the_error_log_and_its_level() {
         "{failed:?}"
     );
 }
+
+#[tokio::test]
+async fn a_server_with_its_own_error_log_gets_its_requests_events_there() {
+    let dead = free_addr();
+    let tether = Logged::start(&format!(
+        "http {{
+           error_log logs/http.log warn;
+           server {{ listen {{listen}}; server_name site.example; error_log logs/site.log error;
+             location / {{ proxy_pass http://{dead}; }} }}
+           server {{ listen {{listen}}; server_name other.example;
+             location / {{ proxy_pass http://{dead}; }} }}
+         }}"
+    ))
+    .await;
+    assert_eq!(get(tether.addr, "site.example", "/mine").await, 502);
+    assert_eq!(get(tether.addr, "other.example", "/theirs").await, 502);
+    let mine = tether
+        .lines_with("logs/site.log", "connect() failed", 1)
+        .await;
+    assert!(
+        mine[0].contains("server: site.example, request: \"GET /mine"),
+        "{mine:?}"
+    );
+    let theirs = tether
+        .lines_with("logs/http.log", "connect() failed", 1)
+        .await;
+    assert!(theirs[0].contains("server: other.example"), "{theirs:?}");
+    assert!(!tether.read("logs/http.log").contains("site.example"));
+    assert!(!tether.read("logs/site.log").contains("other.example"));
+    // Process events stay with the main level: stderr, without an error_log there.
+    assert!(tether.process.stderr().contains("listening"));
+}

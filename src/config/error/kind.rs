@@ -186,12 +186,23 @@ pub enum ErrorKind {
         /// Directive name.
         name: String,
     },
-    /// `error_log` in a `server` or `location`.
+    /// `error_log` in a `location`.
     #[error(
-        "\"error_log\" in a server or location is not supported by tether: its error log takes \
-         every virtual server's events (each line names its server); write it at http or main level"
+        "\"error_log\" in a location is not supported by tether: write it in the server, http \
+         or main context"
     )]
-    ErrorLogPerServer,
+    ErrorLogPerLocation,
+    /// Servers with the same first name but different `error_log`s: events name their server
+    /// by that name, so it cannot tell them apart.
+    #[error(
+        "servers named \"{}\" have different \"error_log\"s: tether tells a server's events \
+         apart by its first server_name",
+        shown(.name)
+    )]
+    ErrorLogNameClash {
+        /// The first `server_name` they share.
+        name: String,
+    },
     /// A `location` inside a `location`.
     #[error("nested \"location\" is not supported by tether")]
     NestedLocation,

@@ -104,7 +104,7 @@ const SPECS: &[Spec] = &[
     ignored("daemon", M, 1, PROCESS),
     ignored("user", M, 2, PROCESS),
     ignored("worker_rlimit_nofile", M, 1, PROCESS),
-    handled("error_log", M | H, 1, 2),
+    handled("error_log", M | H | S, 1, 2),
     ignored("multi_accept", E, 1, SOCKETS),
     ignored("use", E, 1, SOCKETS),
     ignored("accept_mutex", E, 1, SOCKETS),
@@ -328,8 +328,7 @@ impl Lowering {
             let kind = if name == "location" && context == Context::Location {
                 ErrorKind::NestedLocation
             } else if name == "error_log" {
-                // nginx sends a virtual server's events to its own file; tether has one log.
-                ErrorKind::ErrorLogPerServer
+                ErrorKind::ErrorLogPerLocation
             } else if name == "health_check" {
                 // nginx Plus writes it in a `location`; tether checks whole groups.
                 ErrorKind::HealthCheckOutsideUpstream

@@ -1,10 +1,12 @@
-//! `error_log PATH|stderr [LEVEL];` at main and http level (a server or location refuses it in
+//! `error_log PATH|stderr [LEVEL];` at main, http and server level (a location refuses it in
 //! `directives`). Paths resolve against the prefix, as nginx's do. Must not import `parse`.
+
+use std::collections::HashMap;
 
 use super::Lowering;
 use crate::config::ast::Directive;
 use crate::config::error::ErrorKind;
-use crate::config::model::{ErrorLevel, ErrorLogDestination, ErrorLogTarget};
+use crate::config::model::{ErrorLevel, ErrorLogDestination, ErrorLogTarget, Server};
 
 impl Lowering {
     /// Lowers one `error_log`; None (with the error recorded) when it is malformed.
@@ -42,5 +44,29 @@ impl Lowering {
             level,
             span: d.span.clone(),
         })
+    }
+}
+
+impl Lowering {
+    /// A server's events are routed by its first `server_name` (the `server` of every line),
+    /// so servers that share one must share their `error_log`s too.
+    pub(super) fn check_server_error_logs(&mut self, servers: &[Server]) {
+        let written = |server: &Server| -> Vec<(ErrorLogDestination, ErrorLevel)> {
+            let targets = server.error_log.iter();
+            targets.map(|t| (t.destination.clone(), t.level)).collect()
+        };
+        let mut first_by_name: HashMap<String, &Server> = HashMap::new();
+        for server in servers {
+            let name = server.first_name();
+            match first_by_name.get(&name) {
+                None => {
+                    first_by_name.insert(name, server);
+                }
+                Some(first) if written(first) != written(server) => {
+                    self.error(&server.span, ErrorKind::ErrorLogNameClash { name });
+                }
+                Some(_) => {}
+            }
+        }
     }
 }

@@ -296,15 +296,18 @@ fn error_log_errors() {
         "error_log a.log warn extra;",
         &[r#"invalid number of arguments in "error_log" directive in t.conf:1:1"#],
     );
-    let per_server = "\"error_log\" in a server or location is not supported by tether: its \
-                      error log takes every virtual server's events (each line names its server); \
-                      write it at http or main level";
-    check(
-        &in_server("error_log site.log;"),
-        &[&format!("{per_server} in t.conf:1:17")],
-    );
     check(
         &in_location("error_log site.log;"),
-        &[&format!("{per_server} in t.conf:1:30")],
+        &[
+            r#""error_log" in a location is not supported by tether: write it in the server, http or main context in t.conf:1:30"#,
+        ],
+    );
+    // Events name their server by its first server_name: two servers of one name must agree.
+    check(
+        "http { server { server_name a; error_log a.log; } server { server_name a b; } \
+         server { server_name b; error_log b.log; } server { server_name b; error_log b.log; } }",
+        &[
+            r#"servers named "a" have different "error_log"s: tether tells a server's events apart by its first server_name in t.conf:1:51"#,
+        ],
     );
 }

@@ -102,6 +102,7 @@ impl Lowering {
             .collect();
         http.servers = self.terminate_tls(lowered);
         self.check_default_servers(&http.servers);
+        self.check_server_error_logs(&http.servers);
         http
     }
 
@@ -153,6 +154,7 @@ impl Lowering {
             locations: Vec::new(),
             tls: None,
             http2: false,
+            error_log: Vec::new(),
             span: d.span.clone(),
         };
         let mut layer = ProxyLayer::default();
@@ -184,6 +186,7 @@ impl Lowering {
                 "return" if server.return_.is_some() => {}
                 "return" => server.return_ = self.return_(inner),
                 "location" => locations.push(inner),
+                "error_log" => server.error_log.extend(self.error_log(inner)),
                 "keepalive_timeout"
                 | "client_header_timeout"
                 | "large_client_header_buffers"

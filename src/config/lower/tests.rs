@@ -405,6 +405,15 @@ http { error_log /var/log/tether/http.log debug; error_log stderr crit; }",
             (ErrorLogDestination::Stderr, ErrorLevel::Crit),
         ]
     );
+    let server = lower_ok(&in_server(
+        "server_name *.example.com; error_log site.log info;",
+    ));
+    let server = &server.http.servers[0];
+    assert_eq!(server.first_name(), "*.example.com");
+    assert_eq!(
+        server.error_log[0].destination,
+        ErrorLogDestination::File("/prefix/site.log".into())
+    );
     let names: Vec<_> = ErrorLevel::ALL.iter().map(|(l, _)| l.name()).collect();
     assert_eq!(
         names,

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use super::error_log::ErrorLogTarget;
 use super::proxy::ProxySettings;
 use super::tls::ServerTls;
 use crate::config::source::Span;
@@ -23,8 +24,22 @@ pub struct Server {
     /// `http2 on` (nginx ≥ 1.25; default off, as nginx) or `http2` on one of its `listen`
     /// lines: h2 is offered by ALPN on its TLS addresses.
     pub http2: bool,
+    /// `error_log` in this server: where its requests' events go instead of the http
+    /// level's (empty: the http level's).
+    pub error_log: Vec<ErrorLogTarget>,
     /// The `server` directive.
     pub span: Span,
+}
+
+impl Server {
+    /// The first `server_name` as written (`$server_name`, and what log lines call the
+    /// server), or "".
+    pub fn first_name(&self) -> String {
+        self.names
+            .first()
+            .map(ServerName::as_written)
+            .unwrap_or_default()
+    }
 }
 
 /// `listen ADDRESS[:PORT] [default_server] [ssl] [http2];`
@@ -61,6 +76,27 @@ pub enum ServerName {
     WildcardSuffix(String),
     /// `~regex`.
     Regex(String),
+}
+
+impl ServerName {
+    /// The name as it was written.
+    pub fn as_written(&self) -> String {
+        match self {
+            ServerName::Exact(name) => name.clone(),
+            ServerName::WildcardPrefix {
+                suffix,
+                include_bare,
+            } => {
+                if *include_bare {
+                    suffix.clone()
+                } else {
+                    format!("*{suffix}")
+                }
+            }
+            ServerName::WildcardSuffix(prefix) => format!("{prefix}*"),
+            ServerName::Regex(pattern) => format!("~{pattern}"),
+        }
+    }
 }
 
 /// A `location [=|~|~*|^~] PATH { ... }` block.

@@ -3,10 +3,12 @@
 //! says.
 //!
 //! Events are `tracing` events; this module is the subscriber's one layer that writes them.
-//! Which file an event goes to follows nginx: an `error_log` at http level takes the events of
+//! Which file an event goes to follows nginx: a server's `error_log` takes the events of its
+//! requests (an event names its virtual server in its `server` field, by the first
+//! `server_name`, which the config makes unambiguous); one at http level the other events of
 //! the http machinery (requests, upstreams, health checks, listeners, TLS — every target but
-//! tether's process-level modules), the main level's take the rest (start, reload, stop) and
-//! the http events too when http has none. With no `error_log` at all, everything goes to
+//! tether's process-level modules); the main level's the rest (start, reload, stop), and the
+//! http events too when http has none. With no `error_log` at all, everything goes to
 //! stderr from `info` on. Levels are nginx's names over tracing's five levels
 //! ([`tracing_level`]). `TETHER_LOG` (tracing's filter syntax), when set, replaces every
 //! level: a debugging aid.
@@ -67,6 +69,8 @@ struct Routes {
     main: Vec<Route>,
     /// Empty: http events go to `main`.
     http: Vec<Route>,
+    /// Server-level logs by the server's first name: where the events of its requests go.
+    servers: HashMap<String, Vec<Route>>,
     /// The most verbose level of any route.
     max: LevelFilter,
 }
@@ -90,31 +94,75 @@ impl Routes {
     }
 
     fn new(main: Vec<Route>, http: Vec<Route>) -> Routes {
+        Routes::with_servers(main, http, HashMap::new())
+    }
+
+    fn with_servers(
+        main: Vec<Route>,
+        http: Vec<Route>,
+        servers: HashMap<String, Vec<Route>>,
+    ) -> Routes {
         let max = main
             .iter()
             .chain(&http)
+            .chain(servers.values().flatten())
             .map(|route| route.level)
             .max()
             .unwrap_or(LevelFilter::OFF);
-        Routes { main, http, max }
+        Routes {
+            main,
+            http,
+            servers,
+            max,
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Route> {
+        let servers = self.servers.values().flatten();
+        self.main.iter().chain(&self.http).chain(servers)
     }
 
     /// Every sink in use, by destination.
     fn sinks(&self) -> HashMap<ErrorLogDestination, Arc<Sink>> {
-        self.main
-            .iter()
-            .chain(&self.http)
+        self.all()
             .map(|route| (route.sink.destination().clone(), route.sink.clone()))
             .collect()
     }
 
-    fn for_target(&self, target: &str) -> &[Route] {
-        if is_http(target) && !self.http.is_empty() {
-            &self.http
-        } else {
+    /// The logs `event` goes to: its server's, else the http level's (for an http event),
+    /// else the main level's.
+    fn for_event(&self, event: &Event<'_>) -> &[Route] {
+        if !is_http(event.metadata().target()) {
+            return &self.main;
+        }
+        if !self.servers.is_empty() {
+            let own = server_of(event).and_then(|name| self.servers.get(&name));
+            if let Some(own) = own {
+                return own;
+            }
+        }
+        if self.http.is_empty() {
             &self.main
+        } else {
+            &self.http
         }
     }
+}
+
+/// The `server` field of an event (the virtual server a request event is about).
+fn server_of(event: &Event<'_>) -> Option<String> {
+    struct Server(Option<String>);
+    impl tracing::field::Visit for Server {
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            if field.name() == "server" {
+                self.0 = Some(value.to_string());
+            }
+        }
+        fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn fmt::Debug) {}
+    }
+    let mut server = Server(None);
+    event.record(&mut server);
+    server.0
 }
 
 /// Process-level modules log to the main level's error log; everything else (tether's http
@@ -215,7 +263,11 @@ impl Prepared {
 
 impl Logs {
     fn routes_for(&self, config: &Config) -> Result<Routes, OpenError> {
-        if config.error_log.is_empty() && config.http.error_log.is_empty() {
+        let servers = config.http.servers.iter();
+        if config.error_log.is_empty()
+            && config.http.error_log.is_empty()
+            && servers.clone().all(|server| server.error_log.is_empty())
+        {
             return Ok(Routes::default_stderr());
         }
         let mut open = self.routes.load().sinks();
@@ -243,11 +295,17 @@ impl Logs {
         };
         let mut main = routes_of(&config.error_log)?;
         let http = routes_of(&config.http.error_log)?;
+        let mut servers = HashMap::new();
+        for server in config.http.servers.iter() {
+            if !server.error_log.is_empty() {
+                servers.insert(server.first_name(), routes_of(&server.error_log)?);
+            }
+        }
         if main.is_empty() {
             // Process events still need a home: stderr, as before any config.
             main = Routes::default_stderr().main;
         }
-        Ok(Routes::new(main, http))
+        Ok(Routes::with_servers(main, http, servers))
     }
 
     fn reopen(&self) -> Vec<OpenError> {
@@ -294,11 +352,10 @@ impl<S: Subscriber> Layer<S> for ErrorLogLayer {
 
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let routes = self.logs.routes.load();
-        let metadata = event.metadata();
-        let level = metadata.level();
+        let level = event.metadata().level();
         let overridden = self.logs.overridden;
         let mut wanted = routes
-            .for_target(metadata.target())
+            .for_event(event)
             .iter()
             .filter(|route| overridden || *level <= route.level)
             .peekable();

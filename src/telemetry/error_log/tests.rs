@@ -137,3 +137,40 @@ fn nginx_levels_map_onto_tracing_levels() {
         ]
     );
 }
+
+#[test]
+fn a_server_with_its_own_log_takes_its_request_events() {
+    let (own, http, main) = (
+        Arc::new(Sink::memory()),
+        Arc::new(Sink::memory()),
+        Arc::new(Sink::memory()),
+    );
+    let route = |sink: &Arc<Sink>| Route {
+        sink: sink.clone(),
+        level: LevelFilter::INFO,
+    };
+    let servers = HashMap::from([("site.example".to_string(), vec![route(&own)])]);
+    let logs = Arc::new(Logs {
+        routes: ArcSwap::from_pointee(Routes::with_servers(
+            vec![route(&main)],
+            vec![route(&http)],
+            servers,
+        )),
+        overridden: false,
+    });
+    with_layer(ErrorLogLayer { logs }, || {
+        tracing::error!(target: "tether::proxy", server = "site.example", "its own");
+        tracing::error!(target: "tether::proxy", server = "other.example", "the http level's");
+        tracing::warn!(target: "tether::peer", "no server named");
+        tracing::info!(target: "tether::reload", server = "site.example", "process event");
+    });
+    assert_eq!(own.written().lines().count(), 1, "{}", own.written());
+    assert!(own.written().contains("its own"));
+    let http = http.written();
+    assert!(
+        http.contains("the http level's") && http.contains("no server named"),
+        "{http}"
+    );
+    assert!(!http.contains("its own"), "{http}");
+    assert!(main.written().contains("process event"));
+}
