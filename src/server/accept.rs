@@ -167,11 +167,11 @@ async fn serve_connection(
                 return;
             }
             Ok(Err(Refused::Closed(reason))) => {
-                tracing::info!(%client, "TLS: {reason}");
+                tracing::info!(client = %client.ip(), "TLS: {reason}");
                 return;
             }
             Err(_) => {
-                tracing::info!(%client, "TLS handshake timed out (client_header_timeout)");
+                tracing::info!(client = %client.ip(), "TLS handshake timed out (client_header_timeout)");
                 return;
             }
         }

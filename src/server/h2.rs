@@ -460,7 +460,9 @@ impl StallIo {
             self.stall.as_mut().reset(Instant::now() + self.timeout);
         }
         if self.stall.as_mut().poll(cx).is_ready() {
-            tracing::info!("HTTP/2 client timed out reading (send_timeout)");
+            tracing::info!(
+                "HTTP/2 client timed out (110: Connection timed out) while sending response to client (send_timeout)"
+            );
             return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
         }
         Poll::Pending

@@ -228,7 +228,7 @@ impl Connection<'_> {
 
     /// Answers a head that cannot be served, and logs why (nginx logs these at `info`).
     async fn reject(&mut self, rejection: Rejection, settings: &ClientSettings) {
-        tracing::info!(client = %self.info.client, status = rejection.status.as_u16(), "{}", rejection.reason);
+        tracing::info!(client = %self.info.client.ip(), status = rejection.status.as_u16(), "{}", rejection.reason);
         let response = proxy::error::error_page_titled(rejection.status, rejection.title);
         let to = Answering {
             client_version: Version::HTTP_11,
@@ -252,7 +252,7 @@ impl Connection<'_> {
             dropped_headers,
         } = head;
         if dropped_headers > 0 {
-            tracing::info!(client = %self.info.client, count = dropped_headers, "client sent invalid header line(s), ignored");
+            tracing::info!(client = %self.info.client.ip(), count = dropped_headers, "client sent invalid header line(s), ignored");
         }
         let settings = snapshot.client;
         let head_request = method == Method::HEAD;
@@ -423,7 +423,7 @@ impl Connection<'_> {
                             stall.as_mut().reset(due);
                         }
                         if stall.as_mut().poll(cx).is_ready() {
-                            tracing::info!(client = %self.info.client, "client timed out reading the response (send_timeout)");
+                            tracing::info!(client = %self.info.client.ip(), "client timed out (110: Connection timed out) while sending response to client (send_timeout)");
                             return Poll::Ready(Err(()));
                         }
                         return Poll::Pending;

@@ -90,6 +90,11 @@ impl Visit for Fields {
         }
     }
 
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        // An error reads as its message, not its Debug structure.
+        self.record_debug(field, &format_args!("{value}"));
+    }
+
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
