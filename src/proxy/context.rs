@@ -19,6 +19,7 @@ use tracing::Level;
 
 use super::ConnInfo;
 use super::error::{ProxyError, TimeoutKind, UpstreamFailure};
+use crate::telemetry::errno::os_error;
 use crate::upstream::NoPeer;
 
 /// Logs an event with the request's context. `upstream = X` adds the upstream; `group = G`
@@ -233,15 +234,6 @@ fn exchange_failure(error: &hyper::Error) -> String {
         Some(os) => format!("recv() failed ({os}) {STAGE}"),
         None => format!("upstream failed ({error}) {STAGE}"),
     }
-}
-
-/// `111: Connection refused`, as nginx writes an errno.
-pub fn os_error(error: &io::Error) -> Option<String> {
-    let code = error.raw_os_error()?;
-    let text = io::Error::from_raw_os_error(code).to_string();
-    // std writes "Connection refused (os error 111)".
-    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
-    Some(format!("{code}: {text}"))
 }
 
 #[cfg(test)]

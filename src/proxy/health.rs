@@ -21,8 +21,8 @@ use crate::config::HealthCheck;
 use crate::peer::{CheckPolicy, CheckState, Peer};
 use crate::proxy::body::request::RequestBody;
 use crate::proxy::connect::{ConnectError, connect};
-use crate::proxy::context;
 use crate::snapshot::Snapshot;
+use crate::telemetry::errno;
 use crate::tls::upstream::TlsTarget;
 
 /// The probe tasks of one snapshot; dropping this stops them.
@@ -128,7 +128,7 @@ async fn probe(
             return Err("connect() timed out (110: Connection timed out)".to_string());
         }
         Err(ConnectError::Io(error)) => {
-            return Err(match context::os_error(&error) {
+            return Err(match errno::os_error(&error) {
                 Some(os) => format!("connect() failed ({os})"),
                 None => error.to_string(),
             });

@@ -13,7 +13,6 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use crate::inflight::{Inflight, Token};
-use crate::proxy::context;
 use crate::proxy::{ConnInfo, TunnelControl};
 use crate::server::ceiling::{Admission, Ceiling};
 use crate::server::h2;
@@ -23,7 +22,7 @@ use crate::server::sniff::{self, Opening};
 use crate::server::tls::{self, Refused};
 use crate::snapshot::Snapshot;
 use crate::stream::MaybeTls;
-use crate::telemetry::Throttle;
+use crate::telemetry::{Throttle, errno};
 
 /// The signals and counts a stop works with (connections themselves are told through the
 /// ceiling's table).
@@ -105,7 +104,7 @@ pub async fn accept_loop(
                 // Out of file descriptors and the like: pause instead of spinning, and say so
                 // once a second, not at every retry.
                 if let Some(unlogged) = accept_failures.allow() {
-                    let what = match context::os_error(&error) {
+                    let what = match errno::os_error(&error) {
                         Some(os) => format!("accept4() failed ({os})"),
                         None => format!("accept4() failed ({error})"),
                     };

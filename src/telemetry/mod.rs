@@ -2,6 +2,7 @@
 //! and the throttle that keeps a flood of one condition to a line a second.
 //! Serves `runtime` and `proxy`; imports `config` (the model) and nothing that serves requests.
 
+pub mod errno;
 pub mod error_log;
 pub mod throttle;
 

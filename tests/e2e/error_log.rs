@@ -5,16 +5,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::net::TcpStream;
-
-use crate::harness::Backend;
 use crate::harness::free_addr;
 use crate::harness::process::{Process, signal, tether_binary, write_atomically};
 use crate::harness::procfs::catches;
 use crate::harness::raw::exchange;
-use crate::harness::session::{Gate, eventually};
+use crate::harness::session::eventually;
+
+mod conditions;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -210,141 +209,6 @@ async fn a_request_to_a_dead_farm_is_logged_with_its_context_at_the_levels_asked
 }
 
 #[tokio::test]
-async fn health_transitions_are_logged_once_per_change_at_their_level() {
-    let backend = Backend::start("a").await;
-    let mut gate = Gate::open(backend.addr).await;
-    let tether = Logged::start(&format!(
-        "error_log logs/error.log info;
-         http {{
-           upstream farm {{ server {}; health_check interval=50ms fails=1 passes=1 uri=/health; }}
-           server {{ listen {{listen}}; location / {{ proxy_pass http://farm; }} }}
-         }}",
-        gate.addr
-    ))
-    .await;
-    let log = "logs/error.log";
-    let up = tether.lines_with(log, "upstream server is up", 1).await;
-    assert!(
-        up[0].contains("[info] "),
-        "coming up at start is no warning: {up:?}"
-    );
-
-    gate.close().await;
-    let down = tether.lines_with(log, "upstream server is down", 1).await;
-    assert!(down[0].contains("[warn] "), "{down:?}");
-    assert!(
-        down[0].contains("health check failed: connect() failed (111: Connection refused)"),
-        "{down:?}"
-    );
-    // Probes that find it down again and again: the verdict stands, nothing more is said.
-    let probes = backend.hits();
-    gate.reopen().await;
-    let back = tether
-        .lines_with(log, "upstream server is back up", 1)
-        .await;
-    assert!(back[0].contains("[info] "), "{back:?}");
-    // Ten more passing probes: still one line per change.
-    let what = "ten more probes";
-    eventually(LIMIT, what, || {
-        let done = backend.hits() >= probes + 10;
-        async move { done }
-    })
-    .await;
-    let text = tether.read(log);
-    assert_eq!(lines_with(&text, "upstream server is").len(), 3, "{text}");
-    assert_eq!(lines_with(&text, "is down").len(), 1, "{text}");
-}
-
-#[tokio::test]
-async fn the_connection_ceiling_is_reported_at_most_once_a_second_and_names_its_limit() {
-    let tether = Logged::start(
-        "worker_processes 1; events { worker_connections 2; }
-         error_log logs/error.log warn;
-         http { server { listen {listen}; location / { return 200 ok; } } }",
-    )
-    .await;
-    // Idle connections, one every 2 ms for 2.5 s: each new one finds the ceiling.
-    let started = Instant::now();
-    let mut held = Vec::new();
-    while started.elapsed() < Duration::from_millis(2500) {
-        if let Ok(Ok(stream)) =
-            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(tether.addr)).await
-        {
-            held.push(stream);
-        }
-        if held.len() > 64 {
-            held.remove(0);
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let lines = tether
-        .lines_with("logs/error.log", "at the ceiling", 1)
-        .await;
-    assert_nginx_shaped(&lines);
-    assert!(
-        lines[0].contains(
-            "client connections at the ceiling of 2 (worker_connections 2 × 1 worker(s))"
-        ),
-        "{lines:?}"
-    );
-    assert!(
-        lines.len() as f64 <= elapsed.ceil() + 1.0,
-        "{} lines in {elapsed:.1} s: {lines:#?}",
-        lines.len()
-    );
-}
-
-#[tokio::test]
-async fn accept_failing_for_want_of_descriptors_is_reported_at_most_once_a_second() {
-    let mut command = Command::new(tether_binary());
-    // SAFETY: setrlimit(2) between fork and exec touches only the child's own limits.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        command.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 48,
-                rlim_max: 48,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
-    let tether = Logged::start_with(
-        "worker_processes 1; error_log logs/error.log warn;
-         http { server { listen {listen}; location / { return 200 ok; } } }",
-        command,
-    )
-    .await;
-    // More connections held open than tether has descriptors for.
-    let started = Instant::now();
-    let mut held = Vec::new();
-    for _ in 0..80 {
-        if let Ok(stream) = TcpStream::connect(tether.addr).await {
-            held.push(stream);
-        }
-    }
-    tether.lines_with("logs/error.log", "accept", 1).await;
-    // Out of descriptors for the 2.5 s that follow.
-    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(started.elapsed())).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let lines = lines_with(&tether.read("logs/error.log"), "accept");
-    assert!(
-        lines[0].contains("accept4() failed (24: Too many open files)"),
-        "{lines:?}"
-    );
-    assert!(
-        lines.len() as f64 <= elapsed.ceil() + 1.0,
-        "{} lines in {elapsed:.1} s: {lines:#?}",
-        lines.len()
-    );
-    drop(held);
-}
-
-#[tokio::test]
 async fn sigusr1_reopens_the_error_log_after_logrotate_renamed_it() {
     let dead = free_addr();
     let tether = Logged::start(&format!(
@@ -399,7 +263,7 @@ async fn a_reload_moves_the_error_log_and_its_level() {
         .lines_with("logs/second.log", "reload failed", 1)
         .await;
     assert!(
-        failed[0].contains("third.log\" failed (No such file or directory"),
+        failed[0].contains("third.log\" failed (2: No such file or directory)"),
         "{failed:?}"
     );
 }
@@ -434,4 +298,61 @@ async fn a_server_with_its_own_error_log_gets_its_requests_events_there() {
     assert!(!tether.read("logs/site.log").contains("other.example"));
     // Process events stay with the main level: stderr, without an error_log there.
     assert!(tether.process.stderr().contains("listening"));
+}
+
+#[tokio::test]
+async fn an_error_log_that_cannot_be_opened_stops_tether_at_start() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let conf = dir.path().join("tether.conf");
+    std::fs::write(&conf, "error_log missing/error.log;").expect("write the config");
+    let output = Command::new(tether_binary())
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .expect("run tether");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let missing = dir.path().join("missing/error.log");
+    let want = format!(
+        "[emerg] open() \"{}\" failed (2: No such file or directory)",
+        missing.display()
+    );
+    assert!(stderr.contains(&want), "{want} in {stderr}");
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_answers_is_logged_as_nginx_logs_a_read_timeout() {
+    // Accepts, reads, never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let tether = Logged::start(&format!(
+        "error_log logs/error.log error;
+         http {{ server {{ listen {{listen}}; server_name slow.example;
+           location / {{ proxy_read_timeout 200ms; proxy_pass http://{silent_addr}; }} }} }}"
+    ))
+    .await;
+    assert_eq!(get(tether.addr, "slow.example", "/wait").await, 504);
+    let line = tether
+        .lines_with("logs/error.log", "upstream timed out", 1)
+        .await
+        .remove(0);
+    assert!(
+        line.contains(&format!("[error] {}#", tether.process.pid())),
+        "{line}"
+    );
+    let want = format!(
+        "upstream timed out (110: Connection timed out) while reading response header from \
+         upstream, client: 127.0.0.1, server: slow.example, request: \"GET /wait HTTP/1.1\", \
+         upstream: \"http://{silent_addr}/wait\", host: \"slow.example\""
+    );
+    assert!(line.contains(&want), "{line}");
+    held.abort();
 }

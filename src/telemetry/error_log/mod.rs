@@ -188,12 +188,8 @@ pub struct OpenError {
 
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "open() \"{}\" failed ({})",
-            self.path.display(),
-            self.error
-        )
+        let error = super::errno::described(&self.error);
+        write!(f, "open() \"{}\" failed ({error})", self.path.display())
     }
 }
 
