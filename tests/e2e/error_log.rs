@@ -238,27 +238,48 @@ async fn sigusr1_reopens_the_error_log_after_logrotate_renamed_it() {
 }
 
 #[tokio::test]
-async fn a_reload_moves_the_error_log_and_its_level() {
+async fn a_reload_moves_the_error_log_and_changes_its_level() {
     let conf = |log: &str, level: &str| {
         format!(
             "error_log {log} {level};
              http {{ server {{ listen {{listen}}; location / {{ return 200 ok; }} }} }}"
         )
     };
-    let tether = Logged::start(&conf("logs/first.log", "info")).await;
-    tether.lines_with("logs/first.log", "listening", 1).await;
-    let text = conf("logs/second.log", "info").replace("{listen}", &tether.addr.to_string());
-    write_atomically(&tether.conf, &text);
-    signal(tether.process.pid(), libc::SIGHUP);
+    // A header line too long: answered 400 and logged at info, as nginx does.
+    let too_long = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+        "x".repeat(9000)
+    );
+    let rejected = |addr| {
+        let request = too_long.clone();
+        async move { exchange(addr, request.as_bytes(), LIMIT).await[0].status }
+    };
+    let tether = Logged::start(&conf("logs/first.log", "warn")).await;
+    assert_eq!(rejected(tether.addr).await, 400);
+    let reload = |text: String| {
+        write_atomically(
+            &tether.conf,
+            &text.replace("{listen}", &tether.addr.to_string()),
+        );
+        signal(tether.process.pid(), libc::SIGHUP);
+    };
+    reload(conf("logs/second.log", "info"));
     tether
         .lines_with("logs/second.log", "reload applied", 1)
         .await;
-    assert!(!tether.read("logs/first.log").contains("reload applied"));
+    // The same event, filtered out before, is written now.
+    assert_eq!(rejected(tether.addr).await, 400);
+    tether
+        .lines_with("logs/second.log", "too long header line", 1)
+        .await;
+    let first = tether.read("logs/first.log");
+    assert!(
+        !first.contains("[info]") && !first.contains("too long"),
+        "{first}"
+    );
+
     // A file that cannot be opened fails the reload, and the log stays where it was.
-    let broken =
-        conf("missing/folder/third.log", "info").replace("{listen}", &tether.addr.to_string());
-    write_atomically(&tether.conf, &broken);
-    signal(tether.process.pid(), libc::SIGHUP);
+    reload(conf("missing/folder/third.log", "info"));
     let failed = tether
         .lines_with("logs/second.log", "reload failed", 1)
         .await;
