@@ -8,7 +8,8 @@
 //! the message, then every other field as `, key: value` in the order the event wrote them —
 //! `request`, `upstream`, `host` and `referrer` quoted as nginx quotes them. Control bytes
 //! (newlines, ESC) are written as `\xNN`, so an event is always one line and nothing a client
-//! sent can colour a terminal or forge a line. Imports only std and tracing.
+//! sent can colour a terminal or forge a line. Imports std, tracing and libc (local time, the
+//! thread id).
 
 use std::fmt::{self, Write as _};
 
@@ -39,7 +40,7 @@ pub fn render(out: &mut String, event: &Event<'_>) {
 }
 
 /// nginx's name for a tracing level (tracing's `TRACE` is finer than nginx's `debug`).
-pub fn level_name(level: &Level) -> &'static str {
+fn level_name(level: &Level) -> &'static str {
     match *level {
         Level::ERROR => "error",
         Level::WARN => "warn",

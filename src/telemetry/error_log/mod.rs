@@ -19,6 +19,9 @@
 //! opened fails the reload, as in nginx) and swaps them in whole ([`Prepared::commit`]);
 //! files that stay keep their open handle. [`reopen`] opens every file again by name
 //! (SIGUSR1, `tether -s reopen`).
+//!
+//! Imports the config model, tracing and std; never `proxy`, `server` or `runtime`, which log
+//! through it.
 
 mod line;
 mod sink;
@@ -37,7 +40,6 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
 use crate::config::{Config, ErrorLevel, ErrorLogDestination, ErrorLogTarget};
-pub use line::level_name;
 pub use sink::Sink;
 
 /// The installed error log (None until [`install`]: tests that run tether in-process log
@@ -83,6 +85,7 @@ struct Route {
 impl Routes {
     /// stderr from `info` on: before a config is read, and when it has no `error_log`.
     fn default_stderr() -> Routes {
+        // Opening stderr opens no file: it cannot fail.
         let sink = Arc::new(Sink::open(&ErrorLogDestination::Stderr).expect("stderr opens"));
         Routes::new(
             vec![Route {
@@ -206,10 +209,11 @@ pub fn install() {
     if INSTALLED.set(logs.clone()).is_err() {
         return;
     }
-    tracing_subscriber::registry()
+    // Fails only if a subscriber was set already (an embedding program's): it keeps its own.
+    let _ = tracing_subscriber::registry()
         .with(overrides)
         .with(ErrorLogLayer { logs })
-        .init();
+        .try_init();
 }
 
 /// Puts the logs `config` names in force at once (start-up).

@@ -5,6 +5,7 @@
 //! never interleave and an outside reader sees whole lines. Writes are synchronous: error
 //! events are rare next to requests, and nginx writes its error log the same way. A line that
 //! cannot be written (a full disk) is counted and dropped; logging never fails a request.
+//! Imports std and the config model.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
