@@ -16,6 +16,7 @@
 
 mod active;
 mod passive;
+mod traffic;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -28,6 +29,9 @@ use crate::proxy::pool::Pool;
 use active::ActiveHealth;
 pub use active::{CheckPolicy, CheckState};
 use passive::PassiveHealth;
+pub use traffic::{
+    DURATION_BOUNDS, HistogramReading, LONG_POLL_AFTER, LastCheck, Traffic, Transport,
+};
 
 /// A server's identity: the group it belongs to and its address as written.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -70,6 +74,8 @@ pub struct PeerState {
     recovered_ms: AtomicU64,
     /// Active health checks: their verdict and the run of results behind it.
     checks: ActiveHealth,
+    /// What the status page shows beyond the counters above.
+    traffic: Traffic,
 }
 
 /// How a request's stickiness came out: what `$sticky_status` shows, counted per server.
@@ -110,8 +116,12 @@ pub struct FailPolicy {
 
 /// Milliseconds on a process-wide monotonic clock (never 0, so 0 can mean "never").
 pub fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64 + 1
+}
+
+fn epoch() -> &'static Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+    EPOCH.get_or_init(Instant::now)
 }
 
 /// The time of one pick, in [`now_ms`] units: read from the clock the first time a server's
@@ -194,7 +204,16 @@ impl PeerState {
     /// `fail_timeout` — nginx's "upstream server temporarily disabled".
     pub fn record_failure(&self, policy: FailPolicy) -> bool {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        policy.max_fails != 0 && self.passive.fail(policy, now_ms())
+        let out = policy.max_fails != 0 && self.passive.fail(policy, now_ms());
+        if out {
+            self.traffic.record_passive_down();
+        }
+        out
+    }
+
+    /// Answers, connect errors, open streams and exchange times (for the status page).
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
     }
 
     /// Records a successful exchange. It clears the failures only when the request was
@@ -249,6 +268,7 @@ impl PeerState {
     /// probing task's, so it carries across reloads. Returns the new verdict when this result
     /// changed it.
     pub fn record_check(&self, passed: bool, policy: CheckPolicy) -> Option<CheckState> {
+        self.traffic.record_check(passed, now_ms());
         let verdict = self.checks.record(passed, policy)?;
         self.set_check_state(verdict);
         Some(verdict)
@@ -269,15 +289,65 @@ impl Peer {
     pub fn begin(self: &Arc<Self>) -> ActiveGuard {
         self.state.requests.fetch_add(1, Ordering::Relaxed);
         self.state.active.fetch_add(1, Ordering::Relaxed);
-        ActiveGuard { peer: self.clone() }
+        ActiveGuard {
+            peer: self.clone(),
+            marks: Marks::started(),
+        }
     }
 }
 
 /// Counts one in-flight request or tunnel on a peer for as long as it lives (RAII: nothing to
-/// forget to decrement, whichever way the exchange ends).
+/// forget to decrement, whichever way the exchange ends) — and, once marked, the transport it
+/// turned out to be, and on its end how long an answered exchange took.
 #[derive(Debug)]
 pub struct ActiveGuard {
     peer: Arc<Peer>,
+    marks: Marks,
+}
+
+/// When an exchange started, its transport and whether it was answered, in one word: every
+/// idle WebSocket task holds a guard, and a wider one would widen them all.
+#[derive(Clone, Copy, Debug)]
+struct Marks(u64);
+
+/// Microseconds since [`micros`]'s epoch take the low 56 bits: two thousand years.
+const STARTED_BITS: u32 = 56;
+const TRANSPORT_SHIFT: u32 = STARTED_BITS;
+const ANSWERED_BIT: u64 = 1 << (STARTED_BITS + 2);
+
+impl Marks {
+    fn started() -> Marks {
+        Marks(micros() & ((1 << STARTED_BITS) - 1))
+    }
+
+    fn elapsed(self) -> std::time::Duration {
+        let started = self.0 & ((1 << STARTED_BITS) - 1);
+        std::time::Duration::from_micros(micros().saturating_sub(started))
+    }
+
+    fn transport(self) -> Option<Transport> {
+        match (self.0 >> TRANSPORT_SHIFT) & 0b11 {
+            0 => None,
+            n => Some(Transport::ALL[n as usize - 1]),
+        }
+    }
+
+    fn with_transport(self, transport: Transport) -> Marks {
+        let code = Transport::ALL
+            .iter()
+            .position(|t| *t == transport)
+            .map_or(0, |i| i as u64 + 1);
+        Marks(self.0 & !(0b11 << TRANSPORT_SHIFT) | code << TRANSPORT_SHIFT)
+    }
+
+    fn answered(self) -> bool {
+        self.0 & ANSWERED_BIT != 0
+    }
+}
+
+/// Microseconds on the process-wide monotonic clock of [`now_ms`].
+fn micros() -> u64 {
+    u64::try_from(epoch().elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 impl ActiveGuard {
@@ -285,11 +355,43 @@ impl ActiveGuard {
     pub fn peer(&self) -> &Arc<Peer> {
         &self.peer
     }
+
+    /// Records that the server answered with `status` and that the answer is being relayed:
+    /// counted by class now, and its time when the exchange ends.
+    pub fn answered(&mut self, status: u16) {
+        self.peer.state.traffic.record_status(status);
+        self.marks = Marks(self.marks.0 | ANSWERED_BIT);
+    }
+
+    /// Counts the exchange as open over `transport` until it ends (a later mark replaces an
+    /// earlier one: a long poll whose answer is an event stream is an event stream).
+    pub fn mark(&mut self, transport: Transport) {
+        let traffic = &self.peer.state.traffic;
+        if let Some(before) = self.marks.transport() {
+            traffic.closed(before);
+        }
+        self.marks = self.marks.with_transport(transport);
+        traffic.opened(transport);
+    }
+
+    /// The transport the exchange was marked with.
+    pub fn transport(&self) -> Option<Transport> {
+        self.marks.transport()
+    }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.peer.state.active.fetch_sub(1, Ordering::Relaxed);
+        let state = &self.peer.state;
+        state.active.fetch_sub(1, Ordering::Relaxed);
+        let transport = self.marks.transport();
+        if let Some(transport) = transport {
+            state.traffic.closed(transport);
+        }
+        // A tunnel's life is not a request's time.
+        if self.marks.answered() && transport != Some(Transport::WebSocket) {
+            state.traffic.observe(self.marks.elapsed());
+        }
     }
 }
 
@@ -376,6 +478,35 @@ mod tests {
 
         let other_group = registry.get_or_insert(key("h", "127.0.0.1:1"), vec![addr], 8);
         assert!(!Arc::ptr_eq(&a, &other_group));
+    }
+
+    #[test]
+    fn a_guard_counts_its_transport_while_it_lives_and_its_time_once_answered() {
+        let registry = PeerRegistry::default();
+        let peer = registry.get_or_insert(key("g", "a"), vec![], 8);
+        let traffic = peer.state.traffic();
+        let mut poll = peer.begin();
+        poll.mark(Transport::LongPoll);
+        assert_eq!(traffic.open(Transport::LongPoll), 1);
+        // A long poll answered with an event stream is an event stream.
+        poll.answered(200);
+        poll.mark(Transport::ServerSentEvents);
+        assert_eq!(traffic.open(Transport::LongPoll), 0);
+        assert_eq!(traffic.open(Transport::ServerSentEvents), 1);
+        let mut socket = peer.begin();
+        socket.answered(101);
+        socket.mark(Transport::WebSocket);
+        drop(peer.begin()); // never answered: no time counted
+        drop(poll);
+        drop(socket);
+        assert_eq!(Transport::ALL.map(|t| traffic.open(t)), [0, 0, 0]);
+        assert_eq!(traffic.responses(), [1, 1, 0, 0, 0]);
+        assert_eq!(
+            traffic.durations().count(),
+            1,
+            "the tunnel's life is no request time"
+        );
+        assert_eq!(peer.state.active(), 0);
     }
 
     #[test]
