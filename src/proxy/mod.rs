@@ -25,11 +25,14 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
 
+use crate::peer::Transport;
 use crate::route::{host, path};
 use crate::snapshot::{
     Action, ProxyAction, ReturnAction, Route, Snapshot, Target, UpstreamTls, UriRewrite,
     VirtualServer,
 };
+use crate::telemetry::Telemetry;
+use crate::telemetry::status::{self, Format};
 use crate::tls::upstream::{TlsTarget, server_name};
 use crate::upstream::{Group, SetCookie, Tried};
 use crate::vars::RequestInfo;
@@ -56,6 +59,8 @@ pub struct ConnInfo {
     pub tunnels: TunnelControl,
     /// The connection's TLS, if it speaks TLS (boxed: a plain connection should not carry it).
     pub tls: Option<Box<ConnTls>>,
+    /// The process's counters (requests; the status pages read them all).
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// What a TLS handshake settled for the whole connection.
@@ -108,6 +113,7 @@ async fn handle(
     conn: &ConnInfo,
     snapshot: &Snapshot,
 ) -> Response<ResponseBody> {
+    conn.telemetry.record_request();
     // Only HTTP/2 brings a CONNECT this far (the HTTP/1 server refuses it): a WebSocket by
     // extended CONNECT goes on as an upgrade, anything else is refused as HTTP/1 refuses it.
     let client_upgrade = if request.method() == Method::CONNECT {
@@ -157,6 +163,7 @@ async fn handle(
     match &route.action {
         Action::Return(r) => answer_return(r, snapshot, &info),
         Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
+        Action::Status(page) => answer_status(*page, &request, snapshot, &conn.telemetry),
         Action::Proxy(action) => {
             let routed = Routed {
                 server,
@@ -339,11 +346,16 @@ impl Exchange<'_> {
     /// cookie and `add_header`s added, then either the body streamed back or — for a `101` —
     /// the two connections joined in a tunnel (an HTTP/2 client is answered `200` for it).
     fn relay(self, answer: forward::Answer<'_>) -> Result<Response<ResponseBody>, ProxyError> {
+        let mut guard = answer.guard;
         let (mut parts, incoming) = answer.response.into_parts();
+        guard.answered(parts.status.as_u16());
         let switching = match &self.client_upgrade {
             Some(ClientSide::Http2(websocket)) => websocket.accept(&mut parts)?,
             _ => parts.status == StatusCode::SWITCHING_PROTOCOLS,
         };
+        if let Some(transport) = transport_of(&parts, switching, &self.client_upgrade) {
+            guard.mark(transport);
+        }
         let keeps_upgrade = switching && matches!(self.client_upgrade, Some(ClientSide::Http1(_)));
         headers::rewrite_response(&mut parts.headers, keeps_upgrade);
         // A 101 included: the group said whether this answer pins the client.
@@ -360,7 +372,7 @@ impl Exchange<'_> {
                 tls: answer.tls,
             });
             let timeouts = (read_timeout, self.route.settings.client_send_timeout);
-            let body = UpstreamBody::new(incoming, timeouts, keep_alive, answer.guard);
+            let body = UpstreamBody::new(incoming, timeouts, keep_alive, guard);
             return Ok(Response::from_parts(parts, body.into()));
         }
         let Some(client_upgrade) = self.client_upgrade else {
@@ -380,20 +392,65 @@ impl Exchange<'_> {
                 upgrade::protocol_of(response.headers()),
                 read_timeout,
                 close,
-                answer.guard,
+                guard,
                 open,
             )),
             ClientSide::Http2(websocket) => tokio::spawn(websocket.tunnel_task(
                 upstream_upgrade,
                 read_timeout,
                 close,
-                answer.guard,
+                guard,
                 open,
             )),
         };
         let (parts, _) = response.into_parts();
         Ok(Response::from_parts(parts, ResponseBody::empty()))
     }
+}
+
+/// The transport a relayed answer opens, when it is a long-lived one: a WebSocket tunnel (an
+/// HTTP/2 extended CONNECT is one by definition), or an event stream. A long poll was marked
+/// while its head was awaited.
+fn transport_of(
+    parts: &http::response::Parts,
+    switching: bool,
+    client: &Option<ClientSide>,
+) -> Option<Transport> {
+    if switching {
+        let websocket = match client {
+            Some(ClientSide::Http2(_)) => true,
+            _ => upgrade::protocol_of(&parts.headers) == tunnel::Protocol::WebSocket,
+        };
+        return websocket.then_some(Transport::WebSocket);
+    }
+    let event_stream = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"));
+    event_stream.then_some(Transport::ServerSentEvents)
+}
+
+/// A status page, in the format the request asks for, never cached.
+fn answer_status(
+    page: crate::config::StatusPage,
+    request: &Request<ClientBody>,
+    snapshot: &Snapshot,
+    telemetry: &Telemetry,
+) -> Response<ResponseBody> {
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .map(HeaderValue::as_bytes);
+    let format = Format::asked(request.uri().query(), accept);
+    let reply = status::answer(page, format, snapshot, telemetry);
+    let mut response = Response::new(ResponseBody::full(reply.body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(reply.content_type),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// `return CODE [text]`: a redirect for 301/302/303/307/308, else a body (or an error page).

@@ -24,6 +24,7 @@ pub use super::source::Span;
 pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};
 pub use server::{
     Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,
+    StatusPage,
 };
 pub use tls::{CertificatePair, ServerTls, TlsVersion, VerifyClient};
 pub use upstream::{
