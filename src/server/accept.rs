@@ -41,11 +41,12 @@ pub struct Lifecycle {
 impl Default for Lifecycle {
     fn default() -> Lifecycle {
         let connections = Arc::<Inflight>::default();
+        let tunnels = Arc::<Inflight>::default();
         Lifecycle {
             close_tunnels: CancellationToken::new(),
-            telemetry: Arc::new(Telemetry::new(connections.clone())),
+            telemetry: Arc::new(Telemetry::new(connections.clone(), tunnels.clone())),
             connections,
-            tunnels: Arc::default(),
+            tunnels,
         }
     }
 }

@@ -24,8 +24,11 @@ pub struct Telemetry {
     started: Instant,
     /// Seconds since the Unix epoch at start, to turn monotonic times into wall-clock ones.
     started_unix: f64,
-    /// Open client connections (the same count a graceful stop waits on).
+    /// Open client connections (the same count a graceful stop waits on). A connection
+    /// upgraded to a WebSocket leaves it for `tunnels`.
     connections: Arc<Inflight>,
+    /// Open tunnels (upgraded connections, HTTP/2 WebSocket streams).
+    tunnels: Arc<Inflight>,
     requests: AtomicU64,
     reloads_applied: AtomicU64,
     reloads_failed: AtomicU64,
@@ -35,7 +38,8 @@ pub struct Telemetry {
     listeners: Mutex<Vec<(SocketAddr, Arc<ListenerStats>)>>,
 }
 
-/// One listen address's counters.
+/// One listen address's counters. `active` counts connections still speaking HTTP: one
+/// upgraded to a WebSocket is counted with the tunnels from then on.
 #[derive(Debug, Default)]
 pub struct ListenerStats {
     accepted: AtomicU64,
@@ -100,8 +104,9 @@ impl Drop for ListenerToken {
 }
 
 impl Telemetry {
-    /// Counters from now, with `connections` the count of open client connections.
-    pub fn new(connections: Arc<Inflight>) -> Telemetry {
+    /// Counters from now, with `connections` the count of open client connections and
+    /// `tunnels` the count of open tunnels.
+    pub fn new(connections: Arc<Inflight>, tunnels: Arc<Inflight>) -> Telemetry {
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |since| since.as_secs_f64());
@@ -109,6 +114,7 @@ impl Telemetry {
             started: Instant::now(),
             started_unix,
             connections,
+            tunnels,
             requests: AtomicU64::new(0),
             reloads_applied: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -143,9 +149,14 @@ impl Telemetry {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// Open client connections.
+    /// Open client connections still speaking HTTP.
     pub fn connections(&self) -> u64 {
         self.connections.count() as u64
+    }
+
+    /// Open tunnels.
+    pub fn tunnels(&self) -> u64 {
+        self.tunnels.count() as u64
     }
 
     /// Counts a reload: applied, or failed with what went wrong.

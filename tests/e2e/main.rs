@@ -25,6 +25,7 @@ mod reload_soak;
 mod routing;
 mod signalr;
 mod sse;
+mod status;
 mod sticky;
 mod tls;
 mod upstream_failures;

@@ -38,8 +38,8 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     write!(out, "\"fds\":{{\"open\":{open},\"limit\":{}}},", r.fd_limit)?;
     write!(
         out,
-        "\"connections\":{{\"active\":{},\"requests\":{}}},\"listeners\":[",
-        r.connections, r.requests
+        "\"connections\":{{\"active\":{},\"tunnels\":{},\"requests\":{}}},\"listeners\":[",
+        r.connections, r.tunnels, r.requests
     )?;
     for (i, l) in r.listeners.iter().enumerate() {
         let comma = if i == 0 { "" } else { "," };

@@ -89,9 +89,11 @@ pub fn answer(
 }
 
 /// nginx's `stub_status` text, byte for byte in its layout (the spaces before each line end
-/// are nginx's). Writing = requests in progress: exchanges open on upstream servers, plus this
-/// one; Waiting = the other open connections; Reading is always 0 (tether does not tell a
-/// connection reading its request head from an idle one: both count as Waiting).
+/// are nginx's). Active = open connections and tunnels (nginx counts an upgraded connection as
+/// active; an HTTP/2 WebSocket stream is counted with its connection too). Writing = requests
+/// in progress: exchanges open on upstream servers, plus this one; Waiting = the other active
+/// connections; Reading is always 0 (tether does not tell a connection reading its request
+/// head from an idle one: both count as Waiting).
 pub fn stub(report: &Report) -> String {
     let in_progress: u64 = report
         .upstreams
@@ -100,7 +102,7 @@ pub fn stub(report: &Report) -> String {
         .map(|server| server.active)
         .sum();
     let writing = in_progress + 1;
-    let active = report.connections.max(1);
+    let active = (report.connections + report.tunnels).max(1);
     let waiting = active.saturating_sub(writing);
     let accepted: u64 = report.listeners.iter().map(|l| l.accepted).sum();
     format!(
@@ -128,8 +130,10 @@ pub struct Report {
     pub open_fds: Option<u64>,
     /// The open-file limit.
     pub fd_limit: u64,
-    /// Open client connections.
+    /// Open client connections still speaking HTTP.
     pub connections: u64,
+    /// Open tunnels (upgraded connections, HTTP/2 WebSocket streams).
+    pub tunnels: u64,
     /// Client requests since start.
     pub requests: u64,
     /// Each listen address served since start.
@@ -273,6 +277,7 @@ impl Report {
             open_fds: open_fds(),
             fd_limit: fd_limit(),
             connections: telemetry.connections(),
+            tunnels: telemetry.tunnels(),
             requests: telemetry.requests(),
             listeners,
             upstreams,

@@ -112,6 +112,12 @@ fn process(out: &mut Exposition, r: &Report) {
     );
     out.sample("tether_connections_active", "", r.connections);
     out.family(
+        "tether_tunnels_active",
+        "gauge",
+        "Open tunnels (upgraded connections, HTTP/2 WebSocket streams).",
+    );
+    out.sample("tether_tunnels_active", "", r.tunnels);
+    out.family(
         "tether_requests_total",
         "counter",
         "Client requests since start, whatever answered them.",
@@ -130,7 +136,7 @@ fn listeners(out: &mut Exposition, r: &Report) {
         (
             "tether_listener_connections_active",
             "gauge",
-            "Client connections open.",
+            "Client connections open and speaking HTTP (an upgraded one counts as a tunnel).",
             |l| l.active,
         ),
         (
