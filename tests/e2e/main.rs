@@ -8,6 +8,7 @@ mod big_bodies;
 mod browser;
 mod certificate_rotation;
 mod client_failures;
+mod demo_page;
 mod failover;
 mod hashing;
 mod health;
