@@ -510,6 +510,30 @@ mod tests {
     }
 
     #[test]
+    fn taking_a_server_out_and_active_checks_are_counted_for_the_status_page() {
+        let state = PeerState::default();
+        let policy = FailPolicy {
+            max_fails: 2,
+            fail_timeout_ms: 10_000,
+        };
+        assert!(!state.record_failure(policy));
+        assert!(
+            state.record_failure(policy),
+            "the second failure takes it out"
+        );
+        assert_eq!(state.traffic().passive_downs(), 1);
+        assert_eq!(state.failures(), 2);
+        let checks = CheckPolicy {
+            passes: 1,
+            fails: 1,
+        };
+        state.record_check(false, checks);
+        let last = state.traffic().last_check().expect("a check ran");
+        assert!(!last.passed);
+        assert!(last.at_ms <= now_ms());
+    }
+
+    #[test]
     fn a_forgotten_peer_starts_afresh() {
         let registry = PeerRegistry::default();
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();

@@ -429,3 +429,57 @@ async fn stub_status_reads_like_nginx_s() {
         ours.body
     );
 }
+
+#[tokio::test]
+async fn a_tls_listener_counts_its_handshakes_done_and_failed() {
+    let ca = crate::harness::certs::TestCa::new();
+    let leaf = ca.leaf(&["app.test"], crate::harness::certs::KeyKind::EcdsaP256);
+    let conf = format!(
+        "events {{}} http {{ server {{ listen {{listen}} ssl; server_name app.test; \
+         ssl_certificate {}; ssl_certificate_key {}; location = /s {{ status; }} }} }}",
+        leaf.cert.display(),
+        leaf.key.display()
+    );
+    let proxy = Proxy::start(&conf, &[]).await;
+    let trusting = ca.client_config(&[]);
+    for _ in 0..2 {
+        crate::harness::certs::connect(proxy.addr, trusting.clone(), Some("app.test"))
+            .await
+            .expect("a handshake");
+    }
+    // A client that trusts another authority gives up halfway: a failed handshake.
+    let stranger = crate::harness::certs::TestCa::new().client_config(&[]);
+    let refused = crate::harness::certs::connect(proxy.addr, stranger, Some("app.test")).await;
+    assert!(
+        refused.is_err(),
+        "the stranger does not trust our certificate"
+    );
+
+    let mut sender = crate::harness::certs::https1(proxy.addr, trusting, Some("app.test")).await;
+    let page = within(
+        Duration::from_secs(10),
+        "the failed handshake counted",
+        async {
+            loop {
+                let request = http::Request::get("/s")
+                    .header("host", "app.test")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let response = sender.send_request(request).await.expect("the page");
+                let reply = Reply::read(response).await.expect("its body");
+                let page: Value = serde_json::from_str(&reply.body).expect("JSON");
+                if page["listeners"][0]["tls_failures"] == 1 {
+                    return page;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        },
+    )
+    .await;
+    let listener = &page["listeners"][0];
+    assert_eq!(
+        listener["tls_handshakes"], 3,
+        "two, and the page's own: {listener}"
+    );
+    assert_eq!(listener["accepted"], 4);
+}
