@@ -13,6 +13,7 @@ pub mod forward;
 pub mod headers;
 pub mod health;
 pub mod pool;
+mod seen;
 pub mod tunnel;
 pub mod upgrade;
 
@@ -25,14 +26,12 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::peer::Transport;
 use crate::route::{host, path};
 use crate::snapshot::{
     Action, ProxyAction, ReturnAction, Route, Snapshot, Target, UpstreamTls, UriRewrite,
     VirtualServer,
 };
 use crate::telemetry::Telemetry;
-use crate::telemetry::status::{self, Format};
 use crate::tls::upstream::{TlsTarget, server_name};
 use crate::upstream::{Group, SetCookie, Tried};
 use crate::vars::RequestInfo;
@@ -163,7 +162,7 @@ async fn handle(
     match &route.action {
         Action::Return(r) => answer_return(r, snapshot, &info),
         Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
-        Action::Status(page) => answer_status(*page, &request, snapshot, &conn.telemetry),
+        Action::Status(page) => seen::status_page(*page, &request, snapshot, &conn.telemetry),
         Action::Proxy(action) => {
             let routed = Routed {
                 server,
@@ -353,7 +352,7 @@ impl Exchange<'_> {
             Some(ClientSide::Http2(websocket)) => websocket.accept(&mut parts)?,
             _ => parts.status == StatusCode::SWITCHING_PROTOCOLS,
         };
-        if let Some(transport) = transport_of(&parts, switching, &self.client_upgrade) {
+        if let Some(transport) = seen::transport_of(&parts, switching, &self.client_upgrade) {
             guard.mark(transport);
         }
         let keeps_upgrade = switching && matches!(self.client_upgrade, Some(ClientSide::Http1(_)));
@@ -406,51 +405,6 @@ impl Exchange<'_> {
         let (parts, _) = response.into_parts();
         Ok(Response::from_parts(parts, ResponseBody::empty()))
     }
-}
-
-/// The transport a relayed answer opens, when it is a long-lived one: a WebSocket tunnel (an
-/// HTTP/2 extended CONNECT is one by definition), or an event stream. A long poll was marked
-/// while its head was awaited.
-fn transport_of(
-    parts: &http::response::Parts,
-    switching: bool,
-    client: &Option<ClientSide>,
-) -> Option<Transport> {
-    if switching {
-        let websocket = match client {
-            Some(ClientSide::Http2(_)) => true,
-            _ => upgrade::protocol_of(&parts.headers) == tunnel::Protocol::WebSocket,
-        };
-        return websocket.then_some(Transport::WebSocket);
-    }
-    let event_stream = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"));
-    event_stream.then_some(Transport::ServerSentEvents)
-}
-
-/// A status page, in the format the request asks for, never cached.
-fn answer_status(
-    page: crate::config::StatusPage,
-    request: &Request<ClientBody>,
-    snapshot: &Snapshot,
-    telemetry: &Telemetry,
-) -> Response<ResponseBody> {
-    let accept = request
-        .headers()
-        .get(header::ACCEPT)
-        .map(HeaderValue::as_bytes);
-    let format = Format::asked(request.uri().query(), accept);
-    let reply = status::answer(page, format, snapshot, telemetry);
-    let mut response = Response::new(ResponseBody::full(reply.body));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(reply.content_type),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
 }
 
 /// `return CODE [text]`: a redirect for 301/302/303/307/308, else a body (or an error page).
