@@ -19,7 +19,9 @@
 //! `vars`, `tls`} <- `snapshot` <- `proxy` <- `server` <- `runtime` <- `reload` <- `main`.
 //! `telemetry` (the error log and its throttle) serves `runtime`, `proxy` and `server`.
 //! Below `proxy`, only `peer` names a hyper type (its idle connection pool, which must live and
-//! die with the peer); nothing below `server` binds a socket.
+//! die with the peer); nothing below `server` binds a socket. `telemetry` (the process's and
+//! listeners' counters, the status pages over them and the peers' own) sits between
+//! `snapshot` and `proxy`: `server` counts into it, `proxy` answers `status;` from it.
 
 pub mod balance;
 pub mod config;

@@ -12,10 +12,14 @@
 //! Passive health (nginx's `max_fails` / `fail_timeout` bookkeeping) is in `passive.rs`; the
 //! group decides when to consult it, and that the only server of a group never is. Active
 //! health (the verdict of `health_check` probes and the run of results behind it) is in
-//! `active.rs`, kept here so that a reload, which restarts the probing, keeps the run.
+//! `active.rs`, kept here so that a reload, which restarts the probing, keeps the run. The
+//! RAII count of one exchange is `guard.rs`; what the status page shows beyond the counts the
+//! balancer reads (answers by class, open streams by transport, times) is `traffic.rs`.
 
 mod active;
+mod guard;
 mod passive;
+mod traffic;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -27,7 +31,11 @@ use std::time::Instant;
 use crate::proxy::pool::Pool;
 use active::ActiveHealth;
 pub use active::{CheckPolicy, CheckState};
+pub use guard::ActiveGuard;
 use passive::PassiveHealth;
+pub use traffic::{
+    DURATION_BOUNDS, HistogramReading, LONG_POLL_AFTER, LastCheck, Traffic, Transport,
+};
 
 /// A server's identity: the group it belongs to and its address as written.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -70,6 +78,8 @@ pub struct PeerState {
     recovered_ms: AtomicU64,
     /// Active health checks: their verdict and the run of results behind it.
     checks: ActiveHealth,
+    /// What the status page shows beyond the counters above.
+    traffic: Traffic,
 }
 
 /// How a request's stickiness came out: what `$sticky_status` shows, counted per server.
@@ -110,8 +120,12 @@ pub struct FailPolicy {
 
 /// Milliseconds on a process-wide monotonic clock (never 0, so 0 can mean "never").
 pub fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64 + 1
+}
+
+fn epoch() -> &'static Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+    EPOCH.get_or_init(Instant::now)
 }
 
 /// The time of one pick, in [`now_ms`] units: read from the clock the first time a server's
@@ -194,7 +208,16 @@ impl PeerState {
     /// `fail_timeout` — nginx's "upstream server temporarily disabled".
     pub fn record_failure(&self, policy: FailPolicy) -> bool {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        policy.max_fails != 0 && self.passive.fail(policy, now_ms())
+        let out = policy.max_fails != 0 && self.passive.fail(policy, now_ms());
+        if out {
+            self.traffic.record_passive_down();
+        }
+        out
+    }
+
+    /// Answers, connect errors, open streams and exchange times (for the status page).
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
     }
 
     /// Records a successful exchange. It clears the failures only when the request was
@@ -254,6 +277,7 @@ impl PeerState {
         passed: bool,
         policy: CheckPolicy,
     ) -> Option<(CheckState, CheckState)> {
+        self.traffic.record_check(passed, now_ms());
         let verdict = self.checks.record(passed, policy)?;
         let before = self.set_check_state(verdict);
         Some((before, verdict))
@@ -265,36 +289,6 @@ impl PeerState {
             0 => None,
             at => Some(now_ms().saturating_sub(at)),
         }
-    }
-}
-
-impl Peer {
-    /// Starts one request on this peer; it counts as active until the guard is dropped, which
-    /// callers arrange to happen when the response body (or the tunnel) ends.
-    pub fn begin(self: &Arc<Self>) -> ActiveGuard {
-        self.state.requests.fetch_add(1, Ordering::Relaxed);
-        self.state.active.fetch_add(1, Ordering::Relaxed);
-        ActiveGuard { peer: self.clone() }
-    }
-}
-
-/// Counts one in-flight request or tunnel on a peer for as long as it lives (RAII: nothing to
-/// forget to decrement, whichever way the exchange ends).
-#[derive(Debug)]
-pub struct ActiveGuard {
-    peer: Arc<Peer>,
-}
-
-impl ActiveGuard {
-    /// The peer this guard counts on.
-    pub fn peer(&self) -> &Arc<Peer> {
-        &self.peer
-    }
-}
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.peer.state.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -381,6 +375,59 @@ mod tests {
 
         let other_group = registry.get_or_insert(key("h", "127.0.0.1:1"), vec![addr], 8);
         assert!(!Arc::ptr_eq(&a, &other_group));
+    }
+
+    #[test]
+    fn a_guard_counts_its_transport_while_it_lives_and_its_time_once_answered() {
+        let registry = PeerRegistry::default();
+        let peer = registry.get_or_insert(key("g", "a"), vec![], 8);
+        let traffic = peer.state.traffic();
+        let mut poll = peer.begin();
+        poll.mark(Transport::LongPoll);
+        assert_eq!(traffic.open(Transport::LongPoll), 1);
+        // A long poll answered with an event stream is an event stream.
+        poll.answered(200);
+        poll.mark(Transport::ServerSentEvents);
+        assert_eq!(traffic.open(Transport::LongPoll), 0);
+        assert_eq!(traffic.open(Transport::ServerSentEvents), 1);
+        let mut socket = peer.begin();
+        socket.answered(101);
+        socket.mark(Transport::WebSocket);
+        drop(peer.begin()); // never answered: no time counted
+        drop(poll);
+        drop(socket);
+        assert_eq!(Transport::ALL.map(|t| traffic.open(t)), [0, 0, 0]);
+        assert_eq!(traffic.responses(), [1, 1, 0, 0, 0]);
+        assert_eq!(
+            traffic.durations().count(),
+            1,
+            "the tunnel's life is no request time"
+        );
+        assert_eq!(peer.state.active(), 0);
+    }
+
+    #[test]
+    fn taking_a_server_out_and_active_checks_are_counted_for_the_status_page() {
+        let state = PeerState::default();
+        let policy = FailPolicy {
+            max_fails: 2,
+            fail_timeout_ms: 10_000,
+        };
+        assert!(!state.record_failure(policy));
+        assert!(
+            state.record_failure(policy),
+            "the second failure takes it out"
+        );
+        assert_eq!(state.traffic().passive_downs(), 1);
+        assert_eq!(state.failures(), 2);
+        let checks = CheckPolicy {
+            passes: 1,
+            fails: 1,
+        };
+        state.record_check(false, checks);
+        let last = state.traffic().last_check().expect("a check ran");
+        assert!(!last.passed);
+        assert!(last.at_ms <= now_ms());
     }
 
     #[test]

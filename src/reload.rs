@@ -85,6 +85,11 @@ async fn reload_with(
         Ok(Err(errors)) => Err(ReloadError::Load(errors)),
         Err(panic) => Err(ReloadError::Panicked(panic)),
     };
+    let counted = match &outcome {
+        Ok(_) => Ok(()),
+        Err(error) => Err(error.to_string()),
+    };
+    tether.telemetry().record_reload(counted);
     match &outcome {
         Ok(Reloaded { applied, .. }) => tracing::info!(
             generation = applied.new.generation,

@@ -24,6 +24,7 @@ use crate::peer::PeerRegistry;
 use crate::proxy::health::{self, HealthChecks};
 use crate::server::{self, Ceiling, Lifecycle, blocking};
 use crate::snapshot::Snapshot;
+use crate::telemetry::Telemetry;
 use crate::telemetry::error_log;
 use crate::tls::SessionStore;
 use listeners::{ListenerHandle, Listeners};
@@ -255,6 +256,11 @@ impl Tether {
     /// Open client connections right now.
     pub fn open_connections(&self) -> usize {
         self.lifecycle.connections.count()
+    }
+
+    /// The process's and listeners' counters (what the status pages show besides the peers').
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.lifecycle.telemetry
     }
 
     /// Open tunnels (WebSockets and other upgrades) right now.

@@ -7,7 +7,7 @@
 //! page can stop and start any app server through whichever one tether routes it to.
 //!
 //! ```text
-//! browser ──> tether :8080 ──ip_hash──┬──> app a :9101 ─┐
+//! browser ──> tether :8080 ──cookie───┬──> app a :9101 ─┐
 //!                                     ├──> app b :9102 ─┼── orders ──> the farm's task
 //!                                     └──> app c :9103 ─┘  (a channel)   (owns a, b, c)
 //! ```

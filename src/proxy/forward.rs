@@ -15,7 +15,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tracing::Level;
 
 use crate::config::ProxySettings;
-use crate::peer::ActiveGuard;
+use crate::peer::{ActiveGuard, LONG_POLL_AFTER, Transport};
 use crate::proxy::body::BodyError;
 use crate::proxy::body::client::ClientBodyError;
 use crate::proxy::body::request::{RequestBody, SendProgress};
@@ -175,7 +175,7 @@ async fn attempt<'g>(
     let settings = route.settings;
     let tls = route.tls.map(Arc::as_ref);
     let peer = choice.peer;
-    let guard = peer.begin();
+    let mut guard = peer.begin();
     let mut pooled = peer.pool.take(group.keepalive_timeout, tls);
     loop {
         let reused = pooled.is_some();
@@ -183,11 +183,12 @@ async fn attempt<'g>(
             Some(sender) => sender,
             None => match connect(peer, settings.connect_timeout, tls).await {
                 Ok(sender) => sender,
-                Err(ConnectError::Timeout) => {
-                    return Err(ProxyError::Timeout(TimeoutKind::Connect));
-                }
-                Err(ConnectError::Io(io)) => {
-                    return Err(ProxyError::Upstream(UpstreamFailure::Connect(io)));
+                Err(error) => {
+                    peer.state.traffic().record_connect_error();
+                    return Err(match error {
+                        ConnectError::Timeout => ProxyError::Timeout(TimeoutKind::Connect),
+                        ConnectError::Io(io) => ProxyError::Upstream(UpstreamFailure::Connect(io)),
+                    });
                 }
             },
         };
@@ -195,6 +196,7 @@ async fn attempt<'g>(
             if reused {
                 continue;
             }
+            peer.state.traffic().record_connect_error();
             return Err(ProxyError::Upstream(UpstreamFailure::Connect(
                 std::io::Error::other("connection closed before the request was sent"),
             )));
@@ -203,7 +205,7 @@ async fn attempt<'g>(
             .take()
             .expect("forward puts a request in the slot before every attempt");
         let sending = std::pin::pin!(sender.try_send_request(request));
-        match wait_for_head(sending, settings, progress).await {
+        match wait_for_head(sending, settings, progress, &mut guard).await {
             Ok(Ok(response)) => {
                 return Ok(Answer {
                     response,
@@ -242,18 +244,41 @@ fn exchange_error(error: hyper::Error) -> ProxyError {
 /// Waits for the response head: `proxy_read_timeout` once the request is sent, and
 /// `proxy_send_timeout` while an upload is stuck on the upstream's side. `sending` stays where
 /// the caller pinned it, so its state is not copied into each future on the way.
+///
+/// A request without a body still waiting after [`LONG_POLL_AFTER`] is marked a long poll on
+/// `guard`: the one timer the wait needs anyway fires first at that mark, then at the deadline.
 async fn wait_for_head<F, T>(
     mut sending: Pin<&mut F>,
     settings: &ProxySettings,
     progress: Option<&SendProgress>,
+    guard: &mut ActiveGuard,
 ) -> Result<T, TimeoutKind>
 where
     F: Future<Output = T>,
 {
     let Some(progress) = progress else {
-        return timeout(settings.read_timeout, sending)
-            .await
-            .map_err(|_| TimeoutKind::Read);
+        let now = Instant::now();
+        let deadline = now + settings.read_timeout;
+        let mark = now + LONG_POLL_AFTER;
+        if deadline <= mark {
+            return timeout(settings.read_timeout, sending)
+                .await
+                .map_err(|_| TimeoutKind::Read);
+        }
+        let mut timer = std::pin::pin!(sleep_until(mark));
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut sending => return Ok(result),
+                () = &mut timer => {
+                    if Instant::now() >= deadline {
+                        return Err(TimeoutKind::Read);
+                    }
+                    guard.mark(Transport::LongPoll);
+                    timer.as_mut().reset(deadline);
+                }
+            }
+        }
     };
     let deadline = |progress: &SendProgress| {
         if progress.is_done() {

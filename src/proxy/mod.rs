@@ -14,6 +14,7 @@ pub mod forward;
 pub mod headers;
 pub mod health;
 pub mod pool;
+mod seen;
 pub mod tunnel;
 pub mod upgrade;
 
@@ -31,6 +32,7 @@ use crate::snapshot::{
     Action, ProxyAction, ReturnAction, Route, Snapshot, Target, UpstreamTls, UriRewrite,
     VirtualServer,
 };
+use crate::telemetry::Telemetry;
 use crate::tls::upstream::{TlsTarget, server_name};
 use crate::upstream::{Group, SetCookie, Tried};
 use crate::vars::RequestInfo;
@@ -58,6 +60,8 @@ pub struct ConnInfo {
     pub tunnels: TunnelControl,
     /// The connection's TLS, if it speaks TLS (boxed: a plain connection should not carry it).
     pub tls: Option<Box<ConnTls>>,
+    /// The process's counters (requests; the status pages read them all).
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// What a TLS handshake settled for the whole connection.
@@ -110,6 +114,7 @@ async fn handle(
     conn: &ConnInfo,
     snapshot: &Snapshot,
 ) -> Response<ResponseBody> {
+    conn.telemetry.record_request();
     // Only HTTP/2 brings a CONNECT this far (the HTTP/1 server refuses it): a WebSocket by
     // extended CONNECT goes on as an upgrade, anything else is refused as HTTP/1 refuses it.
     let client_upgrade = if request.method() == Method::CONNECT {
@@ -159,6 +164,7 @@ async fn handle(
     match &route.action {
         Action::Return(r) => answer_return(r, snapshot, &info),
         Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
+        Action::Status(page) => seen::status_page(*page, &request, snapshot, &conn.telemetry),
         Action::Proxy(action) => {
             let routed = Routed {
                 server,
@@ -352,11 +358,16 @@ impl Exchange<'_> {
     /// cookie and `add_header`s added, then either the body streamed back or — for a `101` —
     /// the two connections joined in a tunnel (an HTTP/2 client is answered `200` for it).
     fn relay(self, answer: forward::Answer<'_>) -> Result<Response<ResponseBody>, ProxyError> {
+        let mut guard = answer.guard;
         let (mut parts, incoming) = answer.response.into_parts();
+        guard.answered(parts.status.as_u16());
         let switching = match &self.client_upgrade {
             Some(ClientSide::Http2(websocket)) => websocket.accept(&mut parts)?,
             _ => parts.status == StatusCode::SWITCHING_PROTOCOLS,
         };
+        if let Some(transport) = seen::transport_of(&parts, switching, &self.client_upgrade) {
+            guard.mark(transport);
+        }
         let keeps_upgrade = switching && matches!(self.client_upgrade, Some(ClientSide::Http1(_)));
         headers::rewrite_response(&mut parts.headers, keeps_upgrade);
         // A 101 included: the group said whether this answer pins the client.
@@ -373,7 +384,7 @@ impl Exchange<'_> {
                 tls: answer.tls,
             });
             let timeouts = (read_timeout, self.route.settings.client_send_timeout);
-            let body = UpstreamBody::new(incoming, timeouts, keep_alive, answer.guard);
+            let body = UpstreamBody::new(incoming, timeouts, keep_alive, guard);
             return Ok(Response::from_parts(parts, body.into()));
         }
         let Some(client_upgrade) = self.client_upgrade else {
@@ -393,14 +404,14 @@ impl Exchange<'_> {
                 upgrade::protocol_of(response.headers()),
                 read_timeout,
                 close,
-                answer.guard,
+                guard,
                 open,
             )),
             ClientSide::Http2(websocket) => tokio::spawn(websocket.tunnel_task(
                 upstream_upgrade,
                 read_timeout,
                 close,
-                answer.guard,
+                guard,
                 open,
             )),
         };

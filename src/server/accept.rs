@@ -22,7 +22,7 @@ use crate::server::sniff::{self, Opening};
 use crate::server::tls::{self, Refused};
 use crate::snapshot::Snapshot;
 use crate::stream::MaybeTls;
-use crate::telemetry::{Throttle, errno};
+use crate::telemetry::{ListenerToken, Telemetry, Throttle, errno};
 
 /// The signals and counts a stop works with (connections themselves are told through the
 /// ceiling's table).
@@ -34,14 +34,19 @@ pub struct Lifecycle {
     pub connections: Arc<Inflight>,
     /// Open tunnels.
     pub tunnels: Arc<Inflight>,
+    /// The process's and listeners' counters, for the status pages.
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl Default for Lifecycle {
     fn default() -> Lifecycle {
+        let connections = Arc::<Inflight>::default();
+        let tunnels = Arc::<Inflight>::default();
         Lifecycle {
             close_tunnels: CancellationToken::new(),
-            connections: Arc::default(),
-            tunnels: Arc::default(),
+            telemetry: Arc::new(Telemetry::new(connections.clone(), tunnels.clone())),
+            connections,
+            tunnels,
         }
     }
 }
@@ -63,6 +68,8 @@ pub async fn accept_loop(
         .ok()
         .filter(|bound| !bound.ip().is_unspecified());
     let accept_failures = Throttle::default();
+    // Looked up once per listener, kept across reloads by the telemetry.
+    let stats = lifecycle.telemetry.listener(listen);
     loop {
         let admission = tokio::select! {
             admission = ceiling.admit(listen) => admission,
@@ -84,15 +91,17 @@ pub async fn accept_loop(
                         open: lifecycle.tunnels.clone(),
                     },
                     tls: None,
+                    telemetry: lifecycle.telemetry.clone(),
                 };
                 let token = lifecycle.connections.enter();
+                let counted = stats.accept();
                 let slot = admission.slot.clone();
                 let task = tokio::spawn(serve_connection(
                     stream,
                     conn,
                     live.clone(),
                     admission,
-                    token,
+                    (token, counted),
                 ));
                 slot.set_abort(task.abort_handle());
                 // Accepted as the listener was retired: it is told like the others were.
@@ -130,7 +139,7 @@ async fn serve_connection(
     mut conn: ConnInfo,
     live: Arc<ArcSwap<Snapshot>>,
     admission: Admission,
-    _token: Token,
+    (_token, counted): (Token, ListenerToken),
 ) {
     // Small writes (SSE events, WebSocket frames, response heads) must leave at once.
     let _ = stream.set_nodelay(true);
@@ -150,6 +159,7 @@ async fn serve_connection(
         let client = conn.client;
         match handshake {
             Ok(Ok(done)) => {
+                counted.tls_handshake(true);
                 // ALPN decided the protocol; nothing is sniffed inside TLS.
                 let opening = if done.tls.http2 {
                     Opening::Http2
@@ -166,10 +176,12 @@ async fn serve_connection(
                 return;
             }
             Ok(Err(Refused::Closed(reason))) => {
+                counted.tls_handshake(false);
                 tracing::info!(client = %client.ip(), "TLS: {reason}");
                 return;
             }
             Err(_) => {
+                counted.tls_handshake(false);
                 tracing::info!(client = %client.ip(), "TLS handshake timed out (client_header_timeout)");
                 return;
             }

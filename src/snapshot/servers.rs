@@ -8,7 +8,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::config::{
     self, ConfigError, ConfigErrors, ErrorKind, Handler, LocationMatch, ProxySettings, ProxyTarget,
-    Span,
+    Span, StatusPage,
 };
 use crate::peer::PeerRegistry;
 use crate::route::Locations;
@@ -50,6 +50,8 @@ pub enum Action {
     Proxy(ProxyAction),
     /// Answer directly.
     Return(ReturnAction),
+    /// Answer with a status page.
+    Status(StatusPage),
     /// No handler: 404.
     NotFound,
 }
@@ -207,6 +209,7 @@ impl ServerBuilder<'_> {
         let action = match &location.handler {
             Handler::Proxy(pass) => self.proxy_action(pass, location),
             Handler::Return(r) => Action::Return(self.return_action(r)),
+            Handler::Status(page) => Action::Status(*page),
             Handler::NotFound => Action::NotFound,
         };
         let set = location

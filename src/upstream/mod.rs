@@ -212,6 +212,11 @@ impl Group {
         member.peer.state.record_success(member.spec.fail_policy);
     }
 
+    /// True when the group pins clients (`sticky cookie` or `sticky route`).
+    pub fn is_sticky(&self) -> bool {
+        self.sticky.is_some()
+    }
+
     /// The cookie value of member `index`, if the group has `sticky cookie`.
     pub fn cookie_value(&self, index: usize) -> Option<&str> {
         self.sticky.as_ref()?.cookie_value(index)
@@ -249,6 +254,24 @@ pub enum ServerState {
     Draining,
     /// Active checks are configured and none has passed yet.
     Checking,
+    /// Back from being down and ramping up over `slow_start=`: `percent` of the way.
+    SlowStart {
+        /// How far along the ramp, 0..=99.
+        percent: u8,
+    },
+}
+
+impl ServerState {
+    /// The name the status page gives it: `up`, `down`, `draining`, `checking`, `slow-start`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Up => "up",
+            ServerState::Down => "down",
+            ServerState::Draining => "draining",
+            ServerState::Checking => "checking",
+            ServerState::SlowStart { .. } => "slow-start",
+        }
+    }
 }
 
 impl Member {
@@ -266,9 +289,18 @@ impl Member {
             ServerState::Checking
         } else if self.spec.drain {
             ServerState::Draining
+        } else if let Some(percent) = self.ramp_percent() {
+            ServerState::SlowStart { percent }
         } else {
             ServerState::Up
         }
+    }
+
+    /// How far along its `slow_start` ramp the server is, while it is on one.
+    fn ramp_percent(&self) -> Option<u8> {
+        let ramp = self.spec.slow_start.as_millis() as u64;
+        let elapsed = self.peer.state.recovered_for_ms()?;
+        (elapsed < ramp).then(|| (elapsed * 100 / ramp) as u8)
     }
 }
 

@@ -277,6 +277,22 @@ fn states_for_the_status_page() {
 }
 
 #[test]
+fn a_server_ramping_up_shows_slow_start_with_its_progress() {
+    let mut g = group(vec![server("a"), server("b")], None);
+    g.members[1].spec.slow_start = Duration::from_secs(3600);
+    assert_eq!(g.member(1).state(false), ServerState::Up, "never down yet");
+    g.member(1).peer.state.set_check_state(CheckState::Down);
+    assert_eq!(g.member(1).state(false), ServerState::Down);
+    g.member(1).peer.state.set_check_state(CheckState::Up);
+    assert_eq!(
+        g.member(1).state(false),
+        ServerState::SlowStart { percent: 0 },
+        "an hour's ramp has just begun"
+    );
+    assert_eq!(g.member(1).state(false).as_str(), "slow-start");
+}
+
+#[test]
 fn sticky_route_matches_route_values() {
     let g = group(
         vec![server("a"), server("b")],

@@ -137,7 +137,7 @@ fn answer(
 
 /// The Chromium binary, or None after saying the test skips (a failure with
 /// `TETHER_REQUIRE_CHROMIUM` set).
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     let found = ["chromium", "chromium-browser", "google-chrome"]
         .iter()
         .flat_map(|name| {
@@ -157,7 +157,7 @@ fn chromium() -> Option<PathBuf> {
 }
 
 /// A child process group killed when dropped (Chromium starts several processes).
-struct Browser(std::process::Child);
+pub(crate) struct Browser(pub(crate) std::process::Child);
 
 impl Drop for Browser {
     fn drop(&mut self) {

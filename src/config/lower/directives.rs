@@ -212,6 +212,9 @@ const SPECS: &[Spec] = &[
     block("location", S, 1, 2),
     handled("return", S | L, 1, 2),
     handled("proxy_pass", L, 1, 1),
+    handled("status", L, 0, 0),
+    // nginx before 1.7.5 wanted an argument (`stub_status on;`); still accepted.
+    handled("stub_status", L, 0, 1),
     // upstream
     handled("server", U, 1, MANY),
     handled("ip_hash", U, 0, 0),

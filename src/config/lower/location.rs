@@ -1,4 +1,4 @@
-//! The `location` context: match rules, `return` and `proxy_pass`.
+//! The `location` context: match rules, `return`, `proxy_pass` and the status pages.
 //!
 //! `proxy_pass http://NAME` is resolved against the upstream names collected by `http` (so an
 //! upstream may be defined after the server that uses it); anything else must be an address with
@@ -14,7 +14,9 @@ use super::proxy::ProxyLayer;
 use super::values::{parse_number, split_host_port};
 use crate::config::ast::Directive;
 use crate::config::error::ErrorKind;
-use crate::config::model::{Handler, Location, LocationMatch, ProxyPass, ProxyTarget, Return};
+use crate::config::model::{
+    Handler, Location, LocationMatch, ProxyPass, ProxyTarget, Return, StatusPage,
+};
 
 impl Lowering {
     /// Lowers one `location` block, inheriting `outer` (server over http). `None` if its match
@@ -25,16 +27,23 @@ impl Lowering {
         let mut layer = ProxyLayer::default();
         let mut proxy = None;
         let mut return_ = None;
+        let mut status = None;
         for inner in d.block.as_deref().unwrap_or_default() {
             if !self.accepts(Context::Location, inner) {
                 continue;
             }
             match inner.name() {
-                "proxy_pass" if proxy.is_some() => self.duplicate(inner),
+                "proxy_pass" if proxy.is_some() || status.is_some() => self.duplicate(inner),
                 "proxy_pass" => proxy = Some(self.proxy_pass(inner, regex)),
                 // nginx runs the first `return` it meets; later ones are unreachable.
                 "return" if return_.is_some() => {}
                 "return" => return_ = self.return_(inner),
+                // Content handlers, like `proxy_pass`: one per location.
+                "status" | "stub_status" if status.is_some() || proxy.is_some() => {
+                    self.duplicate(inner)
+                }
+                "status" => status = Some(StatusPage::Full),
+                "stub_status" => status = Some(StatusPage::Stub),
                 "keepalive_timeout" => self.ignore(inner, HTTP_LEVEL_ONLY),
                 _ => {
                     self.proxy_setting(&mut layer, inner);
@@ -42,10 +51,11 @@ impl Lowering {
             }
         }
         // `return` acts in nginx's rewrite phase, before the content phase that proxies.
-        let handler = match (return_, proxy.flatten()) {
-            (Some(r), _) => Handler::Return(r),
-            (None, Some(p)) => Handler::Proxy(p),
-            (None, None) => Handler::NotFound,
+        let handler = match (return_, status, proxy.flatten()) {
+            (Some(r), _, _) => Handler::Return(r),
+            (None, Some(page), _) => Handler::Status(page),
+            (None, None, Some(p)) => Handler::Proxy(p),
+            (None, None, None) => Handler::NotFound,
         };
         Some(Location {
             matcher: matcher?,

@@ -422,3 +422,35 @@ http { error_log /var/log/tether/http.log debug; error_log stderr crit; }",
         ]
     );
 }
+
+#[test]
+fn status_pages_are_a_location_s_one_content_handler() {
+    let config = lower_ok(
+        "http { server { location = /s { status; } location = /n { stub_status; } \
+         location = /old { stub_status on; } location = /r { status; return 204; } } }",
+    );
+    let handlers: Vec<_> = config.http.servers[0]
+        .locations
+        .iter()
+        .map(|l| &l.handler)
+        .collect();
+    assert!(matches!(handlers[0], Handler::Status(StatusPage::Full)));
+    assert!(matches!(handlers[1], Handler::Status(StatusPage::Stub)));
+    assert!(matches!(handlers[2], Handler::Status(StatusPage::Stub)));
+    assert!(
+        matches!(handlers[3], Handler::Return(_)),
+        "return acts first, as in nginx"
+    );
+    assert_eq!(
+        lower_errors(&in_location("status; proxy_pass http://127.0.0.1:1;")),
+        ["\"proxy_pass\" directive is duplicate in t.conf:1:38"]
+    );
+    assert_eq!(
+        lower_errors(&in_location("proxy_pass http://127.0.0.1:1; stub_status;")),
+        ["\"stub_status\" directive is duplicate in t.conf:1:61"]
+    );
+    assert_eq!(
+        lower_errors(&in_server("status;")),
+        ["\"status\" directive is not allowed here in t.conf:1:17"]
+    );
+}

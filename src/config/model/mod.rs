@@ -26,6 +26,7 @@ pub use error_log::{ErrorLevel, ErrorLogDestination, ErrorLogTarget};
 pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};
 pub use server::{
     Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,
+    StatusPage,
 };
 pub use tls::{CertificatePair, ServerTls, TlsVersion, VerifyClient};
 pub use upstream::{

@@ -140,8 +140,19 @@ pub enum Handler {
     Proxy(ProxyPass),
     /// `return`.
     Return(Return),
+    /// `status;` or `stub_status;`.
+    Status(StatusPage),
     /// Neither: nginx would serve files from `root`; tether answers 404.
     NotFound,
+}
+
+/// Which status page a location serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusPage {
+    /// `status;`: every number, as JSON or in Prometheus's text format.
+    Full,
+    /// `stub_status;`: nginx's few numbers in nginx's exact text.
+    Stub,
 }
 
 /// `return CODE [TEXT|URL];` or `return URL;`

@@ -1,0 +1,157 @@
+//! The status report as one JSON document (the shape is in README.md, "Status and metrics").
+//! Written by hand: the shape is fixed and small, and a serializer would be a dependency for
+//! one page. Imports only its parent.
+
+use std::fmt::Write;
+
+use super::{GroupReport, Report, ServerReport};
+use crate::peer::Transport;
+use crate::upstream::ServerState;
+
+/// The report as JSON.
+pub fn write(report: &Report) -> String {
+    let mut out = String::with_capacity(1024 + 1024 * servers(report));
+    let _ = write_report(&mut out, report);
+    out
+}
+
+fn servers(report: &Report) -> usize {
+    report.upstreams.iter().map(|g| g.servers.len()).sum()
+}
+
+fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
+    write!(
+        out,
+        "{{\"version\":{},\"generation\":{},\"uptime_seconds\":{:.3},\"started_at\":{:.3},",
+        string(env!("CARGO_PKG_VERSION")),
+        r.generation,
+        r.uptime.as_secs_f64(),
+        r.started_unix
+    )?;
+    let last_error = r.last_reload_error.as_deref().map_or("null".into(), string);
+    write!(
+        out,
+        "\"reloads\":{{\"applied\":{},\"failed\":{},\"last_error\":{last_error}}},",
+        r.reloads_applied, r.reloads_failed
+    )?;
+    let open = r.open_fds.map_or("null".into(), |n| n.to_string());
+    write!(out, "\"fds\":{{\"open\":{open},\"limit\":{}}},", r.fd_limit)?;
+    write!(
+        out,
+        "\"connections\":{{\"active\":{},\"tunnels\":{},\"requests\":{}}},\"listeners\":[",
+        r.connections, r.tunnels, r.requests
+    )?;
+    for (i, l) in r.listeners.iter().enumerate() {
+        let comma = if i == 0 { "" } else { "," };
+        write!(
+            out,
+            "{comma}{{\"listen\":{},\"accepted\":{},\"active\":{},\"tls_handshakes\":{},\"tls_failures\":{}}}",
+            string(&l.listen.to_string()),
+            l.accepted,
+            l.active,
+            l.tls_handshakes,
+            l.tls_failures
+        )?;
+    }
+    out.push_str("],\"upstreams\":[");
+    for (i, group) in r.upstreams.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_group(out, group)?;
+    }
+    out.push_str("]}");
+    Ok(())
+}
+
+fn write_group(out: &mut String, group: &GroupReport) -> std::fmt::Result {
+    write!(out, "{{\"name\":{},\"servers\":[", string(&group.name))?;
+    for (i, server) in group.servers.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_server(out, server)?;
+    }
+    out.push_str("]}");
+    Ok(())
+}
+
+fn write_server(out: &mut String, s: &ServerReport) -> std::fmt::Result {
+    let progress = match s.state {
+        ServerState::SlowStart { percent } => format!("{:.2}", f64::from(percent) / 100.0),
+        _ => "null".into(),
+    };
+    write!(
+        out,
+        "{{\"address\":{},\"tier\":\"{}\",\"state\":\"{}\",\"slow_start_progress\":{progress},\"weight\":{},\"max_conns\":{},\"active\":{},\"tunnels\":{{",
+        string(&s.address),
+        if s.backup { "backup" } else { "primary" },
+        s.state.as_str(),
+        s.weight,
+        s.max_conns,
+        s.active,
+    )?;
+    for (i, transport) in Transport::ALL.iter().enumerate() {
+        let comma = if i == 0 { "" } else { "," };
+        write!(out, "{comma}\"{}\":{}", transport.as_str(), s.tunnels[i])?;
+    }
+    write!(out, "}},\"requests\":{},\"responses\":{{", s.requests)?;
+    for (class, count) in s.responses.iter().enumerate() {
+        let comma = if class == 0 { "" } else { "," };
+        write!(out, "{comma}\"{}xx\":{count}", class + 1)?;
+    }
+    let last_check = match s.last_check {
+        None => "null".into(),
+        Some((passed, at)) => format!(
+            "{{\"result\":\"{}\",\"at\":{at:.3}}}",
+            if passed { "passed" } else { "failed" }
+        ),
+    };
+    write!(
+        out,
+        "}},\"failures\":{},\"connect_errors\":{},\"passive_downs\":{},\"last_check\":{last_check},",
+        s.failures, s.connect_errors, s.passive_downs
+    )?;
+    write!(
+        out,
+        "\"sticky\":{{\"hits\":{},\"new\":{},\"repinned\":{}}},\"balancer_picks\":{},",
+        s.sticky_hits, s.sticky_new, s.sticky_repinned, s.balancer_picks
+    )?;
+    write!(
+        out,
+        "\"request_time\":{{\"count\":{},\"sum_seconds\":{:.6}}}}}",
+        s.request_time.count(),
+        s.request_time.sum_seconds
+    )
+}
+
+/// `text` as a JSON string literal.
+fn string(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(quoted, "\\u{:04x}", u32::from(c));
+            }
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped() {
+        assert_eq!(string("a\"b\\c\nd\u{1}"), r#""a\"b\\c\nd\u0001""#);
+    }
+}
