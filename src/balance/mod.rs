@@ -11,6 +11,7 @@
 mod least_conn;
 mod modulo;
 mod random;
+mod rendezvous;
 mod ring;
 mod round_robin;
 pub mod sticky;
@@ -20,6 +21,7 @@ use std::net::IpAddr;
 
 use modulo::Modulo;
 use random::Cumulative;
+use rendezvous::Rendezvous;
 use ring::Ring;
 use round_robin::SmoothOrder;
 
@@ -63,6 +65,16 @@ pub enum Key<'a> {
     Ip(IpAddr),
     /// The evaluated `hash` key.
     Bytes(&'a [u8]),
+    /// A client's sticky value that named no usable node, hashed: every method then places it
+    /// by rendezvous hashing (see `rendezvous.rs`), so all its requests land together.
+    Stale(u64),
+}
+
+impl Key<'_> {
+    /// The key for a sticky value (cookie or route) that named no usable node.
+    pub fn stale(value: &[u8]) -> u64 {
+        rendezvous::mix(1, value)
+    }
 }
 
 /// A balancing method with its precomputed tables and running state (shared by all request
@@ -75,6 +87,8 @@ pub struct Balancer {
     /// Weights as configured (at least 1): least_conn and `random two` compare load/weight.
     weights: Box<[u32]>,
     table: Table,
+    /// Where a stale sticky value goes, whatever the method.
+    rendezvous: Rendezvous,
 }
 
 /// What each method walks beyond the round-robin order every method keeps.
@@ -107,6 +121,7 @@ impl Balancer {
         };
         Balancer {
             method,
+            rendezvous: Rendezvous::new(nodes.iter().map(|node| node.name), &weights),
             order: SmoothOrder::new(&weights),
             weights,
             table,
@@ -122,6 +137,9 @@ impl Balancer {
         usable: impl Fn(usize) -> bool,
         load: impl Fn(usize) -> u64,
     ) -> Option<usize> {
+        if let Key::Stale(key) = key {
+            return self.rendezvous.pick(key, usable);
+        }
         match &self.table {
             Table::RoundRobin => self.order.pick(&usable),
             Table::LeastConn => least_conn::pick(&self.order, &self.weights, &usable, &load),
@@ -174,6 +192,8 @@ impl<'a> KeyBytes<'a> {
             Key::Bytes([]) => None,
             Key::Bytes(bytes) => Some(KeyBytes::Borrowed(bytes)),
             Key::Ip(ip) => Some(ip_key(ip)),
+            // Placed by rendezvous before any table is asked.
+            Key::Stale(_) => None,
         }
     }
 

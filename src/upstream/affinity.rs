@@ -21,9 +21,10 @@ pub struct Affinity {
     /// The member the cookie or route names, usable or not; None without one, or for a value
     /// that names no member (forged, stale, from a removed server).
     pub(super) pinned: Option<usize>,
-    /// The request brought a cookie or route value at all (one that names nothing counts):
-    /// when it is not honoured, the client is re-pinned rather than pinned for the first time.
-    pub(super) presented: bool,
+    /// The cookie or route value the request brought, hashed ([`Key::stale`]), whether or not
+    /// it names a member: when it is not honoured, the client is re-pinned (not pinned for the
+    /// first time), by this value, so all of its concurrent requests land together.
+    pub(super) presented: Option<u64>,
 }
 
 /// The hash key, owned so it outlives the request it was read from.
@@ -39,10 +40,11 @@ pub(super) enum HashKey {
 }
 
 impl Affinity {
-    /// The key as the balancer takes it.
+    /// The key as the balancer takes it. Without a hash key, a sticky value that was not
+    /// honoured places the request (the group only asks the balancer once the pin failed).
     pub(super) fn key(&self) -> Key<'_> {
         match &self.key {
-            HashKey::None => Key::None,
+            HashKey::None => self.presented.map_or(Key::None, Key::Stale),
             HashKey::Client(ip) => Key::Ip(*ip),
             HashKey::Rendered(text) => Key::Bytes(text.as_bytes()),
         }
@@ -64,7 +66,7 @@ impl Group {
         };
         let (pinned, presented) = match &self.sticky {
             Some(sticky) => sticky.pinned(request, vars),
-            None => (None, false),
+            None => (None, None),
         };
         Affinity {
             key,

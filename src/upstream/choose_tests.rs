@@ -196,6 +196,28 @@ fn a_forged_or_stale_cookie_is_rebalanced_and_reissued() {
 }
 
 #[test]
+fn every_request_with_the_same_stale_cookie_is_re_pinned_to_one_server() {
+    // A page whose server went away sends its WebSocket, event stream, long poll and plain
+    // requests at once, all with the old cookie: round robin would scatter them, and the last
+    // answer's cookie would win. Keyed by the stale value they stay together.
+    let g = group(Method::RoundRobin, None, cookie(None));
+    g.record_failure(0);
+    let stale = format!("srv={}", g.cookie_value(0).unwrap());
+    let homes: Vec<usize> = (0..8)
+        .map(|_| choose(&g, &Request::new("/", &[("cookie", &stale)])).member)
+        .collect();
+    assert!(homes.iter().all(|&m| m == homes[0] && m != 0), "{homes:?}");
+    // Other stale or forged values spread over the live servers.
+    let spread: std::collections::HashSet<usize> = (0..40)
+        .map(|i| {
+            let forged = format!("srv=forged{i}");
+            choose(&g, &Request::new("/", &[("cookie", &forged)])).member
+        })
+        .collect();
+    assert_eq!(spread.len(), 2, "{spread:?}");
+}
+
+#[test]
 fn the_hash_key_is_rendered_from_the_request() {
     let g = group(
         Method::Hash { consistent: true },

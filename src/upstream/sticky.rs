@@ -17,6 +17,7 @@ use http::HeaderValue;
 
 use super::Member;
 use super::cookie::CookieIssuer;
+use crate::balance::Key;
 use crate::balance::sticky::{StickyKey, StickyTable};
 use crate::config::StickyCookie;
 use crate::vars::{RequestInfo, Template, Vars};
@@ -97,13 +98,17 @@ impl Sticky {
     }
 
     /// The member `request` is pinned to — its cookie's, or the first non-empty `sticky route`
-    /// variable's — and whether it brought such a value at all (one naming no member
+    /// variable's — and the value it brought, hashed ([`Key::stale`]; one naming no member
     /// included). Borrows the cookie from the request's headers; copies nothing.
-    pub(super) fn pinned(&self, request: &RequestInfo<'_>, vars: &Vars) -> (Option<usize>, bool) {
+    pub(super) fn pinned(
+        &self,
+        request: &RequestInfo<'_>,
+        vars: &Vars,
+    ) -> (Option<usize>, Option<u64>) {
         match self {
             Sticky::Cookie { issuer, .. } => match issuer.read(request.headers) {
-                Some(value) => (self.find(value), true),
-                None => (None, false),
+                Some(value) => (self.find(value), Some(Key::stale(value.as_bytes()))),
+                None => (None, None),
             },
             Sticky::Route { variables, .. } => {
                 let mut value = String::new();
@@ -111,10 +116,10 @@ impl Sticky {
                     value.clear();
                     template.render(vars, request, &mut value);
                     if !value.is_empty() {
-                        return (self.find(&value), true);
+                        return (self.find(&value), Some(Key::stale(value.as_bytes())));
                     }
                 }
-                (None, false)
+                (None, None)
             }
         }
     }

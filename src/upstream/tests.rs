@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use super::affinity::HashKey;
 use super::*;
-use crate::balance::Method;
+use crate::balance::{Key, Method};
 use crate::config::{Span, StickyCookie};
 use crate::peer::{Moment, PeerKey, PeerRegistry, now_ms};
 
@@ -86,7 +86,7 @@ fn cookie() -> Option<StickyMode> {
 const NO_KEY: Affinity = Affinity {
     key: HashKey::None,
     pinned: None,
-    presented: false,
+    presented: None,
 };
 
 /// A request whose cookie (or route) carries `value`.
@@ -94,7 +94,7 @@ fn pinned(g: &Group, value: &str) -> Affinity {
     Affinity {
         key: HashKey::None,
         pinned: g.sticky.as_ref().and_then(|sticky| sticky.find(value)),
-        presented: true,
+        presented: Some(Key::stale(value.as_bytes())),
     }
 }
 
@@ -431,7 +431,7 @@ fn a_hashed_key_steps_past_its_failed_server_and_comes_back_after_quick_recovery
     let ctx = Affinity {
         key: HashKey::Rendered("user-42".into()),
         pinned: None,
-        presented: false,
+        presented: None,
     };
     let tried = Tried::default();
     let home = g.choose(&ctx, &tried).unwrap().member;

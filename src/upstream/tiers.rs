@@ -153,8 +153,8 @@ impl Group {
         let sticky = match (&self.sticky, by_sticky, affinity.presented) {
             (None, ..) => StickyStatus::None,
             (Some(_), true, _) => StickyStatus::Hit,
-            (Some(_), false, true) => StickyStatus::Repinned,
-            (Some(_), false, false) => StickyStatus::New,
+            (Some(_), false, Some(_)) => StickyStatus::Repinned,
+            (Some(_), false, None) => StickyStatus::New,
         };
         peer.state.record_pick(sticky);
         Choice {
