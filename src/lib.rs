@@ -33,6 +33,7 @@ pub mod runtime;
 pub mod server;
 pub mod snapshot;
 pub mod stream;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 pub mod vars;

@@ -242,6 +242,12 @@ impl Tether {
         self.lifecycle.tunnels.count()
     }
 
+    /// Reopens every log file (SIGUSR1, `tether -s reopen`): what was written goes to the file
+    /// open until now, every later line to the path opened afresh.
+    pub fn reopen_logs(&self) {
+        crate::telemetry::access_log::reopen_logs();
+    }
+
     /// Graceful stop (SIGQUIT): stop accepting, let open requests finish for up to `timeout`,
     /// then close tunnels — WebSockets with a close frame (1001, going away) — and whatever
     /// is left.

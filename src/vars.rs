@@ -19,8 +19,11 @@ use http::{HeaderMap, HeaderName, Method, Uri, Version};
 use crate::config::{self, ConfigError, ConfigErrors, ErrorKind, Span};
 use crate::tls::TlsSession;
 
+pub mod clock;
+mod late;
 mod map;
 
+pub use late::{Late, Phase, RequestFacts, ResponseFacts};
 use map::{CompiledMap, find_cycles, render_map};
 
 /// Everything a variable can read about one request.
@@ -52,6 +55,17 @@ pub struct RequestInfo<'a> {
     pub server_name: &'a str,
     /// The proxy_pass authority as written (`$proxy_host`).
     pub proxy_host: &'a str,
+    /// `$request_id`, `$connection`, `$connection_requests`.
+    pub facts: &'a RequestFacts,
+    /// What the response side knows (the access log, filling a line); None before there is a
+    /// response, when [`Late`] variables render empty (the time ones read the clock).
+    pub late: Option<&'a dyn ResponseFacts>,
+}
+
+impl std::fmt::Debug for dyn ResponseFacts + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResponseFacts")
+    }
 }
 
 impl<'a> RequestInfo<'a> {
@@ -60,6 +74,29 @@ impl<'a> RequestInfo<'a> {
         self.uri
             .path_and_query()
             .map_or_else(|| self.uri.path(), |pq| pq.as_str())
+    }
+}
+
+/// A request with nothing in it: what an access log's `if=` evaluated at the end of a request
+/// sees for the request's own variables (the response facts are set by the caller).
+pub fn empty_request() -> RequestInfo<'static> {
+    static EMPTY: std::sync::OnceLock<(Uri, HeaderMap)> = std::sync::OnceLock::new();
+    let (uri, headers) = EMPTY.get_or_init(|| (Uri::from_static("/"), HeaderMap::new()));
+    RequestInfo {
+        method: &Method::GET,
+        uri,
+        path: b"/",
+        host: "",
+        version: Version::HTTP_11,
+        headers,
+        client: SocketAddr::from(([0, 0, 0, 0], 0)),
+        local: SocketAddr::from(([0, 0, 0, 0], 0)),
+        scheme: "http",
+        tls: None,
+        server_name: "",
+        proxy_host: "",
+        facts: &RequestFacts::NONE,
+        late: None,
     }
 }
 
@@ -180,6 +217,18 @@ enum Var {
     Cookie(Box<str>),
     /// A `map` variable: index into [`Vars::maps`].
     Map(usize),
+    /// `$remote_user`: the user of a `Basic` `Authorization`.
+    RemoteUser,
+    /// `$request_id`.
+    RequestId,
+    /// `$connection`.
+    Connection,
+    /// `$connection_requests`.
+    ConnectionRequests,
+    /// `$pipe`: always `.` (tether does not tell pipelined requests apart).
+    Pipe,
+    /// Known with the response (see [`Late`]).
+    Late(Late),
     /// `$1`..`$9` inside a map value.
     Capture(usize),
 }
@@ -205,6 +254,48 @@ impl Template {
         render_parts(&self.parts, vars, req, &NO_CAPTURES, out);
     }
 
+    /// The template cut where its values are known: literals, variables known when the request
+    /// arrives (each a template of its own), and [`Late`] ones (the access log fills those in
+    /// when the response is there).
+    pub fn segments(&self) -> Vec<Segment> {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Part::Literal(text) => Segment::Literal(text.clone()),
+                Part::Var(Var::Late(late)) => Segment::Late(late.clone()),
+                Part::Var(var) => Segment::Early {
+                    template: Template {
+                        parts: Box::new([Part::Var(var.clone())]),
+                    },
+                    // Found but empty: nginx logs `$args` as empty, an absent header as `-`.
+                    empty_is_value: matches!(var, Var::Args | Var::IsArgs | Var::Pipe),
+                },
+            })
+            .collect()
+    }
+
+    /// Whether rendering reads a [`Late`] variable, directly or through a map.
+    pub fn uses_late(&self, vars: &Vars) -> bool {
+        let mut seen = vec![false; vars.maps.len()];
+        self.reads_late(vars, &mut seen)
+    }
+
+    fn reads_late(&self, vars: &Vars, seen: &mut [bool]) -> bool {
+        self.parts.iter().any(|part| match part {
+            Part::Var(Var::Late(_)) => true,
+            Part::Var(Var::Map(index)) => {
+                let Some(first) = seen.get_mut(*index).filter(|s| !**s) else {
+                    return false;
+                };
+                *first = true;
+                vars.maps[*index]
+                    .templates()
+                    .any(|template| template.reads_late(vars, seen))
+            }
+            _ => false,
+        })
+    }
+
     fn uses_captures(&self) -> bool {
         self.parts
             .iter()
@@ -217,6 +308,22 @@ impl Template {
             _ => None,
         })
     }
+}
+
+/// A piece of a template, as [`Template::segments`] cuts it.
+#[derive(Clone, Debug)]
+pub enum Segment {
+    /// Text as written.
+    Literal(Box<str>),
+    /// One variable known when the request arrives.
+    Early {
+        /// A template of that one variable.
+        template: Template,
+        /// An empty value is a value (nginx logs `$args` empty, not `-`).
+        empty_is_value: bool,
+    },
+    /// A variable known with the response.
+    Late(Late),
 }
 
 /// What a template may name while it is compiled.
@@ -245,6 +352,25 @@ impl Scope<'_> {
             if let Ok(header) = HeaderName::from_bytes(header.replace('_', "-").as_bytes()) {
                 return Ok(Var::Header(header));
             }
+        }
+        if let Some(late) = Late::by_name(&lower) {
+            return Ok(Var::Late(late));
+        }
+        for (prefix, late) in [
+            (
+                "upstream_http_",
+                Late::UpstreamHttp as fn(HeaderName) -> Late,
+            ),
+            ("sent_http_", Late::SentHttp),
+        ] {
+            if let Some(header) = lower.strip_prefix(prefix).filter(|h| !h.is_empty())
+                && let Ok(header) = HeaderName::from_bytes(header.replace('_', "-").as_bytes())
+            {
+                return Ok(Var::Late(late(header)));
+            }
+        }
+        if lower.starts_with("upstream_cookie_") && name.len() > 16 {
+            return Ok(Var::Late(Late::UpstreamCookie(name[16..].into())));
         }
         if lower.starts_with("arg_") && name.len() > 4 {
             return Ok(Var::Arg(name[4..].into()));
@@ -304,6 +430,11 @@ fn builtin(name: &str) -> Option<Var> {
         "ssl_session_reused" => Var::Ssl(SslFact::SessionReused),
         "ssl_client_verify" => Var::Ssl(SslFact::ClientVerify),
         "ssl_client_s_dn" => Var::Ssl(SslFact::ClientSubject),
+        "remote_user" => Var::RemoteUser,
+        "request_id" => Var::RequestId,
+        "connection" => Var::Connection,
+        "connection_requests" => Var::ConnectionRequests,
+        "pipe" => Var::Pipe,
         _ => return None,
     })
 }
@@ -451,6 +582,19 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
         }
         Var::Cookie(name) => push_cookie(req.headers, name, out),
         Var::Map(index) => render_map(*index, vars, req, out),
+        Var::RemoteUser => push_remote_user(req.headers, out),
+        Var::RequestId => req.facts.render_id(out),
+        Var::Connection => {
+            let _ = write!(out, "{}", req.facts.connection);
+        }
+        Var::ConnectionRequests => {
+            let _ = write!(out, "{}", req.facts.connection_requests);
+        }
+        Var::Pipe => out.push('.'),
+        Var::Late(late) => match req.late {
+            Some(facts) => facts.render(late, out),
+            None => late.render_early(out),
+        },
         Var::Capture(group) => {
             if let Some(&Some((start, end))) = captures.get(*group) {
                 append_from_within(out, start, end);
@@ -504,6 +648,46 @@ fn push_cookie(headers: &HeaderMap, name: &str, out: &mut String) {
     if let Some(found) = cookies.find(|c| c.name().eq_ignore_ascii_case(name)) {
         out.push_str(found.value());
     }
+}
+
+/// `$remote_user`: the user name of `Authorization: Basic BASE64(user:password)`.
+fn push_remote_user(headers: &HeaderMap, out: &mut String) {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return;
+    };
+    let bytes = value.as_bytes();
+    let Some(encoded) = bytes
+        .get(..6)
+        .filter(|scheme| scheme.eq_ignore_ascii_case(b"basic "))
+        .map(|_| bytes[6..].trim_ascii())
+    else {
+        return;
+    };
+    // Decoded a sextet at a time, up to the `:`; nothing is kept of the password.
+    let start = out.len();
+    let (mut bits, mut count) = (0u32, 0);
+    for &byte in encoded {
+        let sextet = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => break,
+        };
+        bits = (bits << 6) | u32::from(sextet);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            let decoded = (bits >> count) as u8;
+            if decoded == b':' {
+                return;
+            }
+            out.push(char::from(decoded));
+        }
+    }
+    // No `:`: not a Basic credential; nginx then leaves the user unset.
+    out.truncate(start);
 }
 
 /// Appends `out[start..end]` to `out` without a temporary string.

@@ -66,6 +66,8 @@ impl Request {
             tls: None,
             server_name: "chat.example.com",
             proxy_host: "signalr_farm",
+            facts: &crate::vars::RequestFacts::NONE,
+            late: None,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! block here (with its maps), `upstream` blocks in `upstream.rs`, `server` blocks and their
 //! locations in `server.rs`, and the effective per-location proxy settings in `proxy.rs`.
 
+mod logs;
 mod proxy;
 mod server;
 mod tls;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use super::source::Span;
+pub use logs::{AccessLog, LogEscape, LogFormat};
 pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};
 pub use server::{
     Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,
@@ -112,6 +114,8 @@ pub struct Http {
     pub upstreams: Vec<Upstream>,
     /// `server` blocks, in file order.
     pub servers: Vec<Server>,
+    /// `log_format`s, in file order (nginx's `combined` is not among them: it is built in).
+    pub log_formats: Vec<LogFormat>,
     /// `keepalive_timeout` (default 75s): how long an idle client keep-alive connection is kept.
     pub keepalive_timeout: Duration,
     /// `client_header_timeout` (default 60s): time allowed to read a request head.
