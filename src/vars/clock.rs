@@ -44,8 +44,27 @@ fn civil(time: SystemTime) -> Civil {
     }
 }
 
-/// Appends `$time_local`: `06/Dec/2026:04:20:38 +0000`.
+/// Appends `$time_local`: `06/Dec/2026:04:20:38 +0000`. The text changes once a second, so
+/// each thread keeps the last one it wrote (nginx caches its time strings likewise).
 pub fn time_local(time: SystemTime, out: &mut String) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    LAST.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            text.clear();
+            format_time_local(time, text);
+            *at = secs;
+        }
+        out.push_str(text);
+    });
+}
+
+fn format_time_local(time: SystemTime, out: &mut String) {
     let c = civil(time);
     let month = MONTHS[(c.month - 1) as usize];
     let _ = write!(
