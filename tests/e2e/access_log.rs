@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::client::Connection;
 use crate::harness::nginx::Nginx;
+use crate::harness::process::TetherProcess;
 use crate::harness::{Backend, Proxy, free_addr, get, within};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -458,4 +459,35 @@ fn config_errors_point_at_the_directive() {
         error.contains("unknown \"nosuch\" variable in logs.conf:2:3"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn the_binary_writes_out_on_s_reopen_and_when_it_stops() {
+    let a = Backend::start("a").await;
+    let logs = tempfile::tempdir().unwrap();
+    let (log, rotated) = (
+        temp_log(&logs, "access.log"),
+        temp_log(&logs, "access.log.1"),
+    );
+    // Held in memory until told: neither a full buffer nor a flush deadline comes in this test.
+    let conf = format!(
+        "events {{}}\nhttp {{\n  log_format uri '$request_uri';\n  upstream up {{ server {}; }}\n  \
+         server {{ listen {{listen}}; location / {{ proxy_pass http://up; \
+         access_log {} uri buffer=64k flush=1h; }} }}\n}}\n",
+        a.addr,
+        log.display()
+    );
+    let mut tether = TetherProcess::start(&conf).await;
+    assert_eq!(get(tether.addr, "/before").await.status, 200);
+    std::fs::rename(&log, &rotated).unwrap();
+    tether.send("reopen");
+    assert_eq!(lines(&rotated, 1).await, ["/before"]);
+    assert_eq!(get(tether.addr, "/after").await.status, 200);
+    tether.send("quit");
+    tether
+        .process
+        .exits_cleanly_within(Duration::from_secs(5))
+        .await;
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "/after\n");
+    assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "/before\n");
 }
