@@ -491,3 +491,45 @@ async fn the_binary_writes_out_on_s_reopen_and_when_it_stops() {
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "/after\n");
     assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "/before\n");
 }
+
+#[tokio::test]
+async fn http2_streams_are_logged_one_line_each_on_one_connection() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let a = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = temp_log(&dir, "h2.log");
+    let conf = format!(
+        "http {{ log_format h2 '\"$request\" $status $body_bytes_sent $connection $connection_requests'; \
+         upstream u {{ server {{a}}; }} server {{ listen {{listen}}; \
+         location / {{ proxy_pass http://u; access_log {} h2; }} }} }}",
+        log.display()
+    );
+    let proxy = Proxy::start(&conf, &[("a", a.addr)]).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    for path in ["/x", "/y"] {
+        let request = http::Request::get(format!("http://h{path}"))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = within(LIMIT, "an h2 answer", sender.send_request(request))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap();
+    }
+    let lines = lines(&log, 2).await;
+    let conn = lines[0].split(' ').nth(5).unwrap().to_string();
+    assert_eq!(
+        lines,
+        [
+            format!("\"GET /x HTTP/2.0\" 200 1 {conn} 1"),
+            format!("\"GET /y HTTP/2.0\" 200 1 {conn} 2"),
+        ]
+    );
+}
