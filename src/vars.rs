@@ -20,10 +20,12 @@ use crate::config::{self, ConfigError, ConfigErrors, ErrorKind, Span};
 use crate::tls::TlsSession;
 
 pub mod clock;
+mod header_values;
 mod late;
 mod map;
 
-pub use late::{Late, Phase, RequestFacts, ResponseFacts};
+use header_values::{push_cookie, push_header, push_lossy, push_remote_user};
+pub use late::{Late, Phase, RequestFacts, ResponseFacts, Segment, empty_request};
 use map::{CompiledMap, find_cycles, render_map};
 
 /// Everything a variable can read about one request.
@@ -74,29 +76,6 @@ impl<'a> RequestInfo<'a> {
         self.uri
             .path_and_query()
             .map_or_else(|| self.uri.path(), |pq| pq.as_str())
-    }
-}
-
-/// A request with nothing in it: what an access log's `if=` evaluated at the end of a request
-/// sees for the request's own variables (the response facts are set by the caller).
-pub fn empty_request() -> RequestInfo<'static> {
-    static EMPTY: std::sync::OnceLock<(Uri, HeaderMap)> = std::sync::OnceLock::new();
-    let (uri, headers) = EMPTY.get_or_init(|| (Uri::from_static("/"), HeaderMap::new()));
-    RequestInfo {
-        method: &Method::GET,
-        uri,
-        path: b"/",
-        host: "",
-        version: Version::HTTP_11,
-        headers,
-        client: SocketAddr::from(([0, 0, 0, 0], 0)),
-        local: SocketAddr::from(([0, 0, 0, 0], 0)),
-        scheme: "http",
-        tls: None,
-        server_name: "",
-        proxy_host: "",
-        facts: &RequestFacts::NONE,
-        late: None,
     }
 }
 
@@ -254,48 +233,6 @@ impl Template {
         render_parts(&self.parts, vars, req, &NO_CAPTURES, out);
     }
 
-    /// The template cut where its values are known: literals, variables known when the request
-    /// arrives (each a template of its own), and [`Late`] ones (the access log fills those in
-    /// when the response is there).
-    pub fn segments(&self) -> Vec<Segment> {
-        self.parts
-            .iter()
-            .map(|part| match part {
-                Part::Literal(text) => Segment::Literal(text.clone()),
-                Part::Var(Var::Late(late)) => Segment::Late(late.clone()),
-                Part::Var(var) => Segment::Early {
-                    template: Template {
-                        parts: Box::new([Part::Var(var.clone())]),
-                    },
-                    // Found but empty: nginx logs `$args` as empty, an absent header as `-`.
-                    empty_is_value: matches!(var, Var::Args | Var::IsArgs | Var::Pipe),
-                },
-            })
-            .collect()
-    }
-
-    /// Whether rendering reads a [`Late`] variable, directly or through a map.
-    pub fn uses_late(&self, vars: &Vars) -> bool {
-        let mut seen = vec![false; vars.maps.len()];
-        self.reads_late(vars, &mut seen)
-    }
-
-    fn reads_late(&self, vars: &Vars, seen: &mut [bool]) -> bool {
-        self.parts.iter().any(|part| match part {
-            Part::Var(Var::Late(_)) => true,
-            Part::Var(Var::Map(index)) => {
-                let Some(first) = seen.get_mut(*index).filter(|s| !**s) else {
-                    return false;
-                };
-                *first = true;
-                vars.maps[*index]
-                    .templates()
-                    .any(|template| template.reads_late(vars, seen))
-            }
-            _ => false,
-        })
-    }
-
     fn uses_captures(&self) -> bool {
         self.parts
             .iter()
@@ -308,22 +245,6 @@ impl Template {
             _ => None,
         })
     }
-}
-
-/// A piece of a template, as [`Template::segments`] cuts it.
-#[derive(Clone, Debug)]
-pub enum Segment {
-    /// Text as written.
-    Literal(Box<str>),
-    /// One variable known when the request arrives.
-    Early {
-        /// A template of that one variable.
-        template: Template,
-        /// An empty value is a value (nginx logs `$args` empty, not `-`).
-        empty_is_value: bool,
-    },
-    /// A variable known with the response.
-    Late(Late),
 }
 
 /// What a template may name while it is compiled.
@@ -614,80 +535,6 @@ fn protocol(version: Version) -> &'static str {
         Version::HTTP_3 => "HTTP/3.0",
         _ => "",
     }
-}
-
-/// Every value of a header, joined with ", " (as nginx does for repeated headers).
-fn push_header(headers: &HeaderMap, name: &HeaderName, out: &mut String) {
-    for (i, value) in headers.get_all(name).iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        push_lossy(value.as_bytes(), out);
-    }
-}
-
-/// Appends `bytes` as text: header values and decoded paths need not be UTF-8, so what is not
-/// becomes U+FFFD, without allocating.
-fn push_lossy(bytes: &[u8], out: &mut String) {
-    for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
-        if !chunk.invalid().is_empty() {
-            out.push(char::REPLACEMENT_CHARACTER);
-        }
-    }
-}
-
-/// The first cookie called `name` across all `Cookie` headers (HTTP/2 may split them).
-fn push_cookie(headers: &HeaderMap, name: &str, out: &mut String) {
-    let mut cookies = headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok);
-    if let Some(found) = cookies.find(|c| c.name().eq_ignore_ascii_case(name)) {
-        out.push_str(found.value());
-    }
-}
-
-/// `$remote_user`: the user name of `Authorization: Basic BASE64(user:password)`.
-fn push_remote_user(headers: &HeaderMap, out: &mut String) {
-    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-        return;
-    };
-    let bytes = value.as_bytes();
-    let Some(encoded) = bytes
-        .get(..6)
-        .filter(|scheme| scheme.eq_ignore_ascii_case(b"basic "))
-        .map(|_| bytes[6..].trim_ascii())
-    else {
-        return;
-    };
-    // Decoded a sextet at a time, up to the `:`; nothing is kept of the password.
-    let start = out.len();
-    let (mut bits, mut count) = (0u32, 0);
-    for &byte in encoded {
-        let sextet = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => break,
-        };
-        bits = (bits << 6) | u32::from(sextet);
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            let decoded = (bits >> count) as u8;
-            if decoded == b':' {
-                return;
-            }
-            out.push(char::from(decoded));
-        }
-    }
-    // No `:`: not a Basic credential; nginx then leaves the user unset.
-    out.truncate(start);
 }
 
 /// Appends `out[start..end]` to `out` without a temporary string.

@@ -5,14 +5,18 @@
 //! A [`Late`] variable renders through [`ResponseFacts`], which the access log implements when
 //! it fills a line; in a header, a `map` or anywhere else rendered before the response, no facts
 //! are there and the value is empty, as nginx's. The time variables are late in a log line (the
-//! time the line is written, as nginx) and read the clock anywhere else. Pure std + `http`.
+//! time the line is written, as nginx) and read the clock anywhere else. Also how a template is
+//! cut for the access log ([`Template::segments`]) and the empty request an end-of-line `if=`
+//! sees. Pure std + `http`.
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use http::HeaderName;
+use std::net::SocketAddr;
 
-use super::clock;
+use http::{HeaderMap, HeaderName, Method, Uri, Version};
+
+use super::{Part, RequestInfo, Template, Var, Vars, clock};
 
 /// A variable known only when the response is (or once it ended).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,5 +154,88 @@ impl RequestFacts {
     /// Appends `$request_id`.
     pub(super) fn render_id(&self, out: &mut String) {
         let _ = write!(out, "{:032x}", self.id);
+    }
+}
+
+/// A piece of a template, as [`Template::segments`] cuts it.
+#[derive(Clone, Debug)]
+pub enum Segment {
+    /// Text as written.
+    Literal(Box<str>),
+    /// One variable known when the request arrives.
+    Early {
+        /// A template of that one variable.
+        template: Template,
+        /// An empty value is a value (nginx logs `$args` empty, not `-`).
+        empty_is_value: bool,
+    },
+    /// A variable known with the response.
+    Late(Late),
+}
+
+impl Template {
+    /// The template cut where its values are known: literals, variables known when the request
+    /// arrives (each a template of its own), and [`Late`] ones (the access log fills those in
+    /// when the response is there).
+    pub fn segments(&self) -> Vec<Segment> {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Part::Literal(text) => Segment::Literal(text.clone()),
+                Part::Var(Var::Late(late)) => Segment::Late(late.clone()),
+                Part::Var(var) => Segment::Early {
+                    template: Template {
+                        parts: Box::new([Part::Var(var.clone())]),
+                    },
+                    // Found but empty: nginx logs `$args` as empty, an absent header as `-`.
+                    empty_is_value: matches!(var, Var::Args | Var::IsArgs | Var::Pipe),
+                },
+            })
+            .collect()
+    }
+
+    /// Whether rendering reads a [`Late`] variable, directly or through a map.
+    pub fn uses_late(&self, vars: &Vars) -> bool {
+        let mut seen = vec![false; vars.maps.len()];
+        self.reads_late(vars, &mut seen)
+    }
+
+    fn reads_late(&self, vars: &Vars, seen: &mut [bool]) -> bool {
+        self.parts.iter().any(|part| match part {
+            Part::Var(Var::Late(_)) => true,
+            Part::Var(Var::Map(index)) => {
+                let Some(first) = seen.get_mut(*index).filter(|s| !**s) else {
+                    return false;
+                };
+                *first = true;
+                vars.maps[*index]
+                    .templates()
+                    .any(|template| template.reads_late(vars, seen))
+            }
+            _ => false,
+        })
+    }
+}
+
+/// A request with nothing in it: what an access log's `if=` evaluated at the end of a request
+/// sees for the request's own variables (the response facts are set by the caller).
+pub fn empty_request() -> RequestInfo<'static> {
+    static EMPTY: std::sync::OnceLock<(Uri, HeaderMap)> = std::sync::OnceLock::new();
+    let (uri, headers) = EMPTY.get_or_init(|| (Uri::from_static("/"), HeaderMap::new()));
+    RequestInfo {
+        method: &Method::GET,
+        uri,
+        path: b"/",
+        host: "",
+        version: Version::HTTP_11,
+        headers,
+        client: SocketAddr::from(([0, 0, 0, 0], 0)),
+        local: SocketAddr::from(([0, 0, 0, 0], 0)),
+        scheme: "http",
+        tls: None,
+        server_name: "",
+        proxy_host: "",
+        facts: &RequestFacts::NONE,
+        late: None,
     }
 }
