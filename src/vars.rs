@@ -183,6 +183,8 @@ enum Var {
     ServerProtocol,
     Request,
     ProxyHost,
+    /// `$proxy_port`: the port of `$proxy_host`, 80 when it names none.
+    ProxyPort,
     ProxyAddXForwardedFor,
     /// `$https`: `on` over TLS, else empty.
     Https,
@@ -343,6 +345,7 @@ fn builtin(name: &str) -> Option<Var> {
         "server_protocol" => Var::ServerProtocol,
         "request" => Var::Request,
         "proxy_host" => Var::ProxyHost,
+        "proxy_port" => Var::ProxyPort,
         "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
         "https" => Var::Https,
         "ssl_protocol" => Var::Ssl(SslFact::Protocol),
@@ -481,6 +484,17 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
             out.push_str(protocol(req.version));
         }
         Var::ProxyHost => out.push_str(req.proxy_host),
+        Var::ProxyPort => {
+            // `host:port`, `[v6]:port`, or a bare name (an upstream group, port 80).
+            let port = req
+                .proxy_host
+                .rsplit_once(':')
+                .map(|(_, port)| port)
+                .filter(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+            if !req.proxy_host.is_empty() {
+                out.push_str(port.unwrap_or("80"));
+            }
+        }
         Var::ProxyAddXForwardedFor => {
             let before = out.len();
             push_header(req.headers, &X_FORWARDED_FOR, out);
