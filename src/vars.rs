@@ -11,7 +11,6 @@
 //! `RequestInfo` from its hyper request).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use http::{HeaderMap, HeaderName, Method, Uri, Version};
@@ -23,10 +22,12 @@ pub mod clock;
 mod header_values;
 mod late;
 mod map;
+mod numbers;
 
 use header_values::{push_cookie, push_header, push_lossy, push_remote_user};
 pub use late::{Late, Phase, RequestFacts, ResponseFacts, Segment, empty_request};
 use map::{CompiledMap, find_cycles, render_map};
+pub use numbers::{push_ip, push_u64};
 
 /// Everything a variable can read about one request.
 #[derive(Clone, Copy, Debug)]
@@ -446,18 +447,10 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
         Var::Host => out.push_str(req.host),
         // Canonical form, so a v4 client on a dual-stack socket reads `1.2.3.4`, not
         // `::ffff:1.2.3.4`.
-        Var::RemoteAddr => {
-            let _ = write!(out, "{}", req.client.ip().to_canonical());
-        }
-        Var::RemotePort => {
-            let _ = write!(out, "{}", req.client.port());
-        }
-        Var::ServerAddr => {
-            let _ = write!(out, "{}", req.local.ip().to_canonical());
-        }
-        Var::ServerPort => {
-            let _ = write!(out, "{}", req.local.port());
-        }
+        Var::RemoteAddr => push_ip(out, req.client.ip().to_canonical()),
+        Var::RemotePort => push_u64(out, u64::from(req.client.port())),
+        Var::ServerAddr => push_ip(out, req.local.ip().to_canonical()),
+        Var::ServerPort => push_u64(out, u64::from(req.local.port())),
         Var::Scheme => out.push_str(req.scheme),
         Var::Https => out.push_str(if req.tls.is_some() { "on" } else { "" }),
         Var::Ssl(fact) => {
@@ -501,7 +494,7 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
             if out.len() > before {
                 out.push_str(", ");
             }
-            let _ = write!(out, "{}", req.client.ip().to_canonical());
+            push_ip(out, req.client.ip().to_canonical());
         }
         Var::Header(name) => push_header(req.headers, name, out),
         Var::Arg(name) => {
@@ -519,12 +512,8 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
         Var::Map(index) => render_map(*index, vars, req, out),
         Var::RemoteUser => push_remote_user(req.headers, out),
         Var::RequestId => req.facts.render_id(out),
-        Var::Connection => {
-            let _ = write!(out, "{}", req.facts.connection);
-        }
-        Var::ConnectionRequests => {
-            let _ = write!(out, "{}", req.facts.connection_requests);
-        }
+        Var::Connection => push_u64(out, req.facts.connection),
+        Var::ConnectionRequests => push_u64(out, req.facts.connection_requests),
         Var::Pipe => out.push('.'),
         Var::Late(late) => match req.late {
             Some(facts) => facts.render(late, out),

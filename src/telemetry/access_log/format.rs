@@ -4,15 +4,14 @@
 //! [`Format::begin`] writes a line's known parts into its buffer and notes where each hole
 //! is; [`Format::fill`] renders the holes of one [`Phase`] in place once their facts exist
 //! (the rest of the line moves right by the value's length — a line is a few hundred bytes).
-//! Nothing is allocated but the line buffer itself, and a spill of hole offsets for a format
-//! with more than [`INLINE_HOLES`] response variables.
-
-use std::cell::RefCell;
+//! Values are rendered straight into the line; nothing is allocated but the line buffer
+//! itself (and, rarely, a value that needs escaping, or a spill of hole offsets for a format
+//! with more than [`INLINE_HOLES`] response variables).
 
 use crate::config::{self, ConfigError, LogEscape};
 use crate::vars::{Late, Phase, RequestInfo, ResponseFacts, Segment, Vars};
 
-use super::escape::push_value;
+use super::escape::settle;
 
 /// Formats with at most this many response variables keep their hole offsets inline.
 pub const INLINE_HOLES: usize = 8;
@@ -26,6 +25,8 @@ pub struct Format {
     holes: Box<[Late]>,
     /// Whether some hole is filled before the end (the relay then calls `fill` early).
     needs_heads: bool,
+    /// Whether a hole shows a size, for which request and response heads are measured.
+    needs_sizes: bool,
 }
 
 /// Where the holes of one line are: byte offsets into the line, one per [`Late`] segment.
@@ -68,12 +69,6 @@ impl Holes {
     }
 }
 
-thread_local! {
-    /// Where one variable's value is rendered before it is escaped into a line: reused, so a
-    /// line costs no allocation but its own buffer.
-    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
 impl Format {
     /// Compiles `format` against the config's variables; an unknown variable is an error at
     /// the `log_format`.
@@ -88,11 +83,21 @@ impl Format {
             })
             .collect();
         let needs_heads = holes.iter().any(|late| late.phase() != Phase::End);
+        let needs_sizes = holes.iter().any(|late| {
+            matches!(
+                late,
+                Late::BytesSent
+                    | Late::RequestLength
+                    | Late::UpstreamBytesSent
+                    | Late::UpstreamBytesReceived
+            )
+        });
         Ok(Format {
             escape: format.escape,
             segments,
             holes,
             needs_heads,
+            needs_sizes,
         })
     }
 
@@ -101,28 +106,31 @@ impl Format {
         self.needs_heads
     }
 
+    /// Whether a hole shows a size (`$bytes_sent`, `$request_length`, `$upstream_bytes_*`).
+    pub fn needs_sizes(&self) -> bool {
+        self.needs_sizes
+    }
+
     /// Writes what the request knows into `line` and notes the holes.
-    pub fn begin(&self, vars: &Vars, req: &RequestInfo, line: &mut Vec<u8>, holes: &mut Holes) {
+    pub fn begin(&self, vars: &Vars, req: &RequestInfo, line: &mut String, holes: &mut Holes) {
         let mut hole = 0;
-        SCRATCH.with_borrow_mut(|scratch| {
-            for segment in &self.segments {
-                match segment {
-                    Segment::Literal(text) => line.extend_from_slice(text.as_bytes()),
-                    Segment::Early {
-                        template,
-                        empty_is_value,
-                    } => {
-                        scratch.clear();
-                        template.render(vars, req, scratch);
-                        push_value(self.escape, scratch.as_bytes(), *empty_is_value, line);
-                    }
-                    Segment::Late(_) => {
-                        holes.set(hole, line.len());
-                        hole += 1;
-                    }
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => line.push_str(text),
+                Segment::Early {
+                    template,
+                    empty_is_value,
+                } => {
+                    let start = line.len();
+                    template.render(vars, req, line);
+                    settle(self.escape, line, start, *empty_is_value);
+                }
+                Segment::Late(_) => {
+                    holes.set(hole, line.len());
+                    hole += 1;
                 }
             }
-        });
+        }
     }
 
     /// Renders into `line`, from `facts`, the holes known by `phase` and not filled yet
@@ -132,26 +140,27 @@ impl Format {
         phase: Phase,
         done: Option<Phase>,
         facts: &dyn ResponseFacts,
-        line: &mut Vec<u8>,
+        line: &mut String,
         holes: &mut Holes,
     ) {
         let count = self.holes.len();
-        SCRATCH.with_borrow_mut(|scratch| {
-            for (index, late) in self.holes.iter().enumerate() {
-                let known = late.phase();
-                if known > phase || done.is_some_and(|done| known <= done) {
-                    continue;
-                }
-                scratch.clear();
-                facts.render(late, scratch);
-                let at = holes.get(index).min(line.len());
-                let before = line.len();
-                let counts = matches!(late, Late::UpstreamTries);
-                push_value(self.escape, scratch.as_bytes(), counts, line);
-                let added = line.len() - before;
-                line[at..].rotate_right(added);
-                holes.shift_after(index, added, count);
+        for (index, late) in self.holes.iter().enumerate() {
+            let known = late.phase();
+            if known > phase || done.is_some_and(|done| known <= done) {
+                continue;
             }
-        });
+            // Rendered at the end of the line, then turned into its place.
+            let at = holes.get(index).min(line.len());
+            let start = line.len();
+            facts.render(late, line);
+            let counts = matches!(late, Late::UpstreamTries);
+            settle(self.escape, line, start, counts);
+            let added = line.len() - start;
+            // SAFETY: `line[at..start]` and `line[start..]` are each whole UTF-8 text (`at` and
+            // `start` are ends of values pushed whole), so swapping the two keeps the String
+            // UTF-8.
+            unsafe { line.as_mut_vec()[at..].rotate_right(added) };
+            holes.shift_after(index, added, count);
+        }
     }
 }

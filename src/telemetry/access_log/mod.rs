@@ -165,7 +165,7 @@ impl Logs {
             .iter()
             .filter(|log| log.passes_at_start(vars, req))
             .map(|log| {
-                let mut text = Vec::with_capacity(256);
+                let mut text = String::with_capacity(256);
                 let mut holes = Holes::default();
                 log.format.begin(vars, req, &mut text, &mut holes);
                 Line {
@@ -175,8 +175,13 @@ impl Logs {
                 }
             });
         let first = lines.next()?;
-        let more = lines.collect();
-        Some(Box::new(Record::new(first, more, request_length(req))))
+        let more: Vec<Line> = lines.collect();
+        // Heads are measured only for a line that shows a size.
+        let sizes = std::iter::once(&first)
+            .chain(&more)
+            .any(|line| line.log.format.needs_sizes());
+        let length = if sizes { request_length(req) } else { 0 };
+        Some(Box::new(Record::new(first, more, sizes, length)))
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderMap;
 
-use crate::vars::{Late, Phase, ResponseFacts, clock};
+use crate::vars::{Late, Phase, ResponseFacts, clock, push_u64};
 
 use super::CompiledLog;
 use super::format::Holes;
@@ -18,7 +18,7 @@ use super::format::Holes;
 #[derive(Debug)]
 pub(super) struct Line {
     pub(super) log: Arc<CompiledLog>,
-    pub(super) text: Vec<u8>,
+    pub(super) text: String,
     pub(super) holes: Holes,
 }
 
@@ -42,6 +42,8 @@ pub struct Record {
     more: Vec<Line>,
     /// The last phase whose holes are filled.
     done: Option<Phase>,
+    /// A line shows a size (`$bytes_sent`, `$request_length`, ...): heads are measured.
+    needs_sizes: bool,
     known: Known,
 }
 
@@ -60,11 +62,17 @@ struct Known {
 }
 
 impl Record {
-    pub(super) fn new(first: Line, more: Vec<Line>, request_length: u64) -> Record {
+    pub(super) fn new(
+        first: Line,
+        more: Vec<Line>,
+        needs_sizes: bool,
+        request_length: u64,
+    ) -> Record {
         Record {
             first,
             more,
             done: None,
+            needs_sizes,
             known: Known {
                 start: Instant::now(),
                 status: 0,
@@ -129,7 +137,9 @@ impl Record {
     pub fn head(&mut self, phase: Phase, status: u16, headers: &HeaderMap) {
         if phase == Phase::SentHead {
             self.known.status = status;
-            self.known.head_bytes = head_size(status, headers);
+            if self.needs_sizes {
+                self.known.head_bytes = head_size(status, headers);
+            }
         }
         let heads = self.first.log.format.needs_heads()
             || self.more.iter().any(|line| line.log.format.needs_heads());
@@ -181,8 +191,8 @@ impl Record {
                 &mut line.holes,
             );
             if log.passes_at_end(&facts) {
-                line.text.push(b'\n');
-                log.file.push(&line.text);
+                line.text.push('\n');
+                log.file.push(line.text.as_bytes());
             }
         }
     }
@@ -211,7 +221,12 @@ pub(super) struct Facts<'a> {
 
 /// nginx's `%T.%03M`: seconds with milliseconds.
 fn seconds(out: &mut String, time: Duration) {
-    let _ = write!(out, "{}.{:03}", time.as_secs(), time.subsec_millis());
+    push_u64(out, time.as_secs());
+    let millis = time.subsec_millis();
+    out.push('.');
+    for digit in [millis / 100, millis / 10 % 10, millis % 10] {
+        out.push(char::from(b'0' + digit as u8));
+    }
 }
 
 /// Each try's value, `, `-separated as nginx lists them (`-` where a try has none).
@@ -239,18 +254,12 @@ impl ResponseFacts for Facts<'_> {
         match late {
             Late::Status => {
                 if known.status != 0 {
-                    let _ = write!(out, "{}", known.status);
+                    push_u64(out, u64::from(known.status));
                 }
             }
-            Late::BodyBytesSent => {
-                let _ = write!(out, "{}", known.body_bytes);
-            }
-            Late::BytesSent => {
-                let _ = write!(out, "{}", known.head_bytes + known.body_bytes);
-            }
-            Late::RequestLength => {
-                let _ = write!(out, "{}", known.request_length);
-            }
+            Late::BodyBytesSent => push_u64(out, known.body_bytes),
+            Late::BytesSent => push_u64(out, known.head_bytes + known.body_bytes),
+            Late::RequestLength => push_u64(out, known.request_length),
             Late::RequestTime => seconds(out, known.start.elapsed()),
             Late::TimeLocal => clock::time_local(self.now, out),
             Late::TimeIso8601 => clock::time_iso8601(self.now, out),
