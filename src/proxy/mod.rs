@@ -19,6 +19,7 @@ pub mod upgrade;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -40,7 +41,6 @@ pub use body::response::ResponseBody;
 use body::response::UpstreamBody;
 use error::ProxyError;
 use extended_connect::Http2WebSocket;
-use std::sync::atomic::Ordering;
 use upgrade::ClientUpgrade;
 
 /// What is known about the client connection a request arrived on.
@@ -49,7 +49,7 @@ pub struct ConnInfo {
     /// `$connection`: this connection's serial number, from [`next_connection_serial`].
     pub serial: u64,
     /// Requests received on this connection so far (`$connection_requests`).
-    pub requests: std::sync::atomic::AtomicU64,
+    pub requests: AtomicU64,
     /// The client's address.
     pub client: SocketAddr,
     /// Our address on this connection.
@@ -66,8 +66,8 @@ pub struct ConnInfo {
 
 /// A new connection's `$connection` number: counted from 1 over the process's life.
 pub fn next_connection_serial() -> u64 {
-    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    static SERIAL: AtomicU64 = AtomicU64::new(1);
+    SERIAL.fetch_add(1, Ordering::Relaxed)
 }
 
 /// What a TLS handshake settled for the whole connection.

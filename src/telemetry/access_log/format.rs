@@ -27,6 +27,8 @@ pub struct Format {
     needs_heads: bool,
     /// Whether a hole shows a size, for which request and response heads are measured.
     needs_sizes: bool,
+    /// Whether a hole shows a duration, for which the clock is read.
+    needs_times: bool,
 }
 
 /// Where the holes of one line are: byte offsets into the line, one per [`Late`] segment.
@@ -92,12 +94,22 @@ impl Format {
                     | Late::UpstreamBytesReceived
             )
         });
+        let needs_times = holes.iter().any(|late| {
+            matches!(
+                late,
+                Late::RequestTime
+                    | Late::UpstreamResponseTime
+                    | Late::UpstreamConnectTime
+                    | Late::UpstreamHeaderTime
+            )
+        });
         Ok(Format {
             escape: format.escape,
             segments,
             holes,
             needs_heads,
             needs_sizes,
+            needs_times,
         })
     }
 
@@ -109,6 +121,11 @@ impl Format {
     /// Whether a hole shows a size (`$bytes_sent`, `$request_length`, `$upstream_bytes_*`).
     pub fn needs_sizes(&self) -> bool {
         self.needs_sizes
+    }
+
+    /// Whether a hole shows a duration (`$request_time`, `$upstream_*_time`).
+    pub fn needs_times(&self) -> bool {
+        self.needs_times
     }
 
     /// Writes what the request knows into `line` and notes the holes.

@@ -26,7 +26,7 @@ use crate::vars::{RequestInfo, Template, Vars};
 pub use format::Format;
 use format::Holes;
 pub use record::Record;
-use record::{Facts, Line};
+use record::{Facts, Line, Needs};
 pub use writer::{LogFile, dropped_lines, flush_all};
 
 /// Makes every access log file be written out and opened afresh (SIGUSR1, `-s reopen`).
@@ -176,16 +176,25 @@ impl Logs {
             });
         let first = lines.next()?;
         let more: Vec<Line> = lines.collect();
-        // Heads are measured only for a line that shows a size.
-        let sizes = std::iter::once(&first)
-            .chain(&more)
-            .any(|line| line.log.format.needs_sizes());
-        let length = if sizes { request_length(req) } else { 0 };
-        Some(Box::new(Record::new(first, more, sizes, length)))
+        // Heads are measured, and the clock read, only for a line that shows it.
+        let mut needs = Needs::default();
+        for log in std::iter::once(&first).chain(&more).map(|line| &line.log) {
+            needs.sizes |= log.format.needs_sizes();
+            needs.times |= log.format.needs_times() || log.decides_at_end();
+        }
+        let length = if needs.sizes { request_length(req) } else { 0 };
+        Some(Box::new(Record::new(first, more, needs, length)))
     }
 }
 
 impl CompiledLog {
+    /// Whether its `if=` reads response facts (and may read a time).
+    fn decides_at_end(&self) -> bool {
+        self.condition
+            .as_ref()
+            .is_some_and(|condition| condition.at_end.is_some())
+    }
+
     fn passes_at_start(&self, vars: &Vars, req: &RequestInfo) -> bool {
         match &self.condition {
             Some(Condition {

@@ -28,11 +28,21 @@ struct Try {
     addr: Option<SocketAddr>,
     /// The status the server answered with; for a try that got none, nginx's 502 or 504.
     status: Option<u16>,
-    start: Instant,
+    /// When it began (None: no line shows a time, and the clock is not read for them).
+    start: Option<Instant>,
     connect: Option<Duration>,
     header: Option<Duration>,
     /// When the response ended (the last try's), or the try failed.
     end: Option<Duration>,
+}
+
+/// What the lines of a request show, so that only that is measured.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Needs {
+    /// A size (`$bytes_sent`, `$request_length`, ...): heads are measured.
+    pub(super) sizes: bool,
+    /// A duration (`$request_time`, the upstream times, or an end-of-line `if=`).
+    pub(super) times: bool,
 }
 
 /// One request's lines and the facts they wait for.
@@ -50,7 +60,8 @@ pub struct Record {
 /// What the response side learned so far.
 #[derive(Debug)]
 struct Known {
-    start: Instant,
+    /// When the request began (None: no line shows a time).
+    start: Option<Instant>,
     status: u16,
     body_bytes: u64,
     head_bytes: u64,
@@ -62,19 +73,18 @@ struct Known {
 }
 
 impl Record {
-    pub(super) fn new(
-        first: Line,
-        more: Vec<Line>,
-        needs_sizes: bool,
-        request_length: u64,
-    ) -> Record {
+    pub(super) fn new(first: Line, more: Vec<Line>, needs: Needs, request_length: u64) -> Record {
+        let needs_sizes = needs.sizes;
+        // The clock is read for times only when a line shows one: a read is a system call's
+        // worth of instructions on every request.
+        let now = || needs.times.then(Instant::now);
         Record {
             first,
             more,
             done: None,
             needs_sizes,
             known: Known {
-                start: Instant::now(),
+                start: now(),
                 status: 0,
                 body_bytes: 0,
                 head_bytes: 0,
@@ -98,7 +108,7 @@ impl Record {
         let attempt = Try {
             addr,
             status: None,
-            start: Instant::now(),
+            start: self.known.start.map(|_| Instant::now()),
             connect: None,
             header: None,
             end: None,
@@ -120,7 +130,7 @@ impl Record {
     pub fn try_answered(&mut self, status: u16) {
         if let Some(last) = self.known.last_try() {
             last.status = Some(status);
-            last.header = Some(last.start.elapsed());
+            last.header = last.start.map(|start| start.elapsed());
         }
     }
 
@@ -128,7 +138,7 @@ impl Record {
     pub fn try_failed(&mut self, status: u16) {
         if let Some(last) = self.known.last_try() {
             last.status = last.status.or(Some(status));
-            last.end = Some(last.start.elapsed());
+            last.end = last.start.map(|start| start.elapsed());
         }
     }
 
@@ -174,7 +184,7 @@ impl Record {
         if let Some(last) = self.known.last_try()
             && last.end.is_none()
         {
-            last.end = Some(last.start.elapsed());
+            last.end = last.start.map(|start| start.elapsed());
         }
         let facts = Facts {
             known: &self.known,
@@ -260,7 +270,11 @@ impl ResponseFacts for Facts<'_> {
             Late::BodyBytesSent => push_u64(out, known.body_bytes),
             Late::BytesSent => push_u64(out, known.head_bytes + known.body_bytes),
             Late::RequestLength => push_u64(out, known.request_length),
-            Late::RequestTime => seconds(out, known.start.elapsed()),
+            Late::RequestTime => {
+                if let Some(start) = known.start {
+                    seconds(out, start.elapsed());
+                }
+            }
             Late::TimeLocal => clock::time_local(self.now, out),
             Late::TimeIso8601 => clock::time_iso8601(self.now, out),
             Late::Msec => clock::msec(self.now, out),
