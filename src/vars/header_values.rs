@@ -16,6 +16,11 @@ pub(super) fn push_header(headers: &HeaderMap, name: &HeaderName, out: &mut Stri
 /// Appends `bytes` as text: header values and decoded paths need not be UTF-8, so what is not
 /// becomes U+FFFD, without allocating.
 pub(super) fn push_lossy(bytes: &[u8], out: &mut String) {
+    // The common case, valid UTF-8 (mostly ASCII), checked a word at a time.
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        out.push_str(text);
+        return;
+    }
     for chunk in bytes.utf8_chunks() {
         out.push_str(chunk.valid());
         if !chunk.invalid().is_empty() {
