@@ -437,6 +437,11 @@ fn config_errors_point_at_the_directive() {
         unknown.contains("unknown log format \"nosuch\" in logs.conf:2:25"),
         "{unknown}"
     );
+    let syslog = load("http {\n  access_log syslog:server=unix:/dev/log;\n}\n");
+    assert!(
+        syslog.contains("not supported") && syslog.contains("logs.conf:2:14"),
+        "{syslog}"
+    );
     let bad = load("http {\n  access_log /tmp/x.log combined buffer=lots;\n}\n");
     assert!(bad.contains("logs.conf:2:"), "{bad}");
     let duplicate = load("http {\n  log_format combined '$uri';\n}\n");

@@ -61,6 +61,15 @@ impl Lowering {
             Arc::make_mut(list).clear();
             return;
         }
+        if path.starts_with("syslog:") {
+            // nginx's syslog target: not a file, and not one tether writes to.
+            let kind = ErrorKind::ValueNotSupported {
+                directive: d.name().into(),
+                value: path.clone(),
+            };
+            self.error(&d.args[0].span, kind);
+            return;
+        }
         let format = d.args.get(1).map_or("combined", |word| word.text.as_str());
         if format != "combined" && !self.log_format_names.iter().any(|n| n == format) {
             let kind = ErrorKind::UnknownLogFormat {
