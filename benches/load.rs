@@ -19,7 +19,8 @@
 //! tls_full_ecdsa,tls_full_rsa,tls_resumed,https_get,h2_get,wss_idle` (default all), `LOAD_SECS` (seconds per run, default 5; the reload row runs twice that),
 //! `LOAD_RUNS` (default 3), `LOAD_WS_IDLE` (idle WebSockets, default 9,000; each takes two
 //! descriptors here and two in the proxy, under a hard limit of 20,000), `LOAD_PROXIES`
-//! (default `tether,nginx,haproxy`), `LOAD_TETHER_LOG` (tether's log level, default `warn`), `LOAD_TETHER` (the tether binary to run, e.g. a wrapper
+//! (default `tether,nginx,haproxy`), `LOAD_TETHER_LOG` (tether's log level, default `warn`), `LOAD_ACCESS_LOG=on` (every proxy logs
+//! each request in nginx's `combined` format; default off), `LOAD_TETHER` (the tether binary to run, e.g. a wrapper
 //! that starts it under a profiler; default the one cargo built).
 //!
 //! Everything listens on 127.0.0.1; every child is in its own process group, killed when its
@@ -88,6 +89,9 @@ fn main() {
     });
     match outcome {
         Ok(table) => {
+            if proxies::access_log_on() {
+                println!("(access logs on: nginx's combined format in every proxy)");
+            }
             println!("{table}");
             println!("(load bench took {:.0} s)", started.elapsed().as_secs_f64());
         }

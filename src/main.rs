@@ -33,8 +33,9 @@ struct Cli {
     /// Test the config, then print it with every included file.
     #[arg(short = 'T')]
     dump: bool,
-    /// Send a signal to the running tether (found by its pid file): `reload` (SIGHUP), `quit`
-    /// (SIGQUIT: graceful stop), `stop` (SIGTERM: fast stop).
+    /// Send a signal to the running tether (found by its pid file): `reload` (SIGHUP), `reopen`
+    /// (SIGUSR1: reopen log files), `quit` (SIGQUIT: graceful stop), `stop` (SIGTERM: fast
+    /// stop).
     #[arg(short = 's', value_name = "SIGNAL")]
     signal: Option<SignalName>,
     /// Print the version and exit.
@@ -49,6 +50,8 @@ struct Cli {
 enum SignalName {
     /// Reload the config (SIGHUP).
     Reload,
+    /// Reopen the log files (SIGUSR1), after logrotate moved them.
+    Reopen,
     /// Stop gracefully (SIGQUIT).
     Quit,
     /// Stop now (SIGTERM).
@@ -172,11 +175,11 @@ fn run(config: &Config, prefix: &Path) -> ExitCode {
             // are: until then SIGHUP or SIGQUIT would take their default action and kill us.
             let stop_signals = StopSignals::register();
             let hangups = reload::hangups();
+            let reopens = reopen_on_signal(tether.clone())?;
             let pid_file = PidFile::write(pid_path(config))?;
             let (stop_watching, watching) = tokio::sync::watch::channel(false);
             let watcher =
                 tokio::spawn(watcher.run(tether.clone(), prefix.to_path_buf(), hangups, watching));
-            let reopening = tokio::spawn(reopen_on_sigusr1(tether.clone()));
             match stop_signals.wait().await {
                 Stop::Fast => {
                     tracing::info!("stopping");
@@ -189,12 +192,26 @@ fn run(config: &Config, prefix: &Path) -> ExitCode {
             }
             let _ = stop_watching.send(true);
             let _ = watcher.await;
-            reopening.abort();
+            reopens.abort();
+            // Lines of the last requests are in memory still.
+            tether::telemetry::access_log::flush_all(std::time::Duration::from_secs(5));
             drop(pid_file);
             Ok(())
         })
     });
     served.map_or_else(Emerg::exit, |()| ExitCode::SUCCESS)
+}
+
+/// SIGUSR1 (`-s reopen`, logrotate's `postrotate`): every log file is reopened.
+fn reopen_on_signal(tether: Arc<Tether>) -> Result<tokio::task::JoinHandle<()>, Emerg> {
+    let mut usr1 = signal(SignalKind::user_defined1())
+        .map_err(|error| Emerg(format!("cannot catch SIGUSR1 ({error})")))?;
+    Ok(tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            tracing::info!("reopening log files");
+            tether.reopen_logs();
+        }
+    }))
 }
 
 async fn start(config: &Config) -> Result<Tether, Emerg> {
@@ -247,6 +264,7 @@ fn send_signal(conf: &Path, prefix: &Path, signal: SignalName) -> ExitCode {
     };
     let number = match signal {
         SignalName::Reload => libc::SIGHUP,
+        SignalName::Reopen => libc::SIGUSR1,
         SignalName::Quit => libc::SIGQUIT,
         SignalName::Stop => libc::SIGTERM,
     };
@@ -275,17 +293,6 @@ fn build_runtime(workers: WorkerProcesses) -> Result<tokio::runtime::Runtime, Em
         .enable_all()
         .build()
         .map_err(|error| Emerg(format!("cannot start the runtime: {error}")))
-}
-
-/// SIGUSR1 reopens the log files (logrotate's `postrotate`), as nginx's does.
-async fn reopen_on_sigusr1(tether: Arc<Tether>) {
-    let Ok(mut signals) = signal(SignalKind::user_defined1()) else {
-        tracing::warn!("cannot listen for SIGUSR1: log files are not reopened on it");
-        return;
-    };
-    while signals.recv().await.is_some() {
-        tether.reopen_logs();
-    }
 }
 
 /// How tether was asked to stop.

@@ -247,6 +247,9 @@ impl Tether {
     /// renamed them, new lines go to new files. A file that cannot be reopened keeps the old
     /// one, and says so.
     pub fn reopen_logs(&self) {
+        // Access logs: what was written goes to the file open until now, every later line to
+        // the path opened afresh.
+        crate::telemetry::access_log::reopen_logs();
         for failed in error_log::reopen() {
             tracing::error!("{failed}: the error log stays on the file it had");
         }

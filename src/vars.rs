@@ -11,7 +11,6 @@
 //! `RequestInfo` from its hyper request).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use http::{HeaderMap, HeaderName, Method, Uri, Version};
@@ -19,9 +18,16 @@ use http::{HeaderMap, HeaderName, Method, Uri, Version};
 use crate::config::{self, ConfigError, ConfigErrors, ErrorKind, Span};
 use crate::tls::TlsSession;
 
+pub mod clock;
+mod header_values;
+mod late;
 mod map;
+mod numbers;
 
+use header_values::{push_cookie, push_header, push_lossy, push_remote_user};
+pub use late::{Late, Phase, RequestFacts, ResponseFacts, Segment, empty_request};
 use map::{CompiledMap, find_cycles, render_map};
+pub use numbers::{push_ip, push_u64};
 
 /// Everything a variable can read about one request.
 #[derive(Clone, Copy, Debug)]
@@ -52,6 +58,17 @@ pub struct RequestInfo<'a> {
     pub server_name: &'a str,
     /// The proxy_pass authority as written (`$proxy_host`).
     pub proxy_host: &'a str,
+    /// `$request_id`, `$connection`, `$connection_requests`.
+    pub facts: &'a RequestFacts,
+    /// What the response side knows (the access log, filling a line); None before there is a
+    /// response, when [`Late`] variables render empty (the time ones read the clock).
+    pub late: Option<&'a dyn ResponseFacts>,
+}
+
+impl std::fmt::Debug for dyn ResponseFacts + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResponseFacts")
+    }
 }
 
 impl<'a> RequestInfo<'a> {
@@ -167,6 +184,8 @@ enum Var {
     ServerProtocol,
     Request,
     ProxyHost,
+    /// `$proxy_port`: the port of `$proxy_host`, 80 when it names none.
+    ProxyPort,
     ProxyAddXForwardedFor,
     /// `$https`: `on` over TLS, else empty.
     Https,
@@ -180,6 +199,18 @@ enum Var {
     Cookie(Box<str>),
     /// A `map` variable: index into [`Vars::maps`].
     Map(usize),
+    /// `$remote_user`: the user of a `Basic` `Authorization`.
+    RemoteUser,
+    /// `$request_id`.
+    RequestId,
+    /// `$connection`.
+    Connection,
+    /// `$connection_requests`.
+    ConnectionRequests,
+    /// `$pipe`: always `.` (tether does not tell pipelined requests apart).
+    Pipe,
+    /// Known with the response (see [`Late`]).
+    Late(Late),
     /// `$1`..`$9` inside a map value.
     Capture(usize),
 }
@@ -246,6 +277,25 @@ impl Scope<'_> {
                 return Ok(Var::Header(header));
             }
         }
+        if let Some(late) = Late::by_name(&lower) {
+            return Ok(Var::Late(late));
+        }
+        for (prefix, late) in [
+            (
+                "upstream_http_",
+                Late::UpstreamHttp as fn(HeaderName) -> Late,
+            ),
+            ("sent_http_", Late::SentHttp),
+        ] {
+            if let Some(header) = lower.strip_prefix(prefix).filter(|h| !h.is_empty())
+                && let Ok(header) = HeaderName::from_bytes(header.replace('_', "-").as_bytes())
+            {
+                return Ok(Var::Late(late(header)));
+            }
+        }
+        if lower.starts_with("upstream_cookie_") && name.len() > 16 {
+            return Ok(Var::Late(Late::UpstreamCookie(name[16..].into())));
+        }
         if lower.starts_with("arg_") && name.len() > 4 {
             return Ok(Var::Arg(name[4..].into()));
         }
@@ -296,6 +346,7 @@ fn builtin(name: &str) -> Option<Var> {
         "server_protocol" => Var::ServerProtocol,
         "request" => Var::Request,
         "proxy_host" => Var::ProxyHost,
+        "proxy_port" => Var::ProxyPort,
         "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
         "https" => Var::Https,
         "ssl_protocol" => Var::Ssl(SslFact::Protocol),
@@ -304,6 +355,11 @@ fn builtin(name: &str) -> Option<Var> {
         "ssl_session_reused" => Var::Ssl(SslFact::SessionReused),
         "ssl_client_verify" => Var::Ssl(SslFact::ClientVerify),
         "ssl_client_s_dn" => Var::Ssl(SslFact::ClientSubject),
+        "remote_user" => Var::RemoteUser,
+        "request_id" => Var::RequestId,
+        "connection" => Var::Connection,
+        "connection_requests" => Var::ConnectionRequests,
+        "pipe" => Var::Pipe,
         _ => return None,
     })
 }
@@ -391,18 +447,10 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
         Var::Host => out.push_str(req.host),
         // Canonical form, so a v4 client on a dual-stack socket reads `1.2.3.4`, not
         // `::ffff:1.2.3.4`.
-        Var::RemoteAddr => {
-            let _ = write!(out, "{}", req.client.ip().to_canonical());
-        }
-        Var::RemotePort => {
-            let _ = write!(out, "{}", req.client.port());
-        }
-        Var::ServerAddr => {
-            let _ = write!(out, "{}", req.local.ip().to_canonical());
-        }
-        Var::ServerPort => {
-            let _ = write!(out, "{}", req.local.port());
-        }
+        Var::RemoteAddr => push_ip(out, req.client.ip().to_canonical()),
+        Var::RemotePort => push_u64(out, u64::from(req.client.port())),
+        Var::ServerAddr => push_ip(out, req.local.ip().to_canonical()),
+        Var::ServerPort => push_u64(out, u64::from(req.local.port())),
         Var::Scheme => out.push_str(req.scheme),
         Var::Https => out.push_str(if req.tls.is_some() { "on" } else { "" }),
         Var::Ssl(fact) => {
@@ -429,13 +477,24 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
             out.push_str(protocol(req.version));
         }
         Var::ProxyHost => out.push_str(req.proxy_host),
+        Var::ProxyPort => {
+            // `host:port`, `[v6]:port`, or a bare name (an upstream group, port 80).
+            let port = req
+                .proxy_host
+                .rsplit_once(':')
+                .map(|(_, port)| port)
+                .filter(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+            if !req.proxy_host.is_empty() {
+                out.push_str(port.unwrap_or("80"));
+            }
+        }
         Var::ProxyAddXForwardedFor => {
             let before = out.len();
             push_header(req.headers, &X_FORWARDED_FOR, out);
             if out.len() > before {
                 out.push_str(", ");
             }
-            let _ = write!(out, "{}", req.client.ip().to_canonical());
+            push_ip(out, req.client.ip().to_canonical());
         }
         Var::Header(name) => push_header(req.headers, name, out),
         Var::Arg(name) => {
@@ -451,6 +510,15 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
         }
         Var::Cookie(name) => push_cookie(req.headers, name, out),
         Var::Map(index) => render_map(*index, vars, req, out),
+        Var::RemoteUser => push_remote_user(req.headers, out),
+        Var::RequestId => req.facts.render_id(out),
+        Var::Connection => push_u64(out, req.facts.connection),
+        Var::ConnectionRequests => push_u64(out, req.facts.connection_requests),
+        Var::Pipe => out.push('.'),
+        Var::Late(late) => match req.late {
+            Some(facts) => facts.render(late, out),
+            None => late.render_early(out),
+        },
         Var::Capture(group) => {
             if let Some(&Some((start, end))) = captures.get(*group) {
                 append_from_within(out, start, end);
@@ -469,40 +537,6 @@ fn protocol(version: Version) -> &'static str {
         Version::HTTP_2 => "HTTP/2.0",
         Version::HTTP_3 => "HTTP/3.0",
         _ => "",
-    }
-}
-
-/// Every value of a header, joined with ", " (as nginx does for repeated headers).
-fn push_header(headers: &HeaderMap, name: &HeaderName, out: &mut String) {
-    for (i, value) in headers.get_all(name).iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        push_lossy(value.as_bytes(), out);
-    }
-}
-
-/// Appends `bytes` as text: header values and decoded paths need not be UTF-8, so what is not
-/// becomes U+FFFD, without allocating.
-fn push_lossy(bytes: &[u8], out: &mut String) {
-    for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
-        if !chunk.invalid().is_empty() {
-            out.push(char::REPLACEMENT_CHARACTER);
-        }
-    }
-}
-
-/// The first cookie called `name` across all `Cookie` headers (HTTP/2 may split them).
-fn push_cookie(headers: &HeaderMap, name: &str, out: &mut String) {
-    let mut cookies = headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok);
-    if let Some(found) = cookies.find(|c| c.name().eq_ignore_ascii_case(name)) {
-        out.push_str(found.value());
     }
 }
 

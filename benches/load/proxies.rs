@@ -72,6 +72,13 @@ impl Ports {
     }
 }
 
+/// `LOAD_ACCESS_LOG=on`: every proxy logs each request in nginx's `combined` format — tether
+/// and nginx to `access.log` in their folder, HAProxy its `option httplog` line to its output
+/// file. Off (the default), none logs.
+pub fn access_log_on() -> bool {
+    std::env::var("LOAD_ACCESS_LOG").is_ok_and(|value| value == "on" || value == "1")
+}
+
 /// Marks the lines only tether gets.
 const TETHER_ONLY: &str = "# tether only";
 
@@ -83,6 +90,12 @@ pub fn nginx_syntax(ports: &Ports, kind: Kind, cert: &CertFiles) -> String {
     let listen = ports.listen(kind);
     let tls = ports.tls(kind);
     let (crt, key) = (cert.cert.display(), cert.key.display());
+    // Relative to the prefix (`-p`), the proxy's own folder, for tether and nginx alike.
+    let access_log = if access_log_on() {
+        "access_log access.log combined;"
+    } else {
+        "access_log off;"
+    };
     let text = format!(
         r#"# tether and nginx run this same file; nginx gets it without the lines marked
 # "{TETHER_ONLY}" (nginx OSS has no sticky cookies).
@@ -92,7 +105,7 @@ worker_rlimit_nofile 20000;
 events {{ worker_connections 19900; }}
 
 http {{
-    access_log off;
+    {access_log}
     keepalive_requests 1000000;
     keepalive_timeout 300s;
 
@@ -168,6 +181,12 @@ pub fn haproxy_cfg(ports: &Ports, cert: &CertFiles) -> String {
     let listen = ports.listen(Kind::Haproxy);
     let tls = ports.tls(Kind::Haproxy);
     let pem = cert.combined.display();
+    // HAProxy writes its log lines to a log server or a stream; stdout goes to its output file.
+    let log = if access_log_on() {
+        "log stdout format raw local0 info\n    option httplog"
+    } else {
+        "# no log"
+    };
     format!(
         r#"global
     nbthread 1
@@ -176,6 +195,7 @@ pub fn haproxy_cfg(ports: &Ports, cert: &CertFiles) -> String {
 
 defaults
     mode http
+    {log}
     option http-keep-alive
     timeout connect 5s
     timeout client 1h
@@ -250,7 +270,13 @@ impl Proxy {
                 let mut command = Command::new(tether_binary);
                 // `LOAD_TETHER_LOG` (default `warn`) to see more while chasing a failure.
                 let level = std::env::var("LOAD_TETHER_LOG").unwrap_or_else(|_| "warn".into());
-                command.arg("-c").arg(&conf).env("TETHER_LOG", level);
+                // The prefix is the proxy's folder, as nginx's: relative log paths land there.
+                command
+                    .arg("-p")
+                    .arg(&dir)
+                    .arg("-c")
+                    .arg(&conf)
+                    .env("TETHER_LOG", level);
                 (conf, command)
             }
             Kind::Nginx => {

@@ -26,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 use super::error::ProxyError;
 use super::tunnel::{self, Protocol};
 use super::upgrade;
-use crate::inflight::Token;
 use crate::peer::ActiveGuard;
 
 /// Something the HTTP/2 server attaches to a CONNECT request (as a request extension) and wants
@@ -146,7 +145,7 @@ impl Http2WebSocket {
         idle_timeout: Duration,
         shutdown: CancellationToken,
         guard: ActiveGuard,
-        open: Token,
+        book: upgrade::TunnelBook,
     ) -> impl Future<Output = ()> + Send + 'static {
         let Http2WebSocket { stream, hold, .. } = self;
         async move {
@@ -165,9 +164,8 @@ impl Http2WebSocket {
                 tracing::error!("upgraded connection of an unexpected type; tunnel dropped");
                 return;
             };
-            upgrade::log_end(tunnel.await, &guard);
+            book.close(tunnel.await, &guard);
             drop(guard);
-            drop(open);
             drop(hold);
         }
     }
@@ -180,7 +178,7 @@ fn join(
     upstream: hyper::upgrade::Upgraded,
     idle_timeout: Duration,
     shutdown: CancellationToken,
-) -> Option<impl Future<Output = tunnel::Outcome> + use<>> {
+) -> Option<impl Future<Output = tunnel::Ended> + use<>> {
     let (upstream, upstream_early) = upgrade::upstream_socket(upstream)?;
     Some(tunnel::run(
         TokioIo::new(client),

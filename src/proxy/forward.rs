@@ -24,6 +24,7 @@ use crate::proxy::context::{self, RequestContext, request_event};
 use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
 use crate::proxy::headers::is_idempotent;
 use crate::proxy::pool::Sender;
+use crate::telemetry::access_log::Record;
 use crate::tls::upstream::TlsTarget;
 use crate::upstream::{Affinity, Choice, Group, NoPeer, SetCookie, Tried};
 
@@ -40,6 +41,8 @@ pub struct Answer<'g> {
     pub tls: Option<Arc<TlsTarget>>,
     /// The sticky cookie the response carries, as the choice of the server that answered said.
     pub set_cookie: Option<SetCookie<'g>>,
+    /// How long getting a connection ready took (0 for a pooled one, as nginx counts it).
+    pub connect_time: std::time::Duration,
 }
 
 /// No server to choose: 502 when every one is out, 503 when the healthy ones are full.
@@ -52,14 +55,16 @@ impl From<NoPeer> for ProxyError {
     }
 }
 
-/// How one exchange reaches its upstream: the location's settings, and the TLS its connections
-/// are secured with (None: plain HTTP).
+/// How one exchange reaches its upstream: the location's settings, the TLS its connections
+/// are secured with (None: plain HTTP), and what the error log says of the request.
 #[derive(Clone, Copy)]
 pub struct Route<'a> {
     /// The location's proxy settings.
     pub settings: &'a ProxySettings,
     /// `proxy_pass https://`: the TLS to open (or find pooled) connections with.
     pub tls: Option<&'a Arc<TlsTarget>>,
+    /// The request as an error line names it (client, server, request line, host).
+    pub cx: &'a RequestContext<'a>,
 }
 
 /// Sends `request` to `first`, the server `group` chose for it, then — as `route.settings`
@@ -71,9 +76,10 @@ pub async fn forward<'g>(
     request: Request<RequestBody>,
     route: Route<'_>,
     progress: Option<&SendProgress>,
-    cx: &RequestContext<'_>,
+    mut log: Option<&mut Record>,
 ) -> Result<Answer<'g>, ProxyError> {
     let settings = route.settings;
+    let cx = route.cx;
     // A bodyless idempotent request can be replayed after it was sent; keep its head only when
     // a retry is possible at all, so the common case copies nothing.
     let replay = (group.len() > 1
@@ -92,7 +98,20 @@ pub async fn forward<'g>(
         if unsent.is_none() {
             unsent = replay.as_ref().map(rebuild);
         }
-        let error = match attempt(&choice, group, &mut unsent, route, progress).await {
+        if let Some(log) = log.as_deref_mut() {
+            log.try_started(choice.peer.addrs.first().copied(), choice.sticky.as_str());
+        }
+        let attempted = attempt(&choice, group, &mut unsent, route, progress).await;
+        if let Some(log) = log.as_deref_mut() {
+            match &attempted {
+                Ok(answer) => {
+                    log.try_connected(answer.connect_time);
+                    log.try_answered(answer.response.status().as_u16());
+                }
+                Err(error) => log.try_failed(error.status().as_u16()),
+            }
+        }
+        let error = match attempted {
             Ok(answer) => {
                 let status = answer.response.status().as_u16();
                 if !settings.next_upstream.statuses.contains(&status) || replay.is_none() {
@@ -177,6 +196,7 @@ async fn attempt<'g>(
     let peer = choice.peer;
     let mut guard = peer.begin();
     let mut pooled = peer.pool.take(group.keepalive_timeout, tls);
+    let started = Instant::now();
     loop {
         let reused = pooled.is_some();
         let mut sender = match pooled.take() {
@@ -201,6 +221,11 @@ async fn attempt<'g>(
                 std::io::Error::other("connection closed before the request was sent"),
             )));
         }
+        let connect_time = if reused {
+            std::time::Duration::ZERO
+        } else {
+            started.elapsed()
+        };
         let request = unsent
             .take()
             .expect("forward puts a request in the slot before every attempt");
@@ -213,6 +238,7 @@ async fn attempt<'g>(
                     sender,
                     tls: route.tls.cloned(),
                     set_cookie: choice.set_cookie,
+                    connect_time,
                 });
             }
             Ok(Err(mut failure)) => {

@@ -21,6 +21,7 @@ pub mod upgrade;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -33,9 +34,10 @@ use crate::snapshot::{
     VirtualServer,
 };
 use crate::telemetry::Telemetry;
+use crate::telemetry::access_log::Record;
 use crate::tls::upstream::{TlsTarget, server_name};
 use crate::upstream::{Group, SetCookie, Tried};
-use crate::vars::RequestInfo;
+use crate::vars::{Phase, RequestFacts, RequestInfo};
 pub use body::client::ClientBody;
 use body::request::{RequestBody, SendProgress};
 pub use body::response::ResponseBody;
@@ -46,8 +48,12 @@ use extended_connect::Http2WebSocket;
 use upgrade::ClientUpgrade;
 
 /// What is known about the client connection a request arrived on.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ConnInfo {
+    /// `$connection`: this connection's serial number, from [`next_connection_serial`].
+    pub serial: u64,
+    /// Requests received on this connection so far (`$connection_requests`).
+    pub requests: AtomicU64,
     /// The client's address.
     pub client: SocketAddr,
     /// Our address on this connection.
@@ -62,6 +68,12 @@ pub struct ConnInfo {
     pub tls: Option<Box<ConnTls>>,
     /// The process's counters (requests; the status pages read them all).
     pub telemetry: Arc<Telemetry>,
+}
+
+/// A new connection's `$connection` number: counted from 1 over the process's life.
+pub fn next_connection_serial() -> u64 {
+    static SERIAL: AtomicU64 = AtomicU64::new(1);
+    SERIAL.fetch_add(1, Ordering::Relaxed)
 }
 
 /// What a TLS handshake settled for the whole connection.
@@ -142,9 +154,15 @@ async fn handle(
         Some(Ok(host)) => host,
         Some(Err(_)) => return error::error_page(StatusCode::BAD_REQUEST),
     };
+    let facts = RequestFacts {
+        connection: conn.serial,
+        connection_requests: conn.requests.fetch_add(1, Ordering::Relaxed) + 1,
+        id: fastrand::u128(..),
+    };
     let normalised = Normalised {
         path: path_copy.as_deref(),
         host: host.as_str(),
+        facts: &facts,
     };
     let Some(server) = snapshot.server(conn.listen, normalised.host) else {
         return error::error_page(StatusCode::NOT_FOUND);
@@ -161,18 +179,21 @@ async fn handle(
     let Some(route) = server.route(info.path) else {
         return error::error_page(StatusCode::NOT_FOUND);
     };
-    match &route.action {
+    // Nothing at all for a location without `access_log`.
+    let mut log = route.logs.begin(&snapshot.vars, &info);
+    let mut response = match &route.action {
         Action::Return(r) => answer_return(r, snapshot, &info),
         Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
         Action::Status(page) => seen::status_page(*page, &request, snapshot, &conn.telemetry),
         Action::Proxy(action) => {
+            let mut cx = RequestContext::new(&request, conn, &server.name, normalised.host);
+            cx.upstream_tls(action.tls.is_some());
             let routed = Routed {
                 server,
                 route,
                 action,
+                cx: &cx,
             };
-            let mut cx = RequestContext::new(&request, conn, &server.name, normalised.host);
-            cx.upstream_tls(action.tls.is_some());
             let exchange = proxy(
                 request,
                 client_upgrade,
@@ -180,7 +201,7 @@ async fn handle(
                 conn,
                 snapshot,
                 routed,
-                &cx,
+                &mut log,
             );
             match exchange.await {
                 Ok(response) => response,
@@ -190,7 +211,17 @@ async fn handle(
                 }
             }
         }
+    };
+    // A tunnel took the lines with it; otherwise they ride on the body to its end.
+    if let Some(mut log) = log {
+        log.head(
+            Phase::SentHead,
+            response.status().as_u16(),
+            response.headers(),
+        );
+        response.body_mut().log_on_end(log);
     }
+    response
 }
 
 /// Whether a request on a TLS connection names a server its handshake was not for, in a way
@@ -210,6 +241,8 @@ struct Routed<'a> {
     server: &'a VirtualServer,
     route: &'a Route,
     action: &'a ProxyAction,
+    /// What an error line says about the request (read only when an event fires).
+    cx: &'a RequestContext<'a>,
 }
 
 async fn proxy(
@@ -219,12 +252,13 @@ async fn proxy(
     conn: &ConnInfo,
     snapshot: &Snapshot,
     routed: Routed<'_>,
-    cx: &RequestContext<'_>,
+    log: &mut Option<Box<Record>>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let Routed {
         server,
         route,
         action,
+        cx,
     } = routed;
     let limit = route.settings.client_max_body_size;
     if limit > 0 && declared_length(&request).is_some_and(|len| len > limit) {
@@ -315,6 +349,9 @@ async fn proxy(
 
     // Chosen last, once nothing else can fail: a choice counts a pick and may take a failed
     // server's one trial.
+    if let Some(log) = log.as_deref_mut() {
+        log.set_group(&group.name);
+    }
     let choice = group
         .choose(&affinity, &Tried::default())
         .inspect_err(|no_peer| context::log_no_peer(cx, &group.name, *no_peer))?;
@@ -326,9 +363,10 @@ async fn proxy(
         forward::Route {
             settings: &route.settings,
             tls: tls.as_ref(),
+            cx,
         },
         progress.as_deref(),
-        cx,
+        log.as_deref_mut(),
     )
     .await?;
     let exchange = Exchange {
@@ -338,7 +376,7 @@ async fn proxy(
         added,
         reusable,
     };
-    exchange.relay(answer)
+    exchange.relay(answer, log)
 }
 
 /// What the response side of one proxied exchange needs to know about its request.
@@ -357,10 +395,17 @@ impl Exchange<'_> {
     /// Turns the upstream's answer into the client's response: headers cleaned, the sticky
     /// cookie and `add_header`s added, then either the body streamed back or — for a `101` —
     /// the two connections joined in a tunnel (an HTTP/2 client is answered `200` for it).
-    fn relay(self, answer: forward::Answer<'_>) -> Result<Response<ResponseBody>, ProxyError> {
+    fn relay(
+        self,
+        answer: forward::Answer<'_>,
+        log: &mut Option<Box<Record>>,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
         let mut guard = answer.guard;
         let (mut parts, incoming) = answer.response.into_parts();
         guard.answered(parts.status.as_u16());
+        if let Some(log) = log.as_deref_mut() {
+            log.head(Phase::UpstreamHead, parts.status.as_u16(), &parts.headers);
+        }
         let switching = match &self.client_upgrade {
             Some(ClientSide::Http2(websocket)) => websocket.accept(&mut parts)?,
             _ => parts.status == StatusCode::SWITCHING_PROTOCOLS,
@@ -391,6 +436,11 @@ impl Exchange<'_> {
             // A 101 nobody asked for cannot be relayed meaningfully.
             return Err(ProxyError::UpstreamStatus(101));
         };
+        // The tunnel's line is written when it ends, with the 101 (or 200) the client got.
+        let log = log.take().map(|mut log| {
+            log.head(Phase::SentHead, parts.status.as_u16(), &parts.headers);
+            log
+        });
         let mut response = Response::from_parts(parts, incoming);
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let (close, open) = (
@@ -405,14 +455,14 @@ impl Exchange<'_> {
                 read_timeout,
                 close,
                 guard,
-                open,
+                upgrade::TunnelBook { open, log },
             )),
             ClientSide::Http2(websocket) => tokio::spawn(websocket.tunnel_task(
                 upstream_upgrade,
                 read_timeout,
                 close,
                 guard,
-                open,
+                upgrade::TunnelBook { open, log },
             )),
         };
         let (parts, _) = response.into_parts();
@@ -534,6 +584,8 @@ struct Normalised<'a> {
     path: Option<&'a [u8]>,
     /// `""` when the request names no host.
     host: &'a str,
+    /// `$request_id` and the connection's numbers.
+    facts: &'a crate::vars::RequestFacts,
 }
 
 fn declared_length<B>(request: &Request<B>) -> Option<u64> {
@@ -568,6 +620,8 @@ fn request_info<'a>(
         tls: conn.tls.as_deref().map(|tls| &tls.session),
         server_name: &server.name,
         proxy_host,
+        facts: normalised.facts,
+        late: None,
     }
 }
 

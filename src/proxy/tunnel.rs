@@ -58,6 +58,17 @@ pub enum Outcome {
     Failed(io::Error),
 }
 
+/// How a tunnel ended, and what went through it (the access log's line of it).
+#[derive(Debug)]
+pub struct Ended {
+    /// Why it ended.
+    pub outcome: Outcome,
+    /// Bytes written to the upstream.
+    pub to_upstream: u64,
+    /// Bytes written to the client.
+    pub to_client: u64,
+}
+
 /// Copies between `client` and `upstream` until both are done, one fails, nothing moved for
 /// `idle_timeout`, or `shutdown` is cancelled. `client_early` and `upstream_early` are what each
 /// side sent right behind the upgrade, already read along with it: the other side gets them
@@ -70,7 +81,7 @@ pub fn run<C, U>(
     protocol: Protocol,
     idle_timeout: Duration,
     shutdown: CancellationToken,
-) -> impl Future<Output = Outcome> + use<C, U>
+) -> impl Future<Output = Ended> + use<C, U>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
@@ -91,7 +102,7 @@ fn drive<C, U>(
     mut tunnel: Tunnel<C, U>,
     idle_timeout: Duration,
     shutdown: CancellationToken,
-) -> impl Future<Output = Outcome>
+) -> impl Future<Output = Ended>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
@@ -106,17 +117,18 @@ where
         loop {
             tokio::select! {
                 result = poll_fn(|cx| tunnel.poll(cx)) => {
-                    return match result {
+                    let outcome = match result {
                         Ok(()) => Outcome::Closed,
                         Err(error) => Outcome::Failed(error),
                     };
+                    return tunnel.ended(outcome);
                 }
                 () = &mut timer => {
                     // The timer is armed from the last movement it knew of; re-arm it from the
                     // latest one rather than resetting it on every byte.
                     let deadline = tunnel.moved + idle_timeout;
                     if deadline <= Instant::now() {
-                        return Outcome::Idle;
+                        return tunnel.ended(Outcome::Idle);
                     }
                     timer.as_mut().reset(deadline);
                 }
@@ -132,7 +144,7 @@ where
                 () = &mut timer => {}
             }
         }
-        Outcome::Shutdown
+        tunnel.ended(Outcome::Shutdown)
     }
 }
 
@@ -159,6 +171,14 @@ where
             to_upstream: Half::new(Toward::Upstream, websocket),
             to_client: Half::new(Toward::Client, websocket),
             moved: Instant::now(),
+        }
+    }
+
+    fn ended(&self, outcome: Outcome) -> Ended {
+        Ended {
+            outcome,
+            to_upstream: self.to_upstream.written(),
+            to_client: self.to_client.written(),
         }
     }
 

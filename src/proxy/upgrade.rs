@@ -22,6 +22,7 @@ use super::tunnel::{self, Outcome, Protocol};
 use crate::inflight::Token;
 use crate::peer::ActiveGuard;
 use crate::stream::UpstreamStream;
+use crate::telemetry::access_log::Record;
 
 /// A client connection after its `101` was written: the socket, and the bytes already read
 /// past the request head (a frame the client sent right behind its upgrade request).
@@ -100,7 +101,7 @@ pub fn tunnel_task(
     idle_timeout: Duration,
     shutdown: CancellationToken,
     guard: ActiveGuard,
-    open: Token,
+    book: TunnelBook,
 ) -> impl Future<Output = ()> + Send + 'static {
     async move {
         let (client, upstream) = match tokio::join!(client, upstream) {
@@ -120,10 +121,32 @@ pub fn tunnel_task(
             tracing::error!("upgraded connection of an unexpected type; tunnel dropped");
             return;
         };
-        let outcome = tunnel.await;
-        log_end(outcome, &guard);
+        let ended = tunnel.await;
+        book.close(ended, &guard);
         drop(guard);
-        drop(open);
+    }
+}
+
+/// What is settled when a tunnel ends: its place among the open tunnels, and its access log
+/// lines (status 101, or 200 over HTTP/2; the bytes each way; the tunnel's whole life).
+#[derive(Debug)]
+pub struct TunnelBook {
+    /// Counts the tunnel as open.
+    pub open: Token,
+    /// The request's access log lines, if its location logs.
+    pub log: Option<Box<Record>>,
+}
+
+impl TunnelBook {
+    /// Logs how the tunnel to `guard`'s peer ended, finishes its access log lines, and stops
+    /// counting it.
+    pub(super) fn close(self, ended: tunnel::Ended, guard: &ActiveGuard) {
+        if let Some(mut log) = self.log {
+            log.tunnel_ended(ended.to_upstream, ended.to_client);
+            log.finish();
+        }
+        log_end(ended.outcome, guard);
+        drop(self.open);
     }
 }
 
@@ -160,7 +183,7 @@ fn join(
     protocol: Protocol,
     idle_timeout: Duration,
     shutdown: CancellationToken,
-) -> Option<impl Future<Output = Outcome> + use<>> {
+) -> Option<impl Future<Output = tunnel::Ended> + use<>> {
     let (upstream, upstream_early) = upstream_socket(upstream)?;
     Some(tunnel::run(
         client.stream,
@@ -178,10 +201,10 @@ mod tests {
     use super::*;
 
     /// Ten thousand idle WebSockets are ten thousand of these tasks: tokio stores each in a
-    /// 128-byte-aligned cell with ~100 bytes of its own, so 552 bytes of future (568 in a debug
-    /// build) is a 768-byte cell. Growing it (a second timer, a value kept across the await)
-    /// costs every tunnel. (The guard's one word of start time and transport, for the status
-    /// page, took it from 560 to 568: still the same cell.)
+    /// 128-byte-aligned cell with ~100 bytes of its own, so 592 bytes of future in a debug
+    /// build is a 768-byte cell. Growing it past ~660 (a second timer, a value kept across the
+    /// await) costs every tunnel. (The status page's start time and transport in the guard
+    /// took it from 560 to 568, the access log's byte counts and line 24 more.)
     #[test]
     fn an_idle_tunnel_task_stays_small() {
         let registry = crate::peer::PeerRegistry::default();
@@ -198,10 +221,13 @@ mod tests {
             Duration::from_secs(1),
             CancellationToken::new(),
             peer.begin(),
-            inflight.enter(),
+            TunnelBook {
+                open: inflight.enter(),
+                log: None,
+            },
         );
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 568, "the tunnel task is {size} bytes");
+        assert!(size <= 592, "the tunnel task is {size} bytes");
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub async fn accept_loop(
         match accepted {
             Ok((stream, client)) => {
                 let conn = ConnInfo {
+                    serial: crate::proxy::next_connection_serial(),
+                    requests: Default::default(),
                     client,
                     local: bound.unwrap_or_else(|| stream.local_addr().unwrap_or(listen)),
                     listen,

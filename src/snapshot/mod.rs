@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::config::{self, Config, ConfigError, ConfigErrors, HeadRules};
 use crate::peer::PeerRegistry;
 use crate::route::VirtualHosts;
+use crate::telemetry::access_log::Formats;
 use crate::tls::SessionStore;
 use crate::tls::upstream::TlsTarget;
 use crate::upstream::Group;
@@ -39,7 +40,7 @@ pub struct Snapshot {
     /// Every file the config was read from (main first): what a reload watches.
     pub files: Vec<PathBuf>,
     /// Compiled `map`s, needed to render any template.
-    pub vars: Vars,
+    pub vars: Arc<Vars>,
     /// How client connections are served.
     pub client: ClientSettings,
     listeners: HashMap<SocketAddr, Listener>,
@@ -97,7 +98,7 @@ impl Snapshot {
         registry.forget_unused();
         let mut errors = Vec::new();
         let vars = match Vars::build(&config.http.maps) {
-            Ok(vars) => vars,
+            Ok(vars) => Arc::new(vars),
             Err(ConfigErrors(mut found)) => {
                 errors.append(&mut found);
                 return Err(ConfigErrors(errors));
@@ -112,8 +113,10 @@ impl Snapshot {
                 Err(mut found) => errors.append(&mut found),
             }
         }
+        let formats = Formats::build(&config.http.log_formats, &vars, &mut errors);
         let mut builder = ServerBuilder {
             vars: &vars,
+            formats: &formats,
             registry,
             sessions,
             groups: &mut groups,

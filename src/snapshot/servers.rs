@@ -12,6 +12,7 @@ use crate::config::{
 };
 use crate::peer::PeerRegistry;
 use crate::route::Locations;
+use crate::telemetry::access_log::{Formats, Logs};
 use crate::tls::SessionStore;
 use crate::tls::upstream::{TlsTarget, client_config, server_name};
 use crate::upstream::Group;
@@ -42,6 +43,8 @@ pub struct Route {
     pub request_headers: HeaderPlan,
     /// `add_header`, precompiled.
     pub response_headers: Vec<AddHeader>,
+    /// `access_log`s in effect.
+    pub logs: Logs,
 }
 
 /// What a route does.
@@ -163,7 +166,9 @@ impl VirtualServer {
 /// Compiles server blocks; shares the group table so `proxy_pass http://host:port` targets
 /// become implicit one-server groups, one per distinct address.
 pub(super) struct ServerBuilder<'a> {
-    pub(super) vars: &'a Vars,
+    pub(super) vars: &'a Arc<Vars>,
+    /// The config's `log_format`s, compiled.
+    pub(super) formats: &'a Formats,
     pub(super) registry: &'a PeerRegistry,
     pub(super) sessions: &'a SessionStore,
     pub(super) groups: &'a mut HashMap<Arc<str>, Arc<Group>>,
@@ -236,7 +241,14 @@ impl ServerBuilder<'_> {
                 })
             })
             .collect();
+        let logs = Logs::build(
+            &location.proxy.access_logs,
+            self.formats,
+            self.vars,
+            self.errors,
+        );
         Route {
+            logs,
             action,
             settings: location.proxy.clone(),
             request_headers: HeaderPlan { set, sets_host },

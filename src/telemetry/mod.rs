@@ -1,4 +1,5 @@
-//! Seeing inside a running tether: the error log (tether's own events in nginx's line format,
+//! Seeing inside a running tether: the access log (formatted on the request path, written off
+//! it, `access_log/`), the error log (tether's own events in nginx's line format,
 //! `error_log/`), the throttle that keeps a flood of one condition to a line a second, the
 //! process's and each listener's counters, and the status pages that show them with the
 //! upstream servers' own (`status/`).
@@ -11,6 +12,7 @@
 //!
 //! Serves `runtime`, `server` and `proxy`; names no hyper type and binds no socket.
 
+pub mod access_log;
 pub mod errno;
 pub mod error_log;
 pub mod status;

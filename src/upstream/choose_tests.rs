@@ -57,6 +57,8 @@ impl Request {
             tls: None,
             server_name: "app.example.com",
             proxy_host: "",
+            facts: &crate::vars::RequestFacts::NONE,
+            late: None,
         }
     }
 }

@@ -146,6 +146,13 @@ impl CompiledMap {
         None
     }
 
+    /// Every template of the map: its source, default and values.
+    pub(super) fn templates(&self) -> impl Iterator<Item = &Template> + '_ {
+        std::iter::once(&self.source)
+            .chain(std::iter::once(&self.default))
+            .chain(&self.values)
+    }
+
     fn references(&self) -> impl Iterator<Item = usize> + '_ {
         std::iter::once(&self.source)
             .chain(std::iter::once(&self.default))

@@ -66,6 +66,8 @@ impl Request {
             tls: None,
             server_name: "chat.example.com",
             proxy_host: "signalr_farm",
+            facts: &crate::vars::RequestFacts::NONE,
+            late: None,
         }
     }
 }
@@ -149,6 +151,15 @@ fn every_variable_reads_a_realistic_request() {
         ("$server_protocol", "HTTP/1.1"),
         ("$request", &format!("GET {request_uri} HTTP/1.1")),
         ("$proxy_host", "signalr_farm"),
+        ("$proxy_port", "80"),
+        ("$request_id", "00000000000000000000000000000000"),
+        ("$connection", "0"),
+        ("$pipe", "."),
+        ("$remote_user", ""),
+        // Known only with a response: empty before it, as in nginx.
+        ("$status", ""),
+        ("$upstream_addr", ""),
+        ("$sent_http_x_a", ""),
         (
             "$proxy_add_x_forwarded_for",
             "203.0.113.9, 198.51.100.2, 10.0.0.1, 192.0.2.7",

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod access_log;
 mod balancing;
 mod big_bodies;
 mod browser;

@@ -440,6 +440,18 @@ pub enum ErrorKind {
     /// `proxy_pass` with a URI part inside a regex location.
     #[error("\"proxy_pass\" cannot have URI part in location given by regular expression")]
     UriInRegexLocation,
+    /// Two `log_format`s with one name (`combined` is predefined).
+    #[error("duplicate \"log_format\" name \"{}\"", shown(.name))]
+    DuplicateLogFormat {
+        /// The name.
+        name: String,
+    },
+    /// `access_log` names a format no `log_format` defines.
+    #[error("unknown log format \"{}\"", shown(.name))]
+    UnknownLogFormat {
+        /// The name.
+        name: String,
+    },
     /// Two `upstream` blocks with one name.
     #[error("duplicate upstream \"{}\"", shown(.name))]
     DuplicateUpstream {

@@ -80,7 +80,6 @@ const fn ignored(name: &'static str, contexts: u8, max_args: u8, reason: &'stati
 }
 
 const PROCESS: &str = "tether runs as one foreground process";
-const LOGS: &str = "tether logs to stderr through tracing";
 const FILES: &str = "tether does not serve files";
 const SOCKETS: &str = "tether manages its own sockets";
 const BUFFERS: &str = "tether streams bodies with its own buffers";
@@ -136,8 +135,8 @@ const SPECS: &[Spec] = &[
     handled("proxy_ssl_session_reuse", HSL, 1, 1),
     ignored("proxy_ssl_ciphers", HSL, 1, "tether offers rustls's cipher suites to upstreams (all AEAD with forward secrecy)"),
     handled("gzip", HSL, 1, 1),
-    ignored("access_log", HSL, MANY, LOGS),
-    ignored("log_format", H, MANY, LOGS),
+    handled("access_log", HSL, 1, 5),
+    handled("log_format", H, 2, MANY),
     Spec { block: true, min_args: 0, max_args: 0, ..ignored("types", HSL, 0, FILES) },
     ignored("default_type", HSL, 1, FILES),
     ignored("sendfile", HSL, 1, FILES),

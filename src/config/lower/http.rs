@@ -35,6 +35,11 @@ impl Lowering {
                 .entry(key)
                 .or_insert_with(|| name.clone());
         }
+        self.log_format_names = block
+            .iter()
+            .filter(|d| d.name() == "log_format")
+            .filter_map(|d| d.args.first().map(|word| word.text.clone()))
+            .collect();
         // Lowercased names of the upstreams lowered so far, to find duplicates.
         let mut defined = HashSet::new();
         let mut http = empty_http();
@@ -51,6 +56,11 @@ impl Lowering {
             }
             match d.name() {
                 "map" => http.maps.extend(self.map(d)),
+                "log_format" => {
+                    if let Some(format) = self.log_format(d, &http.log_formats) {
+                        http.log_formats.push(format);
+                    }
+                }
                 "upstream" => {
                     let name = &d.args[0].text;
                     if defined.contains(&name.to_ascii_lowercase()) {

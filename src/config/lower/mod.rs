@@ -13,6 +13,7 @@ mod error_log;
 mod health_check;
 mod http;
 mod location;
+mod logs;
 mod proxy;
 mod proxy_ssl;
 mod sticky;
@@ -53,6 +54,7 @@ pub fn lower(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    cx.prefix = prefix.to_path_buf();
     let mut worker_processes = None;
     let mut worker_connections = None;
     let mut pid = None;
@@ -143,8 +145,12 @@ pub(super) struct Lowering {
     suggestion_budget: usize,
     /// The main config file's folder: what relative TLS file paths are resolved against.
     conf_dir: PathBuf,
-    /// `-p`, or the current folder: what relative log paths are resolved against.
+    /// The prefix (`-p`, else the current folder): what relative log paths are resolved
+    /// against.
     prefix: PathBuf,
+    /// The names of every `log_format` of the http block (collected before anything is
+    /// lowered, so an `access_log` may name a format written further down).
+    log_format_names: Vec<String>,
 }
 
 impl Lowering {
@@ -157,6 +163,7 @@ impl Lowering {
             suggestion_budget: SUGGESTION_BUDGET,
             conf_dir: PathBuf::new(),
             prefix: PathBuf::new(),
+            log_format_names: Vec::new(),
         }
     }
 

@@ -12,7 +12,7 @@ use super::Lowering;
 use super::proxy_ssl::ProxySslLayer;
 use crate::config::ast::Directive;
 use crate::config::error::ErrorKind;
-use crate::config::model::{AddHeader, NextUpstream, ProxySettings};
+use crate::config::model::{AccessLog, AddHeader, NextUpstream, ProxySettings};
 
 /// The proxy settings written at one level; `None` means "inherit".
 #[derive(Clone, Debug, Default)]
@@ -31,6 +31,8 @@ pub(super) struct ProxyLayer {
     client_body_timeout: Option<Duration>,
     client_send_timeout: Option<Duration>,
     ssl: ProxySslLayer,
+    /// `access_log`s written at this level (`off` leaves it empty but set).
+    pub(super) access_logs: Option<Arc<Vec<AccessLog>>>,
 }
 
 impl ProxyLayer {
@@ -52,6 +54,7 @@ impl ProxyLayer {
             client_body_timeout: pick(&self.client_body_timeout, &outer.client_body_timeout),
             client_send_timeout: pick(&self.client_send_timeout, &outer.client_send_timeout),
             ssl: self.ssl.over(&outer.ssl),
+            access_logs: pick(&self.access_logs, &outer.access_logs),
         }
     }
 
@@ -71,6 +74,7 @@ impl ProxyLayer {
             client_body_timeout: self.client_body_timeout.unwrap_or(d.client_body_timeout),
             client_send_timeout: self.client_send_timeout.unwrap_or(d.client_send_timeout),
             ssl: self.ssl.resolve(),
+            access_logs: self.access_logs.unwrap_or(d.access_logs),
         }
     }
 }
@@ -132,6 +136,7 @@ impl Lowering {
             "client_body_timeout" => {
                 self.once(&mut layer.client_body_timeout, d, |cx| cx.time(d, &args[0]))
             }
+            "access_log" => self.access_log(layer, d),
             "send_timeout" => {
                 self.once(&mut layer.client_send_timeout, d, |cx| cx.time(d, &args[0]))
             }

@@ -13,6 +13,7 @@
 //! locations in `server.rs`, and the effective per-location proxy settings in `proxy.rs`.
 
 mod error_log;
+mod logs;
 mod proxy;
 mod server;
 mod tls;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 pub use super::source::Span;
 pub use error_log::{ErrorLevel, ErrorLogDestination, ErrorLogTarget};
+pub use logs::{AccessLog, LogEscape, LogFormat};
 pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};
 pub use server::{
     Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,
@@ -117,6 +119,8 @@ pub struct Http {
     pub upstreams: Vec<Upstream>,
     /// `server` blocks, in file order.
     pub servers: Vec<Server>,
+    /// `log_format`s, in file order (nginx's `combined` is not among them: it is built in).
+    pub log_formats: Vec<LogFormat>,
     /// `keepalive_timeout` (default 75s): how long an idle client keep-alive connection is kept.
     pub keepalive_timeout: Duration,
     /// `client_header_timeout` (default 60s): time allowed to read a request head.

@@ -38,6 +38,10 @@ pub struct ProxySettings {
     pub client_send_timeout: Duration,
     /// `proxy_ssl_*`: how `proxy_pass https://` speaks TLS (unused by `http://` targets).
     pub ssl: UpstreamSsl,
+    /// `access_log`s in effect (inherited as a whole by a level that writes none, as nginx;
+    /// empty: `access_log off`, or none written anywhere — tether's default, unlike nginx's
+    /// `logs/access.log`).
+    pub access_logs: Arc<Vec<super::AccessLog>>,
 }
 
 /// The `proxy_ssl_*` settings of a location, nginx's defaults where unset. Files are named,
@@ -172,6 +176,7 @@ impl Default for ProxySettings {
             client_body_timeout: Duration::from_secs(60),
             client_send_timeout: Duration::from_secs(60),
             ssl: UpstreamSsl::default(),
+            access_logs: Arc::default(),
         }
     }
 }

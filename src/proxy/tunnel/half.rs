@@ -61,6 +61,8 @@ pub struct Half {
     closing: bool,
     /// The close stage already decided about its close frame.
     close_decided: bool,
+    /// Bytes written toward the destination so far.
+    written: u64,
 }
 
 impl Half {
@@ -74,6 +76,7 @@ impl Half {
             frames: websocket.then(FrameTracker::default),
             closing: false,
             close_decided: false,
+            written: 0,
         }
     }
 
@@ -278,9 +281,15 @@ impl Half {
         Poll::Ready(Ok(()))
     }
 
+    /// Bytes written toward the destination so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
     /// Accounts for `bytes` having reached the destination.
     fn wrote(&mut self, bytes: &[u8]) {
         self.need_flush = true;
+        self.written += bytes.len() as u64;
         if let Some(frames) = &mut self.frames {
             frames.feed(bytes);
         }

@@ -11,6 +11,32 @@ use super::frames::GOING_AWAY;
 use super::half::READ_SIZE;
 use super::*;
 
+/// The tunnel's outcome alone: what these tests check (shadows the module's `run`).
+fn run<C, U>(
+    client: C,
+    client_early: &[u8],
+    upstream: U,
+    upstream_early: &[u8],
+    protocol: Protocol,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+) -> impl Future<Output = Outcome> + use<C, U>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let running = super::run(
+        client,
+        client_early,
+        upstream,
+        upstream_early,
+        protocol,
+        idle_timeout,
+        shutdown,
+    );
+    async move { running.await.outcome }
+}
+
 const PIPE: usize = 4096;
 const LIMIT: Duration = Duration::from_secs(5);
 
