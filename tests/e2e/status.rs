@@ -245,6 +245,8 @@ async fn the_pages_show_exactly_the_traffic_that_went_through() {
         page["fds"]["limit"].as_u64().unwrap(),
     );
     assert!(open > 0 && open < limit, "{}", page["fds"]);
+    // A process-wide count other tests' logs add to: only its presence is this test's.
+    assert!(page["access_log"]["dropped_lines"].is_u64(), "{page}");
 
     // nginx's text: the page's own connection and request are counted, and are writing; the
     // WebSocket is an active connection as in nginx.

@@ -38,6 +38,11 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     write!(out, "\"fds\":{{\"open\":{open},\"limit\":{}}},", r.fd_limit)?;
     write!(
         out,
+        "\"access_log\":{{\"dropped_lines\":{}}},",
+        r.access_log_dropped
+    )?;
+    write!(
+        out,
         "\"connections\":{{\"active\":{},\"tunnels\":{},\"requests\":{}}},\"listeners\":[",
         r.connections, r.tunnels, r.requests
     )?;

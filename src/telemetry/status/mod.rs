@@ -136,6 +136,8 @@ pub struct Report {
     pub tunnels: u64,
     /// Client requests since start.
     pub requests: u64,
+    /// Access log lines dropped since start because a file's writer had fallen behind.
+    pub access_log_dropped: u64,
     /// Each listen address served since start.
     pub listeners: Vec<ListenerReport>,
     /// Each upstream group of the config in force, by name.
@@ -279,6 +281,7 @@ impl Report {
             connections: telemetry.connections(),
             tunnels: telemetry.tunnels(),
             requests: telemetry.requests(),
+            access_log_dropped: crate::telemetry::access_log::dropped_lines(),
             listeners,
             upstreams,
         }

@@ -106,6 +106,16 @@ fn process(out: &mut Exposition, r: &Report) {
     out.family("tether_max_fds", "gauge", "The open-file limit.");
     out.sample("tether_max_fds", "", r.fd_limit);
     out.family(
+        "tether_access_log_dropped_lines_total",
+        "counter",
+        "Access log lines dropped because a file's writer had fallen behind (slow or full disk).",
+    );
+    out.sample(
+        "tether_access_log_dropped_lines_total",
+        "",
+        r.access_log_dropped,
+    );
+    out.family(
         "tether_connections_active",
         "gauge",
         "Open client connections.",
