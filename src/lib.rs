@@ -27,6 +27,7 @@ pub mod heap;
 pub mod inflight;
 pub mod peer;
 pub mod proxy;
+pub mod realip;
 pub mod reload;
 pub mod route;
 pub mod runtime;

@@ -3,16 +3,19 @@
 //! Each level collects what it sets into a [`ProxyLayer`] (unset fields stay `None`); a location's
 //! effective [`ProxySettings`] is its layer over the server's over the http's, over the defaults.
 //! Lists (`proxy_set_header`, `add_header`) are inherited as a whole, and only by a level that
-//! sets none, exactly as nginx. Must not import other `lower` contexts.
+//! sets none, exactly as nginx. The client-address rules (`client`) ride along, so every level
+//! that inherits proxy settings inherits them the same way. Must not import other `lower`
+//! contexts.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::Lowering;
+use super::client::ClientLayer;
 use super::proxy_ssl::ProxySslLayer;
 use crate::config::ast::Directive;
 use crate::config::error::ErrorKind;
-use crate::config::model::{AddHeader, NextUpstream, ProxySettings};
+use crate::config::model::{AddHeader, ClientRules, NextUpstream, ProxySettings};
 
 /// The proxy settings written at one level; `None` means "inherit".
 #[derive(Clone, Debug, Default)]
@@ -31,6 +34,7 @@ pub(super) struct ProxyLayer {
     client_body_timeout: Option<Duration>,
     client_send_timeout: Option<Duration>,
     ssl: ProxySslLayer,
+    client: ClientLayer,
 }
 
 impl ProxyLayer {
@@ -52,7 +56,13 @@ impl ProxyLayer {
             client_body_timeout: pick(&self.client_body_timeout, &outer.client_body_timeout),
             client_send_timeout: pick(&self.client_send_timeout, &outer.client_send_timeout),
             ssl: self.ssl.over(&outer.ssl),
+            client: self.client.over(&outer.client),
         }
+    }
+
+    /// The effective client-address rules alone (what a server applies before any location).
+    pub(super) fn client_rules(&self) -> ClientRules {
+        self.client.clone().resolve()
     }
 
     /// The effective settings: this layer over nginx's defaults.
@@ -71,6 +81,7 @@ impl ProxyLayer {
             client_body_timeout: self.client_body_timeout.unwrap_or(d.client_body_timeout),
             client_send_timeout: self.client_send_timeout.unwrap_or(d.client_send_timeout),
             ssl: self.ssl.resolve(),
+            client: self.client.resolve(),
         }
     }
 }
@@ -152,7 +163,10 @@ impl Lowering {
                 };
                 self.error(&args[0].span, kind);
             }
-            _ => return self.proxy_ssl_setting(&mut layer.ssl, d),
+            _ => {
+                return self.client_setting(&mut layer.client, d)
+                    || self.proxy_ssl_setting(&mut layer.ssl, d);
+            }
         }
         true
     }

@@ -12,6 +12,7 @@
 //! block here (with its maps), `upstream` blocks in `upstream.rs`, `server` blocks and their
 //! locations in `server.rs`, and the effective per-location proxy settings in `proxy.rs`.
 
+mod client;
 mod proxy;
 mod server;
 mod tls;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use super::source::Span;
+pub use client::{AccessRule, Cidr, ClientRules, Peers, RealIp, RealIpHeader};
 pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};
 pub use server::{
     Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,

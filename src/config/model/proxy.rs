@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Span, TlsVersion};
+use super::{ClientRules, Span, TlsVersion};
 
 /// Effective `proxy_*` and related settings of a location.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +38,8 @@ pub struct ProxySettings {
     pub client_send_timeout: Duration,
     /// `proxy_ssl_*`: how `proxy_pass https://` speaks TLS (unused by `http://` targets).
     pub ssl: UpstreamSsl,
+    /// The realip settings and `allow`/`deny` rules in force here.
+    pub client: ClientRules,
 }
 
 /// The `proxy_ssl_*` settings of a location, nginx's defaults where unset. Files are named,
@@ -172,6 +174,7 @@ impl Default for ProxySettings {
             client_body_timeout: Duration::from_secs(60),
             client_send_timeout: Duration::from_secs(60),
             ssl: UpstreamSsl::default(),
+            client: ClientRules::default(),
         }
     }
 }
