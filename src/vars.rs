@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use http::{HeaderMap, HeaderName, Method, Uri, Version};
 
 use crate::config::{self, ConfigError, ConfigErrors, ErrorKind, Span};
+use crate::realip::Proxied;
 use crate::tls::TlsSession;
 
 mod map;
@@ -40,8 +41,14 @@ pub struct RequestInfo<'a> {
     pub version: Version,
     /// The request headers as received.
     pub headers: &'a HeaderMap,
-    /// The client's address.
+    /// The client's address (`$remote_addr`, `$remote_port`): the real one when realip found
+    /// it, else the peer's. Port 0 when the real address came without one.
     pub client: SocketAddr,
+    /// The connection's peer, before realip replaced it (`$realip_remote_addr`,
+    /// `$realip_remote_port`).
+    pub peer: SocketAddr,
+    /// What the connection's PROXY protocol header said (`$proxy_protocol_addr`, ...).
+    pub proxy_protocol: Option<Proxied>,
     /// The local address the connection was accepted on.
     pub local: SocketAddr,
     /// `"http"` or `"https"`.
@@ -149,12 +156,26 @@ enum SslFact {
     ClientSubject,
 }
 
+/// Which address of a PROXY protocol header a `$proxy_protocol_*` variable shows.
+#[derive(Clone, Copy, Debug)]
+enum ProxyFact {
+    Addr,
+    Port,
+    ServerAddr,
+    ServerPort,
+}
+
 /// One resolved variable reference.
 #[derive(Clone, Debug)]
 enum Var {
     Host,
     RemoteAddr,
     RemotePort,
+    /// `$realip_remote_addr`, `$realip_remote_port`: the peer before realip.
+    RealipRemoteAddr,
+    RealipRemotePort,
+    /// `$proxy_protocol_addr`, `_port`, `_server_addr`, `_server_port`: empty without a header.
+    ProxyProtocol(ProxyFact),
     ServerAddr,
     ServerPort,
     Scheme,
@@ -282,6 +303,12 @@ fn builtin(name: &str) -> Option<Var> {
         "host" => Var::Host,
         "remote_addr" => Var::RemoteAddr,
         "remote_port" => Var::RemotePort,
+        "realip_remote_addr" => Var::RealipRemoteAddr,
+        "realip_remote_port" => Var::RealipRemotePort,
+        "proxy_protocol_addr" => Var::ProxyProtocol(ProxyFact::Addr),
+        "proxy_protocol_port" => Var::ProxyProtocol(ProxyFact::Port),
+        "proxy_protocol_server_addr" => Var::ProxyProtocol(ProxyFact::ServerAddr),
+        "proxy_protocol_server_port" => Var::ProxyProtocol(ProxyFact::ServerPort),
         "server_addr" => Var::ServerAddr,
         "server_port" => Var::ServerPort,
         "scheme" => Var::Scheme,
@@ -394,8 +421,20 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
         Var::RemoteAddr => {
             let _ = write!(out, "{}", req.client.ip().to_canonical());
         }
-        Var::RemotePort => {
-            let _ = write!(out, "{}", req.client.port());
+        Var::RemotePort => push_port(req.client.port(), out),
+        Var::RealipRemoteAddr => {
+            let _ = write!(out, "{}", req.peer.ip().to_canonical());
+        }
+        Var::RealipRemotePort => push_port(req.peer.port(), out),
+        Var::ProxyProtocol(fact) => {
+            if let Some(proxied) = req.proxy_protocol {
+                let _ = match fact {
+                    ProxyFact::Addr => write!(out, "{}", proxied.client.ip()),
+                    ProxyFact::Port => write!(out, "{}", proxied.client.port()),
+                    ProxyFact::ServerAddr => write!(out, "{}", proxied.server.ip()),
+                    ProxyFact::ServerPort => write!(out, "{}", proxied.server.port()),
+                };
+            }
         }
         Var::ServerAddr => {
             let _ = write!(out, "{}", req.local.ip().to_canonical());
@@ -456,6 +495,14 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
                 append_from_within(out, start, end);
             }
         }
+    }
+}
+
+/// A port as nginx prints `$remote_port`: nothing when unknown (0, as after realip took an
+/// address that came without one).
+fn push_port(port: u16, out: &mut String) {
+    if port != 0 {
+        let _ = write!(out, "{port}");
     }
 }
 

@@ -25,6 +25,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
 
+use crate::realip::{self, Proxied};
 use crate::route::{host, path};
 use crate::snapshot::{
     Action, ProxyAction, ReturnAction, Route, Snapshot, Target, UpstreamTls, UriRewrite,
@@ -44,7 +45,9 @@ use upgrade::ClientUpgrade;
 /// What is known about the client connection a request arrived on.
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
-    /// The client's address.
+    /// The peer's address: the TCP connection's other end. Behind a balancer this is the
+    /// balancer; the request's real client (`$remote_addr`) is found per request by realip,
+    /// from this address, the headers and `proxy_protocol`.
     pub client: SocketAddr,
     /// Our address on this connection.
     pub local: SocketAddr,
@@ -56,6 +59,9 @@ pub struct ConnInfo {
     pub tunnels: TunnelControl,
     /// The connection's TLS, if it speaks TLS (boxed: a plain connection should not carry it).
     pub tls: Option<Box<ConnTls>>,
+    /// What the connection's PROXY protocol header said (None: no header was expected, or it
+    /// gave no addresses: v1 `UNKNOWN`, v2 `LOCAL`).
+    pub proxy_protocol: Option<Proxied>,
 }
 
 /// What a TLS handshake settled for the whole connection.
@@ -147,13 +153,40 @@ async fn handle(
     {
         return error::error_page(StatusCode::MISDIRECTED_REQUEST);
     }
-    let info = request_info(&request, conn, server, "", normalised);
+    // nginx's phases, in order: realip with the server's rules (post-read), the server's
+    // `return` (server rewrite), the location, its `return` (rewrite), realip with the
+    // location's rules if the server's left the address alone (preaccess), `allow`/`deny`
+    // (access), then the content: proxying, or a 404.
+    let found = realip::real_client(
+        &server.client.real_ip,
+        conn.client,
+        request.headers(),
+        conn.proxy_protocol.as_ref(),
+    );
+    let mut client = found.unwrap_or(conn.client);
+    let info = request_info(&request, conn, client, server, "", normalised);
     if let Some(r) = &server.return_ {
         return answer_return(r, snapshot, &info);
     }
     let Some(route) = server.route(info.path) else {
+        if !server.client.admits(client.ip()) {
+            return error::error_page(StatusCode::FORBIDDEN);
+        }
         return error::error_page(StatusCode::NOT_FOUND);
     };
+    if let Action::Return(r) = &route.action {
+        return answer_return(r, snapshot, &info);
+    }
+    let rules = &route.settings.client;
+    if found.is_none() {
+        let proxied = conn.proxy_protocol.as_ref();
+        let at_location =
+            realip::real_client(&rules.real_ip, conn.client, request.headers(), proxied);
+        client = at_location.unwrap_or(client);
+    }
+    if !rules.admits(client.ip()) {
+        return error::error_page(StatusCode::FORBIDDEN);
+    }
     match &route.action {
         Action::Return(r) => answer_return(r, snapshot, &info),
         Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
@@ -163,13 +196,20 @@ async fn handle(
                 route,
                 action,
             };
-            let exchange = proxy(request, client_upgrade, normalised, conn, snapshot, routed);
+            let exchange = proxy(
+                request,
+                client_upgrade,
+                normalised,
+                (conn, client),
+                snapshot,
+                routed,
+            );
             match exchange.await {
                 Ok(response) => response,
                 Err(error) => {
                     let status = error.status();
                     if status.is_server_error() {
-                        tracing::error!(client = %conn.client, "{error}");
+                        tracing::error!(%client, "{error}");
                     }
                     error.into_response()
                 }
@@ -197,14 +237,16 @@ struct Routed<'a> {
     action: &'a ProxyAction,
 }
 
+/// Forwards a routed request; `from` is its connection and its client's real address.
 async fn proxy(
     request: Request<ClientBody>,
     client_upgrade: Option<ClientSide>,
     normalised: Normalised<'_>,
-    conn: &ConnInfo,
+    from: (&ConnInfo, SocketAddr),
     snapshot: &Snapshot,
     routed: Routed<'_>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    let (conn, client) = from;
     let Routed {
         server,
         route,
@@ -218,7 +260,7 @@ async fn proxy(
     let (group, proxy_host): (&Arc<Group>, HeaderValue) = match &action.target {
         Target::Group { group, host } => (group, host.clone()),
         Target::Variable(template) => {
-            let info = request_info(&request, conn, server, "", normalised);
+            let info = request_info(&request, conn, client, server, "", normalised);
             template.render(&snapshot.vars, &info, &mut scratch);
             let name = scratch.as_str();
             let group = snapshot
@@ -241,7 +283,7 @@ async fn proxy(
     let proxy_host_text = proxy_host.to_str().unwrap_or("");
     let (affinity, rendered, added, tls) = {
         // The choice has always seen `$proxy_host` empty: keys placed by it stay where they are.
-        let mut info = request_info(&request, conn, server, "", normalised);
+        let mut info = request_info(&request, conn, client, server, "", normalised);
         let affinity = group.affinity(&info, &snapshot.vars);
         info.proxy_host = proxy_host_text;
         let tls = match &action.tls {
@@ -522,11 +564,12 @@ fn declared_length<B>(request: &Request<B>) -> Option<u64> {
         .ok()
 }
 
-/// What variables read about `request`; `normalised` holds its normalised path (where it
-/// differs from the one received) and host.
+/// What variables read about `request`, from `client` (its real address, realip applied);
+/// `normalised` holds its normalised path (where it differs from the one received) and host.
 fn request_info<'a>(
     request: &'a Request<ClientBody>,
     conn: &'a ConnInfo,
+    client: SocketAddr,
     server: &'a VirtualServer,
     proxy_host: &'a str,
     normalised: Normalised<'a>,
@@ -538,7 +581,9 @@ fn request_info<'a>(
         host: normalised.host,
         version: request.version(),
         headers: request.headers(),
-        client: conn.client,
+        client,
+        peer: conn.client,
+        proxy_protocol: conn.proxy_protocol,
         local: conn.local,
         scheme: conn.scheme,
         tls: conn.tls.as_deref().map(|tls| &tls.session),
