@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod access;
 mod balancing;
 mod big_bodies;
 mod browser;
@@ -20,6 +21,7 @@ mod listeners;
 mod long_poll;
 mod passive_health;
 mod paths;
+mod real_ip;
 mod reload;
 mod reload_soak;
 mod routing;
