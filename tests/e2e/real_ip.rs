@@ -126,23 +126,28 @@ async fn a_header_from_an_untrusted_peer_is_ignored() {
     proxy.stop().await;
 }
 
-/// An upstream of three counting backends balanced by `ip_hash`, behind realip with `rules`.
-fn ip_hash_conf(rules: &str) -> String {
+/// An upstream of three counting backends balanced by `method`, behind realip with `rules`.
+fn hashed_conf(method: &str, rules: &str) -> String {
     format!(
         "http {{
-            upstream farm {{ ip_hash; server {{a}}; server {{b}}; server {{c}}; }}
+            upstream farm {{ {method} server {{a}}; server {{b}}; server {{c}}; }}
             server {{ listen {{listen}}; {rules} location / {{ proxy_pass http://farm; }} }}
         }}"
     )
 }
 
 #[tokio::test]
-async fn ip_hash_spreads_clients_behind_a_balancer_by_their_forwarded_address() {
+async fn ip_hash_and_hash_remote_addr_spread_clients_behind_a_balancer() {
     let backends = Backend::start_all(["a", "b", "c"]).await;
     let named: Vec<(&str, SocketAddr)> = backends.iter().map(|b| (b.name, b.addr)).collect();
     let realip = "set_real_ip_from 127.0.0.1; real_ip_header X-Forwarded-For;";
-    for (rules, spread) in [("", false), (realip, true)] {
-        let proxy = Proxy::start(&ip_hash_conf(rules), &named).await;
+    let cases = [
+        ("ip_hash;", "", false),
+        ("ip_hash;", realip, true),
+        ("hash $remote_addr consistent;", realip, true),
+    ];
+    for (method, rules, spread) in cases {
+        let proxy = Proxy::start(&hashed_conf(method, rules), &named).await;
         let mut chosen = Vec::new();
         for i in 0..24 {
             let client = format!("10.{i}.7.1");
@@ -157,11 +162,8 @@ async fn ip_hash_spreads_clients_behind_a_balancer_by_their_forwarded_address() 
         chosen.sort();
         chosen.dedup();
         // Without realip every client is the balancer, pinned to one server.
-        assert_eq!(
-            chosen.len() > 1,
-            spread,
-            "rules {rules:?}: servers {chosen:?}"
-        );
+        let case = format!("{method} {rules:?}");
+        assert_eq!(chosen.len() > 1, spread, "{case}: servers {chosen:?}");
         proxy.stop().await;
     }
 }
