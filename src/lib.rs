@@ -14,7 +14,8 @@
 //! listeners -> swap -> reconcile listeners, restart `proxy::health` probes), stop. `reload`
 //! calls `apply` when the config's files change or SIGHUP comes.
 //!
-//! Layering: `config` <- `route`; {`peer` <- `balance`, `vars`} <- `upstream`; `config` <-
+//! Layering: `config` <- `route`; `config` <- `realip` (the real client address, pure) <-
+//! {`vars`, `proxy`, `server`}; {`peer` <- `balance`, `vars`} <- `upstream`; `config` <-
 //! `tls` (rustls configs read from the config's files); {`config`, `route`, `upstream`,
 //! `vars`, `tls`} <- `snapshot` <- `proxy` <- `server` <- `runtime` <- `reload` <- `main`.
 //! Below `proxy`, only `peer` names a hyper type (its idle connection pool, which must live and

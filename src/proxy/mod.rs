@@ -174,6 +174,7 @@ async fn handle(
         }
         return error::error_page(StatusCode::NOT_FOUND);
     };
+    // A location's `return` acts in the rewrite phase, before its realip and access.
     if let Action::Return(r) = &route.action {
         return answer_return(r, snapshot, &info);
     }
@@ -187,33 +188,24 @@ async fn handle(
     if !rules.admits(client.ip()) {
         return error::error_page(StatusCode::FORBIDDEN);
     }
-    match &route.action {
-        Action::Return(r) => answer_return(r, snapshot, &info),
-        Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
-        Action::Proxy(action) => {
-            let routed = Routed {
-                server,
-                route,
-                action,
-            };
-            let exchange = proxy(
-                request,
-                client_upgrade,
-                normalised,
-                (conn, client),
-                snapshot,
-                routed,
-            );
-            match exchange.await {
-                Ok(response) => response,
-                Err(error) => {
-                    let status = error.status();
-                    if status.is_server_error() {
-                        tracing::error!(%client, "{error}");
-                    }
-                    error.into_response()
-                }
+    let Action::Proxy(action) = &route.action else {
+        return error::error_page(StatusCode::NOT_FOUND);
+    };
+    let routed = Routed {
+        server,
+        route,
+        action,
+    };
+    let from = (conn, client);
+    let exchange = proxy(request, client_upgrade, normalised, from, snapshot, routed);
+    match exchange.await {
+        Ok(response) => response,
+        Err(error) => {
+            let status = error.status();
+            if status.is_server_error() {
+                tracing::error!(%client, "{error}");
             }
+            error.into_response()
         }
     }
 }
