@@ -1,7 +1,8 @@
 //! The client's real address: X-Forwarded-For chains through trusted and untrusted hops, the
 //! PROXY protocol from a real HAProxy (v1 and v2), spoofing attempts ignored, and `ip_hash`
 //! spreading clients that sit behind one balancer. Clients connect from distinct loopback
-//! addresses (all of 127.0.0.0/8 is local), so tether sees distinct peers.
+//! addresses (all of 127.0.0.0/8 is local), so tether sees distinct peers. The PROXY header
+//! comes before TLS and before HTTP/2's preface too.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -9,6 +10,9 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
+use http_body_util::{BodyExt, Empty};
+
+use crate::harness::certs::{KeyKind, TestCa};
 use crate::harness::haproxy::HaProxy;
 use crate::harness::logs::Logs;
 use crate::harness::raw::{RawResponse, exchange, parse_responses, read_to_close};
@@ -290,5 +294,76 @@ async fn a_proxy_header_on_a_plain_listener_is_a_bad_request() {
         Some(400),
         "{responses:?}"
     );
+    proxy.stop().await;
+}
+
+/// One `GET /` over `io` (HTTP/1.1, or HTTP/2 by prior knowledge): the status and body.
+async fn get_over<T>(io: T, http2: bool) -> (u16, String)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(io);
+    let request = http::Request::get("http://app.test/")
+        .body(Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let response = if http2 {
+        let executor = hyper_util::rt::TokioExecutor::new();
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(executor, io)
+            .await
+            .expect("HTTP/2");
+        tokio::spawn(connection);
+        sender.send_request(request).await.expect("response")
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .expect("HTTP/1.1");
+        tokio::spawn(connection);
+        sender.send_request(request).await.expect("response")
+    };
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.expect("body");
+    (
+        status,
+        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_proxy_header_comes_before_tls_and_before_http2_prior_knowledge() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["app.test"], KeyKind::EcdsaP256);
+    let conf = format!(
+        "http {{ server {{ listen {{listen}} ssl proxy_protocol; server_name app.test;
+            ssl_certificate {}; ssl_certificate_key {};
+            set_real_ip_from 127.0.0.1; real_ip_header proxy_protocol;
+            location / {{ return 200 \"$remote_addr $remote_port $scheme\"; }}
+        }} }}",
+        leaf.cert.display(),
+        leaf.key.display()
+    );
+    let tls = Proxy::start(&conf, &[]).await;
+    let mut tcp = connect_from(ip("127.0.0.1"), tls.addr).await;
+    tcp.write_all(b"PROXY TCP6 2001:db8::7 2001:db8::1 4711 443\r\n")
+        .await
+        .expect("send the header");
+    let name = rustls_pki_types::ServerName::try_from("app.test").expect("name");
+    let connector = tokio_rustls::TlsConnector::from(ca.client_config(&[]));
+    let stream = within(LIMIT, "the TLS handshake", connector.connect(name, tcp))
+        .await
+        .expect("TLS after the PROXY header");
+    let answer = within(LIMIT, "the answer", get_over(stream, false)).await;
+    assert_eq!(answer, (200, "2001:db8::7 4711 https".to_string()));
+    tls.stop().await;
+
+    let plain = "http { server { listen {listen} proxy_protocol;
+        set_real_ip_from 127.0.0.1; real_ip_header proxy_protocol;
+        location / { return 200 \"$remote_addr $server_protocol\"; } } }";
+    let proxy = Proxy::start(plain, &[]).await;
+    let mut tcp = connect_from(ip("127.0.0.1"), proxy.addr).await;
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    header.extend_from_slice(&[203, 0, 113, 7, 192, 0, 2, 1, 0x12, 0x67, 0, 80]);
+    tcp.write_all(&header).await.expect("send the header");
+    let answer = within(LIMIT, "the answer", get_over(tcp, true)).await;
+    assert_eq!(answer, (200, "203.0.113.7 HTTP/2.0".to_string()));
     proxy.stop().await;
 }
