@@ -22,6 +22,7 @@ mod long_poll;
 mod passive_health;
 mod paths;
 mod real_ip;
+mod real_ip_nginx;
 mod reload;
 mod reload_soak;
 mod routing;
