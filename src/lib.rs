@@ -14,7 +14,8 @@
 //! listeners -> swap -> reconcile listeners, restart `proxy::health` probes), stop. `reload`
 //! calls `apply` when the config's files change or SIGHUP comes.
 //!
-//! Layering: `config` <- `route`; {`peer` <- `balance`, `vars`} <- `upstream`; `config` <-
+//! Layering: `config` <- `route`; `config` <- `realip` (the real client address, pure) <-
+//! {`vars`, `proxy`, `server`}; {`peer` <- `balance`, `vars`} <- `upstream`; `config` <-
 //! `tls` (rustls configs read from the config's files); {`config`, `route`, `upstream`,
 //! `vars`, `tls`} <- `snapshot` <- `proxy` <- `server` <- `runtime` <- `reload` <- `main`.
 //! `telemetry` (the error log and its throttle) serves `runtime`, `proxy` and `server`.
@@ -30,6 +31,7 @@ pub mod heap;
 pub mod inflight;
 pub mod peer;
 pub mod proxy;
+pub mod realip;
 pub mod reload;
 pub mod route;
 pub mod runtime;

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use http::{HeaderMap, HeaderName, Method, Uri, Version};
 
 use crate::config::{self, ConfigError, ConfigErrors, ErrorKind, Span};
+use crate::realip::Proxied;
 use crate::tls::TlsSession;
 
 pub mod clock;
@@ -46,8 +47,14 @@ pub struct RequestInfo<'a> {
     pub version: Version,
     /// The request headers as received.
     pub headers: &'a HeaderMap,
-    /// The client's address.
+    /// The client's address (`$remote_addr`, `$remote_port`): the real one when realip found
+    /// it, else the peer's. Port 0 when the real address came without one.
     pub client: SocketAddr,
+    /// The connection's peer, before realip replaced it (`$realip_remote_addr`,
+    /// `$realip_remote_port`).
+    pub peer: SocketAddr,
+    /// What the connection's PROXY protocol header said (`$proxy_protocol_addr`, ...).
+    pub proxy_protocol: Option<Proxied>,
     /// The local address the connection was accepted on.
     pub local: SocketAddr,
     /// `"http"` or `"https"`.
@@ -166,12 +173,26 @@ enum SslFact {
     ClientSubject,
 }
 
+/// Which address of a PROXY protocol header a `$proxy_protocol_*` variable shows.
+#[derive(Clone, Copy, Debug)]
+enum ProxyFact {
+    Addr,
+    Port,
+    ServerAddr,
+    ServerPort,
+}
+
 /// One resolved variable reference.
 #[derive(Clone, Debug)]
 enum Var {
     Host,
     RemoteAddr,
     RemotePort,
+    /// `$realip_remote_addr`, `$realip_remote_port`: the peer before realip.
+    RealipRemoteAddr,
+    RealipRemotePort,
+    /// `$proxy_protocol_addr`, `_port`, `_server_addr`, `_server_port`: empty without a header.
+    ProxyProtocol(ProxyFact),
     ServerAddr,
     ServerPort,
     Scheme,
@@ -332,6 +353,12 @@ fn builtin(name: &str) -> Option<Var> {
         "host" => Var::Host,
         "remote_addr" => Var::RemoteAddr,
         "remote_port" => Var::RemotePort,
+        "realip_remote_addr" => Var::RealipRemoteAddr,
+        "realip_remote_port" => Var::RealipRemotePort,
+        "proxy_protocol_addr" => Var::ProxyProtocol(ProxyFact::Addr),
+        "proxy_protocol_port" => Var::ProxyProtocol(ProxyFact::Port),
+        "proxy_protocol_server_addr" => Var::ProxyProtocol(ProxyFact::ServerAddr),
+        "proxy_protocol_server_port" => Var::ProxyProtocol(ProxyFact::ServerPort),
         "server_addr" => Var::ServerAddr,
         "server_port" => Var::ServerPort,
         "scheme" => Var::Scheme,
@@ -448,7 +475,19 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
         // Canonical form, so a v4 client on a dual-stack socket reads `1.2.3.4`, not
         // `::ffff:1.2.3.4`.
         Var::RemoteAddr => push_ip(out, req.client.ip().to_canonical()),
-        Var::RemotePort => push_u64(out, u64::from(req.client.port())),
+        Var::RemotePort => push_port(req.client.port(), out),
+        Var::RealipRemoteAddr => push_ip(out, req.peer.ip().to_canonical()),
+        Var::RealipRemotePort => push_port(req.peer.port(), out),
+        Var::ProxyProtocol(fact) => {
+            if let Some(proxied) = req.proxy_protocol {
+                match fact {
+                    ProxyFact::Addr => push_ip(out, proxied.client.ip()),
+                    ProxyFact::Port => push_u64(out, u64::from(proxied.client.port())),
+                    ProxyFact::ServerAddr => push_ip(out, proxied.server.ip()),
+                    ProxyFact::ServerPort => push_u64(out, u64::from(proxied.server.port())),
+                }
+            }
+        }
         Var::ServerAddr => push_ip(out, req.local.ip().to_canonical()),
         Var::ServerPort => push_u64(out, u64::from(req.local.port())),
         Var::Scheme => out.push_str(req.scheme),
@@ -524,6 +563,14 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
                 append_from_within(out, start, end);
             }
         }
+    }
+}
+
+/// A port as nginx prints `$remote_port`: nothing when unknown (0, as after realip took an
+/// address that came without one).
+fn push_port(port: u16, out: &mut String) {
+    if port != 0 {
+        push_u64(out, u64::from(port));
     }
 }
 

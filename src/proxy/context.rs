@@ -17,7 +17,6 @@ use http::{Method, Uri, Version};
 
 use tracing::Level;
 
-use super::ConnInfo;
 use super::error::{ProxyError, TimeoutKind, UpstreamFailure};
 use crate::telemetry::errno::os_error;
 use crate::upstream::NoPeer;
@@ -65,15 +64,16 @@ pub struct RequestContext<'a> {
 }
 
 impl<'a> RequestContext<'a> {
-    /// The context of a request with this head, on `conn`, answered by server `server`.
+    /// The context of a request with this head from `client` (its real address), answered by
+    /// server `server`.
     pub fn new<B>(
         request: &http::Request<B>,
-        conn: &ConnInfo,
+        client: IpAddr,
         server: &'a str,
         host: &'a str,
     ) -> RequestContext<'a> {
         RequestContext {
-            client: conn.client.ip(),
+            client,
             server,
             host,
             scheme: "http",

@@ -28,6 +28,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
 
+use crate::realip::{self, Proxied};
 use crate::route::{host, path};
 use crate::snapshot::{
     Action, ProxyAction, ReturnAction, Route, Snapshot, Target, UpstreamTls, UriRewrite,
@@ -54,7 +55,9 @@ pub struct ConnInfo {
     pub serial: u64,
     /// Requests received on this connection so far (`$connection_requests`).
     pub requests: AtomicU64,
-    /// The client's address.
+    /// The peer's address: the TCP connection's other end. Behind a balancer this is the
+    /// balancer; the request's real client (`$remote_addr`) is found per request by realip,
+    /// from this address, the headers and `proxy_protocol`.
     pub client: SocketAddr,
     /// Our address on this connection.
     pub local: SocketAddr,
@@ -66,6 +69,9 @@ pub struct ConnInfo {
     pub tunnels: TunnelControl,
     /// The connection's TLS, if it speaks TLS (boxed: a plain connection should not carry it).
     pub tls: Option<Box<ConnTls>>,
+    /// What the connection's PROXY protocol header said (None: no header was expected, or it
+    /// gave no addresses: v1 `UNKNOWN`, v2 `LOCAL`).
+    pub proxy_protocol: Option<Proxied>,
     /// The process's counters (requests; the status pages read them all).
     pub telemetry: Arc<Telemetry>,
 }
@@ -172,21 +178,48 @@ async fn handle(
     {
         return error::error_page(StatusCode::MISDIRECTED_REQUEST);
     }
-    let info = request_info(&request, conn, server, "", normalised);
+    // nginx's phases, in order: realip with the server's rules (post-read), the server's
+    // `return` (server rewrite), the location, its `return` (rewrite), realip with the
+    // location's rules if the server's left the address alone (preaccess), `allow`/`deny`
+    // (access), then the content: proxying, or a 404.
+    let found = realip::real_client(
+        &server.client.real_ip,
+        conn.client,
+        request.headers(),
+        conn.proxy_protocol.as_ref(),
+    );
+    let mut client = found.unwrap_or(conn.client);
+    let mut info = request_info(&request, conn, client, server, "", normalised);
     if let Some(r) = &server.return_ {
         return answer_return(r, snapshot, &info);
     }
     let Some(route) = server.route(info.path) else {
+        if !server.client.admits(client.ip()) {
+            return error::error_page(StatusCode::FORBIDDEN);
+        }
         return error::error_page(StatusCode::NOT_FOUND);
     };
+    // A location's `return` acts in the rewrite phase, before its realip and access: it (and
+    // its log line) sees the address the server's rules found.
+    let rules = &route.settings.client;
+    if found.is_none() && !matches!(route.action, Action::Return(_)) {
+        let proxied = conn.proxy_protocol.as_ref();
+        let at_location =
+            realip::real_client(&rules.real_ip, conn.client, request.headers(), proxied);
+        if let Some(at_location) = at_location {
+            client = at_location;
+            info.client = client;
+        }
+    }
     // Nothing at all for a location without `access_log`.
     let mut log = route.logs.begin(&snapshot.vars, &info);
     let mut response = match &route.action {
         Action::Return(r) => answer_return(r, snapshot, &info),
+        _ if !rules.admits(client.ip()) => error::error_page(StatusCode::FORBIDDEN),
         Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
         Action::Status(page) => seen::status_page(*page, &request, snapshot, &conn.telemetry),
         Action::Proxy(action) => {
-            let mut cx = RequestContext::new(&request, conn, &server.name, normalised.host);
+            let mut cx = RequestContext::new(&request, client.ip(), &server.name, normalised.host);
             cx.upstream_tls(action.tls.is_some());
             let routed = Routed {
                 server,
@@ -194,11 +227,12 @@ async fn handle(
                 action,
                 cx: &cx,
             };
+            let from = (conn, client);
             let exchange = proxy(
                 request,
                 client_upgrade,
                 normalised,
-                conn,
+                from,
                 snapshot,
                 routed,
                 &mut log,
@@ -245,15 +279,17 @@ struct Routed<'a> {
     cx: &'a RequestContext<'a>,
 }
 
+/// Forwards a routed request; `from` is its connection and its client's real address.
 async fn proxy(
     request: Request<ClientBody>,
     client_upgrade: Option<ClientSide>,
     normalised: Normalised<'_>,
-    conn: &ConnInfo,
+    from: (&ConnInfo, SocketAddr),
     snapshot: &Snapshot,
     routed: Routed<'_>,
     log: &mut Option<Box<Record>>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    let (conn, client) = from;
     let Routed {
         server,
         route,
@@ -268,7 +304,7 @@ async fn proxy(
     let (group, proxy_host): (&Arc<Group>, HeaderValue) = match &action.target {
         Target::Group { group, host } => (group, host.clone()),
         Target::Variable(template) => {
-            let info = request_info(&request, conn, server, "", normalised);
+            let info = request_info(&request, conn, client, server, "", normalised);
             template.render(&snapshot.vars, &info, &mut scratch);
             let name = scratch.as_str();
             let group = snapshot
@@ -291,7 +327,7 @@ async fn proxy(
     let proxy_host_text = proxy_host.to_str().unwrap_or("");
     let (affinity, rendered, added, tls) = {
         // The choice has always seen `$proxy_host` empty: keys placed by it stay where they are.
-        let mut info = request_info(&request, conn, server, "", normalised);
+        let mut info = request_info(&request, conn, client, server, "", normalised);
         let affinity = group.affinity(&info, &snapshot.vars);
         info.proxy_host = proxy_host_text;
         let tls = match &action.tls {
@@ -598,11 +634,12 @@ fn declared_length<B>(request: &Request<B>) -> Option<u64> {
         .ok()
 }
 
-/// What variables read about `request`; `normalised` holds its normalised path (where it
-/// differs from the one received) and host.
+/// What variables read about `request`, from `client` (its real address, realip applied);
+/// `normalised` holds its normalised path (where it differs from the one received) and host.
 fn request_info<'a>(
     request: &'a Request<ClientBody>,
     conn: &'a ConnInfo,
+    client: SocketAddr,
     server: &'a VirtualServer,
     proxy_host: &'a str,
     normalised: Normalised<'a>,
@@ -614,7 +651,9 @@ fn request_info<'a>(
         host: normalised.host,
         version: request.version(),
         headers: request.headers(),
-        client: conn.client,
+        client,
+        peer: conn.client,
+        proxy_protocol: conn.proxy_protocol,
         local: conn.local,
         scheme: conn.scheme,
         tls: conn.tls.as_deref().map(|tls| &tls.session),

@@ -1,6 +1,6 @@
 //! The accept loop of one listener and the start of each client connection: admission under
-//! the connection ceiling, the wait for the first bytes, and the hand-off to the HTTP/1 or
-//! HTTP/2 server.
+//! the connection ceiling, the PROXY protocol header where the listener expects one, the wait
+//! for the first bytes, and the hand-off to the HTTP/1 or HTTP/2 server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use crate::server::ceiling::{Admission, Ceiling};
 use crate::server::h2;
 use crate::server::http1;
 use crate::server::http1::head::Rejection;
+use crate::server::proxy_protocol::{self, Refusal};
 use crate::server::sniff::{self, Opening};
 use crate::server::tls::{self, Refused};
 use crate::snapshot::Snapshot;
@@ -93,6 +94,7 @@ pub async fn accept_loop(
                         open: lifecycle.tunnels.clone(),
                     },
                     tls: None,
+                    proxy_protocol: None,
                     telemetry: lifecycle.telemetry.clone(),
                 };
                 let token = lifecycle.connections.enter();
@@ -145,12 +147,39 @@ async fn serve_connection(
 ) {
     // Small writes (SSE events, WebSocket frames, response heads) must leave at once.
     let _ = stream.set_nodelay(true);
-    let (settings, tls) = {
+    let (settings, tls, proxy_protocol) = {
         let snapshot = live.load();
-        (snapshot.client, snapshot.is_tls(conn.listen))
+        let listen = conn.listen;
+        let proxy_protocol = snapshot.is_proxy_protocol(listen);
+        (snapshot.client, snapshot.is_tls(listen), proxy_protocol)
     };
     let header_timeout = settings.header_timeout;
     let slot = &*admission.slot;
+    if proxy_protocol {
+        // Before TLS and the sniff: the balancer's header comes first, and counts against
+        // client_header_timeout like the rest of the first request's head (nginx too).
+        let read = tokio::select! {
+            read = timeout(header_timeout, proxy_protocol::read(&stream)) => read,
+            () = slot.told_to_go() => return,
+        };
+        let client = conn.client;
+        match read {
+            Ok(Ok(proxied)) => conn.proxy_protocol = proxied,
+            Ok(Err(Refusal::Empty)) => {
+                tracing::debug!(%client, "closed before its PROXY protocol header");
+                return;
+            }
+            Ok(Err(refusal)) => {
+                tracing::warn!(%client, "{refusal}; connection closed");
+                return;
+            }
+            Err(_) => {
+                let reason = "no PROXY protocol header within client_header_timeout";
+                tracing::warn!(%client, "{reason}; connection closed");
+                return;
+            }
+        }
+    }
     let (stream, opening) = if tls {
         // The handshake counts as part of the first request's head, as in nginx: a client
         // that stalls in it is closed after client_header_timeout.

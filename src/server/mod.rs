@@ -11,6 +11,7 @@ pub mod blocking;
 mod ceiling;
 mod h2;
 pub mod http1;
+pub mod proxy_protocol;
 mod sniff;
 mod tls;
 

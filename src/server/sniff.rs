@@ -30,10 +30,14 @@ pub enum Opening {
 pub async fn opening(stream: &TcpStream) -> io::Result<Opening> {
     let mut seen = [0u8; PREFACE.len()];
     loop {
-        stream.readable().await?;
+        let ready = stream.ready(Interest::READABLE).await?;
+        // After the client's FIN the socket stays readable and the part peeked stays there:
+        // waiting for the rest would spin (tokio never clears "read closed"), so what there is
+        // decides.
+        let closed = ready.is_read_closed();
         let peeked = stream.try_io(Interest::READABLE, || {
             let n = peek(stream, &mut seen)?;
-            if n > 0 && n < PREFACE.len() && seen[..n] == PREFACE[..n] {
+            if n > 0 && n < PREFACE.len() && seen[..n] == PREFACE[..n] && !closed {
                 // Too early to tell: WouldBlock makes tokio wait for the next segment instead
                 // of handing back the same bytes at once.
                 return Err(io::ErrorKind::WouldBlock.into());
@@ -115,6 +119,33 @@ mod tests {
         let (mut client, server) = pair().await;
         client.write_all(b"PRI * HTTP/1.1\r\n\r\n").await.unwrap();
         assert_eq!(opening(&server).await.unwrap(), Opening::Http1);
+    }
+
+    /// A partial preface and then the client's FIN: the bytes stay peekable and the socket
+    /// stays readable, so waiting for "the rest" must not spin; what came decides (HTTP/1,
+    /// whose server then meets the end of an unfinished head). The sniff runs on a thread of
+    /// its own, so that a spinning one fails this test (the thread is left behind) instead of
+    /// hanging it.
+    #[tokio::test]
+    async fn a_partial_preface_then_close_fails_at_once() {
+        let (mut client, server) = pair().await;
+        client.write_all(&PREFACE[..3]).await.unwrap();
+        client.shutdown().await.unwrap();
+        let server = server.into_std().unwrap();
+        let (told, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let kind = runtime.block_on(async move {
+                let server = TcpStream::from_std(server).unwrap();
+                opening(&server).await.map_err(|error| error.kind())
+            });
+            let _ = told.send(kind);
+        });
+        let kind = outcome.recv_timeout(Duration::from_secs(2));
+        assert_eq!(kind, Ok(Ok(Opening::Http1)), "the sniff spun");
     }
 
     #[tokio::test]

@@ -71,6 +71,8 @@ struct Listener {
     hosts: VirtualHosts,
     /// Connections speak TLS (one `listen ... ssl` on the address makes it so for all).
     tls: bool,
+    /// Connections start with a PROXY protocol header (lowering marks every listen on it).
+    proxy_protocol: bool,
     /// Indexes into `Snapshot::servers`, in the order `hosts` knows them.
     servers: Vec<usize>,
 }
@@ -158,6 +160,14 @@ impl Snapshot {
         self.listeners.keys().copied()
     }
 
+    /// Whether connections on `listen` start with a PROXY protocol header (false for an address
+    /// not in this config).
+    pub fn is_proxy_protocol(&self, listen: SocketAddr) -> bool {
+        self.listeners
+            .get(&listen)
+            .is_some_and(|l| l.proxy_protocol)
+    }
+
     /// Whether connections on `listen` speak TLS (false for an address not in this config).
     pub fn is_tls(&self, listen: SocketAddr) -> bool {
         self.listeners.get(&listen).is_some_and(|l| l.tls)
@@ -233,6 +243,10 @@ fn build_listeners(
                     .iter()
                     .flat_map(|&(index, _)| &servers[index].listens)
                     .any(|listen| listen.addr == addr && listen.ssl);
+                let proxy_protocol = members
+                    .iter()
+                    .flat_map(|&(index, _)| &servers[index].listens)
+                    .any(|listen| listen.addr == addr && listen.proxy_protocol);
                 let servers = members.iter().map(|&(index, _)| index).collect();
                 listeners.insert(
                     addr,
@@ -240,6 +254,7 @@ fn build_listeners(
                         hosts,
                         servers,
                         tls,
+                        proxy_protocol,
                     },
                 );
             }

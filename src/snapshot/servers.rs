@@ -29,6 +29,8 @@ pub struct VirtualServer {
     pub return_: Option<ReturnAction>,
     /// TLS termination, for a server on a `listen ... ssl` address.
     pub tls: Option<Termination>,
+    /// Server-level realip and `allow`/`deny` (a location has its own in its settings).
+    pub client: config::ClientRules,
     locations: Locations,
     routes: Vec<Route>,
 }
@@ -205,6 +207,7 @@ impl ServerBuilder<'_> {
             name: server.first_name(),
             return_: server.return_.as_ref().map(|r| self.return_action(r)),
             tls,
+            client: server.client.clone(),
             locations,
             routes: server.locations.iter().map(|l| self.route(l)).collect(),
         }

@@ -52,6 +52,8 @@ impl Request {
             version: Version::HTTP_11,
             headers: &self.headers,
             client: self.client,
+            peer: self.client,
+            proxy_protocol: None,
             local: "10.1.1.1:80".parse().unwrap(),
             scheme: "http",
             tls: None,

@@ -230,6 +230,8 @@ pub fn empty_request() -> RequestInfo<'static> {
         version: Version::HTTP_11,
         headers,
         client: SocketAddr::from(([0, 0, 0, 0], 0)),
+        peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+        proxy_protocol: None,
         local: SocketAddr::from(([0, 0, 0, 0], 0)),
         scheme: "http",
         tls: None,

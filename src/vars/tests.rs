@@ -61,6 +61,8 @@ impl Request {
             version: self.version,
             headers: &self.headers,
             client: self.client,
+            peer: self.client,
+            proxy_protocol: None,
             local: "10.1.1.1:8443".parse().unwrap(),
             scheme: "https",
             tls: None,

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod access;
 mod access_log;
 mod balancing;
 mod big_bodies;
@@ -23,6 +24,8 @@ mod listeners;
 mod long_poll;
 mod passive_health;
 mod paths;
+mod real_ip;
+mod real_ip_nginx;
 mod reload;
 mod reload_soak;
 mod routing;

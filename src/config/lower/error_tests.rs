@@ -135,10 +135,10 @@ fn listen_and_server_name_errors() {
         &[r#"no "ssl_certificate" is defined for the "listen ... ssl" directive in t.conf:1:17"#],
     );
     check(
-        &in_server("listen 80 foo proxy_protocol;"),
+        &in_server("listen 80 foo quic;"),
         &[
             r#"invalid parameter "foo" in "listen" directive in t.conf:1:27"#,
-            r#""proxy_protocol" in "listen" directive is not supported by tether in t.conf:1:31"#,
+            r#""quic" in "listen" directive is not supported by tether in t.conf:1:31"#,
         ],
     );
     check(

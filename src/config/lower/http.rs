@@ -17,7 +17,9 @@ use super::values::{parse_number, split_host_port};
 use super::{Lowering, empty_http};
 use crate::config::ast::{Directive, Word};
 use crate::config::error::ErrorKind;
-use crate::config::model::{HeadRules, Http, Listen, LocationMatch, Server, ServerName};
+use crate::config::model::{
+    ClientRules, HeadRules, Http, Listen, LocationMatch, Server, ServerName,
+};
 
 impl Lowering {
     /// Lowers the body of `http { ... }`.
@@ -111,6 +113,7 @@ impl Lowering {
             .map(|d| self.server(d, &layer, &tls))
             .collect();
         http.servers = self.terminate_tls(lowered);
+        share_proxy_protocol(&mut http.servers);
         self.check_default_servers(&http.servers);
         self.check_server_error_logs(&http.servers);
         http
@@ -165,6 +168,7 @@ impl Lowering {
             tls: None,
             http2: false,
             error_log: Vec::new(),
+            client: ClientRules::default(),
             span: d.span.clone(),
         };
         let mut layer = ProxyLayer::default();
@@ -216,10 +220,12 @@ impl Lowering {
                 default_server: false,
                 ssl: false,
                 http2: false,
+                proxy_protocol: false,
                 span: d.span.clone(),
             });
         }
         let merged = layer.over(outer);
+        server.client = merged.client_rules();
         let mut seen = HashSet::new();
         for inner in locations {
             let Some(location) = self.location(inner, &merged) else {
@@ -243,7 +249,7 @@ impl Lowering {
         (server, tls.over(outer_tls), scope)
     }
 
-    /// `listen ADDRESS[:PORT] [default_server] [ssl] [http2] [socket options]`.
+    /// `listen ADDRESS[:PORT] [default_server] [ssl] [http2] [proxy_protocol] [socket options]`.
     fn listen(&mut self, d: &Directive) -> Option<Listen> {
         let word = &d.args[0];
         let text = word.text.as_str();
@@ -291,6 +297,7 @@ impl Lowering {
             default_server: false,
             ssl: false,
             http2: false,
+            proxy_protocol: false,
             span: d.span.clone(),
         };
         for param in &d.args[1..] {
@@ -310,7 +317,8 @@ impl Lowering {
             ("reuseport" | "deferred" | "bind", "") => {}
             ("backlog" | "rcvbuf" | "sndbuf", v) if parse_number::<u64>(v).is_some() => {}
             ("ipv6only", "on" | "off") | ("so_keepalive", _) | ("fastopen", _) => {}
-            ("proxy_protocol" | "quic", "") => {
+            ("proxy_protocol", "") => listen.proxy_protocol = true,
+            ("quic", "") => {
                 let kind = ErrorKind::ValueNotSupported {
                     directive: d.name().into(),
                     value: text.into(),
@@ -379,6 +387,22 @@ impl Lowering {
                 self.error(&listen.span, kind);
             }
         }
+    }
+}
+
+/// Marks every listen on an address that some `listen ... proxy_protocol` names: the header is
+/// read before anything tells which server a connection is for, so it is the address's property
+/// (nginx reads it per listening socket too).
+fn share_proxy_protocol(servers: &mut [Server]) {
+    let addresses: HashSet<SocketAddr> = servers
+        .iter()
+        .flat_map(|server| &server.listens)
+        .filter(|listen| listen.proxy_protocol)
+        .map(|listen| listen.addr)
+        .collect();
+    let listens = servers.iter_mut().flat_map(|server| &mut server.listens);
+    for listen in listens.filter(|listen| addresses.contains(&listen.addr)) {
+        listen.proxy_protocol = true;
     }
 }
 

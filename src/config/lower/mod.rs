@@ -8,6 +8,7 @@
 //! `ssl_*` directives (`tls`), the directive table (`directives`), inherited proxy settings
 //! (`proxy`) and value syntaxes (`values`). Must not import `parse`: it works on the finished tree.
 
+mod client;
 mod directives;
 mod error_log;
 mod health_check;
@@ -229,6 +230,10 @@ mod error_tests;
 #[cfg(test)]
 #[path = "upstream_tests.rs"]
 mod upstream_tests;
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod client_tests;
 
 #[cfg(test)]
 #[path = "tls_tests.rs"]

@@ -3,16 +3,19 @@
 //! Each level collects what it sets into a [`ProxyLayer`] (unset fields stay `None`); a location's
 //! effective [`ProxySettings`] is its layer over the server's over the http's, over the defaults.
 //! Lists (`proxy_set_header`, `add_header`) are inherited as a whole, and only by a level that
-//! sets none, exactly as nginx. Must not import other `lower` contexts.
+//! sets none, exactly as nginx. The client-address rules (`client`) ride along, so every level
+//! that inherits proxy settings inherits them the same way. Must not import other `lower`
+//! contexts.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::Lowering;
+use super::client::ClientLayer;
 use super::proxy_ssl::ProxySslLayer;
 use crate::config::ast::Directive;
 use crate::config::error::ErrorKind;
-use crate::config::model::{AccessLog, AddHeader, NextUpstream, ProxySettings};
+use crate::config::model::{AccessLog, AddHeader, ClientRules, NextUpstream, ProxySettings};
 
 /// The proxy settings written at one level; `None` means "inherit".
 #[derive(Clone, Debug, Default)]
@@ -33,6 +36,7 @@ pub(super) struct ProxyLayer {
     ssl: ProxySslLayer,
     /// `access_log`s written at this level (`off` leaves it empty but set).
     pub(super) access_logs: Option<Arc<Vec<AccessLog>>>,
+    client: ClientLayer,
 }
 
 impl ProxyLayer {
@@ -55,7 +59,13 @@ impl ProxyLayer {
             client_send_timeout: pick(&self.client_send_timeout, &outer.client_send_timeout),
             ssl: self.ssl.over(&outer.ssl),
             access_logs: pick(&self.access_logs, &outer.access_logs),
+            client: self.client.over(&outer.client),
         }
+    }
+
+    /// The effective client-address rules alone (what a server applies before any location).
+    pub(super) fn client_rules(&self) -> ClientRules {
+        self.client.clone().resolve()
     }
 
     /// The effective settings: this layer over nginx's defaults.
@@ -75,6 +85,7 @@ impl ProxyLayer {
             client_send_timeout: self.client_send_timeout.unwrap_or(d.client_send_timeout),
             ssl: self.ssl.resolve(),
             access_logs: self.access_logs.unwrap_or(d.access_logs),
+            client: self.client.resolve(),
         }
     }
 }
@@ -157,7 +168,10 @@ impl Lowering {
                 };
                 self.error(&args[0].span, kind);
             }
-            _ => return self.proxy_ssl_setting(&mut layer.ssl, d),
+            _ => {
+                return self.client_setting(&mut layer.client, d)
+                    || self.proxy_ssl_setting(&mut layer.ssl, d);
+            }
         }
         true
     }

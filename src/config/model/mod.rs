@@ -12,6 +12,7 @@
 //! block here (with its maps), `upstream` blocks in `upstream.rs`, `server` blocks and their
 //! locations in `server.rs`, and the effective per-location proxy settings in `proxy.rs`.
 
+mod client;
 mod error_log;
 mod logs;
 mod proxy;
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use super::source::Span;
+pub use client::{AccessRule, Cidr, ClientRules, Peers, RealIp, RealIpHeader};
 pub use error_log::{ErrorLevel, ErrorLogDestination, ErrorLogTarget};
 pub use logs::{AccessLog, LogEscape, LogFormat};
 pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Span, TlsVersion};
+use super::{ClientRules, Span, TlsVersion};
 
 /// Effective `proxy_*` and related settings of a location.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +42,8 @@ pub struct ProxySettings {
     /// empty: `access_log off`, or none written anywhere — tether's default, unlike nginx's
     /// `logs/access.log`).
     pub access_logs: Arc<Vec<super::AccessLog>>,
+    /// The realip settings and `allow`/`deny` rules in force here.
+    pub client: ClientRules,
 }
 
 /// The `proxy_ssl_*` settings of a location, nginx's defaults where unset. Files are named,
@@ -177,6 +179,7 @@ impl Default for ProxySettings {
             client_send_timeout: Duration::from_secs(60),
             ssl: UpstreamSsl::default(),
             access_logs: Arc::default(),
+            client: ClientRules::default(),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use super::client::ClientRules;
 use super::error_log::ErrorLogTarget;
 use super::proxy::ProxySettings;
 use super::tls::ServerTls;
@@ -21,6 +22,10 @@ pub struct Server {
     pub locations: Vec<Location>,
     /// TLS termination settings: Some when the server listens with `ssl` on any address.
     pub tls: Option<ServerTls>,
+    /// The realip settings and `allow`/`deny` rules at server level (http's inherited): realip
+    /// runs with them as soon as the server is chosen (nginx's post-read phase), and a request
+    /// no location matches is checked against its rules.
+    pub client: ClientRules,
     /// `http2 on` (nginx ≥ 1.25; default off, as nginx) or `http2` on one of its `listen`
     /// lines: h2 is offered by ALPN on its TLS addresses.
     pub http2: bool,
@@ -55,6 +60,9 @@ pub struct Listen {
     /// `http2`: offer h2 by ALPN on this address (h2 by prior knowledge is always accepted on
     /// plain text).
     pub http2: bool,
+    /// `proxy_protocol`: every connection on this address starts with a PROXY protocol header
+    /// (v1 or v2), as one such listen makes it for the whole address (like `ssl`).
+    pub proxy_protocol: bool,
     /// Where it was written.
     pub span: Span,
 }

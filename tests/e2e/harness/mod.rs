@@ -8,6 +8,7 @@ pub mod edit;
 pub mod h2_frames;
 pub mod h2_websocket;
 pub mod h2_window;
+pub mod haproxy;
 pub mod held_health;
 pub mod load;
 pub mod logs;
