@@ -14,6 +14,7 @@ use crate::harness::client::Connection;
 use crate::harness::nginx::Nginx;
 use crate::harness::process::TetherProcess;
 use crate::harness::{Backend, Proxy, free_addr, get, within};
+use crate::real_ip::get_from;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -537,4 +538,57 @@ async fn http2_streams_are_logged_one_line_each_on_one_connection() {
             format!("\"GET /y HTTP/2.0\" 200 1 {conn} 2"),
         ]
     );
+}
+
+#[tokio::test]
+async fn the_status_page_log_and_access_rules_all_see_the_real_client() {
+    // The pieces together, as an operator behind a cloud balancer sets them up: the status
+    // page open to the office only, every request logged — refusals and `return`s too — with
+    // the client realip found, and the balancer's own address beside it.
+    let a = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = temp_log(&dir, "access.log");
+    let conf = format!(
+        "http {{ log_format who '$remote_addr $realip_remote_addr $status $request_uri';
+        access_log {} who;
+        upstream farm {{ server {{a}}; }}
+        server {{ listen {{listen}};
+            set_real_ip_from 127.0.0.1; real_ip_header X-Forwarded-For;
+            location /tether/status {{ status; allow 203.0.113.0/24; deny all; }}
+            location / {{ proxy_pass http://farm; }}
+        }} }}",
+        log.display()
+    );
+    let proxy = Proxy::start(&conf, &[("a", a.addr)]).await;
+    let from = |client: &'static str| [("X-Forwarded-For", client)];
+    let balancer: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let office = get_from(
+        balancer,
+        proxy.addr,
+        "/tether/status",
+        &from("203.0.113.50"),
+    )
+    .await;
+    assert_eq!(office.status, 200);
+    let page: serde_json::Value = serde_json::from_slice(&office.body).expect("the JSON page");
+    assert_eq!(page["upstreams"][0]["name"], "farm");
+    let stranger = get_from(
+        balancer,
+        proxy.addr,
+        "/tether/status",
+        &from("198.51.100.1"),
+    )
+    .await;
+    assert_eq!(stranger.status, 403, "the page is not public");
+    let app = get_from(balancer, proxy.addr, "/app", &from("198.51.100.1")).await;
+    assert_eq!(app.status, 200);
+    assert_eq!(
+        lines(&log, 3).await,
+        [
+            "203.0.113.50 127.0.0.1 200 /tether/status",
+            "198.51.100.1 127.0.0.1 403 /tether/status",
+            "198.51.100.1 127.0.0.1 200 /app",
+        ]
+    );
+    proxy.stop().await;
 }
