@@ -19,12 +19,14 @@ use crate::config::{self, ConfigError, ConfigErrors, ErrorKind, Span};
 use crate::tls::TlsSession;
 
 pub mod clock;
+mod early;
 mod header_values;
 mod late;
 mod map;
 mod numbers;
 
 use header_values::{push_cookie, push_header, push_lossy, push_remote_user};
+pub use early::{Early, Raw};
 pub use late::{Late, Phase, RequestFacts, ResponseFacts, Segment, empty_request};
 use map::{CompiledMap, find_cycles, render_map};
 pub use numbers::{push_ip, push_u64};

@@ -2,16 +2,18 @@
 //! request arrives, and holes for what only the response knows.
 //!
 //! [`Format::begin`] writes a line's known parts into its buffer and notes where each hole
-//! is; [`Format::fill`] renders the holes of one [`Phase`] in place once their facts exist
-//! (the rest of the line moves right by the value's length — a line is a few hundred bytes).
+//! is; [`Format::fill`] renders the holes of a response head's [`Phase`] in place once their
+//! facts exist (the rest of the line moves right by the value's length — a line is a few
+//! hundred bytes); [`Format::finish`] writes the finished line, the end's values in their
+//! places, in one pass.
 //! Values are rendered straight into the line; nothing is allocated but the line buffer
 //! itself (and, rarely, a value that needs escaping, or a spill of hole offsets for a format
 //! with more than [`INLINE_HOLES`] response variables).
 
 use crate::config::{self, ConfigError, LogEscape};
-use crate::vars::{Late, Phase, RequestInfo, ResponseFacts, Segment, Vars};
+use crate::vars::{Late, Phase, Raw, RequestInfo, ResponseFacts, Segment, Vars};
 
-use super::escape::settle;
+use super::escape::{dash_if_empty, push_bytes, settle};
 
 /// Formats with at most this many response variables keep their hole offsets inline.
 pub const INLINE_HOLES: usize = 8;
@@ -134,13 +136,31 @@ impl Format {
         for segment in &self.segments {
             match segment {
                 Segment::Literal(text) => line.push_str(text),
-                Segment::Early {
-                    template,
-                    empty_is_value,
-                } => {
+                Segment::Early(value) => {
                     let start = line.len();
-                    template.render(vars, req, line);
-                    settle(self.escape, line, start, *empty_is_value);
+                    let empty_is_value = value.empty_is_value();
+                    match value.raw(req) {
+                        Raw::Safe => {
+                            value.render(vars, req, line);
+                            dash_if_empty(self.escape, line, start, empty_is_value);
+                        }
+                        Raw::Bytes(bytes) => push_bytes(self.escape, line, bytes, empty_is_value),
+                        Raw::Request {
+                            method,
+                            target,
+                            protocol,
+                        } => {
+                            line.push_str(method);
+                            line.push(' ');
+                            push_bytes(self.escape, line, target, true);
+                            line.push(' ');
+                            line.push_str(protocol);
+                        }
+                        Raw::Text => {
+                            value.render(vars, req, line);
+                            settle(self.escape, line, start, empty_is_value);
+                        }
+                    }
                 }
                 Segment::Late(_) => {
                     holes.set(hole, line.len());
@@ -169,15 +189,49 @@ impl Format {
             // Rendered at the end of the line, then turned into its place.
             let at = holes.get(index).min(line.len());
             let start = line.len();
-            facts.render(late, line);
-            let counts = matches!(late, Late::UpstreamTries);
-            settle(self.escape, line, start, counts);
+            self.render_late(late, facts, line);
             let added = line.len() - start;
             // SAFETY: `line[at..start]` and `line[start..]` are each whole UTF-8 text (`at` and
             // `start` are ends of values pushed whole), so swapping the two keeps the String
             // UTF-8.
             unsafe { line.as_mut_vec()[at..].rotate_right(added) };
             holes.shift_after(index, added, count);
+        }
+    }
+
+    /// Writes the finished line into `out`: `line` with its holes still open (those known
+    /// after `done`) filled from `facts`, the end's. One pass, each value written in its place.
+    pub fn finish(
+        &self,
+        done: Option<Phase>,
+        facts: &dyn ResponseFacts,
+        line: &str,
+        holes: &Holes,
+        out: &mut String,
+    ) {
+        let mut copied = 0;
+        for (index, late) in self.holes.iter().enumerate() {
+            if done.is_some_and(|done| late.phase() <= done) {
+                continue;
+            }
+            let at = holes.get(index).clamp(copied, line.len());
+            // Holes are at the ends of values pushed whole, so these are whole text.
+            out.push_str(line.get(copied..at).unwrap_or_default());
+            copied = at;
+            self.render_late(late, facts, out);
+        }
+        out.push_str(line.get(copied..).unwrap_or_default());
+    }
+
+    /// Appends a response variable's value, escaped.
+    fn render_late(&self, late: &Late, facts: &dyn ResponseFacts, out: &mut String) {
+        let start = out.len();
+        facts.render(late, out);
+        let counts = matches!(late, Late::UpstreamTries);
+        if late.is_safe() {
+            dash_if_empty(self.escape, out, start, counts);
+        } else {
+            settle(self.escape, out, start, counts);
         }
     }
 }
