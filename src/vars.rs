@@ -25,8 +25,9 @@ mod late;
 mod map;
 mod numbers;
 
-use header_values::{push_cookie, push_header, push_lossy, push_remote_user};
 pub use early::{Early, Raw};
+pub use header_values::push_basic_user;
+use header_values::{push_cookie, push_header, push_lossy, push_remote_user};
 pub use late::{Late, Phase, RequestFacts, ResponseFacts, Segment, empty_request};
 use map::{CompiledMap, find_cycles, render_map};
 pub use numbers::{push_ip, push_u64};

@@ -4,9 +4,11 @@
 //! or anything else (rendered, then checked). A log line renders several on every request.
 //! Pure (`http`).
 
-use super::{
-    NO_CAPTURES, RequestInfo, Var, Vars, protocol, push_ip, push_remote_user, render_var,
-};
+use http::HeaderName;
+
+use super::{NO_CAPTURES, RequestInfo, Var, Vars, protocol, push_ip, push_remote_user, render_var};
+
+static AUTHORIZATION: HeaderName = http::header::AUTHORIZATION;
 
 /// A variable of a log line known when the request arrives.
 #[derive(Clone, Debug)]
@@ -48,22 +50,47 @@ impl Early {
         matches!(self.0, Var::Args | Var::IsArgs | Var::Pipe)
     }
 
+    /// Whether the text never needs escaping: digits, addresses, hex, HTTP tokens (a method
+    /// has no `"` or `\`).
+    pub fn is_safe(&self) -> bool {
+        matches!(
+            self.0,
+            Var::RemoteAddr
+                | Var::RemotePort
+                | Var::ServerAddr
+                | Var::ServerPort
+                | Var::Scheme
+                | Var::Https
+                | Var::RequestMethod
+                | Var::ServerProtocol
+                | Var::RequestId
+                | Var::Connection
+                | Var::ConnectionRequests
+                | Var::Pipe
+        )
+    }
+
+    /// The request header a value is read from: `$http_NAME`'s, `$remote_user`'s
+    /// (`Authorization`). A log line finds all of its headers in one pass over the request's.
+    pub fn header(&self) -> Option<&HeaderName> {
+        match &self.0 {
+            Var::Header(name) => Some(name),
+            Var::RemoteUser => Some(&AUTHORIZATION),
+            _ => None,
+        }
+    }
+
+    /// Whether this is `$remote_user` (see [`push_basic_user`](super::push_basic_user)).
+    pub fn is_remote_user(&self) -> bool {
+        matches!(self.0, Var::RemoteUser)
+    }
+
     /// What the value is made of for `req`.
     pub fn raw<'r>(&self, req: &RequestInfo<'r>) -> Raw<'r> {
+        if self.is_safe() {
+            return Raw::Safe;
+        }
         match &self.0 {
-            // Digits, addresses, hex, and HTTP tokens (a method has no `"` or `\`).
-            Var::RemoteAddr
-            | Var::RemotePort
-            | Var::ServerAddr
-            | Var::ServerPort
-            | Var::Scheme
-            | Var::Https
-            | Var::RequestMethod
-            | Var::ServerProtocol
-            | Var::RequestId
-            | Var::Connection
-            | Var::ConnectionRequests
-            | Var::Pipe => Raw::Safe,
             // A header sent once (or not at all) is its value's bytes; repeated ones are joined.
             Var::Header(name) => {
                 let mut values = req.headers.get_all(name).iter();

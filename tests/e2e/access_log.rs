@@ -123,7 +123,11 @@ async fn a_combined_line_is_nginxs_byte_for_byte() {
 
     let nginx_lines = lines(&theirs, 3).await;
     let tether_lines = lines(&ours, 3).await;
-    assert!(nginx_lines[2].ends_with("\"a\\xFFb\\xC3\""), "{}", nginx_lines[2]);
+    assert!(
+        nginx_lines[2].ends_with("\"a\\xFFb\\xC3\""),
+        "{}",
+        nginx_lines[2]
+    );
     for (n, t) in nginx_lines.iter().zip(&tether_lines) {
         let (n_masked, n_time) = without_time(n);
         let (t_masked, t_time) = without_time(t);

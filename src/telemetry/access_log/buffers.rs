@@ -11,12 +11,17 @@ use super::Record;
 const KEPT: usize = 128;
 
 thread_local! {
+    // The boxes are the point: a record is handed out boxed, and its allocation is what is kept.
+    #[allow(clippy::vec_box)]
     static SPARE: RefCell<Vec<Box<Record>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// An empty record this thread kept.
 pub(super) fn take_record() -> Option<Box<Record>> {
-    SPARE.try_with(|spare| spare.borrow_mut().pop()).ok().flatten()
+    SPARE
+        .try_with(|spare| spare.borrow_mut().pop())
+        .ok()
+        .flatten()
 }
 
 /// Keeps an emptied record for a later [`take_record`] on this thread (or frees it).

@@ -23,10 +23,15 @@ pub fn settle(escape: LogEscape, line: &mut String, start: usize, empty_is_value
         LogEscape::Default => all_plain(value),
         LogEscape::Json => value.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\'),
     };
-    if clean {
-        return;
+    if !clean {
+        escape_in_place(escape, line, start);
     }
-    // Rare: a value with something to escape is taken out and written back.
+}
+
+/// Rare: a value with something to escape is taken out and written back. (Out of line, so
+/// that the common path stays small.)
+#[inline(never)]
+fn escape_in_place(escape: LogEscape, line: &mut String, start: usize) {
     let raw = line.split_off(start);
     match escape {
         LogEscape::Default => push_default(raw.as_bytes(), line),
@@ -53,6 +58,13 @@ pub fn push_bytes(escape: LogEscape, line: &mut String, bytes: &[u8], empty_is_v
         dash_if_empty(escape, line, line.len() - bytes.len(), empty_is_value);
         return;
     }
+    push_escaped(escape, line, bytes, empty_is_value);
+}
+
+/// [`push_bytes`] for bytes with something to escape, or another escaping than nginx's
+/// default. (Out of line, so that the common path stays small.)
+#[inline(never)]
+fn push_escaped(escape: LogEscape, line: &mut String, bytes: &[u8], empty_is_value: bool) {
     if escape == LogEscape::Default {
         push_default(bytes, line);
         return;

@@ -13,6 +13,7 @@
 mod buffers;
 pub mod escape;
 mod format;
+mod holes;
 mod record;
 mod writer;
 
@@ -25,7 +26,7 @@ use crate::config::{self, ConfigError, ErrorKind};
 use crate::vars::{RequestInfo, Template, Vars};
 
 pub use format::Format;
-use format::Holes;
+use holes::Holes;
 pub use record::Record;
 use record::{Facts, Line, Needs};
 pub use writer::{LogFile, dropped_lines, flush_all};

@@ -11,8 +11,8 @@ use http::HeaderMap;
 
 use crate::vars::{Late, Phase, ResponseFacts, clock, push_u64};
 
+use super::holes::Holes;
 use super::{CompiledLog, buffers};
-use super::format::Holes;
 
 /// A new line buffer's size: a `combined` line fits.
 const FRESH_LINE: usize = 256;
