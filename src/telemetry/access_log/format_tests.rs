@@ -75,7 +75,7 @@ impl ResponseFacts for Answered {
     fn render(&self, late: &Late, out: &mut String) {
         match late {
             Late::Status => out.push_str("200"),
-            Late::BodyBytesSent => out.push_str("5"),
+            Late::BodyBytesSent => out.push('5'),
             _ => {}
         }
     }
