@@ -20,11 +20,14 @@ use crate::realip::Proxied;
 use crate::tls::TlsSession;
 
 pub mod clock;
+mod early;
 mod header_values;
 mod late;
 mod map;
 mod numbers;
 
+pub use early::{Early, Raw};
+pub use header_values::push_basic_user;
 use header_values::{push_cookie, push_header, push_lossy, push_remote_user};
 pub use late::{Late, Phase, RequestFacts, ResponseFacts, Segment, empty_request};
 use map::{CompiledMap, find_cycles, render_map};

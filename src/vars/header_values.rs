@@ -1,7 +1,7 @@
 //! Values read from a request's headers: a header's values joined, a cookie, the user of a
 //! `Basic` credential; and non-UTF-8 bytes appended as text. Pure (`http` and `cookie`).
 
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Every value of a header, joined with ", " (as nginx does for repeated headers).
 pub(super) fn push_header(headers: &HeaderMap, name: &HeaderName, out: &mut String) {
@@ -44,9 +44,13 @@ pub(super) fn push_cookie(headers: &HeaderMap, name: &str, out: &mut String) {
 
 /// `$remote_user`: the user name of `Authorization: Basic BASE64(user:password)`.
 pub(super) fn push_remote_user(headers: &HeaderMap, out: &mut String) {
-    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-        return;
-    };
+    if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+        push_basic_user(value, out);
+    }
+}
+
+/// `$remote_user` from the (first) `Authorization` value.
+pub fn push_basic_user(value: &HeaderValue, out: &mut String) {
     let bytes = value.as_bytes();
     let Some(encoded) = bytes
         .get(..6)

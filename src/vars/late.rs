@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use http::{HeaderMap, HeaderName, Method, Uri, Version};
 
-use super::{Part, RequestInfo, Template, Var, Vars, clock};
+use super::{Early, Part, RequestInfo, Template, Var, Vars, clock};
 
 /// A variable known only when the response is (or once it ended).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,8 +86,19 @@ impl Late {
         }
     }
 
-    /// Whether an empty value is a value (`$upstream_tries` of 0 is `0`); the others are
-    /// "not found" when empty, which a log line shows as `-`.
+    /// Whether the value's text never needs escaping (numbers, times, addresses, tokens):
+    /// everything but what comes from a response's headers or the config's names.
+    pub fn is_safe(&self) -> bool {
+        !matches!(
+            self,
+            Late::UpstreamGroup
+                | Late::UpstreamHttp(_)
+                | Late::UpstreamCookie(_)
+                | Late::SentHttp(_)
+        )
+    }
+
+    /// The variable called `name` (lowercase), if it is one of these.
     pub(super) fn by_name(name: &str) -> Option<Late> {
         Some(match name {
             "status" => Late::Status,
@@ -163,12 +174,7 @@ pub enum Segment {
     /// Text as written.
     Literal(Box<str>),
     /// One variable known when the request arrives.
-    Early {
-        /// A template of that one variable.
-        template: Template,
-        /// An empty value is a value (nginx logs `$args` empty, not `-`).
-        empty_is_value: bool,
-    },
+    Early(Early),
     /// A variable known with the response.
     Late(Late),
 }
@@ -183,13 +189,7 @@ impl Template {
             .map(|part| match part {
                 Part::Literal(text) => Segment::Literal(text.clone()),
                 Part::Var(Var::Late(late)) => Segment::Late(late.clone()),
-                Part::Var(var) => Segment::Early {
-                    template: Template {
-                        parts: Box::new([Part::Var(var.clone())]),
-                    },
-                    // Found but empty: nginx logs `$args` as empty, an absent header as `-`.
-                    empty_is_value: matches!(var, Var::Args | Var::IsArgs | Var::Pipe),
-                },
+                Part::Var(var) => Segment::Early(Early(var.clone())),
             })
             .collect()
     }

@@ -116,9 +116,19 @@ async fn a_combined_line_is_nginxs_byte_for_byte() {
     let missing = b"HEAD /status?code=404 HTTP/1.0\r\n\r\n";
     raw_exchange(nginx.addr, missing).await;
     raw_exchange(proxy.addr, missing).await;
+    // Header bytes that are not UTF-8 are escaped as they are (not as U+FFFD).
+    let not_utf8 = b"GET /bytes HTTP/1.1\r\nHost: example.com\r\n\
+        User-Agent: a\xffb\xc3\r\nConnection: close\r\n\r\n";
+    raw_exchange(nginx.addr, not_utf8).await;
+    raw_exchange(proxy.addr, not_utf8).await;
 
-    let nginx_lines = lines(&theirs, 2).await;
-    let tether_lines = lines(&ours, 2).await;
+    let nginx_lines = lines(&theirs, 3).await;
+    let tether_lines = lines(&ours, 3).await;
+    assert!(
+        nginx_lines[2].ends_with("\"a\\xFFb\\xC3\""),
+        "{}",
+        nginx_lines[2]
+    );
     for (n, t) in nginx_lines.iter().zip(&tether_lines) {
         let (n_masked, n_time) = without_time(n);
         let (t_masked, t_time) = without_time(t);

@@ -15,9 +15,7 @@ const LOWER_HEX: &[u8; 16] = b"0123456789abcdef";
 pub fn settle(escape: LogEscape, line: &mut String, start: usize, empty_is_value: bool) {
     let value = &line.as_bytes()[start.min(line.len())..];
     if value.is_empty() {
-        if !empty_is_value && escape != LogEscape::Json {
-            line.push('-');
-        }
+        dash_if_empty(escape, line, start, empty_is_value);
         return;
     }
     let clean = match escape {
@@ -25,15 +23,56 @@ pub fn settle(escape: LogEscape, line: &mut String, start: usize, empty_is_value
         LogEscape::Default => all_plain(value),
         LogEscape::Json => value.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\'),
     };
-    if clean {
-        return;
+    if !clean {
+        escape_in_place(escape, line, start);
     }
-    // Rare: a value with something to escape is taken out and written back.
+}
+
+/// Rare: a value with something to escape is taken out and written back. (Out of line, so
+/// that the common path stays small.)
+#[inline(never)]
+fn escape_in_place(escape: LogEscape, line: &mut String, start: usize) {
     let raw = line.split_off(start);
     match escape {
         LogEscape::Default => push_default(raw.as_bytes(), line),
         _ => push_json(&raw, line),
     }
+}
+
+/// Writes `-` for a value rendered empty from `start` on (see [`settle`]); for a value that
+/// needs no escaping.
+pub fn dash_if_empty(escape: LogEscape, line: &mut String, start: usize, empty_is_value: bool) {
+    if line.len() <= start && !empty_is_value && escape != LogEscape::Json {
+        line.push('-');
+    }
+}
+
+/// Appends the bytes of a request's value as `escape` says, as [`settle`] would have left
+/// them rendered. With nginx's default escaping they are escaped as they are, byte for byte
+/// as nginx does (text that is not UTF-8 included); the common plain value is scanned once and
+/// copied whole.
+pub fn push_bytes(escape: LogEscape, line: &mut String, bytes: &[u8], empty_is_value: bool) {
+    if escape == LogEscape::Default && all_plain(bytes) {
+        // SAFETY: every byte is plain, so printable ASCII, so `bytes` is UTF-8.
+        line.push_str(unsafe { std::str::from_utf8_unchecked(bytes) });
+        dash_if_empty(escape, line, line.len() - bytes.len(), empty_is_value);
+        return;
+    }
+    push_escaped(escape, line, bytes, empty_is_value);
+}
+
+/// [`push_bytes`] for bytes with something to escape, or another escaping than nginx's
+/// default. (Out of line, so that the common path stays small.)
+#[inline(never)]
+fn push_escaped(escape: LogEscape, line: &mut String, bytes: &[u8], empty_is_value: bool) {
+    if escape == LogEscape::Default {
+        push_default(bytes, line);
+        return;
+    }
+    // `escape=none` and `escape=json` keep text as text: what is not UTF-8 becomes U+FFFD.
+    let start = line.len();
+    line.push_str(&String::from_utf8_lossy(bytes));
+    settle(escape, line, start, empty_is_value);
 }
 
 fn plain(byte: u8) -> bool {

@@ -10,8 +10,10 @@
 //!
 //! May use `vars`, `config` and std; must not import `proxy`, `server`, hyper or tokio.
 
+mod buffers;
 pub mod escape;
 mod format;
+mod holes;
 mod record;
 mod writer;
 
@@ -24,7 +26,7 @@ use crate::config::{self, ConfigError, ErrorKind};
 use crate::vars::{RequestInfo, Template, Vars};
 
 pub use format::Format;
-use format::Holes;
+use holes::Holes;
 pub use record::Record;
 use record::{Facts, Line, Needs};
 pub use writer::{LogFile, dropped_lines, flush_all};
@@ -160,30 +162,28 @@ impl Logs {
         if self.0.is_empty() {
             return None;
         }
-        let mut lines = self
-            .0
-            .iter()
-            .filter(|log| log.passes_at_start(vars, req))
-            .map(|log| {
-                let mut text = String::with_capacity(256);
-                let mut holes = Holes::default();
-                log.format.begin(vars, req, &mut text, &mut holes);
-                Line {
-                    log: log.clone(),
-                    text,
-                    holes,
-                }
-            });
-        let first = lines.next()?;
-        let more: Vec<Line> = lines.collect();
+        let mut record = Record::recycled();
         // Heads are measured, and the clock read, only for a line that shows it.
         let mut needs = Needs::default();
-        for log in std::iter::once(&first).chain(&more).map(|line| &line.log) {
+        for log in self.0.iter().filter(|log| log.passes_at_start(vars, req)) {
             needs.sizes |= log.format.needs_sizes();
             needs.times |= log.format.needs_times() || log.decides_at_end();
+            let mut text = record.buffer();
+            let mut holes = Holes::default();
+            log.format.begin(vars, req, &mut text, &mut holes);
+            record.add(Line {
+                log: log.clone(),
+                text,
+                holes,
+            });
+        }
+        if record.is_empty() {
+            record.recycle();
+            return None;
         }
         let length = if needs.sizes { request_length(req) } else { 0 };
-        Some(Box::new(Record::new(first, more, needs, length)))
+        record.start(needs, length);
+        Some(record)
     }
 }
 

@@ -11,8 +11,14 @@ use http::HeaderMap;
 
 use crate::vars::{Late, Phase, ResponseFacts, clock, push_u64};
 
-use super::CompiledLog;
-use super::format::Holes;
+use super::holes::Holes;
+use super::{CompiledLog, buffers};
+
+/// A new line buffer's size: a `combined` line fits.
+const FRESH_LINE: usize = 256;
+
+/// A buffer grown past this (a line with a long URI or header) is freed, not kept.
+const LARGEST_KEPT: usize = 2048;
 
 /// One line in the making.
 #[derive(Debug)]
@@ -45,20 +51,27 @@ pub(super) struct Needs {
     pub(super) times: bool,
 }
 
-/// One request's lines and the facts they wait for.
-#[derive(Debug)]
+/// One request's lines and the facts they wait for. Records are recycled per thread with their
+/// buffers (see [`buffers`]): a logged request allocates nothing of its own once its thread has
+/// served a few.
+#[derive(Debug, Default)]
 pub struct Record {
-    first: Line,
-    more: Vec<Line>,
+    lines: Vec<Line>,
+    /// Buffers of lines finished before, for the next request's lines.
+    spare: Vec<String>,
+    /// Where a line is put together when it is finished.
+    finished: String,
     /// The last phase whose holes are filled.
     done: Option<Phase>,
     /// A line shows a size (`$bytes_sent`, `$request_length`, ...): heads are measured.
     needs_sizes: bool,
+    /// A line shows a header of a response (`$sent_http_*`, `$upstream_http_*`).
+    needs_heads: bool,
     known: Known,
 }
 
 /// What the response side learned so far.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Known {
     /// When the request began (None: no line shows a time).
     start: Option<Instant>,
@@ -68,33 +81,65 @@ struct Known {
     request_length: u64,
     group: Option<Arc<str>>,
     sticky: &'static str,
-    first_try: Option<Try>,
-    more_tries: Vec<Try>,
+    tries: Vec<Try>,
 }
 
 impl Record {
-    pub(super) fn new(first: Line, more: Vec<Line>, needs: Needs, request_length: u64) -> Record {
-        let needs_sizes = needs.sizes;
-        // The clock is read for times only when a line shows one: a read is a system call's
-        // worth of instructions on every request.
-        let now = || needs.times.then(Instant::now);
-        Record {
-            first,
-            more,
-            done: None,
-            needs_sizes,
-            known: Known {
-                start: now(),
-                status: 0,
-                body_bytes: 0,
-                head_bytes: 0,
-                request_length,
-                group: None,
-                sticky: "",
-                first_try: None,
-                more_tries: Vec::new(),
-            },
+    /// An empty record, one this thread finished before if it kept one.
+    pub(super) fn recycled() -> Box<Record> {
+        buffers::take_record().unwrap_or_default()
+    }
+
+    /// An empty buffer for a line of the request.
+    pub(super) fn buffer(&mut self) -> String {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| String::with_capacity(FRESH_LINE))
+    }
+
+    /// Adds a line begun for the request.
+    pub(super) fn add(&mut self, line: Line) {
+        self.needs_heads |= line.log.format.needs_heads();
+        self.lines.push(line);
+    }
+
+    /// Whether no line was begun.
+    pub(super) fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Starts waiting for the response: notes the request's length and, when a line shows a
+    /// duration, when it began. The clock is read for times only then: a read is a system
+    /// call's worth of instructions on every request.
+    pub(super) fn start(&mut self, needs: Needs, request_length: u64) {
+        self.needs_sizes = needs.sizes;
+        self.known.request_length = request_length;
+        self.known.start = needs.times.then(Instant::now);
+    }
+
+    /// Empties the record and keeps it (and its lines' buffers) for another request on this
+    /// thread; what it refers to (the log, the group) is let go now.
+    pub(super) fn recycle(mut self: Box<Self>) {
+        for line in self.lines.drain(..) {
+            let mut text = line.text;
+            if text.capacity() <= LARGEST_KEPT {
+                text.clear();
+                self.spare.push(text);
+            }
         }
+        if self.finished.capacity() > LARGEST_KEPT {
+            self.finished = String::new();
+        }
+        self.done = None;
+        self.needs_sizes = false;
+        self.needs_heads = false;
+        let mut tries = std::mem::take(&mut self.known.tries);
+        tries.clear();
+        self.known = Known {
+            tries,
+            ..Known::default()
+        };
+        buffers::give_record(self);
     }
 
     /// The group the request is proxied to (`$upstream_group`).
@@ -113,10 +158,7 @@ impl Record {
             header: None,
             end: None,
         };
-        match self.known.first_try {
-            None => self.known.first_try = Some(attempt),
-            Some(_) => self.known.more_tries.push(attempt),
-        }
+        self.known.tries.push(attempt);
     }
 
     /// The current try's connection was ready after `took`.
@@ -151,15 +193,13 @@ impl Record {
                 self.known.head_bytes = head_size(status, headers);
             }
         }
-        let heads = self.first.log.format.needs_heads()
-            || self.more.iter().any(|line| line.log.format.needs_heads());
-        if heads {
+        if self.needs_heads {
             let facts = Facts {
                 known: &self.known,
                 headers: Some(headers),
                 now: SystemTime::now(),
             };
-            for line in std::iter::once(&mut self.first).chain(&mut self.more) {
+            for line in &mut self.lines {
                 let format = &line.log.format;
                 format.fill(phase, self.done, &facts, &mut line.text, &mut line.holes);
             }
@@ -180,7 +220,7 @@ impl Record {
 
     /// The response ended (or was dropped): fills what is left and hands each line whose
     /// condition holds to its file.
-    pub fn finish(mut self) {
+    pub fn finish(mut self: Box<Self>) {
         if let Some(last) = self.known.last_try()
             && last.end.is_none()
         {
@@ -191,33 +231,28 @@ impl Record {
             headers: None,
             now: SystemTime::now(),
         };
-        for line in std::iter::once(&mut self.first).chain(&mut self.more) {
+        for line in &self.lines {
             let log = &line.log;
-            log.format.fill(
-                Phase::End,
-                self.done,
-                &facts,
-                &mut line.text,
-                &mut line.holes,
-            );
+            let finished = &mut self.finished;
+            finished.clear();
+            let (text, holes) = (&line.text, &line.holes);
+            log.format.finish(self.done, &facts, text, holes, finished);
             if log.passes_at_end(&facts) {
-                line.text.push('\n');
-                log.file.push(line.text.as_bytes());
+                finished.push('\n');
+                log.file.push(finished.as_bytes());
             }
         }
+        self.recycle();
     }
 }
 
 impl Known {
     fn last_try(&mut self) -> Option<&mut Try> {
-        match self.more_tries.last_mut() {
-            Some(last) => Some(last),
-            None => self.first_try.as_mut(),
-        }
+        self.tries.last_mut()
     }
 
     fn tries(&self) -> impl Iterator<Item = &Try> {
-        self.first_try.iter().chain(&self.more_tries)
+        self.tries.iter()
     }
 }
 
