@@ -328,6 +328,10 @@ impl Format {
             let start = line.len();
             self.render_late(hole, facts, line);
             let added = line.len() - start;
+            debug_assert!(
+                line.is_char_boundary(at),
+                "a hole sits between whole values"
+            );
             // SAFETY: `line[at..start]` and `line[start..]` are each whole UTF-8 text (`at` and
             // `start` are ends of values pushed whole), so swapping the two keeps the String
             // UTF-8.
