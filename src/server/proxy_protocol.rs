@@ -13,11 +13,11 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+use super::sniff::peek;
 use crate::realip::Proxied;
 
 /// What starts every v2 header.
@@ -116,21 +116,6 @@ async fn skip(stream: &TcpStream, mut len: usize) -> Result<(), Refusal> {
         }
     }
     Ok(())
-}
-
-/// One `recv(MSG_PEEK)`: the bytes stay in the socket.
-fn peek(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call, and the
-    // descriptor stays open while `stream` is borrowed.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_PEEK,
-        )
-    };
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 /// Tells a PROXY header from the first bytes of a connection: whole (with its length and

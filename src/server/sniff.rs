@@ -54,8 +54,9 @@ pub async fn opening(stream: &TcpStream) -> io::Result<Opening> {
     }
 }
 
-/// One `recv(MSG_PEEK)`: the bytes stay in the socket for hyper to read.
-fn peek(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+/// One `recv(MSG_PEEK)`: the bytes stay in the socket for hyper (or the PROXY header's
+/// exact read) to take.
+pub(super) fn peek(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call, and the
     // descriptor stays open while `stream` is borrowed.
     let n = unsafe {

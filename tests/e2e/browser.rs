@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -156,6 +156,26 @@ pub(crate) fn chromium() -> Option<PathBuf> {
     found
 }
 
+/// Chromium headless with a fresh profile in `profile` and nothing that reaches beyond
+/// loopback (no background networking, component updates or sync); the caller adds its own
+/// flags and the URL.
+pub(crate) fn headless(chromium: &Path, profile: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(chromium);
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()));
+    command
+}
+
 /// A child process group killed when dropped (Chromium starts several processes).
 pub(crate) struct Browser(pub(crate) std::process::Child);
 
@@ -195,18 +215,7 @@ async fn chromium_opens_a_wss_websocket_over_http2_through_tether() {
     let spki = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
     let profile = tempfile::tempdir().unwrap();
     let url = format!("https://127.0.0.1:{}/", proxy.addr.port());
-    let child = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
+    let child = headless(&chromium, profile.path())
         .arg(format!("--ignore-certificate-errors-spki-list={spki}"))
         .arg(&url)
         .stdout(std::process::Stdio::null())

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::browser::{Browser, chromium};
+use crate::browser::{Browser, chromium, headless};
 use crate::harness::{Proxy, get, within};
 
 /// Where the page is read from, for each transport row: the server it shows and its state.
@@ -167,20 +167,8 @@ async fn the_page_moves_every_transport_together_and_shows_what_tether_decided()
     let proxy = Proxy::start(&demo_conf(&farm.status().await), &[]).await;
 
     let profile = tempfile::tempdir().unwrap();
-    let child = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--remote-debugging-port=0",
-            "--window-size=1000,1500",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
+    let child = headless(&chromium, profile.path())
+        .args(["--remote-debugging-port=0", "--window-size=1000,1500"])
         .arg(proxy.url("/"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

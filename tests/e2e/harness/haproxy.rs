@@ -8,7 +8,6 @@
 //! line on the terminal; with `TETHER_REQUIRE_HAPROXY` set (CI sets it after installing
 //! HAProxy) it fails instead.
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,7 +16,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 
-use super::{free_addr, within};
+use super::{free_addr, system_tool, within};
 
 /// A running HAProxy; killed on drop.
 pub struct HaProxy {
@@ -29,31 +28,10 @@ pub struct HaProxy {
     dir: TempDir,
 }
 
-/// The `haproxy` binary: on `PATH`, else where Debian puts it.
-fn binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|dir| dir.join("haproxy"))
-        .find(|candidate| candidate.is_file())
-}
-
 /// The binary, or `None` after saying on the terminal that the test skips; a failure instead
 /// when `TETHER_REQUIRE_HAPROXY` is set.
 fn installed() -> Option<PathBuf> {
-    let found = binary();
-    if found.is_none() {
-        let thread = std::thread::current();
-        let test = thread.name().unwrap_or("a test");
-        let why = "haproxy not installed (no `haproxy` on PATH, in /usr/sbin or /usr/local/sbin)";
-        assert!(
-            std::env::var_os("TETHER_REQUIRE_HAPROXY").is_none(),
-            "{test}: {why}, and TETHER_REQUIRE_HAPROXY is set"
-        );
-        let line = format!("SKIPPED HAProxy test {test}: {why}\n");
-        let _ = std::io::stderr().write_all(line.as_bytes());
-    }
-    found
+    system_tool::installed("haproxy", "TETHER_REQUIRE_HAPROXY", "HAProxy test")
 }
 
 impl HaProxy {

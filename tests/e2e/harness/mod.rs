@@ -22,6 +22,7 @@ pub mod signalr;
 pub mod signalr_client;
 pub mod slowloris;
 pub mod source;
+pub mod system_tool;
 pub mod tally;
 pub mod tls_backend;
 pub mod watching;

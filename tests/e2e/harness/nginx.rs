@@ -8,7 +8,6 @@
 //! swallow; with `TETHER_REQUIRE_NGINX` set (CI sets it, after installing nginx) it fails
 //! instead, so a comparison never passes by skipping.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,7 +18,7 @@ use tokio::net::TcpStream;
 
 use super::process::{Process, write_atomically};
 use super::procfs::{children, rss_kib};
-use super::{free_addr, within};
+use super::{free_addr, system_tool, within};
 
 /// A running nginx; killed on drop.
 pub struct Nginx {
@@ -29,35 +28,10 @@ pub struct Nginx {
     dir: TempDir,
 }
 
-/// The `nginx` binary: on `PATH`, else where Debian and Ubuntu put it (often not on a user's
-/// `PATH`).
-pub fn binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|dir| dir.join("nginx"))
-        .find(|candidate| candidate.is_file())
-}
-
 /// The `nginx` binary for the test running on this thread, or `None` after saying on the
 /// terminal that it skips its comparison; a failure instead when `TETHER_REQUIRE_NGINX` is set.
 fn installed() -> Option<PathBuf> {
-    let found = binary();
-    if found.is_none() {
-        let thread = std::thread::current();
-        // libtest names each test's thread after the test.
-        let test = thread.name().unwrap_or("a test");
-        let why = "nginx not installed (no `nginx` on PATH, in /usr/sbin or /usr/local/sbin)";
-        assert!(
-            std::env::var_os("TETHER_REQUIRE_NGINX").is_none(),
-            "{test}: {why}, and TETHER_REQUIRE_NGINX is set"
-        );
-        // Straight to the terminal: `eprintln!` is captured by the test runner and shown only
-        // for a failing test, and a skip is a pass.
-        let line = format!("SKIPPED nginx comparison in {test}: {why}\n");
-        let _ = std::io::stderr().write_all(line.as_bytes());
-    }
-    found
+    system_tool::installed("nginx", "TETHER_REQUIRE_NGINX", "nginx comparison")
 }
 
 impl Nginx {
