@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-use crate::harness::{Backend, Proxy, within};
+use crate::harness::{Backend, Proxy, raw, within};
 use pages::{Headers, fetch, page_text};
 
 const GZIP: (&str, &str) = ("accept-encoding", "gzip, deflate, br");
@@ -284,4 +284,31 @@ async fn a_large_stream_goes_through_the_compressor_piece_by_piece() {
         "{} bytes",
         got.raw.len()
     );
+}
+
+/// `GET /page` over HTTP/1.0 through a proxy with `settings`; the head as text and the body
+/// that ran until the connection closed.
+async fn http10_page(settings: &str) -> (String, Vec<u8>) {
+    let proxy = proxy(settings).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let request = b"GET /page HTTP/1.0\r\nHost: localhost\r\nAccept-Encoding: gzip\r\n\r\n";
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request)
+        .await
+        .unwrap();
+    let all = raw::read_to_close(&mut stream, Duration::from_secs(5)).await;
+    let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8(all[..end].to_vec()).unwrap().to_ascii_lowercase();
+    (head, all[end..].to_vec())
+}
+
+#[tokio::test]
+async fn http10_clients_are_compressed_only_from_gzip_http_version_1_0() {
+    let (head, body) = http10_page("gzip on;").await;
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert_eq!(body, page_text().as_bytes());
+    // Compressed, the length is unknown up front: the body runs until the close.
+    let (head, body) = http10_page("gzip on; gzip_http_version 1.0;").await;
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert!(!head.contains("content-length") && !head.contains("transfer-encoding"));
+    assert_eq!(pages::gunzip(&body), page_text().as_bytes());
 }
