@@ -267,6 +267,24 @@ async fn a_websocket_upgrade_is_left_alone_under_gzip_types_any() {
 }
 
 #[tokio::test]
+async fn an_http2_websocket_is_left_alone_under_gzip_types_any() {
+    use crate::harness::h2_websocket;
+    use futures_util::{SinkExt, StreamExt};
+    // Its 200 opens a tunnel: a gzip header there would reach the client as WebSocket bytes.
+    let backend = Backend::start("a").await;
+    let extra = "gzip on; gzip_types *; gzip_min_length 0;";
+    let proxy = Proxy::round_robin(&[backend.addr], extra).await;
+    let client = h2_websocket::connect(proxy.addr).await;
+    let offered = [("accept-encoding", "gzip")];
+    let (response, mut ws) = h2_websocket::websocket(&client, proxy.addr, "/ws", &offered).await;
+    assert!(response.headers().get("content-encoding").is_none());
+    let message = tokio_tungstenite::tungstenite::Message::text("plain text, not gzip");
+    ws.send(message.clone()).await.unwrap();
+    let echoed = within(Duration::from_secs(5), "the echo", ws.next()).await;
+    assert_eq!(echoed.unwrap().unwrap(), message);
+}
+
+#[tokio::test]
 async fn a_large_stream_goes_through_the_compressor_piece_by_piece() {
     let proxy = proxy("gzip on; gzip_types text/plain;").await;
     let got = within(
