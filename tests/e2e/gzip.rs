@@ -315,7 +315,9 @@ async fn http10_page(settings: &str) -> (String, Vec<u8>) {
         .unwrap();
     let all = raw::read_to_close(&mut stream, Duration::from_secs(5)).await;
     let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let head = String::from_utf8(all[..end].to_vec()).unwrap().to_ascii_lowercase();
+    let head = String::from_utf8(all[..end].to_vec())
+        .unwrap()
+        .to_ascii_lowercase();
     (head, all[end..].to_vec())
 }
 

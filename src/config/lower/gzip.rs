@@ -1,7 +1,8 @@
 //! `gzip`, `gzip_types`, `gzip_min_length`, `gzip_comp_level`, `gzip_proxied`, `gzip_vary`,
 //! `gzip_disable` and `gzip_http_version` at http, server and location level, inherited field
 //! by field like the other proxy settings ([`super::proxy`]); the lists (`gzip_types`,
-//! `gzip_disable`) as a whole, and only by a level that writes none. `gzip_buffers` is
+//! `gzip_disable`, which add up over several lines of one level) as a whole, and only by a
+//! level that writes none. `gzip_buffers` is
 //! accepted without effect (`directives`): the compressor streams. Must not import other
 //! `lower` contexts.
 
@@ -79,7 +80,18 @@ impl Lowering {
                     version.or_else(|| cx.invalid_value(d, word))
                 });
             }
-            "gzip_types" => self.once(&mut layer.types, d, |_| Some(gzip_types(d))),
+            "gzip_types" => {
+                // Several lines add up, as in nginx, and `*` on any of them wins.
+                let written = gzip_types(d);
+                layer.types = Some(match (layer.types.take(), written) {
+                    (Some(GzipTypes::List(mut earlier)), GzipTypes::List(more)) => {
+                        earlier.extend(more);
+                        GzipTypes::List(earlier)
+                    }
+                    (Some(GzipTypes::Any), _) | (_, GzipTypes::Any) => GzipTypes::Any,
+                    (None, written) => written,
+                });
+            }
             "gzip_proxied" => self.once(&mut layer.proxied, d, |cx| cx.gzip_proxied(d)),
             "gzip_disable" => {
                 // Several lines add up, as in nginx; the list as a whole is what inherits.
@@ -211,11 +223,31 @@ mod tests {
     }
 
     #[test]
+    fn type_lines_add_up_and_a_star_wins() {
+        let config = lower(
+            "http { upstream b { server 127.0.0.1:1; }
+              server { listen 8080; gzip_types text/css; gzip_types text/xml;
+                location / { proxy_pass http://b; gzip_types text/css; gzip_types *; } } }",
+        )
+        .unwrap();
+        let server_level = GzipTypes::List(vec!["text/css".into(), "text/xml".into()]);
+        assert_eq!(config.http.servers[0].locations.len(), 1);
+        assert_eq!(gzip_of(&config, 0, 0).types, GzipTypes::Any);
+        let config = lower(
+            "http { upstream b { server 127.0.0.1:1; }
+              server { listen 8080; gzip_types text/css; gzip_types text/xml;
+                location / { proxy_pass http://b; } } }",
+        )
+        .unwrap();
+        assert_eq!(gzip_of(&config, 0, 0).types, server_level);
+    }
+
+    #[test]
     fn bad_values_are_reported_together() {
         let errors = lower(
             "http { server { listen 8080; gzip maybe; gzip_comp_level 10;
               gzip_proxied expired sometimes; gzip_http_version 2.0; gzip_disable \"(\";
-              gzip_types text/css; gzip_types text/xml; } }",
+              gzip_vary on; gzip_vary off; } }",
         )
         .unwrap_err();
         for expected in [
@@ -224,7 +256,7 @@ mod tests {
             "invalid value \"sometimes\" in \"gzip_proxied\" directive",
             "invalid value \"2.0\" in \"gzip_http_version\" directive",
             "invalid regex \"(\"",
-            "\"gzip_types\" directive is duplicate",
+            "\"gzip_vary\" directive is duplicate",
         ] {
             assert!(errors.contains(expected), "{expected} not in:\n{errors}");
         }
