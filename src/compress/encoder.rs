@@ -4,8 +4,9 @@
 //! answer are never held back waiting for more. A `text/event-stream` is flushed after every
 //! piece, even when the next one is already there: each event is decodable on its own.
 //!
-//! Memory per response is bounded: the deflate state (flate2's, about 300 KiB, for as long as
-//! the response streams) and the compressed form of one piece; nothing is buffered whole.
+//! Memory per response is bounded: the deflate state (flate2's pure-Rust one: 343 KiB
+//! measured at every level, for as long as the response streams) and the compressed form of
+//! one piece; nothing is buffered whole.
 //!
 //! Must not import anything of tether.
 
