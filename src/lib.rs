@@ -19,12 +19,15 @@
 //! `tls` (rustls configs read from the config's files); {`config`, `route`, `upstream`,
 //! `vars`, `tls`} <- `snapshot` <- `proxy` <- `server` <- `runtime` <- `reload` <- `main`.
 //! `telemetry` (the error log and its throttle) serves `runtime`, `proxy` and `server`.
+//! `config` <- `compress` (which responses `gzip` compresses, and the streaming compressor;
+//! no hyper, no tokio) <- {`snapshot`, `proxy`}.
 //! Below `proxy`, only `peer` names a hyper type (its idle connection pool, which must live and
 //! die with the peer); nothing below `server` binds a socket. `telemetry` (the process's and
 //! listeners' counters, the status pages over them and the peers' own) sits between
 //! `snapshot` and `proxy`: `server` counts into it, `proxy` answers `status;` from it.
 
 pub mod balance;
+pub mod compress;
 pub mod config;
 pub mod demo;
 pub mod heap;

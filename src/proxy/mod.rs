@@ -213,6 +213,11 @@ async fn handle(
     }
     // Nothing at all for a location without `access_log`.
     let mut log = route.logs.begin(&snapshot.vars, &info);
+    // Read now: the request is gone by the time the answer comes.
+    let gzip = route
+        .gzip
+        .as_ref()
+        .and_then(|policy| policy.offer(request.method(), request.version(), request.headers()));
     let mut response = match &route.action {
         Action::Return(r) => answer_return(r, snapshot, &info),
         _ if !rules.admits(client.ip()) => error::error_page(StatusCode::FORBIDDEN),
@@ -246,6 +251,13 @@ async fn handle(
             }
         }
     };
+    if let Some(gzip) = gzip {
+        let known_length = response.body().size_hint().exact();
+        let (status, headers) = (response.status(), response.headers_mut());
+        if let Some(encoder) = gzip.respond(status, headers, known_length) {
+            response.body_mut().compress(encoder);
+        }
+    }
     // A tunnel took the lines with it; otherwise they ride on the body to its end.
     if let Some(mut log) = log {
         log.head(

@@ -47,6 +47,8 @@ pub struct Route {
     pub response_headers: Vec<AddHeader>,
     /// `access_log`s in effect.
     pub logs: Logs,
+    /// `gzip`, compiled (None: off here).
+    pub gzip: Option<crate::compress::Policy>,
 }
 
 /// What a route does.
@@ -251,6 +253,7 @@ impl ServerBuilder<'_> {
             self.errors,
         );
         Route {
+            gzip: crate::compress::Policy::new(&location.proxy.gzip),
             logs,
             action,
             settings: location.proxy.clone(),

@@ -13,6 +13,7 @@ mod client_failures;
 mod demo_page;
 mod error_log;
 mod failover;
+mod gzip;
 mod hashing;
 mod health;
 mod hostile;

@@ -84,7 +84,8 @@ const FILES: &str = "tether does not serve files";
 const SOCKETS: &str = "tether manages its own sockets";
 const BUFFERS: &str = "tether streams bodies with its own buffers";
 const TABLES: &str = "tether sizes its own lookup tables";
-const GZIP: &str = "gzip is off in tether";
+const GZIP_BUFFERS: &str = "tether compresses each piece of a response as it streams, \
+                            in a buffer of its own";
 const KEY_EXCHANGE: &str = "tether's TLS key exchange is ECDHE (X25519MLKEM768, X25519, \
                             P-256, P-384; see ssl_ecdh_curve), never finite-field DH";
 /// Why server- and location-level client timeouts are ignored (`lower::http` uses it).
@@ -194,13 +195,14 @@ const SPECS: &[Spec] = &[
     ignored("ssl_dhparam", H | S, 1, KEY_EXCHANGE),
     handled("ssl_ecdh_curve", H | S, 1, 1),
     ignored("ssl_buffer_size", H | S, 1, "rustls sizes TLS records itself (up to 16k)"),
-    ignored("gzip_types", HSL, MANY, GZIP),
-    ignored("gzip_vary", HSL, 1, GZIP),
-    ignored("gzip_proxied", HSL, MANY, GZIP),
-    ignored("gzip_comp_level", HSL, 1, GZIP),
-    ignored("gzip_min_length", HSL, 1, GZIP),
-    ignored("gzip_http_version", HSL, 1, GZIP),
-    ignored("gzip_disable", HSL, MANY, GZIP),
+    handled("gzip_types", HSL, 1, MANY),
+    handled("gzip_vary", HSL, 1, 1),
+    handled("gzip_proxied", HSL, 1, MANY),
+    handled("gzip_comp_level", HSL, 1, 1),
+    handled("gzip_min_length", HSL, 1, 1),
+    handled("gzip_http_version", HSL, 1, 1),
+    handled("gzip_disable", HSL, 1, MANY),
+    Spec { min_args: 2, ..ignored("gzip_buffers", HSL, 2, GZIP_BUFFERS) },
     ignored("resolver", HSL, MANY, "tether resolves names with the system resolver"),
     ignored("resolver_timeout", HSL, 1, "tether resolves names with the system resolver"),
     ignored("server_names_hash_bucket_size", H, 1, TABLES),
@@ -283,6 +285,9 @@ const UNSUPPORTED: &[&str] = &[
     "auth_basic_user_file",
     "auth_request",
     "sub_filter",
+    "gzip_static",
+    "gunzip",
+    "gunzip_buffers",
     "ssi",
     "add_trailer",
     "split_clients",

@@ -88,10 +88,10 @@ fn value_errors() {
         &[r#"invalid parameter "sometimes" in "add_header" directive in t.conf:1:45"#],
     );
     check(
-        &in_location("proxy_cache zone1; gzip on;"),
+        &in_location("proxy_cache zone1; gzip maybe;"),
         &[
             r#""zone1" in "proxy_cache" directive is not supported by tether in t.conf:1:42"#,
-            r#""on" in "gzip" directive is not supported by tether in t.conf:1:54"#,
+            r#"invalid value "maybe" in "gzip" directive, it must be "on" or "off" in t.conf:1:54"#,
         ],
     );
     check(

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::Lowering;
 use super::client::ClientLayer;
+use super::gzip::GzipLayer;
 use super::proxy_ssl::ProxySslLayer;
 use crate::config::ast::Directive;
 use crate::config::error::ErrorKind;
@@ -37,6 +38,7 @@ pub(super) struct ProxyLayer {
     /// `access_log`s written at this level (`off` leaves it empty but set).
     pub(super) access_logs: Option<Arc<Vec<AccessLog>>>,
     client: ClientLayer,
+    gzip: GzipLayer,
 }
 
 impl ProxyLayer {
@@ -60,6 +62,7 @@ impl ProxyLayer {
             ssl: self.ssl.over(&outer.ssl),
             access_logs: pick(&self.access_logs, &outer.access_logs),
             client: self.client.over(&outer.client),
+            gzip: self.gzip.over(&outer.gzip),
         }
     }
 
@@ -86,6 +89,7 @@ impl ProxyLayer {
             ssl: self.ssl.resolve(),
             access_logs: self.access_logs.unwrap_or(d.access_logs),
             client: self.client.resolve(),
+            gzip: self.gzip.resolve(),
         }
     }
 }
@@ -153,24 +157,17 @@ impl Lowering {
             }
             // Accepted only in the form that means nothing to tether.
             "proxy_cache" if args[0].text == "off" => self.ignore(d, "tether does not cache"),
-            "gzip" if args[0].text == "off" => self.ignore(d, "gzip is off in tether"),
-            "proxy_cache" | "gzip" => {
-                let kind = if d.name() == "gzip" && args[0].text != "on" {
-                    ErrorKind::InvalidFlag {
-                        directive: d.name().into(),
-                        value: args[0].text.clone(),
-                    }
-                } else {
-                    ErrorKind::ValueNotSupported {
-                        directive: d.name().into(),
-                        value: args[0].text.clone(),
-                    }
+            "proxy_cache" => {
+                let kind = ErrorKind::ValueNotSupported {
+                    directive: d.name().into(),
+                    value: args[0].text.clone(),
                 };
                 self.error(&args[0].span, kind);
             }
             _ => {
                 return self.client_setting(&mut layer.client, d)
-                    || self.proxy_ssl_setting(&mut layer.ssl, d);
+                    || self.proxy_ssl_setting(&mut layer.ssl, d)
+                    || self.gzip_setting(&mut layer.gzip, d);
             }
         }
         true

@@ -340,7 +340,7 @@ fn proxy_settings_inherit_like_nginx() {
 fn no_ops_are_recorded() {
     let config = lower_ok(
         "daemon off; user nobody; error_log stderr; events { multi_accept on; use epoll; }
-http { types { text/html html; } sendfile on; gzip off; ssl_dhparam dh.pem;
+http { types { text/html html; } sendfile on; gzip_buffers 16 8k; ssl_dhparam dh.pem;
   server { location / { proxy_cache off; proxy_http_version 1.1; keepalive_timeout 5s; } } }",
     );
     let ignored: Vec<(&str, String)> = config
@@ -357,8 +357,8 @@ http { types { text/html html; } sendfile on; gzip off; ssl_dhparam dh.pem;
             ("use", "t.conf:1:70".into()),
             ("types", "t.conf:2:8".into()),
             ("sendfile", "t.conf:2:34".into()),
-            ("gzip", "t.conf:2:47".into()),
-            ("ssl_dhparam", "t.conf:2:57".into()),
+            ("gzip_buffers", "t.conf:2:47".into()),
+            ("ssl_dhparam", "t.conf:2:67".into()),
             ("proxy_cache", "t.conf:3:25".into()),
             ("proxy_http_version", "t.conf:3:42".into()),
             ("keepalive_timeout", "t.conf:3:66".into()),

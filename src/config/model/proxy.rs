@@ -44,6 +44,8 @@ pub struct ProxySettings {
     pub access_logs: Arc<Vec<super::AccessLog>>,
     /// The realip settings and `allow`/`deny` rules in force here.
     pub client: ClientRules,
+    /// `gzip` and its tuning directives.
+    pub gzip: super::Gzip,
 }
 
 /// The `proxy_ssl_*` settings of a location, nginx's defaults where unset. Files are named,
@@ -180,6 +182,7 @@ impl Default for ProxySettings {
             ssl: UpstreamSsl::default(),
             access_logs: Arc::default(),
             client: ClientRules::default(),
+            gzip: super::Gzip::default(),
         }
     }
 }

@@ -33,6 +33,8 @@ pub enum BodyError {
     TooLarge,
     /// The upstream sent nothing for `proxy_read_timeout`.
     ReadTimeout,
+    /// The gzip compressor failed.
+    Compress(std::io::Error),
 }
 
 impl std::fmt::Display for BodyError {
@@ -44,6 +46,7 @@ impl std::fmt::Display for BodyError {
             BodyError::ReadTimeout => {
                 f.write_str("upstream timed out while sending the response body")
             }
+            BodyError::Compress(error) => write!(f, "gzip failed ({error})"),
         }
     }
 }

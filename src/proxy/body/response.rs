@@ -17,6 +17,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use super::BodyError;
+use crate::compress::{self, Encoder};
 use crate::peer::ActiveGuard;
 use crate::proxy::pool::Pooled;
 use crate::telemetry::access_log::Record;
@@ -123,12 +124,15 @@ fn finish(keep_alive: &mut Option<Pooled>, guard: &mut Option<ActiveGuard>) {
 }
 
 pin_project! {
-    /// Every response body tether sends: a streamed upstream body, or a small one of its own;
-    /// with the request's access log lines, finished when the body ends or is dropped.
+    /// Every response body tether sends: a streamed upstream body, or a small one of its own,
+    /// gzipped on its way if `gzip` says so; with the request's access log lines, finished
+    /// when the body ends or is dropped.
     #[derive(Debug)]
     pub struct ResponseBody {
         #[pin]
         kind: Kind,
+        // Boxed: the deflate state is large, and most responses are not compressed.
+        encoder: Option<Box<Encoder>>,
         log: Option<LogOnEnd>,
     }
 }
@@ -165,6 +169,7 @@ impl ResponseBody {
             kind: Kind::Full {
                 data: (!data.is_empty()).then_some(data),
             },
+            encoder: None,
             log: None,
         }
     }
@@ -173,6 +178,7 @@ impl ResponseBody {
     pub fn empty() -> ResponseBody {
         ResponseBody {
             kind: Kind::Full { data: None },
+            encoder: None,
             log: None,
         }
     }
@@ -190,12 +196,18 @@ impl ResponseBody {
     pub fn log_on_end(&mut self, record: Box<Record>) {
         self.log = Some(LogOnEnd(Some(record)));
     }
+
+    /// Sends the body through `encoder` (the head was already marked compressed).
+    pub fn compress(&mut self, encoder: Encoder) {
+        self.encoder = Some(Box::new(encoder));
+    }
 }
 
 impl From<UpstreamBody> for ResponseBody {
     fn from(body: UpstreamBody) -> ResponseBody {
         ResponseBody {
             kind: Kind::Upstream { body },
+            encoder: None,
             log: None,
         }
     }
@@ -210,9 +222,14 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.project();
-        let frame = match this.kind.project() {
-            KindProj::Upstream { body } => ready!(body.poll_frame(cx)),
-            KindProj::Full { data } => data.take().map(|d| Ok(Frame::data(d))),
+        let frame = match this.encoder.as_deref_mut() {
+            None => ready!(this.kind.poll_frame(cx)),
+            Some(encoder) => ready!(encoder.poll_frame(this.kind, cx)).map(|r| {
+                r.map_err(|failure| match failure {
+                    compress::Failure::Body(error) => error,
+                    compress::Failure::Deflate(error) => BodyError::Compress(error),
+                })
+            }),
         };
         if let (Some(Ok(frame)), Some(LogOnEnd(Some(record)))) = (&frame, this.log.as_mut())
             && let Some(data) = frame.data_ref()
@@ -223,14 +240,44 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
+        match &self.encoder {
+            Some(encoder) => encoder.is_finished(),
+            None => self.kind.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.encoder {
+            // The compressed size is known only at the end.
+            Some(_) => SizeHint::default(),
+            None => self.kind.size_hint(),
+        }
+    }
+}
+
+impl Body for Kind {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.project() {
+            KindProj::Upstream { body } => body.poll_frame(cx),
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
             Kind::Upstream { body } => body.is_end_stream(),
             Kind::Full { data } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
+        match self {
             Kind::Upstream { body } => body.size_hint(),
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
