@@ -30,6 +30,7 @@ pub mod demo;
 pub mod heap;
 pub mod inflight;
 pub mod peer;
+pub mod process;
 pub mod proxy;
 pub mod realip;
 pub mod reload;
