@@ -236,3 +236,166 @@ fn a_missing_default_config_names_both_places_looked() {
     }
     assert_mentions(&stderr, &["/etc/tether/tether.conf"]);
 }
+
+/// A free loopback port (bound and released: good enough for a child to bind next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// Waits (bounded) until something accepts on `port`, killing `child` and failing if not.
+fn until_serving(child: &mut std::process::Child, port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("tether did not start serving on {port}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// One HTTP/1.1 GET over a fresh connection: the whole answer as text.
+fn get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// A field of /proc/PID/status, e.g. "Uid".
+fn status_field(pid: u32, field: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    line[field.len() + 1..]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn user_drops_root_after_binding() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("user: not root, nothing to drop; skipped");
+        return;
+    }
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("t.conf");
+    // A name for the user (looked up), a number for the group (Debian's nobody has no group
+    // of its own name).
+    std::fs::write(
+        &conf,
+        format!(
+            "user nobody 65534;\nhttp {{ server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"up\\n\"; }} }} }}"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["-c", conf.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tether");
+    until_serving(&mut child, port);
+    // It serves as nobody: the answer comes after the drop, which happens before the
+    // listeners are used — so ask, then look.
+    let answer = get(port, "/");
+    let (uid, gid, groups) = (
+        status_field(child.id(), "Uid"),
+        status_field(child.id(), "Gid"),
+        status_field(child.id(), "Groups"),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(uid, "65534 65534 65534 65534");
+    assert_eq!(gid, "65534 65534 65534 65534");
+    assert!(
+        !groups.split(' ').any(|g| g == "0"),
+        "still in root's group: {groups}"
+    );
+}
+
+#[test]
+fn systemd_is_told_when_tether_is_ready_and_when_it_stops() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("t.conf");
+    std::fs::write(
+        &conf,
+        format!("http {{ server {{ listen 127.0.0.1:{port}; location / {{ return 200; }} }} }}"),
+    )
+    .unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["-c", conf.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tether");
+    let mut buffer = [0; 256];
+    let received = socket.recv(&mut buffer);
+    let ready = received.map(|n| String::from_utf8_lossy(&buffer[..n]).into_owned());
+    // READY means serving: the listener accepts at once.
+    let serving = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let stopping = socket
+        .recv(&mut buffer)
+        .map(|n| String::from_utf8_lossy(&buffer[..n]).into_owned());
+    let _ = child.kill();
+    let _ = child.wait();
+    let ready = ready.expect("a READY message within 15 s");
+    assert!(ready.contains("READY=1"), "{ready}");
+    assert!(
+        ready.contains(&format!("MAINPID={}", child.id())),
+        "{ready}"
+    );
+    assert!(serving, "READY came before the listener accepted");
+    assert_eq!(stopping.expect("a STOPPING message"), "STOPPING=1\n");
+}
+
+#[test]
+fn the_demo_listens_where_it_is_told() {
+    // The demo's app servers have fixed ports; another demo running here would hold them.
+    if (9101..=9103).any(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_err()) {
+        eprintln!("demo --listen: the demo's app ports 9101-9103 are taken; skipped");
+        return;
+    }
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        // Run from elsewhere than the source tree: the built-in demo config is used.
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tether demo");
+    until_serving(&mut child, port);
+    let answer = get(port, "/whoami");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert!(["a\n", "b\n", "c\n"].contains(&body), "{answer}");
+}
