@@ -399,3 +399,67 @@ fn the_demo_listens_where_it_is_told() {
     let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
     assert!(["a\n", "b\n", "c\n"].contains(&body), "{answer}");
 }
+
+#[test]
+fn the_systemd_unit_is_valid_and_its_commands_are_real() {
+    let unit = std::fs::read_to_string("conf/tether.service").expect("conf/tether.service");
+    for line in [
+        "Type=notify",
+        "ExecReload=",
+        "LimitNOFILE=",
+        "NoNewPrivileges=yes",
+    ] {
+        assert!(unit.contains(line), "the unit has no {line}");
+    }
+    let binary = env!("CARGO_BIN_EXE_tether");
+    let conf = Path::new("conf/tether.conf").canonicalize().unwrap();
+    // Every command the unit runs, with this build's binary and the shipped config: the flags
+    // must be tether's (a typo would fail the unit at start or reload).
+    for line in unit.lines().filter(|l| l.starts_with("Exec")) {
+        let (key, command) = line.split_once('=').unwrap();
+        let args: Vec<String> = command
+            .split_whitespace()
+            .skip(1)
+            .map(|a| a.replace("/etc/tether/tether.conf", conf.to_str().unwrap()))
+            .collect();
+        // ExecStart would serve until stopped: its flags are checked against --help only.
+        if key == "ExecStart" {
+            let help = Command::new(binary).arg("--help").output().unwrap();
+            let help = String::from_utf8_lossy(&help.stdout).into_owned();
+            let mut flags = args.iter().filter(|a| a.starts_with('-'));
+            assert!(flags.all(|a| help.contains(a.as_str())), "{line}");
+            continue;
+        }
+        let out = Command::new(binary).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match key {
+            "ExecStartPre" => assert!(out.status.success(), "{line}: {stderr}"),
+            // Nothing runs here to reload: the answer must be about the pid file, not the flags.
+            "ExecReload" => assert!(stderr.contains("pid file"), "{line}: {stderr}"),
+            other => panic!("unexpected {other} in the unit"),
+        }
+    }
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("systemd-analyze is not installed: the unit's syntax is not verified");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tether.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/tether", binary)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // verify says what it ignores on stderr and still exits 0.
+    let about_ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("tether.service"))
+        .collect();
+    assert!(out.status.success() && about_ours.is_empty(), "{stderr}");
+}

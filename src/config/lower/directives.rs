@@ -527,6 +527,30 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_reference_lists_every_directive() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("### Configuration reference")
+            .expect("README has a configuration reference");
+        let reference = &readme[start..];
+        for spec in SPECS {
+            let row = format!("| `{}` |", spec.name);
+            assert!(
+                reference.contains(&row),
+                "README's reference has no row for {}",
+                spec.name
+            );
+        }
+        for name in UNSUPPORTED {
+            let named = format!("`{name}`");
+            assert!(
+                reference.contains(&named),
+                "README's reference does not name {name}"
+            );
+        }
+    }
+
+    #[test]
     fn every_name_is_listed_once_per_context() {
         for (i, spec) in SPECS.iter().enumerate() {
             assert!(!UNSUPPORTED.contains(&spec.name), "{}", spec.name);
