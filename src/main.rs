@@ -163,10 +163,16 @@ fn check(path: &Path, prefix: &Path) -> Result<Config, ()> {
             return Err(());
         }
     };
-    let built = blocking::catching(|| Snapshot::build(&config, &PeerRegistry::default(), 0))
-        .map_err(|panic| panicked("checking", panic))?;
-    if let Err(found) = built {
-        errors.extend(found.0);
+    match blocking::catching(|| Snapshot::build(&config, &PeerRegistry::default(), 0)) {
+        Ok(Ok(_)) => {}
+        Ok(Err(found)) => errors.extend(found.0),
+        // The errors lowering found are still worth printing.
+        Err(panic) => {
+            panicked("checking", panic);
+            if errors.is_empty() {
+                return Err(());
+            }
+        }
     }
     if !errors.is_empty() {
         let mut errors = config::ConfigErrors(errors);
