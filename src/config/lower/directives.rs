@@ -194,6 +194,8 @@ const SPECS: &[Spec] = &[
     ignored("open_file_cache_valid", HSL, 1, FILES),
     ignored("open_file_cache_min_uses", HSL, 1, FILES),
     ignored("open_file_cache_errors", HSL, 1, FILES),
+    ignored("log_not_found", HSL, 1, FILES),
+    ignored("etag", HSL, 1, FILES),
     ignored("aio", HSL, 2, FILES),
     ignored("directio", HSL, 1, FILES),
     ignored("proxy_request_buffering", HSL, 1, BUFFERS),
@@ -242,6 +244,8 @@ const SPECS: &[Spec] = &[
     ignored("variables_hash_bucket_size", H, 1, TABLES),
     ignored("map_hash_max_size", H, 1, TABLES),
     ignored("map_hash_bucket_size", H, 1, TABLES),
+    ignored("proxy_headers_hash_max_size", HSL, 1, TABLES),
+    ignored("proxy_headers_hash_bucket_size", HSL, 1, TABLES),
     // server and location
     handled("listen", S, 1, MANY),
     handled("server_name", S, 1, MANY),
