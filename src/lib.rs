@@ -19,6 +19,8 @@
 //! `tls` (rustls configs read from the config's files); {`config`, `route`, `upstream`,
 //! `vars`, `tls`} <- `snapshot` <- `proxy` <- `server` <- `runtime` <- `reload` <- `main`.
 //! `telemetry` (the error log and its throttle) serves `runtime`, `proxy` and `server`.
+//! `process` (the open-file limit, dropping to `user`, systemd readiness; std and libc only)
+//! serves `main`.
 //! Below `proxy`, only `peer` names a hyper type (its idle connection pool, which must live and
 //! die with the peer); nothing below `server` binds a socket. `telemetry` (the process's and
 //! listeners' counters, the status pages over them and the peers' own) sits between
