@@ -21,6 +21,8 @@
 //! `telemetry` (the error log and its throttle) serves `runtime`, `proxy` and `server`.
 //! `config` <- `compress` (which responses `gzip` compresses, and the streaming compressor;
 //! no hyper, no tokio) <- {`snapshot`, `proxy`}.
+//! `process` (the open-file limit, dropping to `user`, systemd readiness; std and libc only)
+//! serves `main`.
 //! Below `proxy`, only `peer` names a hyper type (its idle connection pool, which must live and
 //! die with the peer); nothing below `server` binds a socket. `telemetry` (the process's and
 //! listeners' counters, the status pages over them and the peers' own) sits between
@@ -33,6 +35,7 @@ pub mod demo;
 pub mod heap;
 pub mod inflight;
 pub mod peer;
+pub mod process;
 pub mod proxy;
 pub mod realip;
 pub mod reload;

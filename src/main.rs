@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tether::config::{self, Config, WorkerProcesses};
 use tether::heap;
 use tether::peer::PeerRegistry;
+use tether::process::{self, Readiness};
 use tether::reload;
 use tether::runtime::Tether;
 use tether::server::blocking;
@@ -21,9 +22,9 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 #[derive(Parser)]
 #[command(name = "tether", version, disable_version_flag = true)]
 struct Cli {
-    /// Config file.
-    #[arg(short = 'c', long = "conf", default_value = "conf/tether.conf")]
-    conf: PathBuf,
+    /// Config file [default: conf/tether.conf if it exists, else /etc/tether/tether.conf].
+    #[arg(short = 'c', long = "conf")]
+    conf: Option<PathBuf>,
     /// Prefix for relative paths in the config (pid file, logs); default: the current directory.
     #[arg(short = 'p', long = "prefix")]
     prefix: Option<PathBuf>,
@@ -66,6 +67,9 @@ enum Command {
         /// certificate made at start.
         #[arg(long)]
         tls: bool,
+        /// Where the demo listens for plain HTTP, when 127.0.0.1:8080 is taken.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
     },
 }
 
@@ -74,20 +78,27 @@ fn main() -> ExitCode {
     error_log::install();
     tether::server::raise_open_file_limit();
     let prefix = cli.prefix.clone().unwrap_or_else(|| PathBuf::from("."));
-    if let Some(Command::Demo { tls }) = cli.command {
-        return tether_demo::run(&prefix, tls);
+    if let Some(Command::Demo { tls, listen }) = cli.command {
+        return tether_demo::run(&prefix, tls, listen);
     }
+    let conf = match cli.conf.clone().or_else(default_conf) {
+        Some(conf) => conf,
+        None => {
+            return Emerg(format!(
+                "no configuration file: neither {LOCAL_CONF} nor {SYSTEM_CONF} exists (name one \
+                 with -c FILE)"
+            ))
+            .exit();
+        }
+    };
     if let Some(signal) = cli.signal {
-        return send_signal(&cli.conf, &prefix, signal);
+        return send_signal(&conf, &prefix, signal);
     }
-    let config = match check(&cli.conf, &prefix) {
+    let config = match check(&conf, &prefix) {
         Ok(config) => config,
         Err(()) => {
             if cli.test || cli.dump {
-                eprintln!(
-                    "tether: configuration file {} test failed",
-                    cli.conf.display()
-                );
+                eprintln!("tether: configuration file {} test failed", conf.display());
             }
             return ExitCode::FAILURE;
         }
@@ -101,11 +112,11 @@ fn main() -> ExitCode {
         }
         eprintln!(
             "tether: the configuration file {} syntax is ok",
-            cli.conf.display()
+            conf.display()
         );
         eprintln!(
             "tether: configuration file {} test is successful",
-            cli.conf.display()
+            conf.display()
         );
         if cli.dump {
             dump(&config);
@@ -115,19 +126,60 @@ fn main() -> ExitCode {
     run(&config, &prefix)
 }
 
+/// The config read when `-c` is not given and it exists: the source tree's (or a folder laid
+/// out like it, run from its top).
+const LOCAL_CONF: &str = "conf/tether.conf";
+
+/// The config read when `-c` is not given and there is no [`LOCAL_CONF`]: where packages put it.
+const SYSTEM_CONF: &str = "/etc/tether/tether.conf";
+
+/// [`LOCAL_CONF`] if it exists, else [`SYSTEM_CONF`] if that does; `None` when neither does.
+fn default_conf() -> Option<PathBuf> {
+    [LOCAL_CONF, SYSTEM_CONF]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+}
+
 /// Loads and fully validates a config (including what only building a snapshot finds: unknown
-/// variables, unresolvable hosts), printing every error nginx-style. A panic on the way (a bug)
-/// is printed as an error too, not a crash.
+/// variables, unresolvable hosts), printing every error nginx-style, all kinds in one pass and
+/// in file order. A panic on the way (a bug) is printed as an error too, not a crash.
 fn check(path: &Path, prefix: &Path) -> Result<Config, ()> {
     let panicked = |what: &str, panic: blocking::Panic| {
         eprintln!("tether: [emerg] {what} {} {panic}", path.display());
     };
-    let config = blocking::catching(|| config::load(path, prefix))
+    let (config, mut errors) = match blocking::catching(|| config::load_for_check(path, prefix))
         .map_err(|panic| panicked("loading", panic))?
-        .map_err(|errors| print_errors(&errors))?;
-    blocking::catching(|| Snapshot::build(&config, &PeerRegistry::default(), 0))
-        .map_err(|panic| panicked("checking", panic))?
-        .map_err(|errors| print_errors(&errors))?;
+    {
+        Ok(config) => (config, Vec::new()),
+        // What lowered cleanly is built too: its variables and host names are checked now,
+        // not after the directive errors are fixed.
+        Err(config::Rejected {
+            errors,
+            partial: Some(partial),
+        }) => (*partial, errors.0),
+        Err(rejected) => {
+            print_errors(&rejected.errors);
+            return Err(());
+        }
+    };
+    match blocking::catching(|| Snapshot::build(&config, &PeerRegistry::default(), 0)) {
+        Ok(Ok(_)) => {}
+        Ok(Err(found)) => errors.extend(found.0),
+        // The errors lowering found are still worth printing.
+        Err(panic) => {
+            panicked("checking", panic);
+            if errors.is_empty() {
+                return Err(());
+            }
+        }
+    }
+    if !errors.is_empty() {
+        let mut errors = config::ConfigErrors(errors);
+        errors.sort_in_file_order(&config.files);
+        print_errors(&errors);
+        return Err(());
+    }
     Ok(config)
 }
 
@@ -165,6 +217,12 @@ fn run(config: &Config, prefix: &Path) -> ExitCode {
     if let Err(error) = error_log::configure(config) {
         return Emerg(error.to_string()).exit();
     }
+    if let Some(wanted) = config.worker_rlimit_nofile {
+        // Before the listeners: the connection ceiling follows the limit in force at start.
+        if let Err(error) = process::raise_open_files_to(wanted) {
+            tracing::warn!(wanted, %error, "worker_rlimit_nofile: cannot raise the open-file limit");
+        }
+    }
     let served = build_runtime(config.worker_processes).and_then(|runtime| {
         runtime.block_on(async {
             let tether = Arc::new(start(config).await?);
@@ -177,10 +235,17 @@ fn run(config: &Config, prefix: &Path) -> ExitCode {
             let hangups = reload::hangups();
             let reopens = reopen_on_signal(tether.clone())?;
             let pid_file = PidFile::write(pid_path(config))?;
+            // As nginx's workers: the listeners are bound and the pid file written as root.
+            become_configured_user(config)?;
+            if let Err(error) = process::notify(Readiness::Ready) {
+                tracing::warn!(%error, "cannot tell the service manager tether is ready");
+            }
             let (stop_watching, watching) = tokio::sync::watch::channel(false);
             let watcher =
                 tokio::spawn(watcher.run(tether.clone(), prefix.to_path_buf(), hangups, watching));
-            match stop_signals.wait().await {
+            let stop = stop_signals.wait().await;
+            let _ = process::notify(Readiness::Stopping);
+            match stop {
                 Stop::Fast => {
                     tracing::info!("stopping");
                     tether.stop().await;
@@ -200,6 +265,23 @@ fn run(config: &Config, prefix: &Path) -> ExitCode {
         })
     });
     served.map_or_else(Emerg::exit, |()| ExitCode::SUCCESS)
+}
+
+/// `user NAME [GROUP]`: becomes that user when running as root; ignored with a warning
+/// otherwise, as nginx does.
+fn become_configured_user(config: &Config) -> Result<(), Emerg> {
+    let Some(who) = &config.user else {
+        return Ok(());
+    };
+    if !process::is_root() {
+        tracing::warn!(
+            "the \"user\" directive makes sense only when tether is started as root, ignored"
+        );
+        return Ok(());
+    }
+    process::drop_privileges(who).map_err(Emerg)?;
+    tracing::info!(user = %who.user, "running as");
+    Ok(())
 }
 
 /// SIGUSR1 (`-s reopen`, logrotate's `postrotate`): every log file is reopened.
@@ -355,7 +437,7 @@ mod tether_demo {
     /// The line of the demo config the HTTPS listener is added after.
     const PLAIN_LISTEN: &str = "listen 127.0.0.1:8080 default_server;";
 
-    pub fn run(prefix: &Path, tls: bool) -> ExitCode {
+    pub fn run(prefix: &Path, tls: bool, listen: std::net::SocketAddr) -> ExitCode {
         let path = prefix.join("conf/demo.conf");
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
@@ -369,6 +451,7 @@ mod tether_demo {
         } else {
             (text, None)
         };
+        let text = text.replace(PLAIN_LISTEN, &format!("listen {listen} default_server;"));
         let config = match config::load_str(&path, &text, prefix) {
             Ok(config) => config,
             Err(errors) => {

@@ -104,6 +104,17 @@ impl Vars {
     /// cycles between maps).
     pub fn build(maps: &[config::Map]) -> Result<Vars, ConfigErrors> {
         let mut errors = Vec::new();
+        let vars = Vars::build_reporting(maps, &mut errors);
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(vars)
+    }
+
+    /// As [`Vars::build`], adding errors to `errors` and returning the maps anyway, so that a
+    /// config check goes on to find the errors of everything that uses them. Vars built with
+    /// errors must never evaluate a request (a cycle would not end).
+    pub fn build_reporting(maps: &[config::Map], errors: &mut Vec<ConfigError>) -> Vars {
         let mut names = HashMap::new();
         for (index, map) in maps.iter().enumerate() {
             // nginx variable names are case-insensitive.
@@ -123,16 +134,13 @@ impl Vars {
         // references work.
         let compiled: Vec<CompiledMap> = maps
             .iter()
-            .map(|map| CompiledMap::compile(map, &names, &mut errors))
+            .map(|map| CompiledMap::compile(map, &names, errors))
             .collect();
-        find_cycles(maps, &compiled, &mut errors);
-        if !errors.is_empty() {
-            return Err(ConfigErrors(errors));
-        }
-        Ok(Vars {
+        find_cycles(maps, &compiled, errors);
+        Vars {
             maps: compiled,
             names,
-        })
+        }
     }
 
     /// Compiles a template (a header value, a `hash` key, `return` text) against this config's

@@ -99,13 +99,9 @@ impl Snapshot {
     ) -> Result<Snapshot, ConfigErrors> {
         registry.forget_unused();
         let mut errors = Vec::new();
-        let vars = match Vars::build(&config.http.maps) {
-            Ok(vars) => Arc::new(vars),
-            Err(ConfigErrors(mut found)) => {
-                errors.append(&mut found);
-                return Err(ConfigErrors(errors));
-            }
-        };
+        // Maps with errors are kept, so that everything using them is checked too; the
+        // errors stop this snapshot from ever serving.
+        let vars = Arc::new(Vars::build_reporting(&config.http.maps, &mut errors));
         let mut groups = HashMap::new();
         for upstream in &config.http.upstreams {
             match upstreams::build_group(upstream, registry, &vars, generation > 1) {

@@ -180,6 +180,23 @@ pub enum ErrorKind {
         /// Directive name.
         name: String,
     },
+    /// Two different balancing methods in one upstream. nginx warns "load balancing method
+    /// redefined" and keeps the last; which one the author meant is a guess tether will not
+    /// make.
+    #[error(
+        "\"{}\" and \"{}\" (at {first_at}) are both balancing methods of upstream \"{}\"",
+        shown(.second), shown(.first), shown(.upstream)
+    )]
+    TwoBalancingMethods {
+        /// The upstream's name.
+        upstream: String,
+        /// The method written first.
+        first: String,
+        /// Where the first was written (`file:line:col`).
+        first_at: String,
+        /// The method written second (where the error points).
+        second: String,
+    },
     /// A real nginx directive that tether does not implement.
     #[error("directive \"{}\" is not supported by tether", shown(.name))]
     NotSupported {
@@ -592,6 +609,7 @@ impl ErrorKind {
                  MLKEM768 and MLKEM1024"
                     .to_string(),
             ),
+            ErrorKind::TwoBalancingMethods { .. } => Some("keep one".to_string()),
             ErrorKind::HealthCheckOutsideUpstream => {
                 Some("health_check belongs in the upstream block in tether".to_string())
             }

@@ -9,7 +9,9 @@
 mod kind;
 mod shown;
 
+use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 pub use kind::{ErrorKind, Expecting, TlsFileRole};
 
@@ -50,6 +52,27 @@ impl fmt::Display for ConfigError {
 /// Every error found in one config (lowering reports them all, not just the first).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// Sorts the errors by where they were written: `files` ranks the files (the main file
+    /// first, then includes as read), then line and column. Errors without a place come first.
+    pub fn sort_in_file_order(&mut self, files: &[PathBuf]) {
+        let ranks: HashMap<&Path, usize> = files
+            .iter()
+            .enumerate()
+            .map(|(rank, file)| (file.as_path(), rank + 1))
+            .collect();
+        let file_rank = |error: &ConfigError| match &error.span {
+            None => (0, 0, 0),
+            Some(span) => {
+                let rank = ranks.get(&*span.file).copied();
+                (rank.unwrap_or(usize::MAX), span.line, span.col)
+            }
+        };
+        // Stable: errors at one place keep the order they were found in.
+        self.0.sort_by_key(file_rank);
+    }
+}
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

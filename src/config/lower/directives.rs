@@ -86,6 +86,9 @@ const BUFFERS: &str = "tether streams bodies with its own buffers";
 const TABLES: &str = "tether sizes its own lookup tables";
 const GZIP_BUFFERS: &str = "tether compresses each piece of a response as it streams, \
                             in a buffer of its own";
+const MODULES: &str = "every module tether has is built in";
+const POOLS: &str = "tether allocates per connection and request by itself";
+const TEMP_FILES: &str = "tether streams bodies and never writes them to temporary files";
 const KEY_EXCHANGE: &str = "tether's TLS key exchange is ECDHE (X25519MLKEM768, X25519, \
                             P-256, P-384; see ssl_ecdh_curve), never finite-field DH";
 /// Why server- and location-level client timeouts are ignored (`lower::http` uses it).
@@ -102,8 +105,18 @@ const SPECS: &[Spec] = &[
     block("http", M, 0, 0),
     handled("worker_connections", E, 1, 1),
     ignored("daemon", M, 1, PROCESS),
-    ignored("user", M, 2, PROCESS),
-    ignored("worker_rlimit_nofile", M, 1, PROCESS),
+    // Honoured when started as root: privileges dropped after binding (`main`).
+    handled("user", M, 1, 2),
+    // Honoured when it raises the limit (`main`).
+    handled("worker_rlimit_nofile", M, 1, 1),
+    ignored("load_module", M, 1, MODULES),
+    ignored("pcre_jit", M, 1, "tether's regexes (the regex crate) are compiled to automata, with no JIT to turn on"),
+    ignored("worker_cpu_affinity", M, MANY, "tether's worker threads are placed by the OS"),
+    ignored("worker_priority", M, 1, "set tether's priority with nice(1) or systemd's Nice="),
+    ignored("timer_resolution", M, 1, "tether reads the clock when it needs the time"),
+    ignored("working_directory", M, 1, "tether does not change its working directory"),
+    ignored("worker_rlimit_core", M, 1, "set the core size with ulimit -c or systemd's LimitCORE="),
+    ignored("lock_file", M, 1, "tether has no accept mutex to lock"),
     handled("error_log", M | H | S, 1, 2),
     ignored("multi_accept", E, 1, SOCKETS),
     ignored("use", E, 1, SOCKETS),
@@ -166,6 +179,26 @@ const SPECS: &[Spec] = &[
     handled("underscores_in_headers", H | S, 1, 1),
     handled("ignore_invalid_headers", H | S, 1, 1),
     ignored("client_body_buffer_size", HSL, 1, BUFFERS),
+    ignored("client_header_buffer_size", H | S, 1, "tether grows a request head's buffer up to large_client_header_buffers"),
+    ignored("connection_pool_size", H | S, 1, POOLS),
+    ignored("request_pool_size", H | S, 1, POOLS),
+    ignored("output_buffers", HSL, 2, BUFFERS),
+    ignored("postpone_output", HSL, 1, BUFFERS),
+    ignored("keepalive_disable", HSL, MANY, "tether keeps connections alive with every browser (the ones nginx can exclude, MSIE 6 and old Safari, are long gone)"),
+    ignored("client_body_temp_path", HSL, 4, TEMP_FILES),
+    ignored("proxy_temp_path", HSL, 4, TEMP_FILES),
+    ignored("proxy_temp_file_write_size", HSL, 1, TEMP_FILES),
+    ignored("fastcgi_temp_path", HSL, 4, TEMP_FILES),
+    ignored("uwsgi_temp_path", HSL, 4, TEMP_FILES),
+    ignored("scgi_temp_path", HSL, 4, TEMP_FILES),
+    ignored("open_file_cache", HSL, 2, FILES),
+    ignored("open_file_cache_valid", HSL, 1, FILES),
+    ignored("open_file_cache_min_uses", HSL, 1, FILES),
+    ignored("open_file_cache_errors", HSL, 1, FILES),
+    ignored("log_not_found", HSL, 1, FILES),
+    ignored("etag", HSL, 1, FILES),
+    ignored("aio", HSL, 2, FILES),
+    ignored("directio", HSL, 1, FILES),
     ignored("proxy_request_buffering", HSL, 1, BUFFERS),
     ignored("proxy_buffer_size", HSL, 1, BUFFERS),
     ignored("proxy_buffers", HSL, 2, BUFFERS),
@@ -213,6 +246,8 @@ const SPECS: &[Spec] = &[
     ignored("variables_hash_bucket_size", H, 1, TABLES),
     ignored("map_hash_max_size", H, 1, TABLES),
     ignored("map_hash_bucket_size", H, 1, TABLES),
+    ignored("proxy_headers_hash_max_size", HSL, 1, TABLES),
+    ignored("proxy_headers_hash_bucket_size", HSL, 1, TABLES),
     // server and location
     handled("listen", S, 1, MANY),
     handled("server_name", S, 1, MANY),
@@ -251,6 +286,18 @@ const UNSUPPORTED: &[&str] = &[
     "proxy_cache_key",
     "proxy_cache_valid",
     "proxy_cache_bypass",
+    "proxy_cache_use_stale",
+    "proxy_cache_lock",
+    "proxy_cache_lock_timeout",
+    "proxy_cache_methods",
+    "proxy_cache_min_uses",
+    "proxy_cache_revalidate",
+    "proxy_cache_background_update",
+    "proxy_cache_convert_head",
+    "proxy_cache_purge",
+    "proxy_method",
+    "proxy_limit_rate",
+    "proxy_store_access",
     "proxy_no_cache",
     "proxy_hide_header",
     "proxy_pass_header",
@@ -288,13 +335,47 @@ const UNSUPPORTED: &[&str] = &[
     "gzip_static",
     "gunzip",
     "gunzip_buffers",
+    "sub_filter_once",
+    "sub_filter_types",
     "ssi",
+    "ssi_types",
+    "mirror",
+    "mirror_request_body",
+    "add_before_body",
+    "add_after_body",
+    "addition_types",
+    "secure_link",
+    "secure_link_md5",
+    "secure_link_secret",
+    "auth_jwt",
+    "auth_jwt_key_file",
+    "js_import",
+    "js_content",
+    "js_set",
+    "js_path",
+    "perl_modules",
+    "perl_require",
+    "perl_set",
+    "perl",
+    "image_filter",
+    "xslt_stylesheet",
+    "dav_methods",
+    "autoindex",
+    "slice",
+    "mp4",
+    "flv",
+    "userid",
+    "empty_gif",
+    "geoip_country",
+    "geoip_city",
+    "geoip2",
+    "limit_rate_after",
+    "random_index",
     "add_trailer",
     "split_clients",
     "geo",
     "stream",
     "mail",
-    "load_module",
     "env",
     "chunked_transfer_encoding",
     "ssl_password_file",
@@ -452,6 +533,30 @@ mod tests {
         assert_eq!(closest("listen", names(), &mut budget), Some("listen"));
         assert_eq!(budget, 0);
         assert_eq!(closest("listen", names(), &mut budget), None);
+    }
+
+    #[test]
+    fn the_readme_reference_lists_every_directive() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("### Configuration reference")
+            .expect("README has a configuration reference");
+        let reference = &readme[start..];
+        for spec in SPECS {
+            let row = format!("| `{}` |", spec.name);
+            assert!(
+                reference.contains(&row),
+                "README's reference has no row for {}",
+                spec.name
+            );
+        }
+        for name in UNSUPPORTED {
+            let named = format!("`{name}`");
+            assert!(
+                reference.contains(&named),
+                "README's reference does not name {name}"
+            );
+        }
     }
 
     #[test]

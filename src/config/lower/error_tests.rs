@@ -228,11 +228,21 @@ fn upstream_and_map_errors() {
         ],
     );
     check(
-        "http { upstream u { server a; hash $a ring; random one; keepalive 0; } }",
+        "http { upstream u { server a; hash $a ring; keepalive 0; } }",
         &[
             r#"invalid parameter "ring" in "hash" directive in t.conf:1:39"#,
-            r#"invalid parameter "one" in "random" directive in t.conf:1:52"#,
-            r#"invalid number "0" in "keepalive" directive in t.conf:1:67"#,
+            r#"invalid number "0" in "keepalive" directive in t.conf:1:55"#,
+        ],
+    );
+    check(
+        "http { upstream u { server a; random one; } }",
+        &[r#"invalid parameter "one" in "random" directive in t.conf:1:38"#],
+    );
+    check(
+        "http { upstream u { server a; ip_hash; hash $a; ip_hash; } }",
+        &[
+            r#""hash" and "ip_hash" (at t.conf:1:31) are both balancing methods of upstream "u" in t.conf:1:40 (keep one)"#,
+            r#""ip_hash" directive is duplicate in t.conf:1:49"#,
         ],
     );
     check(

@@ -30,8 +30,8 @@ use std::time::Duration;
 use directives::{Context, SUGGESTION_BUDGET};
 
 use super::ast::Directive;
-use super::error::{ConfigError, ErrorKind};
-use super::model::{Config, Http, Ignored, WorkerProcesses};
+use super::error::{ConfigError, ConfigErrors, ErrorKind};
+use super::model::{Config, Http, Ignored, RunAs, WorkerProcesses};
 use super::source::Span;
 
 /// How long a graceful stop waits for open requests (nginx waits forever by default; an
@@ -40,14 +40,16 @@ const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Lowers a parsed main file. `files` are the files read (main first, from `parse`) and
 /// `include_globs` its wildcard includes; `prefix` resolves relative paths such as `pid`.
-/// Returns every error found, in file order.
+/// Returns the config made of every directive that lowered cleanly, and every error found, in
+/// file order: the config is only fit to run when there are none, but `tether -t` checks the
+/// rest of it (variables, host names) so that one run reports everything.
 pub fn lower(
     directives: &[Directive],
     main_file: &Path,
     files: Vec<PathBuf>,
     include_globs: Vec<glob::Pattern>,
     prefix: &Path,
-) -> Result<Config, Vec<ConfigError>> {
+) -> (Config, ConfigErrors) {
     let mut cx = Lowering::new();
     cx.prefix = prefix.to_path_buf();
     // nginx resolves certificate paths against its conf prefix, the main file's folder here
@@ -61,6 +63,8 @@ pub fn lower(
     let mut worker_connections = None;
     let mut pid = None;
     let mut shutdown_timeout = None;
+    let mut worker_rlimit_nofile = None;
+    let mut user = None;
     let mut http = None;
     let mut error_log = Vec::new();
     let mut events_seen = false;
@@ -81,6 +85,15 @@ pub fn lower(
             ("shutdown_timeout" | "worker_shutdown_timeout", Some(word)) => {
                 cx.once(&mut shutdown_timeout, d, |cx| cx.time(d, word))
             }
+            ("worker_rlimit_nofile", Some(word)) => {
+                cx.once(&mut worker_rlimit_nofile, d, |cx| cx.number(d, word, 1))
+            }
+            ("user", Some(word)) => cx.once(&mut user, d, |_| {
+                Some(RunAs {
+                    user: word.text.clone(),
+                    group: d.args.get(1).map(|group| group.text.clone()),
+                })
+            }),
             ("error_log", _) => error_log.extend(cx.error_log(d)),
             ("events", _) if events_seen => cx.duplicate(d),
             ("http", _) if http.is_some() => cx.duplicate(d),
@@ -92,25 +105,10 @@ pub fn lower(
             _ => {}
         }
     }
-    let mut errors = cx.errors;
-    if !errors.is_empty() {
-        // Errors are found context by context; users read them best in file order.
-        let ranks: HashMap<&Path, usize> = files
-            .iter()
-            .enumerate()
-            .map(|(rank, file)| (file.as_path(), rank + 1))
-            .collect();
-        let file_rank = |error: &ConfigError| match &error.span {
-            None => (0, 0, 0),
-            Some(span) => {
-                let rank = ranks.get(&*span.file).copied();
-                (rank.unwrap_or(usize::MAX), span.line, span.col)
-            }
-        };
-        errors.sort_by_key(file_rank);
-        return Err(errors);
-    }
-    Ok(Config {
+    let mut errors = ConfigErrors(cx.errors);
+    // Errors are found context by context; users read them best in file order.
+    errors.sort_in_file_order(&files);
+    let config = Config {
         main_file: main_file.to_path_buf(),
         files,
         include_globs,
@@ -119,9 +117,12 @@ pub fn lower(
         pid,
         shutdown_timeout: shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
         error_log,
+        worker_rlimit_nofile,
+        user,
         ignored: cx.ignored,
         http: http.unwrap_or_else(empty_http),
-    })
+    };
+    (config, errors)
 }
 
 /// The `http` block of a config that has none: nginx's defaults, no servers.

@@ -235,8 +235,13 @@ fn balance_methods_and_pool() {
         method("random two least_conn;"),
         BalanceMethod::Random { two: true }
     );
-    // The last method wins, as in nginx.
-    assert_eq!(method("ip_hash; least_conn;"), BalanceMethod::LeastConn);
+    // nginx warns and keeps the last; tether refuses the second (`operations` tests the -t).
+    let two = load_str(
+        Path::new("t.conf"),
+        "http { upstream u { server a:1; ip_hash; least_conn; } }",
+        Path::new("/prefix"),
+    );
+    assert!(two.is_err());
     let config = lower_ok(
         "http { upstream u { server a:1; keepalive 16; keepalive_timeout 90s; zone z 64k; } }",
     );
@@ -337,9 +342,29 @@ fn proxy_settings_inherit_like_nginx() {
 }
 
 #[test]
+fn user_and_open_file_limit_are_honoured_settings() {
+    let config = lower_ok("user www-data adm; worker_rlimit_nofile 65536;");
+    let who = config.user.expect("user");
+    assert_eq!(
+        (who.user.as_str(), who.group.as_deref()),
+        ("www-data", Some("adm"))
+    );
+    assert_eq!(config.worker_rlimit_nofile, Some(65536));
+    assert!(config.ignored.is_empty());
+    assert_eq!(lower_ok("user nginx;").user.and_then(|w| w.group), None);
+    assert_eq!(
+        lower_errors("worker_rlimit_nofile 0; user a; user b;"),
+        [
+            r#"invalid number "0" in "worker_rlimit_nofile" directive in t.conf:1:22"#,
+            r#""user" directive is duplicate in t.conf:1:33"#,
+        ]
+    );
+}
+
+#[test]
 fn no_ops_are_recorded() {
     let config = lower_ok(
-        "daemon off; user nobody; error_log stderr; events { multi_accept on; use epoll; }
+        "daemon off; pcre_jit on; error_log stderr; events { multi_accept on; use epoll; }
 http { types { text/html html; } sendfile on; gzip_buffers 16 8k; ssl_dhparam dh.pem;
   server { location / { proxy_cache off; proxy_http_version 1.1; keepalive_timeout 5s; } } }",
     );
@@ -352,7 +377,7 @@ http { types { text/html html; } sendfile on; gzip_buffers 16 8k; ssl_dhparam dh
         ignored,
         [
             ("daemon", "t.conf:1:1".to_string()),
-            ("user", "t.conf:1:13".into()),
+            ("pcre_jit", "t.conf:1:13".into()),
             ("multi_accept", "t.conf:1:53".into()),
             ("use", "t.conf:1:70".into()),
             ("types", "t.conf:2:8".into()),

@@ -1,7 +1,7 @@
 //! The `upstream` and `map` blocks.
 //!
-//! Upstream: `server` lines with their parameters, the balancing method (the last method
-//! directive wins, as in nginx), the idle pool settings, and the group's `sticky` (lowered by
+//! Upstream: `server` lines with their parameters, the balancing method (one: nginx warns
+//! about a second and keeps the last, tether refuses the guess), the idle pool settings, and the group's `sticky` (lowered by
 //! `sticky`) and `health_check` (by `health_check`). A server is identified by its address as
 //! written, and a `route=` names one server: both must be unique in the group, since live state
 //! and sessions are keyed by them. `backup` is accepted with every method (nginx refuses it with
@@ -23,7 +23,38 @@ use crate::config::model::{BalanceMethod, Map, MapEntry, MapPattern, PeerSpec, S
 /// nginx's upstream `keepalive_timeout` default.
 const UPSTREAM_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The directives that choose an upstream's balancing method (round robin is their absence).
+fn is_balancing_method(name: &str) -> bool {
+    matches!(name, "ip_hash" | "least_conn" | "hash" | "random")
+}
+
 impl Lowering {
+    /// Records `d` as the upstream's balancing method when it is the first; otherwise reports
+    /// it (a duplicate, or a second method naming the first's line) and returns false.
+    fn first_method<'a>(
+        &mut self,
+        upstream: &str,
+        seen: &mut Option<&'a Directive>,
+        d: &'a Directive,
+    ) -> bool {
+        let Some(first) = *seen else {
+            *seen = Some(d);
+            return true;
+        };
+        if first.name() == d.name() {
+            self.duplicate(d);
+        } else {
+            let kind = ErrorKind::TwoBalancingMethods {
+                upstream: upstream.to_string(),
+                first: first.name().to_string(),
+                first_at: first.span.to_string(),
+                second: d.name().to_string(),
+            };
+            self.error(&d.span, kind);
+        }
+        false
+    }
+
     /// Lowers `upstream NAME { ... }`; `None` if it has no usable server.
     pub(super) fn upstream(&mut self, d: &Directive) -> Option<Upstream> {
         let name = d.args[0].text.clone();
@@ -40,8 +71,15 @@ impl Lowering {
         let mut any_route = false;
         // Addresses and routes of the servers so far: each names one server.
         let mut identities = Identities::default();
+        // The balancing method directive seen so far: a second one is an error.
+        let mut method_line: Option<&Directive> = None;
         for inner in d.block.as_deref().unwrap_or_default() {
             if !self.accepts(Context::Upstream, inner) {
+                continue;
+            }
+            if is_balancing_method(inner.name())
+                && !self.first_method(&name, &mut method_line, inner)
+            {
                 continue;
             }
             let args = &inner.args;

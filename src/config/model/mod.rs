@@ -62,6 +62,13 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `error_log` at main level, in file order (empty: none written).
     pub error_log: Vec<ErrorLogTarget>,
+    /// `worker_rlimit_nofile N`: the open-file limit (soft and hard, as nginx sets them) when
+    /// it is above the hard limit tether starts with; tether raises the soft limit to the hard
+    /// one by itself, and never lowers either.
+    pub worker_rlimit_nofile: Option<u64>,
+    /// `user NAME [GROUP]`: whom tether runs as after binding its listeners, when started as
+    /// root (nginx's workers); `None`: stay who we are.
+    pub user: Option<RunAs>,
     /// Directives accepted with no effect in tether, for `-t` to list.
     pub ignored: Vec<Ignored>,
     /// The `http {}` block (empty if the file has none).
@@ -92,6 +99,15 @@ impl Config {
         }
         files
     }
+}
+
+/// `user NAME [GROUP]`, as written: names are looked up when tether starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    /// The user's name (or numeric id).
+    pub user: String,
+    /// The group's name (or numeric id); `None`: a group named like the user, as nginx.
+    pub group: Option<String>,
 }
 
 /// A directive tether accepts for compatibility but which does nothing here.

@@ -10,7 +10,7 @@ use crate::config::source::Span;
 pub struct Upstream {
     /// Group name, as used by `proxy_pass http://NAME`.
     pub name: String,
-    /// The balancing method (last method directive wins as in nginx; default round robin).
+    /// The balancing method (one directive at most; default round robin).
     pub method: BalanceMethod,
     /// `server` lines in file order.
     pub servers: Vec<PeerSpec>,
