@@ -29,6 +29,7 @@ pub mod config;
 pub mod demo;
 pub mod heap;
 pub mod inflight;
+pub mod limits;
 pub mod peer;
 pub mod proxy;
 pub mod realip;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::tunnel::{self, Outcome, Protocol};
 use crate::inflight::Token;
+use crate::limits::ConnectionHolds;
 use crate::peer::ActiveGuard;
 use crate::stream::UpstreamStream;
 use crate::telemetry::access_log::Record;
@@ -135,6 +136,8 @@ pub struct TunnelBook {
     pub open: Token,
     /// The request's access log lines, if its location logs.
     pub log: Option<Box<Record>>,
+    /// Its places in `limit_conn` zones: a WebSocket counts as a connection until it closes.
+    pub holds: Option<ConnectionHolds>,
 }
 
 impl TunnelBook {
@@ -224,6 +227,7 @@ mod tests {
             TunnelBook {
                 open: inflight.enter(),
                 log: None,
+                holds: None,
             },
         );
         let size = std::mem::size_of_val(&task);

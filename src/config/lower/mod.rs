@@ -13,6 +13,7 @@ mod directives;
 mod error_log;
 mod health_check;
 mod http;
+mod limits;
 mod location;
 mod logs;
 mod proxy;

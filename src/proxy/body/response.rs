@@ -17,6 +17,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use super::BodyError;
+use crate::limits::ConnectionHolds;
 use crate::peer::ActiveGuard;
 use crate::proxy::pool::Pooled;
 use crate::telemetry::access_log::Record;
@@ -130,6 +131,8 @@ pin_project! {
         #[pin]
         kind: Kind,
         log: Option<LogOnEnd>,
+        // `limit_conn` places, given back when the body is dropped (after its end, or cut off).
+        holds: Option<ConnectionHolds>,
     }
 }
 
@@ -166,6 +169,7 @@ impl ResponseBody {
                 data: (!data.is_empty()).then_some(data),
             },
             log: None,
+            holds: None,
         }
     }
 
@@ -174,6 +178,7 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Full { data: None },
             log: None,
+            holds: None,
         }
     }
 
@@ -184,6 +189,11 @@ impl ResponseBody {
             Kind::Upstream { body } => Some(body.send_timeout),
             Kind::Full { .. } => None,
         }
+    }
+
+    /// Holds the request's `limit_conn` places until the body is dropped.
+    pub fn hold_until_end(&mut self, holds: ConnectionHolds) {
+        self.holds = Some(holds);
     }
 
     /// Carries `record` until the body ends or is dropped, counting the bytes sent.
@@ -197,6 +207,7 @@ impl From<UpstreamBody> for ResponseBody {
         ResponseBody {
             kind: Kind::Upstream { body },
             log: None,
+            holds: None,
         }
     }
 }
