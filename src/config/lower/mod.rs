@@ -237,6 +237,10 @@ mod upstream_tests;
 mod client_tests;
 
 #[cfg(test)]
+#[path = "limits_tests.rs"]
+mod limits_tests;
+
+#[cfg(test)]
 #[path = "tls_tests.rs"]
 mod tls_tests;
 
