@@ -23,6 +23,8 @@ pub(super) struct Preaccess {
     pub(super) holds: Option<ConnectionHolds>,
     /// The status a limit refused the request with.
     refused: Option<StatusCode>,
+    /// `$limit_req_status` and `$limit_conn_status` ("" where no limit applied).
+    pub(super) statuses: (&'static str, &'static str),
 }
 
 impl Preaccess {
@@ -48,6 +50,7 @@ pub(super) async fn preaccess(
     if limits.limits_requests() {
         let response = &limits.request_response;
         let verdict = limits.check_requests(vars, info);
+        decided.statuses.0 = verdict.status_name(response.dry_run);
         let dry = if response.dry_run { ", dry run" } else { "" };
         match &verdict {
             RequestVerdict::Unlimited | RequestVerdict::Passed => {}
@@ -97,7 +100,10 @@ pub(super) async fn preaccess(
         let response = &limits.connection_response;
         match limits.enter_connections(vars, info) {
             ConnectionVerdict::Unlimited => {}
-            ConnectionVerdict::Passed(holds) => decided.holds = Some(holds),
+            ConnectionVerdict::Passed(holds) => {
+                decided.holds = Some(holds);
+                decided.statuses.1 = "PASSED";
+            }
             ConnectionVerdict::Rejected { zone, full } => {
                 let dry = if response.dry_run { ", dry run," } else { "" };
                 if full {
@@ -108,6 +114,11 @@ pub(super) async fn preaccess(
                     let message = format_args!("limiting connections{dry} by zone \"{zone}\"");
                     log(response.log_level, cx, message);
                 }
+                decided.statuses.1 = if response.dry_run {
+                    "REJECTED_DRY_RUN"
+                } else {
+                    "REJECTED"
+                };
                 if !response.dry_run {
                     decided.refused = StatusCode::from_u16(response.status).ok();
                 }

@@ -223,6 +223,9 @@ async fn handle(
         }
         _ => limits::Preaccess::default(),
     };
+    if let Some(log) = log.as_deref_mut() {
+        log.set_limit_statuses(preaccess.statuses.0, preaccess.statuses.1);
+    }
     let mut response = match &route.action {
         Action::Return(r) => answer_return(r, snapshot, &info),
         _ if preaccess.refused() => preaccess.refusal(),

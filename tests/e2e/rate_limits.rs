@@ -370,15 +370,68 @@ async fn a_burst_is_shaped_as_nginx_shapes_it() {
         "limit_req zone=one burst=3 delay=1;",
     ] {
         let location = format!("location / {{ proxy_pass http://u; {limits} }}");
-        let Some(nginx) = Nginx::start_http(zone, "server {a};", &location, &[("a", a.addr)]).await
-        else {
-            return;
-        };
-        let theirs = burst_shape(nginx.addr).await;
-        drop(nginx);
-        let proxy = Proxy::start(&conf(zone, limits), &[("a", a.addr)]).await;
-        let ours = burst_shape(proxy.addr).await;
-        proxy.stop().await;
-        assert_eq!(ours, theirs, "{limits}");
+        // A stall of the machine (other builds share it) makes a request look later than it
+        // was, never earlier: a mismatch is measured again, twice at most, each side with a
+        // fresh zone.
+        let mut shapes = Vec::new();
+        for _ in 0..3 {
+            let backends = [("a", a.addr)];
+            let Some(nginx) = Nginx::start_http(zone, "server {a};", &location, &backends).await
+            else {
+                return;
+            };
+            let theirs = burst_shape(nginx.addr).await;
+            drop(nginx);
+            let proxy = Proxy::start(&conf(zone, limits), &backends).await;
+            let ours = burst_shape(proxy.addr).await;
+            proxy.stop().await;
+            if ours == theirs {
+                break;
+            }
+            shapes.push((ours, theirs));
+        }
+        assert!(shapes.len() < 3, "{limits}: (tether, nginx) {shapes:?}");
     }
+}
+
+/// The lines of `path` once it has `count` of them (bounded wait: the writer is off the
+/// request path).
+async fn log_lines(path: &std::path::Path, count: usize) -> Vec<String> {
+    within(LIMIT, "the access log lines", async {
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<String> = text.lines().map(str::to_string).collect();
+            if lines.len() >= count {
+                return lines;
+            }
+            // Polling the file until the writer has caught up.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_access_log_shows_what_each_limit_decided() {
+    let a = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("limits.log");
+    let http_level = format!(
+        "{ONE_PER_SECOND} {ONE_CONNECTION} \
+         log_format limits '$status $limit_req_status $limit_conn_status';"
+    );
+    let limits = format!(
+        "limit_req zone=one burst=1; limit_conn addr 5; access_log {} limits;",
+        path.display()
+    );
+    let proxy = Proxy::start(&conf(&http_level, &limits), &[("a", a.addr)]).await;
+    burst(proxy.addr, "/", 3).await;
+    let mut lines = log_lines(&path, 3).await;
+    lines.sort();
+    // A refused request never reached limit_conn: its variable is not found, logged "-".
+    assert_eq!(
+        lines,
+        ["200 DELAYED PASSED", "200 PASSED PASSED", "503 REJECTED -"]
+    );
+    proxy.stop().await;
 }

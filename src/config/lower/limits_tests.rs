@@ -31,12 +31,18 @@ fn limits_inherit_as_nginx_merges_them() {
     assert_eq!(http.connection_zones[0].name, "addr");
     let inherits = &http.servers[0].locations[0].proxy.limits;
     assert_eq!(inherits.requests.len(), 1);
-    assert_eq!((inherits.requests[0].burst, inherits.requests[0].delay), (5, 0));
+    assert_eq!(
+        (inherits.requests[0].burst, inherits.requests[0].delay),
+        (5, 0)
+    );
     assert_eq!(inherits.request_response.status, 429);
     assert_eq!(inherits.request_response.log_level, ErrorLevel::Error);
     assert_eq!(inherits.connections[0].max, 2);
     let own = &http.servers[0].locations[1].proxy.limits;
-    assert_eq!((own.requests[0].burst, own.requests[0].delay), (0, u64::MAX));
+    assert_eq!(
+        (own.requests[0].burst, own.requests[0].delay),
+        (0, u64::MAX)
+    );
     assert_eq!(own.request_response.status, 429, "inherited field by field");
     assert_eq!(own.request_response.log_level, ErrorLevel::Warn);
     assert!(own.connection_response.dry_run);
@@ -132,9 +138,8 @@ fn limit_errors() {
 
 #[test]
 fn an_unknown_zone_inherited_by_many_locations_is_reported_once() {
-    let errors = lower_errors(
-        "http { limit_req zone=gone; server { location /a { } location /b { } } }",
-    );
+    let errors =
+        lower_errors("http { limit_req zone=gone; server { location /a { } location /b { } } }");
     assert_eq!(
         errors,
         [r#"unknown zone "gone" in "limit_req" directive in t.conf:1:8"#]
