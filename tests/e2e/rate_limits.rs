@@ -77,20 +77,11 @@ async fn a_burst_at_once_passes_burst_plus_one_and_refuses_the_rest() {
     let a = Backend::start("a").await;
     let conf = conf(ONE_PER_SECOND, "limit_req zone=one burst=3 nodelay;");
     let proxy = Proxy::start(&conf, &[("a", a.addr)]).await;
-    let logs = Logs::capture();
     let answers = burst(proxy.addr, "/", 8).await;
     assert_eq!(statuses(&answers), (4, 4), "{answers:?}");
     assert_eq!(a.hits(), 4, "refused requests never reach the upstream");
     // Another location is not limited.
     assert_eq!(get(proxy.addr, "/free").await.status, StatusCode::OK);
-    let refusals = logs.lines_with("limiting requests, excess: ");
-    assert_eq!(
-        refusals.len(),
-        4,
-        "nginx's refusal line, at error, for each"
-    );
-    assert!(refusals[0].contains("ERROR"), "{refusals:?}");
-    assert!(refusals[0].contains("by zone \"one\""), "{refusals:?}");
     proxy.stop().await;
 }
 
@@ -129,8 +120,8 @@ async fn requests_pass_at_the_configured_rate() {
 async fn queued_requests_are_held_back_to_the_rate() {
     let a = Backend::start("a").await;
     let zone = "limit_req_zone $binary_remote_addr zone=one:1m rate=10r/s;";
-    let proxy = Proxy::start(&conf(zone, "limit_req zone=one burst=3;"), &[("a", a.addr)]).await;
-    let logs = Logs::capture();
+    let (dir, limits) = logged("limit_req zone=one burst=3;");
+    let proxy = Proxy::start(&conf(&with_format(zone), &limits), &[("a", a.addr)]).await;
     let answers = burst(proxy.addr, "/", 5).await;
     assert_eq!(statuses(&answers), (4, 1), "{answers:?}");
     // The three queued requests leave at the rate: ~100, ~200 and ~300 ms (less the few ms the
@@ -140,12 +131,16 @@ async fn queued_requests_are_held_back_to_the_rate() {
         let at_least = Duration::from_millis(queued as u64 * 100 - 30);
         assert!(*time >= at_least, "queued request {queued}: {times:?}");
     }
-    // Delays are logged one level below refusals.
-    let delays = logs.lines_with("delaying request, excess:");
-    assert_eq!(delays.len(), 3, "{delays:?}");
-    assert!(
-        delays.iter().all(|line| line.contains("WARN")),
-        "{delays:?}"
+    let decided = decisions(&dir, 5).await;
+    assert_eq!(
+        decided,
+        [
+            "200 DELAYED -",
+            "200 DELAYED -",
+            "200 DELAYED -",
+            "200 PASSED -",
+            "503 REJECTED -"
+        ]
     );
     proxy.stop().await;
 }
@@ -154,13 +149,17 @@ async fn queued_requests_are_held_back_to_the_rate() {
 async fn delay_lets_the_first_of_a_burst_through_at_once() {
     let a = Backend::start("a").await;
     let zone = "limit_req_zone $binary_remote_addr zone=one:1m rate=10r/s;";
-    let limits = "limit_req zone=one burst=4 delay=2;";
-    let proxy = Proxy::start(&conf(zone, limits), &[("a", a.addr)]).await;
-    let logs = Logs::capture();
+    let (dir, limits) = logged("limit_req zone=one burst=4 delay=2;");
+    let proxy = Proxy::start(&conf(&with_format(zone), &limits), &[("a", a.addr)]).await;
     let answers = burst(proxy.addr, "/", 6).await;
     assert_eq!(statuses(&answers), (5, 1), "{answers:?}");
     // Three pass at once (excess up to 2), the fourth and fifth wait ~100 and ~200 ms.
-    assert_eq!(logs.lines_with("delaying request").len(), 2);
+    let decided = decisions(&dir, 6).await;
+    let delayed = decided
+        .iter()
+        .filter(|line| line.contains("DELAYED"))
+        .count();
+    assert_eq!(delayed, 2, "{decided:?}");
     let times = passed_times(&answers);
     assert!(times[3] >= Duration::from_millis(70), "{times:?}");
     assert!(times[4] >= Duration::from_millis(170), "{times:?}");
@@ -170,24 +169,31 @@ async fn delay_lets_the_first_of_a_burst_through_at_once() {
 #[tokio::test]
 async fn limit_req_status_answers_and_a_dry_run_only_logs() {
     let a = Backend::start("a").await;
-    let limits = "limit_req zone=one; limit_req_status 429; limit_req_log_level warn;";
+    let limits = "limit_req zone=one; limit_req_status 429;";
     let proxy = Proxy::start(&conf(ONE_PER_SECOND, limits), &[("a", a.addr)]).await;
-    let logs = Logs::capture();
     let answers = burst(proxy.addr, "/", 3).await;
     let refused: Vec<_> = answers.iter().filter(|(s, _)| s.as_u16() == 429).collect();
     assert_eq!(refused.len(), 2, "{answers:?}");
-    let lines = logs.lines_with("limiting requests, excess");
-    assert!(lines.iter().all(|line| line.contains("WARN")), "{lines:?}");
     proxy.stop().await;
 
-    let limits = "limit_req zone=one; limit_req_dry_run on;";
-    let proxy = Proxy::start(&conf(ONE_PER_SECOND, limits), &[("a", a.addr)]).await;
+    let (dir, limits) = logged("limit_req zone=one; limit_req_dry_run on;");
+    let proxy = Proxy::start(
+        &conf(&with_format(ONE_PER_SECOND), &limits),
+        &[("a", a.addr)],
+    )
+    .await;
     let answers = burst(proxy.addr, "/", 3).await;
     assert_eq!(statuses(&answers), (3, 0), "{answers:?}");
+    let decided = decisions(&dir, 3).await;
     assert_eq!(
-        logs.lines_with("limiting requests, dry run, excess").len(),
-        2
+        decided,
+        [
+            "200 PASSED -",
+            "200 REJECTED_DRY_RUN -",
+            "200 REJECTED_DRY_RUN -"
+        ]
     );
+    assert_eq!(a.hits(), 4, "a dry run lets the refused through");
     proxy.stop().await;
 }
 
@@ -215,6 +221,43 @@ async fn an_empty_key_is_not_limited() {
         StatusCode::OK,
         "each key its own bucket"
     );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_refused_by_one_limit_is_not_counted_by_the_others() {
+    let a = Backend::start("a").await;
+    let zones = "limit_req_zone $binary_remote_addr zone=client:1m rate=1r/m; \
+                 limit_req_zone $http_x_user zone=user:1m rate=1r/m;";
+    let limits = "limit_req zone=client burst=5 nodelay; limit_req zone=user;";
+    let proxy = Proxy::start(&conf(zones, limits), &[("a", a.addr)]).await;
+    let get_as = |user: Option<&str>| {
+        let mut request = request("GET", "/", "");
+        if let Some(user) = user {
+            request
+                .headers_mut()
+                .insert("x-user", user.parse().unwrap());
+        }
+        send(proxy.addr, request)
+    };
+    assert_eq!(get_as(Some("ann")).await.status, StatusCode::OK);
+    // Within the client's burst, over the user's rate: refused, and the client's bucket,
+    // held meanwhile, is let go uncounted.
+    for _ in 0..3 {
+        let status = get_as(Some("ann")).await.status;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    // Without the header the user's key is empty: only the client's limit applies, and it
+    // still has its whole burst of five.
+    for n in 0..5 {
+        assert_eq!(
+            get_as(None).await.status,
+            StatusCode::OK,
+            "burst request {n}"
+        );
+    }
+    assert_eq!(get_as(None).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.hits(), 6);
     proxy.stop().await;
 }
 
@@ -289,7 +332,6 @@ async fn a_websocket_holds_its_connection_place_until_it_closes() {
     let a = Backend::start("a").await;
     let limits = "limit_conn addr 1;";
     let proxy = Proxy::start(&conf(ONE_CONNECTION, limits), &[("a", a.addr)]).await;
-    let logs = Logs::capture();
     let url = proxy.url("/ws").replace("http", "ws");
     let (mut ws, response) = within(LIMIT, "the upgrade", tokio_tungstenite::connect_async(url))
         .await
@@ -301,11 +343,6 @@ async fn a_websocket_holds_its_connection_place_until_it_closes() {
     assert_eq!(
         get(proxy.addr, "/").await.status,
         StatusCode::SERVICE_UNAVAILABLE
-    );
-    assert_eq!(
-        logs.lines_with("limiting connections by zone \"addr\"")
-            .len(),
-        1
     );
     assert_eq!(get(proxy.addr, "/free").await.status, StatusCode::OK);
     ws.close(None).await.unwrap();
@@ -433,5 +470,83 @@ async fn the_access_log_shows_what_each_limit_decided() {
         lines,
         ["200 DELAYED PASSED", "200 PASSED PASSED", "503 REJECTED -"]
     );
+    proxy.stop().await;
+}
+
+/// `log_format limits` next to `http_level`.
+fn with_format(http_level: &str) -> String {
+    format!("{http_level} log_format limits '$status $limit_req_status $limit_conn_status';")
+}
+
+/// `limits` with an access log of what each limit decided, in a fresh folder.
+fn logged(limits: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("limits.log");
+    let limits = format!("{limits} access_log {} limits;", path.display());
+    (dir, limits)
+}
+
+/// The `count` lines of a [`logged`] access log, sorted.
+async fn decisions(dir: &tempfile::TempDir, count: usize) -> Vec<String> {
+    let mut lines = log_lines(&dir.path().join("limits.log"), count).await;
+    lines.sort();
+    lines
+}
+
+/// One refused request, one delayed, and one refused connection.
+async fn provoke_every_line(proxy: &Proxy, a: &Backend) {
+    burst(proxy.addr, "/r", 3).await;
+    let holds = || {
+        let seen = a.seen();
+        seen.iter().filter(|s| s.uri.starts_with("/hold")).count()
+    };
+    let before = holds();
+    let held = tokio::spawn(get(proxy.addr, "/c/hold?ms=400"));
+    within(LIMIT, "the held request to reach the backend", async {
+        while holds() == before {
+            // Polling until the backend has it: from then on it holds its place.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        get(proxy.addr, "/c/x").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    within(LIMIT, "the held request", held).await.unwrap();
+}
+
+#[tokio::test]
+async fn refusals_and_delays_are_logged_as_nginx_logs_them() {
+    let a = Backend::start("a").await;
+    let conf = "events {} http { \
+        limit_req_zone $binary_remote_addr zone=one:1m rate=10r/s; \
+        limit_conn_zone $binary_remote_addr zone=addr:1m; \
+        upstream up { server {a}; } server { listen {listen}; \
+        location /r { limit_req zone=one burst=1; proxy_pass http://up; } \
+        location /c/ { limit_conn addr 1; proxy_pass http://up/; } } }";
+    // tracing decides once per log statement, when it first runs, whether anyone listens: run
+    // every statement once before listening, so that listening recomputes it for this thread.
+    let warm = Proxy::start(conf, &[("a", a.addr)]).await;
+    provoke_every_line(&warm, &a).await;
+    warm.stop().await;
+    let logs = Logs::capture();
+    let proxy = Proxy::start(conf, &[("a", a.addr)]).await;
+    provoke_every_line(&proxy, &a).await;
+    let refused = logs.lines_with("limiting requests, excess: ");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].contains("ERROR"), "{refused:?}");
+    assert!(refused[0].contains(" by zone \"one\""), "{refused:?}");
+    assert!(
+        refused[0].contains("request=GET /r HTTP/1.1"),
+        "{refused:?}"
+    );
+    // Delays one level below refusals.
+    let delayed = logs.lines_with("delaying request, excess: ");
+    assert_eq!(delayed.len(), 1, "{delayed:?}");
+    assert!(delayed[0].contains("WARN"), "{delayed:?}");
+    let connections = logs.lines_with("limiting connections by zone \"addr\"");
+    assert_eq!(connections.len(), 1, "{connections:?}");
+    assert!(connections[0].contains("ERROR"), "{connections:?}");
     proxy.stop().await;
 }
