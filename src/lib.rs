@@ -17,7 +17,9 @@
 //! Layering: `config` <- `route`; `config` <- `realip` (the real client address, pure) <-
 //! {`vars`, `proxy`, `server`}; {`peer` <- `balance`, `vars`} <- `upstream`; `config` <-
 //! `tls` (rustls configs read from the config's files); {`config`, `route`, `upstream`,
-//! `vars`, `tls`} <- `snapshot` <- `proxy` <- `server` <- `runtime` <- `reload` <- `main`.
+//! `vars`, `tls`, `limits`} <- `snapshot` <- `proxy` <- `server` <- `runtime` <- `reload` <-
+//! `main`; {`config`, `vars`} <- `limits` (`limit_req`/`limit_conn` zones, pure: the proxy
+//! waits out a delay).
 //! `telemetry` (the error log and its throttle) serves `runtime`, `proxy` and `server`.
 //! Below `proxy`, only `peer` names a hyper type (its idle connection pool, which must live and
 //! die with the peer); nothing below `server` binds a socket. `telemetry` (the process's and

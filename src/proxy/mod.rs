@@ -511,7 +511,7 @@ impl Exchange<'_> {
             self.conn.tunnels.close.clone(),
             self.conn.tunnels.open.enter(),
         );
-        let holds = self.holds;
+        let holds = self.holds.map(Box::new);
         match client_upgrade {
             ClientSide::Http1(client) => tokio::spawn(upgrade::tunnel_task(
                 client,
