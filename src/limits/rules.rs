@@ -268,3 +268,7 @@ impl RequestLimiter {
         (excess - self.delay).saturating_mul(1000) / self.zone.rate.max(1)
     }
 }
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;
