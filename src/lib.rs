@@ -17,7 +17,9 @@
 //! Layering: `config` <- `route`; `config` <- `realip` (the real client address, pure) <-
 //! {`vars`, `proxy`, `server`}; {`peer` <- `balance`, `vars`} <- `upstream`; `config` <-
 //! `tls` (rustls configs read from the config's files); {`config`, `route`, `upstream`,
-//! `vars`, `tls`} <- `snapshot` <- `proxy` <- `server` <- `runtime` <- `reload` <- `main`.
+//! `vars`, `tls`, `limits`} <- `snapshot` <- `proxy` <- `server` <- `runtime` <- `reload` <-
+//! `main`; {`config`, `vars`} <- `limits` (`limit_req`/`limit_conn` zones, pure: the proxy
+//! waits out a delay).
 //! `telemetry` (the error log and its throttle) serves `runtime`, `proxy` and `server`.
 //! `config` <- `compress` (which responses `gzip` compresses, and the streaming compressor;
 //! no hyper, no tokio) <- {`snapshot`, `proxy`}.
@@ -34,6 +36,7 @@ pub mod config;
 pub mod demo;
 pub mod heap;
 pub mod inflight;
+pub mod limits;
 pub mod peer;
 pub mod process;
 pub mod proxy;

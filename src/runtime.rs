@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigErrors};
+use crate::limits::ZoneRegistry;
 use crate::peer::PeerRegistry;
 use crate::proxy::health::{self, HealthChecks};
 use crate::server::{self, Ceiling, Lifecycle, blocking};
@@ -38,6 +39,8 @@ pub struct Shared {
     pub registry: Arc<PeerRegistry>,
     /// TLS session caches and ticket keys, which outlive snapshots too.
     pub sessions: Arc<SessionStore>,
+    /// `limit_req_zone` and `limit_conn_zone` state, which outlives snapshots too.
+    pub zones: Arc<ZoneRegistry>,
 }
 
 /// Why a config could not be started or applied.
@@ -117,7 +120,9 @@ impl Tether {
     ) -> Result<Tether, StartError> {
         let registry = Arc::new(PeerRegistry::default());
         let sessions = Arc::new(SessionStore::default());
-        let snapshot = build(config, registry.clone(), sessions.clone(), 1).await?;
+        let zones = Arc::new(ZoneRegistry::default());
+        let kept = (sessions.clone(), zones.clone());
+        let snapshot = build(config, registry.clone(), kept, 1).await?;
         let wanted: Vec<SocketAddr> = snapshot.listen_addrs().collect();
         let bound = Listeners::default().bind_new(&wanted, prebound)?;
         let ceiling = Ceiling::from_config(config);
@@ -131,6 +136,7 @@ impl Tether {
                 snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
                 registry,
                 sessions,
+                zones,
             },
             live: Mutex::new(Live {
                 listeners: Listeners::default(),
@@ -157,7 +163,8 @@ impl Tether {
         let old = self.shared.snapshot.load_full();
         let (registry, sessions) = (&self.shared.registry, &self.shared.sessions);
         let generation = old.generation + 1;
-        let snapshot = build(config, registry.clone(), sessions.clone(), generation).await?;
+        let kept = (sessions.clone(), self.shared.zones.clone());
+        let snapshot = build(config, registry.clone(), kept, generation).await?;
         let wanted: Vec<SocketAddr> = snapshot.listen_addrs().collect();
         // Opened before anything changes: an error log that cannot be opened fails the
         // reload, as in nginx.
@@ -313,11 +320,11 @@ impl Tether {
 async fn build(
     config: &Config,
     registry: Arc<PeerRegistry>,
-    sessions: Arc<SessionStore>,
+    (sessions, zones): (Arc<SessionStore>, Arc<ZoneRegistry>),
     generation: u64,
 ) -> Result<Snapshot, StartError> {
     let config = config.clone();
-    blocking::run(move || Snapshot::build_with(&config, &registry, &sessions, generation))
+    blocking::run(move || Snapshot::build_with(&config, &registry, (&sessions, &zones), generation))
         .await
         .map_err(StartError::Panicked)?
         .map_err(StartError::Config)

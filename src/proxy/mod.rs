@@ -13,6 +13,7 @@ pub mod extended_connect;
 pub mod forward;
 pub mod headers;
 pub mod health;
+mod limits;
 pub mod pool;
 mod seen;
 pub mod tunnel;
@@ -28,6 +29,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
 
+use crate::limits::ConnectionHolds;
 use crate::realip::{self, Proxied};
 use crate::route::{host, path};
 use crate::snapshot::{
@@ -218,8 +220,20 @@ async fn handle(
         .gzip
         .as_ref()
         .and_then(|policy| policy.offer(request.method(), request.version(), request.headers()));
+    // nginx's preaccess phase: `limit_req`, then `limit_conn` (a `return` answered before).
+    let mut preaccess = match &route.limits {
+        Some(limits) if !matches!(route.action, Action::Return(_)) => {
+            let cx = RequestContext::new(&request, client.ip(), &server.name, normalised.host);
+            limits::preaccess(limits, &snapshot.vars, &info, &cx).await
+        }
+        _ => limits::Preaccess::default(),
+    };
+    if let Some(log) = log.as_deref_mut() {
+        log.set_limit_statuses(preaccess.statuses.0, preaccess.statuses.1);
+    }
     let mut response = match &route.action {
         Action::Return(r) => answer_return(r, snapshot, &info),
+        _ if preaccess.refused() => preaccess.refusal(),
         _ if !rules.admits(client.ip()) => error::error_page(StatusCode::FORBIDDEN),
         Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
         Action::Status(page) => seen::status_page(*page, &request, snapshot, &conn.telemetry),
@@ -231,6 +245,7 @@ async fn handle(
                 route,
                 action,
                 cx: &cx,
+                holds: preaccess.holds.take(),
             };
             let from = (conn, client);
             let exchange = proxy(
@@ -257,6 +272,9 @@ async fn handle(
         if let Some(encoder) = gzip.respond(status, headers, known_length) {
             response.body_mut().compress(encoder);
         }
+    }
+    if let Some(holds) = preaccess.holds {
+        response.body_mut().hold_until_end(holds);
     }
     // A tunnel took the lines with it; otherwise they ride on the body to its end.
     if let Some(mut log) = log {
@@ -289,6 +307,8 @@ struct Routed<'a> {
     action: &'a ProxyAction,
     /// What an error line says about the request (read only when an event fires).
     cx: &'a RequestContext<'a>,
+    /// Its places in `limit_conn` zones, held until its response (or tunnel) ends.
+    holds: Option<ConnectionHolds>,
 }
 
 /// Forwards a routed request; `from` is its connection and its client's real address.
@@ -307,6 +327,7 @@ async fn proxy(
         route,
         action,
         cx,
+        holds,
     } = routed;
     let limit = route.settings.client_max_body_size;
     if limit > 0 && declared_length(&request).is_some_and(|len| len > limit) {
@@ -423,6 +444,7 @@ async fn proxy(
         client_upgrade,
         added,
         reusable,
+        holds,
     };
     exchange.relay(answer, log)
 }
@@ -437,6 +459,8 @@ struct Exchange<'a> {
     added: Option<Vec<headers::AddedHeader>>,
     /// False when the upstream was asked to close the connection after this response.
     reusable: bool,
+    /// Places in `limit_conn` zones: they ride on the body, or on the tunnel until it closes.
+    holds: Option<ConnectionHolds>,
 }
 
 impl Exchange<'_> {
@@ -477,8 +501,12 @@ impl Exchange<'_> {
                 tls: answer.tls,
             });
             let timeouts = (read_timeout, self.route.settings.client_send_timeout);
-            let body = UpstreamBody::new(incoming, timeouts, keep_alive, guard);
-            return Ok(Response::from_parts(parts, body.into()));
+            let mut body: ResponseBody =
+                UpstreamBody::new(incoming, timeouts, keep_alive, guard).into();
+            if let Some(holds) = self.holds {
+                body.hold_until_end(holds);
+            }
+            return Ok(Response::from_parts(parts, body));
         }
         let Some(client_upgrade) = self.client_upgrade else {
             // A 101 nobody asked for cannot be relayed meaningfully.
@@ -495,6 +523,7 @@ impl Exchange<'_> {
             self.conn.tunnels.close.clone(),
             self.conn.tunnels.open.enter(),
         );
+        let holds = self.holds.map(Box::new);
         match client_upgrade {
             ClientSide::Http1(client) => tokio::spawn(upgrade::tunnel_task(
                 client,
@@ -503,14 +532,14 @@ impl Exchange<'_> {
                 read_timeout,
                 close,
                 guard,
-                upgrade::TunnelBook { open, log },
+                upgrade::TunnelBook { open, log, holds },
             )),
             ClientSide::Http2(websocket) => tokio::spawn(websocket.tunnel_task(
                 upstream_upgrade,
                 read_timeout,
                 close,
                 guard,
-                upgrade::TunnelBook { open, log },
+                upgrade::TunnelBook { open, log, holds },
             )),
         };
         let (parts, _) = response.into_parts();

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{self, Config, ConfigError, ConfigErrors, HeadRules};
+use crate::limits::{ZoneRegistry, Zones};
 use crate::peer::PeerRegistry;
 use crate::route::VirtualHosts;
 use crate::telemetry::access_log::Formats;
@@ -48,6 +49,8 @@ pub struct Snapshot {
     groups: HashMap<Arc<str>, Arc<Group>>,
     /// Groups whose health probes speak TLS (see [`Snapshot::check_tls`]).
     check_tls: HashMap<Arc<str>, Arc<TlsTarget>>,
+    /// The `limit_req_zone`s and `limit_conn_zone`s in force.
+    pub zones: Zones,
 }
 
 /// How client connections are served: the http-level settings a connection reads again for
@@ -86,15 +89,17 @@ impl Snapshot {
         registry: &PeerRegistry,
         generation: u64,
     ) -> Result<Snapshot, ConfigErrors> {
-        Snapshot::build_with(config, registry, &SessionStore::default(), generation)
+        let kept = (&SessionStore::default(), &ZoneRegistry::default());
+        Snapshot::build_with(config, registry, kept, generation)
     }
 
-    /// As [`Snapshot::build`], with TLS session caches and ticket keys from `sessions`, which
-    /// outlives snapshots like `registry`: clients resume their sessions across a reload.
+    /// As [`Snapshot::build`], with TLS session caches and ticket keys from `sessions` and
+    /// `limit_*_zone` state from `zones`, which outlive snapshots like `registry`: clients
+    /// resume their sessions, and keep their rate and connection counts, across a reload.
     pub fn build_with(
         config: &Config,
         registry: &PeerRegistry,
-        sessions: &SessionStore,
+        (sessions, zones): (&SessionStore, &ZoneRegistry),
         generation: u64,
     ) -> Result<Snapshot, ConfigErrors> {
         registry.forget_unused();
@@ -112,8 +117,10 @@ impl Snapshot {
             }
         }
         let formats = Formats::build(&config.http.log_formats, &vars, &mut errors);
+        let zones = Zones::build(&config.http, zones, &vars, &mut errors);
         let mut builder = ServerBuilder {
             vars: &vars,
+            zones: &zones,
             formats: &formats,
             registry,
             sessions,
@@ -148,6 +155,7 @@ impl Snapshot {
             servers,
             groups,
             check_tls,
+            zones,
         })
     }
 

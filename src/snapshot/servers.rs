@@ -10,6 +10,7 @@ use crate::config::{
     self, ConfigError, ConfigErrors, ErrorKind, Handler, LocationMatch, ProxySettings, ProxyTarget,
     Span, StatusPage,
 };
+use crate::limits::{Limits, Zones};
 use crate::peer::PeerRegistry;
 use crate::route::Locations;
 use crate::telemetry::access_log::{Formats, Logs};
@@ -49,6 +50,8 @@ pub struct Route {
     pub logs: Logs,
     /// `gzip`, compiled (None: off here).
     pub gzip: Option<crate::compress::Policy>,
+    /// `limit_req` and `limit_conn` in effect (None: the location has none).
+    pub limits: Option<Box<Limits>>,
 }
 
 /// What a route does.
@@ -171,6 +174,8 @@ impl VirtualServer {
 /// become implicit one-server groups, one per distinct address.
 pub(super) struct ServerBuilder<'a> {
     pub(super) vars: &'a Arc<Vars>,
+    /// The config's `limit_*_zone`s.
+    pub(super) zones: &'a Zones,
     /// The config's `log_format`s, compiled.
     pub(super) formats: &'a Formats,
     pub(super) registry: &'a PeerRegistry,
@@ -255,6 +260,7 @@ impl ServerBuilder<'_> {
         Route {
             gzip: crate::compress::Policy::new(&location.proxy.gzip),
             logs,
+            limits: self.zones.limits(&location.proxy.limits),
             action,
             settings: location.proxy.clone(),
             request_headers: HeaderPlan { set, sets_host },

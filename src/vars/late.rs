@@ -57,6 +57,10 @@ pub enum Late {
     UpstreamTries,
     /// `$sticky_status` (tether's own): none, new, hit or re-pinned.
     StickyStatus,
+    /// `$limit_req_status`: PASSED, DELAYED, REJECTED, DELAYED_DRY_RUN or REJECTED_DRY_RUN.
+    LimitReqStatus,
+    /// `$limit_conn_status`: PASSED, REJECTED or REJECTED_DRY_RUN.
+    LimitConnStatus,
     /// `$upstream_http_NAME`: a header of the upstream's response.
     UpstreamHttp(HeaderName),
     /// `$upstream_cookie_NAME`: a cookie the upstream's response sets.
@@ -119,6 +123,8 @@ impl Late {
             "upstream_group" => Late::UpstreamGroup,
             "upstream_tries" => Late::UpstreamTries,
             "sticky_status" => Late::StickyStatus,
+            "limit_req_status" => Late::LimitReqStatus,
+            "limit_conn_status" => Late::LimitConnStatus,
             _ => return None,
         })
     }

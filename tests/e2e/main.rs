@@ -25,6 +25,7 @@ mod listeners;
 mod long_poll;
 mod passive_health;
 mod paths;
+mod rate_limits;
 mod real_ip;
 mod real_ip_nginx;
 mod reload;

@@ -549,6 +549,33 @@ pub enum ErrorKind {
         /// The name as rendered.
         name: String,
     },
+    // limit_req / limit_conn (`lower::limits`)
+    /// A `limit_req_zone` or `limit_conn_zone` without its `zone=NAME:SIZE`.
+    #[error("\"{}\" must have \"zone\" parameter", shown(.directive))]
+    MissingZoneParameter {
+        /// Directive name.
+        directive: String,
+    },
+    /// A zone smaller than nginx allows (32k: eight pages).
+    #[error("zone \"{}\" is too small", shown(.name))]
+    ZoneTooSmall {
+        /// Zone name.
+        name: String,
+    },
+    /// Two zones of one kind with the same name.
+    #[error("duplicate zone \"{}\"", shown(.name))]
+    DuplicateZone {
+        /// Zone name.
+        name: String,
+    },
+    /// A `limit_req` or `limit_conn` naming a zone no `*_zone` directive declares.
+    #[error("unknown zone \"{}\" in \"{}\" directive", shown(.name), shown(.directive))]
+    UnknownZone {
+        /// Directive name.
+        directive: String,
+        /// Zone name.
+        name: String,
+    },
 }
 
 /// What a TLS file is meant to hold, as [`ErrorKind::TlsFile`] names it.

@@ -8,7 +8,6 @@
 
 use super::Lowering;
 use crate::config::ast::{Directive, Word};
-use crate::config::error::ErrorKind;
 use crate::config::model::{Gzip, GzipDisable, GzipHttpVersion, GzipProxied, GzipTypes};
 
 /// The `gzip*` settings written at one level; `None` means "inherit".
@@ -77,7 +76,10 @@ impl Lowering {
                     _ => None,
                 };
                 self.once(&mut layer.http_version, d, |cx| {
-                    version.or_else(|| cx.invalid_value(d, word))
+                    version.or_else(|| {
+                        cx.invalid_value(d, word);
+                        None
+                    })
                 });
             }
             "gzip_types" => {
@@ -117,7 +119,10 @@ impl Lowering {
             .parse::<u32>()
             .ok()
             .filter(|l| (1..=9).contains(l));
-        level.or_else(|| self.invalid_value(d, word))
+        level.or_else(|| {
+            self.invalid_value(d, word);
+            None
+        })
     }
 
     /// `gzip_proxied off | expired | no-cache | no-store | private | no_last_modified |
@@ -137,7 +142,7 @@ impl Lowering {
                 "no_etag" => &mut proxied.no_etag,
                 "auth" => &mut proxied.auth,
                 _ => {
-                    self.invalid_value::<()>(d, word);
+                    self.invalid_value(d, word);
                     valid = false;
                     continue;
                 }
@@ -145,16 +150,6 @@ impl Lowering {
             *flag = true;
         }
         valid.then_some(proxied)
-    }
-
-    /// Reports `word` as an invalid value of `d`; always None.
-    fn invalid_value<T>(&mut self, d: &Directive, word: &Word) -> Option<T> {
-        let kind = ErrorKind::InvalidValue {
-            directive: d.name().to_string(),
-            value: word.text.clone(),
-        };
-        self.error(&word.span, kind);
-        None
     }
 }
 

@@ -96,6 +96,8 @@ impl Lowering {
                 }
                 "sticky_secret" => self.once(&mut sticky_secret, d, |cx| cx.sticky_secret(d)),
                 "error_log" => http.error_log.extend(self.error_log(d)),
+                "limit_req_zone" => http.request_zones.extend(self.limit_req_zone(d)),
+                "limit_conn_zone" => http.connection_zones.extend(self.limit_conn_zone(d)),
                 _ => {
                     if !self.tls_setting(&mut tls, d) {
                         self.proxy_setting(&mut layer, d);
@@ -116,6 +118,7 @@ impl Lowering {
         share_proxy_protocol(&mut http.servers);
         self.check_default_servers(&http.servers);
         self.check_server_error_logs(&http.servers);
+        self.check_limit_zones(&http);
         http
     }
 

@@ -14,6 +14,7 @@ mod error_log;
 mod gzip;
 mod health_check;
 mod http;
+mod limits;
 mod location;
 mod logs;
 mod proxy;
@@ -236,6 +237,10 @@ mod upstream_tests;
 #[cfg(test)]
 #[path = "client_tests.rs"]
 mod client_tests;
+
+#[cfg(test)]
+#[path = "limits_tests.rs"]
+mod limits_tests;
 
 #[cfg(test)]
 #[path = "tls_tests.rs"]

@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::Lowering;
 use super::client::ClientLayer;
 use super::gzip::GzipLayer;
+use super::limits::LimitsLayer;
 use super::proxy_ssl::ProxySslLayer;
 use crate::config::ast::Directive;
 use crate::config::error::ErrorKind;
@@ -39,6 +40,7 @@ pub(super) struct ProxyLayer {
     pub(super) access_logs: Option<Arc<Vec<AccessLog>>>,
     client: ClientLayer,
     gzip: GzipLayer,
+    limits: LimitsLayer,
 }
 
 impl ProxyLayer {
@@ -63,6 +65,7 @@ impl ProxyLayer {
             access_logs: pick(&self.access_logs, &outer.access_logs),
             client: self.client.over(&outer.client),
             gzip: self.gzip.over(&outer.gzip),
+            limits: self.limits.over(&outer.limits),
         }
     }
 
@@ -90,6 +93,7 @@ impl ProxyLayer {
             access_logs: self.access_logs.unwrap_or(d.access_logs),
             client: self.client.resolve(),
             gzip: self.gzip.resolve(),
+            limits: self.limits.resolve(),
         }
     }
 }
@@ -167,7 +171,8 @@ impl Lowering {
             _ => {
                 return self.client_setting(&mut layer.client, d)
                     || self.proxy_ssl_setting(&mut layer.ssl, d)
-                    || self.gzip_setting(&mut layer.gzip, d);
+                    || self.gzip_setting(&mut layer.gzip, d)
+                    || self.limits_setting(&mut layer.limits, d);
             }
         }
         true

@@ -122,6 +122,15 @@ pub(crate) fn split_host_port(text: &str) -> Option<(&str, Option<&str>)> {
 }
 
 impl Lowering {
+    /// Reports `word` as an invalid value of `d`.
+    pub(super) fn invalid_value(&mut self, d: &Directive, word: &Word) {
+        let kind = ErrorKind::InvalidValue {
+            directive: d.name().to_string(),
+            value: word.text.clone(),
+        };
+        self.error(&word.span, kind);
+    }
+
     /// The word as a time, or an `invalid time` error.
     pub(super) fn time(&mut self, d: &Directive, word: &Word) -> Option<Duration> {
         let value = parse_time(&word.text);

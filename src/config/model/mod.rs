@@ -15,6 +15,7 @@
 mod client;
 mod error_log;
 mod gzip;
+mod limits;
 mod logs;
 mod proxy;
 mod server;
@@ -28,6 +29,9 @@ pub use super::source::Span;
 pub use client::{AccessRule, Cidr, ClientRules, Peers, RealIp, RealIpHeader};
 pub use error_log::{ErrorLevel, ErrorLogDestination, ErrorLogTarget};
 pub use gzip::{Gzip, GzipDisable, GzipHttpVersion, GzipProxied, GzipTypes};
+pub use limits::{
+    ConnectionLimit, ConnectionZoneSpec, LimitResponse, LimitRules, RequestLimit, RequestZoneSpec,
+};
 pub use logs::{AccessLog, LogEscape, LogFormat};
 pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};
 pub use server::{
@@ -153,6 +157,10 @@ pub struct Http {
     /// `error_log` at http level, in file order: where the events of requests, upstreams and
     /// listeners go (empty: the main level's).
     pub error_log: Vec<ErrorLogTarget>,
+    /// `limit_req_zone`s, in file order; names are unique.
+    pub request_zones: Vec<RequestZoneSpec>,
+    /// `limit_conn_zone`s, in file order; names are unique.
+    pub connection_zones: Vec<ConnectionZoneSpec>,
 }
 
 /// The limits and rules an HTTP/1 request head is read with.

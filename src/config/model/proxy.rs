@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ClientRules, Span, TlsVersion};
+use super::{ClientRules, LimitRules, Span, TlsVersion};
 
 /// Effective `proxy_*` and related settings of a location.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +46,8 @@ pub struct ProxySettings {
     pub client: ClientRules,
     /// `gzip` and its tuning directives.
     pub gzip: super::Gzip,
+    /// `limit_req` and `limit_conn` in force here.
+    pub limits: LimitRules,
 }
 
 /// The `proxy_ssl_*` settings of a location, nginx's defaults where unset. Files are named,
@@ -183,6 +185,7 @@ impl Default for ProxySettings {
             access_logs: Arc::default(),
             client: ClientRules::default(),
             gzip: super::Gzip::default(),
+            limits: LimitRules::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ use tokio::time::Sleep;
 
 use super::BodyError;
 use crate::compress::{self, Encoder};
+use crate::limits::ConnectionHolds;
 use crate::peer::ActiveGuard;
 use crate::proxy::pool::Pooled;
 use crate::telemetry::access_log::Record;
@@ -134,6 +135,8 @@ pin_project! {
         // Boxed: the deflate state is large, and most responses are not compressed.
         encoder: Option<Box<Encoder>>,
         log: Option<LogOnEnd>,
+        // `limit_conn` places, given back when the body is dropped (after its end, or cut off).
+        holds: Option<ConnectionHolds>,
     }
 }
 
@@ -171,6 +174,7 @@ impl ResponseBody {
             },
             encoder: None,
             log: None,
+            holds: None,
         }
     }
 
@@ -180,6 +184,7 @@ impl ResponseBody {
             kind: Kind::Full { data: None },
             encoder: None,
             log: None,
+            holds: None,
         }
     }
 
@@ -190,6 +195,11 @@ impl ResponseBody {
             Kind::Upstream { body } => Some(body.send_timeout),
             Kind::Full { .. } => None,
         }
+    }
+
+    /// Holds the request's `limit_conn` places until the body is dropped.
+    pub fn hold_until_end(&mut self, holds: ConnectionHolds) {
+        self.holds = Some(holds);
     }
 
     /// Carries `record` until the body ends or is dropped, counting the bytes sent.
@@ -209,6 +219,7 @@ impl From<UpstreamBody> for ResponseBody {
             kind: Kind::Upstream { body },
             encoder: None,
             log: None,
+            holds: None,
         }
     }
 }

@@ -81,6 +81,8 @@ struct Known {
     request_length: u64,
     group: Option<Arc<str>>,
     sticky: &'static str,
+    /// `$limit_req_status` and `$limit_conn_status`.
+    limits: (&'static str, &'static str),
     tries: Vec<Try>,
 }
 
@@ -145,6 +147,11 @@ impl Record {
     /// The group the request is proxied to (`$upstream_group`).
     pub fn set_group(&mut self, name: &Arc<str>) {
         self.known.group = Some(name.clone());
+    }
+
+    /// What `limit_req` and `limit_conn` decided (`$limit_req_status`, `$limit_conn_status`).
+    pub fn set_limit_statuses(&mut self, requests: &'static str, connections: &'static str) {
+        self.known.limits = (requests, connections);
     }
 
     /// A try on a server begins (`sticky`: how stickiness came out for it).
@@ -351,6 +358,8 @@ impl ResponseFacts for Facts<'_> {
                 let _ = write!(out, "{}", known.tries().count());
             }
             Late::StickyStatus => out.push_str(known.sticky),
+            Late::LimitReqStatus => out.push_str(known.limits.0),
+            Late::LimitConnStatus => out.push_str(known.limits.1),
             Late::UpstreamHttp(name) | Late::SentHttp(name) => {
                 if let Some(headers) = self.headers {
                     for (index, value) in headers.get_all(name).iter().enumerate() {

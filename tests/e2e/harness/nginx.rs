@@ -49,6 +49,16 @@ impl Nginx {
         locations: &str,
         backends: &[(&str, SocketAddr)],
     ) -> Option<Nginx> {
+        Nginx::start_http("", upstream, locations, backends).await
+    }
+
+    /// As [`Nginx::start_with`], with `http_level` directives (zones, maps) in the http block.
+    pub async fn start_http(
+        http_level: &str,
+        upstream: &str,
+        locations: &str,
+        backends: &[(&str, SocketAddr)],
+    ) -> Option<Nginx> {
         let binary = installed()?;
         let dir = tempfile::tempdir().expect("a temporary directory for nginx");
         let addr = free_addr();
@@ -56,7 +66,12 @@ impl Nginx {
         for (name, backend) in backends {
             upstream = upstream.replace(&format!("{{{name}}}"), &backend.to_string());
         }
-        let conf = config(dir.path(), addr, &upstream, locations);
+        let conf = config(
+            dir.path(),
+            addr,
+            &format!("{http_level}\n    upstream u {{ {upstream} }}"),
+            locations,
+        );
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");
         // nginx opens its compiled-in error log before it reads `error_log`; where that is not
@@ -125,8 +140,9 @@ fn temp_paths(dir: &Path) -> String {
         .join(" ")
 }
 
-/// The whole nginx.conf: one process in the foreground, every file inside `dir`.
-fn config(dir: &Path, listen: SocketAddr, upstream: &str, locations: &str) -> String {
+/// The whole nginx.conf: one process in the foreground, every file inside `dir`; `http_level`
+/// holds the upstream block and anything else the http block needs.
+fn config(dir: &Path, listen: SocketAddr, http_level: &str, locations: &str) -> String {
     let temp_paths = temp_paths(dir);
     let dir = dir.display();
     format!(
@@ -140,7 +156,7 @@ http {{
     access_log off;
     {temp_paths}
     keepalive_requests 100000;
-    upstream u {{ {upstream} }}
+    {http_level}
     server {{
         listen {listen};
         {locations}
