@@ -14,7 +14,9 @@ pub mod forward;
 pub mod headers;
 pub mod health;
 pub mod pool;
+pub mod reply_headers;
 mod seen;
+pub mod spelling;
 pub mod tunnel;
 pub mod upgrade;
 
@@ -122,7 +124,9 @@ pub async fn serve(
     conn: Arc<ConnInfo>,
     snapshot: Arc<Snapshot>,
 ) -> Response<ResponseBody> {
-    handle(request, client_upgrade, &conn, &snapshot).await
+    let mut response = handle(request, client_upgrade, &conn, &snapshot).await;
+    reply_headers::default_server(response.headers_mut());
+    response
 }
 
 /// Answers one request against one snapshot.
@@ -191,13 +195,15 @@ async fn handle(
     let mut client = found.unwrap_or(conn.client);
     let mut info = request_info(&request, conn, client, server, "", normalised);
     if let Some(r) = &server.return_ {
-        return answer_return(r, snapshot, &info);
+        let response = answer_return(r, snapshot, &info);
+        return server_answer(response, server, snapshot, &info);
     }
     let Some(route) = server.route(info.path) else {
-        if !server.client.admits(client.ip()) {
-            return error::error_page(StatusCode::FORBIDDEN);
-        }
-        return error::error_page(StatusCode::NOT_FOUND);
+        let status = match server.client.admits(client.ip()) {
+            true => StatusCode::NOT_FOUND,
+            false => StatusCode::FORBIDDEN,
+        };
+        return server_answer(error::error_page(status), server, snapshot, &info);
     };
     // A location's `return` acts in the rewrite phase, before its realip and access: it (and
     // its log line) sees the address the server's rules found.
@@ -213,11 +219,25 @@ async fn handle(
     }
     // Nothing at all for a location without `access_log`.
     let mut log = route.logs.begin(&snapshot.vars, &info);
+    // `add_header` values, rendered against the request as nginx does, for whichever
+    // response the location ends up sending.
+    let added = render_added(&route.response_headers, snapshot, &info);
+    let added = added.as_deref();
+    let own = |mut response: Response<ResponseBody>| {
+        let status = response.status();
+        add_response_headers(response.headers_mut(), status, added);
+        response
+    };
     let mut response = match &route.action {
-        Action::Return(r) => answer_return(r, snapshot, &info),
-        _ if !rules.admits(client.ip()) => error::error_page(StatusCode::FORBIDDEN),
-        Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
-        Action::Status(page) => seen::status_page(*page, &request, snapshot, &conn.telemetry),
+        Action::Return(r) => own(answer_return(r, snapshot, &info)),
+        _ if !rules.admits(client.ip()) => own(error::error_page(StatusCode::FORBIDDEN)),
+        Action::NotFound => own(error::error_page(StatusCode::NOT_FOUND)),
+        Action::Status(page) => own(seen::status_page(
+            *page,
+            &request,
+            snapshot,
+            &conn.telemetry,
+        )),
         Action::Proxy(action) => {
             let mut cx = RequestContext::new(&request, client.ip(), &server.name, normalised.host);
             cx.upstream_tls(action.tls.is_some());
@@ -226,6 +246,7 @@ async fn handle(
                 route,
                 action,
                 cx: &cx,
+                added,
             };
             let from = (conn, client);
             let exchange = proxy(
@@ -241,11 +262,13 @@ async fn handle(
                 Ok(response) => response,
                 Err(error) => {
                     context::log_final(&cx, &error);
-                    error.into_response()
+                    own(error.into_response())
                 }
             }
         }
     };
+    let status = response.status();
+    reply_headers::finish(response.headers_mut(), status, &route.reply);
     // A tunnel took the lines with it; otherwise they ride on the body to its end.
     if let Some(mut log) = log {
         log.head(
@@ -277,6 +300,8 @@ struct Routed<'a> {
     action: &'a ProxyAction,
     /// What an error line says about the request (read only when an event fires).
     cx: &'a RequestContext<'a>,
+    /// `add_header` values, rendered (None: the location has none).
+    added: Option<&'a [headers::AddedHeader]>,
 }
 
 /// Forwards a routed request; `from` is its connection and its client's real address.
@@ -295,6 +320,7 @@ async fn proxy(
         route,
         action,
         cx,
+        added,
     } = routed;
     let limit = route.settings.client_max_body_size;
     if limit > 0 && declared_length(&request).is_some_and(|len| len > limit) {
@@ -325,7 +351,7 @@ async fn proxy(
     // Read what the group chooses by and render every template against the request as the
     // client sent it, then rewrite.
     let proxy_host_text = proxy_host.to_str().unwrap_or("");
-    let (affinity, rendered, added, tls) = {
+    let (affinity, rendered, reply_rendered, tls) = {
         // The choice has always seen `$proxy_host` empty: keys placed by it stay where they are.
         let mut info = request_info(&request, conn, client, server, "", normalised);
         let affinity = group.affinity(&info, &snapshot.vars);
@@ -348,15 +374,10 @@ async fn proxy(
             &info,
             &mut scratch,
         );
-        let added = (!route.response_headers.is_empty()).then(|| {
-            headers::render_response_headers(
-                &route.response_headers,
-                &snapshot.vars,
-                &info,
-                &mut scratch,
-            )
-        });
-        (affinity, rendered, added, tls)
+        // Most locations' `proxy_redirect`/`proxy_cookie_*` rules are literal: nothing here.
+        let reply_rendered =
+            crate::snapshot::reply_headers::render(&route.reply.templates, &snapshot.vars, &info);
+        (affinity, rendered, reply_rendered, tls)
     };
     let (mut parts, mut body) = request.into_parts();
     body.set_idle_timeout(route.settings.client_body_timeout);
@@ -410,6 +431,12 @@ async fn proxy(
         conn,
         client_upgrade,
         added,
+        reply_rendered,
+        host: if normalised.host.is_empty() {
+            &server.name
+        } else {
+            normalised.host
+        },
         reusable,
     };
     exchange.relay(answer, log)
@@ -422,7 +449,11 @@ struct Exchange<'a> {
     /// The client's side of an upgrade it asked for.
     client_upgrade: Option<ClientSide>,
     /// `add_header` values, rendered against the request.
-    added: Option<Vec<headers::AddedHeader>>,
+    added: Option<&'a [headers::AddedHeader]>,
+    /// The location's `proxy_redirect`/`proxy_cookie_*` templates, rendered.
+    reply_rendered: crate::snapshot::reply_headers::Rendered,
+    /// The request's host: what a rewritten relative redirect is made absolute with.
+    host: &'a str,
     /// False when the upstream was asked to close the connection after this response.
     reusable: bool,
 }
@@ -449,15 +480,27 @@ impl Exchange<'_> {
         if let Some(transport) = seen::transport_of(&parts, switching, &self.client_upgrade) {
             guard.mark(transport);
         }
-        let keeps_upgrade = switching && matches!(self.client_upgrade, Some(ClientSide::Http1(_)));
-        headers::rewrite_response(&mut parts.headers, keeps_upgrade);
+        let role = match (&self.client_upgrade, switching) {
+            (_, false) => headers::UpgradeRole::None,
+            (Some(ClientSide::Http1(_)), true) => headers::UpgradeRole::Http1Tunnel,
+            (_, true) => headers::UpgradeRole::Http2Tunnel,
+        };
+        let reply = &self.route.reply;
+        headers::rewrite_response(&mut parts.headers, role, reply.passed);
+        for name in &reply.hidden {
+            parts.headers.remove(name);
+        }
+        let origin = reply_headers::Origin {
+            scheme: self.conn.scheme,
+            host: self.host,
+            port: self.conn.local.port(),
+        };
+        reply_headers::rewrite_upstream(&mut parts.headers, reply, &self.reply_rendered, origin);
         // A 101 included: the group said whether this answer pins the client.
         if let Some(value) = answer.set_cookie.as_ref().and_then(SetCookie::value) {
             parts.headers.append(header::SET_COOKIE, value);
         }
-        if let Some(added) = self.added {
-            add_response_headers(&mut parts.headers, parts.status, added);
-        }
+        add_response_headers(&mut parts.headers, parts.status, self.added);
         let read_timeout = self.route.settings.read_timeout;
         if !switching {
             let keep_alive = self.reusable.then_some(pool::Pooled {
@@ -546,21 +589,45 @@ fn answer_return(
     response
 }
 
-/// nginx adds `add_header` values to 2xx/3xx responses only, unless `always`.
+/// nginx adds `add_header` values to 2xx/3xx responses only, unless `always` — tether's own
+/// answers (`return`, error pages) as well as proxied ones.
 fn add_response_headers(
     headers: &mut http::HeaderMap,
     status: StatusCode,
-    added: Vec<headers::AddedHeader>,
+    added: Option<&[headers::AddedHeader]>,
 ) {
-    let eligible = matches!(
-        status.as_u16(),
-        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
-    );
-    for header in added {
+    let eligible = reply_headers::is_eligible(status);
+    for header in added.unwrap_or_default() {
         if eligible || header.always {
-            headers.append(header.name, header.value);
+            headers.append(header.name.clone(), header.value.clone());
         }
     }
+}
+
+/// The location's `add_header` values rendered against the request (None: it has none).
+fn render_added(
+    adds: &[crate::snapshot::AddHeader],
+    snapshot: &Snapshot,
+    info: &RequestInfo,
+) -> Option<Vec<headers::AddedHeader>> {
+    (!adds.is_empty()).then(|| {
+        headers::render_response_headers(adds, &snapshot.vars, info, &mut String::new())
+    })
+}
+
+/// A server's own answer made before any location was chosen (its `return`, or no location
+/// matching): the server level's `add_header`, `expires` and `server_tokens`.
+fn server_answer(
+    mut response: Response<ResponseBody>,
+    server: &VirtualServer,
+    snapshot: &Snapshot,
+    info: &RequestInfo,
+) -> Response<ResponseBody> {
+    let added = render_added(&server.response_headers, snapshot, info);
+    let status = response.status();
+    add_response_headers(response.headers_mut(), status, added.as_deref());
+    reply_headers::finish(response.headers_mut(), status, &server.reply);
+    response
 }
 
 /// The URI sent upstream, by nginx's rule (see [`UriRewrite`]). `normalised` is the

@@ -11,6 +11,7 @@
 mod client;
 mod directives;
 mod error_log;
+mod headers;
 mod health_check;
 mod http;
 mod location;
@@ -226,6 +227,8 @@ mod tests;
 #[cfg(test)]
 #[path = "error_tests.rs"]
 mod error_tests;
+#[cfg(test)]
+mod headers_tests;
 
 #[cfg(test)]
 #[path = "upstream_tests.rs"]

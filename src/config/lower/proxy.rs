@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::Lowering;
 use super::client::ClientLayer;
+use super::headers::ResponseLayer;
 use super::proxy_ssl::ProxySslLayer;
 use crate::config::ast::Directive;
 use crate::config::error::ErrorKind;
@@ -37,6 +38,7 @@ pub(super) struct ProxyLayer {
     /// `access_log`s written at this level (`off` leaves it empty but set).
     pub(super) access_logs: Option<Arc<Vec<AccessLog>>>,
     client: ClientLayer,
+    response: ResponseLayer,
 }
 
 impl ProxyLayer {
@@ -60,6 +62,7 @@ impl ProxyLayer {
             ssl: self.ssl.over(&outer.ssl),
             access_logs: pick(&self.access_logs, &outer.access_logs),
             client: self.client.over(&outer.client),
+            response: self.response.over(&outer.response),
         }
     }
 
@@ -86,6 +89,7 @@ impl ProxyLayer {
             ssl: self.ssl.resolve(),
             access_logs: self.access_logs.unwrap_or(d.access_logs),
             client: self.client.resolve(),
+            response: self.response.resolve(),
         }
     }
 }
@@ -170,7 +174,8 @@ impl Lowering {
             }
             _ => {
                 return self.client_setting(&mut layer.client, d)
-                    || self.proxy_ssl_setting(&mut layer.ssl, d);
+                    || self.proxy_ssl_setting(&mut layer.ssl, d)
+                    || self.response_setting(&mut layer.response, d);
             }
         }
         true

@@ -14,6 +14,7 @@
 
 mod client;
 mod error_log;
+mod headers;
 mod logs;
 mod proxy;
 mod server;
@@ -26,6 +27,10 @@ use std::time::Duration;
 pub use super::source::Span;
 pub use client::{AccessRule, Cidr, ClientRules, Peers, RealIp, RealIpHeader};
 pub use error_log::{ErrorLevel, ErrorLogDestination, ErrorLogTarget};
+pub use headers::{
+    CookieFlag, CookieFlags, Expires, Pattern, Redirect, ResponseRules, Rewrite, SameSiteValue,
+    ServerTokens,
+};
 pub use logs::{AccessLog, LogEscape, LogFormat};
 pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};
 pub use server::{

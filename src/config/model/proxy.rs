@@ -44,6 +44,9 @@ pub struct ProxySettings {
     pub access_logs: Arc<Vec<super::AccessLog>>,
     /// The realip settings and `allow`/`deny` rules in force here.
     pub client: ClientRules,
+    /// What happens to response headers (`proxy_hide_header`, `expires`, `proxy_redirect`,
+    /// `proxy_cookie_*`, `server_tokens`, ...).
+    pub response: super::ResponseRules,
 }
 
 /// The `proxy_ssl_*` settings of a location, nginx's defaults where unset. Files are named,
@@ -180,6 +183,7 @@ impl Default for ProxySettings {
             ssl: UpstreamSsl::default(),
             access_logs: Arc::default(),
             client: ClientRules::default(),
+            response: super::ResponseRules::default(),
         }
     }
 }
