@@ -207,15 +207,39 @@ pub enum UpgradeRole {
 
 /// Cleans an upstream response's headers for the client: hop-by-hop headers out, and nginx's
 /// default hidden ones unless `passed` (bits of [`HIDDEN_BY_DEFAULT`](crate::snapshot::reply_headers::HIDDEN_BY_DEFAULT)) lets them through.
-pub fn rewrite_response(headers: &mut HeaderMap, upgrade: UpgradeRole, passed: u8) {
+/// Returns which of `Location`, `Refresh`, `Set-Cookie` it has (bits of [`Rewritable`]),
+/// seen in the same pass, so rules for them look only when there is something to rewrite.
+pub fn rewrite_response(headers: &mut HeaderMap, upgrade: UpgradeRole, passed: u8) -> u8 {
     let mut candidates = (1u16 << STRIPPED.len()) - 1;
     candidates &= !(u16::from(passed) << HOP_BY_HOP);
     if upgrade != UpgradeRole::Http2Tunnel {
         candidates &= !UPGRADE_BIT;
     }
-    strip(headers, candidates);
+    let rewritable = strip(headers, candidates);
     if upgrade == UpgradeRole::Http1Tunnel && headers.contains_key(header::UPGRADE) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    rewritable
+}
+
+/// Bits of the headers `proxy_redirect` and `proxy_cookie_*` rewrite.
+pub struct Rewritable;
+
+impl Rewritable {
+    /// `Location`.
+    pub const LOCATION: u8 = 1;
+    /// `Refresh`.
+    pub const REFRESH: u8 = 2;
+    /// `Set-Cookie`.
+    pub const SET_COOKIE: u8 = 4;
+
+    fn of(name: &HeaderName) -> u8 {
+        match name.as_str() {
+            "location" => Rewritable::LOCATION,
+            "refresh" => Rewritable::REFRESH,
+            "set-cookie" => Rewritable::SET_COOKIE,
+            _ => 0,
+        }
     }
 }
 
@@ -223,11 +247,14 @@ pub fn rewrite_response(headers: &mut HeaderMap, upgrade: UpgradeRole, passed: u
 /// `Connection` is among them, every header it names. One pass over the few headers present
 /// finds what to remove, so the common message pays one removal per header it actually has,
 /// not a hash lookup per name it might.
-fn strip(headers: &mut HeaderMap, candidates: u16) {
+/// Returns the [`Rewritable`] bits of the headers left.
+fn strip(headers: &mut HeaderMap, candidates: u16) -> u8 {
     let mut present = 0u16;
+    let mut rewritable = 0u8;
     for name in headers.keys() {
-        if let Some(index) = stripped_index(name) {
-            present |= (1 << index) & candidates;
+        match stripped_index(name) {
+            Some(index) => present |= (1 << index) & candidates,
+            None => rewritable |= Rewritable::of(name),
         }
     }
     if present & 1 != 0 {
@@ -238,6 +265,7 @@ fn strip(headers: &mut HeaderMap, candidates: u16) {
             headers.remove(name);
         }
     }
+    rewritable
 }
 
 /// Removes the headers a `Connection` header lists (`Connection: x-debug` makes `X-Debug` a

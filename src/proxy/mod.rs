@@ -124,9 +124,7 @@ pub async fn serve(
     conn: Arc<ConnInfo>,
     snapshot: Arc<Snapshot>,
 ) -> Response<ResponseBody> {
-    let mut response = handle(request, client_upgrade, &conn, &snapshot).await;
-    reply_headers::default_server(response.headers_mut());
-    response
+    handle(request, client_upgrade, &conn, &snapshot).await
 }
 
 /// Answers one request against one snapshot.
@@ -486,7 +484,7 @@ impl Exchange<'_> {
             (_, true) => headers::UpgradeRole::Http2Tunnel,
         };
         let reply = &self.route.reply;
-        headers::rewrite_response(&mut parts.headers, role, reply.passed);
+        let rewritable = headers::rewrite_response(&mut parts.headers, role, reply.passed);
         for name in &reply.hidden {
             parts.headers.remove(name);
         }
@@ -495,7 +493,8 @@ impl Exchange<'_> {
             host: self.host,
             port: self.conn.local.port(),
         };
-        reply_headers::rewrite_upstream(&mut parts.headers, reply, &self.reply_rendered, origin);
+        let rendered = &self.reply_rendered;
+        reply_headers::rewrite_upstream(&mut parts.headers, reply, rendered, origin, rewritable);
         // A 101 included: the group said whether this answer pins the client.
         if let Some(value) = answer.set_cookie.as_ref().and_then(SetCookie::value) {
             parts.headers.append(header::SET_COOKIE, value);
@@ -508,7 +507,8 @@ impl Exchange<'_> {
                 tls: answer.tls,
             });
             let timeouts = (read_timeout, self.route.settings.client_send_timeout);
-            let body = UpstreamBody::new(incoming, timeouts, keep_alive, guard);
+            let body = UpstreamBody::new(incoming, timeouts, keep_alive, guard)
+                .with_spellings(answer.spellings);
             return Ok(Response::from_parts(parts, body.into()));
         }
         let Some(client_upgrade) = self.client_upgrade else {
@@ -610,9 +610,8 @@ fn render_added(
     snapshot: &Snapshot,
     info: &RequestInfo,
 ) -> Option<Vec<headers::AddedHeader>> {
-    (!adds.is_empty()).then(|| {
-        headers::render_response_headers(adds, &snapshot.vars, info, &mut String::new())
-    })
+    (!adds.is_empty())
+        .then(|| headers::render_response_headers(adds, &snapshot.vars, info, &mut String::new()))
 }
 
 /// A server's own answer made before any location was chosen (its `return`, or no location

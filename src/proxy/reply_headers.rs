@@ -8,10 +8,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::{self, HeaderMap, HeaderValue};
 use http::StatusCode;
+use http::header::{self, HeaderMap, HeaderValue};
 
 use crate::config::{CookieFlag, Expires, SameSiteValue};
+use crate::proxy::headers::Rewritable;
 use crate::snapshot::reply_headers::{
     FlagRule, Matcher, Rendered, ReplyPlan, Segment, TextRewrite,
 };
@@ -34,8 +35,9 @@ pub fn rewrite_upstream(
     plan: &ReplyPlan,
     rendered: &Rendered,
     origin: Origin<'_>,
+    present: u8,
 ) {
-    if !plan.redirects.is_empty() {
+    if !plan.redirects.is_empty() && present & (Rewritable::LOCATION | Rewritable::REFRESH) != 0 {
         if let Some(location) = headers.get(header::LOCATION)
             && let Some(text) = rewritten(location, 0, &plan.redirects, rendered)
         {
@@ -55,7 +57,7 @@ pub fn rewrite_upstream(
     let cookies = !plan.cookie_domains.is_empty()
         || !plan.cookie_paths.is_empty()
         || !plan.cookie_flags.is_empty();
-    if cookies && headers.contains_key(header::SET_COOKIE) {
+    if cookies && present & Rewritable::SET_COOKIE != 0 {
         let values: Vec<HeaderValue> = headers
             .get_all(header::SET_COOKIE)
             .iter()
@@ -76,18 +78,22 @@ pub fn is_eligible(status: StatusCode) -> bool {
     )
 }
 
-/// What every response of a location gets last: `expires` (2xx/3xx only) and `Server`
-/// (unless the upstream's was let through by `proxy_pass_header Server`).
+/// What every response of a location gets last: `expires` (2xx/3xx only) and, with
+/// `server_tokens off`, `Server: tether` (unless the upstream's was let through by
+/// `proxy_pass_header Server`). The default `Server` is written by the HTTP/1 writer, and
+/// for HTTP/2 by [`default_server`], so the common case costs no header map work here.
 pub fn finish(headers: &mut HeaderMap, status: StatusCode, plan: &ReplyPlan) {
     if plan.expires != Expires::Off && is_eligible(status) {
         set_expires(headers, plan.expires, SystemTime::now());
     }
-    if !headers.contains_key(header::SERVER) {
-        headers.insert(header::SERVER, plan.server.clone());
+    if let Some(server) = &plan.server
+        && !headers.contains_key(header::SERVER)
+    {
+        headers.insert(header::SERVER, server.clone());
     }
 }
 
-/// `Server` for a response no location answered (nginx's default, `server_tokens on`).
+/// `Server` for a response that has none (nginx's default, `server_tokens on`).
 pub fn default_server(headers: &mut HeaderMap) {
     if !headers.contains_key(header::SERVER) {
         let tokens = crate::config::ServerTokens::On;
@@ -184,7 +190,11 @@ fn find_url(value: &[u8]) -> Option<usize> {
 }
 
 /// One `Set-Cookie` value rewritten (None: nothing changed).
-fn rewrite_cookie(value: &HeaderValue, plan: &ReplyPlan, rendered: &Rendered) -> Option<HeaderValue> {
+fn rewrite_cookie(
+    value: &HeaderValue,
+    plan: &ReplyPlan,
+    rendered: &Rendered,
+) -> Option<HeaderValue> {
     let text = value.to_str().ok()?;
     let mut parts: Vec<String> = text.split(';').map(str::to_string).collect();
     let mut changed = false;
@@ -205,7 +215,10 @@ fn rewrite_cookie(value: &HeaderValue, plan: &ReplyPlan, rendered: &Rendered) ->
             Some(bare) if whole => (".", bare),
             _ => ("", attr),
         };
-        if let Some(new) = rules.iter().find_map(|rule| apply(rule, bare, rendered, whole)) {
+        if let Some(new) = rules
+            .iter()
+            .find_map(|rule| apply(rule, bare, rendered, whole))
+        {
             *part = format!("{name}={dot}{new}");
             changed = true;
         }
@@ -278,7 +291,9 @@ fn edit_flag(parts: &mut Vec<String>, flag: CookieFlag) -> bool {
 
 /// nginx's `expires` at `now`: `Expires` and `Cache-Control`, replacing the upstream's.
 fn set_expires(headers: &mut HeaderMap, expires: Expires, now: SystemTime) {
-    let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let now_secs = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let (at, control): (i64, String) = match expires {
         Expires::Off => return,
         Expires::Epoch => (1, "no-cache".into()),
@@ -290,7 +305,9 @@ fn set_expires(headers: &mut HeaderMap, expires: Expires, now: SystemTime) {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| httpdate::parse_http_date(v).ok());
                 match last {
-                    Some(last) => last.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64),
+                    Some(last) => last
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64),
                     None => return,
                 }
             } else {

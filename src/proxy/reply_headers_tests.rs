@@ -54,7 +54,7 @@ fn rewritten(plan: &ReplyPlan, pairs: &[(&str, &str)]) -> HeaderMap {
             HeaderValue::from_str(value).unwrap(),
         );
     }
-    rewrite_upstream(&mut headers, plan, &Rendered::default(), ORIGIN);
+    rewrite_upstream(&mut headers, plan, &Rendered::default(), ORIGIN, u8::MAX);
     headers
 }
 
@@ -112,11 +112,18 @@ fn cookie_domain_path_and_flags_edit_each_set_cookie() {
     let h = rewritten(
         &plan,
         &[
-            ("set-cookie", "sid=1; Domain=.Internal.Local; Path=/app/x; HttpOnly"),
+            (
+                "set-cookie",
+                "sid=1; Domain=.Internal.Local; Path=/app/x; HttpOnly",
+            ),
             ("set-cookie", "other=2; path=/app/; domain=elsewhere"),
         ],
     );
-    let all: Vec<&str> = h.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    let all: Vec<&str> = h
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
     assert_eq!(
         all,
         [
@@ -140,7 +147,8 @@ fn expires_follows_nginx() {
         set_expires(&mut h, expires, at);
         (
             h.get("expires").map(|v| v.to_str().unwrap().to_string()),
-            h.get("cache-control").map(|v| v.to_str().unwrap().to_string()),
+            h.get("cache-control")
+                .map(|v| v.to_str().unwrap().to_string()),
         )
     };
     let one_hour = Expires::After {

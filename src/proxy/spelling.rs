@@ -3,13 +3,14 @@
 //! clients and scripts that compare names case-sensitively depend on it. hyper's own
 //! `preserve_header_case` keeps the spellings in an extension type it does not export, so
 //! they are taken here instead: [`HeadTap`] sits under hyper on each upstream connection and,
-//! once [`Sender::try_send_request`] arms it, copies the names of the next final response
-//! head it reads (1xx heads skipped) into [`Spellings`], which travel to the client's writer
-//! in the response's extensions (`server::http1::write` uses them; HTTP/2 clients get
+//! once [`Sender::try_send_request`] arms it, copies the header lines of the next final
+//! response head it reads (1xx heads skipped) into [`Spellings`], which ride on the response
+//! body to the client's writer (`server::http1::write` uses them; HTTP/2 clients get
 //! lowercase names, as that protocol requires).
 //!
-//! Costs: one search for the head's end in the bytes read while armed, one `httparse` pass
-//! over the head, one allocation for the names. Must not import the server side.
+//! Costs: one vectorised walk over the head's `:` and line ends in the bytes read while
+//! armed, its names copied into one allocation, and the writer's lookups, mostly one compare
+//! each (names arrive in wire order). Must not import the server side.
 
 use std::io;
 use std::pin::Pin;
@@ -17,7 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -25,9 +25,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::proxy::body::request::RequestBody;
 
-/// The names of one response head, in wire order, as written: `Name:` after `Name:`.
+/// The header names of one response head as the upstream spelled them, in wire order, each
+/// followed by `:`.
 #[derive(Clone, Debug)]
-pub struct Spellings(Bytes);
+pub struct Spellings(Box<[u8]>);
 
 impl Spellings {
     /// The spellings, read in order by a [`Speller`].
@@ -45,13 +46,14 @@ impl Spellings {
             joined.extend_from_slice(name.as_bytes());
             joined.push(b':');
         }
-        Spellings(joined.into())
+        Spellings(joined.into_boxed_slice())
     }
 }
 
 /// Finds the spelling of each name a writer meets. Names usually come in wire order (hyper
-/// fills the map as it parses), so the next spelling is tried first, then the ones after it
-/// (headers the proxy removed are skipped), then all of them.
+/// fills the map as it parses), so the name at the cursor is tried first, then the ones after
+/// it (headers the proxy removed are skipped), then all of them. A name is rejected on its
+/// length (no `:` right after) before any byte is compared.
 pub struct Speller<'a> {
     names: &'a [u8],
     cursor: usize,
@@ -67,18 +69,64 @@ impl<'a> Speller<'a> {
     }
 }
 
-/// Where `name` starts among the `:`-ended names of `names` from offset `from` (a name's
-/// start), compared without case.
+/// Where `name` starts among the `:`-ended names of `names`, looking from offset `from` (the
+/// start of a name).
 fn find_from(names: &[u8], mut from: usize, name: &str) -> Option<usize> {
     let name = name.as_bytes();
     while from < names.len() {
-        let end = memchr::memchr(b':', &names[from..]).map_or(names.len(), |at| from + at);
-        if names[from..end].eq_ignore_ascii_case(name) {
+        if names.get(from + name.len()) == Some(&b':')
+            && names[from..from + name.len()].eq_ignore_ascii_case(name)
+        {
             return Some(from);
         }
-        from = end + 1;
+        from += memchr::memchr(b':', &names[from..]).map_or(names.len(), |at| at + 1);
     }
     None
+}
+
+/// What one scan of a head found.
+enum Scan {
+    /// The head is not all here yet.
+    Partial,
+    /// The head ends at this offset (after its empty line); its names, each ended by `:`.
+    Whole { end: usize, names: Box<[u8]> },
+}
+
+/// Scans the head at the start of `bytes` in one vectorised walk over its `:` and line ends:
+/// where it ends, and its names. A line's first `:` ends its name; the head ends at the first
+/// line that is empty.
+fn scan(bytes: &[u8]) -> Scan {
+    let Some(status_end) = memchr::memchr(b'\n', bytes) else {
+        return Scan::Partial;
+    };
+    let mut names = Vec::with_capacity(256);
+    let mut line_start = status_end + 1;
+    let mut named = false;
+    if bytes[line_start..].starts_with(b"\r\n") {
+        return Scan::Whole {
+            end: line_start + 2,
+            names: Box::default(),
+        };
+    }
+    let first = line_start;
+    for at in memchr::memchr2_iter(b':', b'\n', &bytes[first..]).map(|at| at + first) {
+        if bytes[at] == b':' {
+            if !named {
+                names.extend_from_slice(&bytes[line_start..=at]);
+                named = true;
+            }
+            continue;
+        }
+        line_start = at + 1;
+        named = false;
+        if bytes[line_start..].starts_with(b"\r\n") {
+            return Scan::Whole {
+                end: line_start + 2,
+                names: names.into_boxed_slice(),
+            };
+        }
+    }
+    Scan::Partial
 }
 
 /// What a tap and the sender of its connection share.
@@ -112,49 +160,41 @@ impl<S> HeadTap<S> {
     /// Looks at `fresh`, bytes just read while armed.
     fn capture(&mut self, fresh: &[u8]) {
         if self.partial.is_empty() {
-            if let Some(rest) = self.parse(fresh) {
+            if let Some(rest) = self.take_head(fresh) {
                 self.partial = rest.to_vec();
             }
         } else {
             let mut joined = std::mem::take(&mut self.partial);
             joined.extend_from_slice(fresh);
-            if let Some(rest) = self.parse(&joined) {
+            if let Some(rest) = self.take_head(&joined) {
                 self.partial = rest.to_vec();
             }
         }
     }
 
-    /// Parses the heads at the start of `bytes`, publishing the first final one; returns the
-    /// unfinished head to keep for the next read, if any.
-    fn parse<'b>(&mut self, mut head: &'b [u8]) -> Option<&'b [u8]> {
+    /// Takes the first final head at the start of `bytes` (1xx heads skipped); returns the
+    /// unfinished head to keep for the next read, if any. hyper parses the head itself: here
+    /// its lines are only walked (its end, and whether any name is not `Title-Case`).
+    fn take_head<'b>(&mut self, mut bytes: &'b [u8]) -> Option<&'b [u8]> {
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; 128];
-            let mut response = httparse::Response::new(&mut headers);
-            match response.parse(head) {
-                Ok(httparse::Status::Complete(len)) => {
-                    if response.code.is_some_and(|code| (100..200).contains(&code)) {
-                        // A `100 Continue` and the like: the final head follows.
-                        head = &head[len..];
-                        if head.is_empty() {
-                            return None;
-                        }
-                        continue;
-                    }
-                    let mut joined = Vec::with_capacity(response.headers.len() * 16);
-                    for header in response.headers.iter() {
-                        joined.extend_from_slice(header.name.as_bytes());
-                        joined.push(b':');
-                    }
-                    self.publish(Some(Spellings(joined.into())));
-                    return None;
-                }
-                Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => return Some(head),
-                // Malformed or too long: hyper will say so; nothing to keep.
-                _ => {
+            let (end, names) = match scan(bytes) {
+                Scan::Whole { end, names } => (end, names),
+                Scan::Partial if bytes.len() < MAX_HEAD => return Some(bytes),
+                Scan::Partial => {
                     self.publish(None);
                     return None;
                 }
+            };
+            // `HTTP/1.1 1xx`: an interim head (`100 Continue`); the final one follows.
+            if bytes.get(9) == Some(&b'1') {
+                bytes = &bytes[end..];
+                if bytes.is_empty() {
+                    return None;
+                }
+                continue;
             }
+            self.publish(Some(Spellings(names)));
+            return None;
         }
     }
 
@@ -256,24 +296,19 @@ impl Sender {
         self.send.is_closed()
     }
 
-    /// Sends `request`; the response carries the upstream's header spellings in its
-    /// extensions.
-    /// (The future does not borrow the sender, as hyper's does not: the caller keeps it.)
+    /// Sends `request`, arming the tap: [`Sender::take_spellings`] then has the names of the
+    /// response head. (The future does not borrow the sender, as hyper's does not.)
     pub fn try_send_request(
         &mut self,
         request: Request<RequestBody>,
     ) -> impl Future<Output = Result<Response<Incoming>, TrySendError>> + use<> {
         self.shared.armed.store(true, Ordering::Relaxed);
-        let shared = self.shared.clone();
-        let sending = self.send.try_send_request(request);
-        async move {
-            let mut response = sending.await?;
-            let captured = shared.captured.lock().ok().and_then(|mut slot| slot.take());
-            if let Some(spellings) = captured {
-                response.extensions_mut().insert(spellings);
-            }
-            Ok(response)
-        }
+        self.send.try_send_request(request)
+    }
+
+    /// The spellings of the last response head read (taken: None the second time).
+    pub fn take_spellings(&self) -> Option<Spellings> {
+        self.shared.captured.lock().ok()?.take()
     }
 
     /// Sends `request` without looking at the answer's spellings (health checks).
@@ -297,6 +332,7 @@ mod tests {
                 tap.capture(read);
             }
         }
+        assert!(!handle.0.armed.load(Ordering::Relaxed), "a head was taken");
         let spellings = handle.0.captured.lock().unwrap().take()?;
         let text = String::from_utf8(spellings.0.to_vec()).unwrap();
         Some(text.split_terminator(':').map(str::to_string).collect())
@@ -308,11 +344,12 @@ mod tests {
         assert_eq!(names.unwrap(), ["Content-Type", "X-ID"]);
         let names = captured(&[
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No",
-            b" Content\r\nETag: x\r\n",
+            b" Content\r\netag: x\r\n",
             b"\r\n",
         ]);
-        assert_eq!(names.unwrap(), ["ETag"]);
-        assert_eq!(captured(&[b"garbage\r\n\r\n"]), None);
+        assert_eq!(names.unwrap(), ["etag"]);
+        let names = captured(&[b"HTTP/1.1 204 No Content\r\n\r\n"]);
+        assert_eq!(names.unwrap(), Vec::<String>::new());
     }
 
     #[test]

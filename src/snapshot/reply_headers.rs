@@ -44,8 +44,9 @@ pub struct ReplyPlan {
     pub cookie_paths: Vec<TextRewrite>,
     /// `proxy_cookie_flags` rules in order.
     pub cookie_flags: Vec<FlagRule>,
-    /// The `Server` value (`server_tokens`).
-    pub server: HeaderValue,
+    /// `Server: tether` for `server_tokens off`; None for the default (`tether/VERSION`),
+    /// which the writers add themselves.
+    pub server: Option<HeaderValue>,
     /// The rules' templates with variables, in slot order (rendered per request).
     pub templates: Vec<Template>,
 }
@@ -170,14 +171,26 @@ impl Compiler<'_> {
                 compiled
             }
         };
-        let cookie_domains: Vec<_> = rules.cookie_domains.iter().filter_map(|r| self.rewrite(r)).collect();
-        let cookie_paths: Vec<_> = rules.cookie_paths.iter().filter_map(|r| self.rewrite(r)).collect();
-        let cookie_flags = rules.cookie_flags.iter().filter_map(|rule| {
-            Some(FlagRule {
-                cookie: self.matcher(&rule.cookie, &rule.span)?,
-                flags: rule.flags.clone(),
+        let cookie_domains: Vec<_> = rules
+            .cookie_domains
+            .iter()
+            .filter_map(|r| self.rewrite(r))
+            .collect();
+        let cookie_paths: Vec<_> = rules
+            .cookie_paths
+            .iter()
+            .filter_map(|r| self.rewrite(r))
+            .collect();
+        let cookie_flags = rules
+            .cookie_flags
+            .iter()
+            .filter_map(|rule| {
+                Some(FlagRule {
+                    cookie: self.matcher(&rule.cookie, &rule.span)?,
+                    flags: rule.flags.clone(),
+                })
             })
-        }).collect();
+            .collect();
         ReplyPlan {
             passed,
             hidden,
@@ -186,7 +199,8 @@ impl Compiler<'_> {
             cookie_domains,
             cookie_paths,
             cookie_flags,
-            server: server_value(rules.server_tokens),
+            server: (rules.server_tokens == ServerTokens::Off)
+                .then(|| server_value(ServerTokens::Off)),
             templates: std::mem::take(&mut self.templates),
         }
     }

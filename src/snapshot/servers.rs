@@ -243,7 +243,10 @@ impl ServerBuilder<'_> {
         let sets_host = set.iter().any(|h| h.name == http::header::HOST);
         let response_headers = self.add_headers(&location.proxy.add_headers, &location.span);
         let (default, variables) = match &location.handler {
-            Handler::Proxy(pass) => (default_redirect(pass, &location.matcher), matches!(pass.target, ProxyTarget::Variable(_))),
+            Handler::Proxy(pass) => (
+                default_redirect(pass, &location.matcher),
+                matches!(pass.target, ProxyTarget::Variable(_)),
+            ),
             _ => (None, false),
         };
         let reply = self.reply(&location.proxy.response, default, variables);
@@ -489,9 +492,17 @@ fn default_redirect(pass: &config::ProxyPass, matcher: &LocationMatch) -> Option
     let authority = match &pass.target {
         ProxyTarget::Upstream(name) => name.clone(),
         ProxyTarget::Address { host, port } => {
-            let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.clone()
+            };
             let default_port = if pass.https { 443 } else { 80 };
-            if *port == default_port { host } else { format!("{host}:{port}") }
+            if *port == default_port {
+                host
+            } else {
+                format!("{host}:{port}")
+            }
         }
         ProxyTarget::Variable(_) => return None,
     };

@@ -55,7 +55,10 @@ async fn serve(mut stream: TcpStream, script: fn(&str) -> String) {
 }
 
 fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|at| at + 4)
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4)
 }
 
 /// A whole response with the given head lines and body.
@@ -108,14 +111,22 @@ pub async fn fetch(addr: SocketAddr, path: &str) -> Seen {
     let mut parsed = httparse::Response::new(&mut headers);
     let head_len = match parsed.parse(&all) {
         Ok(httparse::Status::Complete(len)) => len,
-        _ => panic!("no whole response head: {:?}", String::from_utf8_lossy(&all)),
+        _ => panic!(
+            "no whole response head: {:?}",
+            String::from_utf8_lossy(&all)
+        ),
     };
     Seen {
         status: parsed.code.unwrap_or(0),
         headers: parsed
             .headers
             .iter()
-            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
             .collect(),
         body: String::from_utf8_lossy(&all[head_len..]).into_owned(),
     }
@@ -333,7 +344,11 @@ async fn redirects_and_cookies_are_rewritten_as_nginx_rewrites_them() {
     for (path, location) in expected_location {
         let (ours, theirs) = both.fetch(path).await;
         assert_eq!(ours.status, 302, "{path}");
-        assert_eq!(ours.get("location").as_deref(), location, "{path}: {ours:?}");
+        assert_eq!(
+            ours.get("location").as_deref(),
+            location,
+            "{path}: {ours:?}"
+        );
         if let Some(theirs) = theirs {
             let names = ["location", "refresh", "set-cookie"];
             assert_eq!(compared(&ours, &names), compared(&theirs, &names), "{path}");
@@ -349,7 +364,10 @@ async fn redirects_and_cookies_are_rewritten_as_nginx_rewrites_them() {
         ]
     );
     let (ours, _) = both.fetch("/one/refresh").await;
-    assert_eq!(ours.get("refresh").as_deref(), Some("3; url=/one/refreshed"));
+    assert_eq!(
+        ours.get("refresh").as_deref(),
+        Some("3; url=/one/refreshed")
+    );
     both.tether.stop().await;
 }
 
@@ -366,7 +384,9 @@ const EXPIRES_BLOCK: &str = "expires 1h;
 async fn expires_and_server_tokens_follow_nginx() {
     let backend = Scripted::start(own_answers).await;
     let both = Both::start(backend.addr, EXPIRES_BLOCK).await;
-    for path in ["/inherit", "/max", "/epoch", "/past", "/off", "/error", "/tokens"] {
+    for path in [
+        "/inherit", "/max", "/epoch", "/past", "/off", "/error", "/tokens",
+    ] {
         let (ours, theirs) = both.fetch(path).await;
         let control = ours.get("cache-control");
         let expected = match path {
@@ -393,13 +413,20 @@ async fn expires_and_server_tokens_follow_nginx() {
             match (at(&ours), at(&theirs)) {
                 (Some(a), Some(b)) => {
                     let apart = a.duration_since(b).or_else(|_| b.duration_since(a));
-                    assert!(apart.unwrap_or_default() <= Duration::from_secs(2), "{path}");
+                    assert!(
+                        apart.unwrap_or_default() <= Duration::from_secs(2),
+                        "{path}"
+                    );
                 }
                 (a, b) => assert_eq!(a.is_some(), b.is_some(), "{path}"),
             }
             let version_hidden = |server: &str| !server.contains('/');
             let theirs_server = theirs.get("server").unwrap_or_default();
-            assert_eq!(version_hidden(&server), version_hidden(&theirs_server), "{path}");
+            assert_eq!(
+                version_hidden(&server),
+                version_hidden(&theirs_server),
+                "{path}"
+            );
         }
     }
     both.tether.stop().await;

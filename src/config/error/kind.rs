@@ -259,7 +259,9 @@ pub enum ErrorKind {
         value: String,
     },
     /// `proxy_redirect default` where `proxy_pass` has variables (or is missing), as nginx.
-    #[error("\"proxy_redirect default\" cannot be used with \"proxy_pass\" directive with variables")]
+    #[error(
+        "\"proxy_redirect default\" cannot be used with \"proxy_pass\" directive with variables"
+    )]
     RedirectDefaultWithVariables,
     /// A valid nginx value or parameter that tether does not implement (`gzip on`).
     #[error(

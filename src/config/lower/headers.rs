@@ -134,12 +134,18 @@ impl Lowering {
                 let list = Arc::make_mut(slot.get_or_insert_with(Arc::default));
                 match args.as_slice() {
                     [off] if off.text == "off" => list.clear(),
-                    [_] => self.error(&d.span, ErrorKind::InvalidArgCount { name: d.name().into() }),
+                    [_] => self.error(
+                        &d.span,
+                        ErrorKind::InvalidArgCount {
+                            name: d.name().into(),
+                        },
+                    ),
                     [from, to] => {
                         let mut pattern = pattern(from);
                         // nginx drops one leading dot of a domain pattern: `.example.com`
                         // matches the cookie domain `example.com` or `.example.com`.
-                        if let (Pattern::Text(text), "proxy_cookie_domain") = (&mut pattern, d.name())
+                        if let (Pattern::Text(text), "proxy_cookie_domain") =
+                            (&mut pattern, d.name())
                             && text.starts_with('.')
                         {
                             text.remove(0);
@@ -173,7 +179,12 @@ impl Lowering {
             [first, word] if first.text == "modified" => (true, word),
             [word] => (false, word),
             _ => {
-                self.error(&d.span, ErrorKind::InvalidArgCount { name: d.name().into() });
+                self.error(
+                    &d.span,
+                    ErrorKind::InvalidArgCount {
+                        name: d.name().into(),
+                    },
+                );
                 return None;
             }
         };
@@ -192,20 +203,20 @@ impl Lowering {
             ("epoch", false) => Some(Expires::Epoch),
             ("max", false) => Some(Expires::Max),
             ("off", false) => Some(Expires::Off),
-            _ if text.starts_with('@') && !modified => {
-                parse_time(&text[1..]).filter(|t| *t < Duration::from_secs(86_400)).map(Expires::TimeOfDay)
-            }
+            _ if text.starts_with('@') && !modified => parse_time(&text[1..])
+                .filter(|t| *t < Duration::from_secs(86_400))
+                .map(Expires::TimeOfDay),
             _ => {
                 let (sign, digits) = match text.strip_prefix('-') {
                     Some(rest) => (-1, rest),
                     None => (1, text.strip_prefix('+').unwrap_or(text)),
                 };
-                parse_time(digits).and_then(|t| i64::try_from(t.as_secs()).ok()).map(|s| {
-                    Expires::After {
+                parse_time(digits)
+                    .and_then(|t| i64::try_from(t.as_secs()).ok())
+                    .map(|s| Expires::After {
                         seconds: sign * s,
                         modified,
-                    }
-                })
+                    })
             }
         };
         if expires.is_none() {

@@ -39,7 +39,10 @@ fn response_rules_inherit_list_by_list() {
     assert_eq!(own.redirects.as_ref().map(|r| r.len()), Some(0));
     assert!(own.cookie_paths.is_empty());
     // The leading dot of a domain pattern is dropped, as nginx.
-    assert_eq!(own.cookie_domains[0].pattern, Pattern::Text("a.example".into()));
+    assert_eq!(
+        own.cookie_domains[0].pattern,
+        Pattern::Text("a.example".into())
+    );
     assert_eq!(
         own.cookie_flags[0].cookie,
         Pattern::Regex {
@@ -58,7 +61,10 @@ fn response_rules_inherit_list_by_list() {
     assert_eq!(server.response.server_tokens, ServerTokens::Off);
     // Never written: nginx's `proxy_redirect default`.
     let plain = lower_ok("http { server { location / { proxy_pass http://a:1; } } }");
-    assert_eq!(plain.http.servers[0].locations[0].proxy.response.redirects, None);
+    assert_eq!(
+        plain.http.servers[0].locations[0].proxy.response.redirects,
+        None
+    );
 }
 
 #[test]

@@ -19,6 +19,7 @@ use tokio::time::Sleep;
 use super::BodyError;
 use crate::peer::ActiveGuard;
 use crate::proxy::pool::Pooled;
+use crate::proxy::spelling::Spellings;
 use crate::telemetry::access_log::Record;
 
 pin_project! {
@@ -40,6 +41,8 @@ pin_project! {
         // dropped half-way takes the connection down with it (hyper closes it).
         keep_alive: Option<Pooled>,
         guard: Option<ActiveGuard>,
+        // How the upstream spelled its header names, for the client's HTTP/1 writer.
+        spellings: Option<Spellings>,
     }
 }
 
@@ -61,7 +64,14 @@ impl UpstreamBody {
             send_timeout,
             keep_alive,
             guard: Some(guard),
+            spellings: None,
         }
+    }
+
+    /// Carries the upstream's spelling of its header names to the client's writer.
+    pub fn with_spellings(mut self, spellings: Option<Spellings>) -> UpstreamBody {
+        self.spellings = spellings;
+        self
     }
 }
 
@@ -182,6 +192,14 @@ impl ResponseBody {
     pub fn send_timeout(&self) -> Option<Duration> {
         match &self.kind {
             Kind::Upstream { body } => Some(body.send_timeout),
+            Kind::Full { .. } => None,
+        }
+    }
+
+    /// How the upstream spelled the response's header names (None: tether's own answer).
+    pub fn spellings(&self) -> Option<&Spellings> {
+        match &self.kind {
+            Kind::Upstream { body } => body.spellings.as_ref(),
             Kind::Full { .. } => None,
         }
     }

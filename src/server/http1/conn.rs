@@ -29,7 +29,6 @@ use super::pump::Pump;
 use super::timer::IdleTimer;
 use super::write::{BodyFraming, HeadPlan, Outbox, framing_for};
 use crate::proxy::body::client::{ClientBody, FeedSender};
-use crate::proxy::spelling::Spellings;
 use crate::proxy::upgrade::{ClientUpgrade, UpgradeSender, Upgraded};
 use crate::proxy::{self, ConnInfo, ResponseBody};
 use crate::server::ceiling::ConnSlot;
@@ -372,7 +371,7 @@ impl Connection<'_> {
             framing,
             keep_alive: keep_alive && framing != BodyFraming::UntilClose,
             client_version,
-            spellings: parts.extensions.get::<Spellings>(),
+            spellings: body.spellings(),
         });
         if self.spare_headers.capacity() == 0 {
             self.spare_headers = std::mem::take(&mut parts.headers);

@@ -229,7 +229,11 @@ fn encode_head(buf: &mut Vec<u8>, plan: &HeadPlan<'_>) {
     // Names as the upstream spelled them, as nginx relays them; names it did not send
     // (tether's own) in the canonical `Title-Case` nginx writes its own in.
     let mut speller = plan.spellings.map(Spellings::speller);
+    // Noted on the way rather than looked up after: a standard name compares as a tag.
+    let (mut has_date, mut has_server) = (false, false);
     for (name, value) in plan.headers {
+        has_date |= name == header::DATE;
+        has_server |= name == header::SERVER;
         let spelled = match name.as_str() {
             // nginx writes these itself, in this spelling, whatever the upstream's.
             "content-type" | "content-length" => None,
@@ -243,7 +247,13 @@ fn encode_head(buf: &mut Vec<u8>, plan: &HeadPlan<'_>) {
         buf.extend_from_slice(value.as_bytes());
         buf.extend_from_slice(b"\r\n");
     }
-    if !plan.headers.contains_key(header::DATE) {
+    if !has_server {
+        // nginx's `server_tokens on`; a location with `off` set its own.
+        buf.extend_from_slice(
+            concat!("Server: tether/", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes(),
+        );
+    }
+    if !has_date {
         buf.extend_from_slice(b"Date: ");
         put_date(buf);
         buf.extend_from_slice(b"\r\n");
@@ -271,7 +281,11 @@ fn encode_head(buf: &mut Vec<u8>, plan: &HeadPlan<'_>) {
 fn put_title_case(buf: &mut Vec<u8>, name: &str) {
     let mut upper = true;
     for &byte in name.as_bytes() {
-        buf.push(if upper { byte.to_ascii_uppercase() } else { byte });
+        buf.push(if upper {
+            byte.to_ascii_uppercase()
+        } else {
+            byte
+        });
         upper = byte == b'-';
     }
 }
@@ -355,7 +369,7 @@ mod tests {
             spellings: None,
         });
         assert!(
-            text.starts_with("HTTP/1.1 200 OK\r\nX-A: 1\r\nX-A: 2\r\nDate: "),
+            text.starts_with("HTTP/1.1 200 OK\r\nX-A: 1\r\nX-A: 2\r\nServer: tether/"),
             "{text}"
         );
         assert!(
