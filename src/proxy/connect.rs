@@ -12,6 +12,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::peer::Peer;
 use crate::proxy::pool::Sender;
+use crate::proxy::spelling;
 use crate::stream::{MaybeTls, UpstreamStream};
 use crate::tls::upstream::TlsTarget;
 
@@ -38,6 +39,8 @@ pub async fn connect(
         .await
         .map_err(|_| ConnectError::Timeout)?
         .map_err(ConnectError::Io)?;
+    // The tap keeps the upstream's spelling of header names for the client (`spelling`).
+    let (stream, handle) = spelling::tap(stream);
     let (sender, connection) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
@@ -47,7 +50,7 @@ pub async fn connect(
         // is normal, and a failure mid-request is reported to that request already.
         let _ = connection.with_upgrades().await;
     });
-    Ok(sender)
+    Ok(Sender::new(sender, handle))
 }
 
 async fn open(peer: &Peer, tls: Option<&TlsTarget>) -> io::Result<UpstreamStream> {

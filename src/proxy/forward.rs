@@ -43,6 +43,8 @@ pub struct Answer<'g> {
     pub set_cookie: Option<SetCookie<'g>>,
     /// How long getting a connection ready took (0 for a pooled one, as nginx counts it).
     pub connect_time: std::time::Duration,
+    /// The upstream's spelling of its header names.
+    pub spellings: Option<crate::proxy::spelling::Spellings>,
 }
 
 /// No server to choose: 502 when every one is out, 503 when the healthy ones are full.
@@ -232,7 +234,9 @@ async fn attempt<'g>(
         let sending = std::pin::pin!(sender.try_send_request(request));
         match wait_for_head(sending, settings, progress, &mut guard).await {
             Ok(Ok(response)) => {
+                let spellings = sender.take_spellings();
                 return Ok(Answer {
+                    spellings,
                     response,
                     guard,
                     sender,

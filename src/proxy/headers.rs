@@ -9,11 +9,12 @@ use crate::snapshot::{AddHeader, HeaderPlan, HeaderSource};
 use crate::vars::{RequestInfo, Vars};
 
 /// Headers that never cross the proxy as they are: first the hop-by-hop ones (RFC 9110 §7.6.1
-/// plus the de-facto `Keep-Alive` and `Proxy-Connection`), then the `X-Accel-*` instructions
-/// an upstream gives its proxy (nginx hides them by default; tether already streams
-/// everything, so it only drops them). Indexes into this list are bits of a mask. A `static`,
-/// not a `const`: a const array would be built and dropped again at every use.
-static STRIPPED: [HeaderName; 12] = [
+/// plus the de-facto `Keep-Alive` and `Proxy-Connection`), then the ones nginx hides from a
+/// proxied response unless `proxy_pass_header` names them (in the order of
+/// [`HIDDEN_BY_DEFAULT`](crate::snapshot::reply_headers::HIDDEN_BY_DEFAULT): `Date` and `Server` are tether's own, `X-Pad` and the `X-Accel-*`
+/// instructions an upstream gives its proxy). Indexes into this list are bits of a mask. A
+/// `static`, not a `const`: a const array would be built and dropped again at every use.
+static STRIPPED: [HeaderName; 15] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -21,15 +22,22 @@ static STRIPPED: [HeaderName; 12] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
-    HeaderName::from_static("x-accel-buffering"),
-    HeaderName::from_static("x-accel-redirect"),
+    header::DATE,
+    header::SERVER,
+    HeaderName::from_static("x-pad"),
     HeaderName::from_static("x-accel-expires"),
+    HeaderName::from_static("x-accel-redirect"),
     HeaderName::from_static("x-accel-limit-rate"),
+    HeaderName::from_static("x-accel-buffering"),
     HeaderName::from_static("x-accel-charset"),
 ];
 
 /// How many of [`STRIPPED`] are hop-by-hop (stripped both ways); the rest only from responses.
 const HOP_BY_HOP: usize = 7;
+
+/// `Upgrade`'s bit: an upstream's `Upgrade` reaches the client on any response (a 426 names
+/// the protocol to upgrade to), except a 101 turned into an HTTP/2 tunnel.
+const UPGRADE_BIT: u16 = 1 << 6;
 
 /// `name`'s index in [`STRIPPED`]. A match on the name's text: one length switch and a compare
 /// or two, where a `HeaderMap` lookup would hash.
@@ -42,11 +50,14 @@ fn stripped_index(name: &HeaderName) -> Option<usize> {
         "trailer" => 4,
         "transfer-encoding" => 5,
         "upgrade" => 6,
-        "x-accel-buffering" => 7,
-        "x-accel-redirect" => 8,
-        "x-accel-expires" => 9,
-        "x-accel-limit-rate" => 10,
-        "x-accel-charset" => 11,
+        "date" => 7,
+        "server" => 8,
+        "x-pad" => 9,
+        "x-accel-expires" => 10,
+        "x-accel-redirect" => 11,
+        "x-accel-limit-rate" => 12,
+        "x-accel-buffering" => 13,
+        "x-accel-charset" => 14,
         _ => return None,
     })
 }
@@ -151,7 +162,7 @@ pub fn rewrite_request(
     proxy_host: &HeaderValue,
     upgrade: Option<HeaderValue>,
 ) {
-    strip(headers, HOP_BY_HOP);
+    strip(headers, (1 << HOP_BY_HOP) - 1);
     if !plan.sets_host {
         headers.insert(header::HOST, proxy_host.clone());
     }
@@ -183,36 +194,78 @@ pub fn rewrite_request(
     }
 }
 
-/// Cleans an upstream response's headers for the client. A `101` keeps its `Upgrade`.
-pub fn rewrite_response(headers: &mut HeaderMap, switching_protocols: bool) {
-    let upgrade = switching_protocols
-        .then(|| headers.remove(header::UPGRADE))
-        .flatten();
-    strip(headers, STRIPPED.len());
-    if let Some(upgrade) = upgrade {
-        headers.insert(header::UPGRADE, upgrade);
+/// How a response's `Upgrade` is treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpgradeRole {
+    /// Not a tunnel: an `Upgrade` the upstream sent (a 426's) goes on as sent.
+    None,
+    /// A 101 joining an HTTP/1.1 client: `Upgrade` kept, `Connection: upgrade` set.
+    Http1Tunnel,
+    /// A 101 answered to an HTTP/2 client as `200`: no `Upgrade` there.
+    Http2Tunnel,
+}
+
+/// Cleans an upstream response's headers for the client: hop-by-hop headers out, and nginx's
+/// default hidden ones unless `passed` (bits of [`HIDDEN_BY_DEFAULT`](crate::snapshot::reply_headers::HIDDEN_BY_DEFAULT)) lets them through.
+/// Returns which of `Location`, `Refresh`, `Set-Cookie` it has (bits of [`Rewritable`]),
+/// seen in the same pass, so rules for them look only when there is something to rewrite.
+pub fn rewrite_response(headers: &mut HeaderMap, upgrade: UpgradeRole, passed: u8) -> u8 {
+    let mut candidates = (1u16 << STRIPPED.len()) - 1;
+    candidates &= !(u16::from(passed) << HOP_BY_HOP);
+    if upgrade != UpgradeRole::Http2Tunnel {
+        candidates &= !UPGRADE_BIT;
+    }
+    let rewritable = strip(headers, candidates);
+    if upgrade == UpgradeRole::Http1Tunnel && headers.contains_key(header::UPGRADE) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    rewritable
+}
+
+/// Bits of the headers `proxy_redirect` and `proxy_cookie_*` rewrite.
+pub struct Rewritable;
+
+impl Rewritable {
+    /// `Location`.
+    pub const LOCATION: u8 = 1;
+    /// `Refresh`.
+    pub const REFRESH: u8 = 2;
+    /// `Set-Cookie`.
+    pub const SET_COOKIE: u8 = 4;
+
+    fn of(name: &HeaderName) -> u8 {
+        match name.as_str() {
+            "location" => Rewritable::LOCATION,
+            "refresh" => Rewritable::REFRESH,
+            "set-cookie" => Rewritable::SET_COOKIE,
+            _ => 0,
+        }
     }
 }
 
-/// Removes the first `candidates` of [`STRIPPED`] and, when `Connection` is among them, every
-/// header it names. One pass over the few headers present finds what to remove, so the common
-/// message pays one removal per header it actually has, not a hash lookup per name it might.
-fn strip(headers: &mut HeaderMap, candidates: usize) {
+/// Removes the headers of [`STRIPPED`] whose bits are set in `candidates` and, when
+/// `Connection` is among them, every header it names. One pass over the few headers present
+/// finds what to remove, so the common message pays one removal per header it actually has,
+/// not a hash lookup per name it might.
+/// Returns the [`Rewritable`] bits of the headers left.
+fn strip(headers: &mut HeaderMap, candidates: u16) -> u8 {
     let mut present = 0u16;
+    let mut rewritable = 0u8;
     for name in headers.keys() {
-        if let Some(index) = stripped_index(name).filter(|&index| index < candidates) {
-            present |= 1 << index;
+        match stripped_index(name) {
+            Some(index) => present |= (1 << index) & candidates,
+            None => rewritable |= Rewritable::of(name),
         }
     }
     if present & 1 != 0 {
         remove_connection_listed(headers);
     }
-    for (index, name) in STRIPPED[..candidates].iter().enumerate() {
+    for (index, name) in STRIPPED.iter().enumerate() {
         if present & (1 << index) != 0 {
             headers.remove(name);
         }
     }
+    rewritable
 }
 
 /// Removes the headers a `Connection` header lists (`Connection: x-debug` makes `X-Debug` a
@@ -271,6 +324,10 @@ mod tests {
     fn the_stripped_list_and_its_index_agree() {
         // Each index is a bit of a u16 mask, and the hop-by-hop ones come first.
         assert!(STRIPPED.len() <= 16);
+        let hidden = &crate::snapshot::reply_headers::HIDDEN_BY_DEFAULT;
+        for (index, name) in hidden.iter().enumerate() {
+            assert_eq!(STRIPPED[HOP_BY_HOP + index].as_str(), *name);
+        }
         assert!(HOP_BY_HOP <= STRIPPED.len());
         for (index, name) in STRIPPED.iter().enumerate() {
             assert_eq!(stripped_index(name), Some(index), "{name}");
@@ -322,7 +379,7 @@ mod tests {
             ("set-cookie", "a=1"),
             ("set-cookie", "b=2"),
         ]);
-        rewrite_response(&mut h, false);
+        rewrite_response(&mut h, UpgradeRole::None, 0);
         let left: Vec<&str> = h.keys().map(|name| name.as_str()).collect();
         assert_eq!(left, ["content-type", "set-cookie"], "{h:?}");
         assert_eq!(h.get_all("set-cookie").iter().count(), 2);
@@ -371,11 +428,40 @@ mod tests {
             ("connection", "Upgrade"),
             ("sec-websocket-accept", "x"),
         ]);
-        rewrite_response(&mut h, true);
+        rewrite_response(&mut h, UpgradeRole::Http1Tunnel, 0);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
-        let mut h = headers(&[("upgrade", "h2c"), ("connection", "upgrade")]);
-        rewrite_response(&mut h, false);
+        // An HTTP/2 client's tunnel is answered 200, which carries no `Upgrade`.
+        let mut h = headers(&[("upgrade", "websocket"), ("connection", "upgrade")]);
+        rewrite_response(&mut h, UpgradeRole::Http2Tunnel, 0);
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn a_426_keeps_its_upgrade_as_nginx_passes_it() {
+        let mut h = headers(&[("upgrade", "TLS/1.2, HTTP/1.1"), ("connection", "upgrade")]);
+        rewrite_response(&mut h, UpgradeRole::None, 0);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["upgrade"], "TLS/1.2, HTTP/1.1");
+    }
+
+    #[test]
+    fn date_server_and_x_accel_are_hidden_unless_passed() {
+        let all = [
+            ("date", "Mon, 01 Jan 2024 00:00:00 GMT"),
+            ("server", "kestrel"),
+            ("x-pad", "avoid browser bug"),
+            ("x-accel-buffering", "no"),
+            ("x-kept", "1"),
+        ];
+        let mut h = headers(&all);
+        rewrite_response(&mut h, UpgradeRole::None, 0);
+        assert_eq!(h.len(), 1, "{h:?}");
+        // `proxy_pass_header Server; proxy_pass_header X-Accel-Buffering;`
+        let mut h = headers(&all);
+        rewrite_response(&mut h, UpgradeRole::None, 0b0100_0010);
+        let mut left: Vec<&str> = h.keys().map(|name| name.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["server", "x-accel-buffering", "x-kept"]);
     }
 }

@@ -15,7 +15,9 @@ pub mod headers;
 pub mod health;
 mod limits;
 pub mod pool;
+pub mod reply_headers;
 mod seen;
+pub mod spelling;
 pub mod tunnel;
 pub mod upgrade;
 
@@ -193,13 +195,15 @@ async fn handle(
     let mut client = found.unwrap_or(conn.client);
     let mut info = request_info(&request, conn, client, server, "", normalised);
     if let Some(r) = &server.return_ {
-        return answer_return(r, snapshot, &info);
+        let response = answer_return(r, snapshot, &info);
+        return server_answer(response, server, snapshot, &info);
     }
     let Some(route) = server.route(info.path) else {
-        if !server.client.admits(client.ip()) {
-            return error::error_page(StatusCode::FORBIDDEN);
-        }
-        return error::error_page(StatusCode::NOT_FOUND);
+        let status = match server.client.admits(client.ip()) {
+            true => StatusCode::NOT_FOUND,
+            false => StatusCode::FORBIDDEN,
+        };
+        return server_answer(error::error_page(status), server, snapshot, &info);
     };
     // A location's `return` acts in the rewrite phase, before its realip and access: it (and
     // its log line) sees the address the server's rules found.
@@ -231,12 +235,26 @@ async fn handle(
     if let Some(log) = log.as_deref_mut() {
         log.set_limit_statuses(preaccess.statuses.0, preaccess.statuses.1);
     }
+    // `add_header` values, rendered against the request as nginx does, for whichever
+    // response the location ends up sending.
+    let added = render_added(&route.response_headers, snapshot, &info);
+    let added = added.as_deref();
+    let own = |mut response: Response<ResponseBody>| {
+        let status = response.status();
+        add_response_headers(response.headers_mut(), status, added);
+        response
+    };
     let mut response = match &route.action {
-        Action::Return(r) => answer_return(r, snapshot, &info),
-        _ if preaccess.refused() => preaccess.refusal(),
-        _ if !rules.admits(client.ip()) => error::error_page(StatusCode::FORBIDDEN),
-        Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
-        Action::Status(page) => seen::status_page(*page, &request, snapshot, &conn.telemetry),
+        Action::Return(r) => own(answer_return(r, snapshot, &info)),
+        _ if preaccess.refused() => own(preaccess.refusal()),
+        _ if !rules.admits(client.ip()) => own(error::error_page(StatusCode::FORBIDDEN)),
+        Action::NotFound => own(error::error_page(StatusCode::NOT_FOUND)),
+        Action::Status(page) => own(seen::status_page(
+            *page,
+            &request,
+            snapshot,
+            &conn.telemetry,
+        )),
         Action::Proxy(action) => {
             let mut cx = RequestContext::new(&request, client.ip(), &server.name, normalised.host);
             cx.upstream_tls(action.tls.is_some());
@@ -246,6 +264,7 @@ async fn handle(
                 action,
                 cx: &cx,
                 holds: preaccess.holds.take(),
+                added,
             };
             let from = (conn, client);
             let exchange = proxy(
@@ -261,11 +280,13 @@ async fn handle(
                 Ok(response) => response,
                 Err(error) => {
                     context::log_final(&cx, &error);
-                    error.into_response()
+                    own(error.into_response())
                 }
             }
         }
     };
+    let status = response.status();
+    reply_headers::finish(response.headers_mut(), status, &route.reply);
     if let Some(gzip) = gzip {
         let known_length = response.body().size_hint().exact();
         let (status, headers) = (response.status(), response.headers_mut());
@@ -309,6 +330,8 @@ struct Routed<'a> {
     cx: &'a RequestContext<'a>,
     /// Its places in `limit_conn` zones, held until its response (or tunnel) ends.
     holds: Option<ConnectionHolds>,
+    /// `add_header` values, rendered (None: the location has none).
+    added: Option<&'a [headers::AddedHeader]>,
 }
 
 /// Forwards a routed request; `from` is its connection and its client's real address.
@@ -328,6 +351,7 @@ async fn proxy(
         action,
         cx,
         holds,
+        added,
     } = routed;
     let limit = route.settings.client_max_body_size;
     if limit > 0 && declared_length(&request).is_some_and(|len| len > limit) {
@@ -358,7 +382,7 @@ async fn proxy(
     // Read what the group chooses by and render every template against the request as the
     // client sent it, then rewrite.
     let proxy_host_text = proxy_host.to_str().unwrap_or("");
-    let (affinity, rendered, added, tls) = {
+    let (affinity, rendered, reply_rendered, tls) = {
         // The choice has always seen `$proxy_host` empty: keys placed by it stay where they are.
         let mut info = request_info(&request, conn, client, server, "", normalised);
         let affinity = group.affinity(&info, &snapshot.vars);
@@ -381,15 +405,10 @@ async fn proxy(
             &info,
             &mut scratch,
         );
-        let added = (!route.response_headers.is_empty()).then(|| {
-            headers::render_response_headers(
-                &route.response_headers,
-                &snapshot.vars,
-                &info,
-                &mut scratch,
-            )
-        });
-        (affinity, rendered, added, tls)
+        // Most locations' `proxy_redirect`/`proxy_cookie_*` rules are literal: nothing here.
+        let reply_rendered =
+            crate::snapshot::reply_headers::render(&route.reply.templates, &snapshot.vars, &info);
+        (affinity, rendered, reply_rendered, tls)
     };
     let (mut parts, mut body) = request.into_parts();
     body.set_idle_timeout(route.settings.client_body_timeout);
@@ -443,6 +462,12 @@ async fn proxy(
         conn,
         client_upgrade,
         added,
+        reply_rendered,
+        host: if normalised.host.is_empty() {
+            &server.name
+        } else {
+            normalised.host
+        },
         reusable,
         holds,
     };
@@ -456,7 +481,11 @@ struct Exchange<'a> {
     /// The client's side of an upgrade it asked for.
     client_upgrade: Option<ClientSide>,
     /// `add_header` values, rendered against the request.
-    added: Option<Vec<headers::AddedHeader>>,
+    added: Option<&'a [headers::AddedHeader]>,
+    /// The location's `proxy_redirect`/`proxy_cookie_*` templates, rendered.
+    reply_rendered: crate::snapshot::reply_headers::Rendered,
+    /// The request's host: what a rewritten relative redirect is made absolute with.
+    host: &'a str,
     /// False when the upstream was asked to close the connection after this response.
     reusable: bool,
     /// Places in `limit_conn` zones: they ride on the body, or on the tunnel until it closes.
@@ -485,15 +514,28 @@ impl Exchange<'_> {
         if let Some(transport) = seen::transport_of(&parts, switching, &self.client_upgrade) {
             guard.mark(transport);
         }
-        let keeps_upgrade = switching && matches!(self.client_upgrade, Some(ClientSide::Http1(_)));
-        headers::rewrite_response(&mut parts.headers, keeps_upgrade);
+        let role = match (&self.client_upgrade, switching) {
+            (_, false) => headers::UpgradeRole::None,
+            (Some(ClientSide::Http1(_)), true) => headers::UpgradeRole::Http1Tunnel,
+            (_, true) => headers::UpgradeRole::Http2Tunnel,
+        };
+        let reply = &self.route.reply;
+        let rewritable = headers::rewrite_response(&mut parts.headers, role, reply.passed);
+        for name in &reply.hidden {
+            parts.headers.remove(name);
+        }
+        let origin = reply_headers::Origin {
+            scheme: self.conn.scheme,
+            host: self.host,
+            port: self.conn.local.port(),
+        };
+        let rendered = &self.reply_rendered;
+        reply_headers::rewrite_upstream(&mut parts.headers, reply, rendered, origin, rewritable);
         // A 101 included: the group said whether this answer pins the client.
         if let Some(value) = answer.set_cookie.as_ref().and_then(SetCookie::value) {
             parts.headers.append(header::SET_COOKIE, value);
         }
-        if let Some(added) = self.added {
-            add_response_headers(&mut parts.headers, parts.status, added);
-        }
+        add_response_headers(&mut parts.headers, parts.status, self.added);
         let read_timeout = self.route.settings.read_timeout;
         if !switching {
             let keep_alive = self.reusable.then_some(pool::Pooled {
@@ -501,8 +543,9 @@ impl Exchange<'_> {
                 tls: answer.tls,
             });
             let timeouts = (read_timeout, self.route.settings.client_send_timeout);
-            let mut body: ResponseBody =
-                UpstreamBody::new(incoming, timeouts, keep_alive, guard).into();
+            let mut body: ResponseBody = UpstreamBody::new(incoming, timeouts, keep_alive, guard)
+                .with_spellings(answer.spellings)
+                .into();
             if let Some(holds) = self.holds {
                 body.hold_until_end(holds);
             }
@@ -587,21 +630,44 @@ fn answer_return(
     response
 }
 
-/// nginx adds `add_header` values to 2xx/3xx responses only, unless `always`.
+/// nginx adds `add_header` values to 2xx/3xx responses only, unless `always` — tether's own
+/// answers (`return`, error pages) as well as proxied ones.
 fn add_response_headers(
     headers: &mut http::HeaderMap,
     status: StatusCode,
-    added: Vec<headers::AddedHeader>,
+    added: Option<&[headers::AddedHeader]>,
 ) {
-    let eligible = matches!(
-        status.as_u16(),
-        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
-    );
-    for header in added {
+    let eligible = reply_headers::is_eligible(status);
+    for header in added.unwrap_or_default() {
         if eligible || header.always {
-            headers.append(header.name, header.value);
+            headers.append(header.name.clone(), header.value.clone());
         }
     }
+}
+
+/// The location's `add_header` values rendered against the request (None: it has none).
+fn render_added(
+    adds: &[crate::snapshot::AddHeader],
+    snapshot: &Snapshot,
+    info: &RequestInfo,
+) -> Option<Vec<headers::AddedHeader>> {
+    (!adds.is_empty())
+        .then(|| headers::render_response_headers(adds, &snapshot.vars, info, &mut String::new()))
+}
+
+/// A server's own answer made before any location was chosen (its `return`, or no location
+/// matching): the server level's `add_header`, `expires` and `server_tokens`.
+fn server_answer(
+    mut response: Response<ResponseBody>,
+    server: &VirtualServer,
+    snapshot: &Snapshot,
+    info: &RequestInfo,
+) -> Response<ResponseBody> {
+    let added = render_added(&server.response_headers, snapshot, info);
+    let status = response.status();
+    add_response_headers(response.headers_mut(), status, added.as_deref());
+    reply_headers::finish(response.headers_mut(), status, &server.reply);
+    response
 }
 
 /// The URI sent upstream, by nginx's rule (see [`UriRewrite`]). `normalised` is the

@@ -18,14 +18,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
 
-use crate::proxy::body::request::RequestBody;
+pub use crate::proxy::spelling::Sender;
 use crate::tls::upstream::TlsTarget;
-
-/// The sending half of one HTTP/1.1 connection to an upstream.
-pub type Sender = SendRequest<RequestBody>;
 
 /// Idle connections to one server.
 #[derive(Debug)]

@@ -22,6 +22,7 @@ use super::tunnel::{self, Outcome, Protocol};
 use crate::inflight::Token;
 use crate::limits::ConnectionHolds;
 use crate::peer::ActiveGuard;
+use crate::proxy::spelling::HeadTap;
 use crate::stream::UpstreamStream;
 use crate::telemetry::access_log::Record;
 
@@ -174,8 +175,10 @@ pub(super) fn log_end(outcome: Outcome, guard: &ActiveGuard) {
 pub(super) fn upstream_socket(
     upstream: hyper::upgrade::Upgraded,
 ) -> Option<(UpstreamStream, Bytes)> {
-    let parts = upstream.downcast::<TokioIo<UpstreamStream>>().ok()?;
-    Some((parts.io.into_inner(), parts.read_buf))
+    let parts = upstream
+        .downcast::<TokioIo<HeadTap<UpstreamStream>>>()
+        .ok()?;
+    Some((parts.io.into_inner().into_inner(), parts.read_buf))
 }
 
 /// The tunnel between the two upgraded connections, the upstream's unwrapped from hyper's

@@ -73,7 +73,9 @@ pub async fn serve(
             // that cost more than the rest of a small request. A box makes them a pointer.
             let response = Box::pin(proxy::serve(request, None, info.clone(), live.load_full()));
             async move {
-                let response = response.await;
+                let mut response = response.await;
+                // The HTTP/1 writer writes the default `Server` itself; here it goes in the map.
+                proxy::reply_headers::default_server(response.headers_mut());
                 let progress = StreamProgress::of_this_stream();
                 // A proxied response carries its location's send_timeout; tether's own answers
                 // keep the http-level one the watch started with.

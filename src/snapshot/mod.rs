@@ -7,6 +7,7 @@
 //!
 //! No hyper here: only `http` types for precompiled header names and values.
 
+pub mod reply_headers;
 mod servers;
 mod tls;
 mod upstreams;

@@ -19,6 +19,7 @@ use crate::tls::upstream::{TlsTarget, client_config, server_name};
 use crate::upstream::Group;
 use crate::vars::{Template, Vars};
 
+use super::reply_headers::{Compiler, DefaultRedirect, ReplyPlan};
 use super::tls::{Termination, termination};
 use super::upstreams;
 
@@ -32,6 +33,10 @@ pub struct VirtualServer {
     pub tls: Option<Termination>,
     /// Server-level realip and `allow`/`deny` (a location has its own in its settings).
     pub client: config::ClientRules,
+    /// Server-level `add_header`s, for answers made before a location is chosen.
+    pub response_headers: Vec<AddHeader>,
+    /// Server-level response rules (`expires`, `server_tokens`), likewise.
+    pub reply: ReplyPlan,
     locations: Locations,
     routes: Vec<Route>,
 }
@@ -46,6 +51,8 @@ pub struct Route {
     pub request_headers: HeaderPlan,
     /// `add_header`, precompiled.
     pub response_headers: Vec<AddHeader>,
+    /// What happens to response headers (`proxy_hide_header`, `proxy_redirect`, ...).
+    pub reply: ReplyPlan,
     /// `access_log`s in effect.
     pub logs: Logs,
     /// `gzip`, compiled (None: off here).
@@ -215,6 +222,8 @@ impl ServerBuilder<'_> {
             return_: server.return_.as_ref().map(|r| self.return_action(r)),
             tls,
             client: server.client.clone(),
+            response_headers: self.add_headers(&server.add_headers, &server.span),
+            reply: self.reply(&server.response, None, false),
             locations,
             routes: server.locations.iter().map(|l| self.route(l)).collect(),
         }
@@ -239,18 +248,15 @@ impl ServerBuilder<'_> {
             })
             .collect::<Vec<_>>();
         let sets_host = set.iter().any(|h| h.name == http::header::HOST);
-        let response_headers = location
-            .proxy
-            .add_headers
-            .iter()
-            .filter_map(|add| {
-                Some(AddHeader {
-                    name: self.header_name(&add.name, &location.span)?,
-                    value: self.header_source(&add.value, &location.span),
-                    always: add.always,
-                })
-            })
-            .collect();
+        let response_headers = self.add_headers(&location.proxy.add_headers, &location.span);
+        let (default, variables) = match &location.handler {
+            Handler::Proxy(pass) => (
+                default_redirect(pass, &location.matcher),
+                matches!(pass.target, ProxyTarget::Variable(_)),
+            ),
+            _ => (None, false),
+        };
+        let reply = self.reply(&location.proxy.response, default, variables);
         let logs = Logs::build(
             &location.proxy.access_logs,
             self.formats,
@@ -265,7 +271,34 @@ impl ServerBuilder<'_> {
             settings: location.proxy.clone(),
             request_headers: HeaderPlan { set, sets_host },
             response_headers,
+            reply,
         }
+    }
+
+    fn add_headers(&mut self, adds: &[config::AddHeader], span: &Span) -> Vec<AddHeader> {
+        adds.iter()
+            .filter_map(|add| {
+                Some(AddHeader {
+                    name: self.header_name(&add.name, span)?,
+                    value: self.header_source(&add.value, span),
+                    always: add.always,
+                })
+            })
+            .collect()
+    }
+
+    fn reply(
+        &mut self,
+        rules: &config::ResponseRules,
+        default: Option<DefaultRedirect>,
+        variables: bool,
+    ) -> ReplyPlan {
+        let mut compiler = Compiler {
+            vars: self.vars,
+            errors: self.errors,
+            templates: Vec::new(),
+        };
+        compiler.plan(rules, default, variables)
     }
 
     fn proxy_action(&mut self, pass: &config::ProxyPass, location: &config::Location) -> Action {
@@ -459,4 +492,34 @@ impl ServerBuilder<'_> {
 /// A header value from config text already validated as a host name or address.
 fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
+}
+
+/// What `proxy_redirect default` stands for in a location (nginx: the `proxy_pass` URL, with
+/// `/` added when it has no URI, becomes the location's name, or `/`). None with variables.
+fn default_redirect(pass: &config::ProxyPass, matcher: &LocationMatch) -> Option<DefaultRedirect> {
+    let scheme = if pass.https { "https" } else { "http" };
+    let authority = match &pass.target {
+        ProxyTarget::Upstream(name) => name.clone(),
+        ProxyTarget::Address { host, port } => {
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.clone()
+            };
+            let default_port = if pass.https { 443 } else { 80 };
+            if *port == default_port {
+                host
+            } else {
+                format!("{host}:{port}")
+            }
+        }
+        ProxyTarget::Variable(_) => return None,
+    };
+    let (from, to) = match (&pass.uri, matcher) {
+        (Some(uri), LocationMatch::Exact(path) | LocationMatch::Prefix { path, .. }) => {
+            (format!("{scheme}://{authority}{uri}"), path.clone())
+        }
+        _ => (format!("{scheme}://{authority}/"), "/".to_string()),
+    };
+    Some(DefaultRedirect { from, to })
 }

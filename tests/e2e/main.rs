@@ -30,6 +30,7 @@ mod real_ip;
 mod real_ip_nginx;
 mod reload;
 mod reload_soak;
+mod response_headers;
 mod routing;
 mod shipped_map;
 mod signalr;

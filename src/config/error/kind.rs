@@ -275,6 +275,11 @@ pub enum ErrorKind {
         /// The parameter as written.
         value: String,
     },
+    /// `proxy_redirect default` where `proxy_pass` has variables (or is missing), as nginx.
+    #[error(
+        "\"proxy_redirect default\" cannot be used with \"proxy_pass\" directive with variables"
+    )]
+    RedirectDefaultWithVariables,
     /// A valid nginx value or parameter that tether does not implement (`gzip on`).
     #[error(
         "\"{}\" in \"{}\" directive is not supported by tether",

@@ -172,6 +172,8 @@ impl Lowering {
             http2: false,
             error_log: Vec::new(),
             client: ClientRules::default(),
+            add_headers: Default::default(),
+            response: Default::default(),
             span: d.span.clone(),
         };
         let mut layer = ProxyLayer::default();
@@ -229,6 +231,8 @@ impl Lowering {
         }
         let merged = layer.over(outer);
         server.client = merged.client_rules();
+        let own = merged.clone().resolve();
+        (server.add_headers, server.response) = (own.add_headers, own.response);
         let mut seen = HashSet::new();
         for inner in locations {
             let Some(location) = self.location(inner, &merged) else {

@@ -12,6 +12,7 @@ mod client;
 mod directives;
 mod error_log;
 mod gzip;
+mod headers;
 mod health_check;
 mod http;
 mod limits;
@@ -229,6 +230,8 @@ mod tests;
 #[cfg(test)]
 #[path = "error_tests.rs"]
 mod error_tests;
+#[cfg(test)]
+mod headers_tests;
 
 #[cfg(test)]
 #[path = "upstream_tests.rs"]

@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::Lowering;
 use super::client::ClientLayer;
 use super::gzip::GzipLayer;
+use super::headers::ResponseLayer;
 use super::limits::LimitsLayer;
 use super::proxy_ssl::ProxySslLayer;
 use crate::config::ast::Directive;
@@ -41,6 +42,7 @@ pub(super) struct ProxyLayer {
     client: ClientLayer,
     gzip: GzipLayer,
     limits: LimitsLayer,
+    response: ResponseLayer,
 }
 
 impl ProxyLayer {
@@ -66,6 +68,7 @@ impl ProxyLayer {
             client: self.client.over(&outer.client),
             gzip: self.gzip.over(&outer.gzip),
             limits: self.limits.over(&outer.limits),
+            response: self.response.over(&outer.response),
         }
     }
 
@@ -94,6 +97,7 @@ impl ProxyLayer {
             client: self.client.resolve(),
             gzip: self.gzip.resolve(),
             limits: self.limits.resolve(),
+            response: self.response.resolve(),
         }
     }
 }
@@ -172,7 +176,8 @@ impl Lowering {
                 return self.client_setting(&mut layer.client, d)
                     || self.proxy_ssl_setting(&mut layer.ssl, d)
                     || self.gzip_setting(&mut layer.gzip, d)
-                    || self.limits_setting(&mut layer.limits, d);
+                    || self.limits_setting(&mut layer.limits, d)
+                    || self.response_setting(&mut layer.response, d);
             }
         }
         true

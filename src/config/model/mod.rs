@@ -15,6 +15,7 @@
 mod client;
 mod error_log;
 mod gzip;
+mod headers;
 mod limits;
 mod logs;
 mod proxy;
@@ -29,6 +30,10 @@ pub use super::source::Span;
 pub use client::{AccessRule, Cidr, ClientRules, Peers, RealIp, RealIpHeader};
 pub use error_log::{ErrorLevel, ErrorLogDestination, ErrorLogTarget};
 pub use gzip::{Gzip, GzipDisable, GzipHttpVersion, GzipProxied, GzipTypes};
+pub use headers::{
+    CookieFlag, CookieFlags, Expires, Pattern, Redirect, ResponseRules, Rewrite, SameSiteValue,
+    ServerTokens,
+};
 pub use limits::{
     ConnectionLimit, ConnectionZoneSpec, LimitResponse, LimitRules, RequestLimit, RequestZoneSpec,
 };

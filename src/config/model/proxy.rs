@@ -48,6 +48,9 @@ pub struct ProxySettings {
     pub gzip: super::Gzip,
     /// `limit_req` and `limit_conn` in force here.
     pub limits: LimitRules,
+    /// What happens to response headers (`proxy_hide_header`, `expires`, `proxy_redirect`,
+    /// `proxy_cookie_*`, `server_tokens`, ...).
+    pub response: super::ResponseRules,
 }
 
 /// The `proxy_ssl_*` settings of a location, nginx's defaults where unset. Files are named,
@@ -186,6 +189,7 @@ impl Default for ProxySettings {
             client: ClientRules::default(),
             gzip: super::Gzip::default(),
             limits: LimitRules::default(),
+            response: super::ResponseRules::default(),
         }
     }
 }

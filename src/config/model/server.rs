@@ -32,6 +32,11 @@ pub struct Server {
     /// `error_log` in this server: where its requests' events go instead of the http
     /// level's (empty: the http level's).
     pub error_log: Vec<ErrorLogTarget>,
+    /// `add_header`s in force at server level: they go on its own answers made before any
+    /// location is chosen (a server-level `return`, a 404 for no location).
+    pub add_headers: std::sync::Arc<Vec<super::AddHeader>>,
+    /// Response-header rules at server level (`expires`, `server_tokens`), for those answers.
+    pub response: super::ResponseRules,
     /// The `server` directive.
     pub span: Span,
 }

@@ -21,6 +21,7 @@ use crate::compress::{self, Encoder};
 use crate::limits::ConnectionHolds;
 use crate::peer::ActiveGuard;
 use crate::proxy::pool::Pooled;
+use crate::proxy::spelling::Spellings;
 use crate::telemetry::access_log::Record;
 
 pin_project! {
@@ -42,6 +43,8 @@ pin_project! {
         // dropped half-way takes the connection down with it (hyper closes it).
         keep_alive: Option<Pooled>,
         guard: Option<ActiveGuard>,
+        // How the upstream spelled its header names, for the client's HTTP/1 writer.
+        spellings: Option<Spellings>,
     }
 }
 
@@ -63,7 +66,14 @@ impl UpstreamBody {
             send_timeout,
             keep_alive,
             guard: Some(guard),
+            spellings: None,
         }
+    }
+
+    /// Carries the upstream's spelling of its header names to the client's writer.
+    pub fn with_spellings(mut self, spellings: Option<Spellings>) -> UpstreamBody {
+        self.spellings = spellings;
+        self
     }
 }
 
@@ -200,6 +210,14 @@ impl ResponseBody {
     /// Holds the request's `limit_conn` places until the body is dropped.
     pub fn hold_until_end(&mut self, holds: ConnectionHolds) {
         self.holds = Some(holds);
+    }
+
+    /// How the upstream spelled the response's header names (None: tether's own answer).
+    pub fn spellings(&self) -> Option<&Spellings> {
+        match &self.kind {
+            Kind::Upstream { body } => body.spellings.as_ref(),
+            Kind::Full { .. } => None,
+        }
     }
 
     /// Carries `record` until the body ends or is dropped, counting the bytes sent.

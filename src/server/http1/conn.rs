@@ -371,6 +371,7 @@ impl Connection<'_> {
             framing,
             keep_alive: keep_alive && framing != BodyFraming::UntilClose,
             client_version,
+            spellings: body.spellings(),
         });
         if self.spare_headers.capacity() == 0 {
             self.spare_headers = std::mem::take(&mut parts.headers);

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use std::io::Write as _;
 
+use crate::proxy::spelling::Spellings;
 use crate::stream::ClientStream;
 use bytes::{Buf, Bytes};
 #[cfg(test)]
@@ -48,6 +49,8 @@ pub struct HeadPlan<'a> {
     pub keep_alive: bool,
     /// The client's version (an HTTP/1.0 client is told `Connection: keep-alive` explicitly).
     pub client_version: Version,
+    /// The upstream's spelling of its header names (None: tether's own answer).
+    pub spellings: Option<&'a Spellings>,
 }
 
 /// Bytes queued for the client, in order: a response head (encoded in place, into a buffer
@@ -223,34 +226,68 @@ fn encode_head(buf: &mut Vec<u8>, plan: &HeadPlan<'_>) {
         .unwrap_or_else(|| plan.status.canonical_reason().unwrap_or("").as_bytes());
     buf.extend_from_slice(reason);
     buf.extend_from_slice(b"\r\n");
+    // Names as the upstream spelled them, as nginx relays them; names it did not send
+    // (tether's own) in the canonical `Title-Case` nginx writes its own in.
+    let mut speller = plan.spellings.map(Spellings::speller);
+    // Noted on the way rather than looked up after: a standard name compares as a tag.
+    let (mut has_date, mut has_server) = (false, false);
     for (name, value) in plan.headers {
-        buf.extend_from_slice(name.as_str().as_bytes());
+        has_date |= name == header::DATE;
+        has_server |= name == header::SERVER;
+        let spelled = match name.as_str() {
+            // nginx writes these itself, in this spelling, whatever the upstream's.
+            "content-type" | "content-length" => None,
+            name => speller.as_mut().and_then(|s| s.spell(name)),
+        };
+        match spelled {
+            Some(spelled) => buf.extend_from_slice(spelled),
+            None => put_title_case(buf, name.as_str()),
+        }
         buf.extend_from_slice(b": ");
         buf.extend_from_slice(value.as_bytes());
         buf.extend_from_slice(b"\r\n");
     }
-    if !plan.headers.contains_key(header::DATE) {
-        buf.extend_from_slice(b"date: ");
+    if !has_server {
+        // nginx's `server_tokens on`; a location with `off` set its own.
+        buf.extend_from_slice(
+            concat!("Server: tether/", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes(),
+        );
+    }
+    if !has_date {
+        buf.extend_from_slice(b"Date: ");
         put_date(buf);
         buf.extend_from_slice(b"\r\n");
     }
     match plan.framing {
         BodyFraming::Length(length) if !plan.headers.contains_key(header::CONTENT_LENGTH) => {
             // Writing into a Vec cannot fail.
-            let _ = write!(buf, "content-length: {length}\r\n");
+            let _ = write!(buf, "Content-Length: {length}\r\n");
         }
-        BodyFraming::Chunked => buf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        BodyFraming::Chunked => buf.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         _ => {}
     }
     // A 101 carries the upstream's own `Connection: upgrade`.
     if plan.status != StatusCode::SWITCHING_PROTOCOLS {
         if !plan.keep_alive {
-            buf.extend_from_slice(b"connection: close\r\n");
+            buf.extend_from_slice(b"Connection: close\r\n");
         } else if plan.client_version == Version::HTTP_10 {
-            buf.extend_from_slice(b"connection: keep-alive\r\n");
+            buf.extend_from_slice(b"Connection: keep-alive\r\n");
         }
     }
     buf.extend_from_slice(b"\r\n");
+}
+
+/// `content-type` as `Content-Type`: each letter after the start or a `-` in upper case.
+fn put_title_case(buf: &mut Vec<u8>, name: &str) {
+    let mut upper = true;
+    for &byte in name.as_bytes() {
+        buf.push(if upper {
+            byte.to_ascii_uppercase()
+        } else {
+            byte
+        });
+        upper = byte == b'-';
+    }
 }
 
 thread_local! {
@@ -329,13 +366,14 @@ mod tests {
             framing: BodyFraming::Chunked,
             keep_alive: true,
             client_version: Version::HTTP_11,
+            spellings: None,
         });
         assert!(
-            text.starts_with("HTTP/1.1 200 OK\r\nx-a: 1\r\nx-a: 2\r\ndate: "),
+            text.starts_with("HTTP/1.1 200 OK\r\nX-A: 1\r\nX-A: 2\r\nServer: tether/"),
             "{text}"
         );
         assert!(
-            text.ends_with(" GMT\r\ntransfer-encoding: chunked\r\n\r\n"),
+            text.ends_with(" GMT\r\nTransfer-Encoding: chunked\r\n\r\n"),
             "{text}"
         );
     }
@@ -350,12 +388,13 @@ mod tests {
             framing: BodyFraming::Length(5),
             keep_alive,
             client_version,
+            spellings: None,
         };
         let closing = head(&plan(false, Version::HTTP_11));
         assert!(closing.starts_with("HTTP/1.1 404 Nowhere\r\n"), "{closing}");
-        assert!(closing.contains("content-length: 5\r\nconnection: close\r\n\r\n"));
+        assert!(closing.contains("Content-Length: 5\r\nConnection: close\r\n\r\n"));
         let old = head(&plan(true, Version::HTTP_10));
-        assert!(old.contains("connection: keep-alive\r\n"), "{old}");
+        assert!(old.contains("Connection: keep-alive\r\n"), "{old}");
     }
 
     #[test]
@@ -421,6 +460,7 @@ mod tests {
             framing: BodyFraming::Length(2),
             keep_alive: true,
             client_version: Version::HTTP_11,
+            spellings: None,
         };
         let mut outbox = Outbox::default();
         outbox.push(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
@@ -451,6 +491,7 @@ mod tests {
             framing: BodyFraming::Chunked,
             keep_alive: true,
             client_version: Version::HTTP_11,
+            spellings: None,
         });
         outbox.push_data(Bytes::from_static(b"abc"), BodyFraming::Chunked);
         outbox.push_last_chunk();
