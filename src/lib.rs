@@ -33,6 +33,7 @@ pub mod peer;
 pub mod proxy;
 pub mod realip;
 pub mod reload;
+pub mod resolve;
 pub mod route;
 pub mod runtime;
 pub mod server;

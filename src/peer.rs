@@ -24,6 +24,7 @@ mod traffic;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
@@ -37,13 +38,56 @@ pub use traffic::{
     DURATION_BOUNDS, HistogramReading, LONG_POLL_AFTER, LastCheck, Traffic, Transport,
 };
 
-/// A server's identity: the group it belongs to and its address as written.
+/// A server's identity: the group it belongs to, its address as written and, when the group
+/// has that address more than once, which of them it is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PeerKey {
     /// Upstream group name (for `proxy_pass http://host:port` the group is named after the address).
     pub group: Arc<str>,
-    /// The `server` address exactly as written in the config.
+    /// The `server` address exactly as written in the config; for a `server NAME resolve`,
+    /// one address the name resolved to (`10.0.0.7:8080`).
     pub address: Arc<str>,
+    /// How many servers of the group with this same address come before it (0 for the
+    /// first): nginx makes each repeated `server` line a server of its own, and so does
+    /// tether, keeping them apart by their order among the lines of that address.
+    pub ordinal: u32,
+}
+
+impl PeerKey {
+    /// The key of the first (usually only) server with `address` in `group`.
+    pub fn new(group: Arc<str>, address: Arc<str>) -> PeerKey {
+        PeerKey {
+            group,
+            address,
+            ordinal: 0,
+        }
+    }
+}
+
+/// Where a server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// TCP: the resolved socket addresses, tried in order when connecting (a name like
+    /// `localhost` may give both 127.0.0.1 and ::1).
+    Inet(Vec<SocketAddr>),
+    /// A UNIX-domain socket (`server unix:/run/app.sock`).
+    Unix(PathBuf),
+}
+
+impl From<Vec<SocketAddr>> for Endpoint {
+    fn from(addrs: Vec<SocketAddr>) -> Endpoint {
+        Endpoint::Inet(addrs)
+    }
+}
+
+impl Endpoint {
+    /// The first TCP address (what `$upstream_addr` shows); None for a UNIX-domain socket.
+    pub fn first_inet(&self) -> Option<SocketAddr> {
+        match self {
+            Endpoint::Inet(addrs) => addrs.first().copied(),
+            Endpoint::Unix(_) => None,
+        }
+    }
 }
 
 /// One upstream server: where it is, and what is happening on it right now.
@@ -51,9 +95,8 @@ pub struct PeerKey {
 pub struct Peer {
     /// Identity.
     pub key: PeerKey,
-    /// Resolved socket addresses, tried in order when connecting (a name like `localhost` may
-    /// give both 127.0.0.1 and ::1).
-    pub addrs: Vec<SocketAddr>,
+    /// Where it listens.
+    pub endpoint: Endpoint,
     /// Counters.
     pub state: PeerState,
     /// Idle keep-alive connections to this server.
@@ -315,10 +358,10 @@ impl PeerRegistry {
     pub fn get_or_insert(
         &self,
         key: PeerKey,
-        addrs: Vec<SocketAddr>,
+        endpoint: impl Into<Endpoint>,
         idle_limit: usize,
     ) -> Arc<Peer> {
-        self.insert_or_get(key, addrs, idle_limit).0
+        self.insert_or_get(key, endpoint, idle_limit).0
     }
 
     /// Like [`PeerRegistry::get_or_insert`], also telling whether the peer is new (a server
@@ -326,7 +369,7 @@ impl PeerRegistry {
     pub fn insert_or_get(
         &self,
         key: PeerKey,
-        addrs: Vec<SocketAddr>,
+        endpoint: impl Into<Endpoint>,
         idle_limit: usize,
     ) -> (Arc<Peer>, bool) {
         // The lock only guards a map of weak pointers; a panic while holding it cannot leave
@@ -340,7 +383,7 @@ impl PeerRegistry {
         }
         let peer = Arc::new(Peer {
             key: key.clone(),
-            addrs,
+            endpoint: endpoint.into(),
             state: PeerState::default(),
             pool: Pool::new(idle_limit),
         });
@@ -354,10 +397,7 @@ mod tests {
     use super::*;
 
     fn key(group: &str, address: &str) -> PeerKey {
-        PeerKey {
-            group: group.into(),
-            address: address.into(),
-        }
+        PeerKey::new(group.into(), address.into())
     }
 
     #[test]

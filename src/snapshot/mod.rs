@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use crate::config::{self, Config, ConfigError, ConfigErrors, HeadRules};
 use crate::peer::PeerRegistry;
+use crate::resolve::Answers;
 use crate::route::VirtualHosts;
 use crate::telemetry::access_log::Formats;
 use crate::tls::SessionStore;
@@ -73,6 +74,8 @@ struct Listener {
     tls: bool,
     /// Connections start with a PROXY protocol header (lowering marks every listen on it).
     proxy_protocol: bool,
+    /// An IPv6 wildcard address that takes IPv4 too (`ipv6only=off` on one of its listens).
+    dual_stack: bool,
     /// Indexes into `Snapshot::servers`, in the order `hosts` knows them.
     servers: Vec<usize>,
 }
@@ -86,15 +89,19 @@ impl Snapshot {
         registry: &PeerRegistry,
         generation: u64,
     ) -> Result<Snapshot, ConfigErrors> {
-        Snapshot::build_with(config, registry, &SessionStore::default(), generation)
+        let (sessions, answers) = (SessionStore::default(), Answers::default());
+        Snapshot::build_with(config, registry, &sessions, &answers, generation)
     }
 
     /// As [`Snapshot::build`], with TLS session caches and ticket keys from `sessions`, which
-    /// outlives snapshots like `registry`: clients resume their sessions across a reload.
+    /// outlives snapshots like `registry`: clients resume their sessions across a reload. The
+    /// servers of `server NAME resolve` lines are the addresses `answers` has for them (with
+    /// [`Snapshot::build`], none).
     pub fn build_with(
         config: &Config,
         registry: &PeerRegistry,
         sessions: &SessionStore,
+        answers: &Answers,
         generation: u64,
     ) -> Result<Snapshot, ConfigErrors> {
         registry.forget_unused();
@@ -108,7 +115,7 @@ impl Snapshot {
         };
         let mut groups = HashMap::new();
         for upstream in &config.http.upstreams {
-            match upstreams::build_group(upstream, registry, &vars, generation > 1) {
+            match upstreams::build_group(upstream, registry, answers, &vars, generation > 1) {
                 Ok(group) => {
                     groups.insert(group.name.clone(), Arc::new(group));
                 }
@@ -166,6 +173,11 @@ impl Snapshot {
         self.listeners
             .get(&listen)
             .is_some_and(|l| l.proxy_protocol)
+    }
+
+    /// Whether `listen`, an IPv6 address, takes IPv4 connections too (`ipv6only=off`).
+    pub fn is_dual_stack(&self, listen: SocketAddr) -> bool {
+        self.listeners.get(&listen).is_some_and(|l| l.dual_stack)
     }
 
     /// Whether connections on `listen` speak TLS (false for an address not in this config).
@@ -247,6 +259,10 @@ fn build_listeners(
                     .iter()
                     .flat_map(|&(index, _)| &servers[index].listens)
                     .any(|listen| listen.addr == addr && listen.proxy_protocol);
+                let dual_stack = members
+                    .iter()
+                    .flat_map(|&(index, _)| &servers[index].listens)
+                    .any(|listen| listen.addr == addr && !listen.ipv6only);
                 let servers = members.iter().map(|&(index, _)| index).collect();
                 listeners.insert(
                     addr,
@@ -255,6 +271,7 @@ fn build_listeners(
                         servers,
                         tls,
                         proxy_protocol,
+                        dual_stack,
                     },
                 );
             }

@@ -276,10 +276,24 @@ impl ServerBuilder<'_> {
                 } else {
                     format!("{host}:{port}")
                 };
-                match self.implicit_group(host, *port, &address, &pass.span) {
+                let spec =
+                    config::PeerSpec::with_defaults(&address, host, *port, pass.span.clone());
+                match self.implicit_group(&spec) {
                     Some(group) => Target::Group {
                         group,
                         host: header_value(&address),
+                    },
+                    None => return Action::NotFound,
+                }
+            }
+            ProxyTarget::Unix { path } => {
+                let address = format!("unix:{path}");
+                let spec = config::PeerSpec::unix_with_defaults(&address, path, pass.span.clone());
+                match self.implicit_group(&spec) {
+                    // nginx's `$proxy_host` for a socket: there is no host name to send.
+                    Some(group) => Target::Group {
+                        group,
+                        host: HeaderValue::from_static("localhost"),
                     },
                     None => return Action::NotFound,
                 }
@@ -365,20 +379,17 @@ impl ServerBuilder<'_> {
 
     /// `proxy_pass http://host:port`: an implicit one-server group per distinct address,
     /// shared by every location naming it.
-    fn implicit_group(
-        &mut self,
-        host: &str,
-        port: u16,
-        address: &str,
-        span: &Span,
-    ) -> Option<Arc<Group>> {
-        if let Some(group) = self.groups.get(address) {
+    /// The one-server group of `proxy_pass http://host:port` (or `http://unix:/path`), shared
+    /// by every location naming the same address.
+    fn implicit_group(&mut self, spec: &config::PeerSpec) -> Option<Arc<Group>> {
+        if let Some(group) = self.groups.get(spec.address.as_str()) {
             return Some(group.clone());
         }
-        match upstreams::implicit(host, port, address, span, self.registry) {
+        match upstreams::implicit(spec, self.registry) {
             Ok(group) => {
                 let group = Arc::new(group);
-                self.groups.insert(address.into(), group.clone());
+                self.groups
+                    .insert(spec.address.as_str().into(), group.clone());
                 Some(group)
             }
             Err(error) => {

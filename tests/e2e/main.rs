@@ -5,6 +5,7 @@ mod harness;
 
 mod access;
 mod access_log;
+mod addresses;
 mod balancing;
 mod big_bodies;
 mod browser;
@@ -28,6 +29,7 @@ mod real_ip;
 mod real_ip_nginx;
 mod reload;
 mod reload_soak;
+mod resolve;
 mod routing;
 mod signalr;
 mod sse;

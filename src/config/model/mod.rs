@@ -16,6 +16,7 @@ mod client;
 mod error_log;
 mod logs;
 mod proxy;
+mod resolver;
 mod server;
 mod tls;
 mod upstream;
@@ -28,6 +29,7 @@ pub use client::{AccessRule, Cidr, ClientRules, Peers, RealIp, RealIpHeader};
 pub use error_log::{ErrorLevel, ErrorLogDestination, ErrorLogTarget};
 pub use logs::{AccessLog, LogEscape, LogFormat};
 pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};
+pub use resolver::{RESOLVER_TIMEOUT, Resolver};
 pub use server::{
     Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,
     StatusPage,

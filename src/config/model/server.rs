@@ -63,6 +63,9 @@ pub struct Listen {
     /// `proxy_protocol`: every connection on this address starts with a PROXY protocol header
     /// (v1 or v2), as one such listen makes it for the whole address (like `ssl`).
     pub proxy_protocol: bool,
+    /// `ipv6only=on|off` (default on, as nginx): an IPv6 wildcard address takes IPv6 only, so
+    /// `listen [::]:80` and `listen 80` bind side by side; `off` takes IPv4 on it too.
+    pub ipv6only: bool,
     /// Where it was written.
     pub span: Span,
 }
@@ -203,4 +206,9 @@ pub enum ProxyTarget {
     /// A template with variables (`http://$backend`): evaluated per request, must name an
     /// upstream group.
     Variable(String),
+    /// `http://unix:/path.sock[:/uri]`: a UNIX-domain socket (an implicit one-server group).
+    Unix {
+        /// The socket's path.
+        path: String,
+    },
 }
