@@ -178,3 +178,90 @@ async fn proxy_pass_to_a_host_name_that_is_no_upstream_resolves_it_on_port_80() 
         (200, "a")
     );
 }
+
+/// The backend answering each of `count` requests sent one after the other to `addr`.
+async fn sequence(addr: SocketAddr, count: usize) -> Vec<String> {
+    let mut answers = Vec::with_capacity(count);
+    for i in 0..count {
+        let reply = get(addr, &format!("/seq/{i}")).await;
+        assert_eq!(reply.status.as_u16(), 200, "{reply:?}");
+        answers.push(reply.header("x-backend").to_string());
+    }
+    answers
+}
+
+#[tokio::test]
+async fn repeated_lines_and_unix_sockets_next_to_real_nginx() {
+    let [a, b] = Backend::start_all(["a", "b"]).await;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let socket = dir.path().join("s.sock");
+    let s = Backend::start_unix("s", &socket).await;
+    let names = [("a", a.addr), ("b", b.addr)];
+    let path = socket.display();
+    let upstream =
+        format!("server {{a}}; server {{a}} weight=2; server {{b}}; server unix:{path};");
+    let locations = format!(
+        "location / {{ proxy_pass http://u; }} \
+         location /direct/ {{ proxy_pass http://unix:{path}:/inner/; }}"
+    );
+    let Some(nginx) = crate::harness::nginx::Nginx::start_with(&upstream, &locations, &names).await
+    else {
+        return;
+    };
+    let conf = format!(
+        "events {{}} http {{ upstream u {{ {upstream} }} server {{ listen {{listen}}; {locations} }} }}"
+    );
+    let proxy = Proxy::start(&conf, &names).await;
+
+    // nginx's smooth weighted round robin over every line, the repeated one included.
+    let from_nginx = sequence(nginx.addr, 15).await;
+    assert_eq!(sequence(proxy.addr, 15).await, from_nginx);
+    assert_eq!(from_nginx.iter().filter(|by| *by == "a").count(), 9);
+
+    // The URI and Host a socket server sees from `proxy_pass http://unix:PATH:/URI`.
+    let mut seen = Vec::new();
+    for addr in [nginx.addr, proxy.addr] {
+        let reply = get(addr, "/direct/x?q=1").await;
+        assert_eq!(reply.status.as_u16(), 200);
+        let last = s.last();
+        seen.push((last.uri, last.headers["host"].clone()));
+    }
+    assert_eq!(seen[0], seen[1]);
+}
+
+#[tokio::test]
+async fn a_repeated_line_keeps_every_consistent_hash_key_where_nginx_puts_it() {
+    let [a, b, c] = Backend::start_all(["a", "b", "c"]).await;
+    let names = [("a", a.addr), ("b", b.addr), ("c", c.addr)];
+    // ketama hashes the name as written: a repeated line's points fall on the first's, so it
+    // adds no share and moves no key (nginx's behaviour, which tether's ring is bit for bit).
+    let upstream = "hash $arg_k consistent; server {a}; server {b}; server {a}; server {c};";
+    let Some(nginx) = crate::harness::nginx::Nginx::start(upstream, &names).await else {
+        return;
+    };
+    let conf = format!(
+        "events {{}} http {{ upstream u {{ {upstream} }} server {{ listen {{listen}}; \
+         location / {{ proxy_pass http://u; }} }} }}"
+    );
+    let proxy = Proxy::start(&conf, &names).await;
+    let single = Proxy::start(
+        "events {} http { upstream u { hash $arg_k consistent; server {a}; server {b}; \
+         server {c}; } server { listen {listen}; location / { proxy_pass http://u; } } }",
+        &names,
+    )
+    .await;
+    for k in 0..40 {
+        let path = format!("/?k=key-{k}");
+        let want = get(nginx.addr, &path).await.header("x-backend").to_string();
+        assert_eq!(
+            get(proxy.addr, &path).await.header("x-backend"),
+            want,
+            "{path}"
+        );
+        assert_eq!(
+            get(single.addr, &path).await.header("x-backend"),
+            want,
+            "{path}"
+        );
+    }
+}
