@@ -81,6 +81,23 @@ impl From<Vec<SocketAddr>> for Endpoint {
 }
 
 impl Endpoint {
+    /// Whether both lead to the same place: the same socket path, or the same set of
+    /// addresses in any order (resolvers may rotate them).
+    pub fn same_place(&self, other: &Endpoint) -> bool {
+        match (self, other) {
+            (Endpoint::Inet(a), Endpoint::Inet(b)) => {
+                let sorted = |addrs: &[SocketAddr]| {
+                    let mut addrs = addrs.to_vec();
+                    addrs.sort_unstable();
+                    addrs
+                };
+                a.len() == b.len() && sorted(a) == sorted(b)
+            }
+            (Endpoint::Unix(a), Endpoint::Unix(b)) => a == b,
+            _ => false,
+        }
+    }
+
     /// The first TCP address (what `$upstream_addr` shows); None for a UNIX-domain socket.
     pub fn first_inet(&self) -> Option<SocketAddr> {
         match self {
@@ -378,12 +395,17 @@ impl PeerRegistry {
             .peers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(peer) = peers.get(&key).and_then(Weak::upgrade) {
+        let endpoint = endpoint.into();
+        // A name that resolves elsewhere now (a reload looks every name up again) is another
+        // server: it starts afresh, while requests on the old one finish there.
+        if let Some(peer) = peers.get(&key).and_then(Weak::upgrade)
+            && peer.endpoint.same_place(&endpoint)
+        {
             return (peer, false);
         }
         let peer = Arc::new(Peer {
             key: key.clone(),
-            endpoint: endpoint.into(),
+            endpoint,
             state: PeerState::default(),
             pool: Pool::new(idle_limit),
         });
@@ -468,6 +490,29 @@ mod tests {
         let last = state.traffic().last_check().expect("a check ran");
         assert!(!last.passed);
         assert!(last.at_ms <= now_ms());
+    }
+
+    #[test]
+    fn a_server_whose_name_resolves_elsewhere_now_is_a_new_peer() {
+        let registry = PeerRegistry::default();
+        let (one, two): (SocketAddr, SocketAddr) = (
+            "10.0.0.1:80".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+        );
+        let first = registry.get_or_insert(key("g", "app:80"), vec![one, two], 8);
+        let rotated = registry.get_or_insert(key("g", "app:80"), vec![two, one], 8);
+        assert!(
+            Arc::ptr_eq(&first, &rotated),
+            "the same addresses in another order"
+        );
+        let moved = registry.get_or_insert(key("g", "app:80"), vec![two], 8);
+        assert!(!Arc::ptr_eq(&first, &moved));
+        assert_eq!(moved.endpoint, Endpoint::Inet(vec![two]));
+        let again = registry.get_or_insert(key("g", "app:80"), vec![two], 8);
+        assert!(
+            Arc::ptr_eq(&moved, &again),
+            "the new peer is the one kept now"
+        );
     }
 
     #[test]
