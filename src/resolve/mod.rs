@@ -10,11 +10,15 @@
 //! that fails keeps the previous answer (a DNS outage removes no server); an empty answer
 //! (NXDOMAIN, no records) leaves the name with no server, as in nginx.
 //!
+//! `dynamic.rs` looks up, per request, the host a `proxy_pass` with variables renders when it
+//! is no upstream.
+//!
 //! The lookups are hickory's; this module decides what to ask, when, and what changed. It
-//! imports `config` and tokio, never `snapshot`, `proxy` or `runtime` (the runtime hands it
-//! the rebuild to run).
+//! imports `config`, tokio and (for the groups of looked-up hosts) `upstream` and `peer`,
+//! never `snapshot`, `proxy` or `runtime` (the runtime hands it the rebuild to run).
 
 mod answers;
+mod dynamic;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -33,6 +37,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use answers::{Answers, NameKey};
+pub use dynamic::{DynamicError, DynamicHosts};
 
 use crate::config::{Config, Resolver};
 

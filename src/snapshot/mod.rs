@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::config::{self, Config, ConfigError, ConfigErrors, HeadRules};
 use crate::peer::PeerRegistry;
-use crate::resolve::Answers;
+use crate::resolve::{Answers, DynamicHosts};
 use crate::route::VirtualHosts;
 use crate::telemetry::access_log::Formats;
 use crate::tls::SessionStore;
@@ -49,6 +49,9 @@ pub struct Snapshot {
     groups: HashMap<Arc<str>, Arc<Group>>,
     /// Groups whose health probes speak TLS (see [`Snapshot::check_tls`]).
     check_tls: HashMap<Arc<str>, Arc<TlsTarget>>,
+    /// Hosts a `proxy_pass` with variables named that are no upstream, looked up per request
+    /// through the http-level `resolver`.
+    pub dynamic: DynamicHosts,
 }
 
 /// How client connections are served: the http-level settings a connection reads again for
@@ -159,6 +162,7 @@ impl Snapshot {
             servers,
             groups,
             check_tls,
+            dynamic: DynamicHosts::new(config.http.resolver.clone()),
         })
     }
 

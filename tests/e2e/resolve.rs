@@ -135,3 +135,52 @@ async fn a_failing_resolver_keeps_the_addresses_and_an_empty_answer_leaves_none(
     let proxy = Proxy::start(&conf(&dns, port), &[]).await;
     assert_eq!(get(proxy.addr, "/").await.status, 502);
 }
+
+#[tokio::test]
+async fn proxy_pass_with_variables_looks_up_a_host_that_is_no_upstream() {
+    let dns = Dns::start().await;
+    let port = free_addr().port();
+    let _five = Backend::start_at("five", SocketAddr::new(pod(5), port)).await;
+    let _six = Backend::start_at("six", SocketAddr::new(pod(6), port)).await;
+    dns.set("app.test", &[pod(5)]);
+    let conf = format!(
+        "events {{}} http {{ resolver {dns} valid=100ms; upstream named {{ server {{a}}; }} \
+         server {{ listen {{listen}}; location / {{ proxy_pass http://$arg_to:{port}; }} \
+         location /bare/ {{ proxy_pass http://$arg_to; }} }} }}",
+        dns = dns.addr
+    );
+    let a = Backend::start("a").await;
+    let proxy = Proxy::start(&conf, &[("a", a.addr)]).await;
+    let to = |name: &str| format!("/?to={name}");
+
+    let reply = get(proxy.addr, &to("app.test")).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.header("x-backend")),
+        (200, "five")
+    );
+    // An upstream's name still names the upstream.
+    assert_eq!(
+        get(proxy.addr, "/bare/?to=named").await.header("x-backend"),
+        "a"
+    );
+
+    // The answer is kept for `valid=`, then asked again.
+    dns.set("app.test", &[pod(6)]);
+    eventually(Duration::from_secs(5), "the new address", || async {
+        get(proxy.addr, &to("app.test")).await.header("x-backend") == "six"
+    })
+    .await;
+    // A name DNS does not know: 502, as nginx's "could not be resolved".
+    assert_eq!(get(proxy.addr, &to("gone.test")).await.status.as_u16(), 502);
+
+    // Without a resolver, nginx's "no resolver defined to resolve": 502.
+    let plain = Proxy::start(
+        &format!(
+            "events {{}} http {{ server {{ listen {{listen}}; \
+             location / {{ proxy_pass http://$arg_to:{port}; }} }} }}"
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(get(plain.addr, &to("app.test")).await.status.as_u16(), 502);
+}

@@ -114,6 +114,7 @@ impl Lowering {
         http.send_timeout = layer.clone().resolve().client_send_timeout;
         inherit_secret(&mut http.upstreams, sticky_secret.as_deref());
         self.inherit_resolver(&mut http.upstreams, &resolver);
+        http.resolver = resolver.over(None);
         let lowered: Vec<_> = servers
             .into_iter()
             .map(|d| self.server(d, &layer, &tls))

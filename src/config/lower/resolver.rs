@@ -1,9 +1,9 @@
 //! `resolver` and `resolver_timeout`, at the http level and inside an `upstream` (nginx 1.27.3
-//! allows both); an upstream without its own takes the http level's. A `server NAME resolve`
-//! line with no resolver in force is an error, as in nginx ("no resolver defined to resolve").
-//! At server and location level nginx uses a resolver only for `proxy_pass` with variables,
-//! which tether resolves as upstream names: there the directives are checked and noted as
-//! having no effect. Must not import anything outside `config`.
+//! allows both); an upstream without its own takes the http level's, and `proxy_pass` with
+//! variables uses the http level's. A `server NAME resolve` line with no resolver in force is
+//! an error, as in nginx ("no resolver defined to resolve"). At server and location level
+//! (where nginx would scope the one `proxy_pass` with variables uses) the directives are
+//! checked and noted as having no effect. Must not import anything outside `config`.
 
 use std::time::Duration;
 
@@ -14,8 +14,8 @@ use crate::config::error::ErrorKind;
 use crate::config::model::{RESOLVER_TIMEOUT, Resolver, Upstream};
 
 /// Why a server- or location-level resolver has no effect in tether.
-const PER_REQUEST: &str = "tether resolves proxy_pass names when the config is loaded; \
-                           resolver serves \"server ... resolve\" at http or upstream level";
+const PER_REQUEST: &str = "tether takes resolver at http level (proxy_pass with variables, \
+                           server ... resolve) and in upstream blocks only";
 
 /// A level's `resolver` and `resolver_timeout`, as written.
 #[derive(Default)]

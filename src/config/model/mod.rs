@@ -121,6 +121,10 @@ pub struct Http {
     pub maps: Vec<Map>,
     /// `upstream` blocks, in file order; names are unique.
     pub upstreams: Vec<Upstream>,
+    /// The http-level `resolver` (with its `resolver_timeout`): what `proxy_pass` with
+    /// variables asks for a host that is no upstream, and what upstreams without their own
+    /// take for `server ... resolve`.
+    pub resolver: Option<Resolver>,
     /// `server` blocks, in file order.
     pub servers: Vec<Server>,
     /// `log_format`s, in file order (nginx's `combined` is not among them: it is built in).
