@@ -26,8 +26,10 @@ pub enum MaybeTls<T> {
     /// TLS, handshake done. Boxed: the TLS state is large, and a plain connection should not
     /// carry its size.
     Tls(Box<T>),
-    /// Plain text over a UNIX-domain socket (`server unix:/path`, `listen unix:/path`).
-    Unix(UnixStream),
+    /// Plain text over a UNIX-domain socket (`server unix:/path`). Boxed, as TLS is: a third
+    /// variant of TCP's size would grow every connection's stream, and every tunnel task
+    /// holding two of them, by a tag.
+    Unix(Box<UnixStream>),
 }
 
 impl ClientStream {
@@ -56,7 +58,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
             MaybeTls::Tls(tls) => Pin::new(&mut **tls).poll_read(cx, buf),
-            MaybeTls::Unix(unix) => Pin::new(unix).poll_read(cx, buf),
+            MaybeTls::Unix(unix) => Pin::new(&mut **unix).poll_read(cx, buf),
         }
     }
 }
@@ -70,7 +72,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
             MaybeTls::Tls(tls) => Pin::new(&mut **tls).poll_write(cx, buf),
-            MaybeTls::Unix(unix) => Pin::new(unix).poll_write(cx, buf),
+            MaybeTls::Unix(unix) => Pin::new(&mut **unix).poll_write(cx, buf),
         }
     }
 
@@ -82,7 +84,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
             MaybeTls::Tls(tls) => Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
-            MaybeTls::Unix(unix) => Pin::new(unix).poll_write_vectored(cx, bufs),
+            MaybeTls::Unix(unix) => Pin::new(&mut **unix).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -98,7 +100,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
             MaybeTls::Tls(tls) => Pin::new(&mut **tls).poll_flush(cx),
-            MaybeTls::Unix(unix) => Pin::new(unix).poll_flush(cx),
+            MaybeTls::Unix(unix) => Pin::new(&mut **unix).poll_flush(cx),
         }
     }
 
@@ -106,7 +108,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
             MaybeTls::Tls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
-            MaybeTls::Unix(unix) => Pin::new(unix).poll_shutdown(cx),
+            MaybeTls::Unix(unix) => Pin::new(&mut **unix).poll_shutdown(cx),
         }
     }
 }

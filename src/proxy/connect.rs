@@ -55,7 +55,7 @@ async fn open(peer: &Peer, tls: Option<&TlsTarget>) -> io::Result<UpstreamStream
     let tcp = match &peer.endpoint {
         Endpoint::Inet(addrs) => open_tcp(addrs).await?,
         Endpoint::Unix(path) if tls.is_none() => {
-            return Ok(MaybeTls::Unix(UnixStream::connect(path).await?));
+            return Ok(MaybeTls::Unix(Box::new(UnixStream::connect(path).await?)));
         }
         // The TLS stream type is TCP's: refused here rather than at load, since a group of
         // `server unix:` lines may be named by an `https://` proxy_pass.
