@@ -1,10 +1,11 @@
 //! A small authoritative DNS server on a loopback UDP port whose answers the test changes
-//! while tether runs: A and AAAA records per name, NXDOMAIN for names it does not know. Built
+//! while tether runs: A and AAAA records per name, NXDOMAIN for names it does not know, and
+//! SERVFAIL to everything while told to fail. Built
 //! on hickory-proto's message codec (the resolver's own), so tether's lookups are real DNS.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, ResponseCode};
@@ -21,6 +22,7 @@ pub struct Dns {
     pub addr: SocketAddr,
     zone: Arc<Mutex<HashMap<String, Vec<IpAddr>>>>,
     queries: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -33,11 +35,18 @@ impl Dns {
         let addr = socket.local_addr().expect("DNS address");
         let zone = Arc::new(Mutex::new(HashMap::new()));
         let queries = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(serve(socket, zone.clone(), queries.clone()));
+        let failing = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(serve(
+            socket,
+            zone.clone(),
+            queries.clone(),
+            failing.clone(),
+        ));
         Dns {
             addr,
             zone,
             queries,
+            failing,
             task,
         }
     }
@@ -46,6 +55,11 @@ impl Dns {
     pub fn set(&self, name: &str, ips: &[IpAddr]) {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         self.zone.lock().unwrap().insert(name, ips.to_vec());
+    }
+
+    /// From now on every query gets SERVFAIL (`true`), or its answer again (`false`).
+    pub fn fail(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
     }
 
     /// Queries answered so far.
@@ -64,6 +78,7 @@ async fn serve(
     socket: UdpSocket,
     zone: Arc<Mutex<HashMap<String, Vec<IpAddr>>>>,
     queries: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
 ) {
     let mut buffer = vec![0u8; 4096];
     loop {
@@ -73,11 +88,23 @@ async fn serve(
         let Ok(query) = Message::from_vec(&buffer[..n]) else {
             continue;
         };
-        queries.fetch_add(1, Ordering::SeqCst);
-        let answer = answer(&query, &zone.lock().unwrap());
-        if let Ok(bytes) = answer.to_vec() {
+        let answer = if failing.load(Ordering::SeqCst) {
+            let mut failed = Message::error_msg(
+                query.metadata.id,
+                query.metadata.op_code,
+                ResponseCode::ServFail,
+            );
+            failed.add_queries(query.queries.clone());
+            failed
+        } else {
+            answer(&query, &zone.lock().unwrap())
+        };
+        // Counted once answered, so a test that saw the count grow knows the answer is out.
+        let bytes = answer.to_vec();
+        if let Ok(bytes) = bytes {
             let _ = socket.send_to(&bytes, from).await;
         }
+        queries.fetch_add(1, Ordering::SeqCst);
     }
 }
 
