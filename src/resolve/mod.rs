@@ -87,15 +87,35 @@ pub fn followed(config: &Config) -> Vec<Followed> {
 }
 
 /// Looks up every name of `config` that `answers` does not know yet (a first start, or a
-/// reload that adds one), each within its `resolver_timeout`, so the snapshot about to be
-/// built has their servers. A name that fails is recorded empty and asked again later.
+/// reload that adds one), all at once and each within its `resolver_timeout` — so a resolver
+/// that does not answer delays the start or reload by one timeout, not one per name — and the
+/// snapshot about to be built has their servers. A name that fails is recorded empty and
+/// asked again by the follower.
 pub async fn look_up_new(config: &Config, answers: &Answers) {
     let names = followed(config);
     let keys: HashSet<NameKey> = names.iter().map(|n| (n.host.clone(), n.port)).collect();
     answers.retain(&keys);
+    let new: Vec<&Followed> = names
+        .iter()
+        .filter(|n| !answers.knows(&n.host, n.port))
+        .collect();
     let mut clients = Clients::default();
-    for name in names.iter().filter(|n| !answers.knows(&n.host, n.port)) {
-        let addrs = match clients.look_up(name).await {
+    for name in &new {
+        // Made first, one per resolver, so the lookups below can share them.
+        if let Err(error) = clients.client(&name.resolver).await {
+            tracing::warn!(host = %name.host, "{error}: the server has no address yet");
+        }
+    }
+    let clients = &clients;
+    let lookups = new.iter().map(|name| async move {
+        let found = match clients.made(&name.resolver) {
+            Some(client) => look_up_with(client, name).await,
+            None => Err(LookupError::NoServer),
+        };
+        (name, found)
+    });
+    for (name, found) in futures_util::future::join_all(lookups).await {
+        let addrs = match found {
             Ok((addrs, _)) => addrs,
             Err(error) => {
                 tracing::warn!(host = %name.host, "{error}: the server has no address yet");
@@ -229,23 +249,15 @@ impl Clients {
         name: &Followed,
     ) -> Result<(Vec<SocketAddr>, Duration), LookupError> {
         let client = self.client(&name.resolver).await?;
-        let lookup = tokio::time::timeout(name.resolver.timeout, client.lookup_ip(&*name.host));
-        match lookup.await {
-            Err(_) => Err(LookupError::Timeout),
-            Ok(Ok(found)) => {
-                let ttl = found
-                    .valid_until()
-                    .saturating_duration_since(std::time::Instant::now());
-                let addrs = found
-                    .iter()
-                    .map(|ip| SocketAddr::new(ip, name.port))
-                    .collect();
-                Ok((addrs, ttl))
-            }
-            // NXDOMAIN or no records of the asked types: the name has no servers now.
-            Ok(Err(error)) if error.is_no_records_found() => Ok((Vec::new(), MIN_TTL_WAIT)),
-            Ok(Err(error)) => Err(LookupError::Failed(error.to_string())),
-        }
+        look_up_with(client, name).await
+    }
+
+    /// The client made for `resolver` already, if any.
+    fn made(&self, resolver: &Resolver) -> Option<&TokioResolver> {
+        self.made
+            .iter()
+            .find(|(r, _)| r == resolver)
+            .map(|(_, c)| c)
     }
 
     async fn client(&mut self, resolver: &Resolver) -> Result<&TokioResolver, LookupError> {
@@ -255,6 +267,31 @@ impl Clients {
         let client = make_client(resolver).await?;
         self.made.push((resolver.clone(), client));
         Ok(&self.made[self.made.len() - 1].1)
+    }
+}
+
+/// The addresses of `name` asked of `client` (with the port of its line) and how long the
+/// answer is valid for, within the resolver's timeout.
+async fn look_up_with(
+    client: &TokioResolver,
+    name: &Followed,
+) -> Result<(Vec<SocketAddr>, Duration), LookupError> {
+    let lookup = tokio::time::timeout(name.resolver.timeout, client.lookup_ip(&*name.host));
+    match lookup.await {
+        Err(_) => Err(LookupError::Timeout),
+        Ok(Ok(found)) => {
+            let ttl = found
+                .valid_until()
+                .saturating_duration_since(std::time::Instant::now());
+            let addrs = found
+                .iter()
+                .map(|ip| SocketAddr::new(ip, name.port))
+                .collect();
+            Ok((addrs, ttl))
+        }
+        // NXDOMAIN or no records of the asked types: the name has no servers now.
+        Ok(Err(error)) if error.is_no_records_found() => Ok((Vec::new(), MIN_TTL_WAIT)),
+        Ok(Err(error)) => Err(LookupError::Failed(error.to_string())),
     }
 }
 
