@@ -270,18 +270,25 @@ impl ServerBuilder<'_> {
                 // The upstream failed to build; its error is already recorded.
                 None => return Action::NotFound,
             },
-            ProxyTarget::Address { host, port } => {
-                let address = if host.contains(':') {
-                    format!("[{host}]:{port}")
+            ProxyTarget::Address {
+                host,
+                port,
+                port_written,
+            } => {
+                let bracketed = if host.contains(':') {
+                    format!("[{host}]")
                 } else {
-                    format!("{host}:{port}")
+                    host.clone()
                 };
+                let address = format!("{bracketed}:{port}");
+                // nginx's `$proxy_host`: the port only when written.
+                let proxy_host = if *port_written { &address } else { &bracketed };
                 let spec =
                     config::PeerSpec::with_defaults(&address, host, *port, pass.span.clone());
                 match self.implicit_group(&spec) {
                     Some(group) => Target::Group {
                         group,
-                        host: header_value(&address),
+                        host: header_value(proxy_host),
                     },
                     None => return Action::NotFound,
                 }

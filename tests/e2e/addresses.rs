@@ -168,7 +168,7 @@ async fn proxy_pass_to_a_host_name_that_is_no_upstream_resolves_it_on_port_80() 
         eprintln!("skipped: 127.0.0.1:80 cannot be bound here");
         return;
     }
-    let _a = Backend::start_at("a", port_80).await;
+    let a = Backend::start_at("a", port_80).await;
     let conf = "events {} http { upstream other { server 127.0.0.1:1; } server { \
                 listen {listen}; location / { proxy_pass http://localhost; } } }";
     let proxy = Proxy::start(conf, &[]).await;
@@ -177,6 +177,8 @@ async fn proxy_pass_to_a_host_name_that_is_no_upstream_resolves_it_on_port_80() 
         (reply.status.as_u16(), reply.header("x-backend")),
         (200, "a")
     );
+    // nginx's `$proxy_host`: no port where none was written.
+    assert_eq!(a.last().headers["host"], "localhost");
 }
 
 /// The backend answering each of `count` requests sent one after the other to `addr`.

@@ -88,12 +88,14 @@ fn a_host_that_is_no_upstream_is_proxied_to_as_nginx_does() {
     let want = ProxyTarget::Address {
         host: "app.internal".into(),
         port: 80,
+        port_written: false,
     };
     assert_eq!(proxy_pass(&config).target, want);
     let config = lower_ok(&in_location("proxy_pass https://app.internal/x;"));
     let want = ProxyTarget::Address {
         host: "app.internal".into(),
         port: 443,
+        port_written: false,
     };
     assert_eq!(proxy_pass(&config).target, want);
 }

@@ -241,11 +241,17 @@ impl Lowering {
             (None, Some(port)) => {
                 let port = self.port(d, word, port)?;
                 let host = host.to_string();
-                Some(ProxyTarget::Address { host, port })
+                let port_written = true;
+                Some(ProxyTarget::Address {
+                    host,
+                    port,
+                    port_written,
+                })
             }
             (None, None) if host.parse::<IpAddr>().is_ok() => Some(ProxyTarget::Address {
                 host: host.to_string(),
                 port: if https { 443 } else { 80 },
+                port_written: false,
             }),
             (None, None) => {
                 let names = self.upstream_names.iter().map(String::as_str);
@@ -262,6 +268,7 @@ impl Lowering {
                 Some(ProxyTarget::Address {
                     host: host.to_string(),
                     port: if https { 443 } else { 80 },
+                    port_written: false,
                 })
             }
         }

@@ -200,8 +200,11 @@ pub enum ProxyTarget {
     Address {
         /// Host name or IP literal.
         host: String,
-        /// Port (80 if not written).
+        /// Port (80, or 443 for `https://`, if not written).
         port: u16,
+        /// Whether the port was written: `$proxy_host` (the `Host` sent) has it only then, as
+        /// nginx's.
+        port_written: bool,
     },
     /// A template with variables (`http://$backend`): evaluated per request, must name an
     /// upstream group.
