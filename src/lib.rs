@@ -42,6 +42,7 @@ pub mod process;
 pub mod proxy;
 pub mod realip;
 pub mod reload;
+pub mod resolve;
 pub mod route;
 pub mod runtime;
 pub mod server;

@@ -24,6 +24,7 @@ mod traffic;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
@@ -37,13 +38,73 @@ pub use traffic::{
     DURATION_BOUNDS, HistogramReading, LONG_POLL_AFTER, LastCheck, Traffic, Transport,
 };
 
-/// A server's identity: the group it belongs to and its address as written.
+/// A server's identity: the group it belongs to, its address as written and, when the group
+/// has that address more than once, which of them it is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PeerKey {
     /// Upstream group name (for `proxy_pass http://host:port` the group is named after the address).
     pub group: Arc<str>,
-    /// The `server` address exactly as written in the config.
+    /// The `server` address exactly as written in the config; for a `server NAME resolve`,
+    /// one address the name resolved to (`10.0.0.7:8080`).
     pub address: Arc<str>,
+    /// How many servers of the group with this same address come before it (0 for the
+    /// first): nginx makes each repeated `server` line a server of its own, and so does
+    /// tether, keeping them apart by their order among the lines of that address.
+    pub ordinal: u32,
+}
+
+impl PeerKey {
+    /// The key of the first (usually only) server with `address` in `group`.
+    pub fn new(group: Arc<str>, address: Arc<str>) -> PeerKey {
+        PeerKey {
+            group,
+            address,
+            ordinal: 0,
+        }
+    }
+}
+
+/// Where a server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// TCP: the resolved socket addresses, tried in order when connecting (a name like
+    /// `localhost` may give both 127.0.0.1 and ::1).
+    Inet(Vec<SocketAddr>),
+    /// A UNIX-domain socket (`server unix:/run/app.sock`).
+    Unix(PathBuf),
+}
+
+impl From<Vec<SocketAddr>> for Endpoint {
+    fn from(addrs: Vec<SocketAddr>) -> Endpoint {
+        Endpoint::Inet(addrs)
+    }
+}
+
+impl Endpoint {
+    /// Whether both lead to the same place: the same socket path, or the same set of
+    /// addresses in any order (resolvers may rotate them).
+    pub fn same_place(&self, other: &Endpoint) -> bool {
+        match (self, other) {
+            (Endpoint::Inet(a), Endpoint::Inet(b)) => {
+                let sorted = |addrs: &[SocketAddr]| {
+                    let mut addrs = addrs.to_vec();
+                    addrs.sort_unstable();
+                    addrs
+                };
+                a.len() == b.len() && sorted(a) == sorted(b)
+            }
+            (Endpoint::Unix(a), Endpoint::Unix(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// The first TCP address (what `$upstream_addr` shows); None for a UNIX-domain socket.
+    pub fn first_inet(&self) -> Option<SocketAddr> {
+        match self {
+            Endpoint::Inet(addrs) => addrs.first().copied(),
+            Endpoint::Unix(_) => None,
+        }
+    }
 }
 
 /// One upstream server: where it is, and what is happening on it right now.
@@ -51,9 +112,8 @@ pub struct PeerKey {
 pub struct Peer {
     /// Identity.
     pub key: PeerKey,
-    /// Resolved socket addresses, tried in order when connecting (a name like `localhost` may
-    /// give both 127.0.0.1 and ::1).
-    pub addrs: Vec<SocketAddr>,
+    /// Where it listens.
+    pub endpoint: Endpoint,
     /// Counters.
     pub state: PeerState,
     /// Idle keep-alive connections to this server.
@@ -315,10 +375,10 @@ impl PeerRegistry {
     pub fn get_or_insert(
         &self,
         key: PeerKey,
-        addrs: Vec<SocketAddr>,
+        endpoint: impl Into<Endpoint>,
         idle_limit: usize,
     ) -> Arc<Peer> {
-        self.insert_or_get(key, addrs, idle_limit).0
+        self.insert_or_get(key, endpoint, idle_limit).0
     }
 
     /// Like [`PeerRegistry::get_or_insert`], also telling whether the peer is new (a server
@@ -326,7 +386,7 @@ impl PeerRegistry {
     pub fn insert_or_get(
         &self,
         key: PeerKey,
-        addrs: Vec<SocketAddr>,
+        endpoint: impl Into<Endpoint>,
         idle_limit: usize,
     ) -> (Arc<Peer>, bool) {
         // The lock only guards a map of weak pointers; a panic while holding it cannot leave
@@ -335,12 +395,17 @@ impl PeerRegistry {
             .peers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(peer) = peers.get(&key).and_then(Weak::upgrade) {
+        let endpoint = endpoint.into();
+        // A name that resolves elsewhere now (a reload looks every name up again) is another
+        // server: it starts afresh, while requests on the old one finish there.
+        if let Some(peer) = peers.get(&key).and_then(Weak::upgrade)
+            && peer.endpoint.same_place(&endpoint)
+        {
             return (peer, false);
         }
         let peer = Arc::new(Peer {
             key: key.clone(),
-            addrs,
+            endpoint,
             state: PeerState::default(),
             pool: Pool::new(idle_limit),
         });
@@ -354,10 +419,7 @@ mod tests {
     use super::*;
 
     fn key(group: &str, address: &str) -> PeerKey {
-        PeerKey {
-            group: group.into(),
-            address: address.into(),
-        }
+        PeerKey::new(group.into(), address.into())
     }
 
     #[test]
@@ -428,6 +490,29 @@ mod tests {
         let last = state.traffic().last_check().expect("a check ran");
         assert!(!last.passed);
         assert!(last.at_ms <= now_ms());
+    }
+
+    #[test]
+    fn a_server_whose_name_resolves_elsewhere_now_is_a_new_peer() {
+        let registry = PeerRegistry::default();
+        let (one, two): (SocketAddr, SocketAddr) = (
+            "10.0.0.1:80".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+        );
+        let first = registry.get_or_insert(key("g", "app:80"), vec![one, two], 8);
+        let rotated = registry.get_or_insert(key("g", "app:80"), vec![two, one], 8);
+        assert!(
+            Arc::ptr_eq(&first, &rotated),
+            "the same addresses in another order"
+        );
+        let moved = registry.get_or_insert(key("g", "app:80"), vec![two], 8);
+        assert!(!Arc::ptr_eq(&first, &moved));
+        assert_eq!(moved.endpoint, Endpoint::Inet(vec![two]));
+        let again = registry.get_or_insert(key("g", "app:80"), vec![two], 8);
+        assert!(
+            Arc::ptr_eq(&moved, &again),
+            "the new peer is the one kept now"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::config::{Config, ConfigErrors};
 use crate::limits::ZoneRegistry;
 use crate::peer::PeerRegistry;
 use crate::proxy::health::{self, HealthChecks};
+use crate::resolve::{self, Answers, Follower};
 use crate::server::{self, Ceiling, Lifecycle, blocking};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
@@ -41,6 +42,8 @@ pub struct Shared {
     pub sessions: Arc<SessionStore>,
     /// `limit_req_zone` and `limit_conn_zone` state, which outlives snapshots too.
     pub zones: Arc<ZoneRegistry>,
+    /// The addresses of `server NAME resolve` names now, kept by the DNS follower.
+    pub answers: Arc<Answers>,
 }
 
 /// Why a config could not be started or applied.
@@ -77,11 +80,15 @@ impl std::error::Error for StartError {}
 /// A running tether: its listeners, its shared state, and what is in flight.
 pub struct Tether {
     shared: Shared,
-    live: Mutex<Live>,
+    live: Arc<Mutex<Live>>,
     ceiling: Arc<Ceiling>,
     lifecycle: Lifecycle,
-    /// Serialises config changes: one reload at a time.
-    applying: tokio::sync::Mutex<()>,
+    /// Serialises config changes: one reload (or DNS rebuild) at a time.
+    applying: Arc<tokio::sync::Mutex<()>>,
+    /// The config in force, for the DNS follower (which rebuilds from it).
+    config: watch::Sender<Arc<Config>>,
+    /// Follows the names of `server ... resolve` lines; ends with the tether.
+    _follower: Follower,
 }
 
 /// What a config change replaces: the listeners, and the health checks of the snapshot in
@@ -121,30 +128,54 @@ impl Tether {
         let registry = Arc::new(PeerRegistry::default());
         let sessions = Arc::new(SessionStore::default());
         let zones = Arc::new(ZoneRegistry::default());
-        let kept = (sessions.clone(), zones.clone());
-        let snapshot = build(config, registry.clone(), kept, 1).await?;
+        let answers = Arc::new(Answers::default());
+        resolve::look_up_new(config, &answers).await;
+        let kept = (&sessions, &zones, &answers);
+        let snapshot = build(config, &registry, kept, 1).await?;
         let wanted: Vec<SocketAddr> = snapshot.listen_addrs().collect();
-        let bound = Listeners::default().bind_new(&wanted, prebound)?;
+        let bound = Listeners::default()
+            .bind_new(&wanted, prebound, |addr| snapshot.is_dual_stack(addr))?;
         let ceiling = Ceiling::from_config(config);
         tracing::info!(
             limit = ceiling.limit(),
             "client connections capped (worker_connections, else the open-file limit)"
         );
         let health = health::spawn(&snapshot);
+        let shared = Shared {
+            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            registry,
+            sessions,
+            zones,
+            answers,
+        };
+        let live = Arc::new(Mutex::new(Live {
+            listeners: Listeners::default(),
+            _health: health,
+        }));
+        let applying = Arc::new(tokio::sync::Mutex::new(()));
+        let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+        let rebuild = Rebuild {
+            snapshot: shared.snapshot.clone(),
+            registry: shared.registry.clone(),
+            sessions: shared.sessions.clone(),
+            zones: shared.zones.clone(),
+            answers: shared.answers.clone(),
+            live: live.clone(),
+            applying: applying.clone(),
+            config: config_tx.subscribe(),
+        };
+        let follower = resolve::follow(config_rx, shared.answers.clone(), move || {
+            let rebuild = rebuild.clone();
+            async move { rebuild.run().await }
+        });
         let tether = Tether {
-            shared: Shared {
-                snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
-                registry,
-                sessions,
-                zones,
-            },
-            live: Mutex::new(Live {
-                listeners: Listeners::default(),
-                _health: health,
-            }),
+            shared,
+            live,
             ceiling,
             lifecycle: Lifecycle::default(),
-            applying: tokio::sync::Mutex::new(()),
+            applying,
+            config: config_tx,
+            _follower: follower,
         };
         let handles = tether.serve_all(bound);
         tether.lock().listeners.extend(handles);
@@ -162,19 +193,23 @@ impl Tether {
         let started = Instant::now();
         let old = self.shared.snapshot.load_full();
         let (registry, sessions) = (&self.shared.registry, &self.shared.sessions);
+        let answers = &self.shared.answers;
         let generation = old.generation + 1;
-        let kept = (sessions.clone(), self.shared.zones.clone());
-        let snapshot = build(config, registry.clone(), kept, generation).await?;
+        resolve::look_up_new(config, answers).await;
+        let kept = (sessions, &self.shared.zones, answers);
+        let snapshot = build(config, registry, kept, generation).await?;
         let wanted: Vec<SocketAddr> = snapshot.listen_addrs().collect();
         // Opened before anything changes: an error log that cannot be opened fails the
         // reload, as in nginx.
         let error_log = error_log::prepare(config).map_err(StartError::ErrorLog)?;
         // Bound before anything changes: a port in use fails the reload, not the service.
-        let added = self.lock().listeners.bind_new(&wanted, Vec::new())?;
+        let added = (self.lock().listeners)
+            .bind_new(&wanted, Vec::new(), |addr| snapshot.is_dual_stack(addr))?;
 
         let new = Arc::new(snapshot);
         let health = health::spawn(&new);
         self.shared.snapshot.store(new.clone());
+        self.config.send_replace(Arc::new(config.clone()));
         if let Some(error_log) = error_log {
             error_log.commit();
         }
@@ -319,13 +354,60 @@ impl Tether {
 /// build forgets.
 async fn build(
     config: &Config,
-    registry: Arc<PeerRegistry>,
-    (sessions, zones): (Arc<SessionStore>, Arc<ZoneRegistry>),
+    registry: &Arc<PeerRegistry>,
+    (sessions, zones, answers): (&Arc<SessionStore>, &Arc<ZoneRegistry>, &Arc<Answers>),
     generation: u64,
 ) -> Result<Snapshot, StartError> {
     let config = config.clone();
-    blocking::run(move || Snapshot::build_with(&config, &registry, (&sessions, &zones), generation))
-        .await
-        .map_err(StartError::Panicked)?
-        .map_err(StartError::Config)
+    let registry = registry.clone();
+    let (sessions, zones, answers) = (sessions.clone(), zones.clone(), answers.clone());
+    blocking::run(move || {
+        let kept = (&*sessions, &*zones, &*answers);
+        Snapshot::build_with(&config, &registry, kept, generation)
+    })
+    .await
+    .map_err(StartError::Panicked)?
+    .map_err(StartError::Config)
+}
+
+/// What the DNS follower needs to put a new snapshot in force when a `resolve` name's
+/// addresses change: a reload of the config in force that binds nothing (its listeners are
+/// the same), with the same no-drop, state-keeping rules.
+#[derive(Clone)]
+struct Rebuild {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    registry: Arc<PeerRegistry>,
+    sessions: Arc<SessionStore>,
+    zones: Arc<ZoneRegistry>,
+    answers: Arc<Answers>,
+    live: Arc<Mutex<Live>>,
+    applying: Arc<tokio::sync::Mutex<()>>,
+    config: watch::Receiver<Arc<Config>>,
+}
+
+impl Rebuild {
+    async fn run(&self) {
+        let _one_at_a_time = self.applying.lock().await;
+        let config = self.config.borrow().clone();
+        let generation = self.snapshot.load().generation + 1;
+        let built = build(
+            &config,
+            &self.registry,
+            (&self.sessions, &self.zones, &self.answers),
+            generation,
+        );
+        match built.await {
+            Ok(snapshot) => {
+                let new = Arc::new(snapshot);
+                let health = health::spawn(&new);
+                self.snapshot.store(new);
+                let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+                live._health = health;
+                tracing::info!("upstream servers follow the new DNS answers");
+            }
+            // The config was valid when it was applied, so this is unexpected; the snapshot
+            // in force stays.
+            Err(error) => tracing::error!("rebuilding after a DNS change failed: {error}"),
+        }
+    }
 }

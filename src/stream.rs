@@ -1,5 +1,5 @@
-//! The byte stream of a connection, either side: plain TCP, or TLS over TCP once the handshake
-//! is done — [`ClientStream`] for clients (tokio-rustls' server side), [`UpstreamStream`] for
+//! The byte stream of a connection, either side: plain TCP, TLS over TCP once the handshake
+//! is done, or a UNIX-domain socket (plain text only) — [`ClientStream`] for clients (tokio-rustls' server side), [`UpstreamStream`] for
 //! upstreams (`proxy_pass https://`, its client side). One concrete type per side (not a boxed
 //! trait object), so that the HTTP/1 server, the HTTP/2 server, hyper's client connection and
 //! the tunnel a WebSocket becomes are compiled once and pay one `match` per read or write, not
@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 /// A client connection's stream.
 pub type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>;
@@ -26,14 +26,19 @@ pub enum MaybeTls<T> {
     /// TLS, handshake done. Boxed: the TLS state is large, and a plain connection should not
     /// carry its size.
     Tls(Box<T>),
+    /// Plain text over a UNIX-domain socket (`server unix:/path`). Boxed, as TLS is: a third
+    /// variant of TCP's size would grow every connection's stream, and every tunnel task
+    /// holding two of them, by a tag.
+    Unix(Box<UnixStream>),
 }
 
 impl ClientStream {
-    /// The TCP connection underneath.
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP connection underneath (None on a UNIX-domain socket).
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            MaybeTls::Plain(tcp) => tcp,
-            MaybeTls::Tls(tls) => tls.get_ref().0,
+            MaybeTls::Plain(tcp) => Some(tcp),
+            MaybeTls::Tls(tls) => Some(tls.get_ref().0),
+            MaybeTls::Unix(_) => None,
         }
     }
 }
@@ -53,6 +58,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
             MaybeTls::Tls(tls) => Pin::new(&mut **tls).poll_read(cx, buf),
+            MaybeTls::Unix(unix) => Pin::new(&mut **unix).poll_read(cx, buf),
         }
     }
 }
@@ -66,6 +72,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
             MaybeTls::Tls(tls) => Pin::new(&mut **tls).poll_write(cx, buf),
+            MaybeTls::Unix(unix) => Pin::new(&mut **unix).poll_write(cx, buf),
         }
     }
 
@@ -77,6 +84,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
             MaybeTls::Tls(tls) => Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
+            MaybeTls::Unix(unix) => Pin::new(&mut **unix).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -84,6 +92,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self {
             MaybeTls::Plain(tcp) => tcp.is_write_vectored(),
             MaybeTls::Tls(tls) => tls.is_write_vectored(),
+            MaybeTls::Unix(unix) => unix.is_write_vectored(),
         }
     }
 
@@ -91,6 +100,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
             MaybeTls::Tls(tls) => Pin::new(&mut **tls).poll_flush(cx),
+            MaybeTls::Unix(unix) => Pin::new(&mut **unix).poll_flush(cx),
         }
     }
 
@@ -98,6 +108,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
             MaybeTls::Tls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
+            MaybeTls::Unix(unix) => Pin::new(&mut **unix).poll_shutdown(cx),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Opening a new HTTP/1.1 connection to an upstream server: TCP, then for `proxy_pass https://`
-//! a TLS handshake, both within `proxy_connect_timeout` (nginx counts the handshake in it too).
+//! Opening a new HTTP/1.1 connection to an upstream server: TCP (or a UNIX-domain socket), then
+//! for `proxy_pass https://` a TLS handshake, both within `proxy_connect_timeout` (nginx counts
+//! the handshake in it too).
 
 use std::io;
 use std::net::SocketAddr;
@@ -7,10 +8,10 @@ use std::time::Duration;
 
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsConnector;
 
-use crate::peer::Peer;
+use crate::peer::{Endpoint, Peer};
 use crate::proxy::pool::Sender;
 use crate::proxy::spelling;
 use crate::stream::{MaybeTls, UpstreamStream};
@@ -54,7 +55,20 @@ pub async fn connect(
 }
 
 async fn open(peer: &Peer, tls: Option<&TlsTarget>) -> io::Result<UpstreamStream> {
-    let tcp = open_tcp(&peer.addrs).await?;
+    let tcp = match &peer.endpoint {
+        Endpoint::Inet(addrs) => open_tcp(addrs).await?,
+        Endpoint::Unix(path) if tls.is_none() => {
+            return Ok(MaybeTls::Unix(Box::new(UnixStream::connect(path).await?)));
+        }
+        // The TLS stream type is TCP's: refused here rather than at load, since a group of
+        // `server unix:` lines may be named by an `https://` proxy_pass.
+        Endpoint::Unix(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TLS over a UNIX-domain socket is not supported by tether",
+            ));
+        }
+    };
     let Some(tls) = tls else {
         return Ok(MaybeTls::Plain(tcp));
     };

@@ -101,7 +101,7 @@ pub async fn forward<'g>(
             unsent = replay.as_ref().map(rebuild);
         }
         if let Some(log) = log.as_deref_mut() {
-            log.try_started(choice.peer.addrs.first().copied(), choice.sticky.as_str());
+            log.try_started(choice.peer.endpoint.first_inet(), choice.sticky.as_str());
         }
         let attempted = attempt(&choice, group, &mut unsent, route, progress).await;
         if let Some(log) = log.as_deref_mut() {

@@ -358,18 +358,28 @@ async fn proxy(
         return Err(ProxyError::BodyTooLarge);
     }
     let mut scratch = String::new();
+    // A host looked up for this request (no upstream by the rendered name) lives here.
+    let looked_up: Arc<Group>;
     let (group, proxy_host): (&Arc<Group>, HeaderValue) = match &action.target {
         Target::Group { group, host } => (group, host.clone()),
         Target::Variable(template) => {
             let info = request_info(&request, conn, client, server, "", normalised);
             template.render(&snapshot.vars, &info, &mut scratch);
             let name = scratch.as_str();
-            let group = snapshot
-                .upstream(name)
-                .ok_or_else(|| ProxyError::UnknownUpstream(name.to_string()))?;
             let host = HeaderValue::from_str(name)
                 .map_err(|_| ProxyError::UnknownUpstream(name.to_string()))?;
-            (group, host)
+            match snapshot.upstream(name) {
+                Some(group) => (group, host),
+                None => {
+                    let port = if action.tls.is_some() { 443 } else { 80 };
+                    looked_up = snapshot
+                        .dynamic
+                        .group(name, port)
+                        .await
+                        .map_err(|why| ProxyError::UnknownUpstream(format!("{name}: {why}")))?;
+                    (&looked_up, host)
+                }
+            }
         }
     };
 

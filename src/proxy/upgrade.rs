@@ -216,10 +216,7 @@ mod tests {
     #[test]
     fn an_idle_tunnel_task_stays_small() {
         let registry = crate::peer::PeerRegistry::default();
-        let key = crate::peer::PeerKey {
-            group: "g".into(),
-            address: "127.0.0.1:1".into(),
-        };
+        let key = crate::peer::PeerKey::new("g".into(), "127.0.0.1:1".into());
         let peer = registry.get_or_insert(key, vec![], 0);
         let inflight = std::sync::Arc::new(crate::inflight::Inflight::default());
         let task = tunnel_task(

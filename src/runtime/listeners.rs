@@ -35,10 +35,12 @@ impl Listeners {
     /// Binds every address of `wanted` not served yet, taking one of `prebound` where the
     /// caller bound it already (tests bind port 0). Nothing is served yet: on an error the
     /// listeners bound so far are dropped and nothing has changed.
+    /// `dual_stack` tells which IPv6 addresses take IPv4 too (`ipv6only=off`).
     pub fn bind_new(
         &self,
         wanted: &[SocketAddr],
         mut prebound: Vec<(SocketAddr, TcpListener)>,
+        dual_stack: impl Fn(SocketAddr) -> bool,
     ) -> Result<Vec<(SocketAddr, TcpListener)>, StartError> {
         let mut bound = Vec::new();
         for &addr in wanted
@@ -47,7 +49,8 @@ impl Listeners {
         {
             let listener = match prebound.iter().position(|(listen, _)| *listen == addr) {
                 Some(index) => prebound.swap_remove(index).1,
-                None => server::bind(addr).map_err(|error| StartError::Bind { addr, error })?,
+                None => server::bind(addr, dual_stack(addr))
+                    .map_err(|error| StartError::Bind { addr, error })?,
             };
             bound.push((addr, listener));
         }

@@ -28,15 +28,41 @@ use tokio::net::{TcpListener, TcpSocket};
 /// network blip — and dropped SYNs cost clients a second each; nginx asks for 511, HAProxy more.
 const LISTEN_BACKLOG: u32 = 4096;
 
-/// Binds and listens on `addr`, with `SO_REUSEADDR` and a long accept queue.
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+/// Binds and listens on `addr`, with `SO_REUSEADDR` and a long accept queue. An IPv6 address
+/// takes IPv6 only (nginx's `ipv6only=on` default, whatever the system's `bindv6only`), so
+/// `[::]:80` and `0.0.0.0:80` bind side by side, unless `dual_stack` (`ipv6only=off`).
+pub fn bind(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
-        TcpSocket::new_v6()
+        let socket = TcpSocket::new_v6()?;
+        set_ipv6_only(&socket, !dual_stack)?;
+        Ok(socket)
     }?;
     // As every server does: a restart must not wait out TIME_WAIT on its own port.
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// `IPV6_V6ONLY`, which tokio's socket does not expose; it must be set before `bind`.
+fn set_ipv6_only(socket: &TcpSocket, only: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::from(only);
+    // SAFETY: a valid socket descriptor, an option the kernel knows, and a pointer to an int
+    // with its size: setsockopt reads nothing else.
+    let status = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }

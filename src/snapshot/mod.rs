@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::config::{self, Config, ConfigError, ConfigErrors, HeadRules};
 use crate::limits::{ZoneRegistry, Zones};
 use crate::peer::PeerRegistry;
+use crate::resolve::{Answers, DynamicHosts};
 use crate::route::VirtualHosts;
 use crate::telemetry::access_log::Formats;
 use crate::tls::SessionStore;
@@ -52,6 +53,9 @@ pub struct Snapshot {
     check_tls: HashMap<Arc<str>, Arc<TlsTarget>>,
     /// The `limit_req_zone`s and `limit_conn_zone`s in force.
     pub zones: Zones,
+    /// Hosts a `proxy_pass` with variables named that are no upstream, looked up per request
+    /// through the http-level `resolver`.
+    pub dynamic: DynamicHosts,
 }
 
 /// How client connections are served: the http-level settings a connection reads again for
@@ -77,6 +81,8 @@ struct Listener {
     tls: bool,
     /// Connections start with a PROXY protocol header (lowering marks every listen on it).
     proxy_protocol: bool,
+    /// An IPv6 wildcard address that takes IPv4 too (`ipv6only=off` on one of its listens).
+    dual_stack: bool,
     /// Indexes into `Snapshot::servers`, in the order `hosts` knows them.
     servers: Vec<usize>,
 }
@@ -90,17 +96,20 @@ impl Snapshot {
         registry: &PeerRegistry,
         generation: u64,
     ) -> Result<Snapshot, ConfigErrors> {
-        let kept = (&SessionStore::default(), &ZoneRegistry::default());
-        Snapshot::build_with(config, registry, kept, generation)
+        let (sessions, zones) = (SessionStore::default(), ZoneRegistry::default());
+        let answers = Answers::default();
+        Snapshot::build_with(config, registry, (&sessions, &zones, &answers), generation)
     }
 
     /// As [`Snapshot::build`], with TLS session caches and ticket keys from `sessions` and
     /// `limit_*_zone` state from `zones`, which outlive snapshots like `registry`: clients
-    /// resume their sessions, and keep their rate and connection counts, across a reload.
+    /// resume their sessions, and keep their rate and connection counts, across a reload. The
+    /// servers of `server NAME resolve` lines are the addresses `answers` has for them (with
+    /// [`Snapshot::build`], none).
     pub fn build_with(
         config: &Config,
         registry: &PeerRegistry,
-        (sessions, zones): (&SessionStore, &ZoneRegistry),
+        (sessions, zones, answers): (&SessionStore, &ZoneRegistry, &Answers),
         generation: u64,
     ) -> Result<Snapshot, ConfigErrors> {
         registry.forget_unused();
@@ -110,7 +119,7 @@ impl Snapshot {
         let vars = Arc::new(Vars::build_reporting(&config.http.maps, &mut errors));
         let mut groups = HashMap::new();
         for upstream in &config.http.upstreams {
-            match upstreams::build_group(upstream, registry, &vars, generation > 1) {
+            match upstreams::build_group(upstream, registry, answers, &vars, generation > 1) {
                 Ok(group) => {
                     groups.insert(group.name.clone(), Arc::new(group));
                 }
@@ -157,6 +166,7 @@ impl Snapshot {
             groups,
             check_tls,
             zones,
+            dynamic: DynamicHosts::new(config.http.resolver.clone()),
         })
     }
 
@@ -171,6 +181,11 @@ impl Snapshot {
         self.listeners
             .get(&listen)
             .is_some_and(|l| l.proxy_protocol)
+    }
+
+    /// Whether `listen`, an IPv6 address, takes IPv4 connections too (`ipv6only=off`).
+    pub fn is_dual_stack(&self, listen: SocketAddr) -> bool {
+        self.listeners.get(&listen).is_some_and(|l| l.dual_stack)
     }
 
     /// Whether connections on `listen` speak TLS (false for an address not in this config).
@@ -252,6 +267,10 @@ fn build_listeners(
                     .iter()
                     .flat_map(|&(index, _)| &servers[index].listens)
                     .any(|listen| listen.addr == addr && listen.proxy_protocol);
+                let dual_stack = members
+                    .iter()
+                    .flat_map(|&(index, _)| &servers[index].listens)
+                    .any(|listen| listen.addr == addr && !listen.ipv6only);
                 let servers = members.iter().map(|&(index, _)| index).collect();
                 listeners.insert(
                     addr,
@@ -260,6 +279,7 @@ fn build_listeners(
                         servers,
                         tls,
                         proxy_protocol,
+                        dual_stack,
                     },
                 );
             }

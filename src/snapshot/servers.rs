@@ -312,16 +312,37 @@ impl ServerBuilder<'_> {
                 // The upstream failed to build; its error is already recorded.
                 None => return Action::NotFound,
             },
-            ProxyTarget::Address { host, port } => {
-                let address = if host.contains(':') {
-                    format!("[{host}]:{port}")
+            ProxyTarget::Address {
+                host,
+                port,
+                port_written,
+            } => {
+                let bracketed = if host.contains(':') {
+                    format!("[{host}]")
                 } else {
-                    format!("{host}:{port}")
+                    host.clone()
                 };
-                match self.implicit_group(host, *port, &address, &pass.span) {
+                let address = format!("{bracketed}:{port}");
+                // nginx's `$proxy_host`: the port only when written.
+                let proxy_host = if *port_written { &address } else { &bracketed };
+                let spec =
+                    config::PeerSpec::with_defaults(&address, host, *port, pass.span.clone());
+                match self.implicit_group(&spec) {
                     Some(group) => Target::Group {
                         group,
-                        host: header_value(&address),
+                        host: header_value(proxy_host),
+                    },
+                    None => return Action::NotFound,
+                }
+            }
+            ProxyTarget::Unix { path } => {
+                let address = format!("unix:{path}");
+                let spec = config::PeerSpec::unix_with_defaults(&address, path, pass.span.clone());
+                match self.implicit_group(&spec) {
+                    // nginx's `$proxy_host` for a socket: there is no host name to send.
+                    Some(group) => Target::Group {
+                        group,
+                        host: HeaderValue::from_static("localhost"),
                     },
                     None => return Action::NotFound,
                 }
@@ -407,20 +428,17 @@ impl ServerBuilder<'_> {
 
     /// `proxy_pass http://host:port`: an implicit one-server group per distinct address,
     /// shared by every location naming it.
-    fn implicit_group(
-        &mut self,
-        host: &str,
-        port: u16,
-        address: &str,
-        span: &Span,
-    ) -> Option<Arc<Group>> {
-        if let Some(group) = self.groups.get(address) {
+    /// The one-server group of `proxy_pass http://host:port` (or `http://unix:/path`), shared
+    /// by every location naming the same address.
+    fn implicit_group(&mut self, spec: &config::PeerSpec) -> Option<Arc<Group>> {
+        if let Some(group) = self.groups.get(spec.address.as_str()) {
             return Some(group.clone());
         }
-        match upstreams::implicit(host, port, address, span, self.registry) {
+        match upstreams::implicit(spec, self.registry) {
             Ok(group) => {
                 let group = Arc::new(group);
-                self.groups.insert(address.into(), group.clone());
+                self.groups
+                    .insert(spec.address.as_str().into(), group.clone());
                 Some(group)
             }
             Err(error) => {
@@ -500,19 +518,24 @@ fn default_redirect(pass: &config::ProxyPass, matcher: &LocationMatch) -> Option
     let scheme = if pass.https { "https" } else { "http" };
     let authority = match &pass.target {
         ProxyTarget::Upstream(name) => name.clone(),
-        ProxyTarget::Address { host, port } => {
+        ProxyTarget::Address {
+            host,
+            port,
+            port_written,
+        } => {
             let host = if host.contains(':') {
                 format!("[{host}]")
             } else {
                 host.clone()
             };
-            let default_port = if pass.https { 443 } else { 80 };
-            if *port == default_port {
-                host
-            } else {
+            // nginx compares with the URL as written.
+            if *port_written {
                 format!("{host}:{port}")
+            } else {
+                host
             }
         }
+        ProxyTarget::Unix { path } => format!("unix:{path}:"),
         ProxyTarget::Variable(_) => return None,
     };
     let (from, to) = match (&pass.uri, matcher) {

@@ -1,13 +1,22 @@
 //! Upstream groups of a snapshot: resolving servers, binding them to live peers, compiling
 //! hash keys and sticky route variables; the group builds its balancers and cookies itself.
+//!
+//! A peer's identity is the group, the address as written and its ordinal among the group's
+//! servers with that address (repeated lines are separate servers, as in nginx). A `server
+//! NAME resolve` line gives one server per address the name has now (from `Answers`, kept
+//! by the runtime's DNS follower), each identified by that address, so a rebuild after a DNS
+//! change keeps every server that stays.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::balance::Method;
 use crate::config::{self, BalanceMethod, ConfigError, ErrorKind, Span};
-use crate::peer::{CheckState, FailPolicy, PeerKey, PeerRegistry};
+use crate::peer::{CheckState, Endpoint, FailPolicy, PeerKey, PeerRegistry};
+use crate::resolve::Answers;
 use crate::upstream::{Group, GroupSpec, Member, MemberSpec, StickyMode};
 use crate::vars::Vars;
 
@@ -21,6 +30,7 @@ const DEFAULT_UPSTREAM_KEEPALIVE: Duration = Duration::from_secs(60);
 pub(super) fn build_group(
     upstream: &config::Upstream,
     registry: &PeerRegistry,
+    answers: &Answers,
     vars: &Vars,
     staging: bool,
 ) -> Result<Group, Vec<ConfigError>> {
@@ -28,23 +38,32 @@ pub(super) fn build_group(
     let idle_limit = upstream.keepalive.unwrap_or(DEFAULT_IDLE_PER_PEER);
     let mut errors = Vec::new();
     let mut members = Vec::new();
+    // Servers of this group per address so far: a repeated address is a server of its own.
+    let mut ordinals: HashMap<Arc<str>, u32> = HashMap::new();
     for spec in &upstream.servers {
-        match resolve(&spec.host, spec.port, &spec.address, &spec.span) {
-            Ok(addrs) => {
-                let key = PeerKey {
-                    group: name.clone(),
-                    address: spec.address.as_str().into(),
-                };
-                let (peer, new) = registry.insert_or_get(key, addrs, idle_limit);
-                if new && staging && upstream.health_check.is_some() {
-                    peer.state.set_check_state(CheckState::Pending);
-                }
-                members.push(Member {
-                    peer,
-                    spec: member_spec(spec),
-                });
+        let endpoints = match endpoints(spec, answers) {
+            Ok(endpoints) => endpoints,
+            Err(error) => {
+                errors.push(error);
+                continue;
             }
-            Err(error) => errors.push(error),
+        };
+        for (address, endpoint) in endpoints {
+            let ordinal = ordinals.entry(address.clone()).or_default();
+            let key = PeerKey {
+                group: name.clone(),
+                address,
+                ordinal: *ordinal,
+            };
+            *ordinal += 1;
+            let (peer, new) = registry.insert_or_get(key, endpoint, idle_limit);
+            if new && staging && upstream.health_check.is_some() {
+                peer.state.set_check_state(CheckState::Pending);
+            }
+            members.push(Member {
+                peer,
+                spec: member_spec(spec),
+            });
         }
     }
     let mut compile = |text: &str, span: &Span| match vars.compile(text, span) {
@@ -124,33 +143,46 @@ pub(super) fn resolve(
     Ok(addrs)
 }
 
-/// The one-server group behind `proxy_pass http://host:port`: a `server` line without
-/// parameters.
+/// The servers of `spec` by identity (the address as written, or for `resolve` each address
+/// the name has now: `10.0.0.7:8080`) and where they listen.
+fn endpoints(
+    spec: &config::PeerSpec,
+    answers: &Answers,
+) -> Result<Vec<(Arc<str>, Endpoint)>, ConfigError> {
+    if spec.resolve && !spec.unix && spec.host.parse::<IpAddr>().is_err() {
+        let found = answers.get(&spec.host, spec.port);
+        return Ok(found
+            .iter()
+            .map(|&addr| (addr.to_string().into(), Endpoint::Inet(vec![addr])))
+            .collect());
+    }
+    Ok(vec![(spec.address.as_str().into(), endpoint(spec)?)])
+}
+
+/// Where the server of `spec` listens: its socket path, or its name resolved now.
+fn endpoint(spec: &config::PeerSpec) -> Result<Endpoint, ConfigError> {
+    if spec.unix {
+        return Ok(Endpoint::Unix(PathBuf::from(&spec.host)));
+    }
+    resolve(&spec.host, spec.port, &spec.address, &spec.span).map(Endpoint::Inet)
+}
+
+/// The one-server group behind `proxy_pass http://host:port` (or `http://unix:/path`): a
+/// `server` line without parameters, named after its address.
 pub(super) fn implicit(
-    host: &str,
-    port: u16,
-    address: &str,
-    span: &Span,
+    spec: &config::PeerSpec,
     registry: &PeerRegistry,
 ) -> Result<Group, ConfigError> {
-    let addrs = resolve(host, port, address, span)?;
-    let name: Arc<str> = address.into();
+    let endpoint = endpoint(spec)?;
+    let name: Arc<str> = spec.address.as_str().into();
     let peer = registry.get_or_insert(
-        PeerKey {
-            group: name.clone(),
-            address: name.clone(),
-        },
-        addrs,
+        PeerKey::new(name.clone(), name.clone()),
+        endpoint,
         DEFAULT_IDLE_PER_PEER,
     );
     let member = Member {
         peer,
-        spec: member_spec(&config::PeerSpec::with_defaults(
-            address,
-            host,
-            port,
-            span.clone(),
-        )),
+        spec: member_spec(spec),
     };
     let spec = GroupSpec {
         method: Method::RoundRobin,

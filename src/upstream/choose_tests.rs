@@ -72,10 +72,7 @@ fn group(method: Method, hash_key: Option<&str>, sticky: Option<StickyMode>) -> 
         .into_iter()
         .map(|name| Member {
             peer: registry.get_or_insert(
-                PeerKey {
-                    group: "g".into(),
-                    address: name.into(),
-                },
+                PeerKey::new("g".into(), name.into()),
                 vec!["127.0.0.1:1".parse().unwrap()],
                 4,
             ),

@@ -35,10 +35,7 @@ fn group_with(method: Method, servers: Vec<Server>, sticky: Option<StickyMode>) 
         .into_iter()
         .map(|s| Member {
             peer: registry.get_or_insert(
-                PeerKey {
-                    group: "g".into(),
-                    address: s.address.into(),
-                },
+                PeerKey::new("g".into(), s.address.into()),
                 vec!["127.0.0.1:1".parse().unwrap()],
                 4,
             ),

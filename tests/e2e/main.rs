@@ -5,6 +5,7 @@ mod harness;
 
 mod access;
 mod access_log;
+mod addresses;
 mod balancing;
 mod big_bodies;
 mod browser;
@@ -30,6 +31,7 @@ mod real_ip;
 mod real_ip_nginx;
 mod reload;
 mod reload_soak;
+mod resolve;
 mod response_headers;
 mod routing;
 mod shipped_map;

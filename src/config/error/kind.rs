@@ -326,6 +326,15 @@ pub enum ErrorKind {
         /// The address as written.
         address: String,
     },
+    /// `resolver ... ipv4=off ipv6=off` (nginx's words).
+    #[error("\"ipv4\" and \"ipv6\" cannot both be \"off\"")]
+    ResolverAsksNothing,
+    /// `server NAME resolve` with no `resolver` in force (nginx's words).
+    #[error("no resolver defined to resolve {name}")]
+    NoResolver {
+        /// The server's address as written.
+        name: String,
+    },
     /// A server on a `listen ... ssl` address with no `ssl_certificate` (nginx's words).
     #[error("no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive")]
     NoCertificate,
@@ -443,7 +452,7 @@ pub enum ErrorKind {
         /// The URL as written.
         url: String,
     },
-    /// `proxy_pass http://NAME` where NAME is neither an upstream nor an address with a port.
+    /// `proxy_pass http://NAME` where NAME is no upstream but one typo away from one.
     #[error("no upstream \"{}\" for proxy_pass", shown(.name))]
     UnknownUpstream {
         /// The name as written.
@@ -491,15 +500,6 @@ pub enum ErrorKind {
     InvalidVariableName {
         /// The word as written.
         value: String,
-    },
-    /// Two `server` lines of one upstream with the same address as written: tether identifies
-    /// a server by its address, so the two would silently merge.
-    #[error("duplicate server \"{}\" in upstream \"{}\"", shown(.address), shown(.upstream))]
-    DuplicateServer {
-        /// The address as written.
-        address: String,
-        /// The upstream name.
-        upstream: String,
     },
     /// Two `server` lines of one upstream with the same `route=`.
     #[error("duplicate route \"{}\" in upstream \"{}\"", shown(.route), shown(.upstream))]
@@ -622,10 +622,6 @@ impl ErrorKind {
             ErrorKind::ListenHostNotFound { .. } => {
                 Some("tether listens on IP addresses, \"*\" or localhost".to_string())
             }
-            ErrorKind::DuplicateServer { .. } => Some(
-                "tether identifies servers by address; give one line a larger weight= instead"
-                    .to_string(),
-            ),
             ErrorKind::InvalidCookieName { .. } => {
                 Some("a cookie name is letters, digits and any of !#$%&'*+-.^_`|~".to_string())
             }

@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::directives::{Context, HTTP_LEVEL_ONLY};
 use super::proxy::ProxyLayer;
+use super::resolver::ResolverLayer;
 use super::sticky::inherit_secret;
 use super::tls::TlsLayer;
 use super::values::{parse_number, split_host_port};
@@ -49,6 +50,7 @@ impl Lowering {
         let mut client_header_timeout = None;
         let mut head = HeadSettings::default();
         let mut sticky_secret = None;
+        let mut resolver = ResolverLayer::default();
         let mut layer = ProxyLayer::default();
         let mut tls = TlsLayer::default();
         let mut servers = Vec::new();
@@ -95,6 +97,9 @@ impl Lowering {
                     self.once(&mut head.ignore_invalid, d, |cx| cx.flag(d, &d.args[0]));
                 }
                 "sticky_secret" => self.once(&mut sticky_secret, d, |cx| cx.sticky_secret(d)),
+                "resolver" | "resolver_timeout" => {
+                    self.resolver_setting(&mut resolver, d);
+                }
                 "error_log" => http.error_log.extend(self.error_log(d)),
                 "limit_req_zone" => http.request_zones.extend(self.limit_req_zone(d)),
                 "limit_conn_zone" => http.connection_zones.extend(self.limit_conn_zone(d)),
@@ -110,6 +115,8 @@ impl Lowering {
         http.head_rules = head.resolve();
         http.send_timeout = layer.clone().resolve().client_send_timeout;
         inherit_secret(&mut http.upstreams, sticky_secret.as_deref());
+        self.inherit_resolver(&mut http.upstreams, &resolver);
+        http.resolver = resolver.over(None);
         let lowered: Vec<_> = servers
             .into_iter()
             .map(|d| self.server(d, &layer, &tls))
@@ -226,6 +233,7 @@ impl Lowering {
                 ssl: false,
                 http2: false,
                 proxy_protocol: false,
+                ipv6only: true,
                 span: d.span.clone(),
             });
         }
@@ -305,6 +313,7 @@ impl Lowering {
             ssl: false,
             http2: false,
             proxy_protocol: false,
+            ipv6only: true,
             span: d.span.clone(),
         };
         for param in &d.args[1..] {
@@ -323,7 +332,8 @@ impl Lowering {
             // Socket options the kernel defaults serve well enough; accepted for compatibility.
             ("reuseport" | "deferred" | "bind", "") => {}
             ("backlog" | "rcvbuf" | "sndbuf", v) if parse_number::<u64>(v).is_some() => {}
-            ("ipv6only", "on" | "off") | ("so_keepalive", _) | ("fastopen", _) => {}
+            ("ipv6only", "on" | "off") => listen.ipv6only = value == "on",
+            ("so_keepalive", _) | ("fastopen", _) => {}
             ("proxy_protocol", "") => listen.proxy_protocol = true,
             ("quic", "") => {
                 let kind = ErrorKind::ValueNotSupported {

@@ -1,8 +1,9 @@
 //! The `location` context: match rules, `return`, `proxy_pass` and the status pages.
 //!
 //! `proxy_pass http://NAME` is resolved against the upstream names collected by `http` (so an
-//! upstream may be defined after the server that uses it); anything else must be an address with
-//! a port or an IP literal, or carry variables to be resolved per request. Must not import
+//! upstream may be defined after the server that uses it); anything else is a host (resolved
+//! when the snapshot is built, as nginx resolves it at load), a UNIX-domain socket
+//! (`http://unix:/path:/uri`), or carries variables to be resolved per request. Must not import
 //! `regex` directly (regexes are checked through `Lowering::check_regex`) nor anything outside
 //! `config`.
 
@@ -155,6 +156,12 @@ impl Lowering {
             self.error(&word.span, kind);
             return None;
         };
+        if rest
+            .get(..5)
+            .is_some_and(|s| s.eq_ignore_ascii_case("unix:"))
+        {
+            return self.proxy_pass_unix(d, rest, https, in_regex);
+        }
         let (authority, uri) = match rest.find('/') {
             Some(slash) => (&rest[..slash], Some(rest[slash..].to_string())),
             None => (rest, None),
@@ -175,6 +182,34 @@ impl Lowering {
         };
         Some(ProxyPass {
             target,
+            uri,
+            https,
+            span: d.span.clone(),
+        })
+    }
+
+    /// `proxy_pass http://unix:/path.sock[:/uri]` (`rest` is what follows the scheme): the
+    /// path ends at the first `:`, as in nginx, and what follows it is the URI.
+    fn proxy_pass_unix(
+        &mut self,
+        d: &Directive,
+        rest: &str,
+        https: bool,
+        in_regex: bool,
+    ) -> Option<ProxyPass> {
+        let (path, uri) = match rest[5..].split_once(':') {
+            Some((path, uri)) => (path, Some(uri.to_string())),
+            None => (&rest[5..], None),
+        };
+        self.unix_path(d, &d.args[0], path)?;
+        if in_regex && uri.is_some() {
+            self.error(&d.span, ErrorKind::UriInRegexLocation);
+            return None;
+        }
+        Some(ProxyPass {
+            target: ProxyTarget::Unix {
+                path: path.to_string(),
+            },
             uri,
             https,
             span: d.span.clone(),
@@ -206,19 +241,35 @@ impl Lowering {
             (None, Some(port)) => {
                 let port = self.port(d, word, port)?;
                 let host = host.to_string();
-                Some(ProxyTarget::Address { host, port })
+                let port_written = true;
+                Some(ProxyTarget::Address {
+                    host,
+                    port,
+                    port_written,
+                })
             }
             (None, None) if host.parse::<IpAddr>().is_ok() => Some(ProxyTarget::Address {
                 host: host.to_string(),
                 port: if https { 443 } else { 80 },
+                port_written: false,
             }),
             (None, None) => {
                 let names = self.upstream_names.iter().map(String::as_str);
                 let budget = &mut self.suggestion_budget;
-                let suggestion = closest(host, names, budget).map(str::to_string);
-                let name = host.to_string();
-                self.error(&word.span, ErrorKind::UnknownUpstream { name, suggestion });
-                None
+                // A name one typo away from an upstream is taken for that typo: reported
+                // here, with the upstream it meant, rather than looked up in DNS.
+                if let Some(suggestion) = closest(host, names, budget).map(str::to_string) {
+                    let (name, suggestion) = (host.to_string(), Some(suggestion));
+                    self.error(&word.span, ErrorKind::UnknownUpstream { name, suggestion });
+                    return None;
+                }
+                // Else a host name, as nginx reads it: resolved when the snapshot is built,
+                // on the scheme's port.
+                Some(ProxyTarget::Address {
+                    host: host.to_string(),
+                    port: if https { 443 } else { 80 },
+                    port_written: false,
+                })
             }
         }
     }

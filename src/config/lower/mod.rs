@@ -20,6 +20,7 @@ mod location;
 mod logs;
 mod proxy;
 mod proxy_ssl;
+mod resolver;
 mod sticky;
 mod tls;
 mod upstream;
@@ -236,6 +237,10 @@ mod headers_tests;
 #[cfg(test)]
 #[path = "upstream_tests.rs"]
 mod upstream_tests;
+
+#[cfg(test)]
+#[path = "addrs_tests.rs"]
+mod addrs_tests;
 
 #[cfg(test)]
 #[path = "client_tests.rs"]

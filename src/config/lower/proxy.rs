@@ -172,6 +172,8 @@ impl Lowering {
                 };
                 self.error(&args[0].span, kind);
             }
+            // Server and location level (the http level takes them before this).
+            "resolver" | "resolver_timeout" => self.resolver_elsewhere(d),
             _ => {
                 return self.client_setting(&mut layer.client, d)
                     || self.proxy_ssl_setting(&mut layer.ssl, d)

@@ -27,7 +27,8 @@ fn https_targets_default_to_port_443_and_nginx_s_ssl_defaults() {
         pass.target,
         ProxyTarget::Address {
             host: "127.0.0.1".into(),
-            port: 443
+            port: 443,
+            port_written: false,
         }
     );
     assert_eq!(pass.uri.as_deref(), Some("/api/"));
@@ -46,7 +47,8 @@ fn https_targets_default_to_port_443_and_nginx_s_ssl_defaults() {
         pass.target,
         ProxyTarget::Address {
             host: "127.0.0.1".into(),
-            port: 80
+            port: 80,
+            port_written: false,
         }
     );
 }

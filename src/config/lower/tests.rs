@@ -175,6 +175,7 @@ fn locations_returns_and_proxy_pass() {
     let local = ProxyTarget::Address {
         host: "127.0.0.1".into(),
         port: 80,
+        port_written: false,
     };
     assert_eq!(proxied(2), (local, None));
     assert_eq!(returned(3), (200, Some("ok\n".into())));
@@ -187,6 +188,7 @@ fn locations_returns_and_proxy_pass() {
     let v6 = ProxyTarget::Address {
         host: "::1".into(),
         port: 8080,
+        port_written: true,
     };
     assert_eq!(proxied(6), (v6, None));
     assert!(matches!(handler(7), Handler::NotFound));

@@ -3,8 +3,9 @@
 //! Upstream: `server` lines with their parameters, the balancing method (one: nginx warns
 //! about a second and keeps the last, tether refuses the guess), the idle pool settings, and the group's `sticky` (lowered by
 //! `sticky`) and `health_check` (by `health_check`). A server is identified by its address as
-//! written, and a `route=` names one server: both must be unique in the group, since live state
-//! and sessions are keyed by them. `backup` is accepted with every method (nginx refuses it with
+//! written and, for a repeated address, which of its lines it is (nginx makes each line a server:
+//! people repeat one to weight it); a `route=` names one server, so it must be unique in the
+//! group. `unix:/path` addresses are UNIX-domain sockets. `backup` is accepted with every method (nginx refuses it with
 //! `hash` and `ip_hash`; tether tries backups the same way under every method). Map: `pattern
 //! value;` pairs, which are not directives, so they bypass the directive table. Host names are
 //! not resolved here (`snapshot` does that); templates stay verbatim (`vars` compiles them). Must
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use super::Lowering;
 use super::directives::Context;
+use super::resolver::ResolverLayer;
 use super::values::{parse_number, parse_time, split_host_port};
 use crate::config::ast::{Directive, Word};
 use crate::config::error::ErrorKind;
@@ -65,6 +67,7 @@ impl Lowering {
         let mut sticky = None;
         let mut secret = None;
         let mut health_check = None;
+        let mut resolver = ResolverLayer::default();
         let mut any_server = false;
         // Some server line carries `route=`, even one that failed (whose error is out already:
         // `sticky route` should not pile on).
@@ -128,7 +131,9 @@ impl Lowering {
                 "health_check" => {
                     self.once(&mut health_check, inner, |cx| cx.health_check(inner));
                 }
-                _ => {}
+                _ => {
+                    self.resolver_setting(&mut resolver, inner);
+                }
             }
         }
         // A server line with a bad parameter was reported already; do not pile on.
@@ -155,36 +160,37 @@ impl Lowering {
             keepalive_timeout: keepalive_timeout.unwrap_or(UPSTREAM_KEEPALIVE_TIMEOUT),
             sticky,
             health_check,
+            resolver: resolver.over(None),
             span: d.span.clone(),
         })
     }
 
-    /// `server ADDRESS [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N] [backup] [down]
+    /// `server ADDRESS|unix:PATH [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N] [backup] [down]
     /// [drain] [slow_start=T] [route=ID] [resolve]`.
     fn peer(&mut self, d: &Directive) -> Option<PeerSpec> {
         let word = &d.args[0];
         let address = word.text.as_str();
-        if address.starts_with("unix:") {
-            let kind = ErrorKind::UnixSocketNotSupported {
-                directive: d.name().into(),
-                address: address.into(),
-            };
-            self.error(&word.span, kind);
-            return None;
-        }
-        let Some((host, port)) = split_host_port(address) else {
-            let kind = ErrorKind::InvalidAddress {
-                directive: d.name().into(),
-                address: address.into(),
-            };
-            self.error(&word.span, kind);
-            return None;
+        let mut peer = match address.get(..5) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("unix:") => {
+                self.unix_path(d, word, &address[5..])?;
+                PeerSpec::unix_with_defaults(address, &address[5..], d.span.clone())
+            }
+            _ => {
+                let Some((host, port)) = split_host_port(address) else {
+                    let kind = ErrorKind::InvalidAddress {
+                        directive: d.name().into(),
+                        address: address.into(),
+                    };
+                    self.error(&word.span, kind);
+                    return None;
+                };
+                let port = match port {
+                    Some(port) => self.port(d, word, port)?,
+                    None => 80,
+                };
+                PeerSpec::with_defaults(address, host, port, d.span.clone())
+            }
         };
-        let port = match port {
-            Some(port) => self.port(d, word, port)?,
-            None => 80,
-        };
-        let mut peer = PeerSpec::with_defaults(address, host, port, d.span.clone());
         let mut valid = true;
         for param in &d.args[1..] {
             let text = param.text.as_str();
@@ -202,8 +208,9 @@ impl Lowering {
                 ("backup", false) => set(&mut peer.backup, Some(true)),
                 ("down", false) => set(&mut peer.down, Some(true)),
                 ("drain", false) => set(&mut peer.drain, Some(true)),
-                // Names are resolved when a snapshot is built, so every reload re-resolves.
-                ("resolve", false) => true,
+                // Every name is resolved when a snapshot is built (so every reload resolves
+                // again); `resolve` also follows it while running.
+                ("resolve", false) => set(&mut peer.resolve, Some(true)),
                 _ => false,
             };
             if !ok {
@@ -214,8 +221,8 @@ impl Lowering {
         valid.then_some(peer)
     }
 
-    /// Reports a server whose address, or `route=`, an earlier server of `upstream` has, and
-    /// records its own.
+    /// Reports a server whose `route=` an earlier server of `upstream` has, and records its
+    /// own. A repeated address is no error: as in nginx, each line is a server of its own.
     fn check_identity(
         &mut self,
         upstream: &str,
@@ -223,13 +230,6 @@ impl Lowering {
         d: &Directive,
         peer: &PeerSpec,
     ) {
-        if !earlier.addresses.insert(peer.address.clone()) {
-            let kind = ErrorKind::DuplicateServer {
-                address: peer.address.clone(),
-                upstream: upstream.to_string(),
-            };
-            self.error(&d.args[0].span, kind);
-        }
         let Some(route) = &peer.route else {
             return;
         };
@@ -313,10 +313,9 @@ impl Lowering {
     }
 }
 
-/// The addresses and routes of an upstream's servers so far.
+/// The routes of an upstream's servers so far.
 #[derive(Default)]
 struct Identities {
-    addresses: HashSet<String>,
     routes: HashSet<String>,
 }
 

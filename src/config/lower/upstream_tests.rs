@@ -259,10 +259,7 @@ fn sticky_route_errors() {
 fn server_identity_errors() {
     check(
         &in_upstream("server a:1 route=x; server b:1 route=x; server a:1 route=y;"),
-        &[
-            r#"duplicate route "x" in upstream "u" in t.conf:1:52"#,
-            r#"duplicate server "a:1" in upstream "u" in t.conf:1:68 (tether identifies servers by address; give one line a larger weight= instead)"#,
-        ],
+        &[r#"duplicate route "x" in upstream "u" in t.conf:1:52"#],
     );
 }
 

@@ -210,6 +210,21 @@ impl Lowering {
         }
         value
     }
+
+    /// Checks `path`, the path of a `unix:PATH` address written in `word`, as the kernel
+    /// takes it (not empty, shorter than `sun_path`); reports `word` when it is not.
+    pub(super) fn unix_path(&mut self, d: &Directive, word: &Word, path: &str) -> Option<()> {
+        // `sun_path` holds 108 bytes on Linux, the last a NUL.
+        if !path.is_empty() && path.len() < 108 {
+            return Some(());
+        }
+        let kind = ErrorKind::InvalidAddress {
+            directive: d.name().into(),
+            address: word.text.clone(),
+        };
+        self.error(&word.span, kind);
+        None
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod headers;
 mod limits;
 mod logs;
 mod proxy;
+mod resolver;
 mod server;
 mod tls;
 mod upstream;
@@ -39,6 +40,7 @@ pub use limits::{
 };
 pub use logs::{AccessLog, LogEscape, LogFormat};
 pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};
+pub use resolver::{RESOLVER_TIMEOUT, Resolver};
 pub use server::{
     Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,
     StatusPage,
@@ -146,6 +148,10 @@ pub struct Http {
     pub maps: Vec<Map>,
     /// `upstream` blocks, in file order; names are unique.
     pub upstreams: Vec<Upstream>,
+    /// The http-level `resolver` (with its `resolver_timeout`): what `proxy_pass` with
+    /// variables asks for a host that is no upstream, and what upstreams without their own
+    /// take for `server ... resolve`.
+    pub resolver: Option<Resolver>,
     /// `server` blocks, in file order.
     pub servers: Vec<Server>,
     /// `log_format`s, in file order (nginx's `combined` is not among them: it is built in).

@@ -68,6 +68,9 @@ pub struct Listen {
     /// `proxy_protocol`: every connection on this address starts with a PROXY protocol header
     /// (v1 or v2), as one such listen makes it for the whole address (like `ssl`).
     pub proxy_protocol: bool,
+    /// `ipv6only=on|off` (default on, as nginx): an IPv6 wildcard address takes IPv6 only, so
+    /// `listen [::]:80` and `listen 80` bind side by side; `off` takes IPv4 on it too.
+    pub ipv6only: bool,
     /// Where it was written.
     pub span: Span,
 }
@@ -202,10 +205,18 @@ pub enum ProxyTarget {
     Address {
         /// Host name or IP literal.
         host: String,
-        /// Port (80 if not written).
+        /// Port (80, or 443 for `https://`, if not written).
         port: u16,
+        /// Whether the port was written: `$proxy_host` (the `Host` sent) has it only then, as
+        /// nginx's.
+        port_written: bool,
     },
     /// A template with variables (`http://$backend`): evaluated per request, must name an
     /// upstream group.
     Variable(String),
+    /// `http://unix:/path.sock[:/uri]`: a UNIX-domain socket (an implicit one-server group).
+    Unix {
+        /// The socket's path.
+        path: String,
+    },
 }

@@ -22,6 +22,9 @@ pub struct Upstream {
     pub sticky: Option<Sticky>,
     /// `health_check ...`: active checks of every server of the group, if any.
     pub health_check: Option<HealthCheck>,
+    /// The `resolver` in force for `server ... resolve` lines: the group's own, else the http
+    /// level's.
+    pub resolver: Option<super::Resolver>,
     /// The `upstream` directive.
     pub span: Span,
 }
@@ -132,10 +135,15 @@ pub enum BalanceMethod {
 pub struct PeerSpec {
     /// The address exactly as written (`localhost:5000`, `10.0.0.1`): the server's identity.
     pub address: String,
-    /// Host part (name or IP literal, without brackets).
+    /// Host part (name or IP literal, without brackets); for a UNIX-domain socket, its path.
     pub host: String,
-    /// Port (80 if not written, as nginx).
+    /// Port (80 if not written, as nginx; 0 for a UNIX-domain socket).
     pub port: u16,
+    /// `server unix:/path`: the server listens on the UNIX-domain socket `host`.
+    pub unix: bool,
+    /// `resolve`: the name is resolved again while running (through `resolver`), and each
+    /// address it has is a server of its own.
+    pub resolve: bool,
     /// `weight=` (default 1).
     pub weight: u32,
     /// `max_fails=` (default 1; 0 disables passive health accounting).
@@ -166,6 +174,8 @@ impl PeerSpec {
             address: address.to_string(),
             host: host.to_string(),
             port,
+            unix: false,
+            resolve: false,
             weight: 1,
             max_fails: 1,
             fail_timeout: Duration::from_secs(10),
@@ -176,6 +186,17 @@ impl PeerSpec {
             slow_start: Duration::ZERO,
             route: None,
             span,
+        }
+    }
+}
+
+impl PeerSpec {
+    /// A `server unix:/path` line with no parameters; `proxy_pass http://unix:/path` gets
+    /// exactly this.
+    pub fn unix_with_defaults(address: &str, path: &str, span: Span) -> PeerSpec {
+        PeerSpec {
+            unix: true,
+            ..PeerSpec::with_defaults(address, path, 0, span)
         }
     }
 }

@@ -1,5 +1,6 @@
 //! A named backend on 127.0.0.1:0 that counts hits and records what it saw; over TLS too
-//! ([`Backend::start_tls`]), recording each handshake.
+//! ([`Backend::start_tls`]), recording each handshake, or on a UNIX-domain socket
+//! ([`Backend::start_unix`]).
 //!
 //! Routes (any method):
 //! - `/hold?ms=N`          answer after N ms (long polling)
@@ -27,7 +28,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -61,6 +62,10 @@ impl Seen {
             .unwrap_or("")
     }
 }
+
+/// Where backends listen unless told otherwise: 127.0.0.1, any free port.
+const LOOPBACK_ANY_PORT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 struct State {
     name: &'static str,
@@ -96,19 +101,50 @@ impl Backend {
 
     /// Starts a backend called `name`.
     pub async fn start(name: &'static str) -> Backend {
-        Backend::start_with(name, None).await
+        Backend::start_with(name, None, LOOPBACK_ANY_PORT).await
+    }
+
+    /// Starts a backend called `name` on `addr` (another loopback address than 127.0.0.1, so
+    /// several listen on one port as pods behind one DNS name do).
+    pub async fn start_at(name: &'static str, addr: SocketAddr) -> Backend {
+        Backend::start_with(name, None, addr).await
     }
 
     /// Starts a backend called `name` that speaks only TLS, with `config`: it records every
     /// handshake ([`Backend::handshakes`]), and answers as a plain one does.
     pub async fn start_tls(name: &'static str, config: Arc<rustls::ServerConfig>) -> Backend {
-        Backend::start_with(name, Some(TlsAcceptor::from(config))).await
+        Backend::start_with(name, Some(TlsAcceptor::from(config)), LOOPBACK_ANY_PORT).await
     }
 
-    async fn start_with(name: &'static str, tls: Option<TlsAcceptor>) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind backend");
+    /// Starts a backend called `name` listening on the UNIX-domain socket `path` (its `addr`
+    /// is unspecified).
+    pub async fn start_unix(name: &'static str, path: &std::path::Path) -> Backend {
+        let listener = UnixListener::bind(path).expect("bind the backend's socket");
+        let state = Arc::new(State {
+            name,
+            seen: Mutex::new(Vec::new()),
+            hits: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            events: Semaphore::new(0),
+            handshakes: Mutex::new(Vec::new()),
+        });
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                serving.connections.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve_connection(TokioIo::new(stream), serving.clone()));
+            }
+        });
+        Backend {
+            name,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            state,
+            task,
+        }
+    }
+
+    async fn start_with(name: &'static str, tls: Option<TlsAcceptor>, at: SocketAddr) -> Backend {
+        let listener = TcpListener::bind(at).await.expect("bind backend");
         let addr = listener.local_addr().expect("backend address");
         let state = Arc::new(State {
             name,

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod certs;
 pub mod client;
+pub mod dns;
 pub mod edit;
 pub mod h2_frames;
 pub mod h2_websocket;
