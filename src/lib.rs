@@ -17,7 +17,8 @@
 //! Layering: `config` <- `route`; `config` <- `realip` (the real client address, pure) <-
 //! {`vars`, `proxy`, `server`}; {`peer` <- `balance`, `vars`} <- `upstream`; `config` <-
 //! `tls` (rustls configs read from the config's files); {`config`, `route`, `upstream`,
-//! `vars`, `tls`} <- `snapshot` <- `proxy` <- `server` <- `runtime` <- `reload` <- `main`.
+//! `vars`, `tls`} <- `snapshot` <- `proxy`; {`config`, `vars`} <- `rewrite` (the rewrite
+//! module's programs, pure) <- `snapshot` <- `server` <- `runtime` <- `reload` <- `main`.
 //! `telemetry` (the error log and its throttle) serves `runtime`, `proxy` and `server`.
 //! Below `proxy`, only `peer` names a hyper type (its idle connection pool, which must live and
 //! die with the peer); nothing below `server` binds a socket. `telemetry` (the process's and
@@ -33,6 +34,7 @@ pub mod peer;
 pub mod proxy;
 pub mod realip;
 pub mod reload;
+pub mod rewrite;
 pub mod route;
 pub mod runtime;
 pub mod server;

@@ -13,6 +13,7 @@ pub mod extended_connect;
 pub mod forward;
 pub mod headers;
 pub mod health;
+mod phases;
 pub mod pool;
 mod seen;
 pub mod tunnel;
@@ -38,7 +39,7 @@ use crate::telemetry::Telemetry;
 use crate::telemetry::access_log::Record;
 use crate::tls::upstream::{TlsTarget, server_name};
 use crate::upstream::{Group, SetCookie, Tried};
-use crate::vars::{Phase, RequestFacts, RequestInfo};
+use crate::vars::{Locals, Phase, RequestFacts, RequestInfo};
 pub use body::client::ClientBody;
 use body::request::{RequestBody, SendProgress};
 pub use body::response::ResponseBody;
@@ -46,6 +47,8 @@ use body::response::UpstreamBody;
 use context::RequestContext;
 use error::ProxyError;
 use extended_connect::Http2WebSocket;
+use phases::Phased;
+pub use phases::internal_redirect;
 use upgrade::ClientUpgrade;
 
 /// What is known about the client connection a request arrived on.
@@ -133,6 +136,8 @@ async fn handle(
     snapshot: &Snapshot,
 ) -> Response<ResponseBody> {
     conn.telemetry.record_request();
+    // What the rewrite phases give the request; empty (and allocation-free) for most.
+    let mut locals = Locals::default();
     // Only HTTP/2 brings a CONNECT this far (the HTTP/1 server refuses it): a WebSocket by
     // extended CONNECT goes on as an upgrade, anything else is refused as HTTP/1 refuses it.
     let client_upgrade = if request.method() == Method::CONNECT {
@@ -169,6 +174,7 @@ async fn handle(
         path: path_copy.as_deref(),
         host: host.as_str(),
         facts: &facts,
+        locals: None,
     };
     let Some(server) = snapshot.server(conn.listen, normalised.host) else {
         return error::error_page(StatusCode::NOT_FOUND);
@@ -179,9 +185,10 @@ async fn handle(
         return error::error_page(StatusCode::MISDIRECTED_REQUEST);
     }
     // nginx's phases, in order: realip with the server's rules (post-read), the server's
-    // `return` (server rewrite), the location, its `return` (rewrite), realip with the
-    // location's rules if the server's left the address alone (preaccess), `allow`/`deny`
-    // (access), then the content: proxying, or a 404.
+    // rewrite directives, the location search and the location's rewrite directives (again
+    // for as long as they change the URI), realip with the location's rules if the server's
+    // left the address alone (preaccess), `allow`/`deny` (access), then the content:
+    // proxying, or a 404.
     let found = realip::real_client(
         &server.client.real_ip,
         conn.client,
@@ -189,20 +196,40 @@ async fn handle(
         conn.proxy_protocol.as_ref(),
     );
     let mut client = found.unwrap_or(conn.client);
-    let mut info = request_info(&request, conn, client, server, "", normalised);
-    if let Some(r) = &server.return_ {
-        return answer_return(r, snapshot, &info);
-    }
-    let Some(route) = server.route(info.path) else {
-        if !server.client.admits(client.ip()) {
-            return error::error_page(StatusCode::FORBIDDEN);
-        }
-        return error::error_page(StatusCode::NOT_FOUND);
+    let base = request_info(&request, conn, client, server, "", normalised);
+    let phased = phases::rewrite(server, snapshot, &base, &mut locals);
+    // From here on, variables see what the rewrite phases set, captured and rewrote.
+    let normalised = Normalised {
+        locals: Some(&locals),
+        ..normalised
     };
-    // A location's `return` acts in the rewrite phase, before its realip and access: it (and
-    // its log line) sees the address the server's rules found.
+    let mut info = RequestInfo {
+        locals: Some(&locals),
+        ..base
+    };
+    let route = match phased {
+        Phased::Route(route) => route,
+        Phased::NoLocation => {
+            if !server.client.admits(client.ip()) {
+                return error::error_page(StatusCode::FORBIDDEN);
+            }
+            return error::error_page(StatusCode::NOT_FOUND);
+        }
+        // An answer of the rewrite phases comes before realip's location rules and access:
+        // it (and its log line) sees the address the server's rules found.
+        Phased::Answer { answer, route } => {
+            let log = route.and_then(|route| route.logs.begin(&snapshot.vars, &info));
+            let mut response = answer.respond(snapshot, &info);
+            if let Some(mut log) = log {
+                let status = response.status().as_u16();
+                log.head(Phase::SentHead, status, response.headers());
+                response.body_mut().log_on_end(log);
+            }
+            return response;
+        }
+    };
     let rules = &route.settings.client;
-    if found.is_none() && !matches!(route.action, Action::Return(_)) {
+    if found.is_none() {
         let proxied = conn.proxy_protocol.as_ref();
         let at_location =
             realip::real_client(&rules.real_ip, conn.client, request.headers(), proxied);
@@ -214,7 +241,6 @@ async fn handle(
     // Nothing at all for a location without `access_log`.
     let mut log = route.logs.begin(&snapshot.vars, &info);
     let mut response = match &route.action {
-        Action::Return(r) => answer_return(r, snapshot, &info),
         _ if !rules.admits(client.ip()) => error::error_page(StatusCode::FORBIDDEN),
         Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
         Action::Status(page) => seen::status_page(*page, &request, snapshot, &conn.telemetry),
@@ -325,7 +351,7 @@ async fn proxy(
     // Read what the group chooses by and render every template against the request as the
     // client sent it, then rewrite.
     let proxy_host_text = proxy_host.to_str().unwrap_or("");
-    let (affinity, rendered, added, tls) = {
+    let (affinity, rendered, added, tls, rendered_uri) = {
         // The choice has always seen `$proxy_host` empty: keys placed by it stay where they are.
         let mut info = request_info(&request, conn, client, server, "", normalised);
         let affinity = group.affinity(&info, &snapshot.vars);
@@ -356,11 +382,26 @@ async fn proxy(
                 &mut scratch,
             )
         });
-        (affinity, rendered, added, tls)
+        // `proxy_pass` with variables: its URI part as rendered (`$proxy_host` empty, as the
+        // choice saw it: nginx renders the URL before it knows the upstream).
+        let rendered_uri = match &action.uri {
+            UriRewrite::Replace(template) => {
+                let mut uri = String::new();
+                template.render(&snapshot.vars, &info, &mut uri);
+                Some(uri)
+            }
+            _ => None,
+        };
+        (affinity, rendered, added, tls, rendered_uri)
     };
     let (mut parts, mut body) = request.into_parts();
     body.set_idle_timeout(route.settings.client_body_timeout);
-    let uri = upstream_uri(&parts.uri, normalised.path, &action.uri)?;
+    let target = Rewritten {
+        normalised: normalised.path,
+        rendered: rendered_uri.as_deref(),
+        locals: normalised.locals,
+    };
+    let uri = upstream_uri(&parts.uri, target, &action.uri)?;
     headers::rewrite_request(
         &mut parts.headers,
         &route.request_headers,
@@ -517,33 +558,7 @@ fn answer_return(
         template.render(&snapshot.vars, info, &mut text);
         text
     });
-    // A 2xx would tell an HTTP/2 WebSocket client its stream is now a tunnel: it is not.
-    if info.method == Method::CONNECT && r.code.is_success() {
-        return error::error_page(StatusCode::METHOD_NOT_ALLOWED);
-    }
-    let redirect = matches!(r.code.as_u16(), 301 | 302 | 303 | 307 | 308);
-    let mut response = match (text, redirect) {
-        (Some(location), true) => {
-            let mut response = error::error_page(r.code);
-            if let Ok(location) = HeaderValue::from_str(&location) {
-                response.headers_mut().insert(header::LOCATION, location);
-            }
-            response
-        }
-        (Some(text), false) => {
-            let mut response = Response::new(ResponseBody::full(text));
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            response
-        }
-        (None, _) if r.code.is_client_error() || r.code.is_server_error() => {
-            error::error_page(r.code)
-        }
-        (None, _) => Response::new(ResponseBody::empty()),
-    };
-    *response.status_mut() = r.code;
-    response
+    phases::respond(r.code, text, info)
 }
 
 /// nginx adds `add_header` values to 2xx/3xx responses only, unless `always`.
@@ -563,40 +578,80 @@ fn add_response_headers(
     }
 }
 
-/// The URI sent upstream, by nginx's rule (see [`UriRewrite`]). `normalised` is the
-/// normalised path when it differs from the one received.
-fn upstream_uri(
-    uri: &Uri,
-    normalised: Option<&[u8]>,
-    rewrite: &UriRewrite,
-) -> Result<Uri, ProxyError> {
+/// What the request's target became before it goes upstream.
+#[derive(Clone, Copy, Debug, Default)]
+struct Rewritten<'a> {
+    /// The normalised path, when it differs from the one received.
+    normalised: Option<&'a [u8]>,
+    /// `proxy_pass` with variables: its URI part, rendered.
+    rendered: Option<&'a str>,
+    /// What the rewrite phases did (a changed `$uri` or `$args`).
+    locals: Option<&'a Locals>,
+}
+
+/// The URI sent upstream, by nginx's rule (see [`UriRewrite`]).
+fn upstream_uri(uri: &Uri, target: Rewritten, rewrite: &UriRewrite) -> Result<Uri, ProxyError> {
+    if let Some(rendered) = target.rendered {
+        return Uri::try_from(rendered).map_err(|_| ProxyError::BadRequest);
+    }
+    if let Some(locals) = target.locals.filter(|locals| locals.changed_target()) {
+        return rewritten_uri(uri, target.normalised, locals, rewrite);
+    }
     let (prefix, with) = match rewrite {
         // Common case: the client's path and query as they are, shared rather than copied.
-        UriRewrite::Keep => {
+        UriRewrite::Keep | UriRewrite::Replace(_) => {
             let original = uri.path_and_query();
             return Ok(original.map_or(Uri::from_static("/"), |pq| Uri::from(pq.clone())));
         }
-        UriRewrite::Replace(with) => return with.parse().map_err(|_| ProxyError::BadRequest),
         UriRewrite::ReplacePrefix { prefix, with } => (prefix, with),
     };
     // nginx: the normalised path with the location prefix replaced, escaped again only if the
     // client's path had escapes (else it is sent as it stands), then the query if not empty.
     let received = uri.path();
-    let path = normalised.unwrap_or(received.as_bytes());
+    let path = target.normalised.unwrap_or(received.as_bytes());
     let rest = path.strip_prefix(prefix.as_bytes()).unwrap_or(path);
     let query = uri.query().unwrap_or("");
-    let mut target = Vec::with_capacity(with.len() + rest.len() * 3 + query.len() + 1);
-    target.extend_from_slice(with.as_bytes());
+    let mut out = Vec::with_capacity(with.len() + rest.len() * 3 + query.len() + 1);
+    out.extend_from_slice(with.as_bytes());
     if received.contains('%') {
-        path::escape(rest, &mut target);
+        path::escape(rest, &mut out);
     } else {
-        target.extend_from_slice(rest);
+        out.extend_from_slice(rest);
     }
     if !query.is_empty() {
-        target.push(b'?');
-        target.extend_from_slice(query.as_bytes());
+        out.push(b'?');
+        out.extend_from_slice(query.as_bytes());
     }
-    Uri::from_maybe_shared(target).map_err(|_| ProxyError::BadRequest)
+    Uri::from_maybe_shared(out).map_err(|_| ProxyError::BadRequest)
+}
+
+/// nginx's rule once a rewrite changed `$uri` or `$args`: `$uri` escaped (the location prefix
+/// replaced by `proxy_pass`'s URI, unless `rewrite ... break` left the location's match
+/// behind, when that URI is ignored), then `?$args` if not empty.
+fn rewritten_uri(
+    uri: &Uri,
+    normalised: Option<&[u8]>,
+    locals: &Locals,
+    rewrite: &UriRewrite,
+) -> Result<Uri, ProxyError> {
+    let received = normalised.unwrap_or(uri.path().as_bytes());
+    let path = locals.uri().unwrap_or(received);
+    let args = locals.args().unwrap_or(uri.query().unwrap_or(""));
+    let (prefix, with) = match rewrite {
+        UriRewrite::ReplacePrefix { prefix, with } if !locals.left_location() => {
+            (prefix.as_bytes(), with.as_bytes())
+        }
+        _ => (&b""[..], &b""[..]),
+    };
+    let rest = path.strip_prefix(prefix).unwrap_or(path);
+    let mut out = Vec::with_capacity(with.len() + rest.len() * 3 + args.len() + 1);
+    out.extend_from_slice(with);
+    path::escape(rest, &mut out);
+    if !args.is_empty() {
+        out.push(b'?');
+        out.extend_from_slice(args.as_bytes());
+    }
+    Uri::from_maybe_shared(out).map_err(|_| ProxyError::BadRequest)
 }
 
 /// The host a request names, as sent: for HTTP/1 an absolute-form target's authority wins
@@ -622,6 +677,8 @@ struct Normalised<'a> {
     host: &'a str,
     /// `$request_id` and the connection's numbers.
     facts: &'a crate::vars::RequestFacts,
+    /// What the rewrite phases set, captured and rewrote (None before them).
+    locals: Option<&'a Locals>,
 }
 
 fn declared_length<B>(request: &Request<B>) -> Option<u64> {
@@ -661,6 +718,7 @@ fn request_info<'a>(
         proxy_host,
         facts: normalised.facts,
         late: None,
+        locals: normalised.locals,
     }
 }
 
@@ -671,9 +729,11 @@ mod tests {
     fn rewrite(uri: &str, rule: &UriRewrite) -> String {
         let uri: Uri = uri.parse().unwrap();
         let normalised = path::normalise(uri.path()).unwrap();
-        upstream_uri(&uri, Some(&normalised), rule)
-            .unwrap()
-            .to_string()
+        let target = Rewritten {
+            normalised: Some(&normalised),
+            ..Rewritten::default()
+        };
+        upstream_uri(&uri, target, rule).unwrap().to_string()
     }
 
     #[test]
@@ -699,10 +759,6 @@ mod tests {
             with: "/".into(),
         };
         assert_eq!(rewrite("/app/x", &root), "//x");
-        assert_eq!(
-            rewrite("/any", &UriRewrite::Replace("/fixed".into())),
-            "/fixed"
-        );
         assert_eq!(rewrite("http://h/p?q", &UriRewrite::Keep), "/p?q");
     }
 }

@@ -27,9 +27,10 @@ use crate::upstream::Group;
 use crate::vars::Vars;
 
 use servers::ServerBuilder;
+pub use crate::rewrite::ReturnAction;
 pub use servers::{
-    Action, AddHeader, HeaderPlan, HeaderSource, ProxyAction, ReturnAction, Route, SetHeader,
-    Target, UpstreamTls, UriRewrite, VirtualServer,
+    Action, AddHeader, HeaderPlan, HeaderSource, ProxyAction, Route, SetHeader, Target,
+    UpstreamTls, UriRewrite, VirtualServer,
 };
 pub use tls::Termination;
 
@@ -99,7 +100,8 @@ impl Snapshot {
     ) -> Result<Snapshot, ConfigErrors> {
         registry.forget_unused();
         let mut errors = Vec::new();
-        let vars = match Vars::build(&config.http.maps) {
+        let declared = crate::rewrite::declared_names(config);
+        let vars = match Vars::build_with(&config.http.maps, &declared) {
             Ok(vars) => Arc::new(vars),
             Err(ConfigErrors(mut found)) => {
                 errors.append(&mut found);

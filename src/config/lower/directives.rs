@@ -216,6 +216,11 @@ const SPECS: &[Spec] = &[
     handled("server_name", S, 1, MANY),
     block("location", S, 1, 2),
     handled("return", S | L, 1, 2),
+    // the rewrite module (`lower::rewrite`)
+    handled("rewrite", S | L, 2, 3),
+    handled("set", S | L, 2, 2),
+    handled("break", S | L, 0, 0),
+    block("if", S | L, 1, MANY),
     handled("proxy_pass", L, 1, 1),
     handled("status", L, 0, 0),
     // nginx before 1.7.5 wanted an argument (`stub_status on;`); still accepted.
@@ -235,10 +240,6 @@ const SPECS: &[Spec] = &[
 
 /// Real nginx directives that tether refuses rather than misreading as typos.
 const UNSUPPORTED: &[&str] = &[
-    "rewrite",
-    "if",
-    "set",
-    "break",
     "try_files",
     "error_page",
     "alias",

@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::directives::{Context, HTTP_LEVEL_ONLY};
 use super::proxy::ProxyLayer;
+use super::rewrite::REWRITE_DIRECTIVES;
 use super::sticky::inherit_secret;
 use super::tls::TlsLayer;
 use super::values::{parse_number, split_host_port};
@@ -163,7 +164,7 @@ impl Lowering {
         let mut server = Server {
             listens: Vec::new(),
             names: Vec::new(),
-            return_: None,
+            rewrite: Vec::new(),
             locations: Vec::new(),
             tls: None,
             http2: false,
@@ -196,9 +197,9 @@ impl Lowering {
                     let names = inner.args.iter().filter_map(|w| self.server_name(w));
                     server.names.extend(names.collect::<Vec<_>>());
                 }
-                // nginx runs the first `return` it meets; later ones are unreachable.
-                "return" if server.return_.is_some() => {}
-                "return" => server.return_ = self.return_(inner),
+                name if REWRITE_DIRECTIVES.contains(&name) => {
+                    self.rewrite_step(inner, &mut server.rewrite, None);
+                }
                 "location" => locations.push(inner),
                 "error_log" => server.error_log.extend(self.error_log(inner)),
                 "keepalive_timeout"

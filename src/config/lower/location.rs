@@ -1,4 +1,5 @@
-//! The `location` context: match rules, `return`, `proxy_pass` and the status pages.
+//! The `location` context: match rules, `return`, `proxy_pass` and the status pages (the
+//! other rewrite directives are `rewrite`'s).
 //!
 //! `proxy_pass http://NAME` is resolved against the upstream names collected by `http` (so an
 //! upstream may be defined after the server that uses it); anything else must be an address with
@@ -11,6 +12,7 @@ use std::net::IpAddr;
 use super::Lowering;
 use super::directives::{Context, HTTP_LEVEL_ONLY, closest};
 use super::proxy::ProxyLayer;
+use super::rewrite::REWRITE_DIRECTIVES;
 use super::values::{parse_number, split_host_port};
 use crate::config::ast::Directive;
 use crate::config::error::ErrorKind;
@@ -26,18 +28,22 @@ impl Lowering {
         let regex = matches!(matcher, Some(LocationMatch::Regex { .. }));
         let mut layer = ProxyLayer::default();
         let mut proxy = None;
-        let mut return_ = None;
         let mut status = None;
+        let mut rewrite = Vec::new();
+        let mut pending_ifs = Vec::new();
         for inner in d.block.as_deref().unwrap_or_default() {
             if !self.accepts(Context::Location, inner) {
                 continue;
             }
             match inner.name() {
                 "proxy_pass" if proxy.is_some() || status.is_some() => self.duplicate(inner),
-                "proxy_pass" => proxy = Some(self.proxy_pass(inner, regex)),
-                // nginx runs the first `return` it meets; later ones are unreachable.
-                "return" if return_.is_some() => {}
-                "return" => return_ = self.return_(inner),
+                "proxy_pass" => {
+                    let uri_error = regex.then_some(ErrorKind::UriInRegexLocation);
+                    proxy = Some(self.proxy_pass(inner, uri_error));
+                }
+                name if REWRITE_DIRECTIVES.contains(&name) => {
+                    self.rewrite_step(inner, &mut rewrite, Some(&mut pending_ifs));
+                }
                 // Content handlers, like `proxy_pass`: one per location.
                 "status" | "stub_status" if status.is_some() || proxy.is_some() => {
                     self.duplicate(inner)
@@ -50,17 +56,18 @@ impl Lowering {
                 }
             }
         }
-        // `return` acts in nginx's rewrite phase, before the content phase that proxies.
-        let handler = match (return_, status, proxy.flatten()) {
-            (Some(r), _, _) => Handler::Return(r),
-            (None, Some(page), _) => Handler::Status(page),
-            (None, None, Some(p)) => Handler::Proxy(p),
-            (None, None, None) => Handler::NotFound,
+        let handler = match (status, proxy.flatten()) {
+            (Some(page), _) => Handler::Status(page),
+            (None, Some(p)) => Handler::Proxy(p),
+            (None, None) => Handler::NotFound,
         };
+        let merged = layer.over(outer);
+        self.resolve_ifs(&mut rewrite, pending_ifs, &merged);
         Some(Location {
             matcher: matcher?,
             handler,
-            proxy: layer.over(outer).resolve(),
+            rewrite,
+            proxy: merged.resolve(),
             span: d.span.clone(),
         })
     }
@@ -137,9 +144,14 @@ impl Lowering {
         })
     }
 
-    /// `proxy_pass http[s]://TARGET[URI]`; `in_regex` forbids a URI part, as nginx does, since
-    /// there is no matched prefix for it to replace.
-    fn proxy_pass(&mut self, d: &Directive, in_regex: bool) -> Option<ProxyPass> {
+    /// `proxy_pass http[s]://TARGET[URI]`. `uri_error` (in a regex location or an `if`) forbids
+    /// a literal URI part, as nginx does, since there is no matched prefix for it to replace; a
+    /// URI with variables is sent as rendered, so it is allowed anywhere.
+    pub(super) fn proxy_pass(
+        &mut self,
+        d: &Directive,
+        uri_error: Option<ErrorKind>,
+    ) -> Option<ProxyPass> {
         let word = &d.args[0];
         let url = word.text.as_str();
         let scheme = |prefix: &str| {
@@ -163,12 +175,13 @@ impl Lowering {
             self.error(&word.span, ErrorKind::NoHost { url: url.into() });
             return None;
         }
+        let literal_uri = uri.as_ref().is_some_and(|uri| !uri.contains('$'));
         let target = if authority.contains('$') {
             // Resolved per request; nginx allows a URI then even in regex locations.
             ProxyTarget::Variable(authority.to_string())
         } else {
-            if in_regex && uri.is_some() {
-                self.error(&d.span, ErrorKind::UriInRegexLocation);
+            if let Some(kind) = uri_error.filter(|_| literal_uri) {
+                self.error(&d.span, kind);
                 return None;
             }
             self.proxy_target(d, authority, https)?

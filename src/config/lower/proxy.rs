@@ -63,6 +63,11 @@ impl ProxyLayer {
         }
     }
 
+    /// Whether this level writes `proxy_set_header` or `add_header` (what an `if` may set).
+    pub(super) fn sets_header_lists(&self) -> bool {
+        self.set_headers.is_some() || self.add_headers.is_some()
+    }
+
     /// The effective client-address rules alone (what a server applies before any location).
     pub(super) fn client_rules(&self) -> ClientRules {
         self.client.clone().resolve()

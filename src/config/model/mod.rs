@@ -16,6 +16,7 @@ mod client;
 mod error_log;
 mod logs;
 mod proxy;
+mod rewrite;
 mod server;
 mod tls;
 mod upstream;
@@ -28,6 +29,9 @@ pub use client::{AccessRule, Cidr, ClientRules, Peers, RealIp, RealIpHeader};
 pub use error_log::{ErrorLevel, ErrorLogDestination, ErrorLogTarget};
 pub use logs::{AccessLog, LogEscape, LogFormat};
 pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};
+pub use rewrite::{
+    Condition, IfBlock, IfConfig, Rewrite, RewriteFlag, RewriteStep, SetVar, Warning,
+};
 pub use server::{
     Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,
     StatusPage,
@@ -62,6 +66,8 @@ pub struct Config {
     pub error_log: Vec<ErrorLogTarget>,
     /// Directives accepted with no effect in tether, for `-t` to list.
     pub ignored: Vec<Ignored>,
+    /// Constructs that work, but not as a reader may think (nginx's "if is evil"), for `-t`.
+    pub warnings: Vec<Warning>,
     /// The `http {}` block (empty if the file has none).
     pub http: Http,
 }

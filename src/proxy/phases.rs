@@ -1,0 +1,220 @@
+//! nginx's rewrite phases for one request: the server's rewrite directives, then the location
+//! search, the location's rewrite directives, and the search again for as long as they change
+//! the URI (at most [`MAX_URI_CHANGES`] times; one more is a 500, as nginx's "rewrite or
+//! internal redirection cycle"). Also the answers the phases give: `return` and redirects,
+//! with nginx's absolute `Location`.
+//!
+//! [`internal_redirect`] is the entry point for anything else that sends a request to another
+//! URI of its server (error pages): it runs the same search-and-rewrite loop from that URI.
+
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode};
+
+use super::body::response::ResponseBody;
+use super::error;
+use crate::rewrite::{self, End, MAX_URI_CHANGES, ReturnAction};
+use crate::snapshot::{Route, Snapshot, VirtualServer};
+use crate::vars::{Locals, RequestInfo};
+
+/// Where the rewrite phases leave a request.
+pub(super) enum Phased<'s> {
+    /// Handle it with this route: its location's, or the configuration of the `if` that held.
+    Route(&'s Route),
+    /// No location matches the (possibly rewritten) URI.
+    NoLocation,
+    /// Answer now; `route` is the location whose directives answered (None: the server's).
+    Answer {
+        /// What to answer.
+        answer: Answer<'s>,
+        /// The location that answered (for its access log), if any.
+        route: Option<&'s Route>,
+    },
+}
+
+/// An answer the rewrite phases give.
+pub(super) enum Answer<'s> {
+    /// `return`.
+    Return(&'s ReturnAction),
+    /// A redirecting `rewrite`.
+    Redirect {
+        /// 301 or 302.
+        code: StatusCode,
+        /// The `Location`.
+        location: String,
+    },
+    /// More than [`MAX_URI_CHANGES`] location searches: a 500.
+    Cycle,
+}
+
+/// Runs the server's rewrite directives, then finds the location (again for as long as its
+/// directives change the URI). `base` is the request as variables see it; what the directives
+/// set, capture and rewrite goes to `locals`.
+pub(super) fn rewrite<'s>(
+    server: &'s VirtualServer,
+    snapshot: &Snapshot,
+    base: &RequestInfo,
+    locals: &mut Locals,
+) -> Phased<'s> {
+    if !server.rewrite.is_empty() {
+        let ran = server.rewrite.run(&snapshot.vars, base, locals);
+        if let Some(answer) = answer_of(ran.end) {
+            return Phased::Answer {
+                answer,
+                route: None,
+            };
+        }
+    }
+    find_location(server, snapshot, base, locals, 0)
+}
+
+/// Sends a request to another URI of its server, as nginx's internal redirect does: `$uri`
+/// becomes `uri` (and `$args` its query, if it has one), and the location is searched again
+/// with its rewrite directives run. `changes` is how many searches the request already had
+/// (each counts toward [`MAX_URI_CHANGES`]).
+pub fn internal_redirect<'s>(
+    server: &'s VirtualServer,
+    snapshot: &Snapshot,
+    base: &RequestInfo,
+    locals: &mut Locals,
+    uri: &str,
+    changes: usize,
+) -> Option<&'s Route> {
+    let (path, args) = match uri.split_once('?') {
+        Some((path, args)) => (path, Some(args)),
+        None => (uri, None),
+    };
+    locals.set_uri(path.as_bytes().to_vec());
+    if let Some(args) = args {
+        locals.set_args(args.to_string());
+    }
+    match find_location(server, snapshot, base, locals, changes + 1) {
+        Phased::Route(route) => Some(route),
+        Phased::NoLocation | Phased::Answer { .. } => None,
+    }
+}
+
+fn find_location<'s>(
+    server: &'s VirtualServer,
+    snapshot: &Snapshot,
+    base: &RequestInfo,
+    locals: &mut Locals,
+    mut changes: usize,
+) -> Phased<'s> {
+    loop {
+        let current = RequestInfo {
+            locals: Some(locals),
+            ..*base
+        };
+        let path = current.current_path();
+        let Some(route) = server.route(path) else {
+            return Phased::NoLocation;
+        };
+        // A regex location's captures are copied only when something reads them.
+        let captured = route.captures.as_ref().map(|capture| (capture, path.to_vec()));
+        locals.enter_location();
+        if let Some(((regex, names), path)) = captured {
+            rewrite::capture_location(regex, names, &path, locals);
+        }
+        if route.rewrite.is_empty() {
+            return Phased::Route(route);
+        }
+        let ran = route.rewrite.run(&snapshot.vars, base, locals);
+        let search_again = match ran.end {
+            End::Done { search_again } => search_again,
+            end => {
+                let answer = answer_of(end).unwrap_or(Answer::Cycle);
+                let route = Some(route);
+                return Phased::Answer { answer, route };
+            }
+        };
+        if !search_again {
+            let chosen = ran.config.and_then(|index| route.alternatives.get(index));
+            return Phased::Route(chosen.unwrap_or(route));
+        }
+        changes += 1;
+        if changes > MAX_URI_CHANGES {
+            return Phased::Answer {
+                answer: Answer::Cycle,
+                route: Some(route),
+            };
+        }
+    }
+}
+
+/// The answer a program's end gives, if it gives one.
+fn answer_of(end: End<'_>) -> Option<Answer<'_>> {
+    match end {
+        End::Done { .. } => None,
+        End::Return(action) => Some(Answer::Return(action)),
+        End::Redirect { code, location } => Some(Answer::Redirect { code, location }),
+    }
+}
+
+impl Answer<'_> {
+    /// The response.
+    pub(super) fn respond(self, snapshot: &Snapshot, info: &RequestInfo) -> Response<ResponseBody> {
+        match self {
+            Answer::Return(action) => super::answer_return(action, snapshot, info),
+            Answer::Redirect { code, location } => respond(code, Some(location), info),
+            Answer::Cycle => error::error_page(StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+}
+
+/// `return CODE [TEXT]` rendered: a redirect for 301/302/303/307/308 (a relative `Location`
+/// made absolute, as nginx's `absolute_redirect on`), else a body (or an error page).
+pub(super) fn respond(
+    code: StatusCode,
+    text: Option<String>,
+    info: &RequestInfo,
+) -> Response<ResponseBody> {
+    // A 2xx would tell an HTTP/2 WebSocket client its stream is now a tunnel: it is not.
+    if info.method == Method::CONNECT && code.is_success() {
+        return error::error_page(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let redirect = matches!(code.as_u16(), 301 | 302 | 303 | 307 | 308);
+    let mut response = match (text, redirect) {
+        (Some(location), true) => {
+            let mut response = error::error_page(code);
+            let location = absolute(location, info);
+            if let Ok(location) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        (Some(text), false) => {
+            let mut response = Response::new(ResponseBody::full(text));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            response
+        }
+        (None, _) if code.is_client_error() || code.is_server_error() => error::error_page(code),
+        (None, _) => Response::new(ResponseBody::empty()),
+    };
+    *response.status_mut() = code;
+    response
+}
+
+/// nginx's `absolute_redirect on` with `server_name_in_redirect off` and `port_in_redirect on`
+/// (its defaults): a `Location` starting with `/` gets the scheme, the request's host (else
+/// the server's name) and the port it arrived on, unless that is the scheme's own.
+fn absolute(location: String, info: &RequestInfo) -> String {
+    if !location.starts_with('/') {
+        return location;
+    }
+    let host = if info.host.is_empty() {
+        info.server_name
+    } else {
+        info.host
+    };
+    let port = info.local.port();
+    let default_port = if info.scheme == "https" { 443 } else { 80 };
+    let mut absolute = format!("{}://{host}", info.scheme);
+    if port != default_port {
+        absolute.push(':');
+        absolute.push_str(&port.to_string());
+    }
+    absolute.push_str(&location);
+    absolute
+}
