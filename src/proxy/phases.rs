@@ -119,17 +119,20 @@ fn find_location<'s>(
             return Phased::Route(route);
         }
         let ran = route.rewrite.run(&snapshot.vars, base, locals);
+        // The configuration of the last `if` with settings that held, else the location's:
+        // also what an answer from inside that `if` is given (its `add_header`s, its log).
+        let chosen = ran.config.and_then(|index| route.alternatives.get(index));
+        let chosen = chosen.unwrap_or(route);
         let search_again = match ran.end {
             End::Done { search_again } => search_again,
             end => {
                 let answer = answer_of(end).unwrap_or(Answer::Cycle);
-                let route = Some(route);
+                let route = Some(chosen);
                 return Phased::Answer { answer, route };
             }
         };
         if !search_again {
-            let chosen = ran.config.and_then(|index| route.alternatives.get(index));
-            return Phased::Route(chosen.unwrap_or(route));
+            return Phased::Route(chosen);
         }
         changes += 1;
         if changes > MAX_URI_CHANGES {

@@ -28,6 +28,7 @@ mod real_ip;
 mod real_ip_nginx;
 mod reload;
 mod reload_soak;
+mod rewrite;
 mod routing;
 mod signalr;
 mod sse;
