@@ -29,6 +29,7 @@ mod real_ip_nginx;
 mod reload;
 mod reload_soak;
 mod rewrite;
+mod rewrite_nginx;
 mod routing;
 mod signalr;
 mod sse;
