@@ -12,7 +12,7 @@ use http::{Method, Response, StatusCode};
 
 use super::body::response::ResponseBody;
 use super::error;
-use crate::rewrite::{self, End, MAX_URI_CHANGES, ReturnAction};
+use crate::rewrite::{End, MAX_URI_CHANGES, ReturnAction};
 use crate::snapshot::{Route, Snapshot, VirtualServer};
 use crate::vars::{Locals, RequestInfo};
 
@@ -110,10 +110,13 @@ fn find_location<'s>(
             return Phased::NoLocation;
         };
         // A regex location's captures are copied only when something reads them.
-        let captured = route.captures.as_ref().map(|capture| (capture, path.to_vec()));
+        let captured = route
+            .captures
+            .as_ref()
+            .map(|capture| (capture, path.to_vec()));
         locals.enter_location();
-        if let Some(((regex, names), path)) = captured {
-            rewrite::capture_location(regex, names, &path, locals);
+        if let Some((captures, path)) = captured {
+            captures.capture(&path, locals);
         }
         if route.rewrite.is_empty() {
             return Phased::Route(route);

@@ -138,7 +138,14 @@ impl Program {
             config: None,
         };
         let mut changed = false;
-        let flow = run_steps(&self.steps, vars, base, locals, &mut ran.config, &mut changed);
+        let flow = run_steps(
+            &self.steps,
+            vars,
+            base,
+            locals,
+            &mut ran.config,
+            &mut changed,
+        );
         ran.end = match flow {
             Flow::Next => End::Done {
                 search_again: changed,
@@ -331,16 +338,27 @@ impl Test {
     }
 }
 
-/// Keeps the captures of a regex location that matched `path` (its `$1`.. and named groups
-/// are the request's until another regex matches).
-pub fn capture_location(
-    regex: &Regex,
-    names: &[(usize, usize)],
-    path: &[u8],
-    locals: &mut Locals,
-) {
-    if let Some(captures) = regex.captures(path) {
-        keep(locals, path, &captures, names);
+/// A regex location whose captures the request's variables may read (its `$1`.. and named
+/// groups are the request's until another regex matches).
+#[derive(Debug)]
+pub struct LocationCaptures {
+    regex: Regex,
+    /// Named groups that are variables: (group index, slot).
+    names: Box<[(usize, usize)]>,
+}
+
+impl LocationCaptures {
+    /// For the location regex `regex`, against the snapshot's variables.
+    pub fn new(regex: Regex, vars: &Vars) -> LocationCaptures {
+        let names = named_groups(&regex, vars);
+        LocationCaptures { regex, names }
+    }
+
+    /// Keeps the captures of the location's match on `path`.
+    pub fn capture(&self, path: &[u8], locals: &mut Locals) {
+        if let Some(captures) = self.regex.captures(path) {
+            keep(locals, path, &captures, &self.names);
+        }
     }
 }
 

@@ -29,7 +29,9 @@ fn program(directives: &str) -> (Program, Vars) {
 fn run(directives: &str, target: &str) -> (String, String) {
     let (program, vars) = program(directives);
     let uri: Uri = target.parse().unwrap();
-    let path = crate::route::path::normalise(uri.path()).unwrap().into_owned();
+    let path = crate::route::path::normalise(uri.path())
+        .unwrap()
+        .into_owned();
     let headers = HeaderMap::new();
     let base = RequestInfo {
         method: &Method::GET,
@@ -131,7 +133,10 @@ fn set_and_if_with_nginx_conditions() {
     assert_eq!(run(script, "/other").0, "return 404 ");
     assert_eq!(run(script, "/keep").0, "done again=false");
     // `0` and empty are false.
-    assert_eq!(run("if ($arg_a) { return 200; }", "/?a=0").0, "done again=false");
+    assert_eq!(
+        run("if ($arg_a) { return 200; }", "/?a=0").0,
+        "done again=false"
+    );
     assert_eq!(run("if ($arg_a) { return 200; }", "/?a=1").0, "return 200 ");
     assert_eq!(
         run("if ($arg_a != 1) { return 204; }", "/?a=2").0,

@@ -26,8 +26,8 @@ use crate::tls::upstream::TlsTarget;
 use crate::upstream::Group;
 use crate::vars::Vars;
 
-use servers::ServerBuilder;
 pub use crate::rewrite::ReturnAction;
+use servers::ServerBuilder;
 pub use servers::{
     Action, AddHeader, HeaderPlan, HeaderSource, ProxyAction, Route, SetHeader, Target,
     UpstreamTls, UriRewrite, VirtualServer,

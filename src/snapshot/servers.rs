@@ -12,7 +12,7 @@ use crate::config::{
     Span, StatusPage,
 };
 use crate::peer::PeerRegistry;
-use crate::rewrite::{Compiler, Program, if_configs, named_groups};
+use crate::rewrite::{Compiler, LocationCaptures, Program, if_configs};
 use crate::route::Locations;
 use crate::telemetry::access_log::{Formats, Logs};
 use crate::tls::SessionStore;
@@ -54,9 +54,9 @@ pub struct Route {
     /// The configurations of the location's `if` blocks that carry settings, by the index the
     /// program gives them: the request is handled with one when its condition held.
     pub alternatives: Vec<Route>,
-    /// A regex location whose captures the request's variables may read: the regex again,
-    /// with its named groups' slots (None: a literal location, or nothing reads them).
-    pub captures: Option<(regex::bytes::Regex, Box<[(usize, usize)]>)>,
+    /// A regex location whose captures the request's variables may read (None: a literal
+    /// location, or nothing reads them).
+    pub captures: Option<LocationCaptures>,
 }
 
 /// What a route does.
@@ -260,16 +260,20 @@ impl ServerBuilder<'_> {
             || std::iter::once(&route)
                 .chain(&route.alternatives)
                 .any(Route::renders_per_request);
-        if let (true, LocationMatch::Regex { pattern, case_insensitive }) =
-            (reads_captures, &location.matcher)
+        if let (
+            true,
+            LocationMatch::Regex {
+                pattern,
+                case_insensitive,
+            },
+        ) = (reads_captures, &location.matcher)
         {
             let regex = regex::bytes::RegexBuilder::new(pattern)
                 .case_insensitive(*case_insensitive)
                 .build();
             // Built once already by `Locations`, whose error is the one reported.
             if let Ok(regex) = regex {
-                let names = named_groups(&regex, self.vars);
-                route.captures = Some((regex, names));
+                route.captures = Some(LocationCaptures::new(regex, self.vars));
             }
         }
         route
@@ -360,12 +364,10 @@ impl ServerBuilder<'_> {
         let uri = match (&pass.uri, &pass.target, matcher) {
             (None, _, _) => UriRewrite::Keep,
             // With variables anywhere in `proxy_pass`, nginx sends the URI part as rendered.
-            (Some(uri), _, _) if uri.contains('$') => {
-                match self.template(uri, &pass.span) {
-                    Some(template) => UriRewrite::Replace(template),
-                    None => return Action::NotFound,
-                }
-            }
+            (Some(uri), _, _) if uri.contains('$') => match self.template(uri, &pass.span) {
+                Some(template) => UriRewrite::Replace(template),
+                None => return Action::NotFound,
+            },
             (Some(uri), ProxyTarget::Variable(_), _) => match self.template(uri, &pass.span) {
                 Some(template) => UriRewrite::Replace(template),
                 None => return Action::NotFound,

@@ -43,7 +43,11 @@ impl Locals {
 
     /// Keeps the captures of a regex that matched `subject` (`$1`..`$9` read them until the
     /// next successful match, as in nginx). `groups` are byte ranges of `subject`.
-    pub fn capture(&mut self, subject: &[u8], groups: impl Iterator<Item = Option<(usize, usize)>>) {
+    pub fn capture(
+        &mut self,
+        subject: &[u8],
+        groups: impl Iterator<Item = Option<(usize, usize)>>,
+    ) {
         self.matched.clear();
         self.matched.extend_from_slice(subject);
         self.groups = [None; 10];

@@ -131,7 +131,9 @@ async fn internal_redirects_stop_after_ten_with_a_500() {
     let mut chain = String::new();
     for step in 0..10 {
         let next = step + 1;
-        chain.push_str(&format!("location = /s{step} {{ rewrite ^ /s{next} last; }}\n"));
+        chain.push_str(&format!(
+            "location = /s{step} {{ rewrite ^ /s{next} last; }}\n"
+        ));
     }
     let conf = format!(
         r#"events {{}} http {{ server {{ listen {{listen}};

@@ -40,7 +40,9 @@ fn locations() -> String {
     );
     for step in 0..10 {
         let next = step + 1;
-        block.push_str(&format!("location = /s{step} {{ rewrite ^ /s{next} last; }}\n"));
+        block.push_str(&format!(
+            "location = /s{step} {{ rewrite ^ /s{next} last; }}\n"
+        ));
     }
     block
 }

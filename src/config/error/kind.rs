@@ -624,9 +624,9 @@ impl ErrorKind {
                  and proxy_set_header; choose other values with a \"map\" instead"
                     .to_string(),
             ),
-            ErrorKind::FileTestNotSupported { .. } => Some(
-                "tether serves no files; test variables with =, != or ~ instead".to_string(),
-            ),
+            ErrorKind::FileTestNotSupported { .. } => {
+                Some("tether serves no files; test variables with =, != or ~ instead".to_string())
+            }
             ErrorKind::HealthCheckOutsideUpstream => {
                 Some("health_check belongs in the upstream block in tether".to_string())
             }
