@@ -5,13 +5,14 @@
 //! Running a program answers what nginx's rewrite phase decides: go on (and whether the
 //! location must be searched again for a changed URI), answer with a `return`, or redirect.
 //! The caller (`proxy`) owns the phase order and the 10-cycle limit on internal redirects.
-//! Pure: `config`, `vars`, `regex` and `http` types only; no hyper, no tokio.
+//! Pure: `config`, `vars`, `route::path`, `regex` and `http` types only; no hyper, no tokio.
 
 mod compile;
 
 use http::StatusCode;
 use regex::bytes::Regex;
 
+use crate::route::path;
 use crate::vars::{Locals, RequestInfo, Settable, Template, Vars};
 
 pub use compile::{Compiler, declared_names, if_configs, named_groups};
@@ -216,6 +217,23 @@ fn with<'a>(base: &RequestInfo<'a>, locals: &'a Locals) -> RequestInfo<'a> {
     }
 }
 
+/// Appends `bytes`, percent-encoding what nginx's `NGX_ESCAPE_ARGS` encodes: controls,
+/// space, `# % & + ; ?`, DEL and every byte above it.
+fn escape_args(bytes: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &byte in bytes {
+        if byte <= b' ' || byte >= 0x7f || b"#%&+;?".contains(&byte) {
+            out.extend_from_slice(&[
+                b'%',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 15)],
+            ]);
+        } else {
+            out.push(byte);
+        }
+    }
+}
+
 /// Keeps a match's captures, and gives its named groups to their variables.
 fn keep(
     locals: &mut Locals,
@@ -243,14 +261,23 @@ impl RewriteRule {
         let subject = with(base, locals).current_path().to_vec();
         let captures = self.regex.captures(&subject)?;
         keep(locals, &subject, &captures, &self.names);
+        // nginx escapes captures when the client's path was escaped or had a `+`: in a
+        // redirect's URL as a URI, in new arguments as arguments.
+        let quoted = base.uri.path().bytes().any(|b| b == b'%' || b == b'+');
+        let escaped = |escape: fn(&[u8], &mut Vec<u8>)| locals.with_escaped_captures(escape);
+        let uri_captures = (quoted && self.redirect.is_some()).then(|| escaped(path::escape));
+        let arg_captures = (quoted && self.args.is_some()).then(|| escaped(escape_args));
         let info = with(base, locals);
         let old_args = info.current_args();
         let mut uri = String::new();
-        self.uri.render(vars, &info, &mut uri);
+        let uri_info = uri_captures.as_ref().map(|escaped| with(base, escaped));
+        self.uri
+            .render(vars, uri_info.as_ref().unwrap_or(&info), &mut uri);
         let mut args = None;
         if let Some(template) = &self.args {
             let mut new = String::new();
-            template.render(vars, &info, &mut new);
+            let arg_info = arg_captures.as_ref().map(|escaped| with(base, escaped));
+            template.render(vars, arg_info.as_ref().unwrap_or(&info), &mut new);
             args = Some(new);
         }
         let appended = (self.keep_args && !old_args.is_empty()).then_some(old_args);

@@ -56,6 +56,21 @@ impl Locals {
         }
     }
 
+    /// A copy whose captures are escaped by `escape` (the rest as it is): what a replacement
+    /// renders its captures from where nginx escapes them.
+    pub fn with_escaped_captures(&self, escape: fn(&[u8], &mut Vec<u8>)) -> Locals {
+        let mut copy = self.clone();
+        copy.matched.clear();
+        for (slot, group) in copy.groups.iter_mut().zip(&self.groups) {
+            *slot = group.map(|(start, end)| {
+                let from = copy.matched.len();
+                escape(&self.matched[start..end], &mut copy.matched);
+                (from, copy.matched.len())
+            });
+        }
+        copy
+    }
+
     /// Capture `n` of the last match (`$n`), if it took part in the match.
     pub fn group(&self, n: usize) -> Option<&[u8]> {
         let (start, end) = (*self.groups.get(n)?)?;
