@@ -174,3 +174,35 @@ async fn redirects_are_absolute_with_the_arguments_appended() {
     let reply = send(proxy.addr, request("GET", "/ret", "")).await;
     assert_eq!(location(&reply), format!("{base}/to"));
 }
+
+#[tokio::test]
+async fn the_access_log_sees_the_rewritten_uri_and_the_one_received() {
+    let a = Backend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("rewrite.log");
+    let conf = format!(
+        "http {{ log_format rw '$request_uri|$uri|$args|$1|$via'; upstream u {{ server {{a}}; }} \
+         server {{ listen {{listen}}; \
+         location /old/ {{ rewrite ^/old/(.*)$ /new/$1?n=1 last; }} \
+         location /new/ {{ set $via rewritten; proxy_pass http://u; access_log {} rw; }} }} }}",
+        log.display()
+    );
+    let proxy = Proxy::start(&conf, &[("a", a.addr)]).await;
+    assert_eq!(get(&proxy, "/old/page?k=v").await, (200, "a".into()));
+    let line = crate::harness::within(
+        std::time::Duration::from_secs(10),
+        "the access log line",
+        async {
+            loop {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if let Some(line) = text.lines().next() {
+                    return line.to_string();
+                }
+                // Polling a condition: the writer thread writes as soon as it can.
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        },
+    )
+    .await;
+    assert_eq!(line, "/old/page?k=v|/new/page|n=1&k=v|page|rewritten");
+}

@@ -221,6 +221,8 @@ const SPECS: &[Spec] = &[
     handled("set", S | L, 2, 2),
     handled("break", S | L, 0, 0),
     block("if", S | L, 1, MANY),
+    ignored("rewrite_log", HSL, 1, "tether logs no notice per rewrite"),
+    ignored("uninitialized_variable_warn", HSL, 1, "tether logs no warning for an unset variable (it is empty, as in nginx)"),
     handled("proxy_pass", L, 1, 1),
     handled("status", L, 0, 0),
     // nginx before 1.7.5 wanted an argument (`stub_status on;`); still accepted.
