@@ -47,8 +47,7 @@ use body::response::UpstreamBody;
 use context::RequestContext;
 use error::ProxyError;
 use extended_connect::Http2WebSocket;
-use phases::Phased;
-pub use phases::internal_redirect;
+pub use phases::{Answer, Phased, internal_redirect};
 use upgrade::ClientUpgrade;
 
 /// What is known about the client connection a request arrived on.

@@ -17,7 +17,7 @@ use crate::snapshot::{Route, Snapshot, VirtualServer};
 use crate::vars::{Locals, RequestInfo};
 
 /// Where the rewrite phases leave a request.
-pub(super) enum Phased<'s> {
+pub enum Phased<'s> {
     /// Handle it with this route: its location's, or the configuration of the `if` that held.
     Route(&'s Route),
     /// No location matches the (possibly rewritten) URI.
@@ -32,7 +32,7 @@ pub(super) enum Phased<'s> {
 }
 
 /// An answer the rewrite phases give.
-pub(super) enum Answer<'s> {
+pub enum Answer<'s> {
     /// `return`.
     Return(&'s ReturnAction),
     /// A redirecting `rewrite`.
@@ -70,7 +70,8 @@ pub(super) fn rewrite<'s>(
 /// Sends a request to another URI of its server, as nginx's internal redirect does: `$uri`
 /// becomes `uri` (and `$args` its query, if it has one), and the location is searched again
 /// with its rewrite directives run. `changes` is how many searches the request already had
-/// (each counts toward [`MAX_URI_CHANGES`]).
+/// (each counts toward [`MAX_URI_CHANGES`]). The new location may answer by itself (a
+/// `return`, or a cycle's 500): [`Answer::respond`] gives that response.
 pub fn internal_redirect<'s>(
     server: &'s VirtualServer,
     snapshot: &Snapshot,
@@ -78,7 +79,7 @@ pub fn internal_redirect<'s>(
     locals: &mut Locals,
     uri: &str,
     changes: usize,
-) -> Option<&'s Route> {
+) -> Phased<'s> {
     let (path, args) = match uri.split_once('?') {
         Some((path, args)) => (path, Some(args)),
         None => (uri, None),
@@ -87,10 +88,7 @@ pub fn internal_redirect<'s>(
     if let Some(args) = args {
         locals.set_args(args.to_string());
     }
-    match find_location(server, snapshot, base, locals, changes + 1) {
-        Phased::Route(route) => Some(route),
-        Phased::NoLocation | Phased::Answer { .. } => None,
-    }
+    find_location(server, snapshot, base, locals, changes + 1)
 }
 
 fn find_location<'s>(
@@ -157,8 +155,8 @@ fn answer_of(end: End<'_>) -> Option<Answer<'_>> {
 }
 
 impl Answer<'_> {
-    /// The response.
-    pub(super) fn respond(self, snapshot: &Snapshot, info: &RequestInfo) -> Response<ResponseBody> {
+    /// The response (`info`: the request as the phases left it).
+    pub fn respond(self, snapshot: &Snapshot, info: &RequestInfo) -> Response<ResponseBody> {
         match self {
             Answer::Return(action) => super::answer_return(action, snapshot, info),
             Answer::Redirect { code, location } => respond(code, Some(location), info),
