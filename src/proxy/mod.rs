@@ -16,6 +16,7 @@ pub mod health;
 mod phases;
 pub mod pool;
 mod seen;
+mod target;
 pub mod tunnel;
 pub mod upgrade;
 
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +49,7 @@ use context::RequestContext;
 use error::ProxyError;
 use extended_connect::Http2WebSocket;
 pub use phases::{Answer, Phased, internal_redirect};
+use target::{Rewritten, upstream_uri};
 use upgrade::ClientUpgrade;
 
 /// What is known about the client connection a request arrived on.
@@ -577,82 +579,6 @@ fn add_response_headers(
     }
 }
 
-/// What the request's target became before it goes upstream.
-#[derive(Clone, Copy, Debug, Default)]
-struct Rewritten<'a> {
-    /// The normalised path, when it differs from the one received.
-    normalised: Option<&'a [u8]>,
-    /// `proxy_pass` with variables: its URI part, rendered.
-    rendered: Option<&'a str>,
-    /// What the rewrite phases did (a changed `$uri` or `$args`).
-    locals: Option<&'a Locals>,
-}
-
-/// The URI sent upstream, by nginx's rule (see [`UriRewrite`]).
-fn upstream_uri(uri: &Uri, target: Rewritten, rewrite: &UriRewrite) -> Result<Uri, ProxyError> {
-    if let Some(rendered) = target.rendered {
-        return Uri::try_from(rendered).map_err(|_| ProxyError::BadRequest);
-    }
-    if let Some(locals) = target.locals.filter(|locals| locals.changed_target()) {
-        return rewritten_uri(uri, target.normalised, locals, rewrite);
-    }
-    let (prefix, with) = match rewrite {
-        // Common case: the client's path and query as they are, shared rather than copied.
-        UriRewrite::Keep | UriRewrite::Replace(_) => {
-            let original = uri.path_and_query();
-            return Ok(original.map_or(Uri::from_static("/"), |pq| Uri::from(pq.clone())));
-        }
-        UriRewrite::ReplacePrefix { prefix, with } => (prefix, with),
-    };
-    // nginx: the normalised path with the location prefix replaced, escaped again only if the
-    // client's path had escapes (else it is sent as it stands), then the query if not empty.
-    let received = uri.path();
-    let path = target.normalised.unwrap_or(received.as_bytes());
-    let rest = path.strip_prefix(prefix.as_bytes()).unwrap_or(path);
-    let query = uri.query().unwrap_or("");
-    let mut out = Vec::with_capacity(with.len() + rest.len() * 3 + query.len() + 1);
-    out.extend_from_slice(with.as_bytes());
-    if received.contains('%') {
-        path::escape(rest, &mut out);
-    } else {
-        out.extend_from_slice(rest);
-    }
-    if !query.is_empty() {
-        out.push(b'?');
-        out.extend_from_slice(query.as_bytes());
-    }
-    Uri::from_maybe_shared(out).map_err(|_| ProxyError::BadRequest)
-}
-
-/// nginx's rule once a rewrite changed `$uri` or `$args`: `$uri` escaped (the location prefix
-/// replaced by `proxy_pass`'s URI, unless `rewrite ... break` left the location's match
-/// behind, when that URI is ignored), then `?$args` if not empty.
-fn rewritten_uri(
-    uri: &Uri,
-    normalised: Option<&[u8]>,
-    locals: &Locals,
-    rewrite: &UriRewrite,
-) -> Result<Uri, ProxyError> {
-    let received = normalised.unwrap_or(uri.path().as_bytes());
-    let path = locals.uri().unwrap_or(received);
-    let args = locals.args().unwrap_or(uri.query().unwrap_or(""));
-    let (prefix, with) = match rewrite {
-        UriRewrite::ReplacePrefix { prefix, with } if !locals.left_location() => {
-            (prefix.as_bytes(), with.as_bytes())
-        }
-        _ => (&b""[..], &b""[..]),
-    };
-    let rest = path.strip_prefix(prefix).unwrap_or(path);
-    let mut out = Vec::with_capacity(with.len() + rest.len() * 3 + args.len() + 1);
-    out.extend_from_slice(with);
-    path::escape(rest, &mut out);
-    if !args.is_empty() {
-        out.push(b'?');
-        out.extend_from_slice(args.as_bytes());
-    }
-    Uri::from_maybe_shared(out).map_err(|_| ProxyError::BadRequest)
-}
-
 /// The host a request names, as sent: for HTTP/1 an absolute-form target's authority wins
 /// over `Host`, as in nginx; HTTP/2 sends `:authority` and may leave `Host` out.
 fn raw_host(request: &Request<ClientBody>) -> Option<&[u8]> {
@@ -718,46 +644,5 @@ fn request_info<'a>(
         facts: normalised.facts,
         late: None,
         locals: normalised.locals,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rewrite(uri: &str, rule: &UriRewrite) -> String {
-        let uri: Uri = uri.parse().unwrap();
-        let normalised = path::normalise(uri.path()).unwrap();
-        let target = Rewritten {
-            normalised: Some(&normalised),
-            ..Rewritten::default()
-        };
-        upstream_uri(&uri, target, rule).unwrap().to_string()
-    }
-
-    #[test]
-    fn nginx_uri_rules() {
-        assert_eq!(
-            rewrite("/api/users?x=1", &UriRewrite::Keep),
-            "/api/users?x=1"
-        );
-        let prefix = UriRewrite::ReplacePrefix {
-            prefix: "/api/".into(),
-            with: "/v1/".into(),
-        };
-        assert_eq!(rewrite("/api/users?x=1", &prefix), "/v1/users?x=1");
-        // The normalised path goes up, escaped again only when the client escaped; an empty
-        // query is dropped.
-        assert_eq!(rewrite("/api/a//b/../c%20d?", &prefix), "/v1/a/c%20d");
-        assert_eq!(
-            rewrite("/api/a//b/../c\"d?q=%zz", &prefix),
-            "/v1/a/c\"d?q=%zz"
-        );
-        let root = UriRewrite::ReplacePrefix {
-            prefix: "/app".into(),
-            with: "/".into(),
-        };
-        assert_eq!(rewrite("/app/x", &root), "//x");
-        assert_eq!(rewrite("http://h/p?q", &UriRewrite::Keep), "/p?q");
     }
 }
