@@ -48,7 +48,7 @@ use body::response::UpstreamBody;
 use context::RequestContext;
 use error::ProxyError;
 use extended_connect::Http2WebSocket;
-pub use phases::{Answer, Phased, internal_redirect};
+pub use phases::{Answer, CloseWithoutAnswer, Phased, internal_redirect};
 use target::{Rewritten, upstream_uri};
 use upgrade::ClientUpgrade;
 

@@ -165,13 +165,26 @@ impl Answer<'_> {
     }
 }
 
+/// Marks a response that must not be sent: the server closes the connection (HTTP/1) or
+/// resets the stream (HTTP/2) instead, as nginx does for `return 444`.
+#[derive(Clone, Copy, Debug)]
+pub struct CloseWithoutAnswer;
+
 /// `return CODE [TEXT]` rendered: a redirect for 301/302/303/307/308 (a relative `Location`
-/// made absolute, as nginx's `absolute_redirect on`), else a body (or an error page).
+/// made absolute, as nginx's `absolute_redirect on`), nothing at all for 444, else a body (or
+/// an error page).
 pub(super) fn respond(
     code: StatusCode,
     text: Option<String>,
     info: &RequestInfo,
 ) -> Response<ResponseBody> {
+    // nginx's own code: close the connection (reset the stream) without any answer.
+    if code.as_u16() == 444 {
+        let mut response = Response::new(ResponseBody::empty());
+        *response.status_mut() = code;
+        response.extensions_mut().insert(CloseWithoutAnswer);
+        return response;
+    }
     // A 2xx would tell an HTTP/2 WebSocket client its stream is now a tunnel: it is not.
     if info.method == Method::CONNECT && code.is_success() {
         return error::error_page(StatusCode::METHOD_NOT_ALLOWED);

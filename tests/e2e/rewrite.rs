@@ -258,3 +258,41 @@ async fn an_internal_redirect_searches_the_location_and_runs_its_rewrites() {
         }
     ));
 }
+
+#[tokio::test]
+async fn return_444_closes_the_connection_without_an_answer() {
+    use crate::harness::raw::read_to_close;
+    use tokio::io::AsyncWriteExt;
+    let conf = r#"events {} http {
+        server { listen {listen} default_server; server_name _; return 444; }
+        server { listen {listen}; server_name app.test; location / { return 200 "app"; } }
+    }"#;
+    let proxy = Proxy::start(conf, &[]).await;
+    let limit = std::time::Duration::from_secs(10);
+    // HTTP/1: nothing at all is written back (nginx's "close the connection").
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: scanner.example\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_to_close(&mut stream, limit).await, b"");
+    // HTTP/2: the stream is reset, no response head.
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let io = hyper_util::rt::TokioIo::new(tcp);
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let h2 = http::Request::builder()
+        .uri("http://scanner.example/")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let answer = crate::harness::within(limit, "the reset", sender.send_request(h2)).await;
+    assert!(answer.is_err(), "{answer:?}");
+    // The named server answers as usual.
+    let mut req = request("GET", "/", "");
+    req.headers_mut()
+        .insert("host", "app.test".parse().unwrap());
+    assert_eq!(send(proxy.addr, req).await.body, "app");
+}
