@@ -220,7 +220,8 @@ async fn handle(
         // it (and its log line) sees the address the server's rules found.
         Phased::Answer { answer, route } => {
             let log = route.and_then(|route| route.logs.begin(&snapshot.vars, &info));
-            let mut response = answer.respond(snapshot, &info);
+            let rules = route.map_or(&server.redirects, |route| &route.settings.redirects);
+            let mut response = answer.respond(snapshot, &info, rules);
             if let Some(mut log) = log {
                 let status = response.status().as_u16();
                 log.head(Phase::SentHead, status, response.headers());
@@ -553,13 +554,14 @@ fn answer_return(
     r: &ReturnAction,
     snapshot: &Snapshot,
     info: &RequestInfo,
+    rules: &crate::config::RedirectRules,
 ) -> Response<ResponseBody> {
     let text = r.text.as_ref().map(|template| {
         let mut text = String::new();
         template.render(&snapshot.vars, info, &mut text);
         text
     });
-    phases::respond(r.code, text, info)
+    phases::respond(r.code, text, info, rules)
 }
 
 /// nginx adds `add_header` values to 2xx/3xx responses only, unless `always`.

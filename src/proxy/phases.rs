@@ -12,6 +12,7 @@ use http::{Method, Response, StatusCode};
 
 use super::body::response::ResponseBody;
 use super::error;
+use crate::config::RedirectRules;
 use crate::rewrite::{End, MAX_URI_CHANGES, ReturnAction};
 use crate::snapshot::{Route, Snapshot, VirtualServer};
 use crate::vars::{Locals, RequestInfo};
@@ -155,11 +156,17 @@ fn answer_of(end: End<'_>) -> Option<Answer<'_>> {
 }
 
 impl Answer<'_> {
-    /// The response (`info`: the request as the phases left it).
-    pub fn respond(self, snapshot: &Snapshot, info: &RequestInfo) -> Response<ResponseBody> {
+    /// The response (`info`: the request as the phases left it; `rules`: the redirect rules
+    /// where it was answered, the location's or the server's).
+    pub fn respond(
+        self,
+        snapshot: &Snapshot,
+        info: &RequestInfo,
+        rules: &RedirectRules,
+    ) -> Response<ResponseBody> {
         match self {
-            Answer::Return(action) => super::answer_return(action, snapshot, info),
-            Answer::Redirect { code, location } => respond(code, Some(location), info),
+            Answer::Return(action) => super::answer_return(action, snapshot, info, rules),
+            Answer::Redirect { code, location } => respond(code, Some(location), info, rules),
             Answer::Cycle => error::error_page(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -177,6 +184,7 @@ pub(super) fn respond(
     code: StatusCode,
     text: Option<String>,
     info: &RequestInfo,
+    rules: &RedirectRules,
 ) -> Response<ResponseBody> {
     // nginx's own code: close the connection (reset the stream) without any answer.
     if code.as_u16() == 444 {
@@ -193,7 +201,7 @@ pub(super) fn respond(
     let mut response = match (text, redirect) {
         (Some(location), true) => {
             let mut response = error::error_page(code);
-            let location = absolute(location, info);
+            let location = absolute(location, info, rules);
             if let Ok(location) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert(header::LOCATION, location);
             }
@@ -213,14 +221,15 @@ pub(super) fn respond(
     response
 }
 
-/// nginx's `absolute_redirect on` with `server_name_in_redirect off` and `port_in_redirect on`
-/// (its defaults): a `Location` starting with `/` gets the scheme, the request's host (else
-/// the server's name) and the port it arrived on, unless that is the scheme's own.
-fn absolute(location: String, info: &RequestInfo) -> String {
-    if !location.starts_with('/') {
+/// nginx's `absolute_redirect` (default on): a `Location` starting with `/` gets the scheme,
+/// the request's host (the server's name with `server_name_in_redirect on`, or when the
+/// request names none) and, with `port_in_redirect` (default on), the port it arrived on
+/// unless that is the scheme's own.
+fn absolute(location: String, info: &RequestInfo, rules: &RedirectRules) -> String {
+    if !rules.absolute || !location.starts_with('/') {
         return location;
     }
-    let host = if info.host.is_empty() {
+    let host = if info.host.is_empty() || rules.server_name {
         info.server_name
     } else {
         info.host
@@ -228,7 +237,7 @@ fn absolute(location: String, info: &RequestInfo) -> String {
     let port = info.local.port();
     let default_port = if info.scheme == "https" { 443 } else { 80 };
     let mut absolute = format!("{}://{host}", info.scheme);
-    if port != default_port {
+    if rules.port && port != default_port {
         absolute.push(':');
         absolute.push_str(&port.to_string());
     }

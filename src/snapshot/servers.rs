@@ -29,6 +29,8 @@ pub struct VirtualServer {
     pub name: String,
     /// The server's rewrite directives, run before a location is searched.
     pub rewrite: Program,
+    /// How the `Location` of the server-level directives' redirects is written.
+    pub redirects: config::RedirectRules,
     /// TLS termination, for a server on a `listen ... ssl` address.
     pub tls: Option<Termination>,
     /// Server-level realip and `allow`/`deny` (a location has its own in its settings).
@@ -223,6 +225,7 @@ impl ServerBuilder<'_> {
         VirtualServer {
             name: server.first_name(),
             rewrite,
+            redirects: server.redirects,
             tls,
             client: server.client.clone(),
             locations,

@@ -176,6 +176,30 @@ async fn redirects_are_absolute_with_the_arguments_appended() {
 }
 
 #[tokio::test]
+async fn redirect_locations_follow_absolute_port_and_server_name_in_redirect() {
+    let conf = r#"events {} http { server { listen {listen}; server_name app.example;
+        absolute_redirect off;
+        location /rel { return 302 /r; }
+        location /abs { absolute_redirect on; port_in_redirect off; return 302 /a; }
+        location /named { absolute_redirect on; server_name_in_redirect on; return 302 /n; }
+    } }"#;
+    let proxy = Proxy::start(conf, &[]).await;
+    let location = |path: &'static str| async move {
+        send(proxy.addr, request("GET", path, ""))
+            .await
+            .header("location")
+            .to_string()
+    };
+    assert_eq!(location("/rel").await, "/r");
+    assert_eq!(location("/abs").await, "http://localhost/a");
+    let port = proxy.addr.port();
+    assert_eq!(
+        location("/named").await,
+        format!("http://app.example:{port}/n")
+    );
+}
+
+#[tokio::test]
 async fn the_access_log_sees_the_rewritten_uri_and_the_one_received() {
     let a = Backend::start("a").await;
     let dir = tempfile::tempdir().unwrap();

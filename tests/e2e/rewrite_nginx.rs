@@ -23,6 +23,8 @@ fn locations() -> String {
         location /perm { rewrite ^/perm(.*) /y$1?via=perm permanent; }
         location /abs { rewrite ^ http://elsewhere.example$uri?from=abs; }
         location /ret { return 301 /to; }
+        location /noport { port_in_redirect off; return 302 /np; }
+        location /relative { absolute_redirect off; rewrite ^/relative(.*) /r$1 redirect; }
         location /loop { rewrite ^ /loop last; }
         location /cnt { set $a 1; if ($arg_x = 1) { set $a 2; } return 200 "a=$a [$1]"; }
         location /ifre { if ($uri ~ ^/ifre/(?<nm>\w+)) { return 200 "got $1 $nm"; } return 404; }
@@ -64,6 +66,8 @@ const CASES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/perm/a?x=1", None),
     ("GET", "/abs/p?x=1", None),
     ("GET", "/ret", None),
+    ("GET", "/noport", None),
+    ("GET", "/relative/a?x=1", None),
     ("GET", "/loop", None),
     ("GET", "/cnt?x=1", None),
     ("GET", "/cnt", None),

@@ -165,6 +165,7 @@ impl Lowering {
             listens: Vec::new(),
             names: Vec::new(),
             rewrite: Vec::new(),
+            redirects: Default::default(),
             locations: Vec::new(),
             tls: None,
             http2: false,
@@ -227,6 +228,7 @@ impl Lowering {
         }
         let merged = layer.over(outer);
         server.client = merged.client_rules();
+        server.redirects = merged.redirect_rules();
         let mut seen = HashSet::new();
         for inner in locations {
             let Some(location) = self.location(inner, &merged) else {

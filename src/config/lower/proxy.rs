@@ -15,7 +15,9 @@ use super::client::ClientLayer;
 use super::proxy_ssl::ProxySslLayer;
 use crate::config::ast::Directive;
 use crate::config::error::ErrorKind;
-use crate::config::model::{AccessLog, AddHeader, ClientRules, NextUpstream, ProxySettings};
+use crate::config::model::{
+    AccessLog, AddHeader, ClientRules, NextUpstream, ProxySettings, RedirectRules,
+};
 
 /// The proxy settings written at one level; `None` means "inherit".
 #[derive(Clone, Debug, Default)]
@@ -37,6 +39,8 @@ pub(super) struct ProxyLayer {
     /// `access_log`s written at this level (`off` leaves it empty but set).
     pub(super) access_logs: Option<Arc<Vec<AccessLog>>>,
     client: ClientLayer,
+    /// `absolute_redirect`, `port_in_redirect`, `server_name_in_redirect`.
+    redirects: [Option<bool>; 3],
 }
 
 impl ProxyLayer {
@@ -60,12 +64,24 @@ impl ProxyLayer {
             ssl: self.ssl.over(&outer.ssl),
             access_logs: pick(&self.access_logs, &outer.access_logs),
             client: self.client.over(&outer.client),
+            redirects: [0, 1, 2].map(|i| self.redirects[i].or(outer.redirects[i])),
         }
     }
 
     /// Whether this level writes `proxy_set_header` or `add_header` (what an `if` may set).
     pub(super) fn sets_header_lists(&self) -> bool {
         self.set_headers.is_some() || self.add_headers.is_some()
+    }
+
+    /// The effective redirect rules alone (what a server's own redirects follow).
+    pub(super) fn redirect_rules(&self) -> RedirectRules {
+        let d = RedirectRules::default();
+        let [absolute, port, server_name] = self.redirects;
+        RedirectRules {
+            absolute: absolute.unwrap_or(d.absolute),
+            port: port.unwrap_or(d.port),
+            server_name: server_name.unwrap_or(d.server_name),
+        }
     }
 
     /// The effective client-address rules alone (what a server applies before any location).
@@ -76,6 +92,7 @@ impl ProxyLayer {
     /// The effective settings: this layer over nginx's defaults.
     pub(super) fn resolve(self) -> ProxySettings {
         let d = ProxySettings::default();
+        let redirects = self.redirect_rules();
         ProxySettings {
             set_headers: self.set_headers.unwrap_or(d.set_headers),
             add_headers: self.add_headers.unwrap_or(d.add_headers),
@@ -90,6 +107,7 @@ impl ProxyLayer {
             client_send_timeout: self.client_send_timeout.unwrap_or(d.client_send_timeout),
             ssl: self.ssl.resolve(),
             access_logs: self.access_logs.unwrap_or(d.access_logs),
+            redirects,
             client: self.client.resolve(),
         }
     }
@@ -153,6 +171,14 @@ impl Lowering {
                 self.once(&mut layer.client_body_timeout, d, |cx| cx.time(d, &args[0]))
             }
             "access_log" => self.access_log(layer, d),
+            "absolute_redirect" | "port_in_redirect" | "server_name_in_redirect" => {
+                let index = match d.name() {
+                    "absolute_redirect" => 0,
+                    "port_in_redirect" => 1,
+                    _ => 2,
+                };
+                self.once(&mut layer.redirects[index], d, |cx| cx.flag(d, &args[0]));
+            }
             "send_timeout" => {
                 self.once(&mut layer.client_send_timeout, d, |cx| cx.time(d, &args[0]))
             }

@@ -30,7 +30,7 @@ pub use error_log::{ErrorLevel, ErrorLogDestination, ErrorLogTarget};
 pub use logs::{AccessLog, LogEscape, LogFormat};
 pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};
 pub use rewrite::{
-    Condition, IfBlock, IfConfig, Rewrite, RewriteFlag, RewriteStep, SetVar, Warning,
+    Condition, IfBlock, IfConfig, RedirectRules, Rewrite, RewriteFlag, RewriteStep, SetVar, Warning,
 };
 pub use server::{
     Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,

@@ -44,6 +44,8 @@ pub struct ProxySettings {
     pub access_logs: Arc<Vec<super::AccessLog>>,
     /// The realip settings and `allow`/`deny` rules in force here.
     pub client: ClientRules,
+    /// How the `Location` of tether's own redirects is written here.
+    pub redirects: super::RedirectRules,
 }
 
 /// The `proxy_ssl_*` settings of a location, nginx's defaults where unset. Files are named,
@@ -180,6 +182,7 @@ impl Default for ProxySettings {
             ssl: UpstreamSsl::default(),
             access_logs: Arc::default(),
             client: ClientRules::default(),
+            redirects: super::RedirectRules::default(),
         }
     }
 }

@@ -123,3 +123,28 @@ pub struct Warning {
     /// Where.
     pub span: Span,
 }
+
+/// How tether writes the `Location` of its own redirects (`return 301 /x`, `rewrite ...
+/// redirect`): nginx's `absolute_redirect`, `port_in_redirect`, `server_name_in_redirect`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedirectRules {
+    /// `absolute_redirect` (default on): a `Location` starting with `/` gets the scheme, host
+    /// and port; off, it is sent as written.
+    pub absolute: bool,
+    /// `port_in_redirect` (default on): the port the request came in on is written unless it
+    /// is the scheme's own.
+    pub port: bool,
+    /// `server_name_in_redirect` (default off): the server's first name rather than the
+    /// request's host.
+    pub server_name: bool,
+}
+
+impl Default for RedirectRules {
+    fn default() -> RedirectRules {
+        RedirectRules {
+            absolute: true,
+            port: true,
+            server_name: false,
+        }
+    }
+}

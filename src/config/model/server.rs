@@ -20,6 +20,8 @@ pub struct Server {
     /// The server's rewrite directives (`return`, `rewrite`, `set`, `break`, `if`), run before
     /// location matching (nginx's server rewrite phase).
     pub rewrite: Vec<RewriteStep>,
+    /// How the `Location` of the server-level directives' redirects is written.
+    pub redirects: super::rewrite::RedirectRules,
     /// Top-level `location` blocks in file order.
     pub locations: Vec<Location>,
     /// TLS termination settings: Some when the server listens with `ssl` on any address.
