@@ -49,6 +49,7 @@ fn locations(c: &mut Criterion) {
         .map(|i| Location {
             matcher: matcher(i),
             handler: Handler::NotFound,
+            rewrite: Vec::new(),
             proxy: ProxySettings::default(),
             span: Span::builtin(),
         })

@@ -17,9 +17,10 @@
 //! Layering: `config` <- `route`; `config` <- `realip` (the real client address, pure) <-
 //! {`vars`, `proxy`, `server`}; {`peer` <- `balance`, `vars`} <- `upstream`; `config` <-
 //! `tls` (rustls configs read from the config's files); {`config`, `route`, `upstream`,
-//! `vars`, `tls`, `limits`} <- `snapshot` <- `proxy` <- `server` <- `runtime` <- `reload` <-
-//! `main`; {`config`, `vars`} <- `limits` (`limit_req`/`limit_conn` zones, pure: the proxy
-//! waits out a delay).
+//! `vars`, `tls`, `limits`, `rewrite`} <- `snapshot` <- `proxy` <- `server` <- `runtime` <-
+//! `reload` <- `main`; {`config`, `vars`} <- `limits` (`limit_req`/`limit_conn` zones, pure:
+//! the proxy waits out a delay); {`config`, `vars`} <- `rewrite` (the rewrite module's
+//! programs, pure).
 //! `telemetry` (the error log and its throttle) serves `runtime`, `proxy` and `server`.
 //! `config` <- `compress` (which responses `gzip` compresses, and the streaming compressor;
 //! no hyper, no tokio) <- {`snapshot`, `proxy`}.
@@ -43,6 +44,7 @@ pub mod proxy;
 pub mod realip;
 pub mod reload;
 pub mod resolve;
+pub mod rewrite;
 pub mod route;
 pub mod runtime;
 pub mod server;

@@ -110,6 +110,9 @@ fn main() -> ExitCode {
                 ignored.name, ignored.reason, ignored.span
             );
         }
+        for warning in &config.warnings {
+            eprintln!("tether: [warn] {} in {}", warning.message, warning.span);
+        }
         eprintln!(
             "tether: the configuration file {} syntax is ok",
             conf.display()

@@ -23,6 +23,7 @@ pub mod clock;
 mod early;
 mod header_values;
 mod late;
+mod locals;
 mod map;
 mod numbers;
 
@@ -30,6 +31,7 @@ pub use early::{Early, Raw};
 pub use header_values::push_basic_user;
 use header_values::{push_cookie, push_header, push_lossy, push_remote_user};
 pub use late::{Late, Phase, RequestFacts, ResponseFacts, Segment, empty_request};
+pub use locals::Locals;
 use map::{CompiledMap, find_cycles, render_map};
 pub use numbers::{push_ip, push_u64};
 
@@ -73,6 +75,9 @@ pub struct RequestInfo<'a> {
     /// What the response side knows (the access log, filling a line); None before there is a
     /// response, when [`Late`] variables render empty (the time ones read the clock).
     pub late: Option<&'a dyn ResponseFacts>,
+    /// What the rewrite phases gave the request (`set` values, captures, a rewritten `$uri`
+    /// and `$args`); None before them, or for a request that had none.
+    pub locals: Option<&'a Locals>,
 }
 
 impl std::fmt::Debug for dyn ResponseFacts + '_ {
@@ -82,6 +87,19 @@ impl std::fmt::Debug for dyn ResponseFacts + '_ {
 }
 
 impl<'a> RequestInfo<'a> {
+    /// `$uri`: the normalised path, or what a rewrite made of it.
+    pub fn current_path(&self) -> &'a [u8] {
+        self.locals.and_then(Locals::uri).unwrap_or(self.path)
+    }
+
+    /// `$args`: the query as received, or what a rewrite or `set $args` made of it.
+    pub fn current_args(&self) -> &'a str {
+        match self.locals.and_then(Locals::args) {
+            Some(args) => args,
+            None => self.uri.query().unwrap_or(""),
+        }
+    }
+
     /// `$request_uri`: path and query as received.
     fn request_uri(&self) -> &'a str {
         self.uri
@@ -96,6 +114,17 @@ pub struct Vars {
     maps: Vec<CompiledMap>,
     /// Lowercased variable name -> index into `maps`.
     names: HashMap<String, usize>,
+    /// Lowercased `set` variable (and named capture) name -> its slot in [`Locals`].
+    sets: HashMap<String, usize>,
+}
+
+/// What `set $NAME` (or a named capture) writes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settable {
+    /// A variable of the config's own, by its slot in [`Locals`].
+    Slot(usize),
+    /// `$args` (or `$query_string`): the request's arguments.
+    Args,
 }
 
 impl Vars {
@@ -103,8 +132,19 @@ impl Vars {
     /// errors are collected (unknown variables, bad regexes, duplicate names and entries,
     /// cycles between maps).
     pub fn build(maps: &[config::Map]) -> Result<Vars, ConfigErrors> {
+        Vars::build_with(maps, &[])
+    }
+
+    /// As [`Vars::build`], with the variables `set` (and named regex captures) declare:
+    /// nginx's variables are the config's, so a map or header anywhere may read one.
+    /// `declared` are names without `$`; naming a built-in or a map is an error (except
+    /// `args`, which `set` may change).
+    pub fn build_with(
+        maps: &[config::Map],
+        declared: &[(String, Span)],
+    ) -> Result<Vars, ConfigErrors> {
         let mut errors = Vec::new();
-        let vars = Vars::build_reporting(maps, &mut errors);
+        let vars = Vars::build_reporting(maps, declared, &mut errors);
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -114,7 +154,11 @@ impl Vars {
     /// As [`Vars::build`], adding errors to `errors` and returning the maps anyway, so that a
     /// config check goes on to find the errors of everything that uses them. Vars built with
     /// errors must never evaluate a request (a cycle would not end).
-    pub fn build_reporting(maps: &[config::Map], errors: &mut Vec<ConfigError>) -> Vars {
+    pub fn build_reporting(
+        maps: &[config::Map],
+        declared: &[(String, Span)],
+        errors: &mut Vec<ConfigError>,
+    ) -> Vars {
         let mut names = HashMap::new();
         for (index, map) in maps.iter().enumerate() {
             // nginx variable names are case-insensitive.
@@ -130,17 +174,28 @@ impl Vars {
                 names.insert(name, index);
             }
         }
+        let sets = declare(declared, &names, errors);
         // Every name is known before any template is compiled: that is what makes forward
         // references work.
         let compiled: Vec<CompiledMap> = maps
             .iter()
-            .map(|map| CompiledMap::compile(map, &names, errors))
+            .map(|map| CompiledMap::compile(map, &names, &sets, errors))
             .collect();
         find_cycles(maps, &compiled, errors);
         Vars {
             maps: compiled,
             names,
+            sets,
         }
+    }
+
+    /// What `set $name` writes to (None: the name was not declared to [`Vars::build_with`]).
+    pub fn settable(&self, name: &str) -> Option<Settable> {
+        let lower = name.to_ascii_lowercase();
+        if matches!(lower.as_str(), "args" | "query_string") {
+            return Some(Settable::Args);
+        }
+        self.sets.get(&lower).map(|&slot| Settable::Slot(slot))
     }
 
     /// Compiles a template (a header value, a `hash` key, `return` text) against this config's
@@ -148,10 +203,40 @@ impl Vars {
     pub fn compile(&self, text: &str, span: &Span) -> Result<Template, ConfigError> {
         let scope = Scope {
             maps: &self.names,
+            sets: &self.sets,
             captures: false,
         };
         parse(text, &scope).map_err(|kind| error_at(span, kind))
     }
+}
+
+/// Gives each declared `set` name a slot, refusing the names tether computes itself.
+fn declare(
+    declared: &[(String, Span)],
+    maps: &HashMap<String, usize>,
+    errors: &mut Vec<ConfigError>,
+) -> HashMap<String, usize> {
+    let mut sets = HashMap::new();
+    let none = HashMap::new();
+    let computed = Scope {
+        maps,
+        sets: &none,
+        captures: false,
+    };
+    for (name, span) in declared {
+        let lower = name.to_ascii_lowercase();
+        if matches!(lower.as_str(), "args" | "query_string") || sets.contains_key(&lower) {
+            continue;
+        }
+        if lower.bytes().all(|b| b.is_ascii_digit()) || computed.resolve(&lower).is_ok() {
+            let kind = ErrorKind::UnchangeableVariable { name: name.clone() };
+            errors.push(error_at(span, kind));
+            continue;
+        }
+        let slot = sets.len();
+        sets.insert(lower, slot);
+    }
+    sets
 }
 
 fn error_at(span: &Span, kind: ErrorKind) -> ConfigError {
@@ -245,6 +330,10 @@ enum Var {
     Late(Late),
     /// `$1`..`$9` inside a map value.
     Capture(usize),
+    /// `$1`..`$9` elsewhere: the last regex the request matched (location, `if`, `rewrite`).
+    Match(usize),
+    /// A `set` variable or named capture, by slot in [`Locals`].
+    Set(usize),
 }
 
 impl Template {
@@ -286,6 +375,8 @@ impl Template {
 struct Scope<'a> {
     /// Lowercased map variable names.
     maps: &'a HashMap<String, usize>,
+    /// Lowercased `set` variable names.
+    sets: &'a HashMap<String, usize>,
     /// `$1`..`$9` are allowed (map values only).
     captures: bool,
 }
@@ -299,8 +390,15 @@ impl Scope<'_> {
         if let Some(&index) = self.maps.get(&lower) {
             return Ok(Var::Map(index));
         }
-        if let (true, [digit @ b'1'..=b'9']) = (self.captures, lower.as_bytes()) {
-            return Ok(Var::Capture(usize::from(digit - b'0')));
+        if let Some(&slot) = self.sets.get(&lower) {
+            return Ok(Var::Set(slot));
+        }
+        if let [digit @ b'0'..=b'9'] = lower.as_bytes() {
+            let group = usize::from(digit - b'0');
+            return Ok(match self.captures {
+                true => Var::Capture(group),
+                false => Var::Match(group),
+            });
         }
         // The prefix families; `name[n..]` is safe to slice because the prefixes are ASCII.
         if let Some(header) = lower.strip_prefix("http_").filter(|h| !h.is_empty()) {
@@ -510,10 +608,10 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
         }
         Var::RequestMethod => out.push_str(req.method.as_str()),
         Var::RequestUri => out.push_str(req.request_uri()),
-        Var::Uri => push_lossy(req.path, out),
-        Var::Args => out.push_str(req.uri.query().unwrap_or("")),
+        Var::Uri => push_lossy(req.current_path(), out),
+        Var::Args => out.push_str(req.current_args()),
         Var::IsArgs => {
-            if req.uri.query().is_some_and(|q| !q.is_empty()) {
+            if !req.current_args().is_empty() {
                 out.push('?');
             }
         }
@@ -548,7 +646,7 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
         }
         Var::Header(name) => push_header(req.headers, name, out),
         Var::Arg(name) => {
-            let query = req.uri.query().unwrap_or("");
+            let query = req.current_args();
             // nginx wants `name=`: a bare `?flag` leaves `$arg_flag` unset.
             let value = query
                 .split('&')
@@ -572,6 +670,16 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
         Var::Capture(group) => {
             if let Some(&Some((start, end))) = captures.get(*group) {
                 append_from_within(out, start, end);
+            }
+        }
+        Var::Match(group) => {
+            if let Some(text) = req.locals.and_then(|locals| locals.group(*group)) {
+                push_lossy(text, out);
+            }
+        }
+        Var::Set(slot) => {
+            if let Some(value) = req.locals.and_then(|locals| locals.value(*slot)) {
+                out.push_str(value);
             }
         }
     }

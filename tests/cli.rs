@@ -209,3 +209,20 @@ fn dash_t_checks_every_certificate_and_key() {
         assert!(stderr.contains(named.as_str()), "{what}: {stderr}");
     }
 }
+
+#[test]
+fn dash_t_warns_about_settings_inside_if() {
+    // The CORS idiom: `add_header` inside `if` replaces the location's list when it holds.
+    let text = format!(
+        "http {{\n  {GOOD_UPSTREAM}\n  server {{\n    listen 127.0.0.1:8080;\n    location / {{\n      add_header X-Frame-Options DENY;\n      if ($request_method = OPTIONS) {{ add_header Access-Control-Allow-Origin *; return 204; }}\n      proxy_pass http://backend;\n    }}\n  }}\n}}\n"
+    );
+    let (ok, stderr) = check(&text);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("[warn] \"add_header\" inside \"if\"")
+            && stderr.contains("replace the location's")
+            && stderr.contains("broken.conf:7:40"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("test is successful"), "{stderr}");
+}

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 
 /// Folders and files (relative to `src/`) that must stay free of network code.
-const PURE: [&str; 12] = [
+const PURE: [&str; 13] = [
     "config",
+    "rewrite",
     "balance",
     "route",
     "vars",

@@ -358,10 +358,11 @@ impl Lexer<'_> {
                     return Err(self.error(at, ErrorKind::UnterminatedQuote));
                 };
                 self.rest = rest;
-                // nginx wants a separator after a closing quote: `"a"b` is an error.
+                // nginx wants a separator after a closing quote: `"a"b` is an error. A `)`
+                // may follow, as in `if ($x = "a")`: nginx makes it a word of its own.
                 if let Some(found) = self.rest.chars().next()
                     && !is_space(found)
-                    && !matches!(found, ';' | '{' | '}')
+                    && !matches!(found, ';' | '{' | '}' | ')')
                 {
                     return Err(self.error(self.offset(), ErrorKind::Unexpected { found }));
                 }

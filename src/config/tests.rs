@@ -81,7 +81,7 @@ fn signalr_guide_config_lowers_to_the_expected_model() {
             },
         ]
     );
-    assert!(server.return_.is_none());
+    assert!(server.rewrite.is_empty());
 
     let location = &server.locations[0];
     assert_eq!(

@@ -14,10 +14,12 @@ pub mod forward;
 pub mod headers;
 pub mod health;
 mod limits;
+mod phases;
 pub mod pool;
 pub mod reply_headers;
 mod seen;
 pub mod spelling;
+mod target;
 pub mod tunnel;
 pub mod upgrade;
 
@@ -27,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
 
@@ -42,7 +44,7 @@ use crate::telemetry::Telemetry;
 use crate::telemetry::access_log::Record;
 use crate::tls::upstream::{TlsTarget, server_name};
 use crate::upstream::{Group, SetCookie, Tried};
-use crate::vars::{Phase, RequestFacts, RequestInfo};
+use crate::vars::{Locals, Phase, RequestFacts, RequestInfo};
 pub use body::client::ClientBody;
 use body::request::{RequestBody, SendProgress};
 pub use body::response::ResponseBody;
@@ -50,6 +52,8 @@ use body::response::UpstreamBody;
 use context::RequestContext;
 use error::ProxyError;
 use extended_connect::Http2WebSocket;
+pub use phases::{Answer, CloseWithoutAnswer, Phased, internal_redirect};
+use target::{Rewritten, upstream_uri};
 use upgrade::ClientUpgrade;
 
 /// What is known about the client connection a request arrived on.
@@ -137,6 +141,8 @@ async fn handle(
     snapshot: &Snapshot,
 ) -> Response<ResponseBody> {
     conn.telemetry.record_request();
+    // What the rewrite phases give the request; empty (and allocation-free) for most.
+    let mut locals = Locals::default();
     // Only HTTP/2 brings a CONNECT this far (the HTTP/1 server refuses it): a WebSocket by
     // extended CONNECT goes on as an upgrade, anything else is refused as HTTP/1 refuses it.
     let client_upgrade = if request.method() == Method::CONNECT {
@@ -173,6 +179,7 @@ async fn handle(
         path: path_copy.as_deref(),
         host: host.as_str(),
         facts: &facts,
+        locals: None,
     };
     let Some(server) = snapshot.server(conn.listen, normalised.host) else {
         return error::error_page(StatusCode::NOT_FOUND);
@@ -183,9 +190,10 @@ async fn handle(
         return error::error_page(StatusCode::MISDIRECTED_REQUEST);
     }
     // nginx's phases, in order: realip with the server's rules (post-read), the server's
-    // `return` (server rewrite), the location, its `return` (rewrite), realip with the
-    // location's rules if the server's left the address alone (preaccess), `allow`/`deny`
-    // (access), then the content: proxying, or a 404.
+    // rewrite directives, the location search and the location's rewrite directives (again
+    // for as long as they change the URI), realip with the location's rules if the server's
+    // left the address alone (preaccess), `allow`/`deny` (access), then the content:
+    // proxying, or a 404.
     let found = realip::real_client(
         &server.client.real_ip,
         conn.client,
@@ -193,22 +201,46 @@ async fn handle(
         conn.proxy_protocol.as_ref(),
     );
     let mut client = found.unwrap_or(conn.client);
-    let mut info = request_info(&request, conn, client, server, "", normalised);
-    if let Some(r) = &server.return_ {
-        let response = answer_return(r, snapshot, &info);
-        return server_answer(response, server, snapshot, &info);
-    }
-    let Some(route) = server.route(info.path) else {
-        let status = match server.client.admits(client.ip()) {
-            true => StatusCode::NOT_FOUND,
-            false => StatusCode::FORBIDDEN,
-        };
-        return server_answer(error::error_page(status), server, snapshot, &info);
+    let base = request_info(&request, conn, client, server, "", normalised);
+    let phased = phases::rewrite(server, snapshot, &base, &mut locals);
+    // From here on, variables see what the rewrite phases set, captured and rewrote.
+    let normalised = Normalised {
+        locals: Some(&locals),
+        ..normalised
     };
-    // A location's `return` acts in the rewrite phase, before its realip and access: it (and
-    // its log line) sees the address the server's rules found.
+    let mut info = RequestInfo {
+        locals: Some(&locals),
+        ..base
+    };
+    let route = match phased {
+        Phased::Route(route) => route,
+        Phased::NoLocation => {
+            let status = match server.client.admits(client.ip()) {
+                true => StatusCode::NOT_FOUND,
+                false => StatusCode::FORBIDDEN,
+            };
+            return server_answer(error::error_page(status), server, snapshot, &info);
+        }
+        // An answer of the rewrite phases comes before realip's location rules and access:
+        // it (and its log line) sees the address the server's rules found.
+        Phased::Answer { answer, route } => {
+            let log = route.and_then(|route| route.logs.begin(&snapshot.vars, &info));
+            let rules = route.map_or(&server.redirects, |route| &route.settings.redirects);
+            let response = answer.respond(snapshot, &info, rules);
+            let mut response = match route {
+                Some(route) => location_answer(response, route, snapshot, &info),
+                None => server_answer(response, server, snapshot, &info),
+            };
+            if let Some(mut log) = log {
+                let status = response.status().as_u16();
+                log.head(Phase::SentHead, status, response.headers());
+                response.body_mut().log_on_end(log);
+            }
+            return response;
+        }
+    };
     let rules = &route.settings.client;
-    if found.is_none() && !matches!(route.action, Action::Return(_)) {
+    if found.is_none() {
         let proxied = conn.proxy_protocol.as_ref();
         let at_location =
             realip::real_client(&rules.real_ip, conn.client, request.headers(), proxied);
@@ -226,7 +258,7 @@ async fn handle(
         .and_then(|policy| policy.offer(request.method(), request.version(), request.headers()));
     // nginx's preaccess phase: `limit_req`, then `limit_conn` (a `return` answered before).
     let mut preaccess = match &route.limits {
-        Some(limits) if !matches!(route.action, Action::Return(_)) => {
+        Some(limits) => {
             let cx = RequestContext::new(&request, client.ip(), &server.name, normalised.host);
             limits::preaccess(limits, &snapshot.vars, &info, &cx).await
         }
@@ -245,7 +277,6 @@ async fn handle(
         response
     };
     let mut response = match &route.action {
-        Action::Return(r) => own(answer_return(r, snapshot, &info)),
         _ if preaccess.refused() => own(preaccess.refusal()),
         _ if !rules.admits(client.ip()) => own(error::error_page(StatusCode::FORBIDDEN)),
         Action::NotFound => own(error::error_page(StatusCode::NOT_FOUND)),
@@ -392,7 +423,7 @@ async fn proxy(
     // Read what the group chooses by and render every template against the request as the
     // client sent it, then rewrite.
     let proxy_host_text = proxy_host.to_str().unwrap_or("");
-    let (affinity, rendered, reply_rendered, tls) = {
+    let (affinity, rendered, reply_rendered, tls, rendered_uri) = {
         // The choice has always seen `$proxy_host` empty: keys placed by it stay where they are.
         let mut info = request_info(&request, conn, client, server, "", normalised);
         let affinity = group.affinity(&info, &snapshot.vars);
@@ -418,11 +449,26 @@ async fn proxy(
         // Most locations' `proxy_redirect`/`proxy_cookie_*` rules are literal: nothing here.
         let reply_rendered =
             crate::snapshot::reply_headers::render(&route.reply.templates, &snapshot.vars, &info);
-        (affinity, rendered, reply_rendered, tls)
+        // `proxy_pass` with variables: its URI part as rendered (`$proxy_host` empty, as the
+        // choice saw it: nginx renders the URL before it knows the upstream).
+        let rendered_uri = match &action.uri {
+            UriRewrite::Replace(template) => {
+                let mut uri = String::new();
+                template.render(&snapshot.vars, &info, &mut uri);
+                Some(uri)
+            }
+            _ => None,
+        };
+        (affinity, rendered, reply_rendered, tls, rendered_uri)
     };
     let (mut parts, mut body) = request.into_parts();
     body.set_idle_timeout(route.settings.client_body_timeout);
-    let uri = upstream_uri(&parts.uri, normalised.path, &action.uri)?;
+    let target = Rewritten {
+        normalised: normalised.path,
+        rendered: rendered_uri.as_deref(),
+        locals: normalised.locals,
+    };
+    let uri = upstream_uri(&parts.uri, target, &action.uri)?;
     headers::rewrite_request(
         &mut parts.headers,
         &route.request_headers,
@@ -605,39 +651,14 @@ fn answer_return(
     r: &ReturnAction,
     snapshot: &Snapshot,
     info: &RequestInfo,
+    rules: &crate::config::RedirectRules,
 ) -> Response<ResponseBody> {
     let text = r.text.as_ref().map(|template| {
         let mut text = String::new();
         template.render(&snapshot.vars, info, &mut text);
         text
     });
-    // A 2xx would tell an HTTP/2 WebSocket client its stream is now a tunnel: it is not.
-    if info.method == Method::CONNECT && r.code.is_success() {
-        return error::error_page(StatusCode::METHOD_NOT_ALLOWED);
-    }
-    let redirect = matches!(r.code.as_u16(), 301 | 302 | 303 | 307 | 308);
-    let mut response = match (text, redirect) {
-        (Some(location), true) => {
-            let mut response = error::error_page(r.code);
-            if let Ok(location) = HeaderValue::from_str(&location) {
-                response.headers_mut().insert(header::LOCATION, location);
-            }
-            response
-        }
-        (Some(text), false) => {
-            let mut response = Response::new(ResponseBody::full(text));
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            response
-        }
-        (None, _) if r.code.is_client_error() || r.code.is_server_error() => {
-            error::error_page(r.code)
-        }
-        (None, _) => Response::new(ResponseBody::empty()),
-    };
-    *response.status_mut() = r.code;
-    response
+    phases::respond(r.code, text, info, rules)
 }
 
 /// nginx adds `add_header` values to 2xx/3xx responses only, unless `always` — tether's own
@@ -680,40 +701,28 @@ fn server_answer(
     response
 }
 
-/// The URI sent upstream, by nginx's rule (see [`UriRewrite`]). `normalised` is the
-/// normalised path when it differs from the one received.
-fn upstream_uri(
-    uri: &Uri,
-    normalised: Option<&[u8]>,
-    rewrite: &UriRewrite,
-) -> Result<Uri, ProxyError> {
-    let (prefix, with) = match rewrite {
-        // Common case: the client's path and query as they are, shared rather than copied.
-        UriRewrite::Keep => {
-            let original = uri.path_and_query();
-            return Ok(original.map_or(Uri::from_static("/"), |pq| Uri::from(pq.clone())));
+/// A location's own answer from its rewrite phase (`return`, a redirect, or a rewrite error):
+/// the location's `add_header`, `expires`, `server_tokens` and `gzip`, as any answer it sends.
+fn location_answer(
+    mut response: Response<ResponseBody>,
+    route: &Route,
+    snapshot: &Snapshot,
+    info: &RequestInfo,
+) -> Response<ResponseBody> {
+    let added = render_added(&route.response_headers, snapshot, info);
+    let status = response.status();
+    add_response_headers(response.headers_mut(), status, added.as_deref());
+    reply_headers::finish(response.headers_mut(), status, &route.reply);
+    let gzip = route.gzip.as_ref();
+    if let Some(gzip) =
+        gzip.and_then(|policy| policy.offer(info.method, info.version, info.headers))
+    {
+        let known_length = response.body().size_hint().exact();
+        if let Some(encoder) = gzip.respond(status, response.headers_mut(), known_length) {
+            response.body_mut().compress(encoder);
         }
-        UriRewrite::Replace(with) => return with.parse().map_err(|_| ProxyError::BadRequest),
-        UriRewrite::ReplacePrefix { prefix, with } => (prefix, with),
-    };
-    // nginx: the normalised path with the location prefix replaced, escaped again only if the
-    // client's path had escapes (else it is sent as it stands), then the query if not empty.
-    let received = uri.path();
-    let path = normalised.unwrap_or(received.as_bytes());
-    let rest = path.strip_prefix(prefix.as_bytes()).unwrap_or(path);
-    let query = uri.query().unwrap_or("");
-    let mut target = Vec::with_capacity(with.len() + rest.len() * 3 + query.len() + 1);
-    target.extend_from_slice(with.as_bytes());
-    if received.contains('%') {
-        path::escape(rest, &mut target);
-    } else {
-        target.extend_from_slice(rest);
     }
-    if !query.is_empty() {
-        target.push(b'?');
-        target.extend_from_slice(query.as_bytes());
-    }
-    Uri::from_maybe_shared(target).map_err(|_| ProxyError::BadRequest)
+    response
 }
 
 /// The host a request names, as sent: for HTTP/1 an absolute-form target's authority wins
@@ -739,6 +748,8 @@ struct Normalised<'a> {
     host: &'a str,
     /// `$request_id` and the connection's numbers.
     facts: &'a crate::vars::RequestFacts,
+    /// What the rewrite phases set, captured and rewrote (None before them).
+    locals: Option<&'a Locals>,
 }
 
 fn declared_length<B>(request: &Request<B>) -> Option<u64> {
@@ -778,48 +789,6 @@ fn request_info<'a>(
         proxy_host,
         facts: normalised.facts,
         late: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rewrite(uri: &str, rule: &UriRewrite) -> String {
-        let uri: Uri = uri.parse().unwrap();
-        let normalised = path::normalise(uri.path()).unwrap();
-        upstream_uri(&uri, Some(&normalised), rule)
-            .unwrap()
-            .to_string()
-    }
-
-    #[test]
-    fn nginx_uri_rules() {
-        assert_eq!(
-            rewrite("/api/users?x=1", &UriRewrite::Keep),
-            "/api/users?x=1"
-        );
-        let prefix = UriRewrite::ReplacePrefix {
-            prefix: "/api/".into(),
-            with: "/v1/".into(),
-        };
-        assert_eq!(rewrite("/api/users?x=1", &prefix), "/v1/users?x=1");
-        // The normalised path goes up, escaped again only when the client escaped; an empty
-        // query is dropped.
-        assert_eq!(rewrite("/api/a//b/../c%20d?", &prefix), "/v1/a/c%20d");
-        assert_eq!(
-            rewrite("/api/a//b/../c\"d?q=%zz", &prefix),
-            "/v1/a/c\"d?q=%zz"
-        );
-        let root = UriRewrite::ReplacePrefix {
-            prefix: "/app".into(),
-            with: "/".into(),
-        };
-        assert_eq!(rewrite("/app/x", &root), "//x");
-        assert_eq!(
-            rewrite("/any", &UriRewrite::Replace("/fixed".into())),
-            "/fixed"
-        );
-        assert_eq!(rewrite("http://h/p?q", &UriRewrite::Keep), "/p?q");
+        locals: normalised.locals,
     }
 }

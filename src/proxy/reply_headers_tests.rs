@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::config::{self, CookieFlags, Pattern, ResponseRules, Rewrite, Span};
+use crate::config::{self, CookieFlags, Pattern, ResponseRules, Span, ValueRewrite};
 use crate::snapshot::reply_headers::{Compiler, DefaultRedirect};
 use crate::vars::Vars;
 
@@ -12,7 +12,7 @@ fn span() -> Span {
     Span::builtin()
 }
 
-fn rewrite(from: &str, to: &str) -> Rewrite {
+fn rewrite(from: &str, to: &str) -> ValueRewrite {
     let pattern = match from.strip_prefix('~') {
         Some(source) => Pattern::Regex {
             source: source.into(),
@@ -20,7 +20,7 @@ fn rewrite(from: &str, to: &str) -> Rewrite {
         },
         None => Pattern::Text(from.into()),
     };
-    Rewrite {
+    ValueRewrite {
         pattern,
         replacement: to.into(),
         span: span(),

@@ -107,6 +107,7 @@ fn bad_server_name_regexes_are_all_reported() {
 
 fn location(matcher: LocationMatch, line: u32) -> Location {
     Location {
+        rewrite: Vec::new(),
         matcher,
         handler: Handler::NotFound,
         proxy: ProxySettings::default(),

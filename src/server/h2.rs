@@ -18,7 +18,6 @@
 //! does once its socket became a tunnel, and lives on in a task of its own until they end.
 
 use std::cell::RefCell;
-use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -74,6 +73,15 @@ pub async fn serve(
             let response = Box::pin(proxy::serve(request, None, info.clone(), live.load_full()));
             async move {
                 let mut response = response.await;
+                // `return 444`: the stream is reset (hyper resets it with INTERNAL_ERROR when
+                // the service fails), nothing answered.
+                if response
+                    .extensions()
+                    .get::<proxy::CloseWithoutAnswer>()
+                    .is_some()
+                {
+                    return Err(std::io::Error::other("return 444"));
+                }
                 // The HTTP/1 writer writes the default `Server` itself; here it goes in the map.
                 proxy::reply_headers::default_server(response.headers_mut());
                 let progress = StreamProgress::of_this_stream();
@@ -83,7 +91,7 @@ pub async fn serve(
                 {
                     progress.set_timeout(timeout);
                 }
-                Ok::<_, Infallible>(response.map(|body| StreamBody {
+                Ok::<_, std::io::Error>(response.map(|body| StreamBody {
                     inner: body,
                     progress,
                     _open: open,

@@ -29,10 +29,11 @@ use crate::tls::upstream::TlsTarget;
 use crate::upstream::Group;
 use crate::vars::Vars;
 
+pub use crate::rewrite::ReturnAction;
 use servers::ServerBuilder;
 pub use servers::{
-    Action, AddHeader, HeaderPlan, HeaderSource, ProxyAction, ReturnAction, Route, SetHeader,
-    Target, UpstreamTls, UriRewrite, VirtualServer,
+    Action, AddHeader, HeaderPlan, HeaderSource, ProxyAction, Route, SetHeader, Target,
+    UpstreamTls, UriRewrite, VirtualServer,
 };
 pub use tls::Termination;
 
@@ -116,7 +117,9 @@ impl Snapshot {
         let mut errors = Vec::new();
         // Maps with errors are kept, so that everything using them is checked too; the
         // errors stop this snapshot from ever serving.
-        let vars = Arc::new(Vars::build_reporting(&config.http.maps, &mut errors));
+        let declared = crate::rewrite::declared_names(config);
+        let maps = &config.http.maps;
+        let vars = Arc::new(Vars::build_reporting(maps, &declared, &mut errors));
         let mut groups = HashMap::new();
         for upstream in &config.http.upstreams {
             match upstreams::build_group(upstream, registry, answers, &vars, generation > 1) {

@@ -205,7 +205,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn rewrite(&mut self, rule: &config::Rewrite) -> Option<TextRewrite> {
+    fn rewrite(&mut self, rule: &config::ValueRewrite) -> Option<TextRewrite> {
         let matcher = self.matcher(&rule.pattern, &rule.span)?;
         let captures = matches!(matcher, Matcher::Regex(_));
         let replacement = self.segments(&rule.replacement, captures, &rule.span)?;

@@ -1,10 +1,11 @@
 //! Virtual servers of a snapshot: locations compiled into routes, with their proxy targets,
-//! header plans and `return`s.
+//! header plans and rewrite programs (an `if` with settings gives its location an alternative
+//! route).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue};
 
 use crate::config::{
     self, ConfigError, ConfigErrors, ErrorKind, Handler, LocationMatch, ProxySettings, ProxyTarget,
@@ -12,6 +13,7 @@ use crate::config::{
 };
 use crate::limits::{Limits, Zones};
 use crate::peer::PeerRegistry;
+use crate::rewrite::{Compiler, LocationCaptures, Program, if_configs};
 use crate::route::Locations;
 use crate::telemetry::access_log::{Formats, Logs};
 use crate::tls::SessionStore;
@@ -19,7 +21,7 @@ use crate::tls::upstream::{TlsTarget, client_config, server_name};
 use crate::upstream::Group;
 use crate::vars::{Template, Vars};
 
-use super::reply_headers::{Compiler, DefaultRedirect, ReplyPlan};
+use super::reply_headers::{Compiler as ReplyCompiler, DefaultRedirect, ReplyPlan};
 use super::tls::{Termination, termination};
 use super::upstreams;
 
@@ -27,8 +29,10 @@ use super::upstreams;
 pub struct VirtualServer {
     /// The first `server_name` (`$server_name`), or "".
     pub name: String,
-    /// A server-level `return`, applied before locations.
-    pub return_: Option<ReturnAction>,
+    /// The server's rewrite directives, run before a location is searched.
+    pub rewrite: Program,
+    /// How the `Location` of the server-level directives' redirects is written.
+    pub redirects: config::RedirectRules,
     /// TLS termination, for a server on a `listen ... ssl` address.
     pub tls: Option<Termination>,
     /// Server-level realip and `allow`/`deny` (a location has its own in its settings).
@@ -59,14 +63,20 @@ pub struct Route {
     pub gzip: Option<crate::compress::Policy>,
     /// `limit_req` and `limit_conn` in effect (None: the location has none).
     pub limits: Option<Box<Limits>>,
+    /// The location's rewrite directives.
+    pub rewrite: Program,
+    /// The configurations of the location's `if` blocks that carry settings, by the index the
+    /// program gives them: the request is handled with one when its condition held.
+    pub alternatives: Vec<Route>,
+    /// A regex location whose captures the request's variables may read (None: a literal
+    /// location, or nothing reads them).
+    pub captures: Option<LocationCaptures>,
 }
 
 /// What a route does.
 pub enum Action {
     /// Forward to an upstream.
     Proxy(ProxyAction),
-    /// Answer directly.
-    Return(ReturnAction),
     /// Answer with a status page.
     Status(StatusPage),
     /// No handler: 404.
@@ -122,16 +132,9 @@ pub enum UriRewrite {
         /// The `proxy_pass` URI.
         with: String,
     },
-    /// With variables in `proxy_pass`: the URI given replaces the whole request URI.
-    Replace(String),
-}
-
-/// `return`, compiled.
-pub struct ReturnAction {
-    /// Status code.
-    pub code: StatusCode,
-    /// Body text, or the redirect URL for 301/302/303/307/308.
-    pub text: Option<Template>,
+    /// With variables in `proxy_pass`: the URI given, rendered, replaces the whole request URI
+    /// (arguments included: nginx sends it as rendered).
+    Replace(Template),
 }
 
 /// `proxy_set_header` lines of one location, compiled.
@@ -177,6 +180,21 @@ impl VirtualServer {
     }
 }
 
+impl Route {
+    /// Whether anything of the route renders templates per request (which may read a regex
+    /// location's captures).
+    fn renders_per_request(&self) -> bool {
+        let rendered_uri = matches!(&self.action, Action::Proxy(p)
+            if matches!(p.uri, UriRewrite::Replace(_)) || matches!(p.target, Target::Variable(_)));
+        let header_templates = self.request_headers.set.iter().map(|h| &h.value);
+        let added = self.response_headers.iter().map(|h| &h.value);
+        rendered_uri
+            || header_templates
+                .chain(added)
+                .any(|value| matches!(value, HeaderSource::Template(_)))
+    }
+}
+
 /// Compiles server blocks; shares the group table so `proxy_pass http://host:port` targets
 /// become implicit one-server groups, one per distinct address.
 pub(super) struct ServerBuilder<'a> {
@@ -217,9 +235,11 @@ impl ServerBuilder<'_> {
                         None
                     }
                 });
+        let rewrite = self.compiler().program(&server.rewrite);
         VirtualServer {
             name: server.first_name(),
-            return_: server.return_.as_ref().map(|r| self.return_action(r)),
+            rewrite,
+            redirects: server.redirects,
             tls,
             client: server.client.clone(),
             response_headers: self.add_headers(&server.add_headers, &server.span),
@@ -229,10 +249,59 @@ impl ServerBuilder<'_> {
         }
     }
 
+    fn compiler(&mut self) -> Compiler<'_> {
+        Compiler {
+            vars: self.vars,
+            errors: self.errors,
+        }
+    }
+
     fn route(&mut self, location: &config::Location) -> Route {
+        let mut route = self.settings_route(location);
+        route.rewrite = self.compiler().program(&location.rewrite);
+        // Each `if` with settings is the location again, with the block's settings and, if it
+        // has its own `proxy_pass`, its handler.
+        for config in if_configs(&location.rewrite) {
+            let handler = match &config.proxy_pass {
+                Some(pass) => Handler::Proxy(pass.clone()),
+                None => location.handler.clone(),
+            };
+            let alternative = config::Location {
+                handler,
+                rewrite: Vec::new(),
+                proxy: config.proxy.clone(),
+                ..location.clone()
+            };
+            let alternative = self.settings_route(&alternative);
+            route.alternatives.push(alternative);
+        }
+        let reads_captures = !route.rewrite.is_empty()
+            || std::iter::once(&route)
+                .chain(&route.alternatives)
+                .any(Route::renders_per_request);
+        if let (
+            true,
+            LocationMatch::Regex {
+                pattern,
+                case_insensitive,
+            },
+        ) = (reads_captures, &location.matcher)
+        {
+            let regex = regex::bytes::RegexBuilder::new(pattern)
+                .case_insensitive(*case_insensitive)
+                .build();
+            // Built once already by `Locations`, whose error is the one reported.
+            if let Ok(regex) = regex {
+                route.captures = Some(LocationCaptures::new(regex, self.vars));
+            }
+        }
+        route
+    }
+
+    /// A location's route without its rewrite directives.
+    fn settings_route(&mut self, location: &config::Location) -> Route {
         let action = match &location.handler {
             Handler::Proxy(pass) => self.proxy_action(pass, location),
-            Handler::Return(r) => Action::Return(self.return_action(r)),
             Handler::Status(page) => Action::Status(*page),
             Handler::NotFound => Action::NotFound,
         };
@@ -272,6 +341,9 @@ impl ServerBuilder<'_> {
             request_headers: HeaderPlan { set, sets_host },
             response_headers,
             reply,
+            rewrite: Program::default(),
+            alternatives: Vec::new(),
+            captures: None,
         }
     }
 
@@ -293,7 +365,7 @@ impl ServerBuilder<'_> {
         default: Option<DefaultRedirect>,
         variables: bool,
     ) -> ReplyPlan {
-        let mut compiler = Compiler {
+        let mut compiler = ReplyCompiler {
             vars: self.vars,
             errors: self.errors,
             templates: Vec::new(),
@@ -357,7 +429,15 @@ impl ServerBuilder<'_> {
         };
         let uri = match (&pass.uri, &pass.target, matcher) {
             (None, _, _) => UriRewrite::Keep,
-            (Some(uri), ProxyTarget::Variable(_), _) => UriRewrite::Replace(uri.clone()),
+            // With variables anywhere in `proxy_pass`, nginx sends the URI part as rendered.
+            (Some(uri), _, _) if uri.contains('$') => match self.template(uri, &pass.span) {
+                Some(template) => UriRewrite::Replace(template),
+                None => return Action::NotFound,
+            },
+            (Some(uri), ProxyTarget::Variable(_), _) => match self.template(uri, &pass.span) {
+                Some(template) => UriRewrite::Replace(template),
+                None => return Action::NotFound,
+            },
             (Some(uri), _, LocationMatch::Exact(path) | LocationMatch::Prefix { path, .. }) => {
                 UriRewrite::ReplacePrefix {
                     prefix: path.clone(),
@@ -446,15 +526,6 @@ impl ServerBuilder<'_> {
                 None
             }
         }
-    }
-
-    fn return_action(&mut self, r: &config::Return) -> ReturnAction {
-        let code = StatusCode::from_u16(r.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let text = r
-            .text
-            .as_ref()
-            .and_then(|text| self.template(text, &r.span));
-        ReturnAction { code, text }
     }
 
     fn header_name(&mut self, name: &str, span: &Span) -> Option<HeaderName> {

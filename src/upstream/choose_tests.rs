@@ -61,6 +61,7 @@ impl Request {
             proxy_host: "",
             facts: &crate::vars::RequestFacts::NONE,
             late: None,
+            locals: None,
         }
     }
 }

@@ -100,7 +100,7 @@ impl Early {
                     _ => Raw::Text,
                 }
             }
-            Var::Uri => Raw::Bytes(req.path),
+            Var::Uri => Raw::Bytes(req.current_path()),
             Var::RequestUri => Raw::Bytes(req.request_uri().as_bytes()),
             Var::Request => Raw::Request {
                 method: req.method.as_str(),

@@ -245,5 +245,6 @@ pub fn empty_request() -> RequestInfo<'static> {
         proxy_host: "",
         facts: &RequestFacts::NONE,
         late: None,
+        locals: None,
     }
 }

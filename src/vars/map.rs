@@ -42,14 +42,17 @@ impl CompiledMap {
     pub(super) fn compile(
         map: &config::Map,
         names: &HashMap<String, usize>,
+        sets: &HashMap<String, usize>,
         errors: &mut Vec<ConfigError>,
     ) -> CompiledMap {
         let plain = Scope {
             maps: names,
+            sets,
             captures: false,
         };
         let value_scope = Scope {
             maps: names,
+            sets,
             captures: true,
         };
         let mut compile = |text: &str, scope: &Scope, span: &Span| {

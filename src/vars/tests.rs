@@ -70,6 +70,7 @@ impl Request {
             proxy_host: "signalr_farm",
             facts: &crate::vars::RequestFacts::NONE,
             late: None,
+            locals: None,
         }
     }
 }
@@ -259,14 +260,11 @@ fn compile_errors_carry_the_span() {
             name: "nope".to_string()
         }
     );
-    // Captures exist only in map values.
-    let capture = vars.compile("/$1", &span(8)).unwrap_err();
-    assert_eq!(
-        capture.kind,
-        ErrorKind::UnknownVariable {
-            name: "1".to_string()
-        }
-    );
+    // `$1` outside a map value is the last regex match of the request (empty without one).
+    let capture = vars.compile("/$1", &span(8)).unwrap();
+    let mut text = String::new();
+    capture.render(&vars, &empty_request(), &mut text);
+    assert_eq!(text, "/");
     let unclosed = vars.compile("${host", &span(9)).unwrap_err();
     assert!(matches!(
         unclosed.kind,

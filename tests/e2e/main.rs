@@ -33,6 +33,8 @@ mod reload;
 mod reload_soak;
 mod resolve;
 mod response_headers;
+mod rewrite;
+mod rewrite_nginx;
 mod routing;
 mod shipped_map;
 mod signalr;

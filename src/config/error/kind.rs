@@ -471,6 +471,33 @@ pub enum ErrorKind {
     /// `proxy_pass` with a URI part inside a regex location.
     #[error("\"proxy_pass\" cannot have URI part in location given by regular expression")]
     UriInRegexLocation,
+    /// `proxy_pass` with a literal URI part inside `if` (nginx's rule for nameless locations).
+    #[error("\"proxy_pass\" cannot have URI part inside \"if\" statement")]
+    UriInIf,
+    /// An `if` condition nginx would not parse.
+    #[error("invalid condition \"{}\"", shown(.condition))]
+    InvalidCondition {
+        /// The condition as written.
+        condition: String,
+    },
+    /// `if (-f ...)` and the other file tests: tether serves no files.
+    #[error("file test \"{}\" in \"if\" is not supported by tether", shown(.operator))]
+    FileTestNotSupported {
+        /// `-f`, `!-d`, ...
+        operator: String,
+    },
+    /// A directive inside `if` that nginx allows there but tether does not carry over.
+    #[error("\"{}\" inside \"if\" is not supported by tether", shown(.name))]
+    NotAllowedInIf {
+        /// The directive.
+        name: String,
+    },
+    /// `set` on a variable tether computes itself (or a `map`'s).
+    #[error("the \"{}\" variable cannot be changed with \"set\"", shown(.name))]
+    UnchangeableVariable {
+        /// Variable name without `$`.
+        name: String,
+    },
     /// Two `log_format`s with one name (`combined` is predefined).
     #[error("duplicate \"log_format\" name \"{}\"", shown(.name))]
     DuplicateLogFormat {
@@ -638,6 +665,14 @@ impl ErrorKind {
                     .to_string(),
             ),
             ErrorKind::TwoBalancingMethods { .. } => Some("keep one".to_string()),
+            ErrorKind::NotAllowedInIf { .. } => Some(
+                "inside \"if\" tether takes return, rewrite, set, break, add_header, proxy_pass \
+                 and proxy_set_header; choose other values with a \"map\" instead"
+                    .to_string(),
+            ),
+            ErrorKind::FileTestNotSupported { .. } => {
+                Some("tether serves no files; test variables with =, != or ~ instead".to_string())
+            }
             ErrorKind::HealthCheckOutsideUpstream => {
                 Some("health_check belongs in the upstream block in tether".to_string())
             }

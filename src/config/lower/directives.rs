@@ -272,6 +272,16 @@ const SPECS: &[Spec] = &[
     handled("server_name", S, 1, MANY),
     block("location", S, 1, 2),
     handled("return", S | L, 1, 2),
+    // the rewrite module (`lower::rewrite`)
+    handled("rewrite", S | L, 2, 3),
+    handled("set", S | L, 2, 2),
+    handled("break", S | L, 0, 0),
+    block("if", S | L, 1, MANY),
+    handled("absolute_redirect", HSL, 1, 1),
+    handled("port_in_redirect", HSL, 1, 1),
+    handled("server_name_in_redirect", HSL, 1, 1),
+    ignored("rewrite_log", HSL, 1, "tether logs no notice per rewrite"),
+    ignored("uninitialized_variable_warn", HSL, 1, "tether logs no warning for an unset variable (it is empty, as in nginx)"),
     handled("proxy_pass", L, 1, 1),
     handled("status", L, 0, 0),
     // nginx before 1.7.5 wanted an argument (`stub_status on;`); still accepted.
@@ -291,10 +301,6 @@ const SPECS: &[Spec] = &[
 
 /// Real nginx directives that tether refuses rather than misreading as typos.
 const UNSUPPORTED: &[&str] = &[
-    "rewrite",
-    "if",
-    "set",
-    "break",
     "try_files",
     "error_page",
     "alias",

@@ -46,13 +46,36 @@ fn directive_errors() {
         &[r#""proxy_read_timeout" directive is duplicate in t.conf:1:53"#],
     );
     check(
-        &in_location("rewrite ^ /x;"),
-        &[r#"directive "rewrite" is not supported by tether in t.conf:1:30"#],
+        &in_location("rewrite ^ /x bogus;"),
+        &[r#"invalid parameter "bogus" in "rewrite" directive in t.conf:1:43"#],
     );
     check(
-        &in_server("if ($x) { }"),
-        &[r#"directive "if" is not supported by tether in t.conf:1:17"#],
+        &in_server("if (-f $request_filename) { }"),
+        &[
+            r#"file test "-f" in "if" is not supported by tether in t.conf:1:20 (tether serves no files; test variables with =, != or ~ instead)"#,
+        ],
     );
+    check(
+        &in_server("if ($x = ) { }"),
+        &[r#"invalid condition "($x = )" in t.conf:1:17"#],
+    );
+    check(
+        &in_location("if ($x) { proxy_read_timeout 1s; }"),
+        &[
+            r#""proxy_read_timeout" inside "if" is not supported by tether in t.conf:1:40 (inside "if" tether takes return, rewrite, set, break, add_header, proxy_pass and proxy_set_header; choose other values with a "map" instead)"#,
+        ],
+    );
+    check(
+        &in_server("if ($x) { proxy_pass http://127.0.0.1:1; }"),
+        &[
+            r#""proxy_pass" inside "if" is not supported by tether in t.conf:1:27 (inside "if" tether takes return, rewrite, set, break, add_header, proxy_pass and proxy_set_header; choose other values with a "map" instead)"#,
+        ],
+    );
+    check(
+        &in_location("if ($x) { proxy_pass http://127.0.0.1:1/api/; }"),
+        &[r#""proxy_pass" cannot have URI part inside "if" statement in t.conf:1:40"#],
+    );
+
     check(
         &in_location("location /x { }"),
         &[r#"nested "location" is not supported by tether in t.conf:1:30"#],
@@ -266,7 +289,7 @@ http {
         location / {
             proxy_pass http://backnd;
             proxy_read_timeout 5 s;
-            rewrite ^ /;
+            try_files $uri /;
         }
     }
     proxy_connect_timeout 1q;
@@ -281,7 +304,7 @@ http {
             r#"unknown directive "lisen" in t.conf:6:9 (did you mean "listen"?)"#,
             r#"no upstream "backnd" for proxy_pass in t.conf:8:24 (did you mean "backend"?)"#,
             r#"invalid number of arguments in "proxy_read_timeout" directive in t.conf:9:13"#,
-            r#"directive "rewrite" is not supported by tether in t.conf:10:13"#,
+            r#"directive "try_files" is not supported by tether in t.conf:10:13"#,
             r#"invalid time "1q" in "proxy_connect_timeout" directive in t.conf:13:27"#,
         ],
     );

@@ -12,8 +12,8 @@ use super::values::parse_time;
 use crate::config::ast::{Directive, Word};
 use crate::config::error::ErrorKind;
 use crate::config::model::{
-    CookieFlag, CookieFlags, Expires, Pattern, Redirect, ResponseRules, Rewrite, SameSiteValue,
-    ServerTokens,
+    CookieFlag, CookieFlags, Expires, Pattern, Redirect, ResponseRules, SameSiteValue,
+    ServerTokens, ValueRewrite,
 };
 
 /// The response-header rules written at one level; `None` means "inherit".
@@ -24,8 +24,8 @@ pub(super) struct ResponseLayer {
     ignore: Option<Arc<Vec<String>>>,
     expires: Option<Expires>,
     redirects: Option<Arc<Vec<Redirect>>>,
-    cookie_domains: Option<Arc<Vec<Rewrite>>>,
-    cookie_paths: Option<Arc<Vec<Rewrite>>>,
+    cookie_domains: Option<Arc<Vec<ValueRewrite>>>,
+    cookie_paths: Option<Arc<Vec<ValueRewrite>>>,
     cookie_flags: Option<Arc<Vec<CookieFlags>>>,
     server_tokens: Option<ServerTokens>,
 }
@@ -150,7 +150,7 @@ impl Lowering {
                         {
                             text.remove(0);
                         }
-                        list.push(Rewrite {
+                        list.push(ValueRewrite {
                             pattern,
                             replacement: to.text.clone(),
                             span: d.span.clone(),
@@ -228,7 +228,7 @@ impl Lowering {
             // `false` is nginx's old spelling of `off`.
             [word] if word.text == "false" => list.clear(),
             [word] => self.invalid_value(d, word),
-            [from, to] => list.push(Redirect::Rewrite(Rewrite {
+            [from, to] => list.push(Redirect::Rewrite(ValueRewrite {
                 pattern: pattern(from),
                 replacement: to.text.clone(),
                 span: d.span.clone(),

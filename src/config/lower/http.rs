@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use super::directives::{Context, HTTP_LEVEL_ONLY};
 use super::proxy::ProxyLayer;
 use super::resolver::ResolverLayer;
+use super::rewrite::REWRITE_DIRECTIVES;
 use super::sticky::inherit_secret;
 use super::tls::TlsLayer;
 use super::values::{parse_number, split_host_port};
@@ -173,7 +174,8 @@ impl Lowering {
         let mut server = Server {
             listens: Vec::new(),
             names: Vec::new(),
-            return_: None,
+            rewrite: Vec::new(),
+            redirects: Default::default(),
             locations: Vec::new(),
             tls: None,
             http2: false,
@@ -208,9 +210,9 @@ impl Lowering {
                     let names = inner.args.iter().filter_map(|w| self.server_name(w));
                     server.names.extend(names.collect::<Vec<_>>());
                 }
-                // nginx runs the first `return` it meets; later ones are unreachable.
-                "return" if server.return_.is_some() => {}
-                "return" => server.return_ = self.return_(inner),
+                name if REWRITE_DIRECTIVES.contains(&name) => {
+                    self.rewrite_step(inner, &mut server.rewrite, None);
+                }
                 "location" => locations.push(inner),
                 "error_log" => server.error_log.extend(self.error_log(inner)),
                 "keepalive_timeout"
@@ -241,6 +243,7 @@ impl Lowering {
         server.client = merged.client_rules();
         let own = merged.clone().resolve();
         (server.add_headers, server.response) = (own.add_headers, own.response);
+        server.redirects = merged.redirect_rules();
         let mut seen = HashSet::new();
         for inner in locations {
             let Some(location) = self.location(inner, &merged) else {

@@ -1,4 +1,5 @@
-//! The `location` context: match rules, `return`, `proxy_pass` and the status pages.
+//! The `location` context: match rules, `return`, `proxy_pass` and the status pages (the
+//! other rewrite directives are `rewrite`'s).
 //!
 //! `proxy_pass http://NAME` is resolved against the upstream names collected by `http` (so an
 //! upstream may be defined after the server that uses it); anything else is a host (resolved
@@ -12,6 +13,7 @@ use std::net::IpAddr;
 use super::Lowering;
 use super::directives::{Context, HTTP_LEVEL_ONLY, closest};
 use super::proxy::ProxyLayer;
+use super::rewrite::REWRITE_DIRECTIVES;
 use super::values::{parse_number, split_host_port};
 use crate::config::ast::Directive;
 use crate::config::error::ErrorKind;
@@ -27,18 +29,22 @@ impl Lowering {
         let regex = matches!(matcher, Some(LocationMatch::Regex { .. }));
         let mut layer = ProxyLayer::default();
         let mut proxy = None;
-        let mut return_ = None;
         let mut status = None;
+        let mut rewrite = Vec::new();
+        let mut pending_ifs = Vec::new();
         for inner in d.block.as_deref().unwrap_or_default() {
             if !self.accepts(Context::Location, inner) {
                 continue;
             }
             match inner.name() {
                 "proxy_pass" if proxy.is_some() || status.is_some() => self.duplicate(inner),
-                "proxy_pass" => proxy = Some(self.proxy_pass(inner, regex)),
-                // nginx runs the first `return` it meets; later ones are unreachable.
-                "return" if return_.is_some() => {}
-                "return" => return_ = self.return_(inner),
+                "proxy_pass" => {
+                    let uri_error = regex.then_some(ErrorKind::UriInRegexLocation);
+                    proxy = Some(self.proxy_pass(inner, uri_error));
+                }
+                name if REWRITE_DIRECTIVES.contains(&name) => {
+                    self.rewrite_step(inner, &mut rewrite, Some(&mut pending_ifs));
+                }
                 // Content handlers, like `proxy_pass`: one per location.
                 "status" | "stub_status" if status.is_some() || proxy.is_some() => {
                     self.duplicate(inner)
@@ -51,17 +57,18 @@ impl Lowering {
                 }
             }
         }
-        // `return` acts in nginx's rewrite phase, before the content phase that proxies.
-        let handler = match (return_, status, proxy.flatten()) {
-            (Some(r), _, _) => Handler::Return(r),
-            (None, Some(page), _) => Handler::Status(page),
-            (None, None, Some(p)) => Handler::Proxy(p),
-            (None, None, None) => Handler::NotFound,
+        let handler = match (status, proxy.flatten()) {
+            (Some(page), _) => Handler::Status(page),
+            (None, Some(p)) => Handler::Proxy(p),
+            (None, None) => Handler::NotFound,
         };
+        let merged = layer.over(outer);
+        self.resolve_ifs(&mut rewrite, pending_ifs, &merged);
         Some(Location {
             matcher: matcher?,
             handler,
-            proxy: layer.over(outer).resolve(),
+            rewrite,
+            proxy: merged.resolve(),
             span: d.span.clone(),
         })
     }
@@ -138,9 +145,14 @@ impl Lowering {
         })
     }
 
-    /// `proxy_pass http[s]://TARGET[URI]`; `in_regex` forbids a URI part, as nginx does, since
-    /// there is no matched prefix for it to replace.
-    fn proxy_pass(&mut self, d: &Directive, in_regex: bool) -> Option<ProxyPass> {
+    /// `proxy_pass http[s]://TARGET[URI]`. `uri_error` (in a regex location or an `if`) forbids
+    /// a literal URI part, as nginx does, since there is no matched prefix for it to replace; a
+    /// URI with variables is sent as rendered, so it is allowed anywhere.
+    pub(super) fn proxy_pass(
+        &mut self,
+        d: &Directive,
+        uri_error: Option<ErrorKind>,
+    ) -> Option<ProxyPass> {
         let word = &d.args[0];
         let url = word.text.as_str();
         let scheme = |prefix: &str| {
@@ -160,7 +172,7 @@ impl Lowering {
             .get(..5)
             .is_some_and(|s| s.eq_ignore_ascii_case("unix:"))
         {
-            return self.proxy_pass_unix(d, rest, https, in_regex);
+            return self.proxy_pass_unix(d, rest, https, uri_error);
         }
         let (authority, uri) = match rest.find('/') {
             Some(slash) => (&rest[..slash], Some(rest[slash..].to_string())),
@@ -170,12 +182,13 @@ impl Lowering {
             self.error(&word.span, ErrorKind::NoHost { url: url.into() });
             return None;
         }
+        let literal_uri = uri.as_ref().is_some_and(|uri| !uri.contains('$'));
         let target = if authority.contains('$') {
             // Resolved per request; nginx allows a URI then even in regex locations.
             ProxyTarget::Variable(authority.to_string())
         } else {
-            if in_regex && uri.is_some() {
-                self.error(&d.span, ErrorKind::UriInRegexLocation);
+            if let Some(kind) = uri_error.filter(|_| literal_uri) {
+                self.error(&d.span, kind);
                 return None;
             }
             self.proxy_target(d, authority, https)?
@@ -195,15 +208,16 @@ impl Lowering {
         d: &Directive,
         rest: &str,
         https: bool,
-        in_regex: bool,
+        uri_error: Option<ErrorKind>,
     ) -> Option<ProxyPass> {
         let (path, uri) = match rest[5..].split_once(':') {
             Some((path, uri)) => (path, Some(uri.to_string())),
             None => (&rest[5..], None),
         };
         self.unix_path(d, &d.args[0], path)?;
-        if in_regex && uri.is_some() {
-            self.error(&d.span, ErrorKind::UriInRegexLocation);
+        let literal_uri = uri.as_ref().is_some_and(|uri| !uri.contains('$'));
+        if let Some(kind) = uri_error.filter(|_| literal_uri) {
+            self.error(&d.span, kind);
             return None;
         }
         Some(ProxyPass {

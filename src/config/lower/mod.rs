@@ -5,6 +5,7 @@
 //! `tether -t` lists them all. Submodules own one context each (`http`: http, server, listen,
 //! server_name; `location`: location, return, proxy_pass; `upstream`: upstream and map), plus
 //! the upstream's `sticky`/`sticky_secret` (`sticky`) and `health_check` (`health_check`), the
+//! rewrite module's `return`/`rewrite`/`set`/`break`/`if` (`rewrite`), the
 //! `ssl_*` directives (`tls`), the directive table (`directives`), inherited proxy settings
 //! (`proxy`) and value syntaxes (`values`). Must not import `parse`: it works on the finished tree.
 
@@ -21,6 +22,7 @@ mod logs;
 mod proxy;
 mod proxy_ssl;
 mod resolver;
+mod rewrite;
 mod sticky;
 mod tls;
 mod upstream;
@@ -34,7 +36,7 @@ use directives::{Context, SUGGESTION_BUDGET};
 
 use super::ast::Directive;
 use super::error::{ConfigError, ConfigErrors, ErrorKind};
-use super::model::{Config, Http, Ignored, RunAs, WorkerProcesses};
+use super::model::{Config, Http, Ignored, RunAs, Warning, WorkerProcesses};
 use super::source::Span;
 
 /// How long a graceful stop waits for open requests (nginx waits forever by default; an
@@ -123,6 +125,7 @@ pub fn lower(
         worker_rlimit_nofile,
         user,
         ignored: cx.ignored,
+        warnings: cx.warnings,
         http: http.unwrap_or_else(empty_http),
     };
     (config, errors)
@@ -143,6 +146,8 @@ fn empty_http() -> Http {
 pub(super) struct Lowering {
     errors: Vec<ConfigError>,
     ignored: Vec<Ignored>,
+    /// `-t` warnings (nginx's "if is evil" traps).
+    warnings: Vec<Warning>,
     upstream_names: Vec<String>,
     /// The same names by their lowercase form (the first one written of each), to resolve a
     /// `proxy_pass` without a scan.
@@ -164,6 +169,7 @@ impl Lowering {
         Lowering {
             errors: Vec::new(),
             ignored: Vec::new(),
+            warnings: Vec::new(),
             upstream_names: Vec::new(),
             upstream_keys: HashMap::new(),
             suggestion_budget: SUGGESTION_BUDGET,

@@ -18,7 +18,9 @@ use super::limits::LimitsLayer;
 use super::proxy_ssl::ProxySslLayer;
 use crate::config::ast::Directive;
 use crate::config::error::ErrorKind;
-use crate::config::model::{AccessLog, AddHeader, ClientRules, NextUpstream, ProxySettings};
+use crate::config::model::{
+    AccessLog, AddHeader, ClientRules, NextUpstream, ProxySettings, RedirectRules,
+};
 
 /// The proxy settings written at one level; `None` means "inherit".
 #[derive(Clone, Debug, Default)]
@@ -43,6 +45,8 @@ pub(super) struct ProxyLayer {
     gzip: GzipLayer,
     limits: LimitsLayer,
     response: ResponseLayer,
+    /// `absolute_redirect`, `port_in_redirect`, `server_name_in_redirect`.
+    redirects: [Option<bool>; 3],
 }
 
 impl ProxyLayer {
@@ -69,6 +73,23 @@ impl ProxyLayer {
             gzip: self.gzip.over(&outer.gzip),
             limits: self.limits.over(&outer.limits),
             response: self.response.over(&outer.response),
+            redirects: [0, 1, 2].map(|i| self.redirects[i].or(outer.redirects[i])),
+        }
+    }
+
+    /// Whether this level writes `proxy_set_header` or `add_header` (what an `if` may set).
+    pub(super) fn sets_header_lists(&self) -> bool {
+        self.set_headers.is_some() || self.add_headers.is_some()
+    }
+
+    /// The effective redirect rules alone (what a server's own redirects follow).
+    pub(super) fn redirect_rules(&self) -> RedirectRules {
+        let d = RedirectRules::default();
+        let [absolute, port, server_name] = self.redirects;
+        RedirectRules {
+            absolute: absolute.unwrap_or(d.absolute),
+            port: port.unwrap_or(d.port),
+            server_name: server_name.unwrap_or(d.server_name),
         }
     }
 
@@ -80,6 +101,7 @@ impl ProxyLayer {
     /// The effective settings: this layer over nginx's defaults.
     pub(super) fn resolve(self) -> ProxySettings {
         let d = ProxySettings::default();
+        let redirects = self.redirect_rules();
         ProxySettings {
             set_headers: self.set_headers.unwrap_or(d.set_headers),
             add_headers: self.add_headers.unwrap_or(d.add_headers),
@@ -94,6 +116,7 @@ impl ProxyLayer {
             client_send_timeout: self.client_send_timeout.unwrap_or(d.client_send_timeout),
             ssl: self.ssl.resolve(),
             access_logs: self.access_logs.unwrap_or(d.access_logs),
+            redirects,
             client: self.client.resolve(),
             gzip: self.gzip.resolve(),
             limits: self.limits.resolve(),
@@ -160,6 +183,14 @@ impl Lowering {
                 self.once(&mut layer.client_body_timeout, d, |cx| cx.time(d, &args[0]))
             }
             "access_log" => self.access_log(layer, d),
+            "absolute_redirect" | "port_in_redirect" | "server_name_in_redirect" => {
+                let index = match d.name() {
+                    "absolute_redirect" => 0,
+                    "port_in_redirect" => 1,
+                    _ => 2,
+                };
+                self.once(&mut layer.redirects[index], d, |cx| cx.flag(d, &args[0]));
+            }
             "send_timeout" => {
                 self.once(&mut layer.client_send_timeout, d, |cx| cx.time(d, &args[0]))
             }

@@ -121,7 +121,9 @@ fn locations_returns_and_proxy_pass() {
 }"#,
     );
     let server = &config.http.servers[0];
-    let ret = server.return_.as_ref().expect("server return");
+    let Some(RewriteStep::Return(ret)) = server.rewrite.first() else {
+        panic!("server return: {:?}", server.rewrite);
+    };
     assert_eq!(
         (ret.code, ret.text.as_deref()),
         (301, Some("https://$host$request_uri"))
@@ -159,8 +161,8 @@ fn locations_returns_and_proxy_pass() {
         ]
     );
     let handler = |i: usize| &server.locations[i].handler;
-    let returned = |i| match handler(i) {
-        Handler::Return(r) => (r.code, r.text.clone()),
+    let returned = |i: usize| match server.locations[i].rewrite.as_slice() {
+        [RewriteStep::Return(r)] => (r.code, r.text.clone()),
         other => panic!("not a return: {other:?}"),
     };
     let proxied = |i| match handler(i) {
@@ -464,10 +466,9 @@ fn status_pages_are_a_location_s_one_content_handler() {
     assert!(matches!(handlers[0], Handler::Status(StatusPage::Full)));
     assert!(matches!(handlers[1], Handler::Status(StatusPage::Stub)));
     assert!(matches!(handlers[2], Handler::Status(StatusPage::Stub)));
-    assert!(
-        matches!(handlers[3], Handler::Return(_)),
-        "return acts first, as in nginx"
-    );
+    // `return` is a rewrite directive: it acts first, as in nginx, whatever the handler.
+    let returns = &config.http.servers[0].locations[3].rewrite;
+    assert!(matches!(returns.as_slice(), [RewriteStep::Return(_)]));
     assert_eq!(
         lower_errors(&in_location("status; proxy_pass http://127.0.0.1:1;")),
         ["\"proxy_pass\" directive is duplicate in t.conf:1:38"]

@@ -26,9 +26,9 @@ pub struct ResponseRules {
     /// nginx's default (`proxy_redirect default`).
     pub redirects: Option<Arc<Vec<Redirect>>>,
     /// `proxy_cookie_domain` rules in order (empty: off, the default).
-    pub cookie_domains: Arc<Vec<Rewrite>>,
+    pub cookie_domains: Arc<Vec<ValueRewrite>>,
     /// `proxy_cookie_path` rules in order (empty: off, the default).
-    pub cookie_paths: Arc<Vec<Rewrite>>,
+    pub cookie_paths: Arc<Vec<ValueRewrite>>,
     /// `proxy_cookie_flags` rules in order (empty: off, the default).
     pub cookie_flags: Arc<Vec<CookieFlags>>,
     /// `server_tokens` (default on).
@@ -66,12 +66,12 @@ pub enum Redirect {
         span: Option<Span>,
     },
     /// `REDIRECT REPLACEMENT`.
-    Rewrite(Rewrite),
+    Rewrite(ValueRewrite),
 }
 
 /// A `FROM TO` pair of `proxy_redirect` / `proxy_cookie_*`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rewrite {
+pub struct ValueRewrite {
     /// What is matched.
     pub pattern: Pattern,
     /// What replaces it (a template; `$1`.. for a regex's captures).

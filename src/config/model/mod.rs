@@ -20,6 +20,7 @@ mod limits;
 mod logs;
 mod proxy;
 mod resolver;
+mod rewrite;
 mod server;
 mod tls;
 mod upstream;
@@ -32,8 +33,8 @@ pub use client::{AccessRule, Cidr, ClientRules, Peers, RealIp, RealIpHeader};
 pub use error_log::{ErrorLevel, ErrorLogDestination, ErrorLogTarget};
 pub use gzip::{Gzip, GzipDisable, GzipHttpVersion, GzipProxied, GzipTypes};
 pub use headers::{
-    CookieFlag, CookieFlags, Expires, Pattern, Redirect, ResponseRules, Rewrite, SameSiteValue,
-    ServerTokens,
+    CookieFlag, CookieFlags, Expires, Pattern, Redirect, ResponseRules, SameSiteValue,
+    ServerTokens, ValueRewrite,
 };
 pub use limits::{
     ConnectionLimit, ConnectionZoneSpec, LimitResponse, LimitRules, RequestLimit, RequestZoneSpec,
@@ -41,6 +42,9 @@ pub use limits::{
 pub use logs::{AccessLog, LogEscape, LogFormat};
 pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};
 pub use resolver::{RESOLVER_TIMEOUT, Resolver};
+pub use rewrite::{
+    Condition, IfBlock, IfConfig, RedirectRules, Rewrite, RewriteFlag, RewriteStep, SetVar, Warning,
+};
 pub use server::{
     Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,
     StatusPage,
@@ -82,6 +86,8 @@ pub struct Config {
     pub user: Option<RunAs>,
     /// Directives accepted with no effect in tether, for `-t` to list.
     pub ignored: Vec<Ignored>,
+    /// Constructs that work, but not as a reader may think (nginx's "if is evil"), for `-t`.
+    pub warnings: Vec<Warning>,
     /// The `http {}` block (empty if the file has none).
     pub http: Http,
 }

@@ -51,6 +51,8 @@ pub struct ProxySettings {
     /// What happens to response headers (`proxy_hide_header`, `expires`, `proxy_redirect`,
     /// `proxy_cookie_*`, `server_tokens`, ...).
     pub response: super::ResponseRules,
+    /// How the `Location` of tether's own redirects is written here.
+    pub redirects: super::RedirectRules,
 }
 
 /// The `proxy_ssl_*` settings of a location, nginx's defaults where unset. Files are named,
@@ -190,6 +192,7 @@ impl Default for ProxySettings {
             gzip: super::Gzip::default(),
             limits: LimitRules::default(),
             response: super::ResponseRules::default(),
+            redirects: super::RedirectRules::default(),
         }
     }
 }

@@ -1,11 +1,12 @@
 //! A `server {}` block as configured: where it listens, the names it answers to, and its
-//! locations with what each does (`proxy_pass` or `return`). Pure data, as the rest of `model`.
+//! locations with what each does (`proxy_pass`, a status page) and their rewrite directives. Pure data, as the rest of `model`.
 
 use std::net::SocketAddr;
 
 use super::client::ClientRules;
 use super::error_log::ErrorLogTarget;
 use super::proxy::ProxySettings;
+use super::rewrite::RewriteStep;
 use super::tls::ServerTls;
 use crate::config::source::Span;
 
@@ -16,8 +17,11 @@ pub struct Server {
     pub listens: Vec<Listen>,
     /// `server_name` entries in file order (empty: matches only as a default server).
     pub names: Vec<ServerName>,
-    /// A server-level `return`, applied before location matching (nginx's rewrite phase).
-    pub return_: Option<Return>,
+    /// The server's rewrite directives (`return`, `rewrite`, `set`, `break`, `if`), run before
+    /// location matching (nginx's server rewrite phase).
+    pub rewrite: Vec<RewriteStep>,
+    /// How the `Location` of the server-level directives' redirects is written.
+    pub redirects: super::rewrite::RedirectRules,
     /// Top-level `location` blocks in file order.
     pub locations: Vec<Location>,
     /// TLS termination settings: Some when the server listens with `ssl` on any address.
@@ -122,6 +126,8 @@ pub struct Location {
     pub matcher: LocationMatch,
     /// What the location does with a request.
     pub handler: Handler,
+    /// The location's rewrite directives, run once it is chosen (nginx's rewrite phase).
+    pub rewrite: Vec<RewriteStep>,
     /// Effective proxy settings (inheritance resolved).
     pub proxy: ProxySettings,
     /// The `location` directive.
@@ -154,8 +160,6 @@ pub enum LocationMatch {
 pub enum Handler {
     /// `proxy_pass`.
     Proxy(ProxyPass),
-    /// `return`.
-    Return(Return),
     /// `status;` or `stub_status;`.
     Status(StatusPage),
     /// Neither: nginx would serve files from `root`; tether answers 404.

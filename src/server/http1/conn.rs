@@ -302,6 +302,14 @@ impl Connection<'_> {
         })
         .await;
 
+        // `return 444`: nothing is written, the connection just closes (nginx).
+        if response
+            .extensions()
+            .get::<proxy::CloseWithoutAnswer>()
+            .is_some()
+        {
+            return Next::Close { linger: false };
+        }
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         let body_settled = pump.as_ref().is_none_or(Pump::is_complete);
         // A retired connection finishes this exchange and says it closes.
