@@ -7,6 +7,7 @@
 //!
 //! No hyper here: only `http` types for precompiled header names and values.
 
+mod error_pages;
 mod servers;
 mod tls;
 mod upstreams;
@@ -26,6 +27,7 @@ use crate::tls::upstream::TlsTarget;
 use crate::upstream::Group;
 use crate::vars::Vars;
 
+pub use error_pages::{CompiledPage, ErrorPageTable};
 use servers::ServerBuilder;
 pub use servers::{
     Action, AddHeader, HeaderPlan, HeaderSource, ProxyAction, ReturnAction, Route, SetHeader,

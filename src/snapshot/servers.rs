@@ -18,6 +18,7 @@ use crate::tls::upstream::{TlsTarget, client_config, server_name};
 use crate::upstream::Group;
 use crate::vars::{Template, Vars};
 
+use super::error_pages::ErrorPageTable;
 use super::tls::{Termination, termination};
 use super::upstreams;
 
@@ -31,6 +32,11 @@ pub struct VirtualServer {
     pub tls: Option<Termination>,
     /// Server-level realip and `allow`/`deny` (a location has its own in its settings).
     pub client: config::ClientRules,
+    /// The error pages in effect before any location (a location has its own in its route).
+    pub error_pages: Arc<ErrorPageTable>,
+    /// Some `error_page` is in effect somewhere in this server: a request's head is kept, to
+    /// ask again after an error.
+    pub redirects: bool,
     locations: Locations,
     routes: Vec<Route>,
 }
@@ -47,6 +53,10 @@ pub struct Route {
     pub response_headers: Vec<AddHeader>,
     /// `access_log`s in effect.
     pub logs: Logs,
+    /// `internal`: a request from outside gets 404.
+    pub internal: bool,
+    /// `error_page`s in effect here.
+    pub error_pages: Arc<ErrorPageTable>,
 }
 
 /// What a route does.
@@ -163,6 +173,11 @@ impl VirtualServer {
     pub fn route(&self, path: &[u8]) -> Option<&Route> {
         self.locations.find(path).map(|index| &self.routes[index])
     }
+
+    /// The named location `@name` (`name` with its `@`), or None.
+    pub fn named(&self, name: &str) -> Option<&Route> {
+        self.locations.named(name).map(|index| &self.routes[index])
+    }
 }
 
 /// Compiles server blocks; shares the group table so `proxy_pass http://host:port` targets
@@ -203,13 +218,21 @@ impl ServerBuilder<'_> {
                         None
                     }
                 });
+        let routes: Vec<Route> = config::all_locations(&server.locations)
+            .into_iter()
+            .map(|l| self.route(l))
+            .collect();
+        let error_pages = ErrorPageTable::build(&server.error_pages, self.vars, self.errors);
+        let redirects = !error_pages.is_empty() || routes.iter().any(|r| !r.error_pages.is_empty());
         VirtualServer {
             name: server.first_name(),
+            error_pages,
+            redirects,
             return_: server.return_.as_ref().map(|r| self.return_action(r)),
             tls,
             client: server.client.clone(),
             locations,
-            routes: server.locations.iter().map(|l| self.route(l)).collect(),
+            routes,
         }
     }
 
@@ -252,6 +275,8 @@ impl ServerBuilder<'_> {
         );
         Route {
             logs,
+            internal: location.internal,
+            error_pages: ErrorPageTable::build(&location.proxy.error_pages, self.vars, self.errors),
             action,
             settings: location.proxy.clone(),
             request_headers: HeaderPlan { set, sets_host },
@@ -302,7 +327,7 @@ impl ServerBuilder<'_> {
                 }
             }
             // Lowering rejects a URI in a regex location; pass the request URI unchanged.
-            (Some(_), _, LocationMatch::Regex { .. }) => UriRewrite::Keep,
+            (Some(_), _, LocationMatch::Regex { .. } | LocationMatch::Named(_)) => UriRewrite::Keep,
         };
         let tls = match pass.https {
             true => match self.upstream_tls(&location.proxy.ssl, &target, &pass.span) {

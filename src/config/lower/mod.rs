@@ -11,6 +11,7 @@
 mod client;
 mod directives;
 mod error_log;
+mod error_page;
 mod health_check;
 mod http;
 mod location;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::Lowering;
 use super::client::ClientLayer;
+use super::error_page::ErrorPageLayer;
 use super::proxy_ssl::ProxySslLayer;
 use crate::config::ast::Directive;
 use crate::config::error::ErrorKind;
@@ -37,6 +38,7 @@ pub(super) struct ProxyLayer {
     /// `access_log`s written at this level (`off` leaves it empty but set).
     pub(super) access_logs: Option<Arc<Vec<AccessLog>>>,
     client: ClientLayer,
+    error_pages: ErrorPageLayer,
 }
 
 impl ProxyLayer {
@@ -60,12 +62,18 @@ impl ProxyLayer {
             ssl: self.ssl.over(&outer.ssl),
             access_logs: pick(&self.access_logs, &outer.access_logs),
             client: self.client.over(&outer.client),
+            error_pages: self.error_pages.over(&outer.error_pages),
         }
     }
 
     /// The effective client-address rules alone (what a server applies before any location).
     pub(super) fn client_rules(&self) -> ClientRules {
         self.client.clone().resolve()
+    }
+
+    /// The effective error pages alone (what a server uses before any location).
+    pub(super) fn error_pages(&self) -> crate::config::model::ErrorPages {
+        self.error_pages.resolve()
     }
 
     /// The effective settings: this layer over nginx's defaults.
@@ -86,6 +94,7 @@ impl ProxyLayer {
             ssl: self.ssl.resolve(),
             access_logs: self.access_logs.unwrap_or(d.access_logs),
             client: self.client.resolve(),
+            error_pages: self.error_pages.resolve(),
         }
     }
 }
@@ -170,7 +179,8 @@ impl Lowering {
             }
             _ => {
                 return self.client_setting(&mut layer.client, d)
-                    || self.proxy_ssl_setting(&mut layer.ssl, d);
+                    || self.proxy_ssl_setting(&mut layer.ssl, d)
+                    || self.error_page_setting(&mut layer.error_pages, d);
             }
         }
         true

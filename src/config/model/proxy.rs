@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ClientRules, Span, TlsVersion};
+use super::{ClientRules, ErrorPages, Span, TlsVersion};
 
 /// Effective `proxy_*` and related settings of a location.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +44,8 @@ pub struct ProxySettings {
     pub access_logs: Arc<Vec<super::AccessLog>>,
     /// The realip settings and `allow`/`deny` rules in force here.
     pub client: ClientRules,
+    /// `error_page`, `proxy_intercept_errors`, `recursive_error_pages` in force here.
+    pub error_pages: ErrorPages,
 }
 
 /// The `proxy_ssl_*` settings of a location, nginx's defaults where unset. Files are named,
@@ -180,6 +182,7 @@ impl Default for ProxySettings {
             ssl: UpstreamSsl::default(),
             access_logs: Arc::default(),
             client: ClientRules::default(),
+            error_pages: ErrorPages::default(),
         }
     }
 }
