@@ -9,6 +9,7 @@ pub mod body;
 pub mod connect;
 pub mod context;
 pub mod error;
+mod error_page;
 pub mod extended_connect;
 pub mod forward;
 pub mod headers;
@@ -31,8 +32,8 @@ use tokio_util::sync::CancellationToken;
 use crate::realip::{self, Proxied};
 use crate::route::{host, path};
 use crate::snapshot::{
-    Action, ProxyAction, ReturnAction, Route, Snapshot, Target, UpstreamTls, UriRewrite,
-    VirtualServer,
+    Action, ErrorPageTable, ProxyAction, ReturnAction, Route, Snapshot, Target, UpstreamTls,
+    UriRewrite, VirtualServer,
 };
 use crate::telemetry::Telemetry;
 use crate::telemetry::access_log::Record;
@@ -135,7 +136,7 @@ async fn handle(
     conn.telemetry.record_request();
     // Only HTTP/2 brings a CONNECT this far (the HTTP/1 server refuses it): a WebSocket by
     // extended CONNECT goes on as an upgrade, anything else is refused as HTTP/1 refuses it.
-    let client_upgrade = if request.method() == Method::CONNECT {
+    let mut client_upgrade = if request.method() == Method::CONNECT {
         if !extended_connect::is_websocket(&request) {
             return error::error_page(StatusCode::METHOD_NOT_ALLOWED);
         }
@@ -145,117 +146,248 @@ async fn handle(
     } else {
         client_upgrade.map(ClientSide::Http1)
     };
-    // Locations match, and `$uri` shows, the path as nginx normalises it; servers are chosen
-    // by, and `$host` shows, the host as nginx validates it. Like nginx, a path or host that
-    // cannot be normalised is a bad request before any server or location is chosen. Each
-    // normalised copy is owned, or None when the value as received is already normal, so the
-    // request can move on while they are used.
-    let path_copy = match path::normalise(request.uri().path()) {
-        Ok(Cow::Borrowed(_)) => None,
-        Ok(Cow::Owned(path)) => Some(path),
-        Err(_) => return error::error_page(StatusCode::BAD_REQUEST),
-    };
-    let host = match raw_host(&request).map(host::normalise) {
-        None => host::HostName::EMPTY,
-        Some(Ok(host)) => host,
-        Some(Err(_)) => return error::error_page(StatusCode::BAD_REQUEST),
-    };
     let facts = RequestFacts {
         connection: conn.serial,
         connection_requests: conn.requests.fetch_add(1, Ordering::Relaxed) + 1,
         id: fastrand::u128(..),
     };
-    let normalised = Normalised {
-        path: path_copy.as_deref(),
-        host: host.as_str(),
-        facts: &facts,
-    };
-    let Some(server) = snapshot.server(conn.listen, normalised.host) else {
-        return error::error_page(StatusCode::NOT_FOUND);
-    };
-    if let Some(tls) = &conn.tls
-        && misdirected(tls, server)
-    {
-        return error::error_page(StatusCode::MISDIRECTED_REQUEST);
-    }
-    // nginx's phases, in order: realip with the server's rules (post-read), the server's
-    // `return` (server rewrite), the location, its `return` (rewrite), realip with the
-    // location's rules if the server's left the address alone (preaccess), `allow`/`deny`
-    // (access), then the content: proxying, or a 404.
-    let found = realip::real_client(
-        &server.client.real_ip,
-        conn.client,
-        request.headers(),
-        conn.proxy_protocol.as_ref(),
-    );
-    let mut client = found.unwrap_or(conn.client);
-    let mut info = request_info(&request, conn, client, server, "", normalised);
-    if let Some(r) = &server.return_ {
-        return answer_return(r, snapshot, &info);
-    }
-    let Some(route) = server.route(info.path) else {
-        if !server.client.admits(client.ip()) {
-            return error::error_page(StatusCode::FORBIDDEN);
-        }
-        return error::error_page(StatusCode::NOT_FOUND);
-    };
-    // A location's `return` acts in the rewrite phase, before its realip and access: it (and
-    // its log line) sees the address the server's rules found.
-    let rules = &route.settings.client;
-    if found.is_none() && !matches!(route.action, Action::Return(_)) {
-        let proxied = conn.proxy_protocol.as_ref();
-        let at_location =
-            realip::real_client(&rules.real_ip, conn.client, request.headers(), proxied);
-        if let Some(at_location) = at_location {
-            client = at_location;
-            info.client = client;
-        }
-    }
-    // Nothing at all for a location without `access_log`.
-    let mut log = route.logs.begin(&snapshot.vars, &info);
-    let mut response = match &route.action {
-        Action::Return(r) => answer_return(r, snapshot, &info),
-        _ if !rules.admits(client.ip()) => error::error_page(StatusCode::FORBIDDEN),
-        Action::NotFound => error::error_page(StatusCode::NOT_FOUND),
-        Action::Status(page) => seen::status_page(*page, &request, snapshot, &conn.telemetry),
-        Action::Proxy(action) => {
-            let mut cx = RequestContext::new(&request, client.ip(), &server.name, normalised.host);
-            cx.upstream_tls(action.tls.is_some());
-            let routed = Routed {
-                server,
-                route,
-                action,
-                cx: &cx,
-            };
-            let from = (conn, client);
-            let exchange = proxy(
-                request,
-                client_upgrade,
-                normalised,
-                from,
-                snapshot,
-                routed,
-                &mut log,
-            );
-            match exchange.await {
-                Ok(response) => response,
-                Err(error) => {
-                    context::log_final(&cx, &error);
-                    error.into_response()
+    // Each pass answers at one place; an `error_page` may send the request on to another
+    // (nginx's internal redirect), asked again from its kept head.
+    let mut redirects = error_page::Redirects::new();
+    let mut at = Destination::Path;
+    loop {
+        let pass = Pass {
+            conn,
+            snapshot,
+            facts: &facts,
+            at,
+        };
+        match pass
+            .answer(request, &mut client_upgrade, &mut redirects)
+            .await
+        {
+            Answered::Done(response, log) => {
+                let mut response = redirects.finish(response);
+                // A tunnel took the lines with it; otherwise they ride on the body to its end.
+                if let Some(mut log) = log {
+                    log.head(
+                        Phase::SentHead,
+                        response.status().as_u16(),
+                        response.headers(),
+                    );
+                    response.body_mut().log_on_end(log);
                 }
+                return response;
+            }
+            Answered::Again(next, to) => {
+                request = next;
+                at = to;
             }
         }
-    };
-    // A tunnel took the lines with it; otherwise they ride on the body to its end.
-    if let Some(mut log) = log {
-        log.head(
-            Phase::SentHead,
-            response.status().as_u16(),
-            response.headers(),
-        );
-        response.body_mut().log_on_end(log);
     }
-    response
+}
+
+/// Where a pass looks for the location that answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Destination {
+    /// By the request's path: the first pass, and after an `error_page` URI.
+    Path,
+    /// After `error_page` to a URI: by path, where `internal` locations are allowed.
+    Redirected,
+    /// The named location (`@name`).
+    Named(String),
+}
+
+/// One pass of a request through nginx's phases, at one place.
+struct Pass<'a> {
+    conn: &'a ConnInfo,
+    snapshot: &'a Snapshot,
+    facts: &'a RequestFacts,
+    at: Destination,
+}
+
+/// How a pass ended.
+enum Answered {
+    /// With this response (and its log lines, unless a tunnel took them).
+    Done(Response<ResponseBody>, Option<Box<Record>>),
+    /// With an `error_page` that asks this request again at this destination.
+    Again(Request<ClientBody>, Destination),
+}
+
+impl Pass<'_> {
+    /// Chooses the server and the location and answers there; an answer that an `error_page`
+    /// replaces comes back as the request to ask again.
+    async fn answer(
+        self,
+        request: Request<ClientBody>,
+        client_upgrade: &mut Option<ClientSide>,
+        redirects: &mut error_page::Redirects,
+    ) -> Answered {
+        let Pass {
+            conn,
+            snapshot,
+            facts,
+            at,
+        } = self;
+        let done = |response| Answered::Done(response, None);
+        // Locations match, and `$uri` shows, the path as nginx normalises it; servers are
+        // chosen by, and `$host` shows, the host as nginx validates it. Like nginx, a path or
+        // host that cannot be normalised is a bad request before any server or location is
+        // chosen. Each normalised copy is owned, or None when the value as received is
+        // already normal, so the request can move on while they are used.
+        let path_copy = match path::normalise(request.uri().path()) {
+            Ok(Cow::Borrowed(_)) => None,
+            Ok(Cow::Owned(path)) => Some(path),
+            Err(_) => return done(error::error_page(StatusCode::BAD_REQUEST)),
+        };
+        let host = match raw_host(&request).map(host::normalise) {
+            None => host::HostName::EMPTY,
+            Some(Ok(host)) => host,
+            Some(Err(_)) => return done(error::error_page(StatusCode::BAD_REQUEST)),
+        };
+        let normalised = Normalised {
+            path: path_copy.as_deref(),
+            host: host.as_str(),
+            facts,
+        };
+        let Some(server) = snapshot.server(conn.listen, normalised.host) else {
+            return done(error::error_page(StatusCode::NOT_FOUND));
+        };
+        if let Some(tls) = &conn.tls
+            && misdirected(tls, server)
+        {
+            return done(error::error_page(StatusCode::MISDIRECTED_REQUEST));
+        }
+        // Kept only where an `error_page` could ask again: the request itself moves on.
+        let head = server.redirects.then(|| error_page::Head::of(&request));
+        let mut replaced = |response: Response<ResponseBody>,
+                            origin: error_page::Origin,
+                            table: &ErrorPageTable,
+                            log: Option<Box<Record>>| {
+            let Some(head) = &head else {
+                return Answered::Done(response, log);
+            };
+            let Some(page) = redirects.page(table, response.status(), origin) else {
+                return Answered::Done(response, log);
+            };
+            let again = head.request();
+            let mut target = String::new();
+            let info = request_info(&again, conn, conn.client, server, "", normalised);
+            page.target.render(&snapshot.vars, &info, &mut target);
+            match redirects.step(page, target) {
+                error_page::Step::Answer(response) => Answered::Done(*response, log),
+                error_page::Step::Named(name) => Answered::Again(again, Destination::Named(name)),
+                error_page::Step::Uri(uri) => match head.redirected(&uri) {
+                    Some(again) => Answered::Again(again, Destination::Redirected),
+                    None => {
+                        Answered::Done(error::error_page(StatusCode::INTERNAL_SERVER_ERROR), log)
+                    }
+                },
+            }
+        };
+        // nginx's phases, in order: realip with the server's rules (post-read), the server's
+        // `return` (server rewrite), the location, its `return` (rewrite), realip with the
+        // location's rules if the server's left the address alone (preaccess), `allow`/`deny`
+        // (access), then the content: proxying, or a 404.
+        let found = realip::real_client(
+            &server.client.real_ip,
+            conn.client,
+            request.headers(),
+            conn.proxy_protocol.as_ref(),
+        );
+        let mut client = found.unwrap_or(conn.client);
+        let mut info = request_info(&request, conn, client, server, "", normalised);
+        let server_pages = &server.error_pages;
+        if let Some(r) = &server.return_ {
+            let response = answer_return(r, snapshot, &info);
+            return replaced(
+                response,
+                error_page::Origin::of_return(r),
+                server_pages,
+                None,
+            );
+        }
+        let route = match &at {
+            Destination::Named(name) => server.named(name),
+            Destination::Path | Destination::Redirected => server.route(info.path),
+        };
+        let Some(route) = route else {
+            let status = match at {
+                // nginx: "could not find named location"
+                Destination::Named(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                _ if !server.client.admits(client.ip()) => StatusCode::FORBIDDEN,
+                _ => StatusCode::NOT_FOUND,
+            };
+            let response = error::error_page(status);
+            return replaced(response, error_page::Origin::Tether, server_pages, None);
+        };
+        let pages = &route.error_pages;
+        if route.internal && at == Destination::Path {
+            let response = error::error_page(StatusCode::NOT_FOUND);
+            return replaced(response, error_page::Origin::Tether, pages, None);
+        }
+        // A location's `return` acts in the rewrite phase, before its realip and access: it
+        // (and its log line) sees the address the server's rules found.
+        let rules = &route.settings.client;
+        if found.is_none() && !matches!(route.action, Action::Return(_)) {
+            let proxied = conn.proxy_protocol.as_ref();
+            let at_location =
+                realip::real_client(&rules.real_ip, conn.client, request.headers(), proxied);
+            if let Some(at_location) = at_location {
+                client = at_location;
+                info.client = client;
+            }
+        }
+        // Nothing at all for a location without `access_log`.
+        let mut log = route.logs.begin(&snapshot.vars, &info);
+        let (response, origin) = match &route.action {
+            Action::Return(r) => (
+                answer_return(r, snapshot, &info),
+                error_page::Origin::of_return(r),
+            ),
+            _ if !rules.admits(client.ip()) => (
+                error::error_page(StatusCode::FORBIDDEN),
+                error_page::Origin::Tether,
+            ),
+            Action::NotFound => (
+                error::error_page(StatusCode::NOT_FOUND),
+                error_page::Origin::Tether,
+            ),
+            Action::Status(page) => (
+                seen::status_page(*page, &request, snapshot, &conn.telemetry),
+                error_page::Origin::Final,
+            ),
+            Action::Proxy(action) => {
+                let mut cx =
+                    RequestContext::new(&request, client.ip(), &server.name, normalised.host);
+                cx.upstream_tls(action.tls.is_some());
+                let routed = Routed {
+                    server,
+                    route,
+                    action,
+                    cx: &cx,
+                };
+                let from = (conn, client);
+                let exchange = proxy(
+                    request,
+                    client_upgrade,
+                    normalised,
+                    from,
+                    snapshot,
+                    routed,
+                    &mut log,
+                );
+                match exchange.await {
+                    Ok(response) => (response, error_page::Origin::Upstream),
+                    Err(error) => {
+                        context::log_final(&cx, &error);
+                        (error.into_response(), error_page::Origin::Tether)
+                    }
+                }
+            }
+        };
+        replaced(response, origin, pages, log)
+    }
 }
 
 /// Whether a request on a TLS connection names a server its handshake was not for, in a way
@@ -282,7 +414,7 @@ struct Routed<'a> {
 /// Forwards a routed request; `from` is its connection and its client's real address.
 async fn proxy(
     request: Request<ClientBody>,
-    client_upgrade: Option<ClientSide>,
+    client_upgrade: &mut Option<ClientSide>,
     normalised: Normalised<'_>,
     from: (&ConnInfo, SocketAddr),
     snapshot: &Snapshot,
@@ -316,11 +448,12 @@ async fn proxy(
         }
     };
 
-    let upgrade = match &client_upgrade {
+    let upgrade = match &*client_upgrade {
         Some(ClientSide::Http2(_)) => Some(HeaderValue::from_static("websocket")),
         _ => headers::requested_upgrade(request.version(), request.headers()),
     };
-    let client_upgrade = client_upgrade.filter(|_| upgrade.is_some());
+    // Taken only once an upstream answers: after a failure, an `error_page` may need it.
+    let wanted = upgrade.is_some();
 
     // Read what the group chooses by and render every template against the request as the
     // client sent it, then rewrite.
@@ -369,7 +502,7 @@ async fn proxy(
         upgrade,
     );
     parts.uri = uri;
-    if let Some(ClientSide::Http2(websocket)) = &client_upgrade {
+    if let Some(ClientSide::Http2(websocket)) = client_upgrade.as_ref().filter(|_| wanted) {
         websocket.prepare(&mut parts);
     }
     // Upstreams always get HTTP/1.1, whatever the client spoke.
@@ -408,7 +541,7 @@ async fn proxy(
     let exchange = Exchange {
         route,
         conn,
-        client_upgrade,
+        client_upgrade: client_upgrade.take().filter(|_| wanted),
         added,
         reusable,
     };
