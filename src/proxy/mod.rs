@@ -298,7 +298,10 @@ impl Pass<'_> {
         let mut client = found.unwrap_or(conn.client);
         let mut info = request_info(&request, conn, client, server, "", normalised);
         let server_pages = &server.error_pages;
-        if let Some(r) = &server.return_ {
+        // A named location starts at the location's rewrite phase (nginx): the server's
+        // `return` that may have sent the request there does not run again.
+        let named = matches!(at, Destination::Named(_));
+        if let Some(r) = server.return_.as_ref().filter(|_| !named) {
             let response = answer_return(r, snapshot, &info);
             return replaced(
                 response,

@@ -176,6 +176,10 @@ pub(crate) const NESTED: &str = r#"
         return 200 "static";
         location ~ \.css$ { return 200 "static-css"; }
     }
+    location = /exact { return 200 "exact"; }
+    location /exact { return 200 "exact-prefix"; }
+    location ^~ /images/ { return 200 "images"; }
+    location ~* \.png$ { return 200 "png"; }
 "#;
 
 /// Paths whose status and body tether and nginx must agree on for [`NESTED`].
@@ -191,6 +195,11 @@ pub(crate) const NESTED_PATHS: &[&str] = &[
     "/static/a.css",
     "/static/a.json",
     "/static/x",
+    "/exact",
+    "/exact/x",
+    "/exact.png",
+    "/images/a.png",
+    "/x/a.PNG",
 ];
 
 #[tokio::test]
@@ -284,4 +293,19 @@ async fn own_errors_before_proxying_get_pages_too() {
         (403, "refused")
     );
     assert_eq!(a.hits(), 0);
+}
+
+/// The maintenance-mode idiom: a server-level `return` whose page is a named location.
+pub(crate) const MAINTENANCE: &str = r#"
+    error_page 503 = @maintenance;
+    return 503;
+    location / { return 200 "never"; }
+    location @maintenance { return 200 "down for maintenance"; }
+"#;
+
+#[tokio::test]
+async fn a_named_location_skips_the_servers_return_as_in_nginx() {
+    let proxy = start_server(MAINTENANCE, &[]).await;
+    let expected = (200, "down for maintenance".to_string());
+    assert_eq!(answer(proxy.addr, "/anything").await, expected);
 }

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use crate::error_pages::{DEAD_FARM, NESTED, NESTED_PATHS, start_server};
+use crate::error_pages::{DEAD_FARM, MAINTENANCE, NESTED, NESTED_PATHS, start_server};
 use crate::harness::client::request;
 use crate::harness::nginx::Nginx;
 use crate::harness::{Backend, free_addr, send};
@@ -97,4 +97,14 @@ async fn nested_locations_match_as_nginx_matches() {
     let a = Backend::start("a").await;
     let requests: Vec<(&str, &str)> = NESTED_PATHS.iter().map(|path| ("GET", *path)).collect();
     compare(NESTED, &[("a", a.addr)], &requests).await;
+}
+
+#[tokio::test]
+async fn a_named_page_for_the_servers_return_answers_as_nginx_answers() {
+    compare(
+        MAINTENANCE,
+        &[],
+        &[("GET", "/"), ("POST", "/x"), ("HEAD", "/y")],
+    )
+    .await;
 }
