@@ -10,6 +10,7 @@
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 
 use crate::config::PageStatus;
 use crate::proxy::body::client::ClientBody;
@@ -44,37 +45,39 @@ impl Origin {
 }
 
 /// A request's head, kept to ask again after an error (the request itself moved on).
-///
-/// The body is not kept: tether streams it to the upstream rather than buffering it as nginx
-/// does, so a request asked again goes without it (its length headers removed).
 pub(super) struct Head {
     method: Method,
     uri: Uri,
     version: Version,
     headers: HeaderMap,
+    /// The request came with a body: asked again with its method, it needs that body back.
+    had_body: bool,
 }
 
 impl Head {
     /// A copy of `request`'s head.
-    pub(super) fn of<B>(request: &Request<B>) -> Head {
-        let mut headers = request.headers().clone();
-        headers.remove(header::CONTENT_LENGTH);
-        headers.remove(header::TRANSFER_ENCODING);
+    pub(super) fn of(request: &Request<ClientBody>) -> Head {
         Head {
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
-            headers,
+            headers: request.headers().clone(),
+            had_body: !request.body().is_end_stream(),
         }
     }
 
-    /// The request again, as it was (for a named location).
-    pub(super) fn request(&self) -> Request<ClientBody> {
-        self.build(self.method.clone(), self.uri.clone())
+    /// The request again, as it was (for a named location), with `body`: the client's body
+    /// if no server took it. None when it had a body and that body is gone (tether streams
+    /// bodies instead of buffering them as nginx does: one already sent cannot be sent again).
+    pub(super) fn request(&self, body: Option<ClientBody>) -> Option<Request<ClientBody>> {
+        if self.had_body && body.is_none() {
+            return None;
+        }
+        Some(self.build(self.method.clone(), self.uri.clone(), body))
     }
 
     /// The request at `target` (`/path[?args]`), asked with GET unless it was HEAD, as nginx's
-    /// `error_page` does. None if `target` is no valid request target.
+    /// `error_page` does, and without a body. None if `target` is no valid request target.
     pub(super) fn redirected(&self, target: &str) -> Option<Request<ClientBody>> {
         let path = PathAndQuery::try_from(target).ok()?;
         // An absolute target (HTTP/2's, or a proxy-style HTTP/1 one) keeps its authority: it
@@ -86,15 +89,25 @@ impl Head {
             Method::HEAD => Method::HEAD,
             _ => Method::GET,
         };
-        Some(self.build(method, uri))
+        Some(self.build(method, uri, None))
     }
 
-    fn build(&self, method: Method, uri: Uri) -> Request<ClientBody> {
-        let mut request = Request::new(ClientBody::Empty);
+    /// The request to render a page's target against: the head alone.
+    pub(super) fn bodiless(&self) -> Request<ClientBody> {
+        self.build(self.method.clone(), self.uri.clone(), None)
+    }
+
+    fn build(&self, method: Method, uri: Uri, body: Option<ClientBody>) -> Request<ClientBody> {
+        let mut headers = self.headers.clone();
+        if body.is_none() {
+            headers.remove(header::CONTENT_LENGTH);
+            headers.remove(header::TRANSFER_ENCODING);
+        }
+        let mut request = Request::new(body.unwrap_or(ClientBody::Empty));
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
+        *request.headers_mut() = headers;
         request
     }
 }
@@ -183,6 +196,16 @@ impl Redirects {
             response.headers_mut().insert(header::LOCATION, location);
         }
         Step::Answer(Box::new(response))
+    }
+
+    /// `response` after all, when the page chosen for it cannot be used: the status the page
+    /// would have set is forgotten.
+    pub(super) fn unreplaced(
+        &mut self,
+        response: Response<ResponseBody>,
+    ) -> Response<ResponseBody> {
+        self.status = None;
+        response
     }
 
     /// The final answer with the status an `error_page` decided. A `101` stays one: its

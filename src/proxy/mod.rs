@@ -263,20 +263,25 @@ impl Pass<'_> {
         let mut replaced = |response: Response<ResponseBody>,
                             origin: error_page::Origin,
                             table: &ErrorPageTable,
-                            log: Option<Box<Record>>| {
+                            log: Option<Box<Record>>,
+                            body: Option<ClientBody>| {
             let Some(head) = &head else {
                 return Answered::Done(response, log);
             };
             let Some(page) = redirects.page(table, response.status(), origin) else {
                 return Answered::Done(response, log);
             };
-            let again = head.request();
             let mut target = String::new();
-            let info = request_info(&again, conn, conn.client, server, "", normalised);
+            let shown = head.bodiless();
+            let info = request_info(&shown, conn, conn.client, server, "", normalised);
             page.target.render(&snapshot.vars, &info, &mut target);
             match redirects.step(page, target) {
                 error_page::Step::Answer(response) => Answered::Done(*response, log),
-                error_page::Step::Named(name) => Answered::Again(again, Destination::Named(name)),
+                error_page::Step::Named(name) => match head.request(body) {
+                    Some(again) => Answered::Again(again, Destination::Named(name)),
+                    // Its body went to a server that failed: it cannot be asked again.
+                    None => Answered::Done(redirects.unreplaced(response), log),
+                },
                 error_page::Step::Uri(uri) => match head.redirected(&uri) {
                     Some(again) => Answered::Again(again, Destination::Redirected),
                     None => {
@@ -303,11 +308,13 @@ impl Pass<'_> {
         let named = matches!(at, Destination::Named(_));
         if let Some(r) = server.return_.as_ref().filter(|_| !named) {
             let response = answer_return(r, snapshot, &info);
+            let origin = error_page::Origin::of_return(r);
             return replaced(
                 response,
-                error_page::Origin::of_return(r),
+                origin,
                 server_pages,
                 None,
+                Some(request.into_body()),
             );
         }
         let route = match &at {
@@ -322,12 +329,20 @@ impl Pass<'_> {
                 _ => StatusCode::NOT_FOUND,
             };
             let response = error::error_page(status);
-            return replaced(response, error_page::Origin::Tether, server_pages, None);
+            let body = Some(request.into_body());
+            return replaced(
+                response,
+                error_page::Origin::Tether,
+                server_pages,
+                None,
+                body,
+            );
         };
         let pages = &route.error_pages;
         if route.internal && at == Destination::Path {
             let response = error::error_page(StatusCode::NOT_FOUND);
-            return replaced(response, error_page::Origin::Tether, pages, None);
+            let body = Some(request.into_body());
+            return replaced(response, error_page::Origin::Tether, pages, None, body);
         }
         // A location's `return` acts in the rewrite phase, before its realip and access: it
         // (and its log line) sees the address the server's rules found.
@@ -343,22 +358,26 @@ impl Pass<'_> {
         }
         // Nothing at all for a location without `access_log`.
         let mut log = route.logs.begin(&snapshot.vars, &info);
-        let (response, origin) = match &route.action {
-            Action::Return(r) => (
-                answer_return(r, snapshot, &info),
-                error_page::Origin::of_return(r),
-            ),
+        let (response, origin, body) = match &route.action {
+            Action::Return(r) => {
+                let response = answer_return(r, snapshot, &info);
+                let origin = error_page::Origin::of_return(r);
+                (response, origin, Some(request.into_body()))
+            }
             _ if !rules.admits(client.ip()) => (
                 error::error_page(StatusCode::FORBIDDEN),
                 error_page::Origin::Tether,
+                Some(request.into_body()),
             ),
             Action::NotFound => (
                 error::error_page(StatusCode::NOT_FOUND),
                 error_page::Origin::Tether,
+                Some(request.into_body()),
             ),
             Action::Status(page) => (
                 seen::status_page(*page, &request, snapshot, &conn.telemetry),
                 error_page::Origin::Final,
+                None,
             ),
             Action::Proxy(action) => {
                 let mut cx =
@@ -381,15 +400,15 @@ impl Pass<'_> {
                     &mut log,
                 );
                 match exchange.await {
-                    Ok(response) => (response, error_page::Origin::Upstream),
-                    Err(error) => {
+                    Ok(response) => (response, error_page::Origin::Upstream, None),
+                    Err(Failed { error, body }) => {
                         context::log_final(&cx, &error);
-                        (error.into_response(), error_page::Origin::Tether)
+                        (error.into_response(), error_page::Origin::Tether, body)
                     }
                 }
             }
         };
-        replaced(response, origin, pages, log)
+        replaced(response, origin, pages, log, body)
     }
 }
 
@@ -423,7 +442,7 @@ async fn proxy(
     snapshot: &Snapshot,
     routed: Routed<'_>,
     log: &mut Option<Box<Record>>,
-) -> Result<Response<ResponseBody>, ProxyError> {
+) -> Result<Response<ResponseBody>, Failed> {
     let (conn, client) = from;
     let Routed {
         server,
@@ -433,7 +452,7 @@ async fn proxy(
     } = routed;
     let limit = route.settings.client_max_body_size;
     if limit > 0 && declared_length(&request).is_some_and(|len| len > limit) {
-        return Err(ProxyError::BodyTooLarge);
+        return Err(ProxyError::BodyTooLarge.into());
     }
     let mut scratch = String::new();
     let (group, proxy_host): (&Arc<Group>, HeaderValue) = match &action.target {
@@ -524,14 +543,23 @@ async fn proxy(
     if let Some(log) = log.as_deref_mut() {
         log.set_group(&group.name);
     }
-    let choice = group
-        .choose(&affinity, &Tried::default())
-        .inspect_err(|no_peer| context::log_no_peer(cx, &group.name, *no_peer))?;
-    let answer = forward::forward(
+    let choice = match group.choose(&affinity, &Tried::default()) {
+        Ok(choice) => choice,
+        Err(no_peer) => {
+            context::log_no_peer(cx, &group.name, no_peer);
+            let body = upstream_request.into_body().into_client();
+            return Err(Failed {
+                error: no_peer.into(),
+                body,
+            });
+        }
+    };
+    let mut unsent = Some(upstream_request);
+    let forwarded = forward::forward(
         group,
         &affinity,
         choice,
-        upstream_request,
+        &mut unsent,
         forward::Route {
             settings: &route.settings,
             tls: tls.as_ref(),
@@ -540,7 +568,12 @@ async fn proxy(
         progress.as_deref(),
         log.as_deref_mut(),
     )
-    .await?;
+    .await;
+    // A request no server took still has its body: an `error_page` may send it elsewhere.
+    let answer = forwarded.map_err(|error| Failed {
+        error,
+        body: unsent.and_then(|request| request.into_body().into_client()),
+    })?;
     let exchange = Exchange {
         route,
         conn,
@@ -548,7 +581,20 @@ async fn proxy(
         added,
         reusable,
     };
-    exchange.relay(answer, log)
+    Ok(exchange.relay(answer, log)?)
+}
+
+/// A proxied exchange that failed before a response: the error, and the client's body if no
+/// server took it (None also for a request without one).
+struct Failed {
+    error: ProxyError,
+    body: Option<ClientBody>,
+}
+
+impl From<ProxyError> for Failed {
+    fn from(error: ProxyError) -> Failed {
+        Failed { error, body: None }
+    }
 }
 
 /// What the response side of one proxied exchange needs to know about its request.

@@ -309,3 +309,23 @@ async fn a_named_location_skips_the_servers_return_as_in_nginx() {
     let expected = (200, "down for maintenance".to_string());
     assert_eq!(answer(proxy.addr, "/anything").await, expected);
 }
+
+#[tokio::test]
+async fn a_request_body_no_server_took_goes_to_the_fallback_with_it() {
+    let dead = free_addr();
+    let b = Backend::start("b").await;
+    let server = r#"
+        location /upload { error_page 502 = @fallback; proxy_pass http://{dead}; }
+        location @fallback { proxy_pass http://{b}; }
+    "#;
+    let proxy = start_server(server, &[("dead", dead), ("b", b.addr)]).await;
+    // A POST to a dead farm: its body never left tether, so the fallback gets all of it.
+    let reply = send(proxy.addr, request("POST", "/upload", "0123456789")).await;
+    assert_eq!(reply.status.as_u16(), 200);
+    assert!(reply.body.starts_with("bytes=10 "), "{}", reply.body);
+    let seen = b.last();
+    assert_eq!(
+        (seen.method.as_str(), seen.header("content-length")),
+        ("POST", "10")
+    );
+}
