@@ -50,6 +50,8 @@ fn locations(c: &mut Criterion) {
             matcher: matcher(i),
             handler: Handler::NotFound,
             proxy: ProxySettings::default(),
+            internal: false,
+            nested: Vec::new(),
             span: Span::builtin(),
         })
         .collect();

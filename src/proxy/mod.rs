@@ -190,7 +190,7 @@ async fn handle(
 /// Where a pass looks for the location that answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Destination {
-    /// By the request's path: the first pass, and after an `error_page` URI.
+    /// By the request's path, as the client sent it: `internal` locations answer 404.
     Path,
     /// After `error_page` to a URI: by path, where `internal` locations are allowed.
     Redirected,
