@@ -329,3 +329,36 @@ async fn a_request_body_no_server_took_goes_to_the_fallback_with_it() {
         ("POST", "10")
     );
 }
+
+#[tokio::test]
+async fn an_http2_request_keeps_its_server_across_an_internal_redirect() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::client::conn::http2;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    // HTTP/2 names the host in `:authority` only: the page must be looked up in that server.
+    let conf = r#"events {} http {
+        server { listen {listen} default_server; location / { return 200 "default"; } }
+        server { listen {listen}; server_name a.test;
+            error_page 404 /page;
+            location / { return 404; }
+            location = /page { return 200 "a-page"; }
+        }
+    }"#;
+    let proxy = Proxy::start(conf, &[]).await;
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .expect("h2 handshake with tether");
+    tokio::spawn(connection);
+    let request = http::Request::get("http://a.test/missing")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let limit = std::time::Duration::from_secs(10);
+    let response = crate::harness::within(limit, "an h2 answer", sender.send_request(request))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.as_ref(), b"a-page");
+}
