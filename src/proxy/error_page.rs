@@ -130,6 +130,8 @@ pub(super) struct Redirects {
     closed: bool,
     /// nginx's `err_status`: the status the client gets whatever the last answer said.
     status: Option<StatusCode>,
+    /// An intercepted 401's `WWW-Authenticate` challenges, which nginx keeps for the page.
+    challenges: Vec<HeaderValue>,
 }
 
 impl Redirects {
@@ -139,17 +141,19 @@ impl Redirects {
             left: MAX_REDIRECTS,
             closed: false,
             status: None,
+            challenges: Vec::new(),
         }
     }
 
-    /// The page that replaces an answer with `status` made by `origin` where `table` is in
-    /// effect, if any; its use is recorded.
+    /// The page that replaces `answer`, made by `origin` where `table` is in effect, if any;
+    /// its use is recorded.
     pub(super) fn page<'t>(
         &mut self,
         table: &'t ErrorPageTable,
-        status: StatusCode,
+        answer: &Response<ResponseBody>,
         origin: Origin,
     ) -> Option<&'t CompiledPage> {
+        let status = answer.status();
         let eligible = match origin {
             Origin::Tether => status.as_u16() >= 300,
             Origin::Upstream => table.intercept && status.as_u16() >= 300,
@@ -160,6 +164,11 @@ impl Redirects {
         }
         let page = table.page_for(status.as_u16())?;
         self.closed = !table.recursive;
+        // nginx: an intercepted 401 hands its challenge on to the page.
+        if origin == Origin::Upstream && status == StatusCode::UNAUTHORIZED {
+            let challenges = answer.headers().get_all(header::WWW_AUTHENTICATE);
+            self.challenges.extend(challenges.iter().cloned());
+        }
         self.status = match page.status {
             PageStatus::Original => Some(status),
             PageStatus::FromPage => None,
@@ -205,16 +214,25 @@ impl Redirects {
         response: Response<ResponseBody>,
     ) -> Response<ResponseBody> {
         self.status = None;
+        self.challenges.clear();
         response
     }
 
     /// The final answer with the status an `error_page` decided. A `101` stays one: its
     /// connection is already a tunnel (nginx would send the page's status on it).
-    pub(super) fn finish(&self, mut response: Response<ResponseBody>) -> Response<ResponseBody> {
+    pub(super) fn finish(
+        &mut self,
+        mut response: Response<ResponseBody>,
+    ) -> Response<ResponseBody> {
         if let Some(status) = self.status
             && response.status() != StatusCode::SWITCHING_PROTOCOLS
         {
             *response.status_mut() = status;
+        }
+        for challenge in self.challenges.drain(..) {
+            response
+                .headers_mut()
+                .append(header::WWW_AUTHENTICATE, challenge);
         }
         response
     }

@@ -268,7 +268,7 @@ impl Pass<'_> {
             let Some(head) = &head else {
                 return Answered::Done(response, log);
             };
-            let Some(page) = redirects.page(table, response.status(), origin) else {
+            let Some(page) = redirects.page(table, &response, origin) else {
                 return Answered::Done(response, log);
             };
             let mut target = String::new();

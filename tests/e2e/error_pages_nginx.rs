@@ -108,3 +108,61 @@ async fn a_named_page_for_the_servers_return_answers_as_nginx_answers() {
     )
     .await;
 }
+
+/// An upstream that answers every request `401` with a Basic challenge, then closes.
+async fn challenger() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"farm\"\r\n\
+                              Content-Length: 0\r\nConnection: close\r\n\r\n";
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_intercepted_401_keeps_its_challenge_as_in_nginx() {
+    let upstream = challenger().await;
+    let block = r#"
+        location / {
+            proxy_intercept_errors on;
+            error_page 401 /login;
+            proxy_pass http://{up};
+        }
+        location = /login { internal; return 200 "please sign in"; }
+    "#;
+    let backends = [("up", upstream)];
+    let Some(nginx) =
+        Nginx::start_with("server 127.0.0.1:9;", &filled(block, &backends), &backends).await
+    else {
+        return;
+    };
+    let tether = start_server(block, &backends).await;
+    for addr in [tether.addr, nginx.addr] {
+        let reply = send(addr, request("GET", "/private", "")).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.body.as_str()),
+            (401, "please sign in")
+        );
+        assert_eq!(
+            reply.header("www-authenticate"),
+            "Basic realm=\"farm\"",
+            "{addr}"
+        );
+    }
+}
