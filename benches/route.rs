@@ -51,6 +51,8 @@ fn locations(c: &mut Criterion) {
             handler: Handler::NotFound,
             rewrite: Vec::new(),
             proxy: ProxySettings::default(),
+            internal: false,
+            nested: Vec::new(),
             span: Span::builtin(),
         })
         .collect();

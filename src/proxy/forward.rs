@@ -69,13 +69,15 @@ pub struct Route<'a> {
     pub cx: &'a RequestContext<'a>,
 }
 
-/// Sends `request` to `first`, the server `group` chose for it, then — as `route.settings`
-/// allow — to the next ones the group chooses for the same `affinity`.
+/// Sends the request in `unsent` to `first`, the server `group` chose for it, then — as
+/// `route.settings` allow — to the next ones the group chooses for the same `affinity`. The
+/// request waits in the caller's slot until an attempt sends it: after a failure it is still
+/// there if no server took it (an `error_page` may ask again with its body).
 pub async fn forward<'g>(
     group: &'g Group,
     affinity: &Affinity,
     first: Choice<'g>,
-    request: Request<RequestBody>,
+    unsent: &mut Option<Request<RequestBody>>,
     route: Route<'_>,
     progress: Option<&SendProgress>,
     mut log: Option<&mut Record>,
@@ -84,26 +86,28 @@ pub async fn forward<'g>(
     let cx = route.cx;
     // A bodyless idempotent request can be replayed after it was sent; keep its head only when
     // a retry is possible at all, so the common case copies nothing.
-    let replay = (group.len() > 1
-        && request.body().is_end_stream()
-        && (is_idempotent(request.method()) || settings.next_upstream.non_idempotent))
-        .then(|| head_of(&request));
+    let replay = unsent
+        .as_ref()
+        .filter(|request| {
+            group.len() > 1
+                && request.body().is_end_stream()
+                && (is_idempotent(request.method()) || settings.next_upstream.non_idempotent)
+        })
+        .map(head_of);
     let max_tries = match settings.next_upstream_tries {
         0 => usize::MAX,
         n => n as usize,
     };
     let mut tried = Tried::default();
     let mut choice = first;
-    // The request waits here until an attempt sends it; one that never left comes back.
-    let mut unsent = Some(request);
     loop {
         if unsent.is_none() {
-            unsent = replay.as_ref().map(rebuild);
+            *unsent = replay.as_ref().map(rebuild);
         }
         if let Some(log) = log.as_deref_mut() {
             log.try_started(choice.peer.endpoint.first_inet(), choice.sticky.as_str());
         }
-        let attempted = attempt(&choice, group, &mut unsent, route, progress).await;
+        let attempted = attempt(&choice, group, unsent, route, progress).await;
         if let Some(log) = log.as_deref_mut() {
             match &attempted {
                 Ok(answer) => {

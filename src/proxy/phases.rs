@@ -4,8 +4,8 @@
 //! internal redirection cycle"). Also the answers the phases give: `return` and redirects,
 //! with nginx's absolute `Location`.
 //!
-//! [`internal_redirect`] is the entry point for anything else that sends a request to another
-//! URI of its server (error pages): it runs the same search-and-rewrite loop from that URI.
+//! Error pages re-enter here: a redirect to a URI runs [`rewrite`] again for the new request
+//! (with `internal` locations allowed), a redirect to `@name` starts at [`named`].
 
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
@@ -23,6 +23,9 @@ pub enum Phased<'s> {
     Route(&'s Route),
     /// No location matches the (possibly rewritten) URI.
     NoLocation,
+    /// The location found is `internal` and the request came from outside (not redirected,
+    /// its URI not rewritten): a 404, as nginx answers it.
+    Internal(&'s Route),
     /// Answer now; `route` is the location whose directives answered (None: the server's).
     Answer {
         /// What to answer.
@@ -55,6 +58,7 @@ pub(super) fn rewrite<'s>(
     snapshot: &Snapshot,
     base: &RequestInfo,
     locals: &mut Locals,
+    redirected: bool,
 ) -> Phased<'s> {
     if !server.rewrite.is_empty() {
         let ran = server.rewrite.run(&snapshot.vars, base, locals);
@@ -65,58 +69,83 @@ pub(super) fn rewrite<'s>(
             };
         }
     }
-    find_location(server, snapshot, base, locals, 0)
-}
-
-/// Sends a request to another URI of its server, as nginx's internal redirect does: `$uri`
-/// becomes `uri` (and `$args` its query, if it has one), and the location is searched again
-/// with its rewrite directives run. `changes` is how many searches the request already had
-/// (each counts toward [`MAX_URI_CHANGES`]). The new location may answer by itself (a
-/// `return`, or a cycle's 500): [`Answer::respond`] gives that response.
-pub fn internal_redirect<'s>(
-    server: &'s VirtualServer,
-    snapshot: &Snapshot,
-    base: &RequestInfo,
-    locals: &mut Locals,
-    uri: &str,
-    changes: usize,
-) -> Phased<'s> {
-    let (path, args) = match uri.split_once('?') {
-        Some((path, args)) => (path, Some(args)),
-        None => (uri, None),
+    let search = Search {
+        changes: 0,
+        internal_ok: redirected,
     };
-    locals.set_uri(path.as_bytes().to_vec());
-    if let Some(args) = args {
-        locals.set_args(args.to_string());
-    }
-    find_location(server, snapshot, base, locals, changes + 1)
+    enter(server, None, snapshot, base, locals, search)
 }
 
-fn find_location<'s>(
+/// Enters a named location (`error_page ... @name`): nginx starts there at the location's
+/// rewrite phase — the server's directives do not run again — and searches by URI only if
+/// the location's own directives change it.
+pub(super) fn named<'s>(
     server: &'s VirtualServer,
+    route: &'s Route,
     snapshot: &Snapshot,
     base: &RequestInfo,
     locals: &mut Locals,
-    mut changes: usize,
 ) -> Phased<'s> {
+    let search = Search {
+        changes: 0,
+        internal_ok: true,
+    };
+    enter(server, Some(route), snapshot, base, locals, search)
+}
+
+/// Where a location search starts from.
+#[derive(Clone, Copy)]
+struct Search {
+    /// How many searches the request already had (toward [`MAX_URI_CHANGES`]).
+    changes: usize,
+    /// The request was redirected internally (`error_page`): `internal` locations answer it.
+    internal_ok: bool,
+}
+
+/// The location search and rewrite loop, starting at `named` if given, else by the URI.
+fn enter<'s>(
+    server: &'s VirtualServer,
+    mut named: Option<&'s Route>,
+    snapshot: &Snapshot,
+    base: &RequestInfo,
+    locals: &mut Locals,
+    search: Search,
+) -> Phased<'s> {
+    let Search {
+        mut changes,
+        internal_ok,
+    } = search;
     loop {
-        let current = RequestInfo {
-            locals: Some(locals),
-            ..*base
+        let route = match named.take() {
+            Some(route) => {
+                locals.enter_location();
+                route
+            }
+            None => {
+                let current = RequestInfo {
+                    locals: Some(locals),
+                    ..*base
+                };
+                let path = current.current_path();
+                let Some(route) = server.route(path) else {
+                    return Phased::NoLocation;
+                };
+                // nginx: requests redirected or rewritten are internal; others get a 404.
+                if route.internal && !internal_ok && locals.uri().is_none() {
+                    return Phased::Internal(route);
+                }
+                // A regex location's captures are copied only when something reads them.
+                let captured = route
+                    .captures
+                    .as_ref()
+                    .map(|capture| (capture, path.to_vec()));
+                locals.enter_location();
+                if let Some((captures, path)) = captured {
+                    captures.capture(&path, locals);
+                }
+                route
+            }
         };
-        let path = current.current_path();
-        let Some(route) = server.route(path) else {
-            return Phased::NoLocation;
-        };
-        // A regex location's captures are copied only when something reads them.
-        let captured = route
-            .captures
-            .as_ref()
-            .map(|capture| (capture, path.to_vec()));
-        locals.enter_location();
-        if let Some((captures, path)) = captured {
-            captures.capture(&path, locals);
-        }
         if route.rewrite.is_empty() {
             return Phased::Route(route);
         }

@@ -1,23 +1,24 @@
 //! Choosing a virtual server by `Host` and a location by path, with nginx's precedence rules.
 //!
 //! Owns [`VirtualHosts`] (`server_name` matching on one listen address), [`Locations`] (`location`
-//! matching inside one server, on the path as [`path::normalise`] makes it, for the host as
-//! [`host::normalise`] makes it) and
+//! matching inside one server, nested and named locations too, in `locations`, on the path as
+//! [`path::normalise`] makes it, for the host as [`host::normalise`] makes it) and
 //! [`HostnameTable`], the exact/wildcard host lookup that `server_name` and
 //! `map ... { hostnames; }` share. Everything here works on plain strings and bytes and the
 //! `config` model: it must not import http, hyper or tokio. Tables are built once per config
 //! snapshot; the `find` methods run per request, so they never allocate.
 
 pub mod host;
+mod locations;
 pub mod path;
+
+pub use locations::Locations;
 
 use std::collections::HashMap;
 
 use regex::{Regex, RegexBuilder};
 
-use crate::config::{
-    ConfigError, ConfigErrors, ErrorKind, Location, LocationMatch, ServerName, Span,
-};
+use crate::config::{ConfigError, ConfigErrors, ErrorKind, ServerName, Span};
 
 /// Exact and wildcard host names mapped to values, looked up as nginx does: the exact name,
 /// then the longest `*.`-prefix wildcard, then the longest `.*`-suffix wildcard.
@@ -207,94 +208,6 @@ impl VirtualHosts {
             .iter()
             .find(|(regex, _)| regex.is_match(host))
             .map_or(self.default, |(_, index)| *index)
-    }
-}
-
-/// The `location` blocks of one server, compiled for nginx's lookup order.
-///
-/// Paths are bytes: a normalised path is percent-decoded, and `%FF` decodes to no UTF-8. So
-/// regexes are byte regexes (on valid UTF-8 they match exactly as text regexes do).
-#[derive(Clone, Debug, Default)]
-pub struct Locations {
-    exact: HashMap<Box<[u8]>, usize>,
-    /// Prefix locations, longest first (ties in file order), so the first that matches is the
-    /// longest: a plain scan, cheap for the handful of locations a server has.
-    prefixes: Vec<Prefix>,
-    /// Regex locations in file order.
-    regexes: Vec<(regex::bytes::Regex, usize)>,
-}
-
-/// One prefix location.
-#[derive(Clone, Debug)]
-struct Prefix {
-    path: String,
-    /// `^~`: when this is the longest match, regexes are not consulted.
-    no_regex: bool,
-    index: usize,
-}
-
-impl Locations {
-    /// Compiles a server's locations (in file order). Errors are the regexes that do not
-    /// compile, all of them. A repeated `=` path or prefix keeps its first location.
-    pub fn build(locations: &[Location]) -> Result<Locations, ConfigErrors> {
-        let mut exact = HashMap::new();
-        let mut prefixes = Vec::new();
-        let mut regexes = Vec::new();
-        let mut errors = Vec::new();
-        for (index, location) in locations.iter().enumerate() {
-            match &location.matcher {
-                LocationMatch::Exact(path) => {
-                    exact.entry(path.as_bytes().into()).or_insert(index);
-                }
-                LocationMatch::Prefix { path, no_regex } => prefixes.push(Prefix {
-                    path: path.clone(),
-                    no_regex: *no_regex,
-                    index,
-                }),
-                LocationMatch::Regex {
-                    pattern,
-                    case_insensitive,
-                } => {
-                    let regex = regex::bytes::RegexBuilder::new(pattern)
-                        .case_insensitive(*case_insensitive)
-                        .build()
-                        .map_err(|error| regex_error(pattern, &error, Some(&location.span)));
-                    match regex {
-                        Ok(regex) => regexes.push((regex, index)),
-                        Err(error) => errors.push(error),
-                    }
-                }
-            }
-        }
-        if !errors.is_empty() {
-            return Err(ConfigErrors(errors));
-        }
-        // Stable sort: equal lengths keep file order, so a duplicate prefix resolves to the first.
-        prefixes.sort_by_key(|p| std::cmp::Reverse(p.path.len()));
-        Ok(Locations {
-            exact,
-            prefixes,
-            regexes,
-        })
-    }
-
-    /// Index of the matching location for a normalised request path, or None (-> 404).
-    pub fn find(&self, path: &[u8]) -> Option<usize> {
-        if let Some(index) = self.exact.get(path) {
-            return Some(*index);
-        }
-        let longest = self
-            .prefixes
-            .iter()
-            .find(|p| path.starts_with(p.path.as_bytes()));
-        if let Some(prefix) = longest.filter(|p| p.no_regex) {
-            return Some(prefix.index);
-        }
-        self.regexes
-            .iter()
-            .find(|(regex, _)| regex.is_match(path))
-            .map(|(_, index)| *index)
-            .or(longest.map(|p| p.index))
     }
 }
 

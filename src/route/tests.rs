@@ -2,7 +2,7 @@
 //! rules; bad regexes reported with their spans.
 
 use super::*;
-use crate::config::{Handler, ProxySettings};
+use crate::config::{Handler, Location, LocationMatch, ProxySettings};
 
 fn exact(name: &str) -> ServerName {
     ServerName::Exact(name.to_string())
@@ -111,6 +111,8 @@ fn location(matcher: LocationMatch, line: u32) -> Location {
         matcher,
         handler: Handler::NotFound,
         proxy: ProxySettings::default(),
+        internal: false,
+        nested: Vec::new(),
         span: Span {
             line,
             ..Span::builtin()
@@ -208,4 +210,45 @@ fn bad_location_regexes_point_at_their_location() {
         .map(|e| e.span.as_ref().map_or(0, |s| s.line))
         .collect();
     assert_eq!(lines, [4, 6]);
+}
+
+#[test]
+fn nested_locations_are_searched_inside_their_parent() {
+    let mut api = location(prefix("/api/", false), 1);
+    api.nested = vec![
+        /* 2 */ location(prefix("/api/admin/", true), 2),
+        /* 3 */ location(re(r"\.json$", false), 3),
+        /* 4 */ location(LocationMatch::Exact("/api/exact".into()), 4),
+    ];
+    let mut js = location(re(r"\.js$", false), 5);
+    js.nested = vec![/* 6 */ location(prefix("/lib/", false), 6)];
+    let locations = [
+        /* 0 */ location(prefix("/", false), 0),
+        /* 1 */ api,
+        /* 5 */ js,
+        /* 7 */ location(re(r"\.json$", false), 7),
+        /* 8 */ location(LocationMatch::Named("@fallback".into()), 8),
+    ];
+    let table = Locations::build(&locations).unwrap();
+    let cases = [
+        ("/", Some(0)),
+        ("/api/x", Some(1)),
+        // The parent's nested regex before the server's.
+        ("/api/x.json", Some(3)),
+        ("/x.json", Some(7)),
+        ("/api/exact", Some(4)),
+        // A nested `^~` stops only its own level's regexes: the server's still run (nginx).
+        ("/api/admin/u", Some(2)),
+        ("/api/admin/u.js", Some(5)),
+        // A regex location's nested prefix.
+        ("/lib/a.js", Some(6)),
+        ("/x/a.js", Some(5)),
+        // Named locations are never matched by path.
+        ("@fallback", None),
+    ];
+    for (path, want) in cases {
+        assert_eq!(table.find(path.as_bytes()), want, "path {path:?}");
+    }
+    assert_eq!(table.named("@fallback"), Some(8));
+    assert_eq!(table.named("@other"), None);
 }

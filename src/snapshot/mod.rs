@@ -7,6 +7,7 @@
 //!
 //! No hyper here: only `http` types for precompiled header names and values.
 
+mod error_pages;
 pub mod reply_headers;
 mod servers;
 mod tls;
@@ -30,6 +31,7 @@ use crate::upstream::Group;
 use crate::vars::Vars;
 
 pub use crate::rewrite::ReturnAction;
+pub use error_pages::{CompiledPage, ErrorPageTable};
 use servers::ServerBuilder;
 pub use servers::{
     Action, AddHeader, HeaderPlan, HeaderSource, ProxyAction, Route, SetHeader, Target,

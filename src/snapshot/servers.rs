@@ -21,6 +21,7 @@ use crate::tls::upstream::{TlsTarget, client_config, server_name};
 use crate::upstream::Group;
 use crate::vars::{Template, Vars};
 
+use super::error_pages::ErrorPageTable;
 use super::reply_headers::{Compiler as ReplyCompiler, DefaultRedirect, ReplyPlan};
 use super::tls::{Termination, termination};
 use super::upstreams;
@@ -41,6 +42,11 @@ pub struct VirtualServer {
     pub response_headers: Vec<AddHeader>,
     /// Server-level response rules (`expires`, `server_tokens`), likewise.
     pub reply: ReplyPlan,
+    /// The error pages in effect before any location (a location has its own in its route).
+    pub error_pages: Arc<ErrorPageTable>,
+    /// Some `error_page` is in effect somewhere in this server: a request's head is kept, to
+    /// ask again after an error.
+    pub has_error_pages: bool,
     locations: Locations,
     routes: Vec<Route>,
 }
@@ -71,6 +77,10 @@ pub struct Route {
     /// A regex location whose captures the request's variables may read (None: a literal
     /// location, or nothing reads them).
     pub captures: Option<LocationCaptures>,
+    /// `internal`: a request from outside gets 404.
+    pub internal: bool,
+    /// `error_page`s in effect here.
+    pub error_pages: Arc<ErrorPageTable>,
 }
 
 /// What a route does.
@@ -178,6 +188,11 @@ impl VirtualServer {
     pub fn route(&self, path: &[u8]) -> Option<&Route> {
         self.locations.find(path).map(|index| &self.routes[index])
     }
+
+    /// The named location `@name` (`name` with its `@`), or None.
+    pub fn named(&self, name: &str) -> Option<&Route> {
+        self.locations.named(name).map(|index| &self.routes[index])
+    }
 }
 
 impl Route {
@@ -235,17 +250,26 @@ impl ServerBuilder<'_> {
                         None
                     }
                 });
+        let routes: Vec<Route> = config::all_locations(&server.locations)
+            .into_iter()
+            .map(|l| self.route(l))
+            .collect();
+        let error_pages = ErrorPageTable::build(&server.error_pages, self.vars, self.errors);
+        let has_error_pages =
+            !error_pages.is_empty() || routes.iter().any(|r| !r.error_pages.is_empty());
         let rewrite = self.compiler().program(&server.rewrite);
         VirtualServer {
             name: server.first_name(),
             rewrite,
             redirects: server.redirects,
+            error_pages,
+            has_error_pages,
             tls,
             client: server.client.clone(),
             response_headers: self.add_headers(&server.add_headers, &server.span),
             reply: self.reply(&server.response, None, false),
             locations,
-            routes: server.locations.iter().map(|l| self.route(l)).collect(),
+            routes,
         }
     }
 
@@ -336,6 +360,8 @@ impl ServerBuilder<'_> {
             gzip: crate::compress::Policy::new(&location.proxy.gzip),
             logs,
             limits: self.zones.limits(&location.proxy.limits),
+            internal: location.internal,
+            error_pages: ErrorPageTable::build(&location.proxy.error_pages, self.vars, self.errors),
             action,
             settings: location.proxy.clone(),
             request_headers: HeaderPlan { set, sets_host },
@@ -445,7 +471,7 @@ impl ServerBuilder<'_> {
                 }
             }
             // Lowering rejects a URI in a regex location; pass the request URI unchanged.
-            (Some(_), _, LocationMatch::Regex { .. }) => UriRewrite::Keep,
+            (Some(_), _, LocationMatch::Regex { .. } | LocationMatch::Named(_)) => UriRewrite::Keep,
         };
         let tls = match pass.https {
             true => match self.upstream_tls(&location.proxy.ssl, &target, &pass.span) {

@@ -13,6 +13,8 @@ mod certificate_rotation;
 mod client_failures;
 mod demo_page;
 mod error_log;
+mod error_pages;
+mod error_pages_nginx;
 mod failover;
 mod gzip;
 mod hashing;

@@ -232,58 +232,6 @@ async fn the_access_log_sees_the_rewritten_uri_and_the_one_received() {
 }
 
 #[tokio::test]
-async fn an_internal_redirect_searches_the_location_and_runs_its_rewrites() {
-    use tether::proxy::{Answer, Phased, internal_redirect};
-    use tether::vars::{Locals, empty_request};
-    let a = Backend::start("a").await;
-    let conf = r#"events {} http { upstream u { server {a}; } server { listen {listen};
-        location /errors/ { rewrite ^/errors/(.*)$ /pages/$1 last; }
-        location /pages/ { proxy_pass http://u; }
-        location /friendly { return 200 "sorry"; }
-        location /spin { rewrite ^ /spin last; }
-    } }"#;
-    let proxy = Proxy::start(conf, &[("a", a.addr)]).await;
-    let snapshot = proxy.snapshot();
-    let server = snapshot
-        .server(proxy.addr, "localhost")
-        .expect("the server");
-    let base = empty_request();
-    let mut locals = Locals::default();
-    let found = internal_redirect(
-        server,
-        &snapshot,
-        &base,
-        &mut locals,
-        "/errors/502.html?f=1",
-        0,
-    );
-    // The location `/errors/` rewrote to `/pages/`, which was searched again.
-    let pages = server.route(b"/pages/x").expect("the pages location");
-    assert!(matches!(found, Phased::Route(route) if std::ptr::eq(route, pages)));
-    assert_eq!(locals.uri(), Some(&b"/pages/502.html"[..]));
-    assert_eq!(locals.args(), Some("f=1"));
-    // A location that answers by itself, and one that cycles (a 500).
-    let mut locals = Locals::default();
-    let found = internal_redirect(server, &snapshot, &base, &mut locals, "/friendly", 0);
-    assert!(matches!(
-        found,
-        Phased::Answer {
-            answer: Answer::Return(_),
-            route: Some(_)
-        }
-    ));
-    let mut locals = Locals::default();
-    let found = internal_redirect(server, &snapshot, &base, &mut locals, "/spin", 0);
-    assert!(matches!(
-        found,
-        Phased::Answer {
-            answer: Answer::Cycle,
-            ..
-        }
-    ));
-}
-
-#[tokio::test]
 async fn return_444_closes_the_connection_without_an_answer() {
     use crate::harness::raw::read_to_close;
     use tokio::io::AsyncWriteExt;

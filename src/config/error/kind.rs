@@ -220,9 +220,44 @@ pub enum ErrorKind {
         /// The first `server_name` they share.
         name: String,
     },
-    /// A `location` inside a `location`.
-    #[error("nested \"location\" is not supported by tether")]
-    NestedLocation,
+    /// A location nested in an exact (`=`) location.
+    #[error(
+        "location \"{}\" cannot be inside the exact location \"{}\"",
+        shown(.location),
+        shown(.parent)
+    )]
+    LocationInsideExact {
+        /// The nested location's path or pattern.
+        location: String,
+        /// The exact location's path.
+        parent: String,
+    },
+    /// A location nested in a named location.
+    #[error(
+        "location \"{}\" cannot be inside the named location \"{}\"",
+        shown(.location),
+        shown(.parent)
+    )]
+    LocationInsideNamed {
+        /// The nested location's path or pattern.
+        location: String,
+        /// The named location's name.
+        parent: String,
+    },
+    /// A nested location whose path does not start with its parent's.
+    #[error("location \"{}\" is outside location \"{}\"", shown(.location), shown(.parent))]
+    LocationOutside {
+        /// The nested location's path.
+        location: String,
+        /// The parent's path or pattern.
+        parent: String,
+    },
+    /// A status in `error_page` outside 300..=599.
+    #[error("value \"{}\" must be between 300 and 599", shown(.value))]
+    ErrorPageCode {
+        /// The value as written.
+        value: String,
+    },
     /// A value that should be a non-negative integer.
     #[error("invalid number \"{}\" in \"{}\" directive", shown(.value), shown(.directive))]
     InvalidNumber {
@@ -422,9 +457,9 @@ pub enum ErrorKind {
         /// The modifier as written.
         modifier: String,
     },
-    /// A named location (`@name`): only useful with directives tether does not support.
-    #[error("named location \"{}\" is not supported by tether", shown(.name))]
-    NamedLocationNotSupported {
+    /// A named location (`@name`) inside another location.
+    #[error("named location \"{}\" can be on the server level only", shown(.name))]
+    NamedLocationNotAtServerLevel {
         /// The name as written, with `@`.
         name: String,
     },

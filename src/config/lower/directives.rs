@@ -270,7 +270,12 @@ const SPECS: &[Spec] = &[
     // server and location
     handled("listen", S, 1, MANY),
     handled("server_name", S, 1, MANY),
-    block("location", S, 1, 2),
+    block("location", S | L, 1, 2),
+    // error pages (`lower::error_page`)
+    handled("error_page", HSL, 2, MANY),
+    handled("proxy_intercept_errors", HSL, 1, 1),
+    handled("recursive_error_pages", HSL, 1, 1),
+    handled("internal", L, 0, 0),
     handled("return", S | L, 1, 2),
     // the rewrite module (`lower::rewrite`)
     handled("rewrite", S | L, 2, 3),
@@ -302,9 +307,7 @@ const SPECS: &[Spec] = &[
 /// Real nginx directives that tether refuses rather than misreading as typos.
 const UNSUPPORTED: &[&str] = &[
     "try_files",
-    "error_page",
     "alias",
-    "internal",
     "limit_except",
     "proxy_cache_path",
     "proxy_cache_key",
@@ -331,7 +334,6 @@ const UNSUPPORTED: &[&str] = &[
     "proxy_ssl_conf_command",
     "proxy_ssl_key_log",
     "proxy_ssl_certificate_cache",
-    "proxy_intercept_errors",
     "proxy_next_upstream_timeout",
     "proxy_pass_request_headers",
     "proxy_pass_request_body",
@@ -431,9 +433,7 @@ impl Lowering {
             return false;
         }
         let Some(spec) = specs.find(|spec| spec.contexts & context.bit() != 0) else {
-            let kind = if name == "location" && context == Context::Location {
-                ErrorKind::NestedLocation
-            } else if name == "error_log" {
+            let kind = if name == "error_log" {
                 ErrorKind::ErrorLogPerLocation
             } else if name == "health_check" {
                 // nginx Plus writes it in a `location`; tether checks whole groups.

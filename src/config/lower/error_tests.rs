@@ -75,11 +75,6 @@ fn directive_errors() {
         &in_location("if ($x) { proxy_pass http://127.0.0.1:1/api/; }"),
         &[r#""proxy_pass" cannot have URI part inside "if" statement in t.conf:1:40"#],
     );
-
-    check(
-        &in_location("location /x { }"),
-        &[r#"nested "location" is not supported by tether in t.conf:1:30"#],
-    );
 }
 
 #[test]
@@ -182,6 +177,28 @@ fn listen_and_server_name_errors() {
 }
 
 #[test]
+fn error_page_errors() {
+    check(
+        &in_location("error_page 299 404 /x;"),
+        &[r#"value "299" must be between 300 and 599 in t.conf:1:41"#],
+    );
+    check(
+        &in_location("error_page 404 =abc /x;"),
+        &[r#"invalid value "=abc" in "error_page" directive in t.conf:1:45"#],
+    );
+    check(
+        &in_location("error_page = /x;"),
+        &[r#"invalid value "=" in "error_page" directive in t.conf:1:41"#],
+    );
+    check(
+        &in_location("proxy_intercept_errors maybe;"),
+        &[
+            r#"invalid value "maybe" in "proxy_intercept_errors" directive, it must be "on" or "off" in t.conf:1:53"#,
+        ],
+    );
+}
+
+#[test]
 fn location_errors() {
     check(
         &in_server("location ~ ( { }"),
@@ -191,9 +208,36 @@ fn location_errors() {
         &in_server("location !~ /x { }"),
         &[r#"invalid location modifier "!~" in t.conf:1:26"#],
     );
+    // nginx's rules for nesting, in its words.
     check(
-        &in_server("location @named { }"),
-        &[r#"named location "@named" is not supported by tether in t.conf:1:26"#],
+        &in_server("location /x { location /y { } }"),
+        &[r#"location "/y" is outside location "/x" in t.conf:1:31"#],
+    );
+    check(
+        &in_server("location = /x { location /x/y { } }"),
+        &[r#"location "/x/y" cannot be inside the exact location "/x" in t.conf:1:33"#],
+    );
+    check(
+        &in_server("location @n { location /y { } }"),
+        &[r#"location "/y" cannot be inside the named location "@n" in t.conf:1:31"#],
+    );
+    check(
+        &in_server("location /x { location @n { } }"),
+        &[r#"named location "@n" can be on the server level only in t.conf:1:31"#],
+    );
+    check(
+        &in_server("location @n { } location @n { }"),
+        &[r#"duplicate location "@n" in t.conf:1:33"#],
+    );
+    check(
+        &in_server("location /x { location /x/y { } location /x/y { } }"),
+        &[r#"duplicate location "/x/y" in t.conf:1:49"#],
+    );
+    check(
+        &in_server("location @n { proxy_pass http://1.2.3.4:80/y; }"),
+        &[
+            r#""proxy_pass" cannot have URI part in location given by regular expression in t.conf:1:31"#,
+        ],
     );
     check(
         &in_server("location / { } location / { }"),

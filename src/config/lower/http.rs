@@ -19,9 +19,7 @@ use super::values::{parse_number, split_host_port};
 use super::{Lowering, empty_http};
 use crate::config::ast::{Directive, Word};
 use crate::config::error::ErrorKind;
-use crate::config::model::{
-    ClientRules, HeadRules, Http, Listen, LocationMatch, Server, ServerName,
-};
+use crate::config::model::{ClientRules, HeadRules, Http, Listen, Server, ServerName};
 
 impl Lowering {
     /// Lowers the body of `http { ... }`.
@@ -183,6 +181,7 @@ impl Lowering {
             client: ClientRules::default(),
             add_headers: Default::default(),
             response: Default::default(),
+            error_pages: Default::default(),
             span: d.span.clone(),
         };
         let mut layer = ProxyLayer::default();
@@ -244,24 +243,8 @@ impl Lowering {
         let own = merged.clone().resolve();
         (server.add_headers, server.response) = (own.add_headers, own.response);
         server.redirects = merged.redirect_rules();
-        let mut seen = HashSet::new();
-        for inner in locations {
-            let Some(location) = self.location(inner, &merged) else {
-                continue;
-            };
-            // Only literal paths can clash; regexes are tried in order, duplicates are harmless.
-            let key = match &location.matcher {
-                LocationMatch::Exact(path) => Some((true, path.clone())),
-                LocationMatch::Prefix { path, .. } => Some((false, path.clone())),
-                LocationMatch::Regex { .. } => None,
-            };
-            if let Some(key) = key
-                && !seen.insert(key.clone())
-            {
-                self.error(&inner.span, ErrorKind::DuplicateLocation { path: key.1 });
-            }
-            server.locations.push(location);
-        }
+        server.error_pages = merged.error_pages();
+        server.locations = self.locations(&locations, &merged, None);
         let addresses: Vec<String> = server.listens.iter().map(|l| l.addr.to_string()).collect();
         let scope = format!("{} @ {}", scope_names.join(" "), addresses.join(" "));
         (server, tls.over(outer_tls), scope)

@@ -1,13 +1,16 @@
-//! The `location` context: match rules, `return`, `proxy_pass` and the status pages (the
-//! other rewrite directives are `rewrite`'s).
+//! The `location` context: match rules (nested locations and named ones too), `proxy_pass`,
+//! `internal` and the status pages (`return` and the other rewrite directives are
+//! `rewrite`'s).
 //!
 //! `proxy_pass http://NAME` is resolved against the upstream names collected by `http` (so an
 //! upstream may be defined after the server that uses it); anything else is a host (resolved
 //! when the snapshot is built, as nginx resolves it at load), a UNIX-domain socket
-//! (`http://unix:/path:/uri`), or carries variables to be resolved per request. Must not import
-//! `regex` directly (regexes are checked through `Lowering::check_regex`) nor anything outside
-//! `config`.
+//! (`http://unix:/path:/uri`), or carries variables to be resolved per request. A nested
+//! location inherits its parent's settings as the parent inherits the server's, and must sit
+//! inside its parent as nginx requires. Must not import `regex` directly (regexes are checked
+//! through `Lowering::check_regex`) nor anything outside `config`.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::Lowering;
@@ -22,16 +25,63 @@ use crate::config::model::{
 };
 
 impl Lowering {
-    /// Lowers one `location` block, inheriting `outer` (server over http). `None` if its match
-    /// rule is invalid; its body is still checked so every error is reported.
-    pub(super) fn location(&mut self, d: &Directive, outer: &ProxyLayer) -> Option<Location> {
-        let matcher = self.location_match(d);
-        let regex = matches!(matcher, Some(LocationMatch::Regex { .. }));
+    /// Lowers the `location` blocks written side by side in one block (`parent`: the location
+    /// they are nested in, None at server level), each inheriting `outer`. A repeated match
+    /// rule is an error, as in nginx.
+    pub(super) fn locations(
+        &mut self,
+        blocks: &[&Directive],
+        outer: &ProxyLayer,
+        parent: Option<&LocationMatch>,
+    ) -> Vec<Location> {
+        let mut seen = HashSet::new();
+        let mut lowered = Vec::with_capacity(blocks.len());
+        for d in blocks {
+            let Some(location) = self.location(d, outer, parent) else {
+                continue;
+            };
+            // Only literal paths and names can clash; regexes are tried in order, duplicates
+            // are harmless.
+            let key = match &location.matcher {
+                LocationMatch::Exact(path) => Some((0, path.clone())),
+                LocationMatch::Prefix { path, .. } => Some((1, path.clone())),
+                LocationMatch::Named(name) => Some((2, name.clone())),
+                LocationMatch::Regex { .. } => None,
+            };
+            if let Some(key) = key
+                && !seen.insert(key.clone())
+            {
+                self.error(&d.span, ErrorKind::DuplicateLocation { path: key.1 });
+            }
+            lowered.push(location);
+        }
+        lowered
+    }
+
+    /// Lowers one `location` block, inheriting `outer` (its parent location's settings, or the
+    /// server's over http's). `None` if its match rule is invalid or it may not sit in
+    /// `parent`; its body is still checked so every error is reported.
+    fn location(
+        &mut self,
+        d: &Directive,
+        outer: &ProxyLayer,
+        parent: Option<&LocationMatch>,
+    ) -> Option<Location> {
+        let matcher = self
+            .location_match(d)
+            .filter(|matcher| self.fits_inside(d, matcher, parent));
+        // nginx: no URI part in `proxy_pass` where no matched prefix can be replaced.
+        let regex = matches!(
+            matcher,
+            Some(LocationMatch::Regex { .. } | LocationMatch::Named(_))
+        );
         let mut layer = ProxyLayer::default();
         let mut proxy = None;
         let mut status = None;
         let mut rewrite = Vec::new();
         let mut pending_ifs = Vec::new();
+        let mut internal = false;
+        let mut nested = Vec::new();
         for inner in d.block.as_deref().unwrap_or_default() {
             if !self.accepts(Context::Location, inner) {
                 continue;
@@ -51,6 +101,9 @@ impl Lowering {
                 }
                 "status" => status = Some(StatusPage::Full),
                 "stub_status" => status = Some(StatusPage::Stub),
+                "internal" if internal => self.duplicate(inner),
+                "internal" => internal = true,
+                "location" => nested.push(inner),
                 "keepalive_timeout" => self.ignore(inner, HTTP_LEVEL_ONLY),
                 _ => {
                     self.proxy_setting(&mut layer, inner);
@@ -64,13 +117,56 @@ impl Lowering {
         };
         let merged = layer.over(outer);
         self.resolve_ifs(&mut rewrite, pending_ifs, &merged);
+        // Nested locations inherit this one's settings as written here, over its own outer.
+        let nested = match &matcher {
+            Some(matcher) => self.locations(&nested, &merged, Some(matcher)),
+            None => Vec::new(),
+        };
         Some(Location {
             matcher: matcher?,
             handler,
             rewrite,
             proxy: merged.resolve(),
+            internal,
+            nested,
             span: d.span.clone(),
         })
+    }
+
+    /// nginx's rules for a location inside another: not inside an exact or a named location,
+    /// no named location below server level, and a literal path that starts with its parent's
+    /// (a regex parent's pattern text, as nginx compares it).
+    fn fits_inside(
+        &mut self,
+        d: &Directive,
+        matcher: &LocationMatch,
+        parent: Option<&LocationMatch>,
+    ) -> bool {
+        let Some(parent) = parent else {
+            return true;
+        };
+        let location = matcher.as_written().to_string();
+        let kind = match (parent, matcher) {
+            (LocationMatch::Exact(path), _) => ErrorKind::LocationInsideExact {
+                location,
+                parent: path.clone(),
+            },
+            (LocationMatch::Named(name), _) => ErrorKind::LocationInsideNamed {
+                location,
+                parent: name.clone(),
+            },
+            (_, LocationMatch::Named(name)) => {
+                ErrorKind::NamedLocationNotAtServerLevel { name: name.clone() }
+            }
+            (_, LocationMatch::Regex { .. }) => return true,
+            (_, _) if location.starts_with(parent.as_written()) => return true,
+            (_, _) => ErrorKind::LocationOutside {
+                location,
+                parent: parent.as_written().to_string(),
+            },
+        };
+        self.error(&d.span, kind);
+        false
     }
 
     /// `location [=|^~|~|~*] PATH`, the modifier also accepted glued to the path (`=/x`).
@@ -102,11 +198,7 @@ impl Lowering {
                     case_insensitive,
                 }
             }
-            "" if path.starts_with('@') => {
-                let kind = ErrorKind::NamedLocationNotSupported { name: path.into() };
-                self.error(&d.args[0].span, kind);
-                return None;
-            }
+            "" if path.starts_with('@') => LocationMatch::Named(path.to_string()),
             "" => LocationMatch::Prefix {
                 path: path.to_string(),
                 no_regex: false,

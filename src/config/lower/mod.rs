@@ -12,6 +12,7 @@
 mod client;
 mod directives;
 mod error_log;
+mod error_page;
 mod gzip;
 mod headers;
 mod health_check;

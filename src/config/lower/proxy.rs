@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::Lowering;
 use super::client::ClientLayer;
+use super::error_page::ErrorPageLayer;
 use super::gzip::GzipLayer;
 use super::headers::ResponseLayer;
 use super::limits::LimitsLayer;
@@ -47,6 +48,7 @@ pub(super) struct ProxyLayer {
     response: ResponseLayer,
     /// `absolute_redirect`, `port_in_redirect`, `server_name_in_redirect`.
     redirects: [Option<bool>; 3],
+    error_pages: ErrorPageLayer,
 }
 
 impl ProxyLayer {
@@ -70,6 +72,7 @@ impl ProxyLayer {
             ssl: self.ssl.over(&outer.ssl),
             access_logs: pick(&self.access_logs, &outer.access_logs),
             client: self.client.over(&outer.client),
+            error_pages: self.error_pages.over(&outer.error_pages),
             gzip: self.gzip.over(&outer.gzip),
             limits: self.limits.over(&outer.limits),
             response: self.response.over(&outer.response),
@@ -98,6 +101,11 @@ impl ProxyLayer {
         self.client.clone().resolve()
     }
 
+    /// The effective error pages alone (what a server uses before any location).
+    pub(super) fn error_pages(&self) -> crate::config::model::ErrorPages {
+        self.error_pages.resolve()
+    }
+
     /// The effective settings: this layer over nginx's defaults.
     pub(super) fn resolve(self) -> ProxySettings {
         let d = ProxySettings::default();
@@ -121,6 +129,7 @@ impl ProxyLayer {
             gzip: self.gzip.resolve(),
             limits: self.limits.resolve(),
             response: self.response.resolve(),
+            error_pages: self.error_pages.resolve(),
         }
     }
 }
@@ -210,7 +219,8 @@ impl Lowering {
                     || self.proxy_ssl_setting(&mut layer.ssl, d)
                     || self.gzip_setting(&mut layer.gzip, d)
                     || self.limits_setting(&mut layer.limits, d)
-                    || self.response_setting(&mut layer.response, d);
+                    || self.response_setting(&mut layer.response, d)
+                    || self.error_page_setting(&mut layer.error_pages, d);
             }
         }
         true

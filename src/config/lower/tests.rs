@@ -482,3 +482,39 @@ fn status_pages_are_a_location_s_one_content_handler() {
         ["\"status\" directive is not allowed here in t.conf:1:17"]
     );
 }
+
+#[test]
+fn error_pages_and_nested_locations_inherit_as_nginx() {
+    let config = lower_ok(&in_server(
+        "error_page 502 503 =200 /sorry; proxy_intercept_errors on; \
+         location /a/ { proxy_set_header X-A 1; error_page 404 @missing; \
+           location /a/b/ { recursive_error_pages on; } } \
+         location /c/ { proxy_intercept_errors off; } \
+         location @missing { internal; }",
+    ));
+    let server = &config.http.servers[0];
+    assert_eq!(server.error_pages.pages.len(), 1);
+    let sorry = &server.error_pages.pages[0];
+    assert_eq!(sorry.codes, [502, 503]);
+    assert_eq!(sorry.status, PageStatus::Code(200));
+    assert_eq!(sorry.target, "/sorry");
+    let [a, c, missing] = &server.locations[..] else {
+        panic!("three top-level locations");
+    };
+    // A level's own `error_page` replaces the list; the flags inherit one by one.
+    let a_pages = &a.proxy.error_pages;
+    assert_eq!(a_pages.pages.len(), 1);
+    assert_eq!(a_pages.pages[0].target, "@missing");
+    assert_eq!(a_pages.pages[0].status, PageStatus::Original);
+    assert!(a_pages.intercept && !a_pages.recursive);
+    // The nested location inherits its parent's settings, lists and flags alike.
+    let b = &a.nested[0];
+    assert_eq!(b.matcher.as_written(), "/a/b/");
+    assert_eq!(b.proxy.error_pages.pages, a_pages.pages);
+    assert!(b.proxy.error_pages.intercept && b.proxy.error_pages.recursive);
+    assert_eq!(b.proxy.set_headers.len(), 1);
+    assert_eq!(c.proxy.error_pages.pages, server.error_pages.pages);
+    assert!(!c.proxy.error_pages.intercept);
+    assert_eq!(missing.matcher, LocationMatch::Named("@missing".into()));
+    assert!(missing.internal && !a.internal);
+}

@@ -14,6 +14,7 @@
 
 mod client;
 mod error_log;
+mod error_page;
 mod gzip;
 mod headers;
 mod limits;
@@ -31,6 +32,7 @@ use std::time::Duration;
 pub use super::source::Span;
 pub use client::{AccessRule, Cidr, ClientRules, Peers, RealIp, RealIpHeader};
 pub use error_log::{ErrorLevel, ErrorLogDestination, ErrorLogTarget};
+pub use error_page::{ErrorPage, ErrorPages, PageStatus};
 pub use gzip::{Gzip, GzipDisable, GzipHttpVersion, GzipProxied, GzipTypes};
 pub use headers::{
     CookieFlag, CookieFlags, Expires, Pattern, Redirect, ResponseRules, SameSiteValue,
@@ -47,7 +49,7 @@ pub use rewrite::{
 };
 pub use server::{
     Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,
-    StatusPage,
+    StatusPage, all_locations,
 };
 pub use tls::{CertificatePair, ServerTls, TlsVersion, VerifyClient};
 pub use upstream::{
@@ -101,7 +103,11 @@ impl Config {
             files.extend(tls.files());
         }
         // `proxy_ssl_*` files: what `https://` locations trust and present to upstreams.
-        let locations = self.http.servers.iter().flat_map(|s| &s.locations);
+        let locations = self
+            .http
+            .servers
+            .iter()
+            .flat_map(|s| all_locations(&s.locations));
         for ssl in locations.map(|l| &l.proxy.ssl) {
             let named = [
                 &ssl.trusted_certificate,

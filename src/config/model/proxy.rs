@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ClientRules, LimitRules, Span, TlsVersion};
+use super::{ClientRules, ErrorPages, LimitRules, Span, TlsVersion};
 
 /// Effective `proxy_*` and related settings of a location.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +53,8 @@ pub struct ProxySettings {
     pub response: super::ResponseRules,
     /// How the `Location` of tether's own redirects is written here.
     pub redirects: super::RedirectRules,
+    /// `error_page`, `proxy_intercept_errors`, `recursive_error_pages` in force here.
+    pub error_pages: ErrorPages,
 }
 
 /// The `proxy_ssl_*` settings of a location, nginx's defaults where unset. Files are named,
@@ -193,6 +195,7 @@ impl Default for ProxySettings {
             limits: LimitRules::default(),
             response: super::ResponseRules::default(),
             redirects: super::RedirectRules::default(),
+            error_pages: ErrorPages::default(),
         }
     }
 }

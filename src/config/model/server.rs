@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use super::client::ClientRules;
 use super::error_log::ErrorLogTarget;
+use super::error_page::ErrorPages;
 use super::proxy::ProxySettings;
 use super::rewrite::RewriteStep;
 use super::tls::ServerTls;
@@ -22,7 +23,7 @@ pub struct Server {
     pub rewrite: Vec<RewriteStep>,
     /// How the `Location` of the server-level directives' redirects is written.
     pub redirects: super::rewrite::RedirectRules,
-    /// Top-level `location` blocks in file order.
+    /// Top-level `location` blocks in file order (nested ones inside them).
     pub locations: Vec<Location>,
     /// TLS termination settings: Some when the server listens with `ssl` on any address.
     pub tls: Option<ServerTls>,
@@ -33,6 +34,9 @@ pub struct Server {
     /// `http2 on` (nginx ≥ 1.25; default off, as nginx) or `http2` on one of its `listen`
     /// lines: h2 is offered by ALPN on its TLS addresses.
     pub http2: bool,
+    /// The error pages in effect before any location (a server-level `return`, no location
+    /// matching).
+    pub error_pages: ErrorPages,
     /// `error_log` in this server: where its requests' events go instead of the http
     /// level's (empty: the http level's).
     pub error_log: Vec<ErrorLogTarget>,
@@ -130,6 +134,10 @@ pub struct Location {
     pub rewrite: Vec<RewriteStep>,
     /// Effective proxy settings (inheritance resolved).
     pub proxy: ProxySettings,
+    /// `internal`: reachable only by an internal redirect (`error_page`), 404 from outside.
+    pub internal: bool,
+    /// Locations nested in this one, in file order (they inherit its settings).
+    pub nested: Vec<Location>,
     /// The `location` directive.
     pub span: Span,
 }
@@ -153,6 +161,33 @@ pub enum LocationMatch {
         /// `~*`.
         case_insensitive: bool,
     },
+    /// `@name` (kept with its `@`): never matched by path, reached by `error_page`.
+    Named(String),
+}
+
+impl LocationMatch {
+    /// The path, pattern or name as written (without its modifier), as nginx names a location
+    /// in its messages.
+    pub fn as_written(&self) -> &str {
+        match self {
+            LocationMatch::Exact(path) | LocationMatch::Prefix { path, .. } => path,
+            LocationMatch::Regex { pattern, .. } => pattern,
+            LocationMatch::Named(name) => name,
+        }
+    }
+}
+
+/// Every location of a server, each followed by its nested ones (depth first, file order).
+pub fn all_locations(locations: &[Location]) -> Vec<&Location> {
+    fn walk<'a>(level: &'a [Location], all: &mut Vec<&'a Location>) {
+        for location in level {
+            all.push(location);
+            walk(&location.nested, all);
+        }
+    }
+    let mut all = Vec::with_capacity(locations.len());
+    walk(locations, &mut all);
+    all
 }
 
 /// What a location does.

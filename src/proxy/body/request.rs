@@ -54,6 +54,17 @@ impl RequestBody {
     }
 }
 
+impl RequestBody {
+    /// The client's body back, as it stands (None for no body): what an `error_page` asks
+    /// again with when no server took the request.
+    pub fn into_client(self) -> Option<ClientBody> {
+        match self {
+            RequestBody::Client { inner, .. } => Some(inner),
+            RequestBody::Empty => None,
+        }
+    }
+}
+
 impl Body for RequestBody {
     type Data = Bytes;
     type Error = BodyError;
