@@ -532,9 +532,22 @@ async fn refusals_and_delays_are_logged_as_nginx_logs_them() {
     warm.stop().await;
     let logs = Logs::capture();
     let proxy = Proxy::start(conf, &[("a", a.addr)]).await;
-    provoke_every_line(&proxy, &a).await;
+    // A stall on a loaded machine only makes the burst look slower (a refusal becomes a
+    // delay or a pass), never the other way: provoke again, at most three times, until every
+    // line was written.
+    for _ in 0..3 {
+        provoke_every_line(&proxy, &a).await;
+        let written = ["limiting requests, excess: ", "delaying request, excess: "]
+            .iter()
+            .all(|line| !logs.lines_with(line).is_empty());
+        if written {
+            break;
+        }
+        // The bucket drains at 2 r/s: an empty one makes the next burst like the first.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
     let refused = logs.lines_with("limiting requests, excess: ");
-    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(!refused.is_empty(), "{refused:?}");
     assert!(refused[0].contains("ERROR"), "{refused:?}");
     assert!(refused[0].contains(" by zone \"one\""), "{refused:?}");
     assert!(
@@ -543,10 +556,10 @@ async fn refusals_and_delays_are_logged_as_nginx_logs_them() {
     );
     // Delays one level below refusals.
     let delayed = logs.lines_with("delaying request, excess: ");
-    assert_eq!(delayed.len(), 1, "{delayed:?}");
+    assert!(!delayed.is_empty(), "{delayed:?}");
     assert!(delayed[0].contains("WARN"), "{delayed:?}");
     let connections = logs.lines_with("limiting connections by zone \"addr\"");
-    assert_eq!(connections.len(), 1, "{connections:?}");
+    assert!(!connections.is_empty(), "{connections:?}");
     assert!(connections[0].contains("ERROR"), "{connections:?}");
     proxy.stop().await;
 }
