@@ -79,17 +79,14 @@ impl Head {
     /// The request at `target` (`/path[?args]`), asked with GET unless it was HEAD, as nginx's
     /// `error_page` does, and without a body. None if `target` is no valid request target.
     pub(super) fn redirected(&self, target: &str) -> Option<Request<ClientBody>> {
-        let path = PathAndQuery::try_from(target).ok()?;
-        // An absolute target (HTTP/2's, or a proxy-style HTTP/1 one) keeps its authority: it
-        // may be the only place the host is named.
-        let mut parts = self.uri.clone().into_parts();
-        parts.path_and_query = Some(path);
-        let uri = Uri::from_parts(parts).ok()?;
+        // The target must be a URI; the request keeps the client's (its `$request_uri`), the
+        // target becomes `$uri` and `$args` through the rewrite phases' locals.
+        PathAndQuery::try_from(target).ok()?;
         let method = match self.method {
             Method::HEAD => Method::HEAD,
             _ => Method::GET,
         };
-        Some(self.build(method, uri, None))
+        Some(self.build(method, self.uri.clone(), None))
     }
 
     /// The request to render a page's target against: the head alone.

@@ -201,8 +201,9 @@ async fn handle(
 enum Destination {
     /// By the request's path, as the client sent it: `internal` locations answer 404.
     Path,
-    /// After `error_page` to a URI: by path, where `internal` locations are allowed.
-    Redirected,
+    /// After `error_page` to this URI: `$uri` (and `$args`) become it while `$request_uri`
+    /// stays the client's, as nginx's internal redirect; `internal` locations are allowed.
+    Redirected(String),
     /// The named location (`@name`).
     Named(String),
 }
@@ -295,7 +296,7 @@ impl Pass<'_> {
                     None => Answered::Done(redirects.unreplaced(response), log),
                 },
                 error_page::Step::Uri(uri) => match head.redirected(&uri) {
-                    Some(again) => Answered::Again(again, Destination::Redirected),
+                    Some(again) => Answered::Again(again, Destination::Redirected(uri)),
                     None => {
                         Answered::Done(error::error_page(StatusCode::INTERNAL_SERVER_ERROR), log)
                     }
@@ -331,10 +332,13 @@ impl Pass<'_> {
                     return replaced(response, origin, server_pages, None, body);
                 }
             },
-            Destination::Path | Destination::Redirected => {
-                let redirected = at == Destination::Redirected;
-                phases::rewrite(server, snapshot, &base, &mut locals, redirected)
+            Destination::Redirected(target) => {
+                let (path, args) = target.split_once('?').unwrap_or((target, ""));
+                locals.set_uri(path.as_bytes().to_vec());
+                locals.set_args(args.to_string());
+                phases::rewrite(server, snapshot, &base, &mut locals, true)
             }
+            Destination::Path => phases::rewrite(server, snapshot, &base, &mut locals, false),
         };
         // From here on, variables see what the rewrite phases set, captured and rewrote.
         let normalised = Normalised {

@@ -82,6 +82,23 @@ async fn an_internal_redirect_asks_with_get_except_for_head() {
 }
 
 #[tokio::test]
+async fn an_error_page_keeps_the_clients_request_uri_as_nginx_does() {
+    let dead = free_addr();
+    let server = r#"
+        location / { error_page 502 /sorry?why=dead; proxy_pass http://{dead}; }
+        location = /sorry { internal; return 200 "$request_uri $uri $args"; }
+    "#;
+    let proxy = start_server(server, &[("dead", dead)]).await;
+    let reply = get(proxy.addr, "/shop/cart?item=7").await;
+    // nginx's internal redirect: `$uri` and `$args` are the page's, `$request_uri` the
+    // client's; without `=`, the status stays the error's.
+    assert_eq!(
+        (reply.status.as_u16(), reply.body.as_str()),
+        (502, "/shop/cart?item=7 /sorry why=dead")
+    );
+}
+
+#[tokio::test]
 async fn upstream_errors_are_replaced_only_when_intercepted() {
     let a = Backend::start("a").await;
     let server = r#"
