@@ -165,26 +165,50 @@ fn scan(bytes: &[u8], names: &mut Vec<u8>) -> Scan {
 /// The length of the name `line` starts with (None: no `:` on the line). Sets `respelled`
 /// unless the client's writer, which knows only the lowercase name, writes it as the upstream
 /// did: in `Title-Case` (each letter after the start or a `-` in upper case, the others in
-/// lower case), or one of the names nginx writes in its own spelling anyway.
+/// lower case), or one of the names nginx writes in its own spelling anyway. One table look-up
+/// and a few bit operations per byte, no branch but the `:`.
 fn name_length(line: &[u8], respelled: &mut bool) -> Option<usize> {
-    let mut upper = true;
-    let mut as_sent = true;
+    // The case a letter must not have here: lower at the start and after a `-`, else upper.
+    let mut forbidden = LOWER;
+    let mut off = 0;
     for (at, &byte) in line.iter().enumerate() {
-        if byte == b':' {
+        let class = CLASS[usize::from(byte)];
+        if class == COLON {
             let name = &line[..at];
-            *respelled |= !as_sent
+            *respelled |= off != 0
                 && !name.eq_ignore_ascii_case(b"content-type")
                 && !name.eq_ignore_ascii_case(b"content-length");
             return Some(at);
         }
-        as_sent &= match upper {
-            true => !byte.is_ascii_lowercase(),
-            false => !byte.is_ascii_uppercase(),
-        };
-        upper = byte == b'-';
+        off |= class & forbidden;
+        // After a `-` (DASH, bit 3): UPPER >> 1, i.e. LOWER; after anything else UPPER.
+        forbidden = UPPER >> ((class & DASH) >> 3);
     }
     None
 }
+
+/// Byte classes for [`name_length`], one bit each.
+const LOWER: u8 = 1;
+const UPPER: u8 = 2;
+const COLON: u8 = 4;
+const DASH: u8 = 8;
+
+/// The class of each byte (0: none of them).
+static CLASS: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = match byte as u8 {
+            b'a'..=b'z' => LOWER,
+            b'A'..=b'Z' => UPPER,
+            b':' => COLON,
+            b'-' => DASH,
+            _ => 0,
+        };
+        byte += 1;
+    }
+    table
+};
 
 /// What a tap and the sender of its connection share.
 #[derive(Debug, Default)]
