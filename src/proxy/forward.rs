@@ -207,7 +207,10 @@ async fn attempt<'g>(
         let reused = pooled.is_some();
         let mut sender = match pooled.take() {
             Some(sender) => sender,
-            None => match connect(peer, settings.connect_timeout, tls).await {
+            // Boxed: opening a connection (TCP, TLS, handshake) is a large future that every
+            // request would otherwise carry and copy as its futures move, though a kept-alive
+            // connection never opens one; a new connection's cost dwarfs one allocation.
+            None => match Box::pin(connect(peer, settings.connect_timeout, tls)).await {
                 Ok(sender) => sender,
                 Err(error) => {
                     peer.state.traffic().record_connect_error();

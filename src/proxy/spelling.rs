@@ -3,19 +3,22 @@
 //! clients and scripts that compare names case-sensitively depend on it. hyper's own
 //! `preserve_header_case` keeps the spellings in an extension type it does not export, so
 //! they are taken here instead: [`HeadTap`] sits under hyper on each upstream connection and,
-//! once [`Sender::try_send_request`] arms it, copies the header lines of the next final
-//! response head it reads (1xx heads skipped) into [`Spellings`], which ride on the response
-//! body to the client's writer (`server::http1::write` uses them; HTTP/2 clients get
-//! lowercase names, as that protocol requires).
+//! once [`Sender::try_send_request`] arms it, copies the header names of the next final
+//! response head it reads (1xx heads skipped) into a buffer the connection reuses, and the
+//! response carries [`Spellings`] — a handle on that buffer — to the client's writer
+//! (`server::http1::write` uses them; HTTP/2 clients get lowercase names, as that protocol
+//! requires).
 //!
-//! Costs: one vectorised walk over the head's `:` and line ends in the bytes read while
-//! armed, its names copied into one allocation, and the writer's lookups, mostly one compare
-//! each (names arrive in wire order). Must not import the server side.
+//! Costs: one vectorised walk over the head's `:` and line ends in the bytes read while armed,
+//! its names copied into the connection's buffer (no allocation once it has grown), a
+//! reference count and a lock for the writer, whose lookups are mostly one compare each (names
+//! arrive in wire order). Checking each name's case up front, to hand out nothing when all are
+//! `Title-Case`, cost more than the lookups it saved. Must not import the server side.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -25,35 +28,62 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::proxy::body::request::RequestBody;
 
-/// The header names of one response head as the upstream spelled them, in wire order, each
-/// followed by `:`.
+/// The upstream's spelling of the header names of one response head: a handle on its
+/// connection's buffer, valid until that connection reads its next head (after this
+/// response's head is written).
 #[derive(Clone, Debug)]
-pub struct Spellings(Box<[u8]>);
+pub struct Spellings {
+    shared: Arc<Shared>,
+    /// Which head of the connection these are (the buffer may have moved on since).
+    head: u64,
+}
 
 impl Spellings {
-    /// The spellings, read in order by a [`Speller`].
-    pub fn speller(&self) -> Speller<'_> {
-        Speller {
-            names: &self.0,
-            cursor: 0,
-        }
+    /// The names, in wire order; None when the connection has read another head since (the
+    /// writer then spells every name in `Title-Case`).
+    pub fn names(&self) -> Option<Names<'_>> {
+        let captured = self.shared.captured.lock().ok()?;
+        (captured.head == self.head && captured.kept).then_some(Names(captured))
     }
 
     /// Built from names (tests, and heads made by hand).
     pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Spellings {
         let mut joined = Vec::new();
         for name in names {
-            joined.extend_from_slice(name.as_bytes());
-            joined.push(b':');
+            push_name(&mut joined, name.as_bytes());
         }
-        Spellings(joined.into_boxed_slice())
+        let shared = Shared {
+            armed: AtomicBool::new(false),
+            captured: Mutex::new(Captured {
+                names: joined,
+                head: 1,
+                kept: true,
+            }),
+        };
+        Spellings {
+            shared: Arc::new(shared),
+            head: 1,
+        }
+    }
+}
+
+/// The names of [`Spellings`], locked while the writer reads them.
+pub struct Names<'a>(MutexGuard<'a, Captured>);
+
+impl Names<'_> {
+    /// The spellings, read in order by a [`Speller`].
+    pub fn speller(&self) -> Speller<'_> {
+        Speller {
+            names: &self.0.names,
+            cursor: 0,
+        }
     }
 }
 
 /// Finds the spelling of each name a writer meets. Names usually come in wire order (hyper
 /// fills the map as it parses), so the name at the cursor is tried first, then the ones after
 /// it (headers the proxy removed are skipped), then all of them. A name is rejected on its
-/// length (no `:` right after) before any byte is compared.
+/// length (stored before it) before any byte is compared, and skipped without reading it.
 pub struct Speller<'a> {
     names: &'a [u8],
     cursor: usize,
@@ -64,22 +94,30 @@ impl<'a> Speller<'a> {
     pub fn spell(&mut self, name: &str) -> Option<&'a [u8]> {
         let names = self.names;
         let found = find_from(names, self.cursor, name).or_else(|| find_from(names, 0, name))?;
-        self.cursor = found + name.len() + 1;
+        self.cursor = found + name.len();
         Some(&names[found..found + name.len()])
     }
 }
 
-/// Where `name` starts among the `:`-ended names of `names`, looking from offset `from` (the
-/// start of a name).
+/// Appends `name` to `names`: its length in two bytes, then its bytes (a name is shorter than
+/// [`MAX_HEAD`], the longest head kept).
+fn push_name(names: &mut Vec<u8>, name: &[u8]) {
+    let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
+    names.extend_from_slice(&len.to_le_bytes());
+    names.extend_from_slice(&name[..usize::from(len)]);
+}
+
+/// Where `name`'s bytes start among the length-prefixed `names`, looking from offset `from`
+/// (the start of a length).
 fn find_from(names: &[u8], mut from: usize, name: &str) -> Option<usize> {
     let name = name.as_bytes();
-    while from < names.len() {
-        if names.get(from + name.len()) == Some(&b':')
-            && names[from..from + name.len()].eq_ignore_ascii_case(name)
-        {
-            return Some(from);
+    while let Some(len) = names.get(from..from + 2) {
+        let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+        let start = from + 2;
+        from = start + len;
+        if len == name.len() && names.get(start..from)?.eq_ignore_ascii_case(name) {
+            return Some(start);
         }
-        from += memchr::memchr(b':', &names[from..]).map_or(names.len(), |at| at + 1);
     }
     None
 }
@@ -88,31 +126,30 @@ fn find_from(names: &[u8], mut from: usize, name: &str) -> Option<usize> {
 enum Scan {
     /// The head is not all here yet.
     Partial,
-    /// The head ends at this offset (after its empty line); its names, each ended by `:`.
-    Whole { end: usize, names: Box<[u8]> },
+    /// The head ends at this offset (after its empty line).
+    Whole { end: usize },
 }
 
 /// Scans the head at the start of `bytes` in one vectorised walk over its `:` and line ends:
-/// where it ends, and its names. A line's first `:` ends its name; the head ends at the first
-/// line that is empty.
-fn scan(bytes: &[u8]) -> Scan {
+/// where it ends, and its names, put in `names` (see [`push_name`]). A line's first `:` ends
+/// its name; the head ends at the first line that is empty.
+fn scan(bytes: &[u8], names: &mut Vec<u8>) -> Scan {
+    names.clear();
     let Some(status_end) = memchr::memchr(b'\n', bytes) else {
         return Scan::Partial;
     };
-    let mut names = Vec::with_capacity(256);
     let mut line_start = status_end + 1;
-    let mut named = false;
     if bytes[line_start..].starts_with(b"\r\n") {
         return Scan::Whole {
             end: line_start + 2,
-            names: Box::default(),
         };
     }
+    let mut named = false;
     let first = line_start;
     for at in memchr::memchr2_iter(b':', b'\n', &bytes[first..]).map(|at| at + first) {
         if bytes[at] == b':' {
             if !named {
-                names.extend_from_slice(&bytes[line_start..=at]);
+                push_name(names, &bytes[line_start..at]);
                 named = true;
             }
             continue;
@@ -122,7 +159,6 @@ fn scan(bytes: &[u8]) -> Scan {
         if bytes[line_start..].starts_with(b"\r\n") {
             return Scan::Whole {
                 end: line_start + 2,
-                names: names.into_boxed_slice(),
             };
         }
     }
@@ -134,8 +170,19 @@ fn scan(bytes: &[u8]) -> Scan {
 struct Shared {
     /// A request was sent: the next final response head is to be captured.
     armed: AtomicBool,
-    /// The last head captured, until the sender takes it.
-    captured: Mutex<Option<Spellings>>,
+    /// The names of the last head captured.
+    captured: Mutex<Captured>,
+}
+
+/// The names of a connection's last response head, in a buffer reused from head to head.
+#[derive(Debug, Default)]
+struct Captured {
+    /// The names, each after its length (see [`push_name`]).
+    names: Vec<u8>,
+    /// Counts the heads looked at: tells [`Spellings`] whether the buffer moved on.
+    head: u64,
+    /// The head is all here and one of its names is spelled otherwise than the writer would.
+    kept: bool,
 }
 
 /// An upstream stream with the head capture under it.
@@ -174,14 +221,23 @@ impl<S> HeadTap<S> {
 
     /// Takes the first final head at the start of `bytes` (1xx heads skipped); returns the
     /// unfinished head to keep for the next read, if any. hyper parses the head itself: here
-    /// its lines are only walked (its end, and whether any name is not `Title-Case`).
-    fn take_head<'b>(&mut self, mut bytes: &'b [u8]) -> Option<&'b [u8]> {
+    /// its lines are only walked (its end, and its names).
+    fn take_head<'b>(&self, mut bytes: &'b [u8]) -> Option<&'b [u8]> {
+        // Poisoned only if a writer panicked while reading: spellings are then lost, not the
+        // response.
+        let Ok(mut captured) = self.shared.captured.lock() else {
+            self.shared.armed.store(false, Ordering::Relaxed);
+            return None;
+        };
+        // Whatever happens next, spellings handed out for an earlier head no longer apply.
+        captured.head = captured.head.wrapping_add(1);
+        captured.kept = false;
         loop {
-            let (end, names) = match scan(bytes) {
-                Scan::Whole { end, names } => (end, names),
+            let end = match scan(bytes, &mut captured.names) {
+                Scan::Whole { end } => end,
                 Scan::Partial if bytes.len() < MAX_HEAD => return Some(bytes),
                 Scan::Partial => {
-                    self.publish(None);
+                    self.shared.armed.store(false, Ordering::Relaxed);
                     return None;
                 }
             };
@@ -193,15 +249,9 @@ impl<S> HeadTap<S> {
                 }
                 continue;
             }
-            self.publish(Some(Spellings(names)));
+            captured.kept = !captured.names.is_empty();
+            self.shared.armed.store(false, Ordering::Relaxed);
             return None;
-        }
-    }
-
-    fn publish(&mut self, spellings: Option<Spellings>) {
-        self.shared.armed.store(false, Ordering::Relaxed);
-        if let Ok(mut slot) = self.shared.captured.lock() {
-            *slot = spellings;
         }
     }
 }
@@ -273,6 +323,18 @@ pub fn tap<S>(stream: S) -> (HeadTap<S>, TapHandle) {
     (tap, TapHandle(shared))
 }
 
+/// The spellings of the head captured since the tap was armed, if the writer needs them.
+fn spellings_of(shared: &Arc<Shared>) -> Option<Spellings> {
+    if shared.armed.load(Ordering::Relaxed) {
+        return None;
+    }
+    let captured = shared.captured.lock().ok()?;
+    captured.kept.then(|| Spellings {
+        shared: shared.clone(),
+        head: captured.head,
+    })
+}
+
 /// The sender's end of a [`HeadTap`].
 #[derive(Debug)]
 pub struct TapHandle(Arc<Shared>);
@@ -306,9 +368,10 @@ impl Sender {
         self.send.try_send_request(request)
     }
 
-    /// The spellings of the last response head read (taken: None the second time).
+    /// The spellings of the response head just read (None when it had no header, or no head
+    /// was read since the request was sent).
     pub fn take_spellings(&self) -> Option<Spellings> {
-        self.shared.captured.lock().ok()?.take()
+        spellings_of(&self.shared)
     }
 
     /// Sends `request` without looking at the answer's spellings (health checks).
@@ -333,9 +396,15 @@ mod tests {
             }
         }
         assert!(!handle.0.armed.load(Ordering::Relaxed), "a head was taken");
-        let spellings = handle.0.captured.lock().unwrap().take()?;
-        let text = String::from_utf8(spellings.0.to_vec()).unwrap();
-        Some(text.split_terminator(':').map(str::to_string).collect())
+        let spellings = spellings_of(&handle.0)?;
+        let names = spellings.names().unwrap();
+        let (mut all, mut rest) = (Vec::new(), &names.0.names[..]);
+        while let [low, high, tail @ ..] = rest {
+            let (name, after) = tail.split_at(usize::from(u16::from_le_bytes([*low, *high])));
+            all.push(String::from_utf8(name.to_vec()).unwrap());
+            rest = after;
+        }
+        Some(all)
     }
 
     #[test]
@@ -348,17 +417,47 @@ mod tests {
             b"\r\n",
         ]);
         assert_eq!(names.unwrap(), ["etag"]);
-        let names = captured(&[b"HTTP/1.1 204 No Content\r\n\r\n"]);
-        assert_eq!(names.unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_name_ends_at_its_lines_first_colon_and_a_head_without_names_gives_none() {
+        assert_eq!(captured(&[b"HTTP/1.1 204 No Content\r\n\r\n"]), None);
+        let head = b"HTTP/1.1 200 OK\r\nX-Request-Id: a:b\r\nDate: 10:11\r\n\r\n";
+        assert_eq!(captured(&[head]).unwrap(), ["X-Request-Id", "Date"]);
+    }
+
+    #[test]
+    fn spellings_lapse_when_the_connection_reads_its_next_head() {
+        let (mut tap, handle) = tap(());
+        handle.0.armed.store(true, Ordering::Relaxed);
+        tap.capture(b"HTTP/1.1 200 OK\r\nx-a: 1\r\n\r\n");
+        let first = spellings_of(&handle.0).unwrap();
+        assert!(first.names().is_some());
+        handle.0.armed.store(true, Ordering::Relaxed);
+        assert!(
+            spellings_of(&handle.0).is_none(),
+            "nothing read since armed"
+        );
+        tap.capture(b"HTTP/1.1 200 OK\r\nx-b: 1\r\n\r\n");
+        assert!(first.names().is_none());
+        assert!(spellings_of(&handle.0).unwrap().names().is_some());
     }
 
     #[test]
     fn the_speller_follows_wire_order_and_finds_the_rest() {
         let spellings = Spellings::from_names(["Connection", "Content-Type", "X-ID", "Set-Cookie"]);
-        let mut speller = spellings.speller();
+        let names = spellings.names().unwrap();
+        let mut speller = names.speller();
         assert_eq!(speller.spell("content-type"), Some(&b"Content-Type"[..]));
         assert_eq!(speller.spell("set-cookie"), Some(&b"Set-Cookie"[..]));
         assert_eq!(speller.spell("x-id"), Some(&b"X-ID"[..]));
         assert_eq!(speller.spell("server"), None);
+        // A name sent twice, spelled two ways: each in its turn.
+        let spellings = Spellings::from_names(["Set-Cookie", "x-a", "set-cookie"]);
+        let names = spellings.names().unwrap();
+        let mut speller = names.speller();
+        assert_eq!(speller.spell("set-cookie"), Some(&b"Set-Cookie"[..]));
+        assert_eq!(speller.spell("set-cookie"), Some(&b"set-cookie"[..]));
+        assert_eq!(speller.spell("x-a"), Some(&b"x-a"[..]));
     }
 }

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use std::io::Write as _;
 
-use crate::proxy::spelling::Spellings;
+use crate::proxy::spelling::{Names, Spellings};
 use crate::stream::ClientStream;
 use bytes::{Buf, Bytes};
 #[cfg(test)]
@@ -228,16 +228,19 @@ fn encode_head(buf: &mut Vec<u8>, plan: &HeadPlan<'_>) {
     buf.extend_from_slice(b"\r\n");
     // Names as the upstream spelled them, as nginx relays them; names it did not send
     // (tether's own) in the canonical `Title-Case` nginx writes its own in.
-    let mut speller = plan.spellings.map(Spellings::speller);
+    let names = plan.spellings.and_then(Spellings::names);
+    let mut speller = names.as_ref().map(Names::speller);
     // Noted on the way rather than looked up after: a standard name compares as a tag.
     let (mut has_date, mut has_server) = (false, false);
     for (name, value) in plan.headers {
         has_date |= name == header::DATE;
         has_server |= name == header::SERVER;
-        let spelled = match name.as_str() {
-            // nginx writes these itself, in this spelling, whatever the upstream's.
-            "content-type" | "content-length" => None,
-            name => speller.as_mut().and_then(|s| s.spell(name)),
+        // nginx writes Content-Type and -Length itself, in this spelling, whatever the
+        // upstream's (standard names compare as tags).
+        let spelled = match speller.as_mut() {
+            Some(_) if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH => None,
+            Some(speller) => speller.spell(name.as_str()),
+            None => None,
         };
         match spelled {
             Some(spelled) => buf.extend_from_slice(spelled),
@@ -278,15 +281,16 @@ fn encode_head(buf: &mut Vec<u8>, plan: &HeadPlan<'_>) {
 }
 
 /// `content-type` as `Content-Type`: each letter after the start or a `-` in upper case.
+/// Copied whole, then those letters raised in place (no push per byte).
 fn put_title_case(buf: &mut Vec<u8>, name: &str) {
+    let start = buf.len();
+    buf.extend_from_slice(name.as_bytes());
     let mut upper = true;
-    for &byte in name.as_bytes() {
-        buf.push(if upper {
-            byte.to_ascii_uppercase()
-        } else {
-            byte
-        });
-        upper = byte == b'-';
+    for byte in &mut buf[start..] {
+        if upper {
+            byte.make_ascii_uppercase();
+        }
+        upper = *byte == b'-';
     }
 }
 
