@@ -68,17 +68,19 @@ pub enum Peers {
     All,
     /// An address or a CIDR block.
     Cidr(Cidr),
-    /// `unix:`: clients on UNIX-domain sockets (tether listens on none, so this matches no one).
+    /// `unix:`: clients on UNIX-domain sockets (`listen unix:PATH`).
     Unix,
 }
 
 impl Peers {
-    /// Whether `ip` is among these peers (an IPv4 client on a dual-stack socket counts as IPv4).
+    /// Whether `ip` is among these peers (an IPv4 client on a dual-stack socket counts as IPv4;
+    /// a UNIX-domain socket's client, [`super::UNIX_PEER`], only in `unix:` and `all`, as nginx).
     pub fn contains(&self, ip: IpAddr) -> bool {
+        let unix = ip == super::UNIX_PEER.ip();
         match self {
             Peers::All => true,
-            Peers::Cidr(cidr) => cidr.contains(ip),
-            Peers::Unix => false,
+            Peers::Cidr(cidr) => !unix && cidr.contains(ip),
+            Peers::Unix => unix,
         }
     }
 }
