@@ -18,14 +18,21 @@ use crate::harness::{Backend, Proxy, get, within};
 
 /// One `GET path` over the socket at `socket`, `Connection: close`; the whole answer as text.
 async fn get_unix(socket: &Path, path: &str) -> String {
+    send_unix(socket, "", path).await
+}
+
+/// As [`get_unix`], with `preamble` (a PROXY protocol header) sent first.
+async fn send_unix(socket: &Path, preamble: &str, path: &str) -> String {
     within(Duration::from_secs(5), "an answer over the socket", async {
         let mut stream = UnixStream::connect(socket)
             .await
             .expect("connect to the socket");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("{preamble}GET {path} HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.expect("send");
         let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await.expect("read");
+        // A reset (a refused PROXY header with the request unread) ends the answer too.
+        let _ = stream.read_to_end(&mut answer).await;
         String::from_utf8_lossy(&answer).into_owned()
     })
     .await
@@ -126,6 +133,30 @@ async fn a_unix_socket_takes_requests_and_websockets_with_nginx_variables() {
 
     proxy.stop().await;
     assert!(!socket.exists(), "the socket file outlived tether");
+}
+
+#[tokio::test]
+async fn a_proxy_on_the_socket_names_the_client_by_proxy_protocol() {
+    let app = Backend::start("app").await;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let socket = dir.path().join("pp.sock");
+    let conf = format!(
+        "events {{}} http {{ upstream u {{ server {{app}}; }} server {{ listen {{listen}}; \
+         listen unix:{} proxy_protocol; set_real_ip_from unix:; real_ip_header proxy_protocol; \
+         location / {{ proxy_pass http://u; proxy_set_header X-Real-IP $remote_addr; \
+         proxy_set_header X-Peer $realip_remote_addr; }} }} }}",
+        socket.display()
+    );
+    let _proxy = Proxy::start(&conf, &[("app", app.addr)]).await;
+    let header = "PROXY TCP4 203.0.113.7 192.0.2.1 4711 80\r\n";
+    let answer = send_unix(&socket, header, "/").await;
+    assert_eq!(status(&answer), "200", "{answer}");
+    let seen = app.last();
+    assert_eq!(seen.headers["x-real-ip"], "203.0.113.7");
+    assert_eq!(seen.headers["x-peer"], "unix:");
+    // Without the header the connection is closed, as on TCP.
+    let answer = get_unix(&socket, "/").await;
+    assert_eq!(answer, "");
 }
 
 #[tokio::test]

@@ -132,6 +132,15 @@ pub fn unix_listen_path(key: SocketAddr) -> Option<std::sync::Arc<str>> {
     paths.get(&key).cloned()
 }
 
+/// A listen address as people write it: `unix:PATH` for a UNIX-domain listener's key, the
+/// socket address otherwise (log lines, the status pages, reload summaries).
+pub fn shown_listen(listen: SocketAddr) -> String {
+    match unix_listen_path(listen) {
+        Some(path) => format!("unix:{path}"),
+        None => listen.to_string(),
+    }
+}
+
 /// True for the keys of UNIX-domain listeners and for [`UNIX_PEER`].
 pub fn is_unix_key(addr: SocketAddr) -> bool {
     matches!(addr.ip(), std::net::IpAddr::V6(ip) if ip.segments()[..4] == [0x100, 0, 0, 0])
