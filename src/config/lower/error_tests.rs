@@ -168,6 +168,10 @@ fn listen_and_server_name_errors() {
         &["duplicate listen 0.0.0.0:80 in t.conf:1:28"],
     );
     check(
+        &in_server("listen unix:/tmp/s; listen unix:/tmp/s;"),
+        &["duplicate listen unix:/tmp/s in t.conf:1:37"],
+    );
+    check(
         "http { server { listen 80 default_server; } server { listen 80 default; } }",
         &["a duplicate default server for 0.0.0.0:80 in t.conf:1:54"],
     );

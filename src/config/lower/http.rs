@@ -246,7 +246,9 @@ impl Lowering {
         server.redirects = merged.redirect_rules();
         server.error_pages = merged.error_pages();
         server.locations = self.locations(&locations, &merged, None);
-        let addresses: Vec<String> = server.listens.iter().map(|l| l.addr.to_string()).collect();
+        let addresses: Vec<String> = (server.listens.iter())
+            .map(|l| crate::config::model::shown_listen(l.addr))
+            .collect();
         let scope = format!("{} @ {}", scope_names.join(" "), addresses.join(" "));
         (server, tls.over(outer_tls), scope)
     }
