@@ -213,6 +213,34 @@ mod tests {
     }
 
     #[test]
+    fn a_unix_socket_client_is_named_only_by_unix_and_all() {
+        let unix = crate::config::model::UNIX_PEER.ip();
+        assert!(Peers::Unix.contains(unix));
+        assert!(Peers::All.contains(unix));
+        for block in ["::/0", "100::/8", "100::/64"] {
+            let cidr = Peers::Cidr(Cidr::parse(block).unwrap());
+            assert!(!cidr.contains(unix), "{block}");
+        }
+        assert!(!Peers::Unix.contains(ip("::1")));
+    }
+
+    #[test]
+    fn a_socket_path_keeps_its_listen_key_and_is_named_by_it() {
+        use crate::config::model::{UNIX_PEER, shown_listen, unix_listen_key};
+        let path = std::path::Path::new("/run/tether/a.sock");
+        let key = unix_listen_key(path);
+        assert_eq!(unix_listen_key(path), key);
+        assert_ne!(
+            unix_listen_key(std::path::Path::new("/run/tether/b.sock")),
+            key
+        );
+        assert_ne!(key, UNIX_PEER);
+        assert_eq!(shown_listen(key), "unix:/run/tether/a.sock");
+        let tcp: std::net::SocketAddr = "0.0.0.0:80".parse().unwrap();
+        assert_eq!(shown_listen(tcp), "0.0.0.0:80");
+    }
+
+    #[test]
     fn low_bits_are_masked_off_and_bad_blocks_refused() {
         assert_eq!(Cidr::parse("10.1.2.3/8"), Cidr::parse("10.0.0.0/8"));
         for bad in [
