@@ -236,13 +236,13 @@ impl fmt::Display for Changes<'_> {
             self.0
                 .listeners_added
                 .iter()
-                .map(|a| format!("listen +{a}")),
+                .map(|a| format!("listen +{}", crate::config::model::shown_listen(*a))),
         );
         parts.extend(
             self.0
                 .listeners_removed
                 .iter()
-                .map(|a| format!("listen -{a}")),
+                .map(|a| format!("listen -{}", crate::config::model::shown_listen(*a))),
         );
         if parts.is_empty() {
             f.write_str("no server or listener changed")

@@ -68,7 +68,11 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Config(errors) => errors.fmt(f),
-            StartError::Bind { addr, error } => write!(f, "bind() to {addr} failed ({error})"),
+            StartError::Bind { addr, error } => match crate::config::model::unix_listen_path(*addr)
+            {
+                Some(path) => write!(f, "bind() to unix:{path} failed ({error})"),
+                None => write!(f, "bind() to {addr} failed ({error})"),
+            },
             StartError::Panicked(panic) => write!(f, "building the configuration {panic}"),
             StartError::ErrorLog(error) => error.fmt(f),
         }
@@ -236,7 +240,7 @@ impl Tether {
     /// Starts accepting on each listener.
     fn serve_all(
         &self,
-        bound: Vec<(SocketAddr, TcpListener)>,
+        bound: Vec<(SocketAddr, server::Bound)>,
     ) -> Vec<(SocketAddr, ListenerHandle)> {
         bound
             .into_iter()
@@ -244,9 +248,17 @@ impl Tether {
             .collect()
     }
 
-    fn serve(&self, listen: SocketAddr, listener: TcpListener) -> ListenerHandle {
-        let local = listener.local_addr().unwrap_or(listen);
-        tracing::info!(%listen, %local, "listening");
+    fn serve(&self, listen: SocketAddr, listener: server::Bound) -> ListenerHandle {
+        let (local, unix) = match &listener {
+            server::Bound::Tcp(tcp) => (tcp.local_addr().unwrap_or(listen), None),
+            server::Bound::Unix(_, path) => (listen, Some(path.clone())),
+        };
+        match &unix {
+            Some(path) => {
+                tracing::info!(listen = %format_args!("unix:{}", path.display()), "listening")
+            }
+            None => tracing::info!(%listen, %local, "listening"),
+        }
         let (retire, retired) = watch::channel(false);
         let task = tokio::spawn(server::accept_loop(
             listener,
@@ -258,6 +270,7 @@ impl Tether {
         ));
         ListenerHandle {
             local,
+            unix,
             retire,
             task,
         }

@@ -583,9 +583,9 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
         Var::Host => out.push_str(req.host),
         // Canonical form, so a v4 client on a dual-stack socket reads `1.2.3.4`, not
         // `::ffff:1.2.3.4`.
-        Var::RemoteAddr => push_ip(out, req.client.ip().to_canonical()),
+        Var::RemoteAddr => push_client(out, req.client),
         Var::RemotePort => push_port(req.client.port(), out),
-        Var::RealipRemoteAddr => push_ip(out, req.peer.ip().to_canonical()),
+        Var::RealipRemoteAddr => push_client(out, req.peer),
         Var::RealipRemotePort => push_port(req.peer.port(), out),
         Var::ProxyProtocol(fact) => {
             if let Some(proxied) = req.proxy_protocol {
@@ -597,8 +597,15 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
                 }
             }
         }
-        Var::ServerAddr => push_ip(out, req.local.ip().to_canonical()),
-        Var::ServerPort => push_u64(out, u64::from(req.local.port())),
+        Var::ServerAddr => match crate::config::model::unix_listen_path(req.local) {
+            Some(path) => {
+                out.push_str("unix:");
+                out.push_str(&path);
+            }
+            None => push_ip(out, req.local.ip().to_canonical()),
+        },
+        // Empty on a UNIX-domain socket (its key's port is 0), as nginx.
+        Var::ServerPort => push_port(req.local.port(), out),
         Var::Scheme => out.push_str(req.scheme),
         Var::Https => out.push_str(if req.tls.is_some() { "on" } else { "" }),
         Var::Ssl(fact) => {
@@ -642,7 +649,7 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
             if out.len() > before {
                 out.push_str(", ");
             }
-            push_ip(out, req.client.ip().to_canonical());
+            push_client(out, req.client);
         }
         Var::Header(name) => push_header(req.headers, name, out),
         Var::Arg(name) => {
@@ -687,6 +694,16 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
 
 /// A port as nginx prints `$remote_port`: nothing when unknown (0, as after realip took an
 /// address that came without one).
+/// A client's address as `$remote_addr` writes it: canonical, so a v4 client on a dual-stack
+/// socket reads `1.2.3.4`, not `::ffff:1.2.3.4`; `unix:` for a UNIX-domain socket's, as nginx.
+pub(crate) fn push_client(out: &mut String, client: SocketAddr) {
+    if client == crate::config::model::UNIX_PEER {
+        out.push_str("unix:");
+    } else {
+        push_ip(out, client.ip().to_canonical());
+    }
+}
+
 fn push_port(port: u16, out: &mut String) {
     if port != 0 {
         push_u64(out, u64::from(port));

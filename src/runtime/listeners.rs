@@ -17,8 +17,12 @@ use crate::server;
 
 /// One listener being served.
 pub struct ListenerHandle {
-    /// The address actually bound (differs from the `listen` address when its port was 0).
+    /// The address actually bound (differs from the `listen` address when its port was 0;
+    /// a UNIX-domain listener's key).
     pub local: SocketAddr,
+    /// A UNIX-domain listener's path: unlinked when it is retired, as nginx removes its
+    /// sockets' files when it stops or a reload drops them.
+    pub unix: Option<std::path::PathBuf>,
     /// Set to true to stop accepting; the listener's connections then finish gracefully.
     pub retire: watch::Sender<bool>,
     /// The accept loop.
@@ -41,16 +45,26 @@ impl Listeners {
         wanted: &[SocketAddr],
         mut prebound: Vec<(SocketAddr, TcpListener)>,
         dual_stack: impl Fn(SocketAddr) -> bool,
-    ) -> Result<Vec<(SocketAddr, TcpListener)>, StartError> {
+    ) -> Result<Vec<(SocketAddr, server::Bound)>, StartError> {
         let mut bound = Vec::new();
         for &addr in wanted
             .iter()
             .filter(|addr| !self.by_listen.contains_key(addr))
         {
+            let unix = crate::config::model::unix_listen_path(addr);
             let listener = match prebound.iter().position(|(listen, _)| *listen == addr) {
-                Some(index) => prebound.swap_remove(index).1,
-                None => server::bind(addr, dual_stack(addr))
-                    .map_err(|error| StartError::Bind { addr, error })?,
+                Some(index) => prebound.swap_remove(index).1.into(),
+                None => match unix {
+                    Some(path) => {
+                        let path = std::path::PathBuf::from(&*path);
+                        let unix = server::bind_unix(&path)
+                            .map_err(|error| StartError::Bind { addr, error })?;
+                        server::Bound::Unix(unix, path)
+                    }
+                    None => server::bind(addr, dual_stack(addr))
+                        .map_err(|error| StartError::Bind { addr, error })?
+                        .into(),
+                },
             };
             bound.push((addr, listener));
         }
@@ -73,7 +87,7 @@ impl Listeners {
             .collect();
         for addr in &unwanted {
             if let Some(handle) = self.by_listen.remove(addr) {
-                let _ = handle.retire.send(true);
+                retire(&handle);
             }
         }
         unwanted
@@ -83,7 +97,7 @@ impl Listeners {
     pub fn retire_all(&mut self) -> Vec<ListenerHandle> {
         let handles: Vec<ListenerHandle> = self.by_listen.drain().map(|(_, l)| l).collect();
         for handle in &handles {
-            let _ = handle.retire.send(true);
+            retire(handle);
         }
         handles
     }
@@ -96,5 +110,16 @@ impl Listeners {
     /// Every bound address.
     pub fn locals(&self) -> Vec<SocketAddr> {
         self.by_listen.values().map(|l| l.local).collect()
+    }
+}
+
+/// Tells a listener to stop accepting and removes its socket file, if it has one: no new
+/// client can connect by the path from then on, and the connections it accepted go on.
+fn retire(handle: &ListenerHandle) {
+    let _ = handle.retire.send(true);
+    if let Some(path) = &handle.unix
+        && let Err(error) = std::fs::remove_file(path)
+    {
+        tracing::warn!(path = %path.display(), %error, "could not remove the socket file");
     }
 }

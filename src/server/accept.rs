@@ -7,19 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::model::UNIX_PEER;
 use crate::inflight::{Inflight, Token};
 use crate::proxy::{ConnInfo, TunnelControl};
+use crate::server::Bound;
 use crate::server::ceiling::{Admission, Ceiling};
 use crate::server::h2;
 use crate::server::http1;
 use crate::server::http1::head::Rejection;
 use crate::server::proxy_protocol::{self, Refusal};
 use crate::server::sniff::{self, Opening};
+use crate::server::socket::Accepted;
 use crate::server::tls::{self, Refused};
 use crate::snapshot::Snapshot;
 use crate::stream::MaybeTls;
@@ -55,7 +57,7 @@ impl Default for Lifecycle {
 /// Accepts connections until the listener is retired or tether stops, serving each in a task
 /// of its own. Retiring only stops accepting: open connections finish their requests.
 pub async fn accept_loop(
-    listener: TcpListener,
+    listener: Bound,
     listen: SocketAddr,
     live: Arc<ArcSwap<Snapshot>>,
     ceiling: Arc<Ceiling>,
@@ -64,10 +66,15 @@ pub async fn accept_loop(
 ) {
     // A listener bound to one address accepts only on it: its connections' local address is
     // known without a getsockname() each. Only a wildcard listener has to ask.
-    let bound = listener
-        .local_addr()
-        .ok()
-        .filter(|bound| !bound.ip().is_unspecified());
+    // A UNIX-domain listener's connections are known by its key (`$server_addr` names the
+    // path from it).
+    let bound = match &listener {
+        Bound::Tcp(tcp) => tcp
+            .local_addr()
+            .ok()
+            .filter(|bound| !bound.ip().is_unspecified()),
+        Bound::Unix(..) => Some(listen),
+    };
     let accept_failures = Throttle::default();
     // Looked up once per listener, kept across reloads by the telemetry.
     let stats = lifecycle.telemetry.listener(listen);
@@ -77,7 +84,7 @@ pub async fn accept_loop(
             _ = retired.wait_for(|retired| *retired) => return,
         };
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = accept(&listener) => accepted,
             _ = retired.wait_for(|retired| *retired) => return,
         };
         match accepted {
@@ -86,7 +93,7 @@ pub async fn accept_loop(
                     serial: crate::proxy::next_connection_serial(),
                     requests: Default::default(),
                     client,
-                    local: bound.unwrap_or_else(|| stream.local_addr().unwrap_or(listen)),
+                    local: bound.unwrap_or_else(|| stream.tcp_local_addr().unwrap_or(listen)),
                     listen,
                     scheme: "http",
                     tunnels: TunnelControl {
@@ -134,19 +141,36 @@ pub async fn accept_loop(
     }
 }
 
+/// Accepts one connection: a UNIX-domain client's address is [`UNIX_PEER`] (nginx's
+/// `$remote_addr` of `unix:`).
+async fn accept(listener: &Bound) -> std::io::Result<(Accepted, SocketAddr)> {
+    match listener {
+        Bound::Tcp(tcp) => {
+            let (stream, client) = tcp.accept().await?;
+            Ok((Accepted::Tcp(stream), client))
+        }
+        Bound::Unix(unix, _) => {
+            let (stream, _) = unix.accept().await?;
+            Ok((Accepted::Unix(stream), UNIX_PEER))
+        }
+    }
+}
+
 /// Serves one client connection (HTTP/1.1 with keep-alive and upgrades, or HTTP/2 by prior
 /// knowledge) until it closes, its listener is retired (then it finishes the request in hand
 /// and closes), the ceiling sheds it while idle, or tether stops (the task is aborted). A
 /// client that sends nothing within `client_header_timeout` is closed, as nginx does.
 async fn serve_connection(
-    stream: TcpStream,
+    stream: Accepted,
     mut conn: ConnInfo,
     live: Arc<ArcSwap<Snapshot>>,
     admission: Admission,
     (_token, counted): (Token, ListenerToken),
 ) {
     // Small writes (SSE events, WebSocket frames, response heads) must leave at once.
-    let _ = stream.set_nodelay(true);
+    if let Accepted::Tcp(tcp) = &stream {
+        let _ = tcp.set_nodelay(true);
+    }
     let (settings, tls, proxy_protocol) = {
         let snapshot = live.load();
         let listen = conn.listen;
@@ -159,7 +183,7 @@ async fn serve_connection(
         // Before TLS and the sniff: the balancer's header comes first, and counts against
         // client_header_timeout like the rest of the first request's head (nginx too).
         let read = tokio::select! {
-            read = timeout(header_timeout, proxy_protocol::read(&stream)) => read,
+            read = timeout(header_timeout, proxy_protocol::read(stream.as_ref())) => read,
             () = slot.told_to_go() => return,
         };
         let client = conn.client;
@@ -180,57 +204,61 @@ async fn serve_connection(
             }
         }
     }
-    let (stream, opening) = if tls {
-        // The handshake counts as part of the first request's head, as in nginx: a client
-        // that stalls in it is closed after client_header_timeout.
-        let handshake = tokio::select! {
-            handshake = timeout(header_timeout, tls::handshake(stream, conn.listen, &live)) => handshake,
-            () = slot.told_to_go() => return,
-        };
-        let client = conn.client;
-        match handshake {
-            Ok(Ok(done)) => {
-                counted.tls_handshake(true);
-                // ALPN decided the protocol; nothing is sniffed inside TLS.
-                let opening = if done.tls.http2 {
-                    Opening::Http2
-                } else {
-                    Opening::Http1
-                };
-                conn.scheme = "https";
-                conn.tls = Some(Box::new(done.tls));
-                (MaybeTls::Tls(done.stream), opening)
-            }
-            Ok(Err(Refused::PlainHttp(tcp))) => {
-                let rejection = Rejection::PLAIN_HTTP_TO_TLS;
-                http1::refuse(tcp.into(), Arc::new(conn), slot, rejection, &settings).await;
-                return;
-            }
-            Ok(Err(Refused::Closed(reason))) => {
-                counted.tls_handshake(false);
-                tracing::info!(client = %client.ip(), "TLS: {reason}");
-                return;
-            }
-            Err(_) => {
-                counted.tls_handshake(false);
-                tracing::info!(client = %client.ip(), "TLS handshake timed out (client_header_timeout)");
-                return;
+    // TLS is only ever configured on TCP listeners (`listen unix:` refuses `ssl`).
+    let (stream, opening) = match stream {
+        Accepted::Tcp(stream) if tls => {
+            // The handshake counts as part of the first request's head, as in nginx: a client
+            // that stalls in it is closed after client_header_timeout.
+            let handshake = tokio::select! {
+                handshake = timeout(header_timeout, tls::handshake(stream, conn.listen, &live)) => handshake,
+                () = slot.told_to_go() => return,
+            };
+            let client = conn.client;
+            match handshake {
+                Ok(Ok(done)) => {
+                    counted.tls_handshake(true);
+                    // ALPN decided the protocol; nothing is sniffed inside TLS.
+                    let opening = if done.tls.http2 {
+                        Opening::Http2
+                    } else {
+                        Opening::Http1
+                    };
+                    conn.scheme = "https";
+                    conn.tls = Some(Box::new(done.tls));
+                    (MaybeTls::Tls(done.stream), opening)
+                }
+                Ok(Err(Refused::PlainHttp(tcp))) => {
+                    let rejection = Rejection::PLAIN_HTTP_TO_TLS;
+                    http1::refuse(tcp.into(), Arc::new(conn), slot, rejection, &settings).await;
+                    return;
+                }
+                Ok(Err(Refused::Closed(reason))) => {
+                    counted.tls_handshake(false);
+                    tracing::info!(client = %client.ip(), "TLS: {reason}");
+                    return;
+                }
+                Err(_) => {
+                    counted.tls_handshake(false);
+                    tracing::info!(client = %client.ip(), "TLS handshake timed out (client_header_timeout)");
+                    return;
+                }
             }
         }
-    } else {
-        // Nothing is in hand before the first byte: retiring the listener, or the ceiling
-        // shedding this connection, closes it at once too.
-        let opening = tokio::select! {
-            opening = timeout(header_timeout, sniff::opening(&stream)) => opening,
-            () = slot.told_to_go() => return,
-        };
-        match opening {
-            Ok(Ok(opening)) => (MaybeTls::Plain(stream), opening),
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "client connection failed before its first request");
-                return;
+        stream => {
+            // Nothing is in hand before the first byte: retiring the listener, or the ceiling
+            // shedding this connection, closes it at once too.
+            let opening = tokio::select! {
+                opening = timeout(header_timeout, sniff::opening(stream.as_ref())) => opening,
+                () = slot.told_to_go() => return,
+            };
+            match opening {
+                Ok(Ok(opening)) => (stream.into_stream(), opening),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "client connection failed before its first request");
+                    return;
+                }
+                Err(_) => return, // Silent past client_header_timeout.
             }
-            Err(_) => return, // Silent past client_header_timeout.
         }
     };
     let conn = Arc::new(conn);

@@ -13,6 +13,7 @@ mod h2;
 pub mod http1;
 pub mod proxy_protocol;
 mod sniff;
+mod socket;
 mod tls;
 
 pub use accept::{Lifecycle, accept_loop};
@@ -21,7 +22,33 @@ pub use ceiling::{Ceiling, raise_open_file_limit};
 use std::io;
 use std::net::SocketAddr;
 
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
+
+/// A bound listening socket: TCP, or a UNIX-domain stream socket (`listen unix:PATH`).
+#[derive(Debug)]
+pub enum Bound {
+    /// `listen ADDRESS:PORT`.
+    Tcp(TcpListener),
+    /// `listen unix:PATH`, with its path (unlinked when the listener is retired).
+    Unix(UnixListener, std::path::PathBuf),
+}
+
+impl From<TcpListener> for Bound {
+    fn from(tcp: TcpListener) -> Bound {
+        Bound::Tcp(tcp)
+    }
+}
+
+/// Binds and listens on a UNIX-domain stream socket at `path`. As nginx: a file already there
+/// (a live socket, a stale one, anything) fails with EADDRINUSE and is left alone, and the
+/// socket is made readable and writable by all (0666; the directory's permissions are what
+/// restrict who connects).
+pub fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    Ok(listener)
+}
 
 /// Accept queue length asked of the kernel (which caps it at `net.core.somaxconn`). The
 /// default 128 overflows when hundreds of WebSockets reconnect at once — after a deploy, a

@@ -14,8 +14,8 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use super::socket::SocketRef;
 use tokio::io::Interest;
-use tokio::net::TcpStream;
 
 use super::sniff::peek;
 use crate::realip::Proxied;
@@ -70,7 +70,8 @@ pub enum Frame {
 }
 
 /// Reads a connection's PROXY header, leaving the socket at the first byte after it.
-pub async fn read(stream: &TcpStream) -> Result<Option<Proxied>, Refusal> {
+pub async fn read<'a>(stream: impl Into<SocketRef<'a>>) -> Result<Option<Proxied>, Refusal> {
+    let stream = stream.into();
     let mut seen = [0u8; PEEK];
     let (len, proxied) = loop {
         let ready = stream.ready(Interest::READABLE).await?;
@@ -103,7 +104,7 @@ pub async fn read(stream: &TcpStream) -> Result<Option<Proxied>, Refusal> {
 }
 
 /// Reads and drops `len` bytes (the header just framed), a bounded buffer at a time.
-async fn skip(stream: &TcpStream, mut len: usize) -> Result<(), Refusal> {
+async fn skip(stream: SocketRef<'_>, mut len: usize) -> Result<(), Refusal> {
     let mut sink = [0u8; 512];
     while len > 0 {
         stream.readable().await?;

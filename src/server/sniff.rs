@@ -9,8 +9,8 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
+use super::socket::SocketRef;
 use tokio::io::Interest;
-use tokio::net::TcpStream;
 
 /// What every HTTP/2 connection by prior knowledge starts with (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -27,7 +27,8 @@ pub enum Opening {
 /// Waits for the client's first bytes and tells which protocol they open. Bytes that are a
 /// beginning of the preface wait for the rest, so a preface split across segments still reads
 /// as HTTP/2. Fails when the client closes before sending anything.
-pub async fn opening(stream: &TcpStream) -> io::Result<Opening> {
+pub async fn opening<'a>(stream: impl Into<SocketRef<'a>>) -> io::Result<Opening> {
+    let stream = stream.into();
     let mut seen = [0u8; PREFACE.len()];
     loop {
         let ready = stream.ready(Interest::READABLE).await?;
@@ -56,7 +57,7 @@ pub async fn opening(stream: &TcpStream) -> io::Result<Opening> {
 
 /// One `recv(MSG_PEEK)`: the bytes stay in the socket for hyper (or the PROXY header's
 /// exact read) to take.
-pub(super) fn peek(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) fn peek(stream: SocketRef<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call, and the
     // descriptor stays open while `stream` is borrowed.
     let n = unsafe {
@@ -75,7 +76,7 @@ mod tests {
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
     use tokio::time::timeout;
 
     use super::*;

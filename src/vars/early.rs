@@ -6,7 +6,7 @@
 
 use http::HeaderName;
 
-use super::{NO_CAPTURES, RequestInfo, Var, Vars, protocol, push_ip, push_remote_user, render_var};
+use super::{NO_CAPTURES, RequestInfo, Var, Vars, protocol, push_remote_user, render_var};
 
 static AUTHORIZATION: HeaderName = http::header::AUTHORIZATION;
 
@@ -39,7 +39,7 @@ impl Early {
     pub fn render(&self, vars: &Vars, req: &RequestInfo, out: &mut String) {
         match &self.0 {
             // The commonest in a log line, taken before the general walk.
-            Var::RemoteAddr => push_ip(out, req.client.ip().to_canonical()),
+            Var::RemoteAddr => super::push_client(out, req.client),
             Var::RemoteUser => push_remote_user(req.headers, out),
             var => render_var(var, vars, req, &NO_CAPTURES, out),
         }

@@ -24,6 +24,7 @@ mod http1;
 mod http2;
 mod lifecycle;
 mod limits;
+mod listen_unix;
 mod listeners;
 mod long_poll;
 mod passive_health;

@@ -434,7 +434,7 @@ pub enum ErrorKind {
         ciphers: String,
     },
     /// The same address listed twice in one server.
-    #[error("duplicate listen {addr}")]
+    #[error("duplicate listen {}", crate::config::model::shown_listen(*.addr))]
     DuplicateListen {
         /// The address.
         addr: SocketAddr,

@@ -143,10 +143,14 @@ fn listen_and_server_name_errors() {
         &[r#"invalid address "[::1" in "listen" directive in t.conf:1:24"#],
     );
     check(
-        &in_server("listen unix:/tmp/s;"),
+        &in_server("listen unix:/tmp/s ssl;"),
         &[
-            r#"unix socket "unix:/tmp/s" in "listen" directive is not supported by tether in t.conf:1:24"#,
+            r#"unix socket "unix:/tmp/s" in "listen ... ssl/http2" directive is not supported by tether in t.conf:1:24"#,
         ],
+    );
+    check(
+        &in_server("listen unix:tmp/s;"),
+        &[r#"invalid address "unix:tmp/s" in "listen" directive in t.conf:1:24"#],
     );
     check(
         &in_server("listen 80 ssl;"),
@@ -162,6 +166,10 @@ fn listen_and_server_name_errors() {
     check(
         &in_server("listen 80; listen 80;"),
         &["duplicate listen 0.0.0.0:80 in t.conf:1:28"],
+    );
+    check(
+        &in_server("listen unix:/tmp/s; listen unix:/tmp/s;"),
+        &["duplicate listen unix:/tmp/s in t.conf:1:37"],
     );
     check(
         "http { server { listen 80 default_server; } server { listen 80 default; } }",

@@ -235,6 +235,7 @@ impl Lowering {
                 http2: false,
                 proxy_protocol: false,
                 ipv6only: true,
+                unix: None,
                 span: d.span.clone(),
             });
         }
@@ -245,7 +246,9 @@ impl Lowering {
         server.redirects = merged.redirect_rules();
         server.error_pages = merged.error_pages();
         server.locations = self.locations(&locations, &merged, None);
-        let addresses: Vec<String> = server.listens.iter().map(|l| l.addr.to_string()).collect();
+        let addresses: Vec<String> = (server.listens.iter())
+            .map(|l| crate::config::model::shown_listen(l.addr))
+            .collect();
         let scope = format!("{} @ {}", scope_names.join(" "), addresses.join(" "));
         (server, tls.over(outer_tls), scope)
     }
@@ -254,13 +257,8 @@ impl Lowering {
     fn listen(&mut self, d: &Directive) -> Option<Listen> {
         let word = &d.args[0];
         let text = word.text.as_str();
-        if text.starts_with("unix:") {
-            let kind = ErrorKind::UnixSocketNotSupported {
-                directive: d.name().into(),
-                address: text.into(),
-            };
-            self.error(&word.span, kind);
-            return None;
+        if let Some(path) = text.strip_prefix("unix:") {
+            return self.listen_unix(d, path);
         }
         // A bare number is a port on all IPv4 addresses.
         let (host, port) = if parse_number::<u64>(text).is_some() {
@@ -300,10 +298,49 @@ impl Lowering {
             http2: false,
             proxy_protocol: false,
             ipv6only: true,
+            unix: None,
             span: d.span.clone(),
         };
         for param in &d.args[1..] {
             self.listen_param(d, param, &mut listen);
+        }
+        Some(listen)
+    }
+
+    /// `listen unix:PATH [default_server] [proxy_protocol]`: a UNIX-domain stream socket,
+    /// known by its key wherever listeners are keyed by address. `ssl` and `http2` on it are
+    /// refused: TLS is only terminated on TCP here.
+    fn listen_unix(&mut self, d: &Directive, path: &str) -> Option<Listen> {
+        let word = &d.args[0];
+        if !path.starts_with('/') {
+            let kind = ErrorKind::InvalidAddress {
+                directive: d.name().into(),
+                address: word.text.clone(),
+            };
+            self.error(&word.span, kind);
+            return None;
+        }
+        let path = std::path::PathBuf::from(path);
+        let mut listen = Listen {
+            addr: crate::config::model::unix_listen_key(&path),
+            default_server: false,
+            ssl: false,
+            http2: false,
+            proxy_protocol: false,
+            ipv6only: true,
+            unix: Some(path),
+            span: d.span.clone(),
+        };
+        for param in &d.args[1..] {
+            self.listen_param(d, param, &mut listen);
+        }
+        if listen.ssl || listen.http2 {
+            let kind = ErrorKind::UnixSocketNotSupported {
+                directive: format!("{} ... ssl/http2", d.name()),
+                address: word.text.clone(),
+            };
+            self.error(&word.span, kind);
+            return None;
         }
         Some(listen)
     }

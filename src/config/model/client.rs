@@ -68,17 +68,19 @@ pub enum Peers {
     All,
     /// An address or a CIDR block.
     Cidr(Cidr),
-    /// `unix:`: clients on UNIX-domain sockets (tether listens on none, so this matches no one).
+    /// `unix:`: clients on UNIX-domain sockets (`listen unix:PATH`).
     Unix,
 }
 
 impl Peers {
-    /// Whether `ip` is among these peers (an IPv4 client on a dual-stack socket counts as IPv4).
+    /// Whether `ip` is among these peers (an IPv4 client on a dual-stack socket counts as IPv4;
+    /// a UNIX-domain socket's client, [`super::UNIX_PEER`], only in `unix:` and `all`, as nginx).
     pub fn contains(&self, ip: IpAddr) -> bool {
+        let unix = ip == super::UNIX_PEER.ip();
         match self {
             Peers::All => true,
-            Peers::Cidr(cidr) => cidr.contains(ip),
-            Peers::Unix => false,
+            Peers::Cidr(cidr) => !unix && cidr.contains(ip),
+            Peers::Unix => unix,
         }
     }
 }
@@ -208,6 +210,34 @@ mod tests {
         assert!(!rules.admits(ip("::1")));
         // No rules: everyone.
         assert!(ClientRules::default().admits(ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn a_unix_socket_client_is_named_only_by_unix_and_all() {
+        let unix = crate::config::model::UNIX_PEER.ip();
+        assert!(Peers::Unix.contains(unix));
+        assert!(Peers::All.contains(unix));
+        for block in ["::/0", "100::/8", "100::/64"] {
+            let cidr = Peers::Cidr(Cidr::parse(block).unwrap());
+            assert!(!cidr.contains(unix), "{block}");
+        }
+        assert!(!Peers::Unix.contains(ip("::1")));
+    }
+
+    #[test]
+    fn a_socket_path_keeps_its_listen_key_and_is_named_by_it() {
+        use crate::config::model::{UNIX_PEER, shown_listen, unix_listen_key};
+        let path = std::path::Path::new("/run/tether/a.sock");
+        let key = unix_listen_key(path);
+        assert_eq!(unix_listen_key(path), key);
+        assert_ne!(
+            unix_listen_key(std::path::Path::new("/run/tether/b.sock")),
+            key
+        );
+        assert_ne!(key, UNIX_PEER);
+        assert_eq!(shown_listen(key), "unix:/run/tether/a.sock");
+        let tcp: std::net::SocketAddr = "0.0.0.0:80".parse().unwrap();
+        assert_eq!(shown_listen(tcp), "0.0.0.0:80");
     }
 
     #[test]

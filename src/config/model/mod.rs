@@ -49,7 +49,8 @@ pub use rewrite::{
 };
 pub use server::{
     Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,
-    StatusPage, all_locations,
+    StatusPage, UNIX_PEER, all_locations, is_unix_key, shown_listen, unix_listen_key,
+    unix_listen_path,
 };
 pub use tls::{CertificatePair, ServerTls, TlsVersion, VerifyClient};
 pub use upstream::{

@@ -79,9 +79,79 @@ pub struct Listen {
     /// `ipv6only=on|off` (default on, as nginx): an IPv6 wildcard address takes IPv6 only, so
     /// `listen [::]:80` and `listen 80` bind side by side; `off` takes IPv4 on it too.
     pub ipv6only: bool,
+    /// `listen unix:/path.sock`: the UNIX-domain socket's path; `addr` is then its key,
+    /// [`unix_listen_key`], not an address anyone connects to.
+    pub unix: Option<std::path::PathBuf>,
     /// Where it was written.
     pub span: Span,
 }
+
+/// The peer address a connection accepted on a UNIX-domain socket gets (`[100::]:0`, in
+/// RFC 6666's discard-only prefix, which no real TCP peer has): `$remote_addr` reads `unix:`
+/// and `$remote_port` is empty for it, as nginx writes them.
+pub const UNIX_PEER: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V6(std::net::Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0)),
+    0,
+);
+
+/// The key a `listen unix:PATH` is known by wherever listeners are keyed by socket address
+/// (the listener table, virtual server selection, the connection ceiling, telemetry): an
+/// address in RFC 6666's discard-only prefix `100::/64` whose low 64 bits hash the path, port
+/// 0. The same path always gets the same key, so a reload keeps its listener. The path is
+/// remembered for [`unix_listen_path`].
+pub fn unix_listen_key(path: &std::path::Path) -> SocketAddr {
+    // FNV-1a: stable across runs and builds, unlike std's hasher.
+    let hash = path
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+        })
+        // Never the peer's own address.
+        .max(1);
+    let ip = std::net::Ipv6Addr::from((0x0100_u128 << 112) | u128::from(hash));
+    let key = SocketAddr::new(std::net::IpAddr::V6(ip), 0);
+    let mut paths = UNIX_PATHS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    paths
+        .entry(key)
+        .or_insert_with(|| path.to_string_lossy().into());
+    key
+}
+
+/// The path of a key from [`unix_listen_key`] (None for any other address).
+pub fn unix_listen_path(key: SocketAddr) -> Option<std::sync::Arc<str>> {
+    if !is_unix_key(key) {
+        return None;
+    }
+    let paths = UNIX_PATHS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    paths.get(&key).cloned()
+}
+
+/// A listen address as people write it: `unix:PATH` for a UNIX-domain listener's key, the
+/// socket address otherwise (log lines, the status pages, reload summaries).
+pub fn shown_listen(listen: SocketAddr) -> String {
+    match unix_listen_path(listen) {
+        Some(path) => format!("unix:{path}"),
+        None => listen.to_string(),
+    }
+}
+
+/// True for the keys of UNIX-domain listeners and for [`UNIX_PEER`].
+pub fn is_unix_key(addr: SocketAddr) -> bool {
+    matches!(addr.ip(), std::net::IpAddr::V6(ip) if ip.segments()[..4] == [0x100, 0, 0, 0])
+        && addr.port() == 0
+}
+
+/// The paths of UNIX-domain listen keys: a handful per config, kept for the process's life (a
+/// path dropped by a reload costs its few bytes), so `$server_addr` can name the path from
+/// the connection's local key without every request carrying it.
+static UNIX_PATHS: std::sync::RwLock<std::collections::BTreeMap<SocketAddr, std::sync::Arc<str>>> =
+    std::sync::RwLock::new(std::collections::BTreeMap::new());
 
 /// One `server_name` entry; names are stored lowercase.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -51,7 +51,7 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         write!(
             out,
             "{comma}{{\"listen\":{},\"accepted\":{},\"active\":{},\"tls_handshakes\":{},\"tls_failures\":{}}}",
-            string(&l.listen.to_string()),
+            string(&crate::config::model::shown_listen(l.listen)),
             l.accepted,
             l.active,
             l.tls_handshakes,

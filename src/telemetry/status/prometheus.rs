@@ -165,7 +165,10 @@ fn listeners(out: &mut Exposition, r: &Report) {
     for (name, kind, help, value) in families {
         out.family(name, kind, help);
         for listener in &r.listeners {
-            let labels = format!("listen=\"{}\"", label(&listener.listen.to_string()));
+            let labels = format!(
+                "listen=\"{}\"",
+                label(&crate::config::model::shown_listen(listener.listen))
+            );
             out.sample(name, &labels, value(listener));
         }
     }
