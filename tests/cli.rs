@@ -1,23 +1,14 @@
 //! The `tether` binary's command line: `-t` on good and broken configs, `-T`, `-v`.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod command;
 
-fn tether(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tether"))
-        .args(args)
-        .output()
-        .expect("run tether")
-}
+use std::path::Path;
+use std::process::Command;
+
+use command::{check_named, tether};
 
 fn check(text: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("broken.conf");
-    std::fs::write(&path, text).unwrap();
-    let out = tether(&["-t", "-c", path.to_str().unwrap()]);
-    let stderr =
-        String::from_utf8_lossy(&out.stderr).replace(path.to_str().unwrap(), "broken.conf");
-    (out.status.success(), stderr)
+    check_named(text, "broken.conf")
 }
 
 const GOOD_UPSTREAM: &str = "upstream backend { server 127.0.0.1:9001; }";

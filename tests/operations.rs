@@ -2,25 +2,15 @@
 //! and a notice for each directive that has no effect, `worker_rlimit_nofile`, the default
 //! config path, `tether demo --listen`, the systemd unit and privilege dropping.
 
+mod command;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn tether(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tether"))
-        .args(args)
-        .output()
-        .expect("run tether")
-}
+use command::check_named;
 
-/// `tether -t` on `text`: whether it passed, and stderr with the file's path shortened to
-/// `t.conf`.
 fn check(text: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.conf");
-    std::fs::write(&path, text).unwrap();
-    let out = tether(&["-t", "-c", path.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr).replace(path.to_str().unwrap(), "t.conf");
-    (out.status.success(), stderr)
+    check_named(text, "t.conf")
 }
 
 fn assert_mentions(stderr: &str, fragments: &[&str]) {
@@ -195,14 +185,7 @@ fn worker_rlimit_nofile_raises_the_limit_above_the_hard_one_when_allowed() {
         .expect("start tether");
     let limits = format!("/proc/{}/limits", child.id());
     // Serving means the limit is set: it is applied before the listeners are bound.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("tether did not start");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    until_serving(&mut child, port);
     let text = std::fs::read_to_string(&limits).unwrap();
     let _ = child.kill();
     let _ = child.wait();
