@@ -159,17 +159,277 @@ pub async fn serve(
     // (nginx's internal redirect), asked again from its kept head.
     let mut redirects = error_page::Redirects::new();
     let mut at = Destination::Path;
+    let facts = &facts;
     loop {
-        let pass = Pass {
-            conn,
-            snapshot,
-            facts: &facts,
-            at,
+        // One pass of the request through nginx's phases, at one place; an answer that an
+        // `error_page` replaces comes back as the request to ask again. Written inline, not as
+        // an `async fn` awaited here: starting one copied its whole state (kilobytes) per
+        // request.
+        let answered = 'pass: {
+            let client_upgrade = &mut client_upgrade;
+            let done = |response| Answered::Done(response, None);
+            // Locations match, and `$uri` shows, the path as nginx normalises it; servers are
+            // chosen by, and `$host` shows, the host as nginx validates it. Like nginx, a path or
+            // host that cannot be normalised is a bad request before any server or location is
+            // chosen. Each normalised copy is owned, or None when the value as received is
+            // already normal, so the request can move on while they are used.
+            let path_copy = match path::normalise(request.uri().path()) {
+                Ok(Cow::Borrowed(_)) => None,
+                Ok(Cow::Owned(path)) => Some(path),
+                Err(_) => break 'pass done(error::error_page(StatusCode::BAD_REQUEST)),
+            };
+            let host = match raw_host(&request).map(host::normalise) {
+                None => host::HostName::EMPTY,
+                Some(Ok(host)) => host,
+                Some(Err(_)) => break 'pass done(error::error_page(StatusCode::BAD_REQUEST)),
+            };
+            let normalised = Normalised {
+                path: path_copy.as_deref(),
+                host: host.as_str(),
+                facts,
+                locals: None,
+            };
+            let Some(server) = snapshot.server(conn.listen, normalised.host) else {
+                break 'pass done(error::error_page(StatusCode::NOT_FOUND));
+            };
+            if let Some(tls) = &conn.tls
+                && misdirected(tls, server)
+            {
+                break 'pass done(error::error_page(StatusCode::MISDIRECTED_REQUEST));
+            }
+            // Kept only where an `error_page` could ask again: the request itself moves on.
+            let head = server
+                .has_error_pages
+                .then(|| error_page::Head::of(&request));
+            let mut replaced = |response: Response<ResponseBody>,
+                                origin: error_page::Origin,
+                                table: &ErrorPageTable,
+                                log: Option<Box<Record>>,
+                                body: Option<ClientBody>| {
+                let Some(head) = &head else {
+                    return Answered::Done(response, log);
+                };
+                let Some(page) = redirects.page(table, &response, origin) else {
+                    return Answered::Done(response, log);
+                };
+                let mut target = String::new();
+                let shown = head.bodiless();
+                let info = request_info(&shown, conn, conn.client, server, "", normalised);
+                page.target.render(&snapshot.vars, &info, &mut target);
+                match redirects.step(page, target) {
+                    error_page::Step::Answer(response) => Answered::Done(*response, log),
+                    error_page::Step::Named(name) => match head.request(body) {
+                        Some(again) => Answered::Again(again, Destination::Named(name)),
+                        // Its body went to a server that failed: it cannot be asked again.
+                        None => Answered::Done(redirects.unreplaced(response), log),
+                    },
+                    error_page::Step::Uri(uri) => match head.redirected(&uri) {
+                        Some(again) => Answered::Again(again, Destination::Redirected(uri)),
+                        None => Answered::Done(
+                            error::error_page(StatusCode::INTERNAL_SERVER_ERROR),
+                            log,
+                        ),
+                    },
+                }
+            };
+            // nginx's phases, in order: realip with the server's rules (post-read), the server's
+            // rewrite directives, the location search and the location's rewrite directives (again
+            // for as long as they change the URI), realip with the location's rules if the
+            // server's left the address alone, `limit_req`/`limit_conn` (preaccess),
+            // `allow`/`deny` (access), then the content: proxying, or a 404.
+            let found = realip::real_client(
+                &server.client.real_ip,
+                conn.client,
+                request.headers(),
+                conn.proxy_protocol.as_ref(),
+            );
+            let mut client = found.unwrap_or(conn.client);
+            // What the rewrite phases give the request; empty (and allocation-free) for most.
+            let mut locals = Locals::default();
+            let base = request_info(&request, conn, client, server, "", normalised);
+            let server_pages = &server.error_pages;
+            // A named location starts at the location's rewrite phase (nginx): the server's
+            // directives that may have sent the request there do not run again.
+            let phased = match &at {
+                Destination::Named(name) => match server.named(name) {
+                    Some(route) => phases::named(server, route, snapshot, &base, &mut locals),
+                    // nginx: "could not find named location"
+                    None => {
+                        let response = error::error_page(StatusCode::INTERNAL_SERVER_ERROR);
+                        let body = Some(request.into_body());
+                        let origin = error_page::Origin::Tether;
+                        break 'pass replaced(response, origin, server_pages, None, body);
+                    }
+                },
+                Destination::Redirected(target) => {
+                    let (path, args) = target.split_once('?').unwrap_or((target, ""));
+                    locals.set_uri(path.as_bytes().to_vec());
+                    locals.set_args(args.to_string());
+                    phases::rewrite(server, snapshot, &base, &mut locals, true)
+                }
+                Destination::Path => phases::rewrite(server, snapshot, &base, &mut locals, false),
+            };
+            // From here on, variables see what the rewrite phases set, captured and rewrote.
+            let normalised = Normalised {
+                locals: Some(&locals),
+                ..normalised
+            };
+            let mut info = RequestInfo {
+                locals: Some(&locals),
+                ..base
+            };
+            let route = match phased {
+                Phased::Route(route) => route,
+                Phased::Internal(route) => {
+                    let response = error::error_page(StatusCode::NOT_FOUND);
+                    let response = location_answer(response, route, snapshot, &info);
+                    let body = Some(request.into_body());
+                    let origin = error_page::Origin::Tether;
+                    break 'pass replaced(response, origin, &route.error_pages, None, body);
+                }
+                Phased::NoLocation => {
+                    let status = match server.client.admits(client.ip()) {
+                        true => StatusCode::NOT_FOUND,
+                        false => StatusCode::FORBIDDEN,
+                    };
+                    let response =
+                        server_answer(error::error_page(status), server, snapshot, &info);
+                    let body = Some(request.into_body());
+                    let origin = error_page::Origin::Tether;
+                    break 'pass replaced(response, origin, server_pages, None, body);
+                }
+                // An answer of the rewrite phases comes before realip's location rules and access:
+                // it (and its log line) sees the address the server's rules found.
+                Phased::Answer { answer, route } => {
+                    let log = route.and_then(|route| route.logs.begin(&snapshot.vars, &info));
+                    let rules = route.map_or(&server.redirects, |route| &route.settings.redirects);
+                    let origin = match &answer {
+                        phases::Answer::Return(r) => error_page::Origin::of_return(r),
+                        phases::Answer::Redirect { .. } => error_page::Origin::Final,
+                        phases::Answer::Cycle => error_page::Origin::Tether,
+                    };
+                    let response = answer.respond(snapshot, &info, rules);
+                    let (response, pages) = match route {
+                        Some(route) => (
+                            location_answer(response, route, snapshot, &info),
+                            &route.error_pages,
+                        ),
+                        None => (
+                            server_answer(response, server, snapshot, &info),
+                            server_pages,
+                        ),
+                    };
+                    let body = Some(request.into_body());
+                    break 'pass replaced(response, origin, pages, log, body);
+                }
+            };
+            let pages = &route.error_pages;
+            let rules = &route.settings.client;
+            if found.is_none() {
+                let proxied = conn.proxy_protocol.as_ref();
+                let at_location =
+                    realip::real_client(&rules.real_ip, conn.client, request.headers(), proxied);
+                if let Some(at_location) = at_location {
+                    client = at_location;
+                    info.client = client;
+                }
+            }
+            // Nothing at all for a location without `access_log`.
+            let mut log = route.logs.begin(&snapshot.vars, &info);
+            // Read now: the request is gone by the time the answer comes.
+            let gzip = route.gzip.as_ref().and_then(|policy| {
+                policy.offer(request.method(), request.version(), request.headers())
+            });
+            // nginx's preaccess phase: `limit_req`, then `limit_conn`.
+            let mut preaccess = match &route.limits {
+                Some(limits) => {
+                    let cx =
+                        RequestContext::new(&request, client.ip(), &server.name, normalised.host);
+                    limits::preaccess(limits, &snapshot.vars, &info, &cx).await
+                }
+                None => limits::Preaccess::default(),
+            };
+            if let Some(log) = log.as_deref_mut() {
+                log.set_limit_statuses(preaccess.statuses.0, preaccess.statuses.1);
+            }
+            // `add_header` values, rendered against the request as nginx does, for whichever
+            // response the location ends up sending.
+            let added = render_added(&route.response_headers, snapshot, &info);
+            let added = added.as_deref();
+            let own = |mut response: Response<ResponseBody>| {
+                let status = response.status();
+                add_response_headers(response.headers_mut(), status, added);
+                response
+            };
+            let tether = error_page::Origin::Tether;
+            let (mut response, origin, body) = match &route.action {
+                _ if preaccess.refused() => {
+                    (own(preaccess.refusal()), tether, Some(request.into_body()))
+                }
+                _ if !rules.admits(client.ip()) => {
+                    let response = own(error::error_page(StatusCode::FORBIDDEN));
+                    (response, tether, Some(request.into_body()))
+                }
+                Action::NotFound => {
+                    let response = own(error::error_page(StatusCode::NOT_FOUND));
+                    (response, tether, Some(request.into_body()))
+                }
+                Action::Status(page) => (
+                    own(seen::status_page(
+                        *page,
+                        &request,
+                        snapshot,
+                        &conn.telemetry,
+                    )),
+                    error_page::Origin::Final,
+                    None,
+                ),
+                Action::Proxy(action) => {
+                    let mut cx =
+                        RequestContext::new(&request, client.ip(), &server.name, normalised.host);
+                    cx.upstream_tls(action.tls.is_some());
+                    let routed = Routed {
+                        server,
+                        route,
+                        action,
+                        cx: &cx,
+                        holds: preaccess.holds.take(),
+                        added,
+                    };
+                    let from = (conn, client);
+                    let exchange = proxy(
+                        request,
+                        client_upgrade,
+                        normalised,
+                        from,
+                        snapshot,
+                        routed,
+                        &mut log,
+                    );
+                    match exchange.await {
+                        Ok(response) => (response, error_page::Origin::Upstream, None),
+                        Err(Failed { error, body }) => {
+                            context::log_final(&cx, &error);
+                            (own(error.into_response()), tether, body)
+                        }
+                    }
+                }
+            };
+            let status = response.status();
+            reply_headers::finish(response.headers_mut(), status, &route.reply);
+            if let Some(gzip) = gzip {
+                let known_length = response.body().size_hint().exact();
+                let (status, headers) = (response.status(), response.headers_mut());
+                if let Some(encoder) = gzip.respond(status, headers, known_length) {
+                    response.body_mut().compress(encoder);
+                }
+            }
+            if let Some(holds) = preaccess.holds {
+                response.body_mut().hold_until_end(holds);
+            }
+            replaced(response, origin, pages, log, body)
         };
-        match pass
-            .answer(request, &mut client_upgrade, &mut redirects)
-            .await
-        {
+        match answered {
             Answered::Done(response, log) => {
                 let mut response = redirects.finish(response);
                 // A tunnel took the lines with it; otherwise they ride on the body to its end.
@@ -203,296 +463,12 @@ enum Destination {
     Named(String),
 }
 
-/// One pass of a request through nginx's phases, at one place.
-struct Pass<'a> {
-    conn: &'a ConnInfo,
-    snapshot: &'a Snapshot,
-    facts: &'a RequestFacts,
-    at: Destination,
-}
-
 /// How a pass ended.
 enum Answered {
     /// With this response (and its log lines, unless a tunnel took them).
     Done(Response<ResponseBody>, Option<Box<Record>>),
     /// With an `error_page` that asks this request again at this destination.
     Again(Request<ClientBody>, Destination),
-}
-
-impl Pass<'_> {
-    /// Chooses the server and the location and answers there; an answer that an `error_page`
-    /// replaces comes back as the request to ask again.
-    async fn answer(
-        self,
-        request: Request<ClientBody>,
-        client_upgrade: &mut Option<ClientSide>,
-        redirects: &mut error_page::Redirects,
-    ) -> Answered {
-        let Pass {
-            conn,
-            snapshot,
-            facts,
-            at,
-        } = self;
-        let done = |response| Answered::Done(response, None);
-        // Locations match, and `$uri` shows, the path as nginx normalises it; servers are
-        // chosen by, and `$host` shows, the host as nginx validates it. Like nginx, a path or
-        // host that cannot be normalised is a bad request before any server or location is
-        // chosen. Each normalised copy is owned, or None when the value as received is
-        // already normal, so the request can move on while they are used.
-        let path_copy = match path::normalise(request.uri().path()) {
-            Ok(Cow::Borrowed(_)) => None,
-            Ok(Cow::Owned(path)) => Some(path),
-            Err(_) => return done(error::error_page(StatusCode::BAD_REQUEST)),
-        };
-        let host = match raw_host(&request).map(host::normalise) {
-            None => host::HostName::EMPTY,
-            Some(Ok(host)) => host,
-            Some(Err(_)) => return done(error::error_page(StatusCode::BAD_REQUEST)),
-        };
-        let normalised = Normalised {
-            path: path_copy.as_deref(),
-            host: host.as_str(),
-            facts,
-            locals: None,
-        };
-        let Some(server) = snapshot.server(conn.listen, normalised.host) else {
-            return done(error::error_page(StatusCode::NOT_FOUND));
-        };
-        if let Some(tls) = &conn.tls
-            && misdirected(tls, server)
-        {
-            return done(error::error_page(StatusCode::MISDIRECTED_REQUEST));
-        }
-        // Kept only where an `error_page` could ask again: the request itself moves on.
-        let head = server
-            .has_error_pages
-            .then(|| error_page::Head::of(&request));
-        let mut replaced = |response: Response<ResponseBody>,
-                            origin: error_page::Origin,
-                            table: &ErrorPageTable,
-                            log: Option<Box<Record>>,
-                            body: Option<ClientBody>| {
-            let Some(head) = &head else {
-                return Answered::Done(response, log);
-            };
-            let Some(page) = redirects.page(table, &response, origin) else {
-                return Answered::Done(response, log);
-            };
-            let mut target = String::new();
-            let shown = head.bodiless();
-            let info = request_info(&shown, conn, conn.client, server, "", normalised);
-            page.target.render(&snapshot.vars, &info, &mut target);
-            match redirects.step(page, target) {
-                error_page::Step::Answer(response) => Answered::Done(*response, log),
-                error_page::Step::Named(name) => match head.request(body) {
-                    Some(again) => Answered::Again(again, Destination::Named(name)),
-                    // Its body went to a server that failed: it cannot be asked again.
-                    None => Answered::Done(redirects.unreplaced(response), log),
-                },
-                error_page::Step::Uri(uri) => match head.redirected(&uri) {
-                    Some(again) => Answered::Again(again, Destination::Redirected(uri)),
-                    None => {
-                        Answered::Done(error::error_page(StatusCode::INTERNAL_SERVER_ERROR), log)
-                    }
-                },
-            }
-        };
-        // nginx's phases, in order: realip with the server's rules (post-read), the server's
-        // rewrite directives, the location search and the location's rewrite directives (again
-        // for as long as they change the URI), realip with the location's rules if the
-        // server's left the address alone, `limit_req`/`limit_conn` (preaccess),
-        // `allow`/`deny` (access), then the content: proxying, or a 404.
-        let found = realip::real_client(
-            &server.client.real_ip,
-            conn.client,
-            request.headers(),
-            conn.proxy_protocol.as_ref(),
-        );
-        let mut client = found.unwrap_or(conn.client);
-        // What the rewrite phases give the request; empty (and allocation-free) for most.
-        let mut locals = Locals::default();
-        let base = request_info(&request, conn, client, server, "", normalised);
-        let server_pages = &server.error_pages;
-        // A named location starts at the location's rewrite phase (nginx): the server's
-        // directives that may have sent the request there do not run again.
-        let phased = match &at {
-            Destination::Named(name) => match server.named(name) {
-                Some(route) => phases::named(server, route, snapshot, &base, &mut locals),
-                // nginx: "could not find named location"
-                None => {
-                    let response = error::error_page(StatusCode::INTERNAL_SERVER_ERROR);
-                    let body = Some(request.into_body());
-                    let origin = error_page::Origin::Tether;
-                    return replaced(response, origin, server_pages, None, body);
-                }
-            },
-            Destination::Redirected(target) => {
-                let (path, args) = target.split_once('?').unwrap_or((target, ""));
-                locals.set_uri(path.as_bytes().to_vec());
-                locals.set_args(args.to_string());
-                phases::rewrite(server, snapshot, &base, &mut locals, true)
-            }
-            Destination::Path => phases::rewrite(server, snapshot, &base, &mut locals, false),
-        };
-        // From here on, variables see what the rewrite phases set, captured and rewrote.
-        let normalised = Normalised {
-            locals: Some(&locals),
-            ..normalised
-        };
-        let mut info = RequestInfo {
-            locals: Some(&locals),
-            ..base
-        };
-        let route = match phased {
-            Phased::Route(route) => route,
-            Phased::Internal(route) => {
-                let response = error::error_page(StatusCode::NOT_FOUND);
-                let response = location_answer(response, route, snapshot, &info);
-                let body = Some(request.into_body());
-                let origin = error_page::Origin::Tether;
-                return replaced(response, origin, &route.error_pages, None, body);
-            }
-            Phased::NoLocation => {
-                let status = match server.client.admits(client.ip()) {
-                    true => StatusCode::NOT_FOUND,
-                    false => StatusCode::FORBIDDEN,
-                };
-                let response = server_answer(error::error_page(status), server, snapshot, &info);
-                let body = Some(request.into_body());
-                let origin = error_page::Origin::Tether;
-                return replaced(response, origin, server_pages, None, body);
-            }
-            // An answer of the rewrite phases comes before realip's location rules and access:
-            // it (and its log line) sees the address the server's rules found.
-            Phased::Answer { answer, route } => {
-                let log = route.and_then(|route| route.logs.begin(&snapshot.vars, &info));
-                let rules = route.map_or(&server.redirects, |route| &route.settings.redirects);
-                let origin = match &answer {
-                    phases::Answer::Return(r) => error_page::Origin::of_return(r),
-                    phases::Answer::Redirect { .. } => error_page::Origin::Final,
-                    phases::Answer::Cycle => error_page::Origin::Tether,
-                };
-                let response = answer.respond(snapshot, &info, rules);
-                let (response, pages) = match route {
-                    Some(route) => (
-                        location_answer(response, route, snapshot, &info),
-                        &route.error_pages,
-                    ),
-                    None => (
-                        server_answer(response, server, snapshot, &info),
-                        server_pages,
-                    ),
-                };
-                let body = Some(request.into_body());
-                return replaced(response, origin, pages, log, body);
-            }
-        };
-        let pages = &route.error_pages;
-        let rules = &route.settings.client;
-        if found.is_none() {
-            let proxied = conn.proxy_protocol.as_ref();
-            let at_location =
-                realip::real_client(&rules.real_ip, conn.client, request.headers(), proxied);
-            if let Some(at_location) = at_location {
-                client = at_location;
-                info.client = client;
-            }
-        }
-        // Nothing at all for a location without `access_log`.
-        let mut log = route.logs.begin(&snapshot.vars, &info);
-        // Read now: the request is gone by the time the answer comes.
-        let gzip = route.gzip.as_ref().and_then(|policy| {
-            policy.offer(request.method(), request.version(), request.headers())
-        });
-        // nginx's preaccess phase: `limit_req`, then `limit_conn`.
-        let mut preaccess = match &route.limits {
-            Some(limits) => {
-                let cx = RequestContext::new(&request, client.ip(), &server.name, normalised.host);
-                limits::preaccess(limits, &snapshot.vars, &info, &cx).await
-            }
-            None => limits::Preaccess::default(),
-        };
-        if let Some(log) = log.as_deref_mut() {
-            log.set_limit_statuses(preaccess.statuses.0, preaccess.statuses.1);
-        }
-        // `add_header` values, rendered against the request as nginx does, for whichever
-        // response the location ends up sending.
-        let added = render_added(&route.response_headers, snapshot, &info);
-        let added = added.as_deref();
-        let own = |mut response: Response<ResponseBody>| {
-            let status = response.status();
-            add_response_headers(response.headers_mut(), status, added);
-            response
-        };
-        let tether = error_page::Origin::Tether;
-        let (mut response, origin, body) = match &route.action {
-            _ if preaccess.refused() => {
-                (own(preaccess.refusal()), tether, Some(request.into_body()))
-            }
-            _ if !rules.admits(client.ip()) => {
-                let response = own(error::error_page(StatusCode::FORBIDDEN));
-                (response, tether, Some(request.into_body()))
-            }
-            Action::NotFound => {
-                let response = own(error::error_page(StatusCode::NOT_FOUND));
-                (response, tether, Some(request.into_body()))
-            }
-            Action::Status(page) => (
-                own(seen::status_page(
-                    *page,
-                    &request,
-                    snapshot,
-                    &conn.telemetry,
-                )),
-                error_page::Origin::Final,
-                None,
-            ),
-            Action::Proxy(action) => {
-                let mut cx =
-                    RequestContext::new(&request, client.ip(), &server.name, normalised.host);
-                cx.upstream_tls(action.tls.is_some());
-                let routed = Routed {
-                    server,
-                    route,
-                    action,
-                    cx: &cx,
-                    holds: preaccess.holds.take(),
-                    added,
-                };
-                let from = (conn, client);
-                let exchange = proxy(
-                    request,
-                    client_upgrade,
-                    normalised,
-                    from,
-                    snapshot,
-                    routed,
-                    &mut log,
-                );
-                match exchange.await {
-                    Ok(response) => (response, error_page::Origin::Upstream, None),
-                    Err(Failed { error, body }) => {
-                        context::log_final(&cx, &error);
-                        (own(error.into_response()), tether, body)
-                    }
-                }
-            }
-        };
-        let status = response.status();
-        reply_headers::finish(response.headers_mut(), status, &route.reply);
-        if let Some(gzip) = gzip {
-            let known_length = response.body().size_hint().exact();
-            let (status, headers) = (response.status(), response.headers_mut());
-            if let Some(encoder) = gzip.respond(status, headers, known_length) {
-                response.body_mut().compress(encoder);
-            }
-        }
-        if let Some(holds) = preaccess.holds {
-            response.body_mut().hold_until_end(holds);
-        }
-        replaced(response, origin, pages, log, body)
-    }
 }
 
 /// Whether a request on a TLS connection names a server its handshake was not for, in a way
