@@ -217,10 +217,7 @@ impl Redirects {
 
     /// The final answer with the status an `error_page` decided. A `101` stays one: its
     /// connection is already a tunnel (nginx would send the page's status on it).
-    pub(super) fn finish(
-        &mut self,
-        mut response: Response<ResponseBody>,
-    ) -> Response<ResponseBody> {
+    pub(super) fn finish(&mut self, response: &mut Response<ResponseBody>) {
         if let Some(status) = self.status
             && response.status() != StatusCode::SWITCHING_PROTOCOLS
         {
@@ -231,6 +228,5 @@ impl Redirects {
                 .headers_mut()
                 .append(header::WWW_AUTHENTICATE, challenge);
         }
-        response
     }
 }

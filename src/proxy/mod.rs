@@ -430,8 +430,8 @@ pub async fn serve(
             replaced(response, origin, pages, log, body)
         };
         match answered {
-            Answered::Done(response, log) => {
-                let mut response = redirects.finish(response);
+            Answered::Done(mut response, log) => {
+                redirects.finish(&mut response);
                 // A tunnel took the lines with it; otherwise they ride on the body to its end.
                 if let Some(mut log) = log {
                     log.head(
