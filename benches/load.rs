@@ -67,7 +67,7 @@ fn main() {
         eprintln!("load: cannot pin the bench to core {CLIENT_CORE}: {e}");
     }
     // Children (the proxies under test) inherit it.
-    let files = tether::server::raise_open_file_limit();
+    let files = tether::process::raise_soft_open_files();
     if let Err(e) = procs::ensure_packages(&[
         ("nginx", "nginx"),
         ("haproxy", "haproxy"),

@@ -24,7 +24,7 @@
 //! `telemetry` (the error log and its throttle) serves `runtime`, `proxy` and `server`.
 //! `config` <- `compress` (which responses `gzip` compresses, and the streaming compressor;
 //! no hyper, no tokio) <- {`snapshot`, `proxy`}.
-//! `process` (the open-file limit, dropping to `user`, systemd readiness; std and libc only)
+//! `process` (the open-file limit, dropping to `user`, systemd readiness; std and nix only)
 //! serves `main`.
 //! Below `proxy`, only `peer` names a hyper type (its idle connection pool, which must live and
 //! die with the peer); nothing below `server` binds a socket. `telemetry` (the process's and

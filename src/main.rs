@@ -76,7 +76,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     error_log::install();
-    tether::server::raise_open_file_limit();
+    tether::process::raise_soft_open_files();
     let prefix = cli.prefix.clone().unwrap_or_else(|| PathBuf::from("."));
     if let Some(Command::Demo { tls, listen }) = cli.command {
         return tether_demo::run(&prefix, tls, listen);

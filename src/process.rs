@@ -14,6 +14,28 @@ use nix::unistd::{Gid, Group, Uid, User, initgroups, setgid, setgroups, setuid};
 
 use crate::config::RunAs;
 
+/// The soft open-file limit in force (1,024, the usual default, if it cannot be read): what
+/// bounds tether's connections and what the status page shows.
+pub fn open_file_limit() -> u64 {
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft)
+}
+
+/// Raises the soft open-file limit to the hard one, as nginx's `worker_rlimit_nofile` would —
+/// every proxied connection holds two descriptors, and the usual soft default (1,024) would
+/// cap tether at ~500 WebSockets — and returns the limit in force.
+pub fn raise_soft_open_files() -> u64 {
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft < hard {
+        if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+            return hard;
+        }
+        tracing::warn!(soft, "cannot raise the open-file limit");
+    }
+    soft
+}
+
 /// Sets the open-file limit to `wanted` (soft and hard, as nginx does) when that is above the
 /// current hard limit — tether raises the soft limit to the hard one by itself at start, so a
 /// smaller value would only lower it. Returns the soft limit in force afterwards. Raising the

@@ -415,15 +415,7 @@ pub async fn serve(
                     }
                 }
             };
-            let status = response.status();
-            reply_headers::finish(response.headers_mut(), status, &route.reply);
-            if let Some(gzip) = gzip {
-                let known_length = response.body().size_hint().exact();
-                let (status, headers) = (response.status(), response.headers_mut());
-                if let Some(encoder) = gzip.respond(status, headers, known_length) {
-                    response.body_mut().compress(encoder);
-                }
-            }
+            finish_at(&mut response, route, gzip);
             if let Some(holds) = preaccess.holds {
                 response.body_mut().hold_until_end(holds);
             }
@@ -871,17 +863,27 @@ fn location_answer(
     let added = render_added(&route.response_headers, snapshot, info);
     let status = response.status();
     add_response_headers(response.headers_mut(), status, added.as_deref());
-    reply_headers::finish(response.headers_mut(), status, &route.reply);
     let gzip = route.gzip.as_ref();
-    if let Some(gzip) =
-        gzip.and_then(|policy| policy.offer(info.method, info.version, info.headers))
-    {
+    let gzip = gzip.and_then(|policy| policy.offer(info.method, info.version, info.headers));
+    finish_at(&mut response, route, gzip);
+    response
+}
+
+/// What a location does to every response it sends, proxied or its own: `expires`,
+/// `server_tokens` and the other reply rules, then `gzip` where the request allowed it.
+fn finish_at(
+    response: &mut Response<ResponseBody>,
+    route: &Route,
+    gzip: Option<crate::compress::Offer>,
+) {
+    let status = response.status();
+    reply_headers::finish(response.headers_mut(), status, &route.reply);
+    if let Some(gzip) = gzip {
         let known_length = response.body().size_hint().exact();
         if let Some(encoder) = gzip.respond(status, response.headers_mut(), known_length) {
             response.body_mut().compress(encoder);
         }
     }
-    response
 }
 
 /// The host a request names, as sent: for HTTP/1 an absolute-form target's authority wins

@@ -220,18 +220,8 @@ fn with<'a>(base: &RequestInfo<'a>, locals: &'a Locals) -> RequestInfo<'a> {
 /// Appends `bytes`, percent-encoding what nginx's `NGX_ESCAPE_ARGS` encodes: controls,
 /// space, `# % & + ; ?`, DEL and every byte above it.
 fn escape_args(bytes: &[u8], out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &byte in bytes {
-        if byte <= b' ' || byte >= 0x7f || b"#%&+;?".contains(&byte) {
-            out.extend_from_slice(&[
-                b'%',
-                HEX[usize::from(byte >> 4)],
-                HEX[usize::from(byte & 15)],
-            ]);
-        } else {
-            out.push(byte);
-        }
-    }
+    let encoded = |byte: u8| byte <= b' ' || byte >= 0x7f || b"#%&+;?".contains(&byte);
+    path::percent_encode(bytes, out, encoded);
 }
 
 /// Keeps a match's captures, and gives its named groups to their variables.

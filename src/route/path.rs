@@ -154,9 +154,15 @@ fn hex(digit: &u8) -> Option<u8> {
 /// Appends `path` to `out`, percent-encoding (uppercase hex) what nginx's `NGX_ESCAPE_URI`
 /// encodes: controls, space, `" # % < > ? \ ^ ` { | }`, DEL and every byte above it.
 pub fn escape(path: &[u8], out: &mut Vec<u8>) {
+    percent_encode(path, out, needs_escape);
+}
+
+/// Appends `bytes` to `out`, percent-encoding (uppercase hex) each byte `encoded` says must be,
+/// as nginx's `ngx_escape_uri` does for each of its escape tables.
+pub fn percent_encode(bytes: &[u8], out: &mut Vec<u8>, encoded: impl Fn(u8) -> bool) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &byte in path {
-        if needs_escape(byte) {
+    for &byte in bytes {
+        if encoded(byte) {
             out.extend_from_slice(&[
                 b'%',
                 HEX[usize::from(byte >> 4)],

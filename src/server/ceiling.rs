@@ -104,7 +104,7 @@ impl Ceiling {
                 (per_worker.max(1).saturating_mul(workers), source)
             }
             None => {
-                let files = open_file_limit();
+                let files = crate::process::open_file_limit();
                 let source = format!(
                     "the open-file limit {files}: two descriptors a connection, {RESERVED_FDS} \
                      kept; raise it or set worker_connections"
@@ -323,47 +323,6 @@ fn workers(config: &Config) -> usize {
 fn from_open_files(limit: u64) -> usize {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     (limit.saturating_sub(RESERVED_FDS) / 2).max(MIN_CEILING)
-}
-
-/// Raises the process's soft open-file limit to the hard one, as nginx's
-/// `worker_rlimit_nofile` would — every proxied connection holds two descriptors, and the usual
-/// soft default (1,024) would cap tether at ~500 WebSockets — and returns the limit in force.
-pub fn raise_open_file_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write a properly initialised local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return raised.rlim_cur;
-            }
-            tracing::warn!(soft = limit.rlim_cur, "cannot raise the open-file limit");
-        }
-    }
-    limit.rlim_cur
-}
-
-/// The soft open-file limit (which `main` raised to the hard one at start).
-fn open_file_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes a properly initialised local struct.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur
-    } else {
-        1024
-    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ mod socket;
 mod tls;
 
 pub use accept::{Lifecycle, accept_loop};
-pub use ceiling::{Ceiling, raise_open_file_limit};
+pub use ceiling::Ceiling;
 
 use std::io;
 use std::net::SocketAddr;
@@ -74,22 +74,6 @@ pub fn bind(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
 
 /// `IPV6_V6ONLY`, which tokio's socket does not expose; it must be set before `bind`.
 fn set_ipv6_only(socket: &TcpSocket, only: bool) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let value = libc::c_int::from(only);
-    // SAFETY: a valid socket descriptor, an option the kernel knows, and a pointer to an int
-    // with its size: setsockopt reads nothing else.
-    let status = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_V6ONLY,
-            (&raw const value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if status == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::Ipv6V6Only, &only)
+        .map_err(io::Error::from)
 }

@@ -16,7 +16,7 @@ use crate::harness::raw::{RawBackend, exchange, parse_responses, read_response, 
 use crate::harness::slowloris::Slowloris;
 use crate::harness::witness::{Sighting, Witness};
 use crate::harness::{Proxy, get, within};
-use tether::server::raise_open_file_limit;
+use tether::process::raise_soft_open_files;
 
 const LIMIT: Duration = Duration::from_secs(8);
 const BIG: u64 = 64 << 20;
@@ -310,7 +310,7 @@ async fn at_the_ceiling_idle_connections_are_shed_oldest_first_and_a_request_in_
 
 #[tokio::test]
 async fn without_worker_connections_the_ceiling_follows_the_open_file_limit() {
-    let open_files = raise_open_file_limit();
+    let open_files = raise_soft_open_files();
     if open_files < 4096 {
         println!("skipped: the open-file limit ({open_files}) leaves no room to tell");
         return;

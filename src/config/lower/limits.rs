@@ -80,22 +80,14 @@ impl Lowering {
         match d.name() {
             "limit_req" => {
                 if let Some(limit) = self.limit_req(d) {
-                    let list = layer.requests.get_or_insert_with(Arc::default);
-                    if list.iter().any(|l| l.zone == limit.zone) {
-                        self.duplicate(d);
-                    } else {
-                        Arc::make_mut(list).push(limit);
-                    }
+                    let zone = limit.zone.clone();
+                    self.add_limit(&mut layer.requests, limit, |l| l.zone == zone, d);
                 }
             }
             "limit_conn" => {
                 if let Some(limit) = self.limit_conn(d) {
-                    let list = layer.connections.get_or_insert_with(Arc::default);
-                    if list.iter().any(|l| l.zone == limit.zone) {
-                        self.duplicate(d);
-                    } else {
-                        Arc::make_mut(list).push(limit);
-                    }
+                    let zone = limit.zone.clone();
+                    self.add_limit(&mut layer.connections, limit, |l| l.zone == zone, d);
                 }
             }
             "limit_req_status" => {
@@ -193,6 +185,23 @@ impl Lowering {
             return None;
         }
         Some((name.to_string(), size))
+    }
+
+    /// Adds `limit` to a level's list, or reports `d` as a duplicate when the list already
+    /// limits by its zone (`same_zone`), as nginx does.
+    fn add_limit<T: Clone>(
+        &mut self,
+        list: &mut Option<Arc<Vec<T>>>,
+        limit: T,
+        same_zone: impl Fn(&T) -> bool,
+        d: &Directive,
+    ) {
+        let list = list.get_or_insert_with(Arc::default);
+        if list.iter().any(same_zone) {
+            self.duplicate(d);
+        } else {
+            Arc::make_mut(list).push(limit);
+        }
     }
 
     /// `limit_req zone=NAME [burst=N] [nodelay | delay=N]`.

@@ -277,7 +277,7 @@ impl Report {
             reloads_failed,
             last_reload_error: telemetry.last_reload_error(),
             open_fds: open_fds(),
-            fd_limit: fd_limit(),
+            fd_limit: crate::process::open_file_limit(),
             connections: telemetry.connections(),
             tunnels: telemetry.tunnels(),
             requests: telemetry.requests(),
@@ -292,20 +292,6 @@ impl Report {
 fn open_fds() -> Option<u64> {
     let entries = std::fs::read_dir("/proc/self/fd").ok()?;
     Some((entries.count() as u64).saturating_sub(1))
-}
-
-/// The soft open-file limit.
-fn fd_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes a properly initialised local struct.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur
-    } else {
-        0
-    }
 }
 
 #[cfg(test)]
