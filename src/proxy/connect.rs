@@ -6,14 +6,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsConnector;
 
 use crate::peer::{Endpoint, Peer};
-use crate::proxy::pool::Sender;
-use crate::proxy::spelling;
+use crate::proxy::origin::Connection;
 use crate::stream::{MaybeTls, UpstreamStream};
 use crate::tls::upstream::TlsTarget;
 
@@ -29,29 +26,18 @@ pub enum ConnectError {
 }
 
 /// Connects to the first of the peer's addresses that answers within `timeout` in all —
-/// securing it with `tls` when given — and starts the connection's task (with upgrades
-/// enabled, so a 101 can become a tunnel).
+/// securing it with `tls` when given. The connection has no task of its own: the request using
+/// it drives it.
 pub async fn connect(
     peer: &Peer,
     timeout: Duration,
     tls: Option<&TlsTarget>,
-) -> Result<Sender, ConnectError> {
+) -> Result<Box<Connection>, ConnectError> {
     let stream = tokio::time::timeout(timeout, open(peer, tls))
         .await
         .map_err(|_| ConnectError::Timeout)?
         .map_err(ConnectError::Io)?;
-    // The tap keeps the upstream's spelling of header names for the client (`spelling`).
-    let (stream, handle) = spelling::tap(stream);
-    let (sender, connection) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|error| ConnectError::Io(io::Error::other(error)))?;
-    tokio::spawn(async move {
-        // The connection ends when the server closes it or the pool drops the sender; either
-        // is normal, and a failure mid-request is reported to that request already.
-        let _ = connection.with_upgrades().await;
-    });
-    Ok(Sender::new(sender, handle))
+    Ok(Connection::new(stream))
 }
 
 async fn open(peer: &Peer, tls: Option<&TlsTarget>) -> io::Result<UpstreamStream> {

@@ -10,7 +10,6 @@
 //! values that tracing renders only for an enabled event.
 
 use std::fmt;
-use std::io;
 use std::net::IpAddr;
 
 use http::{Method, Uri, Version};
@@ -18,6 +17,7 @@ use http::{Method, Uri, Version};
 use tracing::Level;
 
 use super::error::{ProxyError, TimeoutKind, UpstreamFailure};
+use super::origin::OriginError;
 use crate::telemetry::errno::os_error;
 use crate::upstream::NoPeer;
 
@@ -221,23 +221,22 @@ pub fn attempt_failure(error: &ProxyError) -> String {
 }
 
 /// nginx's words for an exchange that failed after connecting.
-fn exchange_failure(error: &hyper::Error) -> String {
+fn exchange_failure(error: &OriginError) -> String {
     const STAGE: &str = "while reading response header from upstream";
-    if error.is_incomplete_message() {
-        return format!("upstream prematurely closed connection {STAGE}");
-    }
-    if error.is_parse() {
-        return format!("upstream sent invalid header ({error}) {STAGE}");
-    }
-    let io = std::error::Error::source(error).and_then(|cause| cause.downcast_ref::<io::Error>());
-    match io.and_then(os_error) {
-        Some(os) => format!("recv() failed ({os}) {STAGE}"),
-        None => format!("upstream failed ({error}) {STAGE}"),
+    match error {
+        OriginError::Closed => format!("upstream prematurely closed connection {STAGE}"),
+        OriginError::Invalid(why) => format!("{why} {STAGE}"),
+        OriginError::Io(io) => match os_error(io) {
+            Some(os) => format!("recv() failed ({os}) {STAGE}"),
+            None => format!("upstream failed ({io}) {STAGE}"),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io;
+
     use super::*;
 
     #[test]

@@ -44,7 +44,7 @@ pub enum UpstreamFailure {
     /// Connecting failed.
     Connect(std::io::Error),
     /// The exchange failed after connecting (reset, premature close, invalid response).
-    Exchange(hyper::Error),
+    Exchange(crate::proxy::origin::OriginError),
 }
 
 /// Which timeout fired.

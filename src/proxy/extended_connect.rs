@@ -27,6 +27,7 @@ use super::error::ProxyError;
 use super::tunnel::{self, Protocol};
 use super::upgrade;
 use crate::peer::ActiveGuard;
+use crate::proxy::origin::Connection;
 
 /// Something the HTTP/2 server attaches to a CONNECT request (as a request extension) and wants
 /// kept alive for as long as the tunnel the stream becomes: its count of the stream, so the
@@ -141,7 +142,7 @@ impl Http2WebSocket {
     /// Not an async fn: that would keep a copy of every argument beside the moved-in values.
     pub fn tunnel_task(
         self,
-        upstream: OnUpgrade,
+        upstream: Box<Connection>,
         idle_timeout: Duration,
         shutdown: CancellationToken,
         guard: ActiveGuard,
@@ -149,21 +150,14 @@ impl Http2WebSocket {
     ) -> impl Future<Output = ()> + Send + 'static {
         let Http2WebSocket { stream, hold, .. } = self;
         async move {
-            let (client, upstream) = match tokio::join!(stream, upstream) {
-                (Ok(client), Ok(upstream)) => (client, upstream),
-                (client, upstream) => {
-                    tracing::debug!(
-                        client = client.is_ok(),
-                        upstream = upstream.is_ok(),
-                        "HTTP/2 WebSocket did not complete its upgrade"
-                    );
+            let client = match stream.await {
+                Ok(client) => client,
+                Err(error) => {
+                    tracing::debug!(%error, "HTTP/2 WebSocket did not complete its upgrade");
                     return;
                 }
             };
-            let Some(tunnel) = join(client, upstream, idle_timeout, shutdown) else {
-                tracing::error!("upgraded connection of an unexpected type; tunnel dropped");
-                return;
-            };
+            let tunnel = join(client, *upstream, idle_timeout, shutdown);
             book.close(tunnel.await, &guard);
             drop(guard);
             drop(hold);
@@ -175,12 +169,12 @@ impl Http2WebSocket {
 /// a CONNECT's head) and the upstream's bare socket.
 fn join(
     client: hyper::upgrade::Upgraded,
-    upstream: hyper::upgrade::Upgraded,
+    upstream: Connection,
     idle_timeout: Duration,
     shutdown: CancellationToken,
-) -> Option<impl Future<Output = tunnel::Ended> + use<>> {
-    let (upstream, upstream_early) = upgrade::upstream_socket(upstream)?;
-    Some(tunnel::run(
+) -> impl Future<Output = tunnel::Ended> + use<> {
+    let (upstream, upstream_early) = upstream.into_parts();
+    tunnel::run(
         TokioIo::new(client),
         &[],
         upstream,
@@ -188,7 +182,7 @@ fn join(
         Protocol::WebSocket,
         idle_timeout,
         shutdown,
-    ))
+    )
 }
 
 #[cfg(test)]

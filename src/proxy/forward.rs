@@ -2,15 +2,14 @@
 //! for the response head within the timeouts, and ask the group for the next server when moving
 //! on is safe (`proxy_next_upstream`).
 //!
-//! "Safe" means nothing reached the upstream (connect failed, or hyper handed the request back
-//! unsent), or the request is idempotent and has no body, so it can be sent again whole.
+//! "Safe" means nothing reached the upstream (connect failed, or nothing of the request was
+//! written), or the request is idempotent and has no body, so it can be sent again whole.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use http::{Request, Response};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::Level;
 
@@ -23,20 +22,19 @@ use crate::proxy::connect::{ConnectError, connect};
 use crate::proxy::context::{self, RequestContext, request_event};
 use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
 use crate::proxy::headers::is_idempotent;
-use crate::proxy::pool::Sender;
+use crate::proxy::origin::{Exchange, OriginBody, OriginError};
+use crate::proxy::spelling::Spellings;
 use crate::telemetry::access_log::Record;
 use crate::tls::upstream::TlsTarget;
 use crate::upstream::{Affinity, Choice, Group, NoPeer, SetCookie, Tried};
 
 /// A response head from an upstream, with what is needed to finish the exchange.
 pub struct Answer<'g> {
-    /// The response (body still streaming).
-    pub response: Response<Incoming>,
+    /// The response; its body streams from the connection, which it hands back at its end.
+    pub response: Response<OriginBody>,
     /// Counts the exchange on the server that answered, from the moment it was chosen until
     /// the response body (or tunnel) ends.
     pub guard: ActiveGuard,
-    /// The connection, to return to the pool once the body is read.
-    pub sender: Sender,
     /// What the connection is secured with (None: plain), the key it is pooled under.
     pub tls: Option<Arc<TlsTarget>>,
     /// The sticky cookie the response carries, as the choice of the server that answered said.
@@ -44,7 +42,7 @@ pub struct Answer<'g> {
     /// How long getting a connection ready took (0 for a pooled one, as nginx counts it).
     pub connect_time: std::time::Duration,
     /// The upstream's spelling of its header names.
-    pub spellings: Option<crate::proxy::spelling::Spellings>,
+    pub spellings: Option<Spellings>,
 }
 
 /// No server to choose: 502 when every one is out, 503 when the healthy ones are full.
@@ -183,10 +181,12 @@ fn log_failed_try(cx: &RequestContext<'_>, group: &Group, choice: &Choice<'_>, e
     }
 }
 
-/// One try on one server, taking the request out of `unsent` only to send it: when it fails
-/// before the request left, the request is still there for the next server. A stale pooled
-/// connection that hyper could not even write to is replaced by a fresh one on the same server,
-/// without counting as a failure.
+/// One try on one server. The request stays in `unsent` while it is sent (only its body is
+/// taken, to be uploaded): when the try fails before any of the body was taken, the request is
+/// still whole there for the next server. A pooled connection the server had closed in the
+/// meantime (nothing of an answer arrived) is replaced by a fresh one on the same server
+/// without counting as a failure, when the request can be sent again: it is still whole and
+/// idempotent (nginx retries a cached connection so too).
 ///
 /// The request stays in the caller's slot instead of moving through each future by value:
 /// every move of it is a 280-byte copy, on the path of every request.
@@ -205,13 +205,13 @@ async fn attempt<'g>(
     let started = Instant::now();
     loop {
         let reused = pooled.is_some();
-        let mut sender = match pooled.take() {
-            Some(sender) => sender,
-            // Boxed: opening a connection (TCP, TLS, handshake) is a large future that every
-            // request would otherwise carry and copy as its futures move, though a kept-alive
-            // connection never opens one; a new connection's cost dwarfs one allocation.
+        let connection = match pooled.take() {
+            Some(connection) => connection,
+            // Boxed: opening a connection (TCP, TLS) is a large future that every request would
+            // otherwise carry and copy as its futures move, though a kept-alive connection
+            // never opens one; a new connection's cost dwarfs one allocation.
             None => match Box::pin(connect(peer, settings.connect_timeout, tls)).await {
-                Ok(sender) => sender,
+                Ok(connection) => connection,
                 Err(error) => {
                     peer.state.traffic().record_connect_error();
                     return Err(match error {
@@ -221,41 +221,56 @@ async fn attempt<'g>(
                 }
             },
         };
-        if sender.ready().await.is_err() {
-            if reused {
-                continue;
-            }
-            peer.state.traffic().record_connect_error();
-            return Err(ProxyError::Upstream(UpstreamFailure::Connect(
-                std::io::Error::other("connection closed before the request was sent"),
-            )));
-        }
         let connect_time = if reused {
             std::time::Duration::ZERO
         } else {
             started.elapsed()
         };
         let request = unsent
-            .take()
+            .as_mut()
             .expect("forward puts a request in the slot before every attempt");
-        let sending = std::pin::pin!(sender.try_send_request(request));
+        let exchange = Exchange::start(connection, request);
+        let idempotent = is_idempotent(request.method());
+        let sending = std::pin::pin!(exchange);
         match wait_for_head(sending, settings, progress, &mut guard).await {
-            Ok(Ok(response)) => {
-                let spellings = sender.take_spellings();
+            Ok(Ok(sent)) => {
+                *unsent = None;
+                let head = *sent.head;
+                let spellings = Some(Spellings::of_head(head.raw));
+                let mut response = Response::new(sent.body);
+                *response.status_mut() = head.status;
+                *response.version_mut() = head.version;
+                *response.headers_mut() = head.headers;
                 return Ok(Answer {
                     spellings,
                     response,
                     guard,
-                    sender,
                     tls: route.tls.cloned(),
                     set_cookie: choice.set_cookie,
                     connect_time,
                 });
             }
-            Ok(Err(mut failure)) => {
-                *unsent = failure.take_message();
-                if unsent.is_none() || !reused {
-                    return Err(exchange_error(failure.into_error()));
+            Ok(Err(failure)) => {
+                // Still whole, and safe to send again: nothing of it reached the upstream, or
+                // it is idempotent.
+                let whole = match (failure.body, unsent.as_mut()) {
+                    (Ok(Some(body)), Some(request)) => {
+                        *request.body_mut() = body;
+                        true
+                    }
+                    (Ok(None), Some(_)) => true,
+                    (Err(()), _) | (_, None) => false,
+                } && (!failure.sent || idempotent);
+                if !whole {
+                    *unsent = None;
+                }
+                let error = match failure.error {
+                    Ok(error) => error,
+                    Err(body) => return Err(body_error(body)),
+                };
+                let stale = reused && failure.unanswered && whole && idempotent;
+                if !stale {
+                    return Err(ProxyError::Upstream(UpstreamFailure::Exchange(error)));
                 }
             }
             Err(kind) => return Err(ProxyError::Timeout(kind)),
@@ -263,18 +278,18 @@ async fn attempt<'g>(
     }
 }
 
-/// An exchange that failed after the request left. A body cut off past
-/// `client_max_body_size` (one whose size was not announced up front) fails the exchange from
-/// our side: nginx answers that with 413.
-fn exchange_error(error: hyper::Error) -> ProxyError {
-    let cause =
-        std::error::Error::source(&error).and_then(|cause| cause.downcast_ref::<BodyError>());
-    match cause {
-        Some(BodyError::TooLarge) => ProxyError::BodyTooLarge,
-        Some(BodyError::Client(ClientBodyError::Timeout)) => ProxyError::ClientTimeout,
-        Some(BodyError::Client(ClientBodyError::Malformed(_))) => ProxyError::BadRequest,
-        Some(BodyError::Client(_)) => ProxyError::ClientAborted,
-        _ => ProxyError::Upstream(UpstreamFailure::Exchange(error)),
+/// A request body that failed on the client's side: the client's fault, answered as nginx
+/// does (413 past `client_max_body_size`, 408 too slow, 400 malformed; gone, 499).
+fn body_error(error: BodyError) -> ProxyError {
+    match error {
+        BodyError::TooLarge => ProxyError::BodyTooLarge,
+        BodyError::Client(ClientBodyError::Timeout) => ProxyError::ClientTimeout,
+        BodyError::Client(ClientBodyError::Malformed(_)) => ProxyError::BadRequest,
+        BodyError::Client(_) => ProxyError::ClientAborted,
+        BodyError::Upstream(error) => ProxyError::Upstream(UpstreamFailure::Exchange(error)),
+        other => ProxyError::Upstream(UpstreamFailure::Exchange(OriginError::Io(
+            std::io::Error::other(other.to_string()),
+        ))),
     }
 }
 

@@ -21,6 +21,7 @@ use crate::config::HealthCheck;
 use crate::peer::{CheckPolicy, CheckState, Peer};
 use crate::proxy::body::request::RequestBody;
 use crate::proxy::connect::{ConnectError, connect};
+use crate::proxy::origin::Exchange;
 use crate::snapshot::Snapshot;
 use crate::telemetry::errno;
 use crate::tls::upstream::TlsTarget;
@@ -122,8 +123,8 @@ async fn probe(
     host: &HeaderValue,
     tls: Option<&TlsTarget>,
 ) -> Result<(), String> {
-    let mut sender = match connect(peer, check.timeout, tls).await {
-        Ok(sender) => sender,
+    let connection = match connect(peer, check.timeout, tls).await {
+        Ok(connection) => connection,
         Err(ConnectError::Timeout) => {
             return Err("connect() timed out (110: Connection timed out)".to_string());
         }
@@ -134,21 +135,24 @@ async fn probe(
             });
         }
     };
-    let request = Request::get(check.uri.as_str())
+    let mut request = Request::get(check.uri.as_str())
         .header(header::HOST, host)
         .header(header::CONNECTION, "close")
         .header(header::USER_AGENT, "tether-health-check")
         .body(RequestBody::Empty)
         .map_err(|error| format!("invalid check request ({error})"))?;
-    match sender.send_request(request).await {
-        Ok(response) => {
-            let status = response.status().as_u16();
+    match Exchange::start(connection, &mut request).await {
+        Ok(sent) => {
+            let status = sent.head.status.as_u16();
             if (check.status.0..=check.status.1).contains(&status) {
                 Ok(())
             } else {
                 Err(format!("status {status}"))
             }
         }
-        Err(error) => Err(format!("request failed ({error})")),
+        Err(failure) => Err(match failure.error {
+            Ok(error) => format!("request failed ({error})"),
+            Err(error) => format!("request failed ({error})"),
+        }),
     }
 }

@@ -15,6 +15,7 @@ pub mod forward;
 pub mod headers;
 pub mod health;
 mod limits;
+pub mod origin;
 mod phases;
 pub mod pool;
 pub mod reply_headers;
@@ -745,10 +746,7 @@ impl Exchange<'_> {
         add_response_headers(&mut parts.headers, parts.status, self.added);
         let read_timeout = self.route.settings.read_timeout;
         if !switching {
-            let keep_alive = self.reusable.then_some(pool::Pooled {
-                sender: answer.sender,
-                tls: answer.tls,
-            });
+            let keep_alive = self.reusable.then_some(answer.tls);
             let timeouts = (read_timeout, self.route.settings.client_send_timeout);
             let mut body: ResponseBody = UpstreamBody::new(incoming, timeouts, keep_alive, guard)
                 .with_spellings(answer.spellings)
@@ -767,8 +765,10 @@ impl Exchange<'_> {
             log.head(Phase::SentHead, parts.status.as_u16(), &parts.headers);
             log
         });
-        let mut response = Response::from_parts(parts, incoming);
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let Some(upstream) = incoming.into_connection() else {
+            return Err(ProxyError::UpstreamStatus(101));
+        };
+        let response = Response::from_parts(parts, ());
         let (close, open) = (
             self.conn.tunnels.close.clone(),
             self.conn.tunnels.open.enter(),
@@ -777,7 +777,7 @@ impl Exchange<'_> {
         match client_upgrade {
             ClientSide::Http1(client) => tokio::spawn(upgrade::tunnel_task(
                 client,
-                upstream_upgrade,
+                upstream,
                 upgrade::protocol_of(response.headers()),
                 read_timeout,
                 close,
@@ -785,7 +785,7 @@ impl Exchange<'_> {
                 upgrade::TunnelBook { open, log, holds },
             )),
             ClientSide::Http2(websocket) => tokio::spawn(websocket.tunnel_task(
-                upstream_upgrade,
+                upstream,
                 read_timeout,
                 close,
                 guard,

@@ -10,17 +10,17 @@
 //! `http://` and `https://` locations, or with different `proxy_ssl_*` settings, never hands a
 //! plain connection to an https request or one verified for another name.
 //!
-//! The peer importing this pool is the one sanctioned upward import (a hyper type below
-//! `proxy`). It closes no circle because the pool names only the request body
-//! ([`body::request`](crate::proxy::body::request)), never the response side that returns
-//! connections here: keep it so.
+//! The peer importing this pool is the one sanctioned upward import (a proxy type below
+//! `proxy`). It closes no circle because the pool names only the connection
+//! ([`origin`](crate::proxy::origin)), never the response side that returns connections here:
+//! keep it so.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use crate::proxy::spelling::Sender;
+pub use crate::proxy::origin::Connection;
 use crate::tls::upstream::TlsTarget;
 
 /// Idle connections to one server.
@@ -30,11 +30,11 @@ pub struct Pool {
     limit: usize,
 }
 
-/// A connection on its way back to the pool: its sender and what it was secured with.
+/// A connection on its way back to the pool, and what it was secured with.
 #[derive(Debug)]
 pub struct Pooled {
     /// The connection.
-    pub sender: Sender,
+    pub connection: Box<Connection>,
     /// Its TLS (None: plain).
     pub tls: Option<Arc<TlsTarget>>,
 }
@@ -56,15 +56,15 @@ impl Pool {
 
     /// The newest idle connection secured as `tls` says (None: plain), still open and idle for
     /// less than `max_idle`. Dead entries met on the way are dropped.
-    pub fn take(&self, max_idle: Duration, tls: Option<&TlsTarget>) -> Option<Sender> {
+    pub fn take(&self, max_idle: Duration, tls: Option<&TlsTarget>) -> Option<Box<Connection>> {
         let mut idle = self.lock();
         // Newest first; with one kind of connection per server (the usual case) the newest
         // matches and the scan is one step.
         let mut at = idle.len();
         while at > 0 {
             at -= 1;
-            let entry = &idle[at];
-            if entry.connection.sender.is_closed() || entry.since.elapsed() >= max_idle {
+            let entry = &mut idle[at];
+            if entry.since.elapsed() >= max_idle || !entry.connection.connection.is_usable() {
                 idle.remove(at);
                 continue;
             }
@@ -74,7 +74,7 @@ impl Pool {
                 _ => false,
             };
             if fits {
-                return Some(idle.remove(at).connection.sender);
+                return Some(idle.remove(at).connection.connection);
             }
         }
         None
@@ -82,9 +82,6 @@ impl Pool {
 
     /// Returns a connection whose last response was read to the end.
     pub fn put(&self, connection: Pooled) {
-        if connection.sender.is_closed() {
-            return;
-        }
         let mut idle = self.lock();
         if idle.len() >= self.limit {
             // Full: drop the oldest, it is the likeliest to be closed by the server soon.

@@ -11,8 +11,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header;
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 
 use crate::stream::ClientStream;
 use tokio::sync::oneshot;
@@ -22,8 +20,7 @@ use super::tunnel::{self, Outcome, Protocol};
 use crate::inflight::Token;
 use crate::limits::ConnectionHolds;
 use crate::peer::ActiveGuard;
-use crate::proxy::spelling::HeadTap;
-use crate::stream::UpstreamStream;
+use crate::proxy::origin::Connection;
 use crate::telemetry::access_log::Record;
 
 /// A client connection after its `101` was written: the socket, and the bytes already read
@@ -98,7 +95,7 @@ pub fn protocol_of(response: &HeaderMap) -> Protocol {
 )]
 pub fn tunnel_task(
     client: ClientUpgrade,
-    upstream: OnUpgrade,
+    upstream: Box<Connection>,
     protocol: Protocol,
     idle_timeout: Duration,
     shutdown: CancellationToken,
@@ -106,23 +103,16 @@ pub fn tunnel_task(
     book: TunnelBook,
 ) -> impl Future<Output = ()> + Send + 'static {
     async move {
-        let (client, upstream) = match tokio::join!(client, upstream) {
-            (Ok(client), Ok(upstream)) => (client, upstream),
-            (client, upstream) => {
-                tracing::debug!(
-                    client = client.is_ok(),
-                    upstream = upstream.is_ok(),
-                    "upgrade did not complete"
-                );
+        let client = match client.await {
+            Ok(client) => client,
+            Err(_) => {
+                tracing::debug!("upgrade did not complete: the client's connection closed");
                 return;
             }
         };
         // Built by a plain function: whatever it unpacks is gone before the await below, where
         // anything still in scope would be kept by every tunnel for its whole life.
-        let Some(tunnel) = join(client, upstream, protocol, idle_timeout, shutdown) else {
-            tracing::error!("upgraded connection of an unexpected type; tunnel dropped");
-            return;
-        };
+        let tunnel = join(client, *upstream, protocol, idle_timeout, shutdown);
         let ended = tunnel.await;
         book.close(ended, &guard);
         drop(guard);
@@ -170,29 +160,18 @@ pub(super) fn log_end(outcome: Outcome, guard: &ActiveGuard) {
     }
 }
 
-/// The upstream's stream (plain or TLS) under hyper's `Upgraded` (no boxed stream, no
-/// indirection per read) and the bytes read past its `101`. `None` if it is not one of ours.
-pub(super) fn upstream_socket(
-    upstream: hyper::upgrade::Upgraded,
-) -> Option<(UpstreamStream, Bytes)> {
-    let parts = upstream
-        .downcast::<TokioIo<HeadTap<UpstreamStream>>>()
-        .ok()?;
-    Some((parts.io.into_inner().into_inner(), parts.read_buf))
-}
-
-/// The tunnel between the two upgraded connections, the upstream's unwrapped from hyper's
-/// `Upgraded` to its own stream, plain or TLS (no boxed stream, no indirection per read), each
-/// with the bytes read past the upgrade. `None` if the upstream's is not one of ours after all.
+/// The tunnel between the two upgraded connections, each with the bytes read past the
+/// upgrade. The upstream's comes boxed, one pointer in every tunnel task until it is unpacked
+/// here.
 fn join(
     client: Upgraded,
-    upstream: hyper::upgrade::Upgraded,
+    upstream: Connection,
     protocol: Protocol,
     idle_timeout: Duration,
     shutdown: CancellationToken,
-) -> Option<impl Future<Output = tunnel::Ended> + use<>> {
-    let (upstream, upstream_early) = upstream_socket(upstream)?;
-    Some(tunnel::run(
+) -> impl Future<Output = tunnel::Ended> + use<> {
+    let (upstream, upstream_early) = upstream.into_parts();
+    tunnel::run(
         client.stream,
         &client.read_buf,
         upstream,
@@ -200,7 +179,7 @@ fn join(
         protocol,
         idle_timeout,
         shutdown,
-    ))
+    )
 }
 
 #[cfg(test)]
@@ -213,15 +192,24 @@ mod tests {
     /// await) costs every tunnel. (The status page's start time and transport in the guard
     /// took it from 560 to 568, the access log's byte counts and line 24 more, the boxed
     /// `limit_conn` places 8 more.)
-    #[test]
-    fn an_idle_tunnel_task_stays_small() {
+    /// A connected upstream connection, as a `101` leaves it.
+    async fn upstream_of_test() -> Box<Connection> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        Connection::new(stream.into())
+    }
+
+    #[tokio::test]
+    async fn an_idle_tunnel_task_stays_small() {
         let registry = crate::peer::PeerRegistry::default();
         let key = crate::peer::PeerKey::new("g".into(), "127.0.0.1:1".into());
         let peer = registry.get_or_insert(key, vec![], 0);
         let inflight = std::sync::Arc::new(crate::inflight::Inflight::default());
         let task = tunnel_task(
             ClientUpgrade::pair().1,
-            hyper::upgrade::on(http::Request::new(())),
+            upstream_of_test().await,
             Protocol::WebSocket,
             Duration::from_secs(1),
             CancellationToken::new(),

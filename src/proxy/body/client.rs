@@ -184,9 +184,9 @@ pin_project! {
         Http2 {
             #[pin]
             inner: Incoming,
-            // Armed while waiting for the client: `client_body_timeout`.
-            #[pin]
-            idle: Option<Sleep>,
+            // Armed while waiting for the client: `client_body_timeout`. Boxed so the body is
+            // `Unpin` (the upstream connection moves it as it sends it).
+            idle: Option<Pin<Box<Sleep>>>,
             timeout: Duration,
         },
     }
@@ -276,20 +276,16 @@ impl Body for ClientBody {
             }
             ClientBodyProj::Http2 {
                 inner,
-                mut idle,
+                idle,
                 timeout,
             } => match inner.poll_frame(cx) {
                 Poll::Ready(frame) => {
-                    idle.set(None);
+                    *idle = None;
                     Poll::Ready(frame.map(|f| f.map_err(ClientBodyError::Http2)))
                 }
                 Poll::Pending => {
-                    if idle.is_none() {
-                        idle.set(Some(tokio::time::sleep(*timeout)));
-                    }
-                    if let Some(sleep) = idle.as_pin_mut() {
-                        std::task::ready!(sleep.poll(cx));
-                    }
+                    let sleep = idle.get_or_insert_with(|| Box::pin(tokio::time::sleep(*timeout)));
+                    std::task::ready!(sleep.as_mut().poll(cx));
                     Poll::Ready(Some(Err(ClientBodyError::Timeout)))
                 }
             },

@@ -25,8 +25,8 @@ use client::ClientBodyError;
 /// Why a body stream stopped early.
 #[derive(Debug)]
 pub enum BodyError {
-    /// The upstream connection failed.
-    Hyper(hyper::Error),
+    /// The upstream connection failed, or its body could not be read unambiguously.
+    Upstream(crate::proxy::origin::OriginError),
     /// The client's body could not be read to its end (gone, too slow, malformed).
     Client(ClientBodyError),
     /// The client sent more than `client_max_body_size`.
@@ -40,7 +40,7 @@ pub enum BodyError {
 impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BodyError::Hyper(error) => error.fmt(f),
+            BodyError::Upstream(error) => error.fmt(f),
             BodyError::Client(error) => write!(f, "client stopped sending its body ({error})"),
             BodyError::TooLarge => f.write_str("request body larger than client_max_body_size"),
             BodyError::ReadTimeout => {

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
@@ -20,16 +19,18 @@ use super::BodyError;
 use crate::compress::{self, Encoder};
 use crate::limits::ConnectionHolds;
 use crate::peer::ActiveGuard;
+use crate::proxy::origin::OriginBody;
 use crate::proxy::pool::Pooled;
 use crate::proxy::spelling::Spellings;
 use crate::telemetry::access_log::Record;
+use crate::tls::upstream::TlsTarget;
 
 pin_project! {
     /// An upstream response body on its way to the client.
     #[derive(Debug)]
     pub struct UpstreamBody {
         #[pin]
-        inner: Incoming,
+        inner: OriginBody,
         // `proxy_read_timeout` is the idle time between two reads, so an SSE stream or a slow
         // download that keeps moving is never cut. The timer is armed only while the body
         // waits for the upstream, from the moment it starts waiting (right after the last
@@ -40,8 +41,9 @@ pin_project! {
         // `send_timeout` of the location: how long the client may leave this body unread.
         send_timeout: Duration,
         // The connection goes back to the pool only after the whole response was read; a body
-        // dropped half-way takes the connection down with it (hyper closes it).
-        keep_alive: Option<Pooled>,
+        // dropped half-way takes the connection down with it. Some: pooled under this TLS
+        // (None inside: plain); None: the request asked the upstream to close.
+        keep_alive: Option<Option<std::sync::Arc<TlsTarget>>>,
         guard: Option<ActiveGuard>,
         // How the upstream spelled its header names, for the client's HTTP/1 writer.
         spellings: Option<Spellings>,
@@ -49,13 +51,14 @@ pin_project! {
 }
 
 impl UpstreamBody {
-    /// Streams `inner`, counting on `guard` until the end and returning `keep_alive` to the
-    /// peer's pool if the response completes. `timeouts` are the location's
-    /// `proxy_read_timeout` and `send_timeout`.
+    /// Streams `inner`, counting on `guard` until the end and returning its connection to the
+    /// peer's pool (as `keep_alive` says: Some with the TLS it was secured with) if the
+    /// response completes. `timeouts` are the location's `proxy_read_timeout` and
+    /// `send_timeout`.
     pub fn new(
-        inner: Incoming,
+        inner: OriginBody,
         timeouts: (Duration, Duration),
-        keep_alive: Option<Pooled>,
+        keep_alive: Option<Option<std::sync::Arc<TlsTarget>>>,
         guard: ActiveGuard,
     ) -> UpstreamBody {
         let (read_timeout, send_timeout) = timeouts;
@@ -90,18 +93,18 @@ impl Body for UpstreamBody {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle.set(None);
                 if this.inner.is_end_stream() {
-                    finish(this.keep_alive, this.guard);
+                    finish(this.inner.get_mut(), this.keep_alive, this.guard);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
-                finish(this.keep_alive, this.guard);
+                finish(this.inner.get_mut(), this.keep_alive, this.guard);
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(error))) => {
                 this.keep_alive.take();
                 this.guard.take();
-                Poll::Ready(Some(Err(BodyError::Hyper(error))))
+                Poll::Ready(Some(Err(BodyError::Upstream(error))))
             }
             Poll::Pending => {
                 if this.idle.is_none() {
@@ -127,9 +130,15 @@ impl Body for UpstreamBody {
 }
 
 /// The response was read to its end: the connection may carry the next request.
-fn finish(keep_alive: &mut Option<Pooled>, guard: &mut Option<ActiveGuard>) {
-    if let (Some(connection), Some(guard)) = (keep_alive.take(), guard.as_ref()) {
-        guard.peer().pool.put(connection);
+fn finish(
+    inner: &mut OriginBody,
+    keep_alive: &mut Option<Option<std::sync::Arc<TlsTarget>>>,
+    guard: &mut Option<ActiveGuard>,
+) {
+    if let (Some(tls), Some(guard)) = (keep_alive.take(), guard.as_ref())
+        && let Some(connection) = inner.take_reusable()
+    {
+        guard.peer().pool.put(Pooled { connection, tls });
     }
     guard.take();
 }

@@ -1,0 +1,134 @@
+use super::*;
+
+fn parse(text: &str, method: &Method) -> Result<Parsed, InvalidHead> {
+    let mut buf = BytesMut::from(text.as_bytes());
+    parse_response(&mut buf, method)
+}
+
+fn head(text: &str) -> ResponseHead {
+    match parse(text, &Method::GET) {
+        Ok(Parsed::Final(head)) => *head,
+        other => panic!("{text:?} parsed as {other:?}"),
+    }
+}
+
+fn refused(text: &str) -> &'static str {
+    match parse(text, &Method::GET) {
+        Err(InvalidHead(why)) => why,
+        other => panic!("{text:?} was not refused: {other:?}"),
+    }
+}
+
+#[test]
+fn a_length_framed_head_keeps_its_headers_and_the_body_stays_in_the_buffer() {
+    let mut buf =
+        BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Trace: a\r\n\r\nhello"[..]);
+    let Ok(Parsed::Final(head)) = parse_response(&mut buf, &Method::GET) else {
+        panic!("not parsed");
+    };
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.framing, ResponseFraming::Length(5));
+    assert!(head.keep_alive);
+    assert_eq!(head.headers["x-trace"], "a");
+    assert_eq!(&buf[..], b"hello");
+    assert!(head.raw.ends_with(b"X-Trace: a\r\n\r\n"));
+}
+
+#[test]
+fn framing_follows_rfc_9112() {
+    assert_eq!(
+        head("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n").framing,
+        ResponseFraming::Chunked
+    );
+    let until_close = head("HTTP/1.1 200 OK\r\n\r\n");
+    assert_eq!(until_close.framing, ResponseFraming::UntilClose);
+    assert!(!until_close.keep_alive);
+    assert_eq!(
+        head("HTTP/1.1 204 No Content\r\n\r\n").framing,
+        ResponseFraming::None
+    );
+    assert_eq!(
+        head("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n").framing,
+        ResponseFraming::None
+    );
+    let Ok(Parsed::Final(to_head)) = parse(
+        "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+        &Method::HEAD,
+    ) else {
+        panic!("not parsed");
+    };
+    assert_eq!(to_head.framing, ResponseFraming::None);
+    assert!(
+        !head("HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 0\r\n\r\n")
+            .keep_alive
+    );
+    assert!(!head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
+}
+
+#[test]
+fn interim_heads_are_skipped_but_a_switch_is_final() {
+    assert!(matches!(
+        parse("HTTP/1.1 100 Continue\r\n\r\n", &Method::POST),
+        Ok(Parsed::Interim)
+    ));
+    let switch = head("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+    assert_eq!(switch.status, StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(switch.framing, ResponseFraming::None);
+}
+
+#[test]
+fn heads_that_could_be_read_two_ways_are_refused() {
+    assert!(
+        refused("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .contains("at the same time")
+    );
+    assert!(
+        refused("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n")
+            .contains("duplicate")
+    );
+    for length in ["+3", "-3", "3 3", "0x3", "", "3,3", "99999999999999999999"] {
+        let text = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
+        assert!(refused(&text).contains("Content-Length"), "{length:?}");
+    }
+    for coding in ["gzip", "gzip, chunked", "chunked, gzip", "identity"] {
+        let text = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {coding}\r\n\r\n");
+        assert!(refused(&text).contains("Transfer-Encoding"), "{coding:?}");
+    }
+    refused("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n");
+    refused("HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 0\r\n\r\n");
+    refused("HTTP/1.1 200 OK\r\nX-A : 1\r\nContent-Length: 0\r\n\r\n");
+    refused("HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 0\r\n\r\n");
+    refused("HTTP/1.1 2000 OK\r\n\r\n");
+}
+
+#[test]
+fn oversized_and_overlong_heads_are_refused() {
+    let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+    assert!(refused(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")).contains("too many"));
+    let big = format!("HTTP/1.1 200 OK\r\nX-Big: {}", "a".repeat(MAX_HEAD));
+    assert!(refused(&big).contains("too big"));
+    assert!(matches!(
+        parse("HTTP/1.1 200 OK\r\nX-A: 1\r\n", &Method::GET),
+        Ok(Parsed::Partial)
+    ));
+}
+
+#[test]
+fn the_request_head_is_written_in_one_pass() {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::HOST, HeaderValue::from_static("app"));
+    headers.append("x-a", HeaderValue::from_static("1"));
+    headers.append("x-a", HeaderValue::from_static("2"));
+    let mut out = Vec::new();
+    encode_request(
+        &Method::POST,
+        "/up?x=1",
+        &headers,
+        RequestFraming::Chunked,
+        &mut out,
+    );
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "POST /up?x=1 HTTP/1.1\r\nhost: app\r\nx-a: 1\r\nx-a: 2\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+}
