@@ -9,7 +9,8 @@
 //! memory. [`client`] is the client's body whichever protocol brought it; [`request`] is what
 //! is sent upstream (the client's body cut off past `client_max_body_size`, and the upload's
 //! progress for `proxy_send_timeout`); [`response`] is what goes back (an upstream's body with
-//! the bookkeeping that lasts as long as the stream, or tether's own).
+//! the bookkeeping that lasts as long as the stream, or tether's own); `idle` is the clock of
+//! `proxy_read_timeout` a streamed body keeps.
 //!
 //! Split by direction so that the upstream connection pool, which sends [`request`] bodies,
 //! and the response body, which returns connections to that pool, do not import each other.
@@ -17,6 +18,7 @@
 //! so importing one direction never pulls in the other.
 
 pub mod client;
+mod idle;
 pub mod request;
 pub mod response;
 

@@ -13,9 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
 
 use super::BodyError;
+use super::idle::ReadIdle;
 use crate::compress::{self, Encoder};
 use crate::limits::ConnectionHolds;
 use crate::peer::ActiveGuard;
@@ -32,12 +32,9 @@ pin_project! {
         #[pin]
         inner: OriginBody,
         // `proxy_read_timeout` is the idle time between two reads, so an SSE stream or a slow
-        // download that keeps moving is never cut. The timer is armed only while the body
-        // waits for the upstream, from the moment it starts waiting (right after the last
-        // frame went on): a small response that arrives whole never touches the timer wheel.
+        // download that keeps moving is never cut (see `idle`: one timer, not one per frame).
         #[pin]
-        idle: Option<Sleep>,
-        read_timeout: Duration,
+        idle: ReadIdle,
         // `send_timeout` of the location: how long the client may leave this body unread.
         send_timeout: Duration,
         // The connection goes back to the pool only after the whole response was read; a body
@@ -64,8 +61,7 @@ impl UpstreamBody {
         let (read_timeout, send_timeout) = timeouts;
         UpstreamBody {
             inner,
-            idle: None,
-            read_timeout,
+            idle: ReadIdle::new(read_timeout),
             send_timeout,
             keep_alive,
             guard: Some(guard),
@@ -91,7 +87,7 @@ impl Body for UpstreamBody {
         let mut this = self.project();
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.idle.set(None);
+                this.idle.as_mut().moved();
                 if this.inner.is_end_stream() {
                     finish(this.inner.get_mut(), this.keep_alive, this.guard);
                 }
@@ -107,12 +103,7 @@ impl Body for UpstreamBody {
                 Poll::Ready(Some(Err(BodyError::Upstream(error))))
             }
             Poll::Pending => {
-                if this.idle.is_none() {
-                    this.idle.set(Some(tokio::time::sleep(*this.read_timeout)));
-                }
-                if let Some(idle) = this.idle.as_pin_mut() {
-                    ready!(idle.poll(cx));
-                }
+                ready!(this.idle.poll_expired(cx));
                 this.keep_alive.take();
                 this.guard.take();
                 Poll::Ready(Some(Err(BodyError::ReadTimeout)))

@@ -42,6 +42,17 @@ impl FrameTracker {
                 bytes = &bytes[skip..];
                 continue;
             }
+            // A whole header at hand (the usual case: a frame starts a write) is read where it
+            // is, not gathered byte by byte.
+            if self.have == 0
+                && let [_, second, ..] = *bytes
+                && let len = header_len(second)
+                && bytes.len() >= len
+            {
+                self.start_payload(&bytes[..len]);
+                bytes = &bytes[len..];
+                continue;
+            }
             let take = (self.header_len() - self.have).min(bytes.len());
             self.header[self.have..self.have + take].copy_from_slice(&bytes[..take]);
             self.have += take;
@@ -49,7 +60,9 @@ impl FrameTracker {
             // The length of the header is only known once its first two bytes are in, so a
             // complete header is one whose length, recomputed now, is reached.
             if self.have >= 2 && self.have == self.header_len() {
-                self.start_payload();
+                let header = self.header;
+                self.start_payload(&header[..self.have]);
+                self.have = 0;
             }
         }
     }
@@ -69,29 +82,33 @@ impl FrameTracker {
         if self.have < 2 {
             return 2;
         }
-        let second = self.header[1];
-        let extended = match second & 0x7f {
-            126 => 2,
-            127 => 8,
-            _ => 0,
-        };
-        let mask = if second & 0x80 != 0 { 4 } else { 0 };
-        2 + extended + mask
+        header_len(self.header[1])
     }
 
-    /// The header is complete: note a close and start counting its payload.
-    fn start_payload(&mut self) {
-        if self.header[0] & 0x0f == OPCODE_CLOSE {
+    /// `header` is a complete frame header: note a close and start counting its payload.
+    fn start_payload(&mut self, header: &[u8]) {
+        if header[0] & 0x0f == OPCODE_CLOSE {
             self.saw_close = true;
         }
-        self.remaining = match self.header[1] & 0x7f {
-            126 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),
-            // The header buffer holds 14 bytes, so bytes 2..10 are always there.
-            127 => u64::from_be_bytes(self.header[2..10].try_into().unwrap_or([0; 8])),
+        // A complete header is as long as its second byte says, so the extended length is in.
+        self.remaining = match header[1] & 0x7f {
+            126 => u64::from(u16::from_be_bytes([header[2], header[3]])),
+            127 => u64::from_be_bytes(header[2..10].try_into().unwrap_or([0; 8])),
             short => u64::from(short),
         };
-        self.have = 0;
     }
+}
+
+/// The length of a frame header whose second byte is `second`: 2, the extended length, the
+/// mask key.
+fn header_len(second: u8) -> usize {
+    let extended = match second & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let mask = if second & 0x80 != 0 { 4 } else { 0 };
+    2 + extended + mask
 }
 
 /// A close frame carrying `code` and no reason. Frames toward a server must be masked

@@ -1,8 +1,9 @@
 //! Writing responses to an HTTP/1 client: the head encoded once into a reused buffer, the body
-//! framed (`Content-Length`, chunked, or until close for HTTP/1.0), and everything queued as
-//! shared `Bytes` and written with one `writev` per batch — a small response's head and body
-//! leave in one syscall, and a stream's pieces leave as soon as the body has nothing more at
-//! hand (an SSE event is never held back waiting for company).
+//! framed (`Content-Length`, chunked, or until close for HTTP/1.0), small pieces copied in
+//! behind the head and larger ones queued as shared `Bytes`, all written with one `writev` per
+//! batch — a small response's head and body leave in one syscall, and a stream's pieces leave
+//! as soon as the body has nothing more at hand (an SSE event is never held back waiting for
+//! company).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -54,19 +55,29 @@ pub struct HeadPlan<'a> {
 }
 
 /// Bytes queued for the client, in order: a response head (encoded in place, into a buffer
-/// reused from response to response), then pieces of body. Nothing here allocates per
-/// response once the head buffer has grown to the largest head.
+/// reused from response to response) with the small pieces of body that follow it copied in
+/// behind it, then larger pieces of body, shared. Nothing here allocates per response once
+/// the buffer has grown to the largest head.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    /// The head being written; always ahead of `queue` (a head is queued only once everything
-    /// before it was written, or moved into `queue` when something still waits).
-    head: Vec<u8>,
-    head_sent: usize,
+    /// A head and small pieces of body, copied; always ahead of `queue` (something is added
+    /// here only while the queue is empty, else it is queued).
+    inline: Vec<u8>,
+    inline_sent: usize,
     queue: VecDeque<Piece>,
     queued: usize,
     /// Bytes written since the outbox was made (tells a stalled write from a slow one).
     written: u64,
 }
+
+/// Body pieces up to this size are copied behind the head rather than queued: an SSE event or
+/// a small answer leaves as one slice, with its chunk framing, and nothing is queued, dropped
+/// or walked for it.
+const COPY_MAX: usize = 512;
+
+/// Copies stop once the buffer holds this much, so the buffer a connection keeps for its life
+/// stays small (a long head may exceed it; then nothing is copied behind that head).
+const INLINE_MAX: usize = 2048;
 
 /// One queued piece after the head.
 #[derive(Debug)]
@@ -103,7 +114,7 @@ const MAX_SLICES: usize = 32;
 impl Outbox {
     /// Bytes waiting to be written.
     pub fn len(&self) -> usize {
-        self.head.len() - self.head_sent + self.queued
+        self.inline.len() - self.inline_sent + self.queued
     }
 
     /// True when nothing waits.
@@ -124,18 +135,24 @@ impl Outbox {
         }
     }
 
+    /// The inline buffer, ready to take bytes at its end: emptied if all of it was written.
+    fn inline_tail(&mut self) -> &mut Vec<u8> {
+        if self.inline_sent == self.inline.len() {
+            self.inline.clear();
+            self.inline_sent = 0;
+        }
+        &mut self.inline
+    }
+
     /// Queues a response head.
     pub fn push_head(&mut self, plan: &HeadPlan<'_>) {
-        if self.head_sent == self.head.len() {
-            self.head.clear();
-            self.head_sent = 0;
-        }
-        let start = self.head.len();
-        encode_head(&mut self.head, plan);
+        let inline = self.inline_tail();
+        let start = inline.len();
+        encode_head(inline, plan);
         // Something (a `100 Continue`) still waits: the head goes behind it.
         if !self.queue.is_empty() {
-            let head = Bytes::copy_from_slice(&self.head[start..]);
-            self.head.truncate(start);
+            let head = Bytes::copy_from_slice(&self.inline[start..]);
+            self.inline.truncate(start);
             self.push(head);
         }
     }
@@ -145,14 +162,39 @@ impl Outbox {
         if data.is_empty() {
             return;
         }
-        if framing == BodyFraming::Chunked {
+        let chunked = framing == BodyFraming::Chunked;
+        let (size_line, size_len) = if chunked {
+            chunk_size_line(data.len())
+        } else {
+            ([0; 18], 0)
+        };
+        let size_line = &size_line[..usize::from(size_len)];
+        // What the buffer will hold before this piece (emptied if all of it was written).
+        let held = if self.inline_sent == self.inline.len() {
+            0
+        } else {
+            self.inline.len()
+        };
+        if self.queue.is_empty()
+            && data.len() <= COPY_MAX
+            && held + size_line.len() + data.len() + 2 <= INLINE_MAX
+        {
+            let inline = self.inline_tail();
+            inline.extend_from_slice(size_line);
+            inline.extend_from_slice(&data);
+            if chunked {
+                inline.extend_from_slice(b"\r\n");
+            }
+            return;
+        }
+        if chunked {
             let mut text = [0u8; 18];
-            let mut cursor = std::io::Cursor::new(&mut text[..]);
-            // 16 hex digits and CRLF fit in 18 bytes.
-            let _ = write!(cursor, "{:x}\r\n", data.len());
-            let len = cursor.position() as u8;
-            self.queued += usize::from(len);
-            self.queue.push_back(Piece::Size { text, len });
+            text[..size_line.len()].copy_from_slice(size_line);
+            self.queued += size_line.len();
+            self.queue.push_back(Piece::Size {
+                text,
+                len: size_len,
+            });
             self.push(data);
             self.push(Bytes::from_static(b"\r\n"));
         } else {
@@ -162,7 +204,12 @@ impl Outbox {
 
     /// Queues the end of a chunked body.
     pub fn push_last_chunk(&mut self) {
-        self.push(Bytes::from_static(b"0\r\n\r\n"));
+        const LAST: &[u8] = b"0\r\n\r\n";
+        if self.queue.is_empty() {
+            self.inline_tail().extend_from_slice(LAST);
+        } else {
+            self.push(Bytes::from_static(LAST));
+        }
     }
 
     /// Writes what is queued; `Ready(Ok)` once all of it was written.
@@ -174,8 +221,8 @@ impl Outbox {
         while !self.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let mut count = 0;
-            if self.head_sent < self.head.len() {
-                slices[0] = IoSlice::new(&self.head[self.head_sent..]);
+            if self.inline_sent < self.inline.len() {
+                slices[0] = IoSlice::new(&self.inline[self.inline_sent..]);
                 count = 1;
             }
             for (slot, piece) in slices[count..].iter_mut().zip(self.queue.iter()) {
@@ -196,9 +243,9 @@ impl Outbox {
 
     fn consume(&mut self, mut written: usize) {
         self.written += written as u64;
-        let from_head = written.min(self.head.len() - self.head_sent);
-        self.head_sent += from_head;
-        written -= from_head;
+        let from_inline = written.min(self.inline.len() - self.inline_sent);
+        self.inline_sent += from_inline;
+        written -= from_inline;
         self.queued -= written;
         while written > 0 {
             let Some(front) = self.queue.front_mut() else {
@@ -214,6 +261,21 @@ impl Outbox {
             }
         }
     }
+}
+
+/// `len` in hex and CRLF, the line before a chunk's data, and its length. Spelled digit by
+/// digit rather than through `write!`: the formatting machinery cost more than the rest of
+/// queueing a chunk, and a stream pays it per event.
+fn chunk_size_line(len: usize) -> ([u8; 18], u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 18];
+    // At least one digit (a 0 has one); a 64-bit length has at most 16, so CRLF fits too.
+    let digits = (usize::BITS - (len | 1).leading_zeros()).div_ceil(4) as usize;
+    for (place, slot) in text[..digits].iter_mut().rev().enumerate() {
+        *slot = HEX[(len >> (4 * place)) & 0xf];
+    }
+    text[digits..digits + 2].copy_from_slice(b"\r\n");
+    (text, digits as u8 + 2)
 }
 
 /// Encodes a response head at the end of `buf`.
@@ -437,21 +499,96 @@ mod tests {
         );
     }
 
+    /// Everything waiting, in the order it would be written.
+    fn waiting(outbox: &Outbox) -> Vec<u8> {
+        let mut all = outbox.inline[outbox.inline_sent..].to_vec();
+        for piece in &outbox.queue {
+            all.extend_from_slice(piece.bytes());
+        }
+        all
+    }
+
     #[test]
     fn chunks_are_sized_in_hex() {
+        for len in [26, COPY_MAX + 1] {
+            let mut outbox = Outbox::default();
+            outbox.push_data(Bytes::from(vec![b'a'; len]), BodyFraming::Chunked);
+            outbox.push_last_chunk();
+            let all = waiting(&outbox);
+            let size = format!("{len:x}\r\n");
+            let data = vec![b'a'; len];
+            assert_eq!(all, [size.as_bytes(), &data, b"\r\n0\r\n\r\n"].concat());
+            assert_eq!(outbox.len(), all.len());
+        }
+    }
+
+    #[test]
+    fn chunk_size_lines_are_the_shortest_hex_of_any_length() {
+        for len in [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            256,
+            4096,
+            65_535,
+            1 << 40,
+            usize::MAX,
+        ] {
+            let (text, n) = chunk_size_line(len);
+            assert_eq!(&text[..usize::from(n)], format!("{len:x}\r\n").as_bytes());
+        }
+    }
+
+    #[test]
+    fn small_pieces_are_copied_behind_the_head_and_large_ones_shared() {
         let mut outbox = Outbox::default();
-        outbox.push_data(Bytes::from(vec![b'a'; 26]), BodyFraming::Chunked);
-        outbox.push_last_chunk();
-        let all: Vec<u8> = outbox
-            .queue
-            .iter()
-            .flat_map(|p| p.bytes().to_vec())
-            .collect();
-        assert_eq!(
-            all,
-            [&b"1a\r\n"[..], &[b'a'; 26], b"\r\n0\r\n\r\n"].concat()
-        );
-        assert_eq!(outbox.len(), all.len());
+        outbox.push_head(&HeadPlan {
+            status: StatusCode::OK,
+            reason: None,
+            headers: &HeaderMap::new(),
+            framing: BodyFraming::Chunked,
+            keep_alive: true,
+            client_version: Version::HTTP_11,
+            spellings: None,
+        });
+        let head_len = outbox.inline.len();
+        // An event: copied, framing and all; nothing queued.
+        outbox.push_data(Bytes::from_static(b"data: 1\n\n"), BodyFraming::Chunked);
+        assert!(outbox.queue.is_empty());
+        assert!(outbox.inline.ends_with(b"\r\n9\r\ndata: 1\n\n\r\n"));
+        // A large piece is shared, not copied; a small one behind it must queue too, or it
+        // would overtake it.
+        let large = Bytes::from(vec![b'x'; COPY_MAX + 1]);
+        outbox.push_data(large.clone(), BodyFraming::Chunked);
+        outbox.push_data(Bytes::from_static(b"data: 2\n\n"), BodyFraming::Chunked);
+        let shared = outbox.queue.iter().any(|piece| match piece {
+            Piece::Data(bytes) => bytes.as_ptr() == large.as_ptr(),
+            Piece::Size { .. } => false,
+        });
+        assert!(shared);
+        assert!(waiting(&outbox).ends_with(b"\r\n9\r\ndata: 2\n\n\r\n"));
+        // Once everything was written the buffer takes copies again, from its start.
+        let len = outbox.len();
+        outbox.consume(len);
+        outbox.push_data(Bytes::from_static(b"data: 3\n\n"), BodyFraming::Chunked);
+        assert_eq!(outbox.inline, b"9\r\ndata: 3\n\n\r\n");
+        assert!(outbox.inline.capacity() >= head_len);
+    }
+
+    #[test]
+    fn copies_stop_before_the_buffer_grows_past_its_bound() {
+        let mut outbox = Outbox::default();
+        for _ in 0..100 {
+            outbox.push_data(Bytes::from(vec![b'e'; 100]), BodyFraming::Chunked);
+        }
+        assert!(outbox.inline.len() <= INLINE_MAX, "{}", outbox.inline.len());
+        assert!(!outbox.queue.is_empty());
+        let event = [&b"64\r\n"[..], &[b'e'; 100], b"\r\n"].concat();
+        assert_eq!(waiting(&outbox), event.repeat(100));
     }
 
     #[test]
@@ -470,18 +607,13 @@ mod tests {
         outbox.push(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
         outbox.push_head(&plan);
         outbox.push_data(Bytes::from_static(b"ok"), BodyFraming::Length(2));
-        let all: Vec<u8> = outbox
-            .queue
-            .iter()
-            .flat_map(|p| p.bytes().to_vec())
-            .collect();
-        let text = String::from_utf8(all).unwrap();
+        let text = String::from_utf8(waiting(&outbox)).unwrap();
         assert!(
             text.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"),
             "{text}"
         );
         assert!(text.ends_with("\r\n\r\nok"), "{text}");
-        assert!(outbox.head.is_empty());
+        assert!(outbox.inline.is_empty());
     }
 
     #[test]
@@ -497,20 +629,25 @@ mod tests {
             client_version: Version::HTTP_11,
             spellings: None,
         });
+        let head = outbox.inline.clone();
         outbox.push_data(Bytes::from_static(b"abc"), BodyFraming::Chunked);
+        outbox.push_data(Bytes::from(vec![b'z'; COPY_MAX + 1]), BodyFraming::Chunked);
         outbox.push_last_chunk();
-        let mut expected = outbox.head.clone();
-        expected.extend_from_slice(b"3\r\nabc\r\n0\r\n\r\n");
+        let z = vec![b'z'; COPY_MAX + 1];
+        let size = format!("{:x}\r\n", z.len());
+        let expected = [
+            &head[..],
+            b"3\r\nabc\r\n",
+            size.as_bytes(),
+            &z,
+            b"\r\n0\r\n\r\n",
+        ]
+        .concat();
         assert_eq!(outbox.len(), expected.len());
         // Consume in odd steps and rebuild what was "written".
         let mut sent = Vec::new();
         while !outbox.is_empty() {
-            let next: Vec<u8> = outbox.head[outbox.head_sent..]
-                .iter()
-                .copied()
-                .chain(outbox.queue.iter().flat_map(|p| p.bytes().to_vec()))
-                .take(5)
-                .collect();
+            let next: Vec<u8> = waiting(&outbox).into_iter().take(5).collect();
             sent.extend_from_slice(&next);
             outbox.consume(next.len());
         }
