@@ -15,13 +15,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::drain::CloseSignal;
+
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_util::sync::CancellationToken;
 
 use super::error::ProxyError;
 use super::tunnel::{self, Protocol};
@@ -135,7 +136,7 @@ impl Http2WebSocket {
 
     /// The task that joins the stream and the upstream's upgraded connection (spawn it), with
     /// [`upgrade::tunnel_task`]'s rules: closed after `idle_timeout` of silence both ways or on
-    /// `shutdown` (with close frames), counted on its peer by `guard` and among open tunnels
+    /// `close` (with close frames), counted on its peer by `guard` and among open tunnels
     /// by `open`.
     ///
     /// Not an async fn: that would keep a copy of every argument beside the moved-in values.
@@ -143,7 +144,7 @@ impl Http2WebSocket {
         self,
         upstream: OnUpgrade,
         idle_timeout: Duration,
-        shutdown: CancellationToken,
+        close: Arc<CloseSignal>,
         guard: ActiveGuard,
         book: upgrade::TunnelBook,
     ) -> impl Future<Output = ()> + Send + 'static {
@@ -160,7 +161,7 @@ impl Http2WebSocket {
                     return;
                 }
             };
-            let Some(tunnel) = join(client, upstream, idle_timeout, shutdown) else {
+            let Some(tunnel) = join(client, upstream, idle_timeout, close) else {
                 tracing::error!("upgraded connection of an unexpected type; tunnel dropped");
                 return;
             };
@@ -177,7 +178,7 @@ fn join(
     client: hyper::upgrade::Upgraded,
     upstream: hyper::upgrade::Upgraded,
     idle_timeout: Duration,
-    shutdown: CancellationToken,
+    close: Arc<CloseSignal>,
 ) -> Option<impl Future<Output = tunnel::Ended> + use<>> {
     let (upstream, upstream_early) = upgrade::upstream_socket(upstream)?;
     Some(tunnel::run(
@@ -187,7 +188,7 @@ fn join(
         &upstream_early,
         Protocol::WebSocket,
         idle_timeout,
-        shutdown,
+        close,
     ))
 }
 

@@ -769,10 +769,9 @@ impl Exchange<'_> {
         });
         let mut response = Response::from_parts(parts, incoming);
         let upstream_upgrade = hyper::upgrade::on(&mut response);
-        let (close, open) = (
-            self.conn.tunnels.close.clone(),
-            self.conn.tunnels.open.enter(),
-        );
+        // Listed on its server, so a drain can close it; a stop closes it all the same.
+        let close = guard.peer().closers.register(&self.conn.tunnels.close);
+        let open = self.conn.tunnels.open.enter();
         let holds = self.holds.map(Box::new);
         match client_upgrade {
             ClientSide::Http1(client) => tokio::spawn(upgrade::tunnel_task(

@@ -5,6 +5,7 @@
 //! unwrapping and the end-of-tunnel logging with this one.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,9 +17,9 @@ use hyper_util::rt::TokioIo;
 
 use crate::stream::ClientStream;
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 use super::tunnel::{self, Outcome, Protocol};
+use crate::drain::CloseSignal;
 use crate::inflight::Token;
 use crate::limits::ConnectionHolds;
 use crate::peer::ActiveGuard;
@@ -86,8 +87,8 @@ pub fn protocol_of(response: &HeaderMap) -> Protocol {
 }
 
 /// The task that joins the two upgraded connections (spawn it: it outlives the request). The
-/// tunnel closes once nothing moved either way for `idle_timeout`, and when `shutdown` is
-/// cancelled (a WebSocket with close frames). `guard` keeps it counted on its peer and `open`
+/// tunnel closes once nothing moved either way for `idle_timeout`, and when `close` fires
+/// (a stop or its server's drain; a WebSocket with close frames). `guard` keeps it counted on its peer and `open`
 /// among tether's open tunnels until it ends.
 ///
 /// Every idle WebSocket is one of these, so its size is most of tether's memory per
@@ -101,7 +102,7 @@ pub fn tunnel_task(
     upstream: OnUpgrade,
     protocol: Protocol,
     idle_timeout: Duration,
-    shutdown: CancellationToken,
+    close: Arc<CloseSignal>,
     guard: ActiveGuard,
     book: TunnelBook,
 ) -> impl Future<Output = ()> + Send + 'static {
@@ -119,7 +120,7 @@ pub fn tunnel_task(
         };
         // Built by a plain function: whatever it unpacks is gone before the await below, where
         // anything still in scope would be kept by every tunnel for its whole life.
-        let Some(tunnel) = join(client, upstream, protocol, idle_timeout, shutdown) else {
+        let Some(tunnel) = join(client, upstream, protocol, idle_timeout, close) else {
             tracing::error!("upgraded connection of an unexpected type; tunnel dropped");
             return;
         };
@@ -166,7 +167,9 @@ pub(super) fn log_end(outcome: Outcome, guard: &ActiveGuard) {
         Outcome::Idle => {
             tracing::info!(upstream = %address, "tunnel idle for proxy_read_timeout, closed");
         }
-        Outcome::Shutdown => tracing::debug!(upstream = %address, "tunnel closed by shutdown"),
+        Outcome::Shutdown => {
+            tracing::debug!(upstream = %address, "tunnel closed by a stop or drain")
+        }
     }
 }
 
@@ -189,7 +192,7 @@ fn join(
     upstream: hyper::upgrade::Upgraded,
     protocol: Protocol,
     idle_timeout: Duration,
-    shutdown: CancellationToken,
+    close: Arc<CloseSignal>,
 ) -> Option<impl Future<Output = tunnel::Ended> + use<>> {
     let (upstream, upstream_early) = upstream_socket(upstream)?;
     Some(tunnel::run(
@@ -199,7 +202,7 @@ fn join(
         &upstream_early,
         protocol,
         idle_timeout,
-        shutdown,
+        close,
     ))
 }
 
@@ -224,7 +227,7 @@ mod tests {
             hyper::upgrade::on(http::Request::new(())),
             Protocol::WebSocket,
             Duration::from_secs(1),
-            CancellationToken::new(),
+            CloseSignal::under(&tokio_util::sync::CancellationToken::new()),
             peer.begin(),
             TunnelBook {
                 open: inflight.enter(),
