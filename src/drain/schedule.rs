@@ -1,11 +1,11 @@
 //! The timed half of a drain: closing one server's streams spread evenly over its timeout.
 //!
-//! With N streams open and the timeout T, the i-th close (from 0) comes at i·T/N: the first at
-//! once, the last one gap before the deadline, so each close has a gap's time for its
-//! handshake and its client's reconnect has company of at most one other per gap — never a
-//! storm. The gap is recomputed after every close from what is left and the time left, so
-//! streams that end on their own make the rest close sooner, and one opened meanwhile (a
-//! request that chose the server just before the drain) is fitted in. Past the deadline
+//! With N streams open and the timeout T, the i-th close (from 1) comes at i·T/(N+1): equal
+//! gaps before the first, between each two and after the last, so each close has a gap's time
+//! for its handshake and its client's reconnect, and the clients come back one gap apart —
+//! never a storm. The gap is recomputed before every close from what is open and the time
+//! left, so streams that end on their own leave more time to the rest, and one opened
+//! meanwhile (a request that chose the server just before the drain) is fitted in. Past the deadline
 //! whatever is left closes at once, and a stream opened later is closed as it opens.
 //!
 //! Imports tokio's timers and `signal`; knows nothing of peers or configs (`reconcile` does).
@@ -86,7 +86,8 @@ pub async fn run(closers: Arc<Closers>, board: Arc<Board>, server: Arc<str>) {
     loop {
         // Created before the look at the list, so a registration in between is not missed.
         let registered = closers.next_registration();
-        let Some(oldest) = closers.open().into_iter().next() else {
+        let open = closers.open_count();
+        if open == 0 {
             if Instant::now() >= deadline {
                 break;
             }
@@ -94,6 +95,14 @@ pub async fn run(closers: Arc<Closers>, board: Arc<Board>, server: Arc<str>) {
                 () = registered => {}
                 () = sleep_until(deadline) => {}
             }
+            continue;
+        }
+        // One equal share of the time left before each close, and one after the last, which
+        // leaves it time for its handshake (none past the deadline).
+        let now = Instant::now();
+        sleep_until(now + deadline.saturating_duration_since(now) / (open as u32 + 1)).await;
+        // Streams may have ended on their own meanwhile: the oldest still open goes.
+        let Some(oldest) = closers.open().into_iter().next() else {
             continue;
         };
         oldest.close(reason);
@@ -108,13 +117,6 @@ pub async fn run(closers: Arc<Closers>, board: Arc<Board>, server: Arc<str>) {
                 "draining"
             );
         }
-        // The next close one equal share of the time left later (none past the deadline);
-        // with none left, the wait is for latecomers, above.
-        if left > 0 {
-            let now = Instant::now();
-            let share = deadline.saturating_duration_since(now) / (left as u32 + 1);
-            sleep_until(now + share).await;
-        }
     }
     closers.set_overdue(Some(reason));
     tracing::info!(
@@ -125,8 +127,9 @@ pub async fn run(closers: Arc<Closers>, board: Arc<Board>, server: Arc<str>) {
     );
 }
 
-/// How long a graceful stop spreads its closes: `shutdown_timeout` less the close grace, so the
-/// last close's handshake fits before the stop (all of it when the timeout is shorter).
+/// How long a graceful stop spreads its closes: `shutdown_timeout` less the close grace, so
+/// even among many streams the last close's handshake fits before the stop (all of it when
+/// the timeout is shorter).
 pub fn stop_spread(shutdown_timeout: Duration, close_grace: Duration) -> Duration {
     if shutdown_timeout > 2 * close_grace {
         shutdown_timeout - close_grace
@@ -164,13 +167,13 @@ mod tests {
             start + Duration::from_secs(8),
         ));
         let task = tokio::spawn(run(closers.clone(), board.clone(), "a".into()));
-        assert_eq!(close_times(&signals, start).await, [0, 2000, 4000, 6000]);
+        assert_eq!(close_times(&signals, start).await, [1600, 3200, 4800, 6400]);
         assert!(signals.iter().all(|s| s.reason() == CloseReason::Drain));
         let progress = board.progress(&closers);
         assert_eq!((progress.left, progress.closed), (0, 4));
-        // It waits out the deadline for latecomers, then closes them as they come.
+        // It waits out the deadline for latecomers, fitting them into the time left.
         let late = closers.register(&parent);
-        assert_eq!(close_times(&[late], start).await, [6000]);
+        assert_eq!(close_times(&[late], start).await, [7200]);
         task.await.unwrap();
         assert_eq!(Instant::now() - start, Duration::from_secs(8));
         assert!(
@@ -187,12 +190,10 @@ mod tests {
         // Two of the four ended by themselves: the two left share the time between them.
         signals.drain(1..3);
         let start = Instant::now();
-        let board = Arc::new(Board::new(
-            CloseReason::Stop,
-            start + Duration::from_secs(8),
-        ));
+        let deadline = start + Duration::from_secs(6);
+        let board = Arc::new(Board::new(CloseReason::Stop, deadline));
         tokio::spawn(run(closers.clone(), board, "a".into()));
-        assert_eq!(close_times(&signals, start).await, [0, 4000]);
+        assert_eq!(close_times(&signals, start).await, [2000, 4000]);
         assert_eq!(signals[1].reason(), CloseReason::Stop);
     }
 
