@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::{
+    CancellationToken, WaitForCancellationFuture, WaitForCancellationFutureOwned,
+};
 
 /// Why a stream is being closed: the close code a WebSocket gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +72,11 @@ impl CloseSignal {
     /// around it: every idle tunnel task holds this, and a wrapper would widen them all.)
     pub fn closed(&self) -> WaitForCancellationFuture<'_> {
         self.token.cancelled()
+    }
+
+    /// [`CloseSignal::closed`] as a future that owns what it waits on, for a body to keep.
+    pub fn closed_owned(&self) -> WaitForCancellationFutureOwned {
+        self.token.clone().cancelled_owned()
     }
 
     /// True once the stream was told to close.

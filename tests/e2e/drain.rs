@@ -5,6 +5,7 @@
 //! that the closes are spread (not one burst) and that they all came within the timeout. The
 //! real SignalR client's reconnects are in `drain/signalr`.
 
+mod event_stream;
 mod signalr;
 
 use std::time::{Duration, Instant};

@@ -17,6 +17,7 @@
 //! so importing one direction never pulls in the other.
 
 pub mod client;
+pub mod event_stream;
 pub mod request;
 pub mod response;
 
