@@ -168,7 +168,7 @@ mod tests {
         assert_eq!(boundaries("data: a\r\rdata: b\n\n"), [9, 18]);
         assert_eq!(
             boundaries("id: 1\ndata: a\ndata: b\n\n: ping\n\n"),
-            [22, 30]
+            [23, 31]
         );
         assert_eq!(boundaries("data: a\ndata: b\n"), Vec::<usize>::new());
     }
