@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::load::echo;
 use crate::harness::session::{Ws, websocket};
-use crate::harness::{Backend, Proxy, within};
+use crate::harness::{Backend, Proxy, get, within};
 
 const LIMIT: Duration = Duration::from_secs(5);
 const SOCKETS: usize = 4;
@@ -90,12 +90,29 @@ fn assert_spread(closed: &[(u16, Duration)], code: u16, over: Duration) {
     );
 }
 
-/// `upstream up { SERVERS drain_timeout 3s; }` behind `location /`.
+/// `upstream up { SERVERS drain_timeout 3s; }` behind `location /`, the status page on
+/// `/status`.
 fn drained(servers: &str) -> String {
     format!(
         "events {{}} http {{ upstream up {{ {servers} drain_timeout 3s; }} \
-         server {{ listen {{listen}}; location / {{ proxy_pass http://up; }} }} }}"
+         server {{ listen {{listen}}; location / {{ proxy_pass http://up; }} \
+         location = /status {{ status; }} }} }}"
     )
+}
+
+/// The status page's `drain` of server `address` in group `up`.
+async fn drain_status(proxy: &Proxy, address: std::net::SocketAddr) -> serde_json::Value {
+    let reply = get(proxy.addr, "/status").await;
+    let status: serde_json::Value = serde_json::from_str(&reply.body).expect("status JSON");
+    let groups = status["upstreams"].as_array().expect("upstreams");
+    let group = groups.iter().find(|group| group["name"] == "up");
+    let servers = group.expect("group up")["servers"]
+        .as_array()
+        .expect("servers");
+    let server = servers
+        .iter()
+        .find(|server| server["address"] == address.to_string().as_str());
+    server.expect("the server on the status page")["drain"].clone()
 }
 
 #[tokio::test]
@@ -130,6 +147,15 @@ async fn a_drained_server_s_websockets_close_with_service_restart_spread_over_dr
         .apply(&drained("server {a} drain; server {b};"), &backends)
         .await
         .unwrap();
+    // The status page shows the drain: four to close, within the 3 s.
+    let drain = drain_status(&proxy, a.addr).await;
+    assert_eq!(
+        (&drain["reason"], &drain["left"]),
+        (&"drain".into(), &4.into()),
+        "{drain}"
+    );
+    let finish_in = drain["finish_in_seconds"].as_f64().unwrap_or_default();
+    assert!(finish_in > 2.0 && finish_in <= 3.0, "{drain}");
     // A new WebSocket goes elsewhere at once.
     let (mut ws, response) = websocket(proxy.addr, "/ws", None).await;
     assert_eq!(response.headers()["x-backend"], "b");
@@ -139,6 +165,12 @@ async fn a_drained_server_s_websockets_close_with_service_restart_spread_over_dr
     assert_spread(&closed, 1012, Duration::from_secs(3));
     // The drain is over: nothing of `a` left to close, and `b`'s WebSocket untouched.
     echo(&mut ws, "still on b", LIMIT).await.unwrap();
+    let drain = drain_status(&proxy, a.addr).await;
+    assert_eq!(
+        (&drain["left"], &drain["closed"]),
+        (&0.into(), &4.into()),
+        "{drain}"
+    );
 }
 
 #[tokio::test]
