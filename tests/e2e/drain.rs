@@ -3,10 +3,12 @@
 //! graceful stop spreads its 1001 (Going Away) closes over `shutdown_timeout`. Each test opens
 //! a handful of real WebSockets, notes when each close frame arrives, and checks the codes,
 //! that the closes are spread (not one burst) and that they all came within the timeout. The
-//! real SignalR client's reconnects are in `drain/signalr`.
+//! real SignalR and socket.io clients' reconnects are in `drain/signalr` and `drain/socketio`.
 
+mod clients;
 mod event_stream;
 mod signalr;
+mod socketio;
 
 use std::time::{Duration, Instant};
 

@@ -8,17 +8,13 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-
+use super::clients::{Report, assert_spread};
 use crate::harness::Proxy;
 use crate::harness::signalr::{HUB_PATH, HubServer, Transport};
 use crate::harness::signalr_client::SignalrClient;
-use crate::harness::within;
 
 const CLIENTS: usize = 6;
 const DRAIN: Duration = Duration::from_secs(4);
-const LIMIT: Duration = Duration::from_secs(20);
 
 /// The hub behind tether, pinned by a cookie, with `drain_timeout 4s`; `SERVERS` are the lines.
 fn farm(servers: &str) -> String {
@@ -32,42 +28,6 @@ fn farm(servers: &str) -> String {
     )
 }
 
-/// One line of the client script's report, with when the test read it.
-struct Event {
-    client: usize,
-    event: String,
-    line: Value,
-    at: Instant,
-}
-
-/// The client script's output, read line by line as it comes.
-struct Report {
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    node: tokio::process::Child,
-}
-
-impl Report {
-    async fn next(&mut self) -> Event {
-        let line = within(LIMIT, "the clients' next line", self.lines.next_line())
-            .await
-            .expect("read the clients' output");
-        let Some(line) = line else {
-            let mut stderr = String::new();
-            if let Some(mut pipe) = self.node.stderr.take() {
-                let _ = tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut stderr).await;
-            }
-            panic!("the clients ended early: {stderr}");
-        };
-        let line: Value = serde_json::from_str(&line).expect("a JSON line");
-        Event {
-            client: line["client"].as_u64().map_or(usize::MAX, |c| c as usize),
-            event: line["event"].as_str().unwrap_or_default().to_string(),
-            line,
-            at: Instant::now(),
-        }
-    }
-}
-
 #[tokio::test]
 async fn signalr_clients_of_a_drained_server_reconnect_elsewhere_spread_over_drain_timeout() {
     let Some(client) = SignalrClient::installed() else {
@@ -77,17 +37,14 @@ async fn signalr_clients_of_a_drained_server_reconnect_elsewhere_spread_over_dra
     let backends = [("a", a.addr), ("b", b.addr)];
     let proxy = Proxy::start(&farm("server {a}; server {b} down;"), &backends).await;
     let url = format!("http://{}{HUB_PATH}", proxy.addr);
-    let mut node = client
+    let node = client
         .script("signalr-drain.cjs")
         .args([url.as_str(), &CLIENTS.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start node");
-    let mut report = Report {
-        lines: BufReader::new(node.stdout.take().expect("piped")).lines(),
-        node,
-    };
+    let mut report = Report::new(node);
     for _ in 0..CLIENTS {
         let connected = report.next().await;
         assert_eq!(connected.event, "connected", "{}", connected.line);
@@ -119,22 +76,7 @@ async fn signalr_clients_of_a_drained_server_reconnect_elsewhere_spread_over_dra
         }
     }
     assert_eq!((closed.len(), reconnected.len()), (CLIENTS, CLIENTS));
-    let mut times: Vec<Duration> = reconnected.values().copied().collect();
-    times.sort();
-    let spread = times[CLIENTS - 1] - times[0];
-    let gaps: Vec<Duration> = times.windows(2).map(|pair| pair[1] - pair[0]).collect();
-    // What the report quotes: when the reconnects came, relative to the drain's start.
-    println!("drain_timeout {DRAIN:?}, reconnects at {times:?} (spread {spread:?})");
-    assert!(spread >= DRAIN / 2, "not spread: {times:?}");
-    assert!(
-        *times.last().unwrap() <= DRAIN + Duration::from_secs(1),
-        "within the drain_timeout: {times:?}"
-    );
-    let narrowest = gaps.iter().min().copied().unwrap_or_default();
-    assert!(
-        narrowest >= DRAIN / (4 * CLIENTS as u32),
-        "a burst: {times:?}"
-    );
+    assert_spread("SignalR", reconnected.into_values().collect(), DRAIN);
     // Nothing failed on the way: no request reached a hub that did not know its connection,
     // and every reconnect negotiated and opened its WebSocket on `b`.
     assert_eq!((a.unknown_tokens(), b.unknown_tokens()), (0, 0));
