@@ -35,6 +35,7 @@ pub mod balance;
 pub mod compress;
 pub mod config;
 pub mod demo;
+pub mod drain;
 pub mod heap;
 pub mod inflight;
 pub mod limits;

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
+use crate::drain::{Board, Closers, Progress};
 use crate::proxy::pool::Pool;
 use active::ActiveHealth;
 pub use active::{CheckPolicy, CheckState};
@@ -118,6 +119,27 @@ pub struct Peer {
     pub state: PeerState,
     /// Idle keep-alive connections to this server.
     pub pool: Pool,
+    /// Its open tunnels and event streams, which a drain closes one by one.
+    pub closers: Arc<Closers>,
+    /// The drain running on it, if any (for the status page).
+    drain: Mutex<Option<Arc<Board>>>,
+}
+
+impl Peer {
+    /// Sets (or with None, clears) the drain running on this server.
+    pub fn set_drain(&self, board: Option<Arc<Board>>) {
+        *self.drain.lock().unwrap_or_else(|p| p.into_inner()) = board;
+    }
+
+    /// How the drain running on this server stands, if one does.
+    pub fn drain_progress(&self) -> Option<Progress> {
+        let board = self
+            .drain
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        Some(board.progress(&self.closers))
+    }
 }
 
 /// Live counters and health of a peer; plain atomics, updated on the request path without
@@ -370,6 +392,15 @@ impl PeerRegistry {
         peers.retain(|_, peer| peer.strong_count() > 0);
     }
 
+    /// Every peer alive now: those of the snapshot in force and those only open streams hold.
+    pub fn live(&self) -> Vec<Arc<Peer>> {
+        let peers = self
+            .peers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        peers.values().filter_map(Weak::upgrade).collect()
+    }
+
     /// The live peer for `key`, or a new one built from `addrs`. Only snapshot building calls
     /// this, never the request path, so the lock is uncontended.
     pub fn get_or_insert(
@@ -408,6 +439,8 @@ impl PeerRegistry {
             endpoint,
             state: PeerState::default(),
             pool: Pool::new(idle_limit),
+            closers: Arc::default(),
+            drain: Mutex::default(),
         });
         peers.insert(key, Arc::downgrade(&peer));
         (peer, true)

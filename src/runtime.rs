@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigErrors};
+use crate::drain::{self, Drains};
 use crate::limits::ZoneRegistry;
 use crate::peer::PeerRegistry;
 use crate::proxy::health::{self, HealthChecks};
@@ -44,6 +45,8 @@ pub struct Shared {
     pub zones: Arc<ZoneRegistry>,
     /// The addresses of `server NAME resolve` names now, kept by the DNS follower.
     pub answers: Arc<Answers>,
+    /// The servers draining now (`drain_timeout`), each with the task spreading its closes.
+    pub drains: Arc<Drains>,
 }
 
 /// Why a config could not be started or applied.
@@ -145,12 +148,15 @@ impl Tether {
             "client connections capped (worker_connections, else the open-file limit)"
         );
         let health = health::spawn(&snapshot);
+        let drains = Arc::new(Drains::default());
+        drains.reconcile(None, &snapshot);
         let shared = Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             registry,
             sessions,
             zones,
             answers,
+            drains,
         };
         let live = Arc::new(Mutex::new(Live {
             listeners: Listeners::default(),
@@ -164,6 +170,7 @@ impl Tether {
             sessions: shared.sessions.clone(),
             zones: shared.zones.clone(),
             answers: shared.answers.clone(),
+            drains: shared.drains.clone(),
             live: live.clone(),
             applying: applying.clone(),
             config: config_tx.subscribe(),
@@ -213,6 +220,9 @@ impl Tether {
         let new = Arc::new(snapshot);
         let health = health::spawn(&new);
         self.shared.snapshot.store(new.clone());
+        // After the swap: a server drained or removed now takes nothing new, so the streams
+        // its drain counts are all it will ever have.
+        self.shared.drains.reconcile(Some(&old), &new);
         self.config.send_replace(Arc::new(config.clone()));
         if let Some(error_log) = error_log {
             error_log.commit();
@@ -327,20 +337,27 @@ impl Tether {
     }
 
     /// Graceful stop (SIGQUIT): stop accepting, let open requests finish for up to `timeout`,
-    /// then close tunnels — WebSockets with a close frame (1001, going away) — and whatever
-    /// is left.
+    /// and close tunnels and event streams spread evenly over it (less a close grace) —
+    /// WebSockets with a close frame (1001, going away), so their clients do not all reconnect
+    /// elsewhere at the same instant — then whatever is left.
     pub async fn shutdown(&self, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         let _retired = self.lock().listeners.retire_all();
         self.ceiling.retire(None);
-        let connections = self.lifecycle.connections.clone();
-        if tokio::time::timeout_at(deadline, connections.idle())
-            .await
-            .is_err()
-        {
+        let spread = drain::stop_spread(timeout, crate::proxy::tunnel::CLOSE_GRACE);
+        self.shared
+            .drains
+            .stop_all(self.shared.registry.live(), spread);
+        let (connections, tunnels) = (&self.lifecycle.connections, &self.lifecycle.tunnels);
+        let everything = async {
+            connections.idle().await;
+            tunnels.idle().await;
+        };
+        if tokio::time::timeout_at(deadline, everything).await.is_err() {
             tracing::warn!(
                 open = connections.count(),
-                "shutdown_timeout reached with requests still open"
+                tunnels = tunnels.count(),
+                "shutdown_timeout reached with requests or tunnels still open"
             );
         }
         self.lifecycle.close_tunnels.cancel();
@@ -393,6 +410,7 @@ struct Rebuild {
     sessions: Arc<SessionStore>,
     zones: Arc<ZoneRegistry>,
     answers: Arc<Answers>,
+    drains: Arc<Drains>,
     live: Arc<Mutex<Live>>,
     applying: Arc<tokio::sync::Mutex<()>>,
     config: watch::Receiver<Arc<Config>>,
@@ -413,7 +431,8 @@ impl Rebuild {
             Ok(snapshot) => {
                 let new = Arc::new(snapshot);
                 let health = health::spawn(&new);
-                self.snapshot.store(new);
+                let old = self.snapshot.swap(new.clone());
+                self.drains.reconcile(Some(&old), &new);
                 let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
                 live._health = health;
                 tracing::info!("upstream servers follow the new DNS answers");

@@ -15,13 +15,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::drain::CloseSignal;
+
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_util::sync::CancellationToken;
 
 use super::error::ProxyError;
 use super::tunnel::{self, Protocol};
@@ -136,7 +137,7 @@ impl Http2WebSocket {
 
     /// The task that joins the stream and the upstream's upgraded connection (spawn it), with
     /// [`upgrade::tunnel_task`]'s rules: closed after `idle_timeout` of silence both ways or on
-    /// `shutdown` (with close frames), counted on its peer by `guard` and among open tunnels
+    /// `close` (with close frames), counted on its peer by `guard` and among open tunnels
     /// by `open`.
     ///
     /// Not an async fn: that would keep a copy of every argument beside the moved-in values.
@@ -144,7 +145,7 @@ impl Http2WebSocket {
         self,
         upstream: Box<Connection>,
         idle_timeout: Duration,
-        shutdown: CancellationToken,
+        close: Arc<CloseSignal>,
         guard: ActiveGuard,
         book: upgrade::TunnelBook,
     ) -> impl Future<Output = ()> + Send + 'static {
@@ -157,7 +158,7 @@ impl Http2WebSocket {
                     return;
                 }
             };
-            let tunnel = join(client, *upstream, idle_timeout, shutdown);
+            let tunnel = join(client, *upstream, idle_timeout, close);
             book.close(tunnel.await, &guard);
             drop(guard);
             drop(hold);
@@ -171,7 +172,7 @@ fn join(
     client: hyper::upgrade::Upgraded,
     upstream: Connection,
     idle_timeout: Duration,
-    shutdown: CancellationToken,
+    close: Arc<CloseSignal>,
 ) -> impl Future<Output = tunnel::Ended> + use<> {
     let (upstream, upstream_early) = upstream.into_parts();
     tunnel::run(
@@ -181,7 +182,7 @@ fn join(
         &upstream_early,
         Protocol::WebSocket,
         idle_timeout,
-        shutdown,
+        close,
     )
 }
 

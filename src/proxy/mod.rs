@@ -719,7 +719,8 @@ impl Exchange<'_> {
             Some(ClientSide::Http2(websocket)) => websocket.accept(&mut parts)?,
             _ => parts.status == StatusCode::SWITCHING_PROTOCOLS,
         };
-        if let Some(transport) = seen::transport_of(&parts, switching, &self.client_upgrade) {
+        let transport = seen::transport_of(&parts, switching, &self.client_upgrade);
+        if let Some(transport) = transport {
             guard.mark(transport);
         }
         let role = match (&self.client_upgrade, switching) {
@@ -748,11 +749,17 @@ impl Exchange<'_> {
         if !switching {
             let keep_alive = self.reusable.then_some(answer.tls);
             let timeouts = (read_timeout, self.route.settings.client_send_timeout);
+            // Listed on its server like a tunnel: a drain or a stop ends it after an event.
+            let events = (transport == Some(crate::peer::Transport::ServerSentEvents))
+                .then(|| guard.peer().closers.register(&self.conn.tunnels.close));
             let mut body: ResponseBody = UpstreamBody::new(incoming, timeouts, keep_alive, guard)
                 .with_spellings(answer.spellings)
                 .into();
             if let Some(holds) = self.holds {
                 body.hold_until_end(holds);
+            }
+            if let Some(signal) = events {
+                body.end_events_on(signal);
             }
             return Ok(Response::from_parts(parts, body));
         }
@@ -769,10 +776,9 @@ impl Exchange<'_> {
             return Err(ProxyError::UpstreamStatus(101));
         };
         let response = Response::from_parts(parts, ());
-        let (close, open) = (
-            self.conn.tunnels.close.clone(),
-            self.conn.tunnels.open.enter(),
-        );
+        // Listed on its server, so a drain can close it; a stop closes it all the same.
+        let close = guard.peer().closers.register(&self.conn.tunnels.close);
+        let open = self.conn.tunnels.open.enter();
         let holds = self.holds.map(Box::new);
         match client_upgrade {
             ClientSide::Http1(client) => tokio::spawn(upgrade::tunnel_task(

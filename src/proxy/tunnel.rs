@@ -6,8 +6,10 @@
 //!   buffers at all;
 //! - `proxy_read_timeout` counts silence in *both* directions, so a WebSocket that keeps
 //!   talking either way is never cut;
-//! - on shutdown a WebSocket ends with a `1001 Going Away` close frame to each peer, where that
-//!   direction is between frames (`frames` follows the boundaries), instead of a bare reset.
+//! - told to close (a stop, or its server's drain: `crate::drain`), a WebSocket ends with a
+//!   close frame to each peer — `1001 Going Away` for a stop, `1012 Service Restart` for a
+//!   drain — where that direction is between frames (`frames` follows the boundaries), instead
+//!   of a bare reset.
 //!
 //! Generic over plain `AsyncRead + AsyncWrite`, so it is tested on in-memory pipes; `upgrade`
 //! is the hyper side.
@@ -19,12 +21,14 @@ mod tests;
 
 use std::future::poll_fn;
 use std::io;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, sleep_until};
-use tokio_util::sync::CancellationToken;
+
+use crate::drain::CloseSignal;
 
 use half::{Half, Toward};
 
@@ -52,7 +56,7 @@ pub enum Outcome {
     Closed,
     /// Nothing moved either way for the idle timeout.
     Idle,
-    /// The shutdown signal ended it.
+    /// Its close signal ended it (a stop, or its server's drain).
     Shutdown,
     /// Reading or writing failed.
     Failed(io::Error),
@@ -70,7 +74,7 @@ pub struct Ended {
 }
 
 /// Copies between `client` and `upstream` until both are done, one fails, nothing moved for
-/// `idle_timeout`, or `shutdown` is cancelled. `client_early` and `upstream_early` are what each
+/// `idle_timeout`, or `close` fires. `client_early` and `upstream_early` are what each
 /// side sent right behind the upgrade, already read along with it: the other side gets them
 /// first.
 pub fn run<C, U>(
@@ -80,7 +84,7 @@ pub fn run<C, U>(
     upstream_early: &[u8],
     protocol: Protocol,
     idle_timeout: Duration,
-    shutdown: CancellationToken,
+    close: Arc<CloseSignal>,
 ) -> impl Future<Output = Ended> + use<C, U>
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -91,7 +95,7 @@ where
     let mut tunnel = Tunnel::new(client, upstream, protocol);
     tunnel.to_upstream.preload(client_early);
     tunnel.to_client.preload(upstream_early);
-    drive(tunnel, idle_timeout.min(MAX_IDLE), shutdown)
+    drive(tunnel, idle_timeout.min(MAX_IDLE), close)
 }
 
 #[expect(
@@ -101,7 +105,7 @@ where
 fn drive<C, U>(
     mut tunnel: Tunnel<C, U>,
     idle_timeout: Duration,
-    shutdown: CancellationToken,
+    close: Arc<CloseSignal>,
 ) -> impl Future<Output = Ended>
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -132,11 +136,11 @@ where
                     }
                     timer.as_mut().reset(deadline);
                 }
-                () = shutdown.cancelled() => break,
+                () = close.closed() => break,
             }
         }
         if tunnel.to_client.follows_frames() {
-            tunnel.begin_close();
+            tunnel.begin_close(close.reason().code());
             // Past the grace, the peers are dropped whatever they were doing.
             timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
             tokio::select! {
@@ -182,9 +186,9 @@ where
         }
     }
 
-    fn begin_close(&mut self) {
-        self.to_upstream.begin_close();
-        self.to_client.begin_close();
+    fn begin_close(&mut self, code: u16) {
+        self.to_upstream.begin_close(code);
+        self.to_client.begin_close(code);
     }
 
     /// Drives both directions; ready when both are done or either fails.

@@ -5,6 +5,7 @@
 //! unwrapping and the end-of-tunnel logging with this one.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,9 +15,9 @@ use http::header;
 
 use crate::stream::ClientStream;
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 use super::tunnel::{self, Outcome, Protocol};
+use crate::drain::CloseSignal;
 use crate::inflight::Token;
 use crate::limits::ConnectionHolds;
 use crate::peer::ActiveGuard;
@@ -83,8 +84,8 @@ pub fn protocol_of(response: &HeaderMap) -> Protocol {
 }
 
 /// The task that joins the two upgraded connections (spawn it: it outlives the request). The
-/// tunnel closes once nothing moved either way for `idle_timeout`, and when `shutdown` is
-/// cancelled (a WebSocket with close frames). `guard` keeps it counted on its peer and `open`
+/// tunnel closes once nothing moved either way for `idle_timeout`, and when `close` fires
+/// (a stop or its server's drain; a WebSocket with close frames). `guard` keeps it counted on its peer and `open`
 /// among tether's open tunnels until it ends.
 ///
 /// Every idle WebSocket is one of these, so its size is most of tether's memory per
@@ -98,7 +99,7 @@ pub fn tunnel_task(
     upstream: Box<Connection>,
     protocol: Protocol,
     idle_timeout: Duration,
-    shutdown: CancellationToken,
+    close: Arc<CloseSignal>,
     guard: ActiveGuard,
     book: TunnelBook,
 ) -> impl Future<Output = ()> + Send + 'static {
@@ -112,7 +113,7 @@ pub fn tunnel_task(
         };
         // Built by a plain function: whatever it unpacks is gone before the await below, where
         // anything still in scope would be kept by every tunnel for its whole life.
-        let tunnel = join(client, *upstream, protocol, idle_timeout, shutdown);
+        let tunnel = join(client, *upstream, protocol, idle_timeout, close);
         let ended = tunnel.await;
         book.close(ended, &guard);
         drop(guard);
@@ -156,7 +157,9 @@ pub(super) fn log_end(outcome: Outcome, guard: &ActiveGuard) {
         Outcome::Idle => {
             tracing::info!(upstream = %address, "tunnel idle for proxy_read_timeout, closed");
         }
-        Outcome::Shutdown => tracing::debug!(upstream = %address, "tunnel closed by shutdown"),
+        Outcome::Shutdown => {
+            tracing::debug!(upstream = %address, "tunnel closed by a stop or drain")
+        }
     }
 }
 
@@ -168,7 +171,7 @@ fn join(
     upstream: Connection,
     protocol: Protocol,
     idle_timeout: Duration,
-    shutdown: CancellationToken,
+    close: Arc<CloseSignal>,
 ) -> impl Future<Output = tunnel::Ended> + use<> {
     let (upstream, upstream_early) = upstream.into_parts();
     tunnel::run(
@@ -178,7 +181,7 @@ fn join(
         &upstream_early,
         protocol,
         idle_timeout,
-        shutdown,
+        close,
     )
 }
 
@@ -212,7 +215,7 @@ mod tests {
             upstream_of_test().await,
             Protocol::WebSocket,
             Duration::from_secs(1),
-            CancellationToken::new(),
+            CloseSignal::under(&tokio_util::sync::CancellationToken::new()),
             peer.begin(),
             TunnelBook {
                 open: inflight.enter(),

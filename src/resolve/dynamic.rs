@@ -123,6 +123,7 @@ impl DynamicHosts {
             backup: false,
             down: false,
             drain: false,
+            drain_timeout: None,
             slow_start: Duration::ZERO,
             route: None,
         };

@@ -116,6 +116,7 @@ fn member_spec(spec: &config::PeerSpec) -> MemberSpec {
         backup: spec.backup,
         down: spec.down,
         drain: spec.drain,
+        drain_timeout: spec.drain_timeout,
         slow_start: spec.slow_start,
         route: spec.route.clone(),
     }

@@ -87,6 +87,7 @@ fn group(method: Method, hash_key: Option<&str>, sticky: Option<StickyMode>) -> 
                 backup: false,
                 down: false,
                 drain: false,
+                drain_timeout: None,
                 slow_start: Duration::ZERO,
                 route: Some(format!("r-{name}")),
             },

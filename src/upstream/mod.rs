@@ -3,8 +3,9 @@
 //! server, and must the answer pin the client to it ([`Group::choose`]).
 //!
 //! Choosing a server for a request, in order:
-//! 1. a sticky cookie (or `sticky route`) naming a usable server — primary, backup or draining —
-//!    wins: sessions stay where they are;
+//! 1. a sticky cookie (or `sticky route`) naming a usable server — primary, backup or draining
+//!    without a `drain_timeout` — wins: sessions stay where they are (a drain with a timeout
+//!    re-pins them, or its clients would reconnect to it as soon as it closed their tunnels);
 //! 2. else the method picks among usable primaries;
 //! 3. else among usable backups (Azure SignalR's failover: backups take new sessions only while
 //!    every primary is unusable; when one recovers, new sessions return to it).
@@ -102,8 +103,10 @@ pub struct MemberSpec {
     pub backup: bool,
     /// `down`: keeps its place (on a hash ring) but takes nothing.
     pub down: bool,
-    /// `drain`: takes only requests pinned to it.
+    /// `drain`: takes only requests pinned to it (none at all with a `drain_timeout`).
     pub drain: bool,
+    /// `drain_timeout`: once draining, its tunnels and event streams close spread over this.
+    pub drain_timeout: Option<Duration>,
     /// `slow_start=` (zero: off).
     pub slow_start: Duration,
     /// `route=`: the sticky identity (else the address as written).
@@ -275,6 +278,12 @@ impl ServerState {
 }
 
 impl Member {
+    /// True for a server in a drain that finishes (`drain` with a `drain_timeout`): it takes
+    /// nothing new, pinned or not.
+    pub fn drains_with_timeout(&self) -> bool {
+        self.spec.drain && self.spec.drain_timeout.is_some()
+    }
+
     /// The state right now; `checked` says whether the group has active health checks.
     pub fn state(&self, checked: bool) -> ServerState {
         let state = &self.peer.state;

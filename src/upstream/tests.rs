@@ -11,6 +11,7 @@ struct Server {
     backup: bool,
     down: bool,
     drain: bool,
+    drain_timeout: Option<Duration>,
     max_conns: u32,
 }
 
@@ -20,6 +21,7 @@ fn server(address: &'static str) -> Server {
         backup: false,
         down: false,
         drain: false,
+        drain_timeout: None,
         max_conns: 0,
     }
 }
@@ -49,6 +51,7 @@ fn group_with(method: Method, servers: Vec<Server>, sticky: Option<StickyMode>) 
                 backup: s.backup,
                 down: s.down,
                 drain: s.drain,
+                drain_timeout: s.drain_timeout,
                 slow_start: Duration::ZERO,
                 route: Some(format!("r-{}", s.address)),
             },
@@ -500,4 +503,26 @@ fn slow_start_never_refuses_a_request_nobody_else_can_take() {
             assert!(g.choose(&NO_KEY, &Tried::default()).is_ok());
         }
     }
+}
+
+#[test]
+fn a_drain_with_a_timeout_repins_its_sessions() {
+    let g = group(
+        vec![
+            server("a"),
+            Server {
+                drain: true,
+                drain_timeout: Some(Duration::from_secs(10)),
+                ..server("b")
+            },
+        ],
+        cookie(),
+    );
+    let choice = g.choose(&pinned(&g, g.cookie_value(1).unwrap()), &Tried::default());
+    let choice = choice.unwrap();
+    assert_eq!(
+        (choice.member, choice.set_cookie.is_some()),
+        (0, true),
+        "its clients reconnect elsewhere, with a cookie that keeps them there"
+    );
 }

@@ -50,6 +50,7 @@ impl Group {
         if let Some(index) = affinity.pinned
             && !tried.contains(index)
             && let Some(member) = self.members.get(index)
+            && !member.drains_with_timeout()
         {
             match member.availability(now) {
                 Availability::Usable if member.claim(now) => {

@@ -12,6 +12,7 @@ mod browser;
 mod certificate_rotation;
 mod client_failures;
 mod demo_page;
+mod drain;
 mod error_log;
 mod error_pages;
 mod error_pages_nginx;

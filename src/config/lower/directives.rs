@@ -301,6 +301,7 @@ const SPECS: &[Spec] = &[
     handled("sticky", U, 1, MANY),
     handled("sticky_secret", H | U, 1, 1),
     handled("health_check", U, 0, MANY),
+    handled("drain_timeout", U, 1, 1),
     ignored("zone", U, 2, "tether keeps upstream state in memory without zones"),
 ];
 

@@ -67,6 +67,7 @@ impl Lowering {
         let mut sticky = None;
         let mut secret = None;
         let mut health_check = None;
+        let mut drain_timeout = None;
         let mut resolver = ResolverLayer::default();
         let mut any_server = false;
         // Some server line carries `route=`, even one that failed (whose error is out already:
@@ -131,6 +132,9 @@ impl Lowering {
                 "health_check" => {
                     self.once(&mut health_check, inner, |cx| cx.health_check(inner));
                 }
+                "drain_timeout" => {
+                    self.once(&mut drain_timeout, inner, |cx| cx.time(inner, &args[0]));
+                }
                 _ => {
                     self.resolver_setting(&mut resolver, inner);
                 }
@@ -152,6 +156,10 @@ impl Lowering {
         if let Some(Sticky::Cookie(cookie)) = &mut sticky {
             cookie.secret = secret;
         }
+        // The group's `drain_timeout` may come after the lines it covers; a line's own wins.
+        for server in &mut servers {
+            server.drain_timeout = server.drain_timeout.or(drain_timeout);
+        }
         (!servers.is_empty()).then(|| Upstream {
             name,
             method,
@@ -166,7 +174,7 @@ impl Lowering {
     }
 
     /// `server ADDRESS|unix:PATH [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N] [backup] [down]
-    /// [drain] [slow_start=T] [route=ID] [resolve]`.
+    /// [drain] [drain_timeout=T] [slow_start=T] [route=ID] [resolve]`.
     fn peer(&mut self, d: &Directive) -> Option<PeerSpec> {
         let word = &d.args[0];
         let address = word.text.as_str();
@@ -201,6 +209,9 @@ impl Lowering {
                 ("max_conns", true) => set(&mut peer.max_conns, parse_number(value)),
                 ("fail_timeout", true) => set(&mut peer.fail_timeout, parse_time(value)),
                 ("slow_start", true) => set(&mut peer.slow_start, parse_time(value)),
+                ("drain_timeout", true) => {
+                    set(&mut peer.drain_timeout, parse_time(value).map(Some))
+                }
                 ("route", true) if !value.is_empty() => {
                     peer.route = Some(value.to_string());
                     true

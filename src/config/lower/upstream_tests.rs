@@ -316,3 +316,30 @@ fn health_check_errors() {
         )],
     );
 }
+
+#[test]
+fn drain_timeout_comes_from_the_line_else_the_group() {
+    let config = lower_ok(&in_upstream(
+        "server a:1; server b:1 drain_timeout=3s; server c:1 drain; drain_timeout 1m;",
+    ));
+    let timeouts: Vec<Option<Duration>> = config.http.upstreams[0]
+        .servers
+        .iter()
+        .map(|s| s.drain_timeout)
+        .collect();
+    let (s3, m1) = (Duration::from_secs(3), Duration::from_secs(60));
+    assert_eq!(timeouts, [Some(m1), Some(s3), Some(m1)]);
+    let config = lower_ok(&in_upstream("server a:1 drain;"));
+    assert_eq!(config.http.upstreams[0].servers[0].drain_timeout, None);
+}
+
+#[test]
+fn drain_timeout_needs_a_time() {
+    let errors = lower_errors(&in_upstream(
+        "server a:1 drain_timeout=soon; drain_timeout x; drain_timeout 1s; drain_timeout 2s;",
+    ));
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors[0].contains("drain_timeout=soon"), "{errors:?}");
+    assert!(errors[1].contains("\"x\""), "{errors:?}");
+    assert!(errors[2].contains("duplicate"), "{errors:?}");
+}

@@ -160,6 +160,10 @@ pub struct PeerSpec {
     pub drain: bool,
     /// `slow_start=` (zero = off).
     pub slow_start: Duration,
+    /// `drain_timeout=` on the line, else the group's `drain_timeout`: once the server drains
+    /// (`drain`, removed by a reload, or a graceful stop), its tunnels and event streams are
+    /// closed spread over this long. None: they stay until their clients leave.
+    pub drain_timeout: Option<Duration>,
     /// `route=` (sticky identity), if given.
     pub route: Option<String>,
     /// Where the line was written.
@@ -184,6 +188,7 @@ impl PeerSpec {
             down: false,
             drain: false,
             slow_start: Duration::ZERO,
+            drain_timeout: None,
             route: None,
             span,
         }

@@ -18,6 +18,7 @@
 //! so importing one direction never pulls in the other.
 
 pub mod client;
+pub mod event_stream;
 mod idle;
 pub mod request;
 pub mod response;

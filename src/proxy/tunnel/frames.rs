@@ -1,6 +1,6 @@
 //! WebSocket framing, just enough to end a tunnel politely: a tracker that follows frame
-//! boundaries in the bytes one direction carries, and the `1001 Going Away` close frame tether
-//! injects at shutdown.
+//! boundaries in the bytes one direction carries, and the close frame tether injects when it
+//! ends a tunnel (`1001 Going Away` at a stop, `1012 Service Restart` in a drain).
 //!
 //! Nothing here parses payloads or validates the protocol: the endpoints do that. The tracker
 //! only has to know, at any moment, whether the bytes written so far end exactly at a frame's

@@ -59,6 +59,8 @@ pub struct Half {
     frames: Option<FrameTracker>,
     /// The graceful close began.
     closing: bool,
+    /// The code of the close frame it ends with (1001 for a stop, 1012 for a drain).
+    close_code: u16,
     /// The close stage already decided about its close frame.
     close_decided: bool,
     /// Bytes written toward the destination so far.
@@ -75,6 +77,7 @@ impl Half {
             need_flush: false,
             frames: websocket.then(FrameTracker::default),
             closing: false,
+            close_code: frames::GOING_AWAY,
             close_decided: false,
             written: 0,
         }
@@ -100,10 +103,11 @@ impl Half {
     }
 
     /// Starts the graceful close: stop reading, deliver what was read, then end with a close
-    /// frame where the stream allows one. A direction whose source already ended is left alone:
+    /// frame carrying `code` where the stream allows one. A direction whose source already ended is left alone:
     /// its destination's writes are shut (or being shut) already.
-    pub fn begin_close(&mut self) {
+    pub fn begin_close(&mut self, code: u16) {
         self.closing = true;
+        self.close_code = code;
         if self.stage == Stage::Copy {
             self.stage = Stage::Close;
         }
@@ -295,7 +299,7 @@ impl Half {
         }
     }
 
-    /// The `1001 Going Away` frame to end this direction with, if it is a WebSocket whose
+    /// The close frame (with `close_code`) to end this direction with, if it is a WebSocket whose
     /// written bytes end at a frame boundary and no close went this way yet. Mid-frame, a frame
     /// of ours would corrupt the stream, so the direction just ends.
     fn close_frame(&self) -> Option<Vec<u8>> {
@@ -309,7 +313,7 @@ impl Half {
             // 10.3); the payload here is ours and fixed, so a fast random key is enough.
             Toward::Upstream => Some(fastrand::u32(..).to_ne_bytes()),
         };
-        Some(frames::close_frame(frames::GOING_AWAY, mask))
+        Some(frames::close_frame(self.close_code, mask))
     }
 }
 

@@ -10,6 +10,8 @@ use tokio::time::timeout;
 use super::frames::GOING_AWAY;
 use super::half::READ_SIZE;
 use super::*;
+use crate::drain::CloseReason;
+use tokio_util::sync::CancellationToken;
 
 /// The tunnel's outcome alone: what these tests check (shadows the module's `run`).
 fn run<C, U>(
@@ -32,7 +34,7 @@ where
         upstream_early,
         protocol,
         idle_timeout,
-        shutdown,
+        CloseSignal::under(&shutdown),
     );
     async move { running.await.outcome }
 }
@@ -383,4 +385,33 @@ async fn what_the_upstream_sent_with_its_101_reaches_the_client_first_and_counts
     drop(ends);
     let outcome = timeout(LIMIT, task).await.unwrap();
     assert!(matches!(outcome, Ok(Outcome::Shutdown)), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_drain_closes_with_service_restart_both_ways() {
+    let (client, client_near) = duplex(PIPE);
+    let (upstream, upstream_near) = duplex(PIPE);
+    let mut ends = Ends { client, upstream };
+    let close = CloseSignal::under(&CancellationToken::new());
+    let task = tokio::spawn(super::run(
+        client_near,
+        &[],
+        upstream_near,
+        &[],
+        Protocol::WebSocket,
+        Duration::from_secs(60),
+        close.clone(),
+    ));
+    let hello = ws_frame(0x1, b"hello", Some([9, 8, 7, 6]));
+    ends.client.write_all(&hello).await.unwrap();
+    assert_eq!(read_exactly(&mut ends.upstream, hello.len()).await, hello);
+
+    close.close(CloseReason::Drain);
+    let (opcode, masked, payload) = parse_frame(&read_to_end(&mut ends.client).await);
+    assert_eq!((opcode, masked, close_code(&payload)), (0x8, false, 1012));
+    let (opcode, masked, payload) = parse_frame(&read_to_end(&mut ends.upstream).await);
+    assert_eq!((opcode, masked, close_code(&payload)), (0x8, true, 1012));
+    drop(ends);
+    let ended = timeout(LIMIT, task).await.unwrap().unwrap();
+    assert!(matches!(ended.outcome, Outcome::Shutdown), "{ended:?}");
 }

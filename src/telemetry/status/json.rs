@@ -122,6 +122,17 @@ fn write_server(out: &mut String, s: &ServerReport) -> std::fmt::Result {
         "\"sticky\":{{\"hits\":{},\"new\":{},\"repinned\":{}}},\"balancer_picks\":{},",
         s.sticky_hits, s.sticky_new, s.sticky_repinned, s.balancer_picks
     )?;
+    match &s.drain {
+        None => out.push_str("\"drain\":null,"),
+        Some(drain) => write!(
+            out,
+            "\"drain\":{{\"reason\":\"{}\",\"left\":{},\"closed\":{},\"finish_in_seconds\":{:.3}}},",
+            drain.reason.as_str(),
+            drain.left,
+            drain.closed,
+            drain.finish_in.as_secs_f64()
+        )?,
+    }
     write!(
         out,
         "\"request_time\":{{\"count\":{},\"sum_seconds\":{:.6}}}}}",

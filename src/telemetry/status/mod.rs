@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::StatusPage;
+use crate::drain::Progress;
 use crate::peer::{HistogramReading, Transport};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
@@ -207,6 +208,8 @@ pub struct ServerReport {
     pub balancer_picks: u64,
     /// Exchange times.
     pub request_time: HistogramReading,
+    /// Its drain (`drain_timeout`), while one runs: streams left, closed, time to go.
+    pub drain: Option<Progress>,
 }
 
 impl Report {
@@ -252,6 +255,7 @@ impl Report {
                             sticky_repinned: repinned,
                             balancer_picks: by_balancer,
                             request_time: traffic.durations(),
+                            drain: member.peer.drain_progress(),
                         }
                     })
                     .collect(),

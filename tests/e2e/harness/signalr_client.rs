@@ -77,6 +77,18 @@ impl SignalrClient {
         None
     }
 
+    /// node running `script` (a file of `tests/js`), from that folder, killed when dropped:
+    /// for tests that drive a client script of their own.
+    pub fn script(&self, script: &str) -> Command {
+        let mut command = Command::new(&self.node);
+        command
+            .arg(js_dir().join(script))
+            .current_dir(js_dir())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        command
+    }
+
     /// Connects to the hub at `url` over `transport` (negotiating first), invokes `WhoAmI` and
     /// `2 × echoes` Echoes, and stops. HTTPS certificates are checked against `ca_file`. The
     /// process is killed if it has not finished within `limit`.

@@ -1,0 +1,183 @@
+//! Ending an event stream (`text/event-stream`) when its server drains or tether stops: after
+//! a complete event, never inside one, so the client's `EventSource` sees a clean end and
+//! reconnects rather than half an event it would have to throw away.
+//!
+//! The stream's bytes are followed line by line, as the SSE grammar has it: an event ends with
+//! an empty line, lines end with CRLF, LF or CR. Once the stream's [`CloseSignal`] fires, the
+//! stream ends at the next point where the bytes sent end an event — at once if they already
+//! do, else within the frame that completes the event (the frame is cut right there). Nothing
+//! is buffered: each frame is looked at as it passes.
+//!
+//! Knows bodies (`http_body`) and `drain`'s signal; not the upstream or the client.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::BodyError;
+use crate::drain::CloseSignal;
+
+/// Follows where the events of a stream end (the SSE grammar's blank lines).
+#[derive(Debug)]
+pub struct EventBoundaries {
+    /// Everything so far ends an event (or nothing came yet).
+    at_boundary: bool,
+    /// The current line has nothing in it so far.
+    line_empty: bool,
+    /// The last byte was a CR: an LF right behind it belongs to the same line end.
+    after_cr: bool,
+}
+
+impl Default for EventBoundaries {
+    fn default() -> Self {
+        EventBoundaries {
+            at_boundary: true,
+            line_empty: true,
+            after_cr: false,
+        }
+    }
+}
+
+impl EventBoundaries {
+    /// True when the bytes fed so far end exactly after an event.
+    pub fn at_boundary(&self) -> bool {
+        self.at_boundary
+    }
+
+    /// Feeds `bytes`; with `stop_at_boundary`, stops right after the first byte that ends an
+    /// event and returns how many were fed (all of them otherwise).
+    pub fn feed(&mut self, bytes: &[u8], stop_at_boundary: bool) -> usize {
+        for (at, &byte) in bytes.iter().enumerate() {
+            let after_cr = std::mem::take(&mut self.after_cr);
+            match byte {
+                b'\n' if after_cr => continue,
+                b'\r' | b'\n' => {
+                    // A line ends; an empty one ends the event.
+                    self.at_boundary = self.line_empty;
+                    self.line_empty = true;
+                    self.after_cr = byte == b'\r';
+                    if self.at_boundary && stop_at_boundary {
+                        return at + 1;
+                    }
+                }
+                _ => {
+                    self.line_empty = false;
+                    self.at_boundary = false;
+                }
+            }
+        }
+        bytes.len()
+    }
+}
+
+/// An event stream's end on its close signal. Boxed in the response body that carries one.
+#[derive(Debug)]
+pub struct EndAfterEvent {
+    boundaries: EventBoundaries,
+    closed: Pin<Box<WaitForCancellationFutureOwned>>,
+    signal: Arc<CloseSignal>,
+    /// The stream was cut after an event: nothing more goes out.
+    ended: bool,
+}
+
+impl EndAfterEvent {
+    /// Ends the stream after a complete event once `signal` fires.
+    pub fn new(signal: Arc<CloseSignal>) -> EndAfterEvent {
+        EndAfterEvent {
+            boundaries: EventBoundaries::default(),
+            closed: Box::pin(signal.closed_owned()),
+            signal,
+            ended: false,
+        }
+    }
+
+    /// Polls `body` for its next frame, ending the stream where the signal says.
+    pub fn poll_frame<B>(
+        &mut self,
+        body: Pin<&mut B>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>>
+    where
+        B: Body<Data = Bytes, Error = BodyError>,
+    {
+        let closing = self.signal.is_closed();
+        if self.ended || (closing && self.boundaries.at_boundary()) {
+            self.ended = true;
+            return Poll::Ready(None);
+        }
+        let frame = match body.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Pending => {
+                // Woken by the signal too: a quiet stream between events ends at once.
+                if !closing && self.closed.as_mut().poll(cx).is_ready() {
+                    return self.poll_frame_after_signal();
+                }
+                return Poll::Pending;
+            }
+            other => return other,
+        };
+        let Ok(mut data) = frame.into_data() else {
+            // Trailers: the stream's own end.
+            return Poll::Ready(None);
+        };
+        let fed = self.boundaries.feed(&data, closing);
+        if fed < data.len() {
+            data.truncate(fed);
+            self.ended = true;
+        }
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+
+    /// The signal fired while the upstream was quiet: end now if between events, else wait
+    /// for the event's rest (the caller is polled again when it comes).
+    fn poll_frame_after_signal(&mut self) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if self.boundaries.at_boundary() {
+            self.ended = true;
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where a stream of `chunks` may end: the offsets right after each event.
+    fn boundaries(text: &str) -> Vec<usize> {
+        let mut tracker = EventBoundaries::default();
+        let mut ends = Vec::new();
+        for (at, byte) in text.bytes().enumerate() {
+            tracker.feed(&[byte], false);
+            if tracker.at_boundary() {
+                ends.push(at + 1);
+            }
+        }
+        ends
+    }
+
+    #[test]
+    fn events_end_at_blank_lines_whatever_the_line_ends() {
+        assert_eq!(boundaries("data: a\n\n"), [9]);
+        assert_eq!(boundaries("data: a\r\n\r\n"), [10, 11]);
+        assert_eq!(boundaries("data: a\r\rdata: b\n\n"), [9, 18]);
+        assert_eq!(
+            boundaries("id: 1\ndata: a\ndata: b\n\n: ping\n\n"),
+            [23, 31]
+        );
+        assert_eq!(boundaries("data: a\ndata: b\n"), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn feeding_stops_right_after_the_first_complete_event() {
+        let mut tracker = EventBoundaries::default();
+        assert_eq!(tracker.feed(b"data: a\n", true), 8);
+        assert_eq!(tracker.feed(b"\ndata: b\n\n", true), 1);
+        assert!(tracker.at_boundary());
+    }
+}

@@ -1,0 +1,84 @@
+//! What the real-client drain tests share: reading a client script's report line by line as
+//! it comes (each line stamped when read), and the check that reconnects were spread.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
+
+use crate::harness::within;
+
+/// How long the next line may take: the clients' start, or a whole drain.
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// One line of a client script's report, with when the test read it.
+pub struct Event {
+    /// The `client` it is about (`usize::MAX` for lines about all of them).
+    pub client: usize,
+    /// Its `event`.
+    pub event: String,
+    /// The whole line.
+    pub line: Value,
+    /// When the test read it.
+    pub at: Instant,
+}
+
+/// A client script's output, read line by line as it comes.
+pub struct Report {
+    lines: Lines<BufReader<ChildStdout>>,
+    node: Child,
+}
+
+impl Report {
+    /// The report of `node`, started with its stdout and stderr piped.
+    pub fn new(mut node: Child) -> Report {
+        let stdout = node.stdout.take().expect("node's stdout piped");
+        Report {
+            lines: BufReader::new(stdout).lines(),
+            node,
+        }
+    }
+
+    /// The next line; a failure with the script's stderr if it ended instead.
+    pub async fn next(&mut self) -> Event {
+        let line = within(LIMIT, "the clients' next line", self.lines.next_line())
+            .await
+            .expect("read the clients' output");
+        let Some(line) = line else {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = self.node.stderr.take() {
+                let _ = tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut stderr).await;
+            }
+            panic!("the clients ended early: {stderr}");
+        };
+        let line: Value = serde_json::from_str(&line).expect("a JSON line");
+        Event {
+            client: line["client"].as_u64().map_or(usize::MAX, |c| c as usize),
+            event: line["event"].as_str().unwrap_or_default().to_string(),
+            line,
+            at: Instant::now(),
+        }
+    }
+}
+
+/// Asserts that the reconnects of `framework`'s clients, at `times` after the drain began, are
+/// spread over `drain` (first to last at least half of it, no two nearer than a quarter of an
+/// even share) and all within it (and a second for the handshakes); prints them for the report.
+pub fn assert_spread(framework: &str, mut times: Vec<Duration>, drain: Duration) {
+    times.sort();
+    let clients = times.len();
+    let spread = times[clients - 1] - times[0];
+    println!("{framework}: drain_timeout {drain:?}, reconnects at {times:?} (spread {spread:?})");
+    assert!(spread >= drain / 2, "not spread: {times:?}");
+    assert!(
+        times[clients - 1] <= drain + Duration::from_secs(1),
+        "within the drain_timeout: {times:?}"
+    );
+    let gaps = times.windows(2).map(|pair| pair[1] - pair[0]);
+    let narrowest = gaps.min().unwrap_or_default();
+    assert!(
+        narrowest >= drain / (4 * clients as u32),
+        "a burst: {times:?}"
+    );
+}
