@@ -77,6 +77,11 @@ fn main() {
         // start minutes of load or spawn proxies. Like criterion in test mode, it checks what
         // it can check quickly and says how to run it.
         Command::Skip => {
+            // A test runner asking for the list of tests (`--list`, as cargo-nextest does):
+            // there are none to list.
+            if args.iter().any(|arg| arg == "--list") {
+                return;
+            }
             options::check();
             callgrind::check();
             println!("load: parsing checked; the load runs by `cargo bench --bench load`");

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::procs::find_binary;
+use crate::proxies::{CLIENT_CORE, PROXY_CORE};
 
 /// A program the bench runs and the Debian package that has it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,9 +117,10 @@ impl Found {
         let mut lines = vec![
             format!("- CPU: {}", cpu_model()),
             format!(
-                "- cores: {} online ({} usable by the bench)",
-                online_cores(),
-                std::thread::available_parallelism().map_or(1, |n| n.get())
+                "- cores: {} (online: {}); the proxy pinned to core {PROXY_CORE}, everything \
+                 else to core {CLIENT_CORE}",
+                core_count(),
+                read_trimmed("/sys/devices/system/cpu/online")
             ),
             format!(
                 "- kernel: Linux {}",
@@ -172,9 +174,17 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-fn online_cores() -> String {
-    // "0-1" or "0,2-3": what the kernel has online, whatever our own affinity.
-    read_trimmed("/sys/devices/system/cpu/online")
+/// The machine's cores, counted in `/proc/cpuinfo` (the bench has pinned itself to one by the
+/// time it asks, so its own affinity would say 1).
+fn core_count() -> usize {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    info.lines()
+        .filter(|line| {
+            line.split(':')
+                .next()
+                .is_some_and(|key| key.trim() == "processor")
+        })
+        .count()
 }
 
 fn memory() -> String {
