@@ -138,7 +138,8 @@ pub async fn run(options: Options, found: &Found) -> Result<String, String> {
             ));
             cells.push(format!("{:.1}k", per / 1000.0));
         }
-        lines.push((row.about(), cells));
+        let path = row.callgrind_path().unwrap_or("/");
+        lines.push((format!("{}: keep-alive GET {path}", row.id()), cells));
     }
     Ok(format!(
         "## Settings\n\n{}\n\n{}\n{}{}",
@@ -231,7 +232,7 @@ fn summary(options: &Options, requests: u64) -> String {
 }
 
 /// The table: a line per row, a column per proxy, tether over nginx; then the raw totals.
-fn render(lines: &[(&str, Vec<String>)], totals: &[String]) -> String {
+fn render(lines: &[(String, Vec<String>)], totals: &[String]) -> String {
     let mut out = String::from(
         "## Instructions per request (callgrind, user space)\n\n\
          | row | tether | nginx | HAProxy | tether / nginx |\n|---|---:|---:|---:|---:|\n",
