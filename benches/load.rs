@@ -239,13 +239,16 @@ fn summary(options: &Options, proxies: &[Kind]) -> String {
     let rows: Vec<&str> = options.rows.iter().map(|row| row.id()).collect();
     let proxies: Vec<&str> = proxies.iter().map(|kind| kind.name()).collect();
     format!(
-        "rows {}; {} run(s) of {} s per proxy and row, interleaved; proxies {}; access logs {} \
-         (nginx's combined format in every proxy)",
+        "rows {}; {} run(s) of {} s per proxy and row, interleaved; proxies {}; access logs {}",
         rows.join(","),
         options.runs,
         options.secs,
         proxies.join(","),
-        if options.access_log { "on" } else { "off" },
+        if options.access_log {
+            "on (nginx's combined format in every proxy)"
+        } else {
+            "off"
+        },
     )
 }
 

@@ -224,10 +224,14 @@ fn summary(options: &Options, requests: u64) -> String {
     let rows: Vec<&str> = options.rows.iter().map(|row| row.id()).collect();
     format!(
         "callgrind: rows {}; {requests} and {} keep-alive GETs over {CONNS} connections (h2load) \
-         per proxy and row; access logs {} (nginx's combined format in every proxy)",
+         per proxy and row; access logs {}",
         rows.join(","),
         FACTOR * requests,
-        if options.access_log { "on" } else { "off" },
+        if options.access_log {
+            "on (nginx's combined format in every proxy)"
+        } else {
+            "off"
+        },
     )
 }
 
