@@ -15,21 +15,28 @@
 //! Every proxy also terminates TLS on a second address (HTTP/2 and HTTP/1.1 by ALPN) with the
 //! same certificate, made at bench time: ECDSA P-256, or RSA 2048 in the RSA row.
 //!
-//! Environment: `LOAD_ROWS=get,get_close,ip_hash,sticky,ws_idle,ws_echo,sse,reload,
-//! tls_full_ecdsa,tls_full_rsa,tls_resumed,https_get,h2_get,wss_idle` (default all), `LOAD_SECS` (seconds per run, default 5; the reload row runs twice that),
-//! `LOAD_RUNS` (default 3), `LOAD_WS_IDLE` (idle WebSockets, default 9,000; each takes two
-//! descriptors here and two in the proxy, under a hard limit of 20,000), `LOAD_PROXIES`
-//! (default `tether,nginx,haproxy`), `LOAD_TETHER_LOG` (tether's log level, default `warn`), `LOAD_ACCESS_LOG=on` (every proxy logs
-//! each request in nginx's `combined` format; default off), `LOAD_TETHER` (the tether binary to run, e.g. a wrapper
-//! that starts it under a profiler; default the one cargo built).
+//! Flags (`cargo bench --bench load -- --help` lists them): `--rows`, `--runs`, `--secs`,
+//! `--proxies`, `--access-log on|off` (on by default: every proxy logs each request in nginx's
+//! `combined` format), `--ws-idle`, `--tether`, `--tether-log`, each with a `LOAD_*` variable
+//! as its fallback; `--callgrind[=N]` counts instructions per request instead (callgrind.rs).
+//! A bare `cargo bench` does not run this (`bench = false`); it installs nothing: a missing
+//! tool is named with its `apt-get` line, and the rows and peers that do not need it run.
+//! The configs, the settings and the machine (CPU, kernel, every version, the tether commit)
+//! are printed with the table.
 //!
 //! Everything listens on 127.0.0.1; every child is in its own process group, killed when its
 //! guard drops, on panic and Ctrl-C too.
 
 #[path = "load/backends.rs"]
 mod backends;
+#[path = "load/callgrind.rs"]
+mod callgrind;
 #[path = "load/clients.rs"]
 mod clients;
+#[path = "load/machine.rs"]
+mod machine;
+#[path = "load/options.rs"]
+mod options;
 #[path = "load/procs.rs"]
 mod procs;
 #[path = "load/proxies.rs"]
@@ -45,19 +52,44 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use proxies::{CLIENT_CORE, Kind, Ports};
+use machine::Found;
+use options::{Command, Options};
+use proxies::{CLIENT_CORE, Kind, Launch, Ports};
 use scenarios::{Row, Settings};
 use table::{Cell, Scenario};
 use tokio::net::TcpListener;
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` (or `--all-targets`) runs this
-    // binary without it, and must not start minutes of load, install packages or spawn
-    // proxies: like criterion in test mode, say what to run and succeed.
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("load: skipped (not run by `cargo bench`); run `cargo bench --bench load`");
-        return;
-    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match options::parse(&args, |name| std::env::var(name).ok()) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("load: {e}");
+            std::process::exit(2);
+        }
+    };
+    let (options, callgrind) = match command {
+        Command::Help => {
+            print!("{}", options::help());
+            return;
+        }
+        // `cargo test` (and `--all-targets`) runs this binary without `--bench`: it must not
+        // start minutes of load or spawn proxies. Like criterion in test mode, it checks what
+        // it can check quickly and says how to run it.
+        Command::Skip => {
+            // A test runner asking for the list of tests (`--list`, as cargo-nextest does):
+            // there are none to list.
+            if args.iter().any(|arg| arg == "--list") {
+                return;
+            }
+            options::check();
+            callgrind::check();
+            println!("load: parsing checked; the load runs by `cargo bench --bench load`");
+            return;
+        }
+        Command::Table(options) => (options, false),
+        Command::Callgrind(options) => (options, true),
+    };
     let started = Instant::now();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores < 2 {
@@ -68,31 +100,27 @@ fn main() {
     }
     // Children (the proxies under test) inherit it.
     let files = tether::process::raise_soft_open_files();
-    if let Err(e) = procs::ensure_packages(&[
-        ("nginx", "nginx"),
-        ("haproxy", "haproxy"),
-        ("wrk", "wrk"),
-        ("h2load", "nghttp2-client"),
-    ]) {
-        eprintln!("load: {e}");
-        std::process::exit(1);
-    }
+    let found = Found::look();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
     let outcome = runtime.block_on(async {
+        let work = async {
+            if callgrind {
+                callgrind::run(options, &found).await
+            } else {
+                bench(options, &found, files).await
+            }
+        };
         tokio::select! {
-            outcome = bench(files) => outcome,
+            outcome = work => outcome,
             _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
         }
     });
     match outcome {
-        Ok(table) => {
-            if proxies::access_log_on() {
-                println!("(access logs on: nginx's combined format in every proxy)");
-            }
-            println!("{table}");
+        Ok(report) => {
+            println!("{report}");
             println!("(load bench took {:.0} s)", started.elapsed().as_secs_f64());
         }
         Err(e) => {
@@ -102,38 +130,40 @@ fn main() {
     }
 }
 
-/// Reads the `LOAD_*` variables, starts the backends, prints the configs, runs every selected
-/// row and returns the table.
-async fn bench(files: u64) -> Result<String, String> {
-    let number = |name: &str, default: u64| -> Result<u64, String> {
-        std::env::var(name).map_or(Ok(default), |v| {
-            v.trim()
-                .parse()
-                .map_err(|_| format!("{name}={v:?} is not a number"))
-        })
-    };
-    let rows = match std::env::var("LOAD_ROWS") {
-        Ok(list) => list
-            .split(',')
-            .map(|id| {
-                Row::ALL
-                    .into_iter()
-                    .find(|row| row.id() == id.trim())
-                    .ok_or_else(|| {
-                        let ids: Vec<&str> = Row::ALL.iter().map(|r| r.id()).collect();
-                        format!("unknown row {id:?} in LOAD_ROWS (rows: {})", ids.join(","))
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        Err(_) => Row::ALL.to_vec(),
-    };
-    let ws_idle = number("LOAD_WS_IDLE", 9000)? as usize;
+/// Checks the tools, starts the backends, runs every selected row and returns the report:
+/// settings, machine, configs and the table.
+async fn bench(options: Options, found: &Found, files: u64) -> Result<String, String> {
+    // nginx is the HTTP backend: without it no row runs. The rest only narrows the table.
+    if let Some(missing) = found.missing(&[machine::NGINX]) {
+        return Err(missing);
+    }
+    let mut wanted = Vec::new();
+    if options.proxies.contains(&Kind::Haproxy) {
+        wanted.push(machine::HAPROXY);
+    }
+    for tool in [machine::WRK, machine::H2LOAD] {
+        if options
+            .rows
+            .iter()
+            .any(|row| row.tool() == Some(tool.binary))
+        {
+            wanted.push(tool);
+        }
+    }
+    if let Some(missing) = found.missing(&wanted) {
+        eprintln!(
+            "load: {missing}
+load: running what does not need them"
+        );
+    }
+    let rows = options.rows.clone();
+    let ws_idle = options.ws_idle;
     // Each idle WebSocket holds a client and a backend socket here; keep 200 for the rest.
     if (rows.contains(&Row::WsIdle) || rows.contains(&Row::WssIdle))
         && 2 * ws_idle as u64 + 200 > files
     {
         return Err(format!(
-            "LOAD_WS_IDLE={ws_idle} needs {} descriptors; the limit is {files}",
+            "--ws-idle {ws_idle} needs {} descriptors; the limit is {files}",
             2 * ws_idle + 200
         ));
     }
@@ -152,53 +182,90 @@ async fn bench(files: u64) -> Result<String, String> {
         tls: [free_port()?, free_port()?, free_port()?],
     };
     tls::write_certificates(dir.path())?;
-    let proxies = match std::env::var("LOAD_PROXIES") {
-        Ok(list) => list
-            .split(',')
-            .map(|name| {
-                Kind::ALL
-                    .into_iter()
-                    .find(|kind| kind.name().eq_ignore_ascii_case(name.trim()))
-                    .ok_or_else(|| format!("unknown proxy {name:?} in LOAD_PROXIES"))
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        Err(_) => Kind::ALL.to_vec(),
-    };
+    let proxies: Vec<Kind> = options
+        .proxies
+        .iter()
+        .copied()
+        .filter(|kind| *kind != Kind::Haproxy || found.has("haproxy"))
+        .collect();
     let settings = Settings {
         proxies,
-        secs: number("LOAD_SECS", 5)?.max(1),
-        runs: number("LOAD_RUNS", 3)?.max(1) as usize,
+        secs: options.secs,
+        runs: options.runs,
         ws_idle,
         ws_live: backends::ws_echo(ws_listener),
         sse_live: backends::sse(sse_listener),
         _http_backend: backends::nginx_backend(dir.path(), ports.http).await?,
-        ports,
-        dir: dir.path().to_path_buf(),
-        // A given binary (e.g. a wrapper under a profiler) instead of the one cargo built.
-        tether: std::env::var_os("LOAD_TETHER").map_or_else(
-            || PathBuf::from(env!("CARGO_BIN_EXE_tether")),
-            PathBuf::from,
-        ),
+        launch: launch(&options, ports, dir.path().to_path_buf()),
     };
+    eprintln!("load: {}", summary(&options, &settings.proxies));
 
-    print_configs(
-        &settings.ports,
-        &tls::files(&settings.dir, tls::KeyKind::EcdsaP256),
-    );
     let mut scenarios = Vec::new();
     for row in rows {
-        scenarios.push(run_row(row, &settings).await);
+        scenarios.push(run_row(row, &settings, found).await);
     }
-    Ok(table::render(&scenarios))
+    let cert = tls::files(&settings.launch.dir, tls::KeyKind::EcdsaP256);
+    Ok(format!(
+        "## Settings
+
+{}
+
+{}
+{}{}",
+        summary(&options, &settings.proxies),
+        found.describe(&settings.launch.tether),
+        configs(&settings.launch, &cert),
+        table::render(&scenarios)
+    ))
 }
 
-/// Runs `row` `settings.runs` times on each proxy, interleaved.
-async fn run_row(row: Row, settings: &Settings) -> Scenario {
+/// How the proxies start, from the options: the tether binary is cargo's unless given.
+fn launch(options: &Options, ports: Ports, dir: PathBuf) -> Launch {
+    Launch {
+        ports,
+        dir,
+        // A given binary (e.g. a wrapper under a profiler) instead of the one cargo built.
+        tether: options
+            .tether
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tether"))),
+        tether_log: options.tether_log.clone(),
+        access_log: options.access_log,
+    }
+}
+
+/// One line of what this run does.
+fn summary(options: &Options, proxies: &[Kind]) -> String {
+    let rows: Vec<&str> = options.rows.iter().map(|row| row.id()).collect();
+    let proxies: Vec<&str> = proxies.iter().map(|kind| kind.name()).collect();
+    format!(
+        "rows {}; {} run(s) of {} s per proxy and row, interleaved; proxies {}; access logs {}",
+        rows.join(","),
+        options.runs,
+        options.secs,
+        proxies.join(","),
+        if options.access_log {
+            "on (nginx's combined format in every proxy)"
+        } else {
+            "off"
+        },
+    )
+}
+
+/// Runs `row` `settings.runs` times on each proxy, interleaved; on none if the tool it needs
+/// is not installed.
+async fn run_row(row: Row, settings: &Settings, found: &Found) -> Scenario {
+    let tool_missing = row.tool().filter(|tool| !found.has(tool));
     let mut cells: Vec<Cell> = Kind::ALL
         .iter()
-        .map(|kind| match row.not_applicable(*kind) {
-            Some(why) => Cell::NotApplicable(why),
-            None => Cell::Measured(Vec::new()),
+        .map(|kind| match (row.not_applicable(*kind), tool_missing) {
+            (Some(why), _) => Cell::NotApplicable(why),
+            (None, Some("h2load")) => Cell::NotApplicable("h2load not installed"),
+            (None, Some(_)) => Cell::NotApplicable("wrk not installed"),
+            (None, None) if *kind == Kind::Haproxy && !found.has("haproxy") => {
+                Cell::NotApplicable("not installed")
+            }
+            (None, None) => Cell::Measured(Vec::new()),
         })
         .collect();
     let mut background_pct: f64 = 0.0;
@@ -265,27 +332,25 @@ async fn background_load() -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Prints the configs every proxy runs (the ports are this run's; the RSA rows name the
+/// The configs every proxy runs, as Markdown (the ports are this run's; the RSA rows name the
 /// `rsa-2048` files instead).
-fn print_configs(ports: &Ports, cert: &tls::CertFiles) {
-    println!("## tether / nginx config (tether.conf = nginx.conf)\n");
-    println!(
-        "```nginx\n{}```\n",
-        proxies::nginx_syntax(ports, Kind::Tether, cert)
-    );
-    println!("## haproxy.cfg\n");
-    println!("```\n{}```\n", proxies::haproxy_cfg(ports, cert));
-    println!(
-        "nginx and HAProxy listen on 127.0.0.1:{} and :{} (tether on :{}); the HTTP backend is \
+fn configs(launch: &Launch, cert: &tls::CertFiles) -> String {
+    let ports = &launch.ports;
+    format!(
+        "## tether / nginx config (tether.conf = nginx.conf)\n\n```nginx\n{}```\n\n\
+         ## haproxy.cfg\n\n```\n{}```\n\n\
+         nginx and HAProxy listen on 127.0.0.1:{} and :{} (tether on :{}); the HTTP backend is \
          nginx (`return 200 \"ok\"`) on :{}, :{}, :{}, pinned to core {CLIENT_CORE} with the \
-         clients.\n",
+         clients.\n\n",
+        proxies::nginx_syntax(ports, Kind::Tether, cert, launch.access_log),
+        proxies::haproxy_cfg(ports, cert, launch.access_log),
         ports.listen[1],
         ports.listen[2],
         ports.listen[0],
         ports.http[0],
         ports.http[1],
         ports.http[2],
-    );
+    )
 }
 
 /// A listener on a free loopback port with a deep accept queue: the bench opens hundreds of

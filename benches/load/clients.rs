@@ -134,6 +134,42 @@ pub async fn h2load(url: &str, conns: usize, streams: usize, secs: u64) -> Resul
     parse_h2load(&text).ok_or_else(|| format!("unreadable h2load output:\n{text}"))
 }
 
+/// Runs `h2load --h1 -t1 -cCONNS -nREQUESTS` (HTTP/1.1 keep-alive, one request in flight per
+/// connection) against `url` with extra `headers`, on the client core.
+pub async fn h2load_h1(
+    url: &str,
+    conns: usize,
+    requests: u64,
+    headers: &[String],
+) -> Result<H2load, String> {
+    let mut command = tokio::process::Command::new("h2load");
+    command.args([
+        "--h1",
+        "-t1",
+        "-m1",
+        &format!("-c{conns}"),
+        &format!("-n{requests}"),
+    ]);
+    for header in headers {
+        command.arg("-H").arg(header);
+    }
+    let output = command
+        .arg(url)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("h2load: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "h2load {}: {text}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    parse_h2load(&text).ok_or_else(|| format!("unreadable h2load output:\n{text}"))
+}
+
 /// Reads `finished in 5.00s, 38264.00 req/s, ...` and `requests: N total, N started, N done,
 /// N succeeded, N failed, N errored, N timeout`.
 fn parse_h2load(text: &str) -> Option<H2load> {
@@ -161,6 +197,15 @@ fn parse_h2load(text: &str) -> Option<H2load> {
 
 /// `GET path` on a fresh connection; the response head.
 pub async fn get_head(addr: SocketAddr, path: &str) -> Result<String, String> {
+    get_head_within(addr, path, Duration::from_secs(5)).await
+}
+
+/// [`get_head`] with the response bounded by `limit`.
+pub async fn get_head_within(
+    addr: SocketAddr,
+    path: &str,
+    limit: Duration,
+) -> Result<String, String> {
     let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -170,9 +215,9 @@ pub async fn get_head(addr: SocketAddr, path: &str) -> Result<String, String> {
         .await
         .map_err(|e| format!("send: {e}"))?;
     let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+    tokio::time::timeout(limit, stream.read_to_end(&mut response))
         .await
-        .map_err(|_| "no response within 5 s".to_string())?
+        .map_err(|_| format!("no response within {limit:?}"))?
         .map_err(|e| format!("read: {e}"))?;
     let text = String::from_utf8_lossy(&response);
     Ok(text.split("\r\n\r\n").next().unwrap_or("").to_string())

@@ -1,7 +1,7 @@
 //! Child processes for the load bench: pinned to one core, each in its own process group that
 //! is killed whole when its [`Guard`] drops (on panic too), and what `/proc` says about a
-//! group: CPU time and resident memory. Also the process-wide setup: our own core, our
-//! open-file limit, and the Debian packages the bench drives.
+//! group: CPU time and resident memory. Also the process-wide setup: our own core, and where
+//! a program is installed.
 //!
 //! Knows nothing of proxies or scenarios.
 
@@ -174,37 +174,6 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
         .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-}
-
-/// Installs the Debian packages whose binaries are missing (`apt-get install -y`, after an
-/// `apt-get update` if the first attempt fails). We run as root on the bench machines.
-pub fn ensure_packages(packages: &[(&str, &str)]) -> Result<(), String> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .filter(|(binary, _)| find_binary(binary).is_none())
-        .map(|(_, package)| *package)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    eprintln!("load: installing {}", missing.join(" "));
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if install() {
-        return Ok(());
-    }
-    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-    if install() {
-        Ok(())
-    } else {
-        Err(format!("apt-get install {} failed", missing.join(" ")))
-    }
 }
 
 /// Busy and total jiffies of every core so far, from `/proc/stat` (`cpuN` lines; idle and

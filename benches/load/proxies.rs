@@ -72,11 +72,30 @@ impl Ports {
     }
 }
 
-/// `LOAD_ACCESS_LOG=on`: every proxy logs each request in nginx's `combined` format — tether
-/// and nginx to `access.log` in their folder, HAProxy its `option httplog` line to its output
-/// file. Off (the default), none logs.
-pub fn access_log_on() -> bool {
-    std::env::var("LOAD_ACCESS_LOG").is_ok_and(|value| value == "on" || value == "1")
+/// How every proxy is started, the same for every run: where things listen and live, which
+/// tether binary, and whether the proxies log.
+pub struct Launch {
+    /// Every address.
+    pub ports: Ports,
+    /// Each proxy gets a folder here for its config, logs and output; the certificates too.
+    pub dir: PathBuf,
+    /// The tether binary to run.
+    pub tether: PathBuf,
+    /// tether's log level (`TETHER_LOG`).
+    pub tether_log: String,
+    /// Every proxy logs each request in nginx's `combined` format: tether and nginx to
+    /// `access.log` in their folder, HAProxy its `option httplog` line to its output file.
+    pub access_log: bool,
+}
+
+/// Under valgrind's callgrind instead of as itself, writing its counts to `out`: one process
+/// (nginx without its master, HAProxy without its master-worker split), so every instruction
+/// the proxy spends is in that one file.
+pub struct Callgrind {
+    /// `valgrind`.
+    pub valgrind: PathBuf,
+    /// The callgrind output file.
+    pub out: PathBuf,
 }
 
 /// Marks the lines only tether gets.
@@ -84,14 +103,14 @@ const TETHER_ONLY: &str = "# tether only";
 
 /// The nginx-syntax config for `kind`, presenting the certificate in `cert`: nginx gets
 /// tether's without the `tether only` lines.
-pub fn nginx_syntax(ports: &Ports, kind: Kind, cert: &CertFiles) -> String {
+pub fn nginx_syntax(ports: &Ports, kind: Kind, cert: &CertFiles, access_log: bool) -> String {
     let [a, b, c] = ports.http;
     let (ws, sse) = (ports.ws, ports.sse);
     let listen = ports.listen(kind);
     let tls = ports.tls(kind);
     let (crt, key) = (cert.cert.display(), cert.key.display());
     // Relative to the prefix (`-p`), the proxy's own folder, for tether and nginx alike.
-    let access_log = if access_log_on() {
+    let access_log = if access_log {
         "access_log access.log combined;"
     } else {
         "access_log off;"
@@ -175,14 +194,14 @@ http {{
 
 /// The `haproxy.cfg` equivalent to [`nginx_syntax`]; `cert` holds the certificate and key in
 /// one file. HAProxy's own defaults resume sessions (a 20,000-entry cache, tickets on).
-pub fn haproxy_cfg(ports: &Ports, cert: &CertFiles) -> String {
+pub fn haproxy_cfg(ports: &Ports, cert: &CertFiles, access_log: bool) -> String {
     let [a, b, c] = ports.http;
     let (ws, sse) = (ports.ws, ports.sse);
     let listen = ports.listen(Kind::Haproxy);
     let tls = ports.tls(Kind::Haproxy);
     let pem = cert.combined.display();
     // HAProxy writes its log lines to a log server or a stream; stdout goes to its output file.
-    let log = if access_log_on() {
+    let log = if access_log {
         "log stdout format raw local0 info\n    option httplog"
     } else {
         "# no log"
@@ -252,50 +271,66 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Writes `kind`'s config (presenting `cert` on its TLS address) into `dir`, starts it
-    /// pinned to [`PROXY_CORE`] and waits (bounded) until it accepts connections.
+    /// Writes `kind`'s config (presenting `cert` on its TLS address) into its folder, starts
+    /// it pinned to [`PROXY_CORE`] (under `callgrind` if given) and waits (bounded) until it
+    /// accepts connections.
     pub async fn start(
         kind: Kind,
-        ports: &Ports,
-        dir: &Path,
-        tether_binary: &Path,
+        launch: &Launch,
         cert: &CertFiles,
+        callgrind: Option<&Callgrind>,
     ) -> Result<Proxy, String> {
-        let dir = dir.join(kind.name());
+        let ports = &launch.ports;
+        let dir = launch.dir.join(kind.name());
         std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
         let log = dir.join("output.log");
-        let (conf, command) = match kind {
+        let program = match kind {
+            Kind::Tether => launch.tether.clone(),
+            Kind::Nginx => binary("nginx")?,
+            Kind::Haproxy => binary("haproxy")?,
+        };
+        let mut command = match callgrind {
+            Some(callgrind) => {
+                let mut command = Command::new(&callgrind.valgrind);
+                command
+                    .arg("--tool=callgrind")
+                    .arg(format!("--callgrind-out-file={}", callgrind.out.display()))
+                    .arg(&program);
+                command
+            }
+            None => Command::new(&program),
+        };
+        let conf = match kind {
             Kind::Tether => {
-                let conf = dir.join("tether.conf");
-                let mut command = Command::new(tether_binary);
-                // `LOAD_TETHER_LOG` (default `warn`) to see more while chasing a failure.
-                let level = std::env::var("LOAD_TETHER_LOG").unwrap_or_else(|_| "warn".into());
                 // The prefix is the proxy's folder, as nginx's: relative log paths land there.
+                let conf = dir.join("tether.conf");
                 command
                     .arg("-p")
                     .arg(&dir)
                     .arg("-c")
                     .arg(&conf)
-                    .env("TETHER_LOG", level);
-                (conf, command)
+                    .env("TETHER_LOG", &launch.tether_log);
+                conf
             }
             Kind::Nginx => {
                 let conf = dir.join("nginx.conf");
-                let mut command = Command::new(binary("nginx")?);
-                command.args(nginx_args(&dir, &conf));
-                (conf, command)
+                command.args(nginx_args(&dir, &conf, callgrind.is_none()));
+                conf
             }
             Kind::Haproxy => {
+                // Master-worker in the foreground: USR2 to the master reloads. Under callgrind,
+                // the one process serves.
                 let conf = dir.join("haproxy.cfg");
-                // Master-worker in the foreground: USR2 to the master reloads.
-                let mut command = Command::new(binary("haproxy")?);
-                command.arg("-W").arg("-db").arg("-f").arg(&conf);
-                (conf, command)
+                if callgrind.is_none() {
+                    command.arg("-W");
+                }
+                command.arg("-db").arg("-f").arg(&conf);
+                conf
             }
         };
         let text = match kind {
-            Kind::Haproxy => haproxy_cfg(ports, cert),
-            _ => nginx_syntax(ports, kind, cert),
+            Kind::Haproxy => haproxy_cfg(ports, cert, launch.access_log),
+            _ => nginx_syntax(ports, kind, cert, launch.access_log),
         };
         std::fs::write(&conf, text).map_err(|e| format!("write {}: {e}", conf.display()))?;
         let guard = Guard::spawn(command, Some(PROXY_CORE), &log)?;
@@ -307,12 +342,14 @@ impl Proxy {
             conf,
             dir,
         };
-        proxy.until_accepting().await?;
+        // valgrind takes seconds to start a program it translates.
+        let limit = Duration::from_secs(if callgrind.is_some() { 60 } else { 10 });
+        proxy.until_accepting(limit).await?;
         Ok(proxy)
     }
 
-    async fn until_accepting(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+    async fn until_accepting(&mut self, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.guard.exited() {
                 return Err(format!(
@@ -335,24 +372,12 @@ impl Proxy {
     /// Reloads the config the way each proxy's operators do: SIGHUP for tether (what
     /// `tether -s reload` sends), `nginx -s reload`, USR2 to HAProxy's master.
     pub async fn reload(&self) -> Result<(), String> {
-        let signal = |sig| {
-            // SAFETY: kill(2) on our own child's pid.
-            if unsafe { libc::kill(self.guard.pid(), sig) } == 0 {
-                Ok(())
-            } else {
-                Err(format!(
-                    "signal {}: {}",
-                    self.kind.name(),
-                    std::io::Error::last_os_error()
-                ))
-            }
-        };
         match self.kind {
-            Kind::Tether => signal(libc::SIGHUP),
-            Kind::Haproxy => signal(libc::SIGUSR2),
+            Kind::Tether => self.signal(libc::SIGHUP),
+            Kind::Haproxy => self.signal(libc::SIGUSR2),
             Kind::Nginx => {
                 let status = tokio::process::Command::new(binary("nginx")?)
-                    .args(nginx_args(&self.dir, &self.conf))
+                    .args(nginx_args(&self.dir, &self.conf, true))
                     .args(["-s", "reload"])
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
@@ -365,6 +390,37 @@ impl Proxy {
                     Err(format!("nginx -s reload: {status}"))
                 }
             }
+        }
+    }
+
+    /// Asks the proxy to stop (SIGTERM) and waits, at most `limit`, until it has exited: under
+    /// callgrind, its counts are written only then.
+    pub async fn stop(mut self, limit: Duration) -> Result<(), String> {
+        self.signal(libc::SIGTERM)?;
+        let deadline = Instant::now() + limit;
+        while self.guard.exited().is_none() {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} still running {limit:?} after SIGTERM",
+                    self.kind.name()
+                ));
+            }
+            // Polling a condition: ends as soon as the process is gone.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    fn signal(&self, signal: i32) -> Result<(), String> {
+        // SAFETY: kill(2) on our own child's pid.
+        if unsafe { libc::kill(self.guard.pid(), signal) } == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "signal {}: {}",
+                self.kind.name(),
+                std::io::Error::last_os_error()
+            ))
         }
     }
 
@@ -382,7 +438,9 @@ impl Proxy {
 
 /// nginx's command line: the shared config, with what only nginx needs (foreground, pid file,
 /// error log inside `dir`) given on the command line so the file stays the one tether reads.
-fn nginx_args(dir: &Path, conf: &Path) -> Vec<String> {
+/// Without `master`, the one process serves (as under callgrind).
+fn nginx_args(dir: &Path, conf: &Path, master: bool) -> Vec<String> {
+    let master = if master { "" } else { " master_process off;" };
     vec![
         "-p".into(),
         dir.display().to_string(),
@@ -391,7 +449,10 @@ fn nginx_args(dir: &Path, conf: &Path) -> Vec<String> {
         "-c".into(),
         conf.display().to_string(),
         "-g".into(),
-        format!("daemon off; pid {};", dir.join("nginx.pid").display()),
+        format!(
+            "daemon off;{master} pid {};",
+            dir.join("nginx.pid").display()
+        ),
     ]
 }
 

@@ -4,7 +4,6 @@
 //! CPU is the proxy's whole process group over the measured window only; memory is resident
 //! set size summed over that group.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,7 @@ use rustls::ClientConfig;
 use crate::backends::Live;
 use crate::clients::{SseClients, get_head, h2load, open_websockets, set_cookie, wrk};
 use crate::procs::{Guard, busy_pct, core_ticks};
-use crate::proxies::{CLIENT_CORE, Kind, PROXY_CORE, Ports, Proxy};
+use crate::proxies::{CLIENT_CORE, Kind, Launch, PROXY_CORE, Proxy};
 use crate::table::{Metric, Sample, Unit};
 use crate::tls::{self, KeyKind};
 
@@ -99,7 +98,7 @@ impl Row {
         Row::WssIdle,
     ];
 
-    /// The name `LOAD_ROWS` selects it by.
+    /// The name `--rows` selects it by.
     pub fn id(self) -> &'static str {
         match self {
             Row::Get => "get",
@@ -116,6 +115,48 @@ impl Row {
             Row::HttpsGet => "https_get",
             Row::H2Get => "h2_get",
             Row::WssIdle => "wss_idle",
+        }
+    }
+
+    /// One line for `--help`.
+    pub fn about(self) -> &'static str {
+        match self {
+            Row::Get => "small GET, keep-alive (wrk)",
+            Row::GetClose => "small GET, a new connection per request (wrk)",
+            Row::IpHash => "ip_hash over 3 backends, keep-alive (wrk)",
+            Row::Sticky => "sticky cookie over 3 backends, keep-alive (wrk; not nginx OSS)",
+            Row::WsIdle => "idle WebSockets: proxy memory per connection",
+            Row::WsEcho => "WebSocket echo, 1 KiB messages",
+            Row::Sse => "SSE fan-out, 1,000 streams",
+            Row::Reload => "reloads under wrk load with WebSockets open (wrk)",
+            Row::TlsFullEcdsa => "TLS 1.3 full handshakes, ECDSA P-256",
+            Row::TlsFullRsa => "TLS 1.3 full handshakes, RSA 2048",
+            Row::TlsResumed => "TLS 1.3 resumed handshakes",
+            Row::HttpsGet => "HTTPS small GET, HTTP/1.1 keep-alive (wrk)",
+            Row::H2Get => "HTTPS small GET, HTTP/2 (h2load)",
+            Row::WssIdle => "idle wss:// WebSockets: proxy memory per connection",
+        }
+    }
+
+    /// The load generator this row runs, if it runs a packaged one.
+    pub fn tool(self) -> Option<&'static str> {
+        match self {
+            Row::Get | Row::GetClose | Row::IpHash | Row::Sticky | Row::Reload | Row::HttpsGet => {
+                Some("wrk")
+            }
+            Row::H2Get => Some("h2load"),
+            _ => None,
+        }
+    }
+
+    /// The path the callgrind mode sends this row's keep-alive GETs to, for the rows it
+    /// measures.
+    pub fn callgrind_path(self) -> Option<&'static str> {
+        match self {
+            Row::Get => Some("/"),
+            Row::IpHash => Some("/ip_hash"),
+            Row::Sticky => Some("/sticky"),
+            _ => None,
         }
     }
 
@@ -182,20 +223,16 @@ impl Row {
 
 /// What every run needs: where things are and how long to run.
 pub struct Settings {
-    /// Seconds per measured run (`LOAD_SECS`, default 5).
+    /// Seconds per measured run (`--secs`).
     pub secs: u64,
-    /// Runs per proxy and row, interleaved (`LOAD_RUNS`, default 3).
+    /// Runs per proxy and row, interleaved (`--runs`).
     pub runs: usize,
-    /// WebSockets in the idle row (`LOAD_WS_IDLE`, default 9,000).
+    /// WebSockets in the idle row (`--ws-idle`).
     pub ws_idle: usize,
-    /// The proxies to run (`LOAD_PROXIES`, default all).
+    /// The proxies to run (`--proxies`, less those not installed).
     pub proxies: Vec<Kind>,
-    /// Every address.
-    pub ports: Ports,
-    /// Where configs and logs go, and the certificates (`tls::write_certificates`).
-    pub dir: PathBuf,
-    /// The tether binary under test.
-    pub tether: PathBuf,
+    /// How the proxies start; its folder holds the certificates (`tls::write_certificates`).
+    pub launch: Launch,
     /// Open connections on the WebSocket echo backend.
     pub ws_live: Live,
     /// Open streams on the SSE backend.
@@ -207,15 +244,8 @@ pub struct Settings {
 /// Starts `kind`, runs `row` once against it, stops it. The caller waits until the previous
 /// run's connections are gone.
 pub async fn run_once(row: Row, kind: Kind, settings: &Settings) -> Result<Sample, String> {
-    let cert = tls::files(&settings.dir, row.key());
-    let proxy = Proxy::start(
-        kind,
-        &settings.ports,
-        &settings.dir,
-        &settings.tether,
-        &cert,
-    )
-    .await?;
+    let cert = tls::files(&settings.launch.dir, row.key());
+    let proxy = Proxy::start(kind, &settings.launch, &cert, None).await?;
     let head = get_head(proxy.addr, "/").await?;
     if !head.starts_with("HTTP/1.1 200") {
         return Err(format!("GET / answered {:?}", head.lines().next()));
