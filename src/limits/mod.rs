@@ -13,7 +13,6 @@
 mod connections;
 mod requests;
 mod rules;
-mod table;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
