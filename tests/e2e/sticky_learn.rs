@@ -16,6 +16,7 @@ use crate::harness::client::{request, send};
 use crate::harness::session::eventually;
 use crate::harness::signalr::{HUB_PATH, HubServer, Transport};
 use crate::harness::signalr_client::{Session, SignalrClient};
+use crate::harness::socketio::{Mode, SocketIoServer, run_client};
 use crate::harness::{Proxy, get};
 
 /// A client session: node's start-up, negotiation, the transport, the invocations, the stop.
@@ -205,4 +206,88 @@ async fn a_session_whose_server_stops_is_repinned_and_stays_when_it_returns() {
     );
     assert_eq!(after_return[new_home], 4, "{after_return:?}");
     farm.proxy.stop().await;
+}
+
+/// socket.io behind round robin over three servers, learning each engine.io handshake's `sid`
+/// (or, for the control, round robin alone).
+async fn socketio_farm(learn: &str) -> Option<([SocketIoServer; 3], Proxy)> {
+    let servers = SocketIoServer::start_all(["a", "b", "c"]).await?;
+    let backends: Vec<(&str, SocketAddr)> = servers.iter().map(|s| (s.name, s.addr)).collect();
+    let conf = format!(
+        r#"
+        events {{}}
+        http {{
+            map $http_upgrade $connection_upgrade {{ default upgrade; "" keep-alive; }}
+            upstream io {{ server {{a}}; server {{b}}; server {{c}}; {learn} }}
+            server {{
+                listen {{listen}};
+                location /socket.io/ {{
+                    proxy_pass http://io;
+                    proxy_set_header Upgrade $http_upgrade;
+                    proxy_set_header Connection $connection_upgrade;
+                }}
+            }}
+        }}"#
+    );
+    let proxy = Proxy::start(&conf, &backends).await;
+    Some((servers, proxy))
+}
+
+const LEARN_ENGINEIO: &str = "sticky learn create=$engineio_sid lookup=$arg_sid zone=io:1m;";
+
+#[tokio::test]
+async fn socketio_sessions_learned_from_the_handshake_stay_on_one_server() {
+    let Some((servers, proxy)) = socketio_farm(LEARN_ENGINEIO).await else {
+        return;
+    };
+    let url = format!("http://{}", proxy.addr);
+    let mut sessions = 0;
+    for mode in [Mode::Polling, Mode::Upgrade] {
+        for _ in 0..3 {
+            let run = run_client(&url, mode)
+                .await
+                .unwrap_or_else(|failed| panic!("a {mode:?} session failed: {failed}"));
+            sessions += 1;
+            assert!(
+                run.servers.windows(2).all(|w| w[0] == w[1]),
+                "{mode:?}: one server answered every ask: {run:?}"
+            );
+            if let Mode::Upgrade = mode {
+                assert_eq!(run.transport, "websocket", "{run:?}");
+            }
+        }
+    }
+    let mut connections = Vec::new();
+    for server in &servers {
+        let counts = server.counts().await;
+        assert_eq!(counts.unknown_sid, 0, "{}: {counts:?}", server.name);
+        connections.push(counts.connections);
+    }
+    assert_eq!(connections.iter().sum::<u64>(), sessions, "{connections:?}");
+    assert!(
+        connections.iter().all(|&n| n >= 1),
+        "round robin placed them: {connections:?}"
+    );
+    proxy.stop().await;
+}
+
+/// The control: round robin alone sends the requests after the handshake to servers that do
+/// not know the `sid` ("Session ID unknown").
+#[tokio::test]
+async fn round_robin_alone_sends_socketio_polls_to_servers_that_never_issued_the_sid() {
+    let Some((servers, proxy)) = socketio_farm("").await else {
+        return;
+    };
+    let url = format!("http://{}", proxy.addr);
+    let outcome = run_client(&url, Mode::Polling).await;
+    assert!(
+        outcome.is_err(),
+        "a session without stickiness fails: {outcome:?}"
+    );
+    let mut unknown = 0;
+    for server in &servers {
+        unknown += server.counts().await.unknown_sid;
+    }
+    assert!(unknown >= 1, "a server was asked for a sid it never issued");
+    proxy.stop().await;
 }
