@@ -192,3 +192,84 @@ fn set_cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> 
         })
         .next_back()
 }
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn mode(create: Vec<LearnSource>) -> LearnMode {
+        LearnMode {
+            zone: Arc::new(SessionZone::new(
+                "z",
+                1 << 20,
+                std::time::Duration::from_secs(60),
+            )),
+            create,
+            lookup: Vec::new(),
+            secret: None,
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn a_cookie_or_header_the_response_carries_is_learned_from_the_head() {
+        let sources = vec![
+            LearnSource::UpstreamCookie("SID".into()),
+            LearnSource::UpstreamHeader("x-session".into()),
+        ];
+        let mode = mode(sources);
+        let learn = mode.on_answer("0123456789abcdef", &Presented::NOTHING);
+        let head = headers(&[
+            ("set-cookie", "other=1; Path=/"),
+            ("set-cookie", "SID = s-42 ; HttpOnly"),
+            ("x-session", "h-7"),
+        ]);
+        assert!(learn.on_head(200, &head).is_none());
+        let now = Instant::now();
+        assert_eq!(
+            mode.zone.lookup(b"s-42", now).as_deref(),
+            Some("0123456789abcdef")
+        );
+        // The first source that gives a key wins: the header was not learned.
+        assert_eq!(mode.zone.lookup(b"h-7", now), None);
+        assert!(
+            learn
+                .on_head(200, &headers(&[("x-session", "h-8")]))
+                .is_none()
+        );
+        assert!(mode.zone.lookup(b"h-8", now).is_some());
+    }
+
+    #[test]
+    fn only_a_handshakes_plain_2xx_body_is_read() {
+        let mode = mode(vec![LearnSource::EngineioSid]);
+        let not_a_handshake = mode.on_answer("v", &Presented::NOTHING);
+        assert!(not_a_handshake.on_head(200, &HeaderMap::new()).is_none());
+        let presented = Presented {
+            known: None,
+            handshake: Some(Handshake::EngineioOpen),
+        };
+        let learn = mode.on_answer("v", &presented);
+        assert!(learn.on_head(400, &HeaderMap::new()).is_none());
+        let gzipped = headers(&[("content-encoding", "gzip")]);
+        assert!(learn.on_head(200, &gzipped).is_none());
+        let mut learner = learn
+            .on_head(200, &HeaderMap::new())
+            .expect("a body learner");
+        learner.observe(b"0{\"sid\":\"abc\",");
+        assert!(learner.is_done());
+        assert_eq!(
+            mode.zone.lookup(b"abc", Instant::now()).as_deref(),
+            Some("v")
+        );
+    }
+}
