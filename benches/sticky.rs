@@ -6,13 +6,15 @@
 //! Run: `cargo bench --bench sticky`.
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::HeaderMap;
 use http::header::COOKIE;
 use tether::balance::sticky::{StickyKey, StickyTable};
 use tether::config::{CookieExpiry, SameSite, Span, StickyCookie};
+use tether::sessions::SessionZone;
+use tether::sessions::handshake::{Handshake, HandshakeScan};
 use tether::upstream::cookie::CookieIssuer;
 
 /// Servers in the group.
@@ -107,5 +109,37 @@ fn sticky(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sticky);
+/// `sticky learn` on every request that carries a session: the zone lookup (a full 1m zone,
+/// 4096 sessions, its mutex uncontended) and the value mapped back to a server; and the scan of
+/// a SignalR negotiate body, paid once per session.
+fn learned(c: &mut Criterion) {
+    let key = StickyKey::for_group("hub");
+    let identities: Vec<String> = (0..3).map(|i| format!("10.0.0.{i}:5000")).collect();
+    let names: Vec<&str> = identities.iter().map(String::as_str).collect();
+    let table = StickyTable::new(&key, &names);
+    let zone = SessionZone::new("hub", 1 << 20, Duration::from_secs(600));
+    let now = Instant::now();
+    for i in 0..4096 {
+        zone.learn(format!("{i:022}").as_bytes(), table.value(i % 3), now);
+    }
+    let known = format!("{:022}", 4000);
+    let mut group = c.benchmark_group("learned");
+    group.bench_function("lookup_and_find", |b| {
+        b.iter(|| zone.lookup_with(black_box(known.as_bytes()), now, |v| table.find(v)))
+    });
+    group.bench_function("lookup_unknown", |b| {
+        b.iter(|| {
+            zone.lookup_with(black_box(b"not-a-session-key-at-all"), now, |v| {
+                table.find(v)
+            })
+        })
+    });
+    let negotiate = br#"{"negotiateVersion":1,"connectionId":"AbCdEfGhIjKlMnOpQrStUv","connectionToken":"t0KeN-Xyz_123abcDEF456","availableTransports":[{"transport":"WebSockets","transferFormats":["Text","Binary"]}]}"#;
+    group.bench_function("scan_negotiate", |b| {
+        b.iter(|| HandshakeScan::new(Handshake::SignalrNegotiate).feed(black_box(negotiate)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, sticky, learned);
 criterion_main!(benches);

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 
 /// Folders and files (relative to `src/`) that must stay free of network code.
-const PURE: [&str; 13] = [
+const PURE: [&str; 16] = [
     "config",
     "rewrite",
     "balance",
@@ -29,6 +29,12 @@ const PURE: [&str; 13] = [
     "compress",
     // Zones and buckets; the proxy waits out a delay.
     "limits",
+    // The byte-budget LRU table under limits and sessions.
+    "lru.rs",
+    // sticky learn's session zones and handshake scanning; the sync worker lives above.
+    "sessions",
+    // The group at run time: stickiness, learning, the walk over tiers.
+    "upstream",
 ];
 
 /// What the pure layers must not name, each with why it is named here.

@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::table::slab_cost;
 use crate::config::ConnectionZoneSpec;
+use crate::lru::slab_cost;
 
 /// nginx's node: the red-black tree links (32 bytes) and the count before the key (4).
 const NODE_BYTES: u64 = 36;

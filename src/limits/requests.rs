@@ -8,8 +8,8 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use super::table::{Slot, Table, slab_cost};
 use crate::config::RequestZoneSpec;
+use crate::lru::{Slot, Table, slab_cost};
 
 /// nginx's node: a red-black tree node's links (32 bytes) and the state before the key (48).
 const NODE_BYTES: u64 = 80;

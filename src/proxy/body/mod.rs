@@ -20,6 +20,7 @@
 pub mod client;
 pub mod event_stream;
 mod idle;
+mod learn;
 pub mod request;
 pub mod response;
 

@@ -1,5 +1,5 @@
 //! A table of per-key states bounded by a byte budget, least recently used first out: what a
-//! zone's declared size buys. Each entry is charged what nginx's slab allocator would charge
+//! zone's declared size buys (`limit_req_zone`, `limit_conn_zone`, `sticky learn`). Each entry is charged what nginx's slab allocator would charge
 //! for it (see [`Table::new`]'s callers), so `zone=one:1m` remembers as many keys as nginx's
 //! would, and a flood of distinct keys cannot grow memory past it.
 //!
@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use slab::Slab;
 
 /// Where an entry lives; stable until it is removed.
-pub(super) type Slot = usize;
+pub(crate) type Slot = usize;
 
 /// Keys to states, with a byte budget and a recency order.
 #[derive(Debug)]
-pub(super) struct Table<V> {
+pub(crate) struct Table<V> {
     index: HashMap<Box<[u8]>, Slot>,
     entries: Slab<Entry<V>>,
     /// Most recently used.
@@ -41,7 +41,7 @@ struct Entry<V> {
 
 impl<V> Table<V> {
     /// An empty table that may hold entries costing `budget` bytes in all.
-    pub(super) fn new(budget: u64) -> Table<V> {
+    pub(crate) fn new(budget: u64) -> Table<V> {
         Table {
             index: HashMap::new(),
             entries: Slab::new(),
@@ -53,38 +53,38 @@ impl<V> Table<V> {
     }
 
     /// The entry for `key`, if present (its recency unchanged).
-    pub(super) fn find(&self, key: &[u8]) -> Option<Slot> {
+    pub(crate) fn find(&self, key: &[u8]) -> Option<Slot> {
         self.index.get(key).copied()
     }
 
     /// Entries present.
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Whether an entry costing `cost` fits in what is left of the budget.
-    pub(super) fn fits(&self, cost: u64) -> bool {
+    pub(crate) fn fits(&self, cost: u64) -> bool {
         self.used + cost <= self.budget
     }
 
     /// The least recently used entry.
-    pub(super) fn oldest(&self) -> Option<Slot> {
+    pub(crate) fn oldest(&self) -> Option<Slot> {
         self.tail
     }
 
     /// The state of the entry at `slot`. `slot` must be present: slots come from this table
     /// and callers hold a count on an entry they will come back to, which keeps it in.
-    pub(super) fn value(&self, slot: Slot) -> &V {
+    pub(crate) fn value(&self, slot: Slot) -> &V {
         &self.entries[slot].value
     }
 
     /// As [`Table::value`], to change it.
-    pub(super) fn value_mut(&mut self, slot: Slot) -> &mut V {
+    pub(crate) fn value_mut(&mut self, slot: Slot) -> &mut V {
         &mut self.entries[slot].value
     }
 
     /// Adds `key` as the most recently used entry, charging `cost` (the caller made room).
-    pub(super) fn insert(&mut self, key: &[u8], value: V, cost: u64) -> Slot {
+    pub(crate) fn insert(&mut self, key: &[u8], value: V, cost: u64) -> Slot {
         let key: Box<[u8]> = key.into();
         let slot = self.entries.insert(Entry {
             key: key.clone(),
@@ -100,7 +100,7 @@ impl<V> Table<V> {
     }
 
     /// Makes `slot` the most recently used entry.
-    pub(super) fn touch(&mut self, slot: Slot) {
+    pub(crate) fn touch(&mut self, slot: Slot) {
         if self.head != Some(slot) {
             self.unlink(slot);
             self.link_at_head(slot);
@@ -108,7 +108,7 @@ impl<V> Table<V> {
     }
 
     /// Removes the entry at `slot`, giving its cost back.
-    pub(super) fn remove(&mut self, slot: Slot) {
+    pub(crate) fn remove(&mut self, slot: Slot) {
         self.unlink(slot);
         let entry = self.entries.remove(slot);
         self.index.remove(&entry.key);
@@ -145,7 +145,7 @@ impl<V> Table<V> {
 /// What nginx's slab allocator charges for a node of `header` bytes plus a key of `key_len`
 /// bytes: the next power of two, at least `floor` (nginx's smallest size class that such a
 /// node falls in on 64-bit).
-pub(super) fn slab_cost(header: u64, key_len: usize, floor: u64) -> u64 {
+pub(crate) fn slab_cost(header: u64, key_len: usize, floor: u64) -> u64 {
     (header + key_len as u64).next_power_of_two().max(floor)
 }
 
