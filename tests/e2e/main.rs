@@ -39,6 +39,7 @@ mod response_headers;
 mod rewrite;
 mod rewrite_nginx;
 mod routing;
+mod session_sync;
 mod shipped_map;
 mod signalr;
 mod sse;
