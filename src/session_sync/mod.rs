@@ -20,6 +20,7 @@
 //! not import hyper or the proxy: nothing here is on the request path.
 
 mod failures;
+mod syncs;
 mod wire;
 mod worker;
 
@@ -28,6 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::sessions::{Outbox, SessionZone};
+
+pub use syncs::{SyncStatus, Syncs};
 
 /// How many learned sessions wait for Redis at most (in the outbox, and again in the task while
 /// a write is unacknowledged): a minute of a busy farm's handshakes. Past it, the oldest give

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tether::session_sync::{SyncHandle, SyncStats, spawn_sync};
-use tether::sessions::SessionZone;
+use tether::session_sync::{SyncHandle, SyncStats, Syncs, spawn_sync};
+use tether::sessions::{SessionRegistry, SessionZone, ZoneSpec};
 
 use crate::harness::logs::Logs;
 use crate::harness::redis::Redis;
@@ -260,4 +260,51 @@ async fn an_unusable_url_is_a_counted_failure_and_the_zone_stays_local() {
         zone.lookup(b"token", Instant::now()).as_deref(),
         Some(SERVER_A)
     );
+}
+
+#[tokio::test]
+async fn a_reload_that_keeps_a_synced_zone_keeps_its_one_sync_and_a_changed_zone_gets_a_new_one() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let (registry, syncs) = (SessionRegistry::default(), Syncs::default());
+    let mut spec = ZoneSpec {
+        name: "chat".to_string(),
+        size: 1 << 20,
+        timeout: TIMEOUT,
+        sync: Some(redis.url(0)),
+    };
+    let zone = registry.zone(&spec);
+    syncs.reconcile(&registry, LOG_INTERVAL);
+    until("the zone's sync to connect", || {
+        syncs.status().iter().all(|sync| sync.stats.connected)
+    })
+    .await;
+    zone.learn(b"token", SERVER_A, Instant::now());
+    until("the sync to write the session", || {
+        syncs.status()[0].stats.published == 1
+    })
+    .await;
+
+    // The same declaration after a reload: the same zone, the same sync and its counters.
+    let kept = registry.zone(&spec);
+    assert!(Arc::ptr_eq(&zone, &kept));
+    syncs.reconcile(&registry, LOG_INTERVAL);
+    let status = syncs.status();
+    assert_eq!(status.len(), 1, "{status:?}");
+    assert_eq!(status[0].stats.published, 1);
+    assert_eq!(status[0].target, format!("{}/0", redis.addr));
+
+    // A changed declaration is a new zone: its own sync, which reads the old zone's sessions
+    // back from Redis; the old zone's sync goes with the old zone.
+    spec.timeout = TIMEOUT * 2;
+    let changed = registry.zone(&spec);
+    drop((zone, kept));
+    syncs.reconcile(&registry, LOG_INTERVAL);
+    let status = syncs.status();
+    assert_eq!(status.len(), 1, "{status:?}");
+    until("the new zone to read the session back", || {
+        changed.lookup(b"token", Instant::now()).is_some()
+    })
+    .await;
 }
