@@ -6,9 +6,10 @@
 //! unchanged — so a reload keeps every key's bucket and count, as it keeps peers — or makes a
 //! new one. [`Zones`] is one snapshot's view: the zones with their keys compiled against its
 //! variables; [`Zones::limits`] compiles a location's [`Limits`], which the proxy runs in
-//! nginx's preaccess phase.
+//! nginx's preaccess phase. The registry also carries `sticky learn`'s session zones
+//! (`sessions`), so that everything kept across reloads by zone name is in one place.
 //!
-//! Pure: std, `config` and `vars`. No tokio (the proxy waits out a delay), no hyper.
+//! Pure: std, `config`, `vars` and `sessions`. No tokio (the proxy waits out a delay), no hyper.
 
 mod connections;
 mod requests;
@@ -18,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crate::config::{ConfigError, ConnectionZoneSpec, Http, LimitRules, RequestZoneSpec};
+use crate::sessions::SessionRegistry;
 use crate::vars::Vars;
 pub use connections::{ConnectionHold, ConnectionZone};
 pub use requests::RequestZone;
@@ -30,6 +32,9 @@ use rules::{ConnectionLimiter, RequestLimiter};
 pub struct ZoneRegistry {
     requests: Mutex<HashMap<String, Weak<RequestZone>>>,
     connections: Mutex<HashMap<String, Weak<ConnectionZone>>>,
+    /// `sticky learn` zones: kept across reloads by the same rule, and where the runtime finds
+    /// the zones a sync worker serves.
+    pub learned: SessionRegistry,
 }
 
 impl ZoneRegistry {

@@ -26,7 +26,7 @@ use crate::proxy::headers::is_idempotent;
 use crate::proxy::pool::Sender;
 use crate::telemetry::access_log::Record;
 use crate::tls::upstream::TlsTarget;
-use crate::upstream::{Affinity, Choice, Group, NoPeer, SetCookie, Tried};
+use crate::upstream::{Affinity, Choice, Group, Learn, NoPeer, SetCookie, Tried};
 
 /// A response head from an upstream, with what is needed to finish the exchange.
 pub struct Answer<'g> {
@@ -41,6 +41,8 @@ pub struct Answer<'g> {
     pub tls: Option<Arc<TlsTarget>>,
     /// The sticky cookie the response carries, as the choice of the server that answered said.
     pub set_cookie: Option<SetCookie<'g>>,
+    /// `sticky learn`: what the response may create a session from.
+    pub learn: Option<Learn<'g>>,
     /// How long getting a connection ready took (0 for a pooled one, as nginx counts it).
     pub connect_time: std::time::Duration,
     /// The upstream's spelling of its header names.
@@ -249,6 +251,7 @@ async fn attempt<'g>(
                     sender,
                     tls: route.tls.cloned(),
                     set_cookie: choice.set_cookie,
+                    learn: choice.learn,
                     connect_time,
                 });
             }

@@ -711,6 +711,9 @@ impl Exchange<'_> {
         let mut guard = answer.guard;
         let (mut parts, incoming) = answer.response.into_parts();
         guard.answered(parts.status.as_u16());
+        // `sticky learn` reads the head as the upstream sent it (before cookies are rewritten).
+        let learner =
+            (answer.learn.as_ref()).and_then(|l| l.on_head(parts.status.as_u16(), &parts.headers));
         if let Some(log) = log.as_deref_mut() {
             log.head(Phase::UpstreamHead, parts.status.as_u16(), &parts.headers);
         }
@@ -755,6 +758,9 @@ impl Exchange<'_> {
                 .into();
             if let Some(holds) = self.holds {
                 body.hold_until_end(holds);
+            }
+            if let Some(learner) = learner {
+                body.learn_from(learner);
             }
             return Ok(Response::from_parts(parts, body));
         }

@@ -11,6 +11,7 @@
 //! above, is woken through the outbox's callback, and writes back through
 //! [`SessionZone::learned_elsewhere`].
 
+pub mod handshake;
 mod outbox;
 mod zone;
 

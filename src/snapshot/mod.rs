@@ -124,7 +124,8 @@ impl Snapshot {
         let vars = Arc::new(Vars::build_reporting(maps, &declared, &mut errors));
         let mut groups = HashMap::new();
         for upstream in &config.http.upstreams {
-            match upstreams::build_group(upstream, registry, answers, &vars, generation > 1) {
+            let kept = (registry, &zones.learned);
+            match upstreams::build_group(upstream, kept, answers, &vars, generation > 1) {
                 Ok(group) => {
                     groups.insert(group.name.clone(), Arc::new(group));
                 }

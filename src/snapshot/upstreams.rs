@@ -1,5 +1,6 @@
 //! Upstream groups of a snapshot: resolving servers, binding them to live peers, compiling
-//! hash keys and sticky route variables; the group builds its balancers and cookies itself.
+//! hash keys and sticky route and learn variables, taking `sticky learn` zones from the zone
+//! registry; the group builds its balancers and cookies itself.
 //!
 //! A peer's identity is the group, the address as written and its ordinal among the group's
 //! servers with that address (repeated lines are separate servers, as in nginx). A `server
@@ -17,7 +18,8 @@ use crate::balance::Method;
 use crate::config::{self, BalanceMethod, ConfigError, ErrorKind, Span};
 use crate::peer::{CheckState, Endpoint, FailPolicy, PeerKey, PeerRegistry};
 use crate::resolve::Answers;
-use crate::upstream::{Group, GroupSpec, Member, MemberSpec, StickyMode};
+use crate::sessions::{SessionRegistry, ZoneSpec};
+use crate::upstream::{Group, GroupSpec, LearnMode, Member, MemberSpec, StickyMode};
 use crate::vars::Vars;
 
 /// Idle connections kept per upstream server when the config sets no `keepalive`.
@@ -29,7 +31,7 @@ const DEFAULT_UPSTREAM_KEEPALIVE: Duration = Duration::from_secs(60);
 /// active checks waits for its first passing check before it takes traffic.
 pub(super) fn build_group(
     upstream: &config::Upstream,
-    registry: &PeerRegistry,
+    (registry, learned): (&PeerRegistry, &SessionRegistry),
     answers: &Answers,
     vars: &Vars,
     staging: bool,
@@ -91,6 +93,22 @@ pub(super) fn build_group(
         Some(config::Sticky::Route { variables, span }) => Some(StickyMode::Route(
             variables.iter().filter_map(|v| compile(v, span)).collect(),
         )),
+        Some(config::Sticky::Learn(learn)) => {
+            let lookup = learn.lookup.iter();
+            let lookup = lookup.filter_map(|v| compile(v, &learn.span)).collect();
+            let zone = learned.zone(&ZoneSpec {
+                name: learn.zone.clone(),
+                size: learn.size as usize,
+                timeout: learn.timeout,
+                sync: learn.sync.clone(),
+            });
+            Some(StickyMode::Learn(LearnMode {
+                zone,
+                create: learn.create.clone(),
+                lookup,
+                secret: learn.secret.clone(),
+            }))
+        }
     };
     if !errors.is_empty() {
         return Err(errors);

@@ -1,6 +1,6 @@
 //! What one request brings to the choice of a server: the key a hash method places it by
 //! (`ip_hash`: the client's address; `hash KEY`: the key rendered against the request) and the
-//! member its sticky cookie or `sticky route` names.
+//! member its sticky cookie, `sticky route` or learned session names.
 //!
 //! Read once, before the request moves on upstream (its headers go with it), and kept for every
 //! attempt: a retry places the same key and honours the same pin. The pin is kept as a member
@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 
 use super::Group;
+use super::learn::Presented;
 use crate::balance::{Key, Method};
 use crate::vars::{RequestInfo, Vars};
 
@@ -25,6 +26,9 @@ pub struct Affinity {
     /// it names a member: when it is not honoured, the client is re-pinned (not pinned for the
     /// first time), by this value, so all of its concurrent requests land together.
     pub(super) presented: Option<u64>,
+    /// `sticky learn`: the session key if the zone knows it, and whether the answer may be a
+    /// handshake to learn from.
+    pub(super) learned: Presented,
 }
 
 /// The hash key, owned so it outlives the request it was read from.
@@ -64,14 +68,15 @@ impl Group {
             }
             _ => HashKey::None,
         };
-        let (pinned, presented) = match &self.sticky {
+        let (pinned, presented, learned) = match &self.sticky {
             Some(sticky) => sticky.pinned(request, vars),
-            None => (None, None),
+            None => (None, None, Presented::default()),
         };
         Affinity {
             key,
             pinned,
             presented,
+            learned,
         }
     }
 }

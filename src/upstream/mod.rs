@@ -3,8 +3,8 @@
 //! server, and must the answer pin the client to it ([`Group::choose`]).
 //!
 //! Choosing a server for a request, in order:
-//! 1. a sticky cookie (or `sticky route`) naming a usable server — primary, backup or draining —
-//!    wins: sessions stay where they are;
+//! 1. a sticky cookie (or `sticky route`, or a session `sticky learn` knows) naming a usable
+//!    server — primary, backup or draining — wins: sessions stay where they are;
 //! 2. else the method picks among usable primaries;
 //! 3. else among usable backups (Azure SignalR's failover: backups take new sessions only while
 //!    every primary is unusable; when one recovers, new sessions return to it).
@@ -15,7 +15,8 @@
 //! The rooms: `affinity.rs` reads what a request brings (its hash key, the server its cookie or
 //! route names) once, before the request moves upstream; `tiers.rs` walks the tiers with
 //! health and `max_conns`; `sticky.rs` maps cookies and routes to members and decides the
-//! cookie; `cookie.rs` writes and reads the cookie itself. The pure halves — balancing methods
+//! cookie; `cookie.rs` writes and reads the cookie itself; `learn.rs` looks sessions up and
+//! learns them from responses. The pure halves — balancing methods
 //! and cookie values — are `balance/`.
 //!
 //! Passive health is nginx's (see `peer/passive.rs`), with nginx's two exceptions decided in
@@ -26,6 +27,7 @@
 
 mod affinity;
 pub mod cookie;
+mod learn;
 mod sticky;
 mod tiers;
 
@@ -39,6 +41,7 @@ use crate::peer::{CheckState, FailPolicy, Peer};
 use crate::vars::Template;
 
 pub use affinity::Affinity;
+pub use learn::{BodyLearner, Learn, LearnMode};
 use sticky::Sticky;
 pub use sticky::{SetCookie, StickyMode};
 
@@ -71,7 +74,7 @@ pub struct GroupSpec {
     pub method: Method,
     /// `hash KEY`, compiled (with [`Method::Hash`]).
     pub hash_key: Option<Template>,
-    /// `sticky cookie` or `sticky route`.
+    /// `sticky cookie`, `sticky route` or `sticky learn`.
     pub sticky: Option<StickyMode>,
     /// `keepalive_timeout` for idle upstream connections.
     pub keepalive_timeout: Duration,
@@ -120,6 +123,8 @@ pub struct Choice<'g> {
     /// The `Set-Cookie` its answer carries: a new session is pinned, a cookie that named no
     /// usable server is re-issued, a sliding expiry is renewed. None otherwise.
     pub set_cookie: Option<SetCookie<'g>>,
+    /// `sticky learn`: what its answer may create a session from (and for which server).
+    pub learn: Option<Learn<'g>>,
     /// How stickiness came out for this attempt (`$sticky_status`).
     pub sticky: StickyStatus,
 }

@@ -9,7 +9,8 @@
 //! The cookie rule, in one place: a request the cookie did not place — a new session, or one
 //! whose cookie named no usable server (forged, removed, down) — gets `Set-Cookie` for the
 //! server it got, so it does not flap back later; a request the cookie placed gets one only
-//! when the expiry slides (`expires=TIME`), to renew it. Imports no hyper.
+//! when the expiry slides (`expires=TIME`), to renew it. `sticky learn` keeps the cookie's
+//! values and sets no cookie: its sessions are in a zone (`learn.rs`). Imports no hyper.
 
 use std::collections::HashMap;
 
@@ -17,6 +18,7 @@ use http::HeaderValue;
 
 use super::Member;
 use super::cookie::CookieIssuer;
+use super::learn::{Learn, LearnMode, Presented};
 use crate::balance::Key;
 use crate::balance::sticky::{StickyKey, StickyTable};
 use crate::config::StickyCookie;
@@ -29,6 +31,8 @@ pub enum StickyMode {
     Cookie(StickyCookie),
     /// `sticky route $a $b ...`: the variables, compiled, in order.
     Route(Vec<Template>),
+    /// `sticky learn ...`.
+    Learn(LearnMode),
 }
 
 /// A group's stickiness, built for its members.
@@ -47,6 +51,13 @@ pub(super) enum Sticky {
         variables: Vec<Template>,
         /// `route=` value -> member.
         routes: HashMap<String, usize>,
+    },
+    /// `sticky learn`.
+    Learn {
+        /// Value <-> member: what a session's value names.
+        table: StickyTable,
+        /// The zone and its sources.
+        mode: LearnMode,
     },
 }
 
@@ -71,17 +82,24 @@ impl Sticky {
     /// cannot be written as a header, which config validation rules out: the group then
     /// balances every request.
     pub(super) fn new(mode: StickyMode, name: &str, members: &[Member]) -> Option<Sticky> {
+        let table = |secret: Option<&str>| {
+            let key = match secret {
+                Some(secret) => StickyKey::from_secret(secret),
+                None => StickyKey::for_group(name),
+            };
+            let identities: Vec<&str> = members
+                .iter()
+                .map(|m| m.spec.route.as_deref().unwrap_or(&m.peer.key.address))
+                .collect();
+            StickyTable::new(&key, &identities)
+        };
         match mode {
+            StickyMode::Learn(mode) => Some(Sticky::Learn {
+                table: table(mode.secret.as_deref()),
+                mode,
+            }),
             StickyMode::Cookie(spec) => {
-                let key = match &spec.secret {
-                    Some(secret) => StickyKey::from_secret(secret),
-                    None => StickyKey::for_group(name),
-                };
-                let identities: Vec<&str> = members
-                    .iter()
-                    .map(|m| m.spec.route.as_deref().unwrap_or(&m.peer.key.address))
-                    .collect();
-                let table = StickyTable::new(&key, &identities);
+                let table = table(spec.secret.as_deref());
                 let values = (0..members.len()).map(|i| table.value(i));
                 let issuer = CookieIssuer::new(&spec, values)?;
                 Some(Sticky::Cookie { table, issuer })
@@ -100,26 +118,50 @@ impl Sticky {
     /// The member `request` is pinned to — its cookie's, or the first non-empty `sticky route`
     /// variable's — and the value it brought, hashed ([`Key::stale`]; one naming no member
     /// included). Borrows the cookie from the request's headers; copies nothing.
+    /// `sticky learn`: the member its session names, the key hashed, and the key itself when
+    /// the session is known (to re-pin it).
     pub(super) fn pinned(
         &self,
         request: &RequestInfo<'_>,
         vars: &Vars,
-    ) -> (Option<usize>, Option<u64>) {
+    ) -> (Option<usize>, Option<u64>, Presented) {
+        let unlearned = |(member, presented)| (member, presented, Presented::default());
         match self {
-            Sticky::Cookie { issuer, .. } => match issuer.read(request.headers) {
+            Sticky::Cookie { issuer, .. } => unlearned(match issuer.read(request.headers) {
                 Some(value) => (self.find(value), Some(Key::stale(value.as_bytes()))),
                 None => (None, None),
-            },
+            }),
+            Sticky::Learn { table, mode } => {
+                let handshake = mode.handshake_of(request);
+                let mut key = String::new();
+                if !mode.key_of(request, vars, &mut key) {
+                    let presented = Presented {
+                        known: None,
+                        handshake,
+                    };
+                    return (None, None, presented);
+                }
+                let now = std::time::Instant::now();
+                let found = mode
+                    .zone
+                    .lookup_with(key.as_bytes(), now, |v| table.find(v));
+                let presented = Presented {
+                    known: found.is_some().then(|| key.as_bytes().into()),
+                    handshake,
+                };
+                (found.flatten(), Some(Key::stale(key.as_bytes())), presented)
+            }
             Sticky::Route { variables, .. } => {
                 let mut value = String::new();
                 for template in variables {
                     value.clear();
                     template.render(vars, request, &mut value);
                     if !value.is_empty() {
-                        return (self.find(&value), Some(Key::stale(value.as_bytes())));
+                        let presented = Some(Key::stale(value.as_bytes()));
+                        return unlearned((self.find(&value), presented));
                     }
                 }
-                (None, None)
+                unlearned((None, None))
             }
         }
     }
@@ -127,7 +169,7 @@ impl Sticky {
     /// The member a cookie or route value names.
     pub(super) fn find(&self, value: &str) -> Option<usize> {
         match self {
-            Sticky::Cookie { table, .. } => table.find(value),
+            Sticky::Cookie { table, .. } | Sticky::Learn { table, .. } => table.find(value),
             Sticky::Route { routes, .. } => routes.get(value).copied(),
         }
     }
@@ -147,7 +189,25 @@ impl Sticky {
     pub(super) fn cookie_value(&self, index: usize) -> Option<&str> {
         match self {
             Sticky::Cookie { table, .. } => Some(table.value(index)),
-            Sticky::Route { .. } => None,
+            Sticky::Route { .. } | Sticky::Learn { .. } => None,
         }
+    }
+
+    /// After a request was placed on `member`, `by_sticky` when its session placed it: a known
+    /// session that did not is re-pinned to `member`; and what the answer may create.
+    pub(super) fn learn_on<'g>(
+        &'g self,
+        member: usize,
+        by_sticky: bool,
+        presented: &Presented,
+    ) -> Option<Learn<'g>> {
+        let Sticky::Learn { table, mode } = self else {
+            return None;
+        };
+        let value = table.value(member);
+        if let Some(key) = presented.known.as_deref().filter(|_| !by_sticky) {
+            mode.learn(key, value);
+        }
+        Some(mode.on_answer(value, presented))
     }
 }

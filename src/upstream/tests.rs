@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::affinity::HashKey;
+use super::learn::Presented;
 use super::*;
 use crate::balance::{Key, Method};
 use crate::config::{Span, StickyCookie};
@@ -84,6 +85,7 @@ const NO_KEY: Affinity = Affinity {
     key: HashKey::None,
     pinned: None,
     presented: None,
+    learned: Presented::NOTHING,
 };
 
 /// A request whose cookie (or route) carries `value`.
@@ -92,6 +94,7 @@ fn pinned(g: &Group, value: &str) -> Affinity {
         key: HashKey::None,
         pinned: g.sticky.as_ref().and_then(|sticky| sticky.find(value)),
         presented: Some(Key::stale(value.as_bytes())),
+        learned: Presented::NOTHING,
     }
 }
 
@@ -429,6 +432,7 @@ fn a_hashed_key_steps_past_its_failed_server_and_comes_back_after_quick_recovery
         key: HashKey::Rendered("user-42".into()),
         pinned: None,
         presented: None,
+        learned: Presented::NOTHING,
     };
     let tried = Tried::default();
     let home = g.choose(&ctx, &tried).unwrap().member;

@@ -165,6 +165,10 @@ impl Group {
                 .sticky
                 .as_ref()
                 .and_then(|sticky| sticky.set_cookie(index, by_sticky)),
+            learn: self
+                .sticky
+                .as_ref()
+                .and_then(|sticky| sticky.learn_on(index, by_sticky, &affinity.learned)),
         }
     }
 }

@@ -45,6 +45,7 @@ mod signalr;
 mod sse;
 mod status;
 mod sticky;
+mod sticky_learn;
 mod tls;
 mod upstream_failures;
 mod upstream_tls;

@@ -577,6 +577,32 @@ pub enum ErrorKind {
         /// The upstream name.
         upstream: String,
     },
+    /// `sticky learn` without one of its required parameters.
+    #[error("\"sticky learn\" must have \"{}\" parameter", shown(.parameter))]
+    StickyLearnMissing {
+        /// `create`, `lookup` or `zone`.
+        parameter: &'static str,
+    },
+    /// A `sticky learn create=` variable tether cannot learn from.
+    #[error("\"sticky learn\" cannot create sessions from \"{}\"", shown(.value))]
+    StickyLearnSource {
+        /// The variable as written.
+        value: String,
+    },
+    /// Two `sticky learn` groups naming one zone: their servers' values would mix.
+    #[error("zone \"{}\" is already used by upstream \"{}\"", shown(.name), shown(.upstream))]
+    StickyLearnZoneShared {
+        /// Zone name.
+        name: String,
+        /// The upstream that named it first.
+        upstream: String,
+    },
+    /// A `sync=` that is not `redis://HOST[:PORT][/DB]`.
+    #[error("invalid sync store \"{}\" (expected redis://HOST[:PORT][/DB])", shown(.value))]
+    InvalidSyncUrl {
+        /// The URL as written.
+        value: String,
+    },
     /// A `sticky cookie` name that is not an RFC 6265 token.
     #[error("invalid cookie name \"{}\"", shown(.name))]
     InvalidCookieName {

@@ -114,6 +114,7 @@ impl Lowering {
         http.head_rules = head.resolve();
         http.send_timeout = layer.clone().resolve().client_send_timeout;
         inherit_secret(&mut http.upstreams, sticky_secret.as_deref());
+        self.check_learn_zones(&http.upstreams);
         self.inherit_resolver(&mut http.upstreams, &resolver);
         http.resolver = resolver.over(None);
         let lowered: Vec<_> = servers

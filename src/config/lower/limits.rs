@@ -170,7 +170,12 @@ impl Lowering {
     }
 
     /// `NAME:SIZE` of a `zone=` parameter, at least nginx's minimum size.
-    fn zone_parameter(&mut self, d: &Directive, word: &Word, text: &str) -> Option<(String, u64)> {
+    pub(super) fn zone_parameter(
+        &mut self,
+        d: &Directive,
+        word: &Word,
+        text: &str,
+    ) -> Option<(String, u64)> {
         let parsed = text
             .split_once(':')
             .filter(|(name, _)| !name.is_empty())

@@ -1,18 +1,28 @@
 //! Session stickiness of an upstream: `sticky cookie`, `sticky route` and `sticky_secret`.
 //!
 //! `sticky_secret` may be written in `http` and in `upstream`; the upstream's wins, and it only
-//! means something under `sticky cookie` (elsewhere it is harmless, so one http-level secret can
-//! serve every group). `sticky route` arguments stay verbatim templates: `vars` compiles them.
+//! means something under `sticky cookie` and `sticky learn` (elsewhere it is harmless, so one
+//! http-level secret can serve every group). `sticky learn` is nginx Plus's syntax with two
+//! sources of tether's own (`$signalr_connection_token`, `$engineio_sid`); its `lookup=`
+//! variables are compiled by `vars`, and a zone named by two groups is refused here. `sticky route` arguments stay verbatim templates: `vars` compiles them.
 //! Whether a group *can* be sticky by route (servers with `route=`, no two alike) is checked by
 //! `upstream`, which sees the servers. Must not import `balance` or `peer`: this is stickiness
 //! as written, not the cookie codec.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use super::Lowering;
 use super::upstream::set;
 use super::values::parse_time;
-use crate::config::ast::Directive;
+use crate::config::ast::{Directive, Word};
 use crate::config::error::ErrorKind;
-use crate::config::model::{CookieExpiry, SameSite, Sticky, StickyCookie, Upstream};
+use crate::config::model::{
+    CookieExpiry, LearnSource, SameSite, Sticky, StickyCookie, StickyLearn, Upstream,
+};
+
+/// nginx's default `timeout=` of `sticky learn`.
+const LEARN_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl Lowering {
     /// `sticky cookie NAME [params]` or `sticky route $var ...`; `None` once an error is
@@ -22,15 +32,7 @@ impl Lowering {
         match mode.text.as_str() {
             "cookie" => self.sticky_cookie(d).map(Sticky::Cookie),
             "route" => self.sticky_route(d),
-            // nginx Plus learns sessions from upstream responses; tether does not.
-            "learn" => {
-                let kind = ErrorKind::ValueNotSupported {
-                    directive: d.name().into(),
-                    value: mode.text.clone(),
-                };
-                self.error(&mode.span, kind);
-                None
-            }
+            "learn" => self.sticky_learn(d).map(Sticky::Learn),
             _ => {
                 let kind = ErrorKind::InvalidValue {
                     directive: d.name().into(),
@@ -120,6 +122,109 @@ impl Lowering {
         })
     }
 
+    /// `sticky learn create=$v... lookup=$v... zone=NAME:SIZE [timeout=T] [header]
+    /// [sync=redis://HOST[:PORT][/DB]]`: `create`, `lookup` and `zone` required, the first two
+    /// repeatable (the first key found wins, as nginx's).
+    fn sticky_learn(&mut self, d: &Directive) -> Option<StickyLearn> {
+        let mut learn = StickyLearn {
+            create: Vec::new(),
+            lookup: Vec::new(),
+            zone: String::new(),
+            size: 0,
+            timeout: LEARN_TIMEOUT,
+            header: false,
+            sync: None,
+            secret: None,
+            span: d.span.clone(),
+        };
+        let mut valid = true;
+        for param in &d.args[1..] {
+            valid &= self.learn_parameter(d, param, &mut learn);
+        }
+        let missing = [
+            ("create", learn.create.is_empty()),
+            ("lookup", learn.lookup.is_empty()),
+            ("zone", learn.zone.is_empty()),
+        ];
+        for (parameter, _) in missing.iter().filter(|(_, missing)| *missing) {
+            if valid {
+                self.error(&d.span, ErrorKind::StickyLearnMissing { parameter });
+            }
+            valid = false;
+        }
+        valid.then_some(learn)
+    }
+
+    /// One parameter of `sticky learn` into `learn`; false once an error is reported.
+    fn learn_parameter(&mut self, d: &Directive, param: &Word, learn: &mut StickyLearn) -> bool {
+        let text = param.text.as_str();
+        let (key, value) = text.split_once('=').unwrap_or((text, ""));
+        match (key, text.contains('=')) {
+            ("create", true) => match learn_source(value) {
+                Some(source) => learn.create.push(source),
+                None => {
+                    let value = value.to_string();
+                    self.error(&param.span, ErrorKind::StickyLearnSource { value });
+                    return false;
+                }
+            },
+            ("lookup", true) => {
+                if value.len() < 2 || !value.starts_with('$') {
+                    let value = value.to_string();
+                    self.error(&param.span, ErrorKind::InvalidVariableName { value });
+                    return false;
+                }
+                learn.lookup.push(value.to_string());
+            }
+            ("zone", true) => match self.zone_parameter(d, param, value) {
+                Some((name, size)) => (learn.zone, learn.size) = (name, size),
+                None => return false,
+            },
+            ("timeout", true) => match parse_time(value).filter(|t| !t.is_zero()) {
+                Some(timeout) => learn.timeout = timeout,
+                None => {
+                    self.invalid_parameter(d, param);
+                    return false;
+                }
+            },
+            ("header", false) => learn.header = true,
+            ("sync", true) if is_redis_url(value) => learn.sync = Some(value.to_string()),
+            ("sync", true) => {
+                let value = value.to_string();
+                self.error(&param.span, ErrorKind::InvalidSyncUrl { value });
+                return false;
+            }
+            _ => {
+                self.invalid_parameter(d, param);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Refuses a `sticky learn` zone named by a second upstream: sessions hold the servers'
+    /// values, which are keyed per group, so two groups' sessions cannot share a table.
+    pub(super) fn check_learn_zones(&mut self, upstreams: &[Upstream]) {
+        let mut owners: HashMap<&str, &str> = HashMap::new();
+        for upstream in upstreams {
+            let Some(Sticky::Learn(learn)) = &upstream.sticky else {
+                continue;
+            };
+            match owners.get(learn.zone.as_str()) {
+                Some(owner) => {
+                    let kind = ErrorKind::StickyLearnZoneShared {
+                        name: learn.zone.clone(),
+                        upstream: owner.to_string(),
+                    };
+                    self.error(&learn.span, kind);
+                }
+                None => {
+                    owners.insert(&learn.zone, &upstream.name);
+                }
+            }
+        }
+    }
+
     /// `sticky_secret STRING` (http or upstream): any non-empty string.
     pub(super) fn sticky_secret(&mut self, d: &Directive) -> Option<String> {
         let word = &d.args[0];
@@ -143,12 +248,59 @@ pub(super) fn inherit_secret(upstreams: &mut [Upstream], secret: Option<&str>) {
         return;
     };
     for upstream in upstreams {
-        if let Some(Sticky::Cookie(cookie)) = &mut upstream.sticky
-            && cookie.secret.is_none()
-        {
-            cookie.secret = Some(secret.to_string());
+        let own = match &mut upstream.sticky {
+            Some(Sticky::Cookie(cookie)) => &mut cookie.secret,
+            Some(Sticky::Learn(learn)) => &mut learn.secret,
+            _ => continue,
+        };
+        if own.is_none() {
+            *own = Some(secret.to_string());
         }
     }
+}
+
+/// A `create=` variable: one whose value a response carries. Variable names are matched
+/// without case, as nginx's; a cookie's name keeps its case (cookie names are case-sensitive).
+fn learn_source(text: &str) -> Option<LearnSource> {
+    let name = text.strip_prefix('$')?;
+    let after = |prefix: &str| {
+        name.get(..prefix.len())
+            .filter(|head| head.eq_ignore_ascii_case(prefix))
+            .map(|_| &name[prefix.len()..])
+            .filter(|rest| !rest.is_empty())
+    };
+    if name.eq_ignore_ascii_case("signalr_connection_token") {
+        Some(LearnSource::SignalrConnectionToken)
+    } else if name.eq_ignore_ascii_case("engineio_sid") {
+        Some(LearnSource::EngineioSid)
+    } else if let Some(cookie) = after("upstream_cookie_") {
+        Some(LearnSource::UpstreamCookie(cookie.to_string()))
+    } else {
+        let header = after("upstream_http_")?;
+        Some(LearnSource::UpstreamHeader(
+            header.to_ascii_lowercase().replace('_', "-"),
+        ))
+    }
+}
+
+/// `redis://HOST[:PORT][/DB]`: a host, a port in 1..=65535 if given, a database number if
+/// given. What the sync's Redis client is handed.
+fn is_redis_url(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("redis://") else {
+        return false;
+    };
+    let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+    let db_ok = db.is_empty() || db.parse::<u32>().is_ok();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => (host, Some(port)),
+        _ => (authority, None),
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0));
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_[]:".contains(&b));
+    db_ok && port_ok && host_ok
 }
 
 /// `max` or a non-zero time (a cookie that expires at once could never keep a session).

@@ -149,8 +149,10 @@ impl Lowering {
             self.error(span, ErrorKind::StickyRouteWithoutRoutes { upstream });
         }
         // The upstream's own secret wins; `http` hands its own to the rest afterwards.
-        if let Some(Sticky::Cookie(cookie)) = &mut sticky {
-            cookie.secret = secret;
+        match &mut sticky {
+            Some(Sticky::Cookie(cookie)) => cookie.secret = secret,
+            Some(Sticky::Learn(learn)) => learn.secret = secret,
+            _ => {}
         }
         (!servers.is_empty()).then(|| Upstream {
             name,

@@ -215,7 +215,7 @@ fn sticky_cookie_errors() {
     );
     check(
         &in_upstream("server a:1; sticky learn create=$x;"),
-        &[r#""learn" in "sticky" directive is not supported by tether in t.conf:1:40"#],
+        &[r#""sticky learn" cannot create sessions from "$x" in t.conf:1:46"#],
     );
     check(
         &in_upstream("server a:1; sticky hash $x;"),
@@ -314,5 +314,73 @@ fn health_check_errors() {
         &[&format!(
             r#""health_check" directive is not allowed here in t.conf:1:17 {hint}"#
         )],
+    );
+}
+
+#[test]
+fn sticky_learn_lowers_with_nginx_defaults_and_tethers_own_sources() {
+    let config = lower_ok(
+        "http { sticky_secret s3; upstream u { server a:1; \
+         sticky learn create=$signalr_connection_token create=$upstream_cookie_SID \
+         create=$Upstream_Http_X_Session lookup=$arg_id lookup=$cookie_SID zone=hub:1m; } }",
+    );
+    let Some(Sticky::Learn(learn)) = &upstream(&config, "u").sticky else {
+        panic!("not sticky learn");
+    };
+    assert_eq!(
+        learn.create,
+        [
+            LearnSource::SignalrConnectionToken,
+            LearnSource::UpstreamCookie("SID".into()),
+            LearnSource::UpstreamHeader("x-session".into()),
+        ]
+    );
+    assert_eq!(learn.lookup, ["$arg_id", "$cookie_SID"]);
+    assert_eq!((learn.zone.as_str(), learn.size), ("hub", 1 << 20));
+    assert_eq!(learn.timeout, Duration::from_secs(600));
+    assert_eq!((learn.header, learn.sync.as_deref()), (false, None));
+    assert_eq!(learn.secret.as_deref(), Some("s3"));
+    let config = lower_ok(
+        "http { upstream u { server a:1; sticky learn create=$engineio_sid lookup=$arg_sid \
+         zone=io:64k timeout=1h header sync=redis://10.0.0.5:6380/2; } }",
+    );
+    let Some(Sticky::Learn(learn)) = &upstream(&config, "u").sticky else {
+        panic!("not sticky learn");
+    };
+    assert_eq!(learn.create, [LearnSource::EngineioSid]);
+    assert_eq!(learn.timeout, Duration::from_secs(3600));
+    assert_eq!(learn.sync.as_deref(), Some("redis://10.0.0.5:6380/2"));
+    assert!(learn.header);
+}
+
+#[test]
+fn sticky_learn_errors() {
+    check(
+        &in_upstream("server a:1; sticky learn lookup=$arg_id zone=z:1m;"),
+        &[r#""sticky learn" must have "create" parameter in t.conf:1:33"#],
+    );
+    check(
+        &in_upstream("server a:1; sticky learn create=$engineio_sid lookup=$arg_sid;"),
+        &[r#""sticky learn" must have "zone" parameter in t.conf:1:33"#],
+    );
+    check(
+        &in_upstream("server a:1; sticky learn create=$engineio_sid zone=z:1k lookup=sid;"),
+        &[
+            r#"zone "z" is too small in t.conf:1:67"#,
+            r#"invalid variable name "sid" in t.conf:1:77"#,
+        ],
+    );
+    check(
+        &in_upstream(
+            "server a:1; sticky learn create=$engineio_sid lookup=$arg_sid zone=z:1m \
+             sync=http://r:1;",
+        ),
+        &[r#"invalid sync store "http://r:1" (expected redis://HOST[:PORT][/DB]) in t.conf:1:93"#],
+    );
+    check(
+        "http { upstream u { server a:1; sticky learn create=$engineio_sid lookup=$arg_sid \
+         zone=z:1m; } upstream v { server b:1; sticky learn create=$engineio_sid \
+         lookup=$arg_sid zone=z:1m; } }",
+        &[r#"zone "z" is already used by upstream "u" in t.conf:1:121"#],
     );
 }

@@ -54,7 +54,8 @@ pub use server::{
 };
 pub use tls::{CertificatePair, ServerTls, TlsVersion, VerifyClient};
 pub use upstream::{
-    BalanceMethod, CookieExpiry, HealthCheck, PeerSpec, SameSite, Sticky, StickyCookie, Upstream,
+    BalanceMethod, CookieExpiry, HealthCheck, LearnSource, PeerSpec, SameSite, Sticky,
+    StickyCookie, StickyLearn, Upstream,
 };
 
 /// A whole configuration, as loaded from one main file and its includes.

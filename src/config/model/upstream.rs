@@ -42,6 +42,46 @@ pub enum Sticky {
         /// Where it was written.
         span: Span,
     },
+    /// `sticky learn create=$v lookup=$v zone=NAME:SIZE [timeout=T] [header] [sync=URL];`
+    Learn(StickyLearn),
+}
+
+/// `sticky learn`: sessions created by an upstream's response, looked up from requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StickyLearn {
+    /// `create=`: where a response's session key comes from; the first found is learned.
+    pub create: Vec<LearnSource>,
+    /// `lookup=`: variable templates read from a request; the first non-empty is the key.
+    pub lookup: Vec<String>,
+    /// `zone=NAME:...`.
+    pub zone: String,
+    /// `zone=...:SIZE`, in bytes.
+    pub size: u64,
+    /// `timeout=` (default 10m, as nginx): a session unused this long is forgotten.
+    pub timeout: Duration,
+    /// `header`: accepted (nginx creates at the response header with it); tether always
+    /// learns as soon as the key is seen.
+    pub header: bool,
+    /// `sync=redis://HOST[:PORT][/DB]`: learned sessions shared through Redis.
+    pub sync: Option<String>,
+    /// `sticky_secret` (as for `sticky cookie`): keys the servers' sticky values.
+    pub secret: Option<String>,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// Where `sticky learn` finds a session's key in an upstream's response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LearnSource {
+    /// `$upstream_cookie_NAME`: a cookie the response sets.
+    UpstreamCookie(String),
+    /// `$upstream_http_NAME`: a response header (name lowercased, `_` as `-`).
+    UpstreamHeader(String),
+    /// `$signalr_connection_token`: `connectionToken` (negotiate v1), else `connectionId`
+    /// (v0), in the JSON of a SignalR negotiate response.
+    SignalrConnectionToken,
+    /// `$engineio_sid`: the `sid` of an engine.io handshake (`0{"sid":...}`).
+    EngineioSid,
 }
 
 /// `sticky cookie`.

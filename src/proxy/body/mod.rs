@@ -17,6 +17,7 @@
 //! so importing one direction never pulls in the other.
 
 pub mod client;
+mod learn;
 pub mod request;
 pub mod response;
 

@@ -23,6 +23,7 @@ pub mod session;
 pub mod signalr;
 pub mod signalr_client;
 pub mod slowloris;
+pub mod socketio;
 pub mod source;
 pub mod system_tool;
 pub mod tally;

@@ -132,9 +132,13 @@ pub struct HubServer {
 impl HubServer {
     /// Starts a hub server called `name` on a loopback port.
     pub async fn start(name: &'static str) -> HubServer {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a hub server");
+        HubServer::start_at(name, "127.0.0.1:0".parse().expect("an address")).await
+    }
+
+    /// As [`HubServer::start`], on `addr` (a server started again where one was stopped: it
+    /// knows none of the connections the first one issued).
+    pub async fn start_at(name: &'static str, addr: SocketAddr) -> HubServer {
+        let listener = TcpListener::bind(addr).await.expect("bind a hub server");
         let addr = listener.local_addr().expect("hub server address");
         let hub = Arc::new(Hub {
             name,
@@ -207,10 +211,15 @@ async fn serve(listener: TcpListener, hub: Arc<Hub>) {
         };
         let hub = hub.clone();
         tokio::spawn(async move {
+            let stopping = hub.stopping.clone();
             let service = service_fn(move |req| answer(req, hub.clone()));
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            // A stopped server's kept-alive connections close with it, as a process's would.
+            tokio::select! {
+                _ = connection => {}
+                () = stopping.cancelled() => {}
+            }
         });
     }
 }

@@ -1,0 +1,275 @@
+//! `sticky learn`: sessions a server's responses create, and the requests that carry them.
+//!
+//! A request's key (the first non-empty `lookup=` variable) is looked up in the group's
+//! session zone (`sessions`), whose values are the servers' sticky values, so a session names
+//! a server as a sticky cookie would: across reloads, reorderings and instances. A response
+//! creates a session for the server that sent it from the first `create=` source present:
+//! a cookie it sets or a header (`$upstream_cookie_NAME`, `$upstream_http_NAME`, read from the
+//! head), or the key in a SignalR negotiate or engine.io open body (`$signalr_connection_token`,
+//! `$engineio_sid`), read by a [`BodyLearner`] from the body's first chunks as they pass to the
+//! client. Only responses to requests of a `sticky learn` group are looked at, and of those
+//! only handshakes' bodies.
+//!
+//! A known session whose server is not usable is re-pinned like a cookie session: the request
+//! is balanced (by the key's hash, so its concurrent requests land together) and the session
+//! now names the new server. Imports `sessions` and `vars`; `http` only for response headers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::HeaderMap;
+use http::header::{CONTENT_ENCODING, SET_COOKIE};
+
+use crate::config::LearnSource;
+use crate::sessions::SessionZone;
+use crate::sessions::handshake::{Handshake, HandshakeScan};
+use crate::vars::{RequestInfo, Template, Vars};
+
+/// How a group learns sessions, as its `sticky learn` says (templates compiled).
+#[derive(Clone, Debug)]
+pub struct LearnMode {
+    /// The session zone (kept across reloads by the zone registry).
+    pub zone: Arc<SessionZone>,
+    /// `create=` sources, in order.
+    pub create: Vec<LearnSource>,
+    /// `lookup=` variables, compiled, in order.
+    pub lookup: Vec<Template>,
+    /// `sticky_secret`, keying the servers' sticky values.
+    pub secret: Option<String>,
+}
+
+/// What a request brought to a `sticky learn` group.
+#[derive(Debug, Default)]
+pub(super) struct Presented {
+    /// The key of a session the zone knows: re-pinned if its server cannot take the request.
+    pub(super) known: Option<Box<[u8]>>,
+    /// The handshake its response may be, when the group learns from handshakes.
+    pub(super) handshake: Option<Handshake>,
+}
+
+impl Presented {
+    /// Nothing presented (a group without `sticky learn`).
+    #[cfg(test)]
+    pub(super) const NOTHING: Presented = Presented {
+        known: None,
+        handshake: None,
+    };
+}
+
+/// What the answer to one request may create: the server's sticky value, and where to look.
+#[derive(Clone, Copy, Debug)]
+pub struct Learn<'g> {
+    mode: &'g LearnMode,
+    value: &'g str,
+    handshake: Option<Handshake>,
+}
+
+/// Reads a session key from a handshake body's first chunks and learns it for one server.
+/// Dropped at the body's end (or when cut off): a SignalR v0 id found by then is learned.
+#[derive(Debug)]
+pub struct BodyLearner {
+    zone: Arc<SessionZone>,
+    value: Box<str>,
+    scan: HandshakeScan,
+}
+
+impl LearnMode {
+    /// The key `request` carries (first non-empty `lookup=`), rendered into `key`; false
+    /// without one.
+    pub(super) fn key_of(&self, request: &RequestInfo<'_>, vars: &Vars, key: &mut String) -> bool {
+        for template in &self.lookup {
+            key.clear();
+            template.render(vars, request, key);
+            if !key.is_empty() {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The handshake `request` may be answered with, if the group learns from one of its kind.
+    pub(super) fn handshake_of(&self, request: &RequestInfo<'_>) -> Option<Handshake> {
+        let reads_bodies = self.create.iter().any(|source| {
+            matches!(
+                source,
+                LearnSource::SignalrConnectionToken | LearnSource::EngineioSid
+            )
+        });
+        if !reads_bodies {
+            return None;
+        }
+        let post = request.method == http::Method::POST;
+        let handshake = Handshake::of_request(post, request.path, request.uri.query())?;
+        let wanted = match handshake {
+            Handshake::SignalrNegotiate => LearnSource::SignalrConnectionToken,
+            Handshake::EngineioOpen => LearnSource::EngineioSid,
+        };
+        self.create.contains(&wanted).then_some(handshake)
+    }
+
+    /// Pins `key` to the server whose sticky value is `value` (learned here, or re-pinned).
+    pub(super) fn learn(&self, key: &[u8], value: &str) {
+        self.zone.learn(key, value, Instant::now());
+    }
+
+    /// What the answer from the server with sticky value `value` may create.
+    pub(super) fn on_answer<'g>(&'g self, value: &'g str, presented: &Presented) -> Learn<'g> {
+        Learn {
+            mode: self,
+            value,
+            handshake: presented.handshake,
+        }
+    }
+}
+
+impl Learn<'_> {
+    /// Learns from the response head what it carries (a cookie or header source), or returns
+    /// the learner its body needs (a handshake's; a 2xx, not content-encoded). Sources are
+    /// tried in `create=` order; the first that gives a key wins.
+    pub fn on_head(&self, status: u16, headers: &HeaderMap) -> Option<BodyLearner> {
+        for source in &self.mode.create {
+            let key = match source {
+                LearnSource::UpstreamCookie(name) => set_cookie_value(headers, name),
+                LearnSource::UpstreamHeader(name) => {
+                    headers.get(name.as_str()).map(|v| v.as_bytes())
+                }
+                LearnSource::SignalrConnectionToken | LearnSource::EngineioSid => {
+                    let handshake = self.handshake?;
+                    let encoded = headers
+                        .get(CONTENT_ENCODING)
+                        .is_some_and(|v| v.as_bytes() != b"identity");
+                    if !(200..300).contains(&status) || encoded {
+                        continue;
+                    }
+                    return Some(BodyLearner {
+                        zone: self.mode.zone.clone(),
+                        value: self.value.into(),
+                        scan: HandshakeScan::new(handshake),
+                    });
+                }
+            };
+            if let Some(key) = key.filter(|k| !k.is_empty()) {
+                self.mode.learn(key, self.value);
+                return None;
+            }
+        }
+        None
+    }
+}
+
+impl BodyLearner {
+    /// Looks at the next chunk of the body on its way to the client.
+    pub fn observe(&mut self, chunk: &[u8]) {
+        if let Some(key) = self.scan.feed(chunk) {
+            self.zone.learn(&key, &self.value, Instant::now());
+        }
+    }
+
+    /// True once nothing more is needed from the body.
+    pub fn is_done(&self) -> bool {
+        self.scan.is_done()
+    }
+}
+
+impl Drop for BodyLearner {
+    fn drop(&mut self) {
+        if let Some(key) = self.scan.finish() {
+            self.zone.learn(&key, &self.value, Instant::now());
+        }
+    }
+}
+
+/// The value of cookie `name` in the response's `Set-Cookie` headers (the last one wins, as
+/// a browser would keep it).
+fn set_cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|value| {
+            let pair = value.as_bytes().split(|&b| b == b';').next()?;
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
+        })
+        .next_back()
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn mode(create: Vec<LearnSource>) -> LearnMode {
+        LearnMode {
+            zone: Arc::new(SessionZone::new(
+                "z",
+                1 << 20,
+                std::time::Duration::from_secs(60),
+            )),
+            create,
+            lookup: Vec::new(),
+            secret: None,
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn a_cookie_or_header_the_response_carries_is_learned_from_the_head() {
+        let sources = vec![
+            LearnSource::UpstreamCookie("SID".into()),
+            LearnSource::UpstreamHeader("x-session".into()),
+        ];
+        let mode = mode(sources);
+        let learn = mode.on_answer("0123456789abcdef", &Presented::NOTHING);
+        let head = headers(&[
+            ("set-cookie", "other=1; Path=/"),
+            ("set-cookie", "SID = s-42 ; HttpOnly"),
+            ("x-session", "h-7"),
+        ]);
+        assert!(learn.on_head(200, &head).is_none());
+        let now = Instant::now();
+        assert_eq!(
+            mode.zone.lookup(b"s-42", now).as_deref(),
+            Some("0123456789abcdef")
+        );
+        // The first source that gives a key wins: the header was not learned.
+        assert_eq!(mode.zone.lookup(b"h-7", now), None);
+        assert!(
+            learn
+                .on_head(200, &headers(&[("x-session", "h-8")]))
+                .is_none()
+        );
+        assert!(mode.zone.lookup(b"h-8", now).is_some());
+    }
+
+    #[test]
+    fn only_a_handshakes_plain_2xx_body_is_read() {
+        let mode = mode(vec![LearnSource::EngineioSid]);
+        let not_a_handshake = mode.on_answer("v", &Presented::NOTHING);
+        assert!(not_a_handshake.on_head(200, &HeaderMap::new()).is_none());
+        let presented = Presented {
+            known: None,
+            handshake: Some(Handshake::EngineioOpen),
+        };
+        let learn = mode.on_answer("v", &presented);
+        assert!(learn.on_head(400, &HeaderMap::new()).is_none());
+        let gzipped = headers(&[("content-encoding", "gzip")]);
+        assert!(learn.on_head(200, &gzipped).is_none());
+        let mut learner = learn
+            .on_head(200, &HeaderMap::new())
+            .expect("a body learner");
+        learner.observe(b"0{\"sid\":\"abc\",");
+        assert!(learner.is_done());
+        assert_eq!(
+            mode.zone.lookup(b"abc", Instant::now()).as_deref(),
+            Some("v")
+        );
+    }
+}
