@@ -25,6 +25,7 @@ use crate::peer::PeerRegistry;
 use crate::proxy::health::{self, HealthChecks};
 use crate::resolve::{self, Answers, Follower};
 use crate::server::{self, Ceiling, Lifecycle, blocking};
+use crate::session_sync::{self, Syncs};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
 use crate::telemetry::error_log;
@@ -44,6 +45,8 @@ pub struct Shared {
     pub zones: Arc<ZoneRegistry>,
     /// The addresses of `server NAME resolve` names now, kept by the DNS follower.
     pub answers: Arc<Answers>,
+    /// The Redis syncs of `sticky learn ... sync=` zones, one per zone, living with it.
+    pub syncs: Arc<Syncs>,
 }
 
 /// Why a config could not be started or applied.
@@ -145,12 +148,15 @@ impl Tether {
             "client connections capped (worker_connections, else the open-file limit)"
         );
         let health = health::spawn(&snapshot);
+        let syncs = Arc::new(Syncs::default());
+        syncs.reconcile(&zones.learned, session_sync::LOG_INTERVAL);
         let shared = Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             registry,
             sessions,
             zones,
             answers,
+            syncs,
         };
         let live = Arc::new(Mutex::new(Live {
             listeners: Listeners::default(),
@@ -213,6 +219,9 @@ impl Tether {
         let new = Arc::new(snapshot);
         let health = health::spawn(&new);
         self.shared.snapshot.store(new.clone());
+        // A zone the new snapshot brought (or declared anew) starts sharing now; one it kept
+        // keeps its sync; one it dropped takes its sync with it once the old snapshot goes.
+        (self.shared.syncs).reconcile(&self.shared.zones.learned, session_sync::LOG_INTERVAL);
         self.config.send_replace(Arc::new(config.clone()));
         if let Some(error_log) = error_log {
             error_log.commit();

@@ -32,6 +32,9 @@ use crate::sessions::{Outbox, SessionZone};
 
 pub use syncs::{SyncStatus, Syncs};
 
+/// How often a failing sync may write a line to the log (the first failure at once).
+pub const LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How many learned sessions wait for Redis at most (in the outbox, and again in the task while
 /// a write is unacknowledged): a minute of a busy farm's handshakes. Past it, the oldest give
 /// way; those sessions are still routed by the instance that learned them.

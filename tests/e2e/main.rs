@@ -47,6 +47,7 @@ mod status;
 mod sticky;
 mod sticky_learn;
 mod tls;
+mod two_instances;
 mod upstream_failures;
 mod upstream_tls;
 mod websocket;
