@@ -80,7 +80,10 @@ async fn negotiate(proxy: SocketAddr) -> String {
 /// The first long poll of `token` through `proxy`: answered at once by the server that issued
 /// the token, 404 by any other.
 async fn first_poll(proxy: SocketAddr, token: &str) -> u16 {
-    get(proxy, &format!("{HUB_PATH}?id={token}")).await.status.as_u16()
+    get(proxy, &format!("{HUB_PATH}?id={token}"))
+        .await
+        .status
+        .as_u16()
 }
 
 #[tokio::test]
