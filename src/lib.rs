@@ -50,6 +50,7 @@ pub mod rewrite;
 pub mod route;
 pub mod runtime;
 pub mod server;
+pub mod session_sync;
 pub mod sessions;
 pub mod snapshot;
 pub mod stream;

@@ -26,6 +26,7 @@ use crate::peer::PeerRegistry;
 use crate::proxy::health::{self, HealthChecks};
 use crate::resolve::{self, Answers, Follower};
 use crate::server::{self, Ceiling, Lifecycle, blocking};
+use crate::session_sync::{self, Syncs};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
 use crate::telemetry::error_log;
@@ -47,6 +48,8 @@ pub struct Shared {
     pub answers: Arc<Answers>,
     /// The servers draining now (`drain_timeout`), each with the task spreading its closes.
     pub drains: Arc<Drains>,
+    /// The Redis syncs of `sticky learn ... sync=` zones, one per zone, living with it.
+    pub syncs: Arc<Syncs>,
 }
 
 /// Why a config could not be started or applied.
@@ -150,6 +153,8 @@ impl Tether {
         let health = health::spawn(&snapshot);
         let drains = Arc::new(Drains::default());
         drains.reconcile(None, &snapshot);
+        let syncs = Arc::new(Syncs::default());
+        syncs.reconcile(&zones.learned, session_sync::LOG_INTERVAL);
         let shared = Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             registry,
@@ -157,6 +162,7 @@ impl Tether {
             zones,
             answers,
             drains,
+            syncs,
         };
         let live = Arc::new(Mutex::new(Live {
             listeners: Listeners::default(),
@@ -223,6 +229,9 @@ impl Tether {
         // After the swap: a server drained or removed now takes nothing new, so the streams
         // its drain counts are all it will ever have.
         self.shared.drains.reconcile(Some(&old), &new);
+        // A zone the new snapshot brought (or declared anew) starts sharing now; one it kept
+        // keeps its sync; one it dropped takes its sync with it once the old snapshot goes.
+        (self.shared.syncs).reconcile(&self.shared.zones.learned, session_sync::LOG_INTERVAL);
         self.config.send_replace(Arc::new(config.clone()));
         if let Some(error_log) = error_log {
             error_log.commit();

@@ -18,6 +18,7 @@ pub mod process;
 pub mod procfs;
 pub mod proxy;
 pub mod raw;
+pub mod redis;
 pub mod session;
 pub mod signalr;
 pub mod signalr_client;
