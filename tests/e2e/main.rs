@@ -34,6 +34,7 @@ mod real_ip;
 mod real_ip_nginx;
 mod reload;
 mod reload_soak;
+mod request_corpus;
 mod resolve;
 mod response_headers;
 mod rewrite;
