@@ -36,6 +36,7 @@ mod reload;
 mod reload_soak;
 mod request_corpus;
 mod resolve;
+mod response_corpus;
 mod response_headers;
 mod rewrite;
 mod rewrite_nginx;
