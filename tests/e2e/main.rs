@@ -16,6 +16,7 @@ mod error_log;
 mod error_pages;
 mod error_pages_nginx;
 mod failover;
+mod framing_property;
 mod gzip;
 mod hashing;
 mod health;

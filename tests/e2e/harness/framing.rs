@@ -125,6 +125,24 @@ pub fn requests(mut buf: &[u8]) -> Result<Vec<Message>, String> {
     Ok(all)
 }
 
+/// Reads every whole request in `buf`, in order, and says whether a partial one follows them
+/// (a request cut off: its head or body never completed, so no server could act on it whole).
+/// An error names the first request that breaks the rules.
+pub fn requests_then_cut(mut buf: &[u8]) -> Result<(Vec<Message>, bool), String> {
+    let mut all = Vec::new();
+    while !buf.is_empty() {
+        match request(buf) {
+            Ok(Read::Whole(message, used)) => {
+                all.push(message);
+                buf = &buf[used..];
+            }
+            Ok(Read::Partial) => return Ok((all, true)),
+            Err(error) => return Err(format!("request {}: {error}", all.len() + 1)),
+        }
+    }
+    Ok((all, false))
+}
+
 /// Where the head ends (after its blank line), with every line end checked on the way.
 fn head_end(buf: &[u8]) -> Result<Option<usize>, String> {
     for (at, &byte) in buf.iter().enumerate() {
