@@ -163,6 +163,11 @@ pub fn rewrite_request(
     upgrade: Option<HeaderValue>,
 ) {
     strip(headers, (1 << HOP_BY_HOP) - 1);
+    // `Expect` is the client's question to tether, which answers `100 Continue` itself;
+    // forwarded, it would draw a second interim answer or an upstream's 417. nginx clears it
+    // too (its default `proxy_set_header Expect ""`), and a `proxy_set_header` below may
+    // still put it back.
+    headers.remove(header::EXPECT);
     if !plan.sets_host {
         headers.insert(header::HOST, proxy_host.clone());
     }

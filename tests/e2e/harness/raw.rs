@@ -201,6 +201,27 @@ pub async fn exchange(addr: SocketAddr, bytes: &[u8], limit: Duration) -> Vec<Ra
     parse_responses(&read_to_close(&mut stream, limit).await)
 }
 
+/// Sends `bytes` on a new connection and reads until the server closes it or `limit` passes:
+/// the bytes read, and whether it closed in time. For corpus tests, where one case that
+/// hangs is a fault to report beside the others, not a reason to stop.
+pub async fn exchange_bytes(addr: SocketAddr, bytes: &[u8], limit: Duration) -> (Vec<u8>, bool) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    // The server may refuse before reading it all; what matters is what comes back.
+    let _ = stream.write_all(bytes).await;
+    let mut all = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => all.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let closed = tokio::time::timeout(limit, read).await.is_ok();
+    (all, closed)
+}
+
 /// Reads what the server sends until it closes the connection (or resets it), bounded by
 /// `limit`.
 pub async fn read_to_close(stream: &mut TcpStream, limit: Duration) -> Vec<u8> {
@@ -245,7 +266,7 @@ pub async fn read_response(stream: &mut TcpStream, limit: Duration) -> RawRespon
 pub fn parse_responses(mut all: &[u8]) -> Vec<RawResponse> {
     let mut responses = Vec::new();
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut headers = [httparse::EMPTY_HEADER; 256];
         let mut parsed = httparse::Response::new(&mut headers);
         let Ok(httparse::Status::Complete(head_len)) = parsed.parse(all) else {
             return responses;
