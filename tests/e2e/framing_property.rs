@@ -305,7 +305,7 @@ async fn random_streams_through_tether_reach_the_backend_as_the_parser_read_them
 }
 
 #[tokio::test]
-#[ignore = "issue 15: tether's own upstream client"]
+
 async fn random_streams_with_get_bodies_reach_the_backend_as_the_parser_read_them() {
     through_tether(true).await;
 }

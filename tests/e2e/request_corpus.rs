@@ -279,7 +279,7 @@ async fn hostile_requests_are_refused_or_forwarded_with_one_reading() {
 }
 
 #[tokio::test]
-#[ignore = "issue 15: tether's own upstream client"]
+
 async fn a_get_with_a_chunked_body_is_forwarded_with_it() {
     run(cases_for_tethers_own_client()).await;
 }

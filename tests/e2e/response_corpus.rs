@@ -294,7 +294,7 @@ async fn hostile_responses_are_refused_cut_or_passed_whole_and_never_reused() {
 }
 
 #[tokio::test]
-#[ignore = "issue 15: tether's own upstream client"]
+
 async fn ambiguous_framings_and_limits_as_tethers_own_client_must_read_them() {
     run(cases_for_tethers_own_client()).await;
 }

@@ -42,30 +42,51 @@ pub(super) enum UploadError {
 impl Upload {
     /// Queues body bytes and writes them out for as long as the body has some and the socket
     /// takes them; `Ready(Ok)` once everything was written.
+    ///
+    /// What the body has ready is queued before anything is written (up to [`FLUSH_AT`]), the
+    /// request head included: one write where the body is at hand, and a body that turns out
+    /// malformed in the bytes already received fails before the upstream saw any of it.
     pub(super) fn poll_send(
         &mut self,
         conn: &mut Connection,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), UploadError>> {
         loop {
+            let mut waiting = false;
+            while !self.finished && conn.write.len() - conn.written < FLUSH_AT {
+                match Pin::new(&mut self.body).poll_frame(cx) {
+                    Poll::Ready(None) => {
+                        if self.chunked {
+                            conn.write.extend_from_slice(b"0\r\n\r\n");
+                        }
+                        self.finished = true;
+                    }
+                    Poll::Ready(Some(Err(error))) => {
+                        return Poll::Ready(Err(UploadError::Body(error)));
+                    }
+                    Poll::Ready(Some(Ok(frame))) => {
+                        self.started = true;
+                        if let Ok(data) = frame.into_data() {
+                            self.queue(conn, &data);
+                        }
+                    }
+                    Poll::Pending => {
+                        waiting = true;
+                        break;
+                    }
+                }
+            }
+            if waiting && !self.started {
+                // The head waits for the body's first bytes: a body malformed from its start
+                // fails before the upstream saw anything of the request.
+                return Poll::Pending;
+            }
             ready!(conn.poll_drain(cx)).map_err(UploadError::Io)?;
             if self.finished {
                 return Poll::Ready(Ok(()));
             }
-            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
-                None => {
-                    if self.chunked {
-                        conn.write.extend_from_slice(b"0\r\n\r\n");
-                    }
-                    self.finished = true;
-                }
-                Some(Err(error)) => return Poll::Ready(Err(UploadError::Body(error))),
-                Some(Ok(frame)) => {
-                    self.started = true;
-                    if let Ok(data) = frame.into_data() {
-                        self.queue(conn, &data);
-                    }
-                }
+            if waiting {
+                return Poll::Pending;
             }
         }
     }
@@ -89,6 +110,9 @@ impl Upload {
         }
     }
 }
+
+/// How much of a body is queued before it is written (then writing waits for the upstream).
+const FLUSH_AT: usize = 64 * 1024;
 
 fn push_hex(out: &mut Vec<u8>, mut n: usize) {
     let mut digits = [0u8; 16];

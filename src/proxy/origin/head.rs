@@ -12,8 +12,9 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
-/// The most header lines an upstream's response head may have (hyper's default too).
-pub const MAX_HEADERS: usize = 100;
+/// The most header lines an upstream's response head may have. nginx counts none (its bound
+/// is the head's size), so this is generous: hyper's 100 refused answers nginx relays.
+pub const MAX_HEADERS: usize = 256;
 /// The largest response head taken (status line and headers): past it, the upstream "sent too
 /// big header" (502), as nginx says when its `proxy_buffer_size` is exceeded.
 pub const MAX_HEAD: usize = 64 * 1024;
