@@ -84,16 +84,13 @@ pub async fn forward<'g>(
 ) -> Result<Answer<'g>, ProxyError> {
     let settings = route.settings;
     let cx = route.cx;
-    // A bodyless idempotent request can be replayed after it was sent; keep its head only when
-    // a retry is possible at all, so the common case copies nothing.
-    let replay = unsent
-        .as_ref()
-        .filter(|request| {
-            group.len() > 1
-                && request.body().is_end_stream()
-                && (is_idempotent(request.method()) || settings.next_upstream.non_idempotent)
-        })
-        .map(head_of);
+    // Whether the request may go to a server after one that may have acted on it: an
+    // idempotent one, or any with `proxy_next_upstream non_idempotent`. A bodyless request stays
+    // whole in `unsent` while it is sent (the upstream client borrows it), so sending it again
+    // copies nothing.
+    let resend = unsent.as_ref().is_some_and(|request| {
+        is_idempotent(request.method()) || settings.next_upstream.non_idempotent
+    });
     let max_tries = match settings.next_upstream_tries {
         0 => usize::MAX,
         n => n as usize,
@@ -101,13 +98,10 @@ pub async fn forward<'g>(
     let mut tried = Tried::default();
     let mut choice = first;
     loop {
-        if unsent.is_none() {
-            *unsent = replay.as_ref().map(rebuild);
-        }
         if let Some(log) = log.as_deref_mut() {
             log.try_started(choice.peer.endpoint.first_inet(), choice.sticky.as_str());
         }
-        let attempted = attempt(&choice, group, unsent, route, progress).await;
+        let attempted = attempt(&choice, group, unsent, (route, resend), progress).await;
         if let Some(log) = log.as_deref_mut() {
             match &attempted {
                 Ok(answer) => {
@@ -120,7 +114,8 @@ pub async fn forward<'g>(
         let error = match attempted {
             Ok(answer) => {
                 let status = answer.response.status().as_u16();
-                if !settings.next_upstream.statuses.contains(&status) || replay.is_none() {
+                let again = group.len() > 1 && unsent.is_some();
+                if !again || !settings.next_upstream.statuses.contains(&status) {
                     group.record_success(choice.member);
                     return Ok(answer);
                 }
@@ -137,7 +132,7 @@ pub async fn forward<'g>(
         } else {
             settings.next_upstream.error
         };
-        let can_resend = unsent.is_some() || replay.is_some();
+        let can_resend = unsent.is_some();
         if !allowed || !can_resend || tried.count() >= max_tries || tried.count() >= group.len() {
             return Err(error);
         }
@@ -196,7 +191,7 @@ async fn attempt<'g>(
     choice: &Choice<'g>,
     group: &Group,
     unsent: &mut Option<Request<RequestBody>>,
-    route: Route<'_>,
+    (route, resend): (Route<'_>, bool),
     progress: Option<&SendProgress>,
 ) -> Result<Answer<'g>, ProxyError> {
     let settings = route.settings;
@@ -231,12 +226,15 @@ async fn attempt<'g>(
         let request = unsent
             .as_mut()
             .expect("forward puts a request in the slot before every attempt");
+        let bodyless = request.body().is_end_stream();
         let exchange = Exchange::start(connection, request);
-        let idempotent = is_idempotent(request.method());
         let sending = std::pin::pin!(exchange);
         match wait_for_head(sending, settings, progress, &mut guard).await {
             Ok(Ok(sent)) => {
-                *unsent = None;
+                // Kept only for a retry on the answer's status (`proxy_next_upstream http_502`).
+                if !(bodyless && resend) {
+                    *unsent = None;
+                }
                 let head = *sent.head;
                 let spellings = Some(Spellings::of_head(head.raw));
                 let mut response = Response::new(sent.body);
@@ -263,7 +261,7 @@ async fn attempt<'g>(
                     }
                     (Ok(None), Some(_)) => true,
                     (Err(()), _) | (_, None) => false,
-                } && (!failure.sent || idempotent);
+                } && (!failure.sent || resend);
                 if !whole {
                     *unsent = None;
                 }
@@ -271,12 +269,18 @@ async fn attempt<'g>(
                     Ok(error) => error,
                     Err(body) => return Err(body_error(body)),
                 };
-                let stale = reused && failure.unanswered && whole && idempotent;
+                let stale = reused && failure.unanswered && whole && resend;
                 if !stale {
                     return Err(ProxyError::Upstream(UpstreamFailure::Exchange(error)));
                 }
             }
-            Err(kind) => return Err(ProxyError::Timeout(kind)),
+            Err(kind) => {
+                // The body went with the exchange; a bodyless request was sent.
+                if !(bodyless && resend) {
+                    *unsent = None;
+                }
+                return Err(ProxyError::Timeout(kind));
+            }
         }
     }
 }
@@ -364,23 +368,4 @@ where
             }
         }
     }
-}
-
-/// The parts of a bodyless request needed to send it again.
-fn head_of(request: &Request<RequestBody>) -> Request<()> {
-    let mut head = Request::new(());
-    *head.method_mut() = request.method().clone();
-    *head.uri_mut() = request.uri().clone();
-    *head.version_mut() = request.version();
-    *head.headers_mut() = request.headers().clone();
-    head
-}
-
-fn rebuild(head: &Request<()>) -> Request<RequestBody> {
-    let mut request = Request::new(RequestBody::Empty);
-    *request.method_mut() = head.method().clone();
-    *request.uri_mut() = head.uri().clone();
-    *request.version_mut() = head.version();
-    *request.headers_mut() = head.headers().clone();
-    request
 }
