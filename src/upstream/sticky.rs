@@ -40,6 +40,8 @@ pub(super) enum Sticky {
         table: StickyTable,
         /// The `Set-Cookie` values, and the cookie's name for reading it.
         issuer: CookieIssuer,
+        /// Per member, [`Key::stale`] of its value (see [`Sticky::pinned`]).
+        stale: Box<[u64]>,
     },
     /// `sticky route`.
     Route {
@@ -47,6 +49,8 @@ pub(super) enum Sticky {
         variables: Vec<Template>,
         /// `route=` value -> member.
         routes: HashMap<String, usize>,
+        /// Per member, [`Key::stale`] of its `route=` (0 without one: no value names it).
+        stale: Box<[u64]>,
     },
 }
 
@@ -84,7 +88,14 @@ impl Sticky {
                 let table = StickyTable::new(&key, &identities);
                 let values = (0..members.len()).map(|i| table.value(i));
                 let issuer = CookieIssuer::new(&spec, values)?;
-                Some(Sticky::Cookie { table, issuer })
+                let stale = (0..members.len())
+                    .map(|i| Key::stale(table.value(i).as_bytes()))
+                    .collect();
+                Some(Sticky::Cookie {
+                    table,
+                    issuer,
+                    stale,
+                })
             }
             StickyMode::Route(variables) => Some(Sticky::Route {
                 variables,
@@ -93,6 +104,15 @@ impl Sticky {
                     .enumerate()
                     .filter_map(|(i, m)| Some((m.spec.route.clone()?, i)))
                     .collect(),
+                stale: members
+                    .iter()
+                    .map(|m| {
+                        m.spec
+                            .route
+                            .as_deref()
+                            .map_or(0, |r| Key::stale(r.as_bytes()))
+                    })
+                    .collect(),
             }),
         }
     }
@@ -100,6 +120,10 @@ impl Sticky {
     /// The member `request` is pinned to — its cookie's, or the first non-empty `sticky route`
     /// variable's — and the value it brought, hashed ([`Key::stale`]; one naming no member
     /// included). Borrows the cookie from the request's headers; copies nothing.
+    ///
+    /// A value that names a member is that member's value byte for byte (a cookie is found
+    /// only by its exact 16 hex digits, a route by its exact text), so its hash was taken
+    /// when the group was built; only a value that names nobody is hashed per request.
     pub(super) fn pinned(
         &self,
         request: &RequestInfo<'_>,
@@ -107,7 +131,7 @@ impl Sticky {
     ) -> (Option<usize>, Option<u64>) {
         match self {
             Sticky::Cookie { issuer, .. } => match issuer.read(request.headers) {
-                Some(value) => (self.find(value), Some(Key::stale(value.as_bytes()))),
+                Some(value) => self.placed_by(value),
                 None => (None, None),
             },
             Sticky::Route { variables, .. } => {
@@ -116,11 +140,29 @@ impl Sticky {
                     value.clear();
                     template.render(vars, request, &mut value);
                     if !value.is_empty() {
-                        return (self.find(&value), Some(Key::stale(value.as_bytes())));
+                        return self.placed_by(&value);
                     }
                 }
                 (None, None)
             }
+        }
+    }
+
+    /// The member `value` names, if any, and the value's [`Key::stale`].
+    pub(super) fn placed_by(&self, value: &str) -> (Option<usize>, Option<u64>) {
+        let stale = match self {
+            Sticky::Cookie { stale, .. } | Sticky::Route { stale, .. } => stale,
+        };
+        match self.find(value) {
+            // `find` answers from the same members, so `get` always finds it.
+            Some(index) => {
+                let key = stale.get(index).copied();
+                (
+                    Some(index),
+                    key.or_else(|| Some(Key::stale(value.as_bytes()))),
+                )
+            }
+            None => (None, Some(Key::stale(value.as_bytes()))),
         }
     }
 
