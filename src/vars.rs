@@ -7,7 +7,7 @@
 //! walk over parts that only appends to the caller's buffer — maps included: a map's source text
 //! is rendered into that same buffer, matched there, and cut out again.
 //!
-//! May use `http` types, `regex` and `cookie`; must not import hyper or tokio (the proxy builds a
+//! May use `http` types and `regex`; must not import hyper or tokio (the proxy builds a
 //! `RequestInfo` from its hyper request).
 
 use std::collections::HashMap;
@@ -28,7 +28,7 @@ mod map;
 mod numbers;
 
 pub use early::{Early, Raw};
-pub use header_values::push_basic_user;
+pub use header_values::{find_cookie, push_basic_user};
 use header_values::{push_cookie, push_header, push_lossy, push_remote_user};
 pub use late::{Late, Phase, RequestFacts, ResponseFacts, Segment, empty_request};
 pub use locals::Locals;

@@ -8,6 +8,7 @@
 //! Must not import tokio, hyper, http, config, vars or peer: this is std + siphasher +
 //! crc32fast + fastrand, tested without a runtime.
 
+mod crc;
 mod least_conn;
 mod modulo;
 mod random;
@@ -146,7 +147,7 @@ impl Balancer {
             Table::Random { draws, two: false } => draws.pick(&usable),
             Table::Random { draws, two: true } => draws.pick_two(&self.weights, &usable, &load),
             Table::Ring(ring) => match KeyBytes::of(key) {
-                Some(bytes) => ring.pick(crc32fast::hash(bytes.as_slice()), &usable),
+                Some(bytes) => ring.pick(crc::crc32(bytes.as_slice()), &usable),
                 None => self.order.pick(&usable),
             },
             // nginx gives up hashing after 21 rehashes and falls back to round robin.

@@ -64,19 +64,26 @@ impl StickyKey {
 pub struct StickyTable {
     /// `values[i]`: node i's cookie value, ready to send.
     values: Box<[Box<str>]>,
-    /// (value, index) sorted, for lookups by binary search.
-    sorted: Box<[(u64, usize)]>,
+    /// (value, index) sorted, for lookups by binary search. A value is kept as its 16 ASCII
+    /// bytes read as one number: a lookup compares whole values and parses no hex, and only
+    /// an exact match with a value we issued counts, so nothing else needs checking.
+    sorted: Box<[(u128, usize)]>,
 }
 
 impl StickyTable {
     /// The table for `identities[i]`: node i's `route=` if set, else its address as written.
     pub fn new(key: &StickyKey, identities: &[&str]) -> StickyTable {
-        let numbers: Vec<u64> = identities.iter().map(|id| key.value_of(id)).collect();
-        let values = numbers
+        let values: Box<[Box<str>]> = identities
             .iter()
-            .map(|number| format!("{number:016x}").into_boxed_str())
+            .map(|id| format!("{:016x}", key.value_of(id)).into_boxed_str())
             .collect();
-        let mut sorted: Vec<(u64, usize)> = numbers.into_iter().zip(0..).collect();
+        let mut sorted: Vec<(u128, usize)> = values
+            .iter()
+            .map(|value| as_number(value))
+            .zip(0..)
+            .filter_map(|(number, index)| Some((number?, index)))
+            .collect();
+        // Equal values keep their order of index: the first node of an identity is found.
         sorted.sort_unstable();
         StickyTable {
             values,
@@ -93,7 +100,7 @@ impl StickyTable {
     /// The node a cookie value names; None for garbage, forged or stale values (never a panic).
     /// Two nodes of one identity share a value; it names the first of them.
     pub fn find(&self, value: &str) -> Option<usize> {
-        let number = parse(value)?;
+        let number = as_number(value)?;
         let at = self.sorted.partition_point(|&(n, _)| n < number);
         match self.sorted.get(at) {
             Some(&(n, index)) if n == number => Some(index),
@@ -102,20 +109,11 @@ impl StickyTable {
     }
 }
 
-/// Exactly 16 lowercase hex digits as a number. Uppercase is refused: we never issue it, so a
-/// value that has it was not ours.
-fn parse(value: &str) -> Option<u64> {
-    if value.len() != VALUE_LEN {
-        return None;
-    }
-    value.bytes().try_fold(0u64, |number, byte| {
-        let digit = match byte {
-            b'0'..=b'9' => byte - b'0',
-            b'a'..=b'f' => byte - b'a' + 10,
-            _ => return None,
-        };
-        Some(number << 4 | u64::from(digit))
-    })
+/// A value's 16 bytes as one number; None for any other length. Not a hex parse: uppercase
+/// or non-hex bytes give numbers no issued value has, so they are refused by not matching.
+fn as_number(value: &str) -> Option<u128> {
+    let bytes: [u8; VALUE_LEN] = value.as_bytes().try_into().ok()?;
+    Some(u128::from_be_bytes(bytes))
 }
 
 #[cfg(test)]

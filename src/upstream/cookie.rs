@@ -9,9 +9,10 @@
 use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
-use http::header::{self, HeaderMap};
+use http::header::HeaderMap;
 
 use crate::config::{CookieExpiry, SameSite, StickyCookie};
+use crate::vars::find_cookie;
 
 /// nginx's `expires=max` date and age.
 const MAX_EXPIRES: &str = "Thu, 31-Dec-37 23:55:55 GMT";
@@ -106,17 +107,10 @@ impl CookieIssuer {
         }
     }
 
-    /// The value of this cookie in a request's `Cookie` headers, if present.
+    /// The value of this cookie in a request's `Cookie` headers, if present: the first pair
+    /// of this exact name, its surrounding quotes taken off. Borrowed, nothing allocated.
     pub fn read<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(cookie::Cookie::split_parse)
-            .filter_map(Result::ok)
-            .find(|c| c.name_raw() == Some(self.name.as_str()))
-            .and_then(|c| c.value_raw())
-            .map(|value| value.trim_matches('"'))
+        find_cookie(headers, |name, _| name == self.name).map(|value| value.trim_matches('"'))
     }
 }
 
@@ -124,6 +118,7 @@ impl CookieIssuer {
 mod tests {
     use super::*;
     use crate::config::Span;
+    use http::header;
 
     fn spec(expires: Option<CookieExpiry>) -> StickyCookie {
         StickyCookie {

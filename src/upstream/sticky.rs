@@ -44,6 +44,8 @@ pub(super) enum Sticky {
         table: StickyTable,
         /// The `Set-Cookie` values, and the cookie's name for reading it.
         issuer: CookieIssuer,
+        /// Per member, [`Key::stale`] of its value (see [`Sticky::pinned`]).
+        stale: Box<[u64]>,
     },
     /// `sticky route`.
     Route {
@@ -51,6 +53,8 @@ pub(super) enum Sticky {
         variables: Vec<Template>,
         /// `route=` value -> member.
         routes: HashMap<String, usize>,
+        /// Per member, [`Key::stale`] of its `route=` (0 without one: no value names it).
+        stale: Box<[u64]>,
     },
     /// `sticky learn`.
     Learn {
@@ -102,7 +106,14 @@ impl Sticky {
                 let table = table(spec.secret.as_deref());
                 let values = (0..members.len()).map(|i| table.value(i));
                 let issuer = CookieIssuer::new(&spec, values)?;
-                Some(Sticky::Cookie { table, issuer })
+                let stale = (0..members.len())
+                    .map(|i| Key::stale(table.value(i).as_bytes()))
+                    .collect();
+                Some(Sticky::Cookie {
+                    table,
+                    issuer,
+                    stale,
+                })
             }
             StickyMode::Route(variables) => Some(Sticky::Route {
                 variables,
@@ -110,6 +121,15 @@ impl Sticky {
                     .iter()
                     .enumerate()
                     .filter_map(|(i, m)| Some((m.spec.route.clone()?, i)))
+                    .collect(),
+                stale: members
+                    .iter()
+                    .map(|m| {
+                        m.spec
+                            .route
+                            .as_deref()
+                            .map_or(0, |r| Key::stale(r.as_bytes()))
+                    })
                     .collect(),
             }),
         }
@@ -120,6 +140,10 @@ impl Sticky {
     /// included). Borrows the cookie from the request's headers; copies nothing.
     /// `sticky learn`: the member its session names, the key hashed, and the key itself when
     /// the session is known (to re-pin it).
+    ///
+    /// A value that names a member is that member's value byte for byte (a cookie is found
+    /// only by its exact 16 hex digits, a route by its exact text), so its hash was taken
+    /// when the group was built; only a value that names nobody is hashed per request.
     pub(super) fn pinned(
         &self,
         request: &RequestInfo<'_>,
@@ -128,7 +152,7 @@ impl Sticky {
         let unlearned = |(member, presented)| (member, presented, Presented::default());
         match self {
             Sticky::Cookie { issuer, .. } => unlearned(match issuer.read(request.headers) {
-                Some(value) => (self.find(value), Some(Key::stale(value.as_bytes()))),
+                Some(value) => self.placed_by(value),
                 None => (None, None),
             }),
             Sticky::Learn { table, mode } => {
@@ -157,12 +181,31 @@ impl Sticky {
                     value.clear();
                     template.render(vars, request, &mut value);
                     if !value.is_empty() {
-                        let presented = Some(Key::stale(value.as_bytes()));
-                        return unlearned((self.find(&value), presented));
+                        return unlearned(self.placed_by(&value));
                     }
                 }
                 unlearned((None, None))
             }
+        }
+    }
+
+    /// The member `value` names, if any, and the value's [`Key::stale`].
+    pub(super) fn placed_by(&self, value: &str) -> (Option<usize>, Option<u64>) {
+        let stale: &[u64] = match self {
+            Sticky::Cookie { stale, .. } | Sticky::Route { stale, .. } => stale,
+            // Learned keys are hashed where they are read (`pinned`).
+            Sticky::Learn { .. } => &[],
+        };
+        match self.find(value) {
+            // `find` answers from the same members, so `get` always finds it.
+            Some(index) => {
+                let key = stale.get(index).copied();
+                (
+                    Some(index),
+                    key.or_else(|| Some(Key::stale(value.as_bytes()))),
+                )
+            }
+            None => (None, Some(Key::stale(value.as_bytes()))),
         }
     }
 

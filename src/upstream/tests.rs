@@ -530,3 +530,27 @@ fn a_drain_with_a_timeout_repins_its_sessions() {
         "its clients reconnect elsewhere, with a cookie that keeps them there"
     );
 }
+
+#[test]
+fn a_value_naming_a_member_is_keyed_as_if_hashed_per_request() {
+    // The keys are precomputed per member: they must be what hashing the value gives, or a
+    // client re-pinned from a down server would land elsewhere than its other requests.
+    let g = group(vec![server("a"), server("b")], cookie());
+    let sticky = g.sticky.as_ref().unwrap();
+    for index in 0..2 {
+        let value = g.cookie_value(index).unwrap();
+        let key = Key::stale(value.as_bytes());
+        assert_eq!(sticky.placed_by(value), (Some(index), Some(key)));
+    }
+    let forged = "0123456789abcdef";
+    let key = Key::stale(forged.as_bytes());
+    assert_eq!(sticky.placed_by(forged), (None, Some(key)));
+
+    let g = group(
+        vec![server("a"), server("b")],
+        Some(StickyMode::Route(Vec::new())),
+    );
+    let sticky = g.sticky.as_ref().unwrap();
+    assert_eq!(sticky.placed_by("r-b"), (Some(1), Some(Key::stale(b"r-b"))));
+    assert_eq!(sticky.placed_by("r-c"), (None, Some(Key::stale(b"r-c"))));
+}
