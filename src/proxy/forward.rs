@@ -236,7 +236,7 @@ async fn attempt<'g>(
                     *unsent = None;
                 }
                 let head = *sent.head;
-                let spellings = Some(Spellings::of_head(head.raw));
+                let spellings = Some(head.spellings);
                 let mut response = Response::new(sent.body);
                 *response.status_mut() = head.status;
                 *response.version_mut() = head.version;

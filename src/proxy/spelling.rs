@@ -14,66 +14,108 @@ use bytes::Bytes;
 /// The upstream's spelling of the header names of one response head.
 #[derive(Clone, Debug)]
 pub struct Spellings {
-    /// The head's header lines (status line left out).
-    lines: Bytes,
+    /// The head's bytes (status line included).
+    head: Bytes,
+    /// Where the first [`NOTED`] names start in `head`, as the parse found them (None past
+    /// the last line): found by offset, without walking the lines.
+    starts: [u16; NOTED],
+    noted: u8,
 }
 
+/// How many names' offsets are kept; a longer head's later names are found by walking its
+/// lines.
+const NOTED: usize = 16;
+
 impl Spellings {
-    /// The spellings of a response head, given its bytes (status line, header lines).
-    pub fn of_head(head: Bytes) -> Spellings {
-        let start = memchr::memchr(b'\n', &head).map_or(head.len(), |at| at + 1);
+    /// The spellings of a response head: its bytes, and where its header names start (in wire
+    /// order; all of them, or at least the first [`NOTED`]).
+    pub fn of_head(head: Bytes, name_starts: impl IntoIterator<Item = usize>) -> Spellings {
+        let mut starts = [0u16; NOTED];
+        let mut noted = 0;
+        for (slot, start) in starts.iter_mut().zip(name_starts) {
+            // A head is at most 64 KiB (`origin::head::MAX_HEAD`), so offsets fit.
+            *slot = u16::try_from(start).unwrap_or(u16::MAX);
+            noted += 1;
+        }
         Spellings {
-            lines: head.slice(start..),
+            head,
+            starts,
+            noted,
         }
     }
 
     /// The names, in wire order.
     pub fn names(&self) -> Option<Names<'_>> {
-        Some(Names(&self.lines))
+        Some(Names(self))
     }
 
     /// Built from names (tests, and heads made by hand).
     pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Spellings {
         let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+        let mut starts = Vec::new();
         for name in names {
+            starts.push(head.len());
             head.extend_from_slice(name.as_bytes());
             head.extend_from_slice(b": \r\n");
         }
         head.extend_from_slice(b"\r\n");
-        Spellings::of_head(head.into())
+        Spellings::of_head(head.into(), starts)
     }
 }
 
-/// The header lines of [`Spellings`].
-pub struct Names<'a>(&'a [u8]);
+/// The header names of [`Spellings`].
+pub struct Names<'a>(&'a Spellings);
 
 impl Names<'_> {
     /// The spellings, read in order by a [`Speller`].
     pub fn speller(&self) -> Speller<'_> {
+        let spellings = self.0;
+        let noted = &spellings.starts[..usize::from(spellings.noted)];
         Speller {
-            lines: self.0,
+            head: &spellings.head,
+            noted,
             cursor: 0,
+            // Names past the noted ones are found by walking the lines after the last noted.
+            rest: if noted.len() < NOTED {
+                spellings.head.len()
+            } else {
+                noted[NOTED - 1] as usize
+            },
         }
     }
 }
 
 /// Finds the spelling of each name a writer meets. Names usually come in wire order (the map
-/// is filled as the head is parsed), so the line at the cursor is tried first, then the ones
-/// after it (headers the proxy removed are skipped), then all of them.
+/// is filled as the head is parsed), so the name at the cursor is tried first, then the ones
+/// after it (headers the proxy removed are skipped), then all of them. A noted name is checked
+/// by its length and the `:` after it before any byte is compared.
 pub struct Speller<'a> {
-    lines: &'a [u8],
+    head: &'a [u8],
+    noted: &'a [u16],
     cursor: usize,
+    /// Where the lines no offset was noted for begin (the head's end when all were noted).
+    rest: usize,
 }
 
 impl<'a> Speller<'a> {
     /// The upstream's spelling of `name` (lowercase), if it sent that name.
     pub fn spell(&mut self, name: &str) -> Option<&'a [u8]> {
-        let lines = self.lines;
         let name = name.as_bytes();
-        let (start, next) =
-            find_from(lines, self.cursor, name).or_else(|| find_from(lines, 0, name))?;
-        self.cursor = next;
-        Some(&lines[start..start + name.len()])
+        let (head, noted) = (self.head, self.noted);
+        let is_it = |start: usize| {
+            head.get(start + name.len()) == Some(&b':')
+                && head[start..start + name.len()].eq_ignore_ascii_case(name)
+        };
+        let found = (self.cursor..noted.len())
+            .chain(0..self.cursor)
+            .find(|&at| is_it(usize::from(noted[at])));
+        if let Some(at) = found {
+            self.cursor = at + 1;
+            let start = usize::from(noted[at]);
+            return Some(&head[start..start + name.len()]);
+        }
+        let (start, _) = find_from(head, self.rest, name)?;
+        Some(&head[start..start + name.len()])
     }
 }
 
@@ -119,11 +161,23 @@ mod tests {
     fn a_name_is_matched_whole_up_to_its_colon() {
         let head =
             Bytes::from_static(b"HTTP/1.1 200 OK\r\nX-Request-Id: a:b\r\nX-Request: c\r\n\r\n");
-        let spellings = Spellings::of_head(head);
+        let spellings = Spellings::of_head(head, [17, 36]);
         let names = spellings.names().unwrap();
         let mut speller = names.speller();
         assert_eq!(speller.spell("x-request"), Some(&b"X-Request"[..]));
         assert_eq!(speller.spell("x-request-id"), Some(&b"X-Request-Id"[..]));
         assert_eq!(speller.spell("http/1.1 200 ok"), None);
+    }
+
+    #[test]
+    fn names_past_the_noted_ones_are_found_by_walking_the_lines() {
+        let names: Vec<String> = (0..NOTED + 4).map(|i| format!("X-Name-{i}")).collect();
+        let spellings = Spellings::from_names(names.iter().map(String::as_str));
+        let names_of = spellings.names().unwrap();
+        let mut speller = names_of.speller();
+        for name in names.iter().rev() {
+            let lower = name.to_ascii_lowercase();
+            assert_eq!(speller.spell(&lower), Some(name.as_bytes()), "{name}");
+        }
     }
 }

@@ -6,11 +6,14 @@
 //! read two ways (`Content-Length` beside `Transfer-Encoding`, two lengths, a length that is not
 //! a plain number, a transfer coding other than `chunked`, a folded or malformed line) is
 //! refused, answered 502 as nginx answers an "upstream sent invalid header", and the
-//! connection is never used again. Pure: std, `bytes`, `http` and `httparse`.
+//! connection is never used again. Pure: std, `bytes`, `http`, `httparse` (and the spellings
+//! it hands on).
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
+
+use crate::proxy::spelling::Spellings;
 
 /// The most header lines an upstream's response head may have. nginx counts none (its bound
 /// is the head's size), so this is generous: hyper's 100 refused answers nginx relays.
@@ -82,8 +85,8 @@ pub struct ResponseHead {
     pub framing: ResponseFraming,
     /// The connection may carry another request once this response is read to its end.
     pub keep_alive: bool,
-    /// The head's bytes, for the upstream's spelling of its header names.
-    pub raw: Bytes,
+    /// The upstream's spelling of its header names (the head's bytes, shared).
+    pub spellings: Spellings,
 }
 
 /// Why a response head is refused, in nginx's words where it has them.
@@ -151,7 +154,16 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Inv
     // copied) before the header map is built from it.
     let base = buf.as_ptr() as usize;
     let count = response.headers.len();
-    let mut lines = [Line::default(); MAX_HEADERS];
+    // Most heads have a few lines: those are noted on the stack, where zeroing room for all
+    // 256 cost more than the parse (a 4 KiB memset per response).
+    let mut inline = [Line::default(); 32];
+    let mut spilled = Vec::new();
+    let lines: &mut [Line] = if count <= inline.len() {
+        &mut inline[..count]
+    } else {
+        spilled.resize(count, Line::default());
+        &mut spilled
+    };
     let mut framing = Framing::default();
     for (line, header) in lines.iter_mut().zip(response.headers.iter()) {
         framing.see(header.name, header.value)?;
@@ -164,7 +176,7 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Inv
     }
     let raw = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(count);
-    for line in &lines[..count] {
+    for line in lines.iter() {
         let (name_at, value_at) = (line.name_at as usize, line.value_at as usize);
         let name = &raw[name_at..name_at + line.name_len as usize];
         let name = HeaderName::from_bytes(name)
@@ -184,13 +196,14 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Inv
     let keep_alive = version == Version::HTTP_11
         && !framing.close
         && framing_kind != ResponseFraming::UntilClose;
+    let spellings = Spellings::of_head(raw, lines.iter().map(|line| line.name_at as usize));
     Ok(Parsed::Final(Box::new(ResponseHead {
         status,
         version,
         headers,
         framing: framing_kind,
         keep_alive,
-        raw,
+        spellings,
     })))
 }
 
