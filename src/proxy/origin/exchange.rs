@@ -17,6 +17,7 @@ use super::head::{self, Parsed, RequestFraming, ResponseHead};
 use super::{Connection, OriginError};
 use crate::proxy::body::BodyError;
 use crate::proxy::body::request::RequestBody;
+use crate::server::http1::chunk_size_line;
 
 /// A request's body on its way up.
 #[derive(Debug)]
@@ -96,8 +97,8 @@ impl Upload {
             return;
         }
         if self.chunked {
-            push_hex(&mut conn.write, data.len());
-            conn.write.extend_from_slice(b"\r\n");
+            let (line, len) = chunk_size_line(data.len());
+            conn.write.extend_from_slice(&line[..usize::from(len)]);
             conn.write.extend_from_slice(data);
             conn.write.extend_from_slice(b"\r\n");
         } else {
@@ -113,20 +114,6 @@ impl Upload {
 
 /// How much of a body is queued before it is written (then writing waits for the upstream).
 const FLUSH_AT: usize = 64 * 1024;
-
-fn push_hex(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 16];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b"0123456789abcdef"[n & 0xf];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
 
 /// A request on its way to an upstream, until the response head arrives.
 #[derive(Debug)]
@@ -296,26 +283,6 @@ impl Future for Exchange {
                 Ok(_) => this.answered = true,
                 Err(error) => return Poll::Ready(Err(this.fail(Ok(OriginError::Io(error))))),
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::push_hex;
-
-    #[test]
-    fn chunk_sizes_are_lowercase_hex() {
-        for (n, text) in [
-            (0, "0"),
-            (9, "9"),
-            (10, "a"),
-            (4096, "1000"),
-            (0xdead_beef, "deadbeef"),
-        ] {
-            let mut out = Vec::new();
-            push_hex(&mut out, n);
-            assert_eq!(out, text.as_bytes());
         }
     }
 }

@@ -22,6 +22,8 @@ mod timer;
 mod write;
 
 pub use conn::{refuse, serve};
+/// Chunked framing is spelled the same way both ways (tether's own upstream client too).
+pub use write::chunk_size_line;
 
 /// Fewest free bytes asked of a read (the connection's and its body pump's); the read buffer
 /// grows by this much when fuller.

@@ -266,7 +266,7 @@ impl Outbox {
 /// `len` in hex and CRLF, the line before a chunk's data, and its length. Spelled digit by
 /// digit rather than through `write!`: the formatting machinery cost more than the rest of
 /// queueing a chunk, and a stream pays it per event.
-fn chunk_size_line(len: usize) -> ([u8; 18], u8) {
+pub fn chunk_size_line(len: usize) -> ([u8; 18], u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut text = [0u8; 18];
     // At least one digit (a 0 has one); a 64-bit length has at most 16, so CRLF fits too.
