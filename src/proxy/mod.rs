@@ -773,14 +773,15 @@ impl Exchange<'_> {
             // A 101 nobody asked for cannot be relayed meaningfully.
             return Err(ProxyError::UpstreamStatus(101));
         };
+        // The socket under the 101, for the tunnel (always there: nothing read the body).
+        let Some(upstream) = incoming.into_connection() else {
+            return Err(ProxyError::UpstreamStatus(101));
+        };
         // The tunnel's line is written when it ends, with the 101 (or 200) the client got.
         let log = log.take().map(|mut log| {
             log.head(Phase::SentHead, parts.status.as_u16(), &parts.headers);
             log
         });
-        let Some(upstream) = incoming.into_connection() else {
-            return Err(ProxyError::UpstreamStatus(101));
-        };
         let response = Response::from_parts(parts, ());
         // Listed on its server, so a drain can close it; a stop closes it all the same.
         let close = guard.peer().closers.register(&self.conn.tunnels.close);
