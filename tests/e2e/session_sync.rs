@@ -12,7 +12,7 @@ use tether::sessions::{SessionRegistry, SessionZone, ZoneSpec};
 
 use crate::harness::logs::Logs;
 use crate::harness::redis::Redis;
-use crate::harness::within;
+use crate::harness::session::until;
 
 const TIMEOUT: Duration = Duration::from_secs(600);
 /// Long enough that a test sees at most one failure line per task.
@@ -45,17 +45,6 @@ impl Instance {
     fn stats(&self) -> SyncStats {
         self.sync.stats()
     }
-}
-
-/// Polls `condition` until it holds, failing the test after ten seconds.
-async fn until(what: &str, mut condition: impl FnMut() -> bool) {
-    within(Duration::from_secs(10), what, async {
-        while !condition() {
-            // Polling a condition: the loop ends as soon as it holds.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
 }
 
 async fn until_connected(instances: &[&Instance]) {

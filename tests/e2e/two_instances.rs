@@ -5,14 +5,14 @@
 //! meanwhile reach B once Redis is back.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::harness::client::{request, send};
 use crate::harness::redis::Redis;
+use crate::harness::session::until;
 use crate::harness::signalr::{HUB_PATH, HubServer};
-use crate::harness::{Proxy, get, within};
+use crate::harness::{Proxy, get};
 
 /// Sessions checked at each step: were B placing them by the hash of their token (as it places
 /// a token it does not know), each would land on its issuer one time in three; all of them
@@ -52,17 +52,6 @@ fn sync_of(proxy: &Proxy) -> (u64, u64, u64, bool) {
         stats.failures,
         stats.connected,
     )
-}
-
-/// Polls `condition` until it holds, failing the test after ten seconds.
-async fn until(what: &str, mut condition: impl FnMut() -> bool) {
-    within(Duration::from_secs(10), what, async {
-        while !condition() {
-            // Polling a condition: the loop ends as soon as it holds.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
 }
 
 /// Negotiates through `proxy`: the connection token the answer carries.

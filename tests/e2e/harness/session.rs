@@ -105,6 +105,14 @@ where
     .await;
 }
 
+/// [`eventually`] for a condition that needs no waiting of its own, up to ten seconds.
+pub async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+    eventually(Duration::from_secs(10), what, || {
+        std::future::ready(condition())
+    })
+    .await;
+}
+
 /// A TCP relay on a fixed address in front of a server. Closing it stops the listener and cuts
 /// every connection through it (the address then refuses connections, as a stopped process);
 /// reopening listens on the same address again. Whatever is behind keeps its counters.
