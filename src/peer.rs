@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
-use crate::drain::{Board, Closers, Progress};
+// The leaf rooms, not the drain task (`drain` reads peers and snapshots).
+use crate::drain::schedule::{Board, Progress};
+use crate::drain::signal::Closers;
 use crate::proxy::pool::Pool;
 use active::ActiveHealth;
 pub use active::{CheckPolicy, CheckState};

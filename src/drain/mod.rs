@@ -12,8 +12,8 @@
 //!
 //! Imports `peer` and `snapshot` (read-only) and tokio; never `proxy`, `runtime` or hyper.
 
-mod schedule;
-mod signal;
+pub mod schedule;
+pub mod signal;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -9,8 +9,8 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use super::exchange::Upload;
 use super::head::{ResponseFraming, ResponseHead};
+use super::upload::Upload;
 use super::{Connection, OriginError};
 use crate::server::http1::decode::{Decoded, Decoder};
 

@@ -13,14 +13,15 @@
 //! own task. And the response is re-framed for the client, so its framing is checked strictly
 //! (`head`): what could be read two ways is a 502, never relayed.
 //!
-//! `head` is pure (bytes in, verdicts out); `exchange` sends a request and waits for its head;
-//! `body` streams the answer. Chunked bodies are decoded by the same strict decoder as the
+//! `head` is pure (bytes in, verdicts out); `exchange` sends a request and waits for its head,
+//! `upload` sends its body; `body` streams the answer. Chunked bodies are decoded by the same strict decoder as the
 //! client's request bodies. Must not import the response side of `proxy::body` (the pool names
 //! this module, and the response body names the pool).
 
 mod body;
 mod exchange;
 pub mod head;
+mod upload;
 
 use std::io;
 use std::pin::Pin;
