@@ -44,24 +44,30 @@ pub async fn wrk(url: &str, conns: usize, secs: u64, headers: &[&str]) -> Result
     for header in headers {
         command.arg("-H").arg(header);
     }
-    let output = command
-        .arg(url)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| format!("wrk: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "wrk {}: {text}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
+    let text = stdout_of("wrk", command.arg(url)).await?;
     parse_wrk(&text).ok_or_else(|| format!("unreadable wrk output:\n{text}"))
 }
 
 /// Reads the numbers out of wrk's report.
+/// Runs a load tool to its end (killed if the bench is dropped first): its output, or an error
+/// with everything it printed.
+async fn stdout_of(tool: &str, command: &mut tokio::process::Command) -> Result<String, String> {
+    let output = command
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("{tool}: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(format!(
+            "{tool} {}: {text}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(text)
+}
+
 fn parse_wrk(text: &str) -> Option<Wrk> {
     let mut report = Wrk::default();
     for line in text.lines().map(str::trim) {
@@ -115,22 +121,11 @@ pub struct H2load {
 /// Runs `h2load -t1 -cCONNS -mSTREAMS -DSECS` (HTTP/2 over TLS by ALPN) against `url`, on the
 /// client core (inherited from the bench process).
 pub async fn h2load(url: &str, conns: usize, streams: usize, secs: u64) -> Result<H2load, String> {
-    let output = tokio::process::Command::new("h2load")
+    let mut command = tokio::process::Command::new("h2load");
+    command
         .args(["-t1", &format!("-c{conns}"), &format!("-m{streams}")])
-        .arg(format!("-D{secs}"))
-        .arg(url)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| format!("h2load: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "h2load {}: {text}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
+        .arg(format!("-D{secs}"));
+    let text = stdout_of("h2load", command.arg(url)).await?;
     parse_h2load(&text).ok_or_else(|| format!("unreadable h2load output:\n{text}"))
 }
 
@@ -153,20 +148,7 @@ pub async fn h2load_h1(
     for header in headers {
         command.arg("-H").arg(header);
     }
-    let output = command
-        .arg(url)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| format!("h2load: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "h2load {}: {text}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
+    let text = stdout_of("h2load", command.arg(url)).await?;
     parse_h2load(&text).ok_or_else(|| format!("unreadable h2load output:\n{text}"))
 }
 

@@ -509,7 +509,8 @@ async fn proxy(
         added,
     } = routed;
     let limit = route.settings.client_max_body_size;
-    if limit > 0 && declared_length(&request).is_some_and(|len| len > limit) {
+    if limit > 0 && origin::head::declared_length(request.headers()).is_some_and(|len| len > limit)
+    {
         return Err(ProxyError::BodyTooLarge.into());
     }
     let mut scratch = String::new();
@@ -924,16 +925,6 @@ struct Normalised<'a> {
     facts: &'a crate::vars::RequestFacts,
     /// What the rewrite phases set, captured and rewrote (None before them).
     locals: Option<&'a Locals>,
-}
-
-fn declared_length<B>(request: &Request<B>) -> Option<u64> {
-    request
-        .headers()
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// What variables read about `request`, from `client` (its real address, realip applied);

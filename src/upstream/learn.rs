@@ -42,7 +42,7 @@ pub struct LearnMode {
 #[derive(Debug, Default)]
 pub(super) struct Presented {
     /// The key of a session the zone knows: re-pinned if its server cannot take the request.
-    pub(super) known: Option<Box<[u8]>>,
+    pub(super) known: Option<Vec<u8>>,
     /// The handshake its response may be, when the group learns from handshakes.
     pub(super) handshake: Option<Handshake>,
 }

@@ -169,11 +169,13 @@ impl Sticky {
                 let found = mode
                     .zone
                     .lookup_with(key.as_bytes(), now, |v| table.find(v));
+                let stale = Key::stale(key.as_bytes());
+                // The rendered key itself is kept (moved, not copied) for a re-pin.
                 let presented = Presented {
-                    known: found.is_some().then(|| key.as_bytes().into()),
+                    known: found.is_some().then(|| key.into_bytes()),
                     handshake,
                 };
-                (found.flatten(), Some(Key::stale(key.as_bytes())), presented)
+                (found.flatten(), Some(stale), presented)
             }
             Sticky::Route { variables, .. } => {
                 let mut value = String::new();

@@ -108,12 +108,7 @@ impl Exchange {
 /// How the body goes up: by the request's `Content-Length` if it has one, chunked if it has a
 /// body without one (an HTTP/1 client's chunked body, an HTTP/2 body of unknown length).
 fn framing_of(request: &Request<RequestBody>) -> RequestFraming {
-    let declared = request
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    match declared {
+    match head::declared_length(request.headers()) {
         Some(0) => RequestFraming::None,
         Some(length) => RequestFraming::Length(length),
         None if request.body().is_end_stream() => RequestFraming::None,

@@ -59,6 +59,16 @@ pub fn encode_request(
     out.extend_from_slice(b"\r\n");
 }
 
+/// A request's `Content-Length`, as the client side checked it (one plain number).
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// How a response's body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResponseFraming {

@@ -40,6 +40,15 @@ impl Report {
         }
     }
 
+    /// Reads the first `count` events: each client connected, to `server`.
+    pub async fn all_connected_to(&mut self, count: usize, server: &str) {
+        for _ in 0..count {
+            let connected = self.next().await;
+            assert_eq!(connected.event, "connected", "{}", connected.line);
+            assert_eq!(connected.line["server"], server, "{}", connected.line);
+        }
+    }
+
     /// The next line; a failure with the script's stderr if it ended instead.
     pub async fn next(&mut self) -> Event {
         let line = within(LIMIT, "the clients' next line", self.lines.next_line())

@@ -73,11 +73,7 @@ async fn socketio_clients_of_a_drained_server_reconnect_elsewhere_spread_over_dr
         .spawn()
         .expect("start node");
     let mut report = Report::new(node);
-    for _ in 0..CLIENTS {
-        let connected = report.next().await;
-        assert_eq!(connected.event, "connected", "{}", connected.line);
-        assert_eq!(connected.line["server"], "a", "{}", connected.line);
-    }
+    report.all_connected_to(CLIENTS, "a").await;
     let drained = Instant::now();
     proxy
         .apply(&farm("server {a} drain; server {b};"), &backends)
