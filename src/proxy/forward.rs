@@ -67,6 +67,10 @@ pub struct Route<'a> {
     pub tls: Option<&'a Arc<TlsTarget>>,
     /// The request as an error line names it (client, server, request line, host).
     pub cx: &'a RequestContext<'a>,
+    /// The response header lines the client would not see and nothing reads: left out of
+    /// the answer's header map as it is parsed (bits of
+    /// [`left_out_of_responses`](crate::proxy::headers::left_out_of_responses)).
+    pub left_out: u16,
 }
 
 /// Sends the request in `unsent` to `first`, the server `group` chose for it, then — as
@@ -227,7 +231,7 @@ async fn attempt<'g>(
             .as_mut()
             .expect("forward puts a request in the slot before every attempt");
         let bodyless = request.body().is_end_stream();
-        let exchange = Exchange::start(connection, request);
+        let exchange = Exchange::start(connection, request, route.left_out);
         let sending = std::pin::pin!(exchange);
         match wait_for_head(sending, settings, progress, &mut guard).await {
             Ok(Ok(sent)) => {

@@ -39,27 +39,87 @@ const HOP_BY_HOP: usize = 7;
 /// the protocol to upgrade to), except a 101 turned into an HTTP/2 tunnel.
 const UPGRADE_BIT: u16 = 1 << 6;
 
-/// `name`'s index in [`STRIPPED`]. A match on the name's text: one length switch and a compare
-/// or two, where a `HeaderMap` lookup would hash.
+/// `name`'s index in [`STRIPPED`].
 fn stripped_index(name: &HeaderName) -> Option<usize> {
-    Some(match name.as_str() {
-        "connection" => 0,
-        "keep-alive" => 1,
-        "proxy-connection" => 2,
-        "te" => 3,
-        "trailer" => 4,
-        "transfer-encoding" => 5,
-        "upgrade" => 6,
-        "date" => 7,
-        "server" => 8,
-        "x-pad" => 9,
-        "x-accel-expires" => 10,
-        "x-accel-redirect" => 11,
-        "x-accel-limit-rate" => 12,
-        "x-accel-buffering" => 13,
-        "x-accel-charset" => 14,
+    stripped_index_of(name.as_str().as_bytes())
+}
+
+/// The index in [`STRIPPED`] of a name as a message spelled it (any case). A switch on the
+/// length first: most names are ruled out by it without a compare, where a `HeaderMap`
+/// lookup would hash.
+#[inline]
+fn stripped_index_of(name: &[u8]) -> Option<usize> {
+    // The lengths below as bits: one test rules out most names (`Content-Type`,
+    // `Content-Length`, `Cache-Control`, `Set-Cookie`, ...) before the switch.
+    const LENGTHS: u32 = 1 << 2
+        | 1 << 4
+        | 1 << 5
+        | 1 << 6
+        | 1 << 7
+        | 1 << 10
+        | 1 << 15
+        | 1 << 16
+        | 1 << 17
+        | 1 << 18;
+    if name.len() >= 32 || LENGTHS & (1 << name.len()) == 0 {
+        return None;
+    }
+    let candidates: &[usize] = match name.len() {
+        2 => &[3],
+        4 => &[7],
+        5 => &[9],
+        6 => &[8],
+        7 => &[4, 6],
+        10 => &[0, 1],
+        15 => &[10, 14],
+        16 => &[2, 11],
+        17 => &[5, 13],
+        18 => &[12],
         _ => return None,
-    })
+    };
+    candidates
+        .iter()
+        .copied()
+        .find(|&index| name.eq_ignore_ascii_case(STRIPPED_TEXT[index]))
+}
+
+/// [`STRIPPED`] as text: a `HeaderName`'s text is looked up in a table for standard names.
+const STRIPPED_TEXT: [&[u8]; STRIPPED.len()] = [
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"date",
+    b"server",
+    b"x-pad",
+    b"x-accel-expires",
+    b"x-accel-redirect",
+    b"x-accel-limit-rate",
+    b"x-accel-buffering",
+    b"x-accel-charset",
+];
+
+/// Which of [`STRIPPED`] a response head may leave out of its header map as it is parsed
+/// (bits of a mask, as [`rewrite_response`] takes them): every one the client is not to see
+/// — `passed` (bits of `proxy_pass_header`) keeps its own — except `Upgrade`, which a `101`
+/// needs. Taking them out here costs a compare per line; putting them in and removing them
+/// again cost a hash, an insert and a removal each (nginx's upstream sends `Server`, `Date`
+/// and `Connection` with every answer). Nothing may be left out when something reads the
+/// upstream's own head (`$upstream_http_*` in a log line, `sticky learn` from a header).
+pub fn left_out_of_responses(passed: u8) -> u16 {
+    let all = (1u16 << STRIPPED.len()) - 1;
+    all & !(u16::from(passed) << HOP_BY_HOP) & !UPGRADE_BIT
+}
+
+/// Whether a response header line named `name` (as spelled) is one `left_out` leaves out.
+/// A `Connection` line that lists other headers must stay (its caller clears bit 0 for it),
+/// so the headers it names are removed with the others in [`rewrite_response`].
+#[inline]
+pub fn is_left_out(name: &[u8], left_out: u16) -> bool {
+    stripped_index_of(name).is_some_and(|index| left_out & (1 << index) != 0)
 }
 
 /// The `Upgrade` token of an HTTP/1.1 upgrade request (`Connection: upgrade` plus `Upgrade`).
@@ -336,7 +396,11 @@ mod tests {
         assert!(HOP_BY_HOP <= STRIPPED.len());
         for (index, name) in STRIPPED.iter().enumerate() {
             assert_eq!(stripped_index(name), Some(index), "{name}");
+            assert_eq!(STRIPPED_TEXT[index], name.as_str().as_bytes());
         }
+        // However a message spells them.
+        assert_eq!(stripped_index_of(b"Transfer-Encoding"), Some(5));
+        assert_eq!(stripped_index_of(b"X-ACCEL-CHARSET"), Some(14));
         // Names near the listed ones are not taken for them.
         for name in [
             "host",
@@ -424,6 +488,22 @@ mod tests {
         );
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn a_response_head_leaves_out_what_the_client_would_not_see() {
+        let left_out = left_out_of_responses(0);
+        assert!(is_left_out(b"Server", left_out));
+        assert!(is_left_out(b"connection", left_out));
+        assert!(is_left_out(b"X-Accel-Buffering", left_out));
+        // A 101 needs its `Upgrade`; a 426 passes it on.
+        assert!(!is_left_out(b"Upgrade", left_out));
+        assert!(!is_left_out(b"Content-Type", left_out));
+        // `proxy_pass_header Server;` (its bit among the hidden-by-default ones).
+        let passed = left_out_of_responses(0b0000_0010);
+        assert!(!is_left_out(b"server", passed));
+        assert!(is_left_out(b"date", passed));
+        assert!(!is_left_out(b"date", 0));
     }
 
     #[test]

@@ -141,7 +141,7 @@ async fn probe(
         .header(header::USER_AGENT, "tether-health-check")
         .body(RequestBody::Empty)
         .map_err(|error| format!("invalid check request ({error})"))?;
-    match Exchange::start(connection, &mut request).await {
+    match Exchange::start(connection, &mut request, 0).await {
         Ok(sent) => {
             let status = sent.head.status.as_u16();
             if (check.status.0..=check.status.1).contains(&status) {

@@ -226,6 +226,13 @@ impl Group {
         self.sticky.is_some()
     }
 
+    /// True when its answers' own header lines are read (`sticky learn
+    /// create=$upstream_http_NAME`): none may be left out of a response as it is parsed.
+    pub fn reads_answer_headers(&self) -> bool {
+        matches!(&self.sticky, Some(Sticky::Learn { mode, .. })
+            if mode.create.iter().any(|source| matches!(source, crate::config::LearnSource::UpstreamHeader(_))))
+    }
+
     /// The cookie value of member `index`, if the group has `sticky cookie`.
     pub fn cookie_value(&self, index: usize) -> Option<&str> {
         self.sticky.as_ref()?.cookie_value(index)

@@ -217,6 +217,53 @@ async fn a_format_shows_request_response_and_upstream_facts() {
     drop(second);
 }
 
+/// The upstream's own head, for the two tests below: what nginx hides, and a header its
+/// `Connection` line makes hop-by-hop.
+fn hop_by_hop_answer(_path: &str) -> String {
+    crate::response_headers::response(
+        "200 OK",
+        &[
+            "Server: kestrel",
+            "X-Accel-Buffering: no",
+            "Connection: keep-alive, X-Trace",
+            "X-Trace: t1",
+            "X-Kept: 1",
+        ],
+        "ok",
+    )
+}
+
+#[tokio::test]
+async fn a_line_shows_the_upstreams_own_head_which_the_client_never_sees() {
+    let backend = crate::response_headers::Scripted::start(hop_by_hop_answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = temp_log(&dir, "upstream.log");
+    let conf = format!(
+        "http {{ log_format up 'srv=$upstream_http_server buf=$upstream_http_x_accel_buffering \
+         conn=[$upstream_http_connection] trace=$upstream_http_x_trace'; \
+         upstream u {{ server {{a}}; }} server {{ listen {{listen}}; \
+         location /logged {{ proxy_pass http://u; access_log {} up; }} \
+         location / {{ proxy_pass http://u; access_log off; }} }} }}",
+        log.display()
+    );
+    let proxy = Proxy::start(&conf, &[("a", backend.addr)]).await;
+    for path in ["/logged", "/plain"] {
+        let seen = crate::response_headers::fetch(proxy.addr, path).await;
+        assert_eq!(seen.status, 200, "{path}: {seen:?}");
+        assert_eq!(seen.get("x-kept").as_deref(), Some("1"), "{path}: {seen:?}");
+        for hidden in ["x-accel-buffering", "x-trace"] {
+            assert_eq!(seen.get(hidden), None, "{path}: {seen:?}");
+        }
+        let server = seen.get("server").unwrap_or_default();
+        assert!(server.starts_with("tether"), "{path}: {seen:?}");
+    }
+    let lines = lines(&log, 1).await;
+    assert_eq!(
+        lines[0], "srv=kestrel buf=no conn=[keep-alive, X-Trace] trace=t1",
+        "the line reads the upstream's head as it came"
+    );
+}
+
 #[tokio::test]
 async fn json_escaping_and_default_escaping_of_one_header() {
     let a = Backend::start("a").await;

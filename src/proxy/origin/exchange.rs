@@ -26,6 +26,9 @@ pub struct Exchange {
     /// Writing the upload failed; the upstream may still answer (and the answer wins).
     upload_failed: Option<std::io::Error>,
     method: Method,
+    /// The response header lines the client would not see (bits of
+    /// [`left_out_of_responses`](crate::proxy::headers::left_out_of_responses)).
+    left_out: u16,
     /// Some byte of an answer arrived.
     answered: bool,
 }
@@ -57,8 +60,13 @@ pub struct Failure {
 impl Exchange {
     /// Starts `request` on `conn`: its head encoded (origin-form), its body taken out of it to
     /// be uploaded. The rest of the request (its head) stays with the caller, so a failure
-    /// before anything was taken leaves it whole.
-    pub fn start(mut conn: Box<Connection>, request: &mut Request<RequestBody>) -> Exchange {
+    /// before anything was taken leaves it whole. The answer's head is parsed without the
+    /// lines `left_out` names.
+    pub fn start(
+        mut conn: Box<Connection>,
+        request: &mut Request<RequestBody>,
+        left_out: u16,
+    ) -> Exchange {
         conn.wrote = false;
         let framing = framing_of(request);
         let target = request
@@ -86,6 +94,7 @@ impl Exchange {
             upload,
             upload_failed: None,
             method: request.method().clone(),
+            left_out,
             answered: false,
         }
     }
@@ -145,7 +154,7 @@ impl Future for Exchange {
         }
         loop {
             if !conn.read.is_empty() {
-                match head::parse_response(&mut conn.read, &this.method) {
+                match head::parse_response(&mut conn.read, &this.method, this.left_out) {
                     Ok(Parsed::Final(head)) => {
                         let conn = this.conn.take().expect("checked above");
                         let upload = this.upload.take().filter(|upload| !upload.finished);

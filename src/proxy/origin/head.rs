@@ -13,6 +13,9 @@ use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
+use crate::proxy::headers::is_left_out;
+#[cfg(doc)]
+use crate::proxy::headers::left_out_of_responses;
 use crate::proxy::spelling::Spellings;
 
 /// The most header lines an upstream's response head may have. nginx counts none (its bound
@@ -123,8 +126,14 @@ pub enum Parsed {
 }
 
 /// Parses the response head at the front of `buf` (answering a `method` request) and takes it
-/// out of the buffer when whole.
-pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Parsed, InvalidHead> {
+/// out of the buffer when whole. The header lines `left_out` names (bits of
+/// [`left_out_of_responses`]) are read for the framing but not put in the header map: the
+/// client would not see them.
+pub fn parse_response(
+    buf: &mut BytesMut,
+    method: &Method,
+    left_out: u16,
+) -> Result<Parsed, InvalidHead> {
     // Left uninitialised: httparse fills only the slots it uses, and writing all hundred
     // empty slots first was most of the parse's own cost.
     let mut slots =
@@ -185,13 +194,19 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Inv
         };
     }
     let raw = buf.split_to(len).freeze();
+    // A `Connection` line naming other headers stays: they are removed with it later.
+    let left_out = left_out & !u16::from(framing.names_headers);
     let mut headers = HeaderMap::with_capacity(count);
     for line in lines.iter() {
         let (name_at, value_at) = (line.name_at as usize, line.value_at as usize);
         let name = &raw[name_at..name_at + line.name_len as usize];
+        let value = value_at..value_at + line.value_len as usize;
+        if left_out != 0 && is_left_out(name, left_out) {
+            continue;
+        }
         let name = HeaderName::from_bytes(name)
             .map_err(|_| InvalidHead("upstream sent invalid header"))?;
-        let value = raw.slice(value_at..value_at + line.value_len as usize);
+        let value = raw.slice(value);
         // SAFETY: httparse accepted this value, and what it accepts in a value (HTAB, SP,
         // visible ASCII, obs-text; never another control byte nor DEL) is exactly what a
         // `HeaderValue` may hold. Checking every byte again was a tenth of the parse.
@@ -232,6 +247,9 @@ struct Framing {
     length: Option<u64>,
     chunked: bool,
     close: bool,
+    /// A `Connection` line names a header (a token other than `close`, `keep-alive` and
+    /// `upgrade`): that header is hop-by-hop too.
+    names_headers: bool,
 }
 
 impl Framing {
@@ -251,9 +269,17 @@ impl Framing {
             }
             self.chunked = true;
         } else if name.eq_ignore_ascii_case(header::CONNECTION.as_str()) {
-            self.close |= value
-                .split(|&byte| byte == b',')
-                .any(|token| trim(token).eq_ignore_ascii_case(b"close"));
+            for token in value.split(|&byte| byte == b',') {
+                let token = trim(token);
+                if token.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if !(token.eq_ignore_ascii_case(b"keep-alive")
+                    || token.eq_ignore_ascii_case(b"upgrade")
+                    || token.is_empty())
+                {
+                    self.names_headers = true;
+                }
+            }
         }
         Ok(())
     }

@@ -2,7 +2,7 @@ use super::*;
 
 fn parse(text: &str, method: &Method) -> Result<Parsed, InvalidHead> {
     let mut buf = BytesMut::from(text.as_bytes());
-    parse_response(&mut buf, method)
+    parse_response(&mut buf, method, 0)
 }
 
 fn head(text: &str) -> ResponseHead {
@@ -23,7 +23,7 @@ fn refused(text: &str) -> &'static str {
 fn a_length_framed_head_keeps_its_headers_and_the_body_stays_in_the_buffer() {
     let mut buf =
         BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Trace: a\r\n\r\nhello"[..]);
-    let Ok(Parsed::Final(head)) = parse_response(&mut buf, &Method::GET) else {
+    let Ok(Parsed::Final(head)) = parse_response(&mut buf, &Method::GET, 0) else {
         panic!("not parsed");
     };
     assert_eq!(head.status, StatusCode::OK);
@@ -132,4 +132,38 @@ fn the_request_head_is_written_in_one_pass() {
         String::from_utf8(out).unwrap(),
         "POST /up?x=1 HTTP/1.1\r\nhost: app\r\nx-a: 1\r\nx-a: 2\r\ntransfer-encoding: chunked\r\n\r\n"
     );
+}
+
+#[test]
+fn lines_the_client_would_not_see_frame_the_body_but_stay_out_of_the_map() {
+    let text = "HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: x\r\nConnection: close\r\n\
+                Transfer-Encoding: chunked\r\nX-Kept: 1\r\nUpgrade: h2c\r\n\r\n";
+    let mut buf = BytesMut::from(text.as_bytes());
+    let left_out = crate::proxy::headers::left_out_of_responses(0);
+    let Ok(Parsed::Final(head)) = parse_response(&mut buf, &Method::GET, left_out) else {
+        panic!("not parsed");
+    };
+    assert_eq!(head.framing, ResponseFraming::Chunked);
+    assert!(
+        !head.keep_alive,
+        "its Connection: close was read all the same"
+    );
+    let names: Vec<&str> = head.headers.keys().map(|name| name.as_str()).collect();
+    assert_eq!(names, ["x-kept", "upgrade"]);
+    // Left out or not, the spellings of what is kept are found.
+    let names = head.spellings.names().unwrap();
+    assert_eq!(names.speller().spell("x-kept"), Some(&b"X-Kept"[..]));
+}
+
+#[test]
+fn a_connection_line_naming_a_header_stays_for_that_header_to_be_removed_with_it() {
+    let text = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Trace\r\nX-Trace: 1\r\n\
+                Content-Length: 0\r\n\r\n";
+    let mut buf = BytesMut::from(text.as_bytes());
+    let left_out = crate::proxy::headers::left_out_of_responses(0);
+    let Ok(Parsed::Final(head)) = parse_response(&mut buf, &Method::GET, left_out) else {
+        panic!("not parsed");
+    };
+    assert_eq!(head.headers["connection"], "keep-alive, X-Trace");
+    assert!(head.keep_alive);
 }

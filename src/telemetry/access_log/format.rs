@@ -36,6 +36,8 @@ pub struct Format {
     holes: Box<[Hole]>,
     /// Whether some hole is filled before the end (the relay then calls `fill` early).
     needs_heads: bool,
+    /// A hole is filled from the upstream's own head.
+    reads_upstream_head: bool,
     /// Whether a hole shows a size, for which request and response heads are measured.
     needs_sizes: bool,
     /// Whether a hole shows a duration, for which the clock is read.
@@ -158,6 +160,7 @@ impl Format {
             pieces.push(piece);
         }
         let needs_heads = holes.iter().any(|hole| hole.phase != Phase::End);
+        let reads_upstream_head = holes.iter().any(|hole| hole.phase == Phase::UpstreamHead);
         let needs_sizes = holes.iter().any(|hole| {
             matches!(
                 hole.late,
@@ -182,6 +185,7 @@ impl Format {
             headers: headers.into(),
             holes: holes.into(),
             needs_heads,
+            reads_upstream_head,
             needs_sizes,
             needs_times,
         })
@@ -190,6 +194,12 @@ impl Format {
     /// Whether a hole is filled from a response head (`$sent_http_*`, `$upstream_http_*`).
     pub fn needs_heads(&self) -> bool {
         self.needs_heads
+    }
+
+    /// Whether a hole is filled from the upstream's own head (`$upstream_http_*`,
+    /// `$upstream_cookie_*`), before tether rewrites it.
+    pub fn reads_upstream_head(&self) -> bool {
+        self.reads_upstream_head
     }
 
     /// Whether a hole shows a size (`$bytes_sent`, `$request_length`, `$upstream_bytes_*`).
