@@ -509,7 +509,10 @@ async fn proxy(
         added,
     } = routed;
     let limit = route.settings.client_max_body_size;
-    if limit > 0 && origin::head::declared_length(request.headers()).is_some_and(|len| len > limit)
+    let has_body = !request.body().is_end_stream();
+    if limit > 0
+        && has_body
+        && origin::head::declared_length(request.headers()).is_some_and(|len| len > limit)
     {
         return Err(ProxyError::BodyTooLarge.into());
     }

@@ -161,7 +161,10 @@ pin_project! {
         // Streamed from an upstream; an event stream ends after a complete event when its
         // server drains or tether stops; `sticky learn` may read a handshake's first chunks.
         Upstream {
-            #[pin] body: UpstreamBody,
+            // Boxed: a response moves through several layers on its way to the writer, and
+            // every move of this body inline was a copy of some 400 bytes; one allocation costs
+            // less than those copies.
+            body: Pin<Box<UpstreamBody>>,
             events: Option<Box<EndAfterEvent>>,
             learner: Option<Box<BodyLearner>>,
         },
@@ -258,7 +261,7 @@ impl From<UpstreamBody> for ResponseBody {
     fn from(body: UpstreamBody) -> ResponseBody {
         ResponseBody {
             kind: Kind::Upstream {
-                body,
+                body: Box::pin(body),
                 events: None,
                 learner: None,
             },
@@ -326,8 +329,8 @@ impl Body for Kind {
                 learner,
             } => {
                 let frame = ready!(match events {
-                    Some(events) => events.poll_frame(body, cx),
-                    None => body.poll_frame(cx),
+                    Some(events) => events.poll_frame(body.as_mut(), cx),
+                    None => body.as_mut().poll_frame(cx),
                 });
                 if let (Some(Ok(frame)), Some(_)) = (&frame, &learner) {
                     learn::observe(frame, learner);

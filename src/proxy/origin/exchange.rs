@@ -116,11 +116,14 @@ impl Exchange {
 
 /// How the body goes up: by the request's `Content-Length` if it has one, chunked if it has a
 /// body without one (an HTTP/1 client's chunked body, an HTTP/2 body of unknown length).
+/// A request without a body (most) is known by its body alone, without a header lookup.
 fn framing_of(request: &Request<RequestBody>) -> RequestFraming {
+    if request.body().is_end_stream() {
+        return RequestFraming::None;
+    }
     match head::declared_length(request.headers()) {
         Some(0) => RequestFraming::None,
         Some(length) => RequestFraming::Length(length),
-        None if request.body().is_end_stream() => RequestFraming::None,
         None => RequestFraming::Chunked,
     }
 }
