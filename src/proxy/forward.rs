@@ -7,6 +7,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use http::{Request, Response};
 use http_body::Body as _;
@@ -20,6 +21,7 @@ use crate::proxy::body::client::ClientBodyError;
 use crate::proxy::body::request::{RequestBody, SendProgress};
 use crate::proxy::connect::{ConnectError, connect};
 use crate::proxy::context::{self, RequestContext, request_event};
+use crate::proxy::deadline;
 use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
 use crate::proxy::headers::is_idempotent;
 use crate::proxy::origin::{Exchange, OriginBody, OriginError};
@@ -304,6 +306,51 @@ fn body_error(error: BodyError) -> ProxyError {
     }
 }
 
+/// [`wait_for_head`] for a bodyless request on a connection that offers its timer
+/// ([`deadline`]): woken by it at `mark` (a long poll from then on) and at `deadline`, the
+/// clock read only when polled while still waiting after a wake.
+async fn wait_on_connection_timer<F, T>(
+    mut sending: Pin<&mut F>,
+    (deadline, mark): (Instant, Instant),
+    guard: &mut ActiveGuard,
+) -> Result<T, TimeoutKind>
+where
+    F: Future<Output = T>,
+{
+    let mut first = true;
+    let mut marked = mark >= deadline;
+    let mut own: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = sending.as_mut().poll(cx) {
+            return Poll::Ready(Ok(result));
+        }
+        // The first poll follows the clock read that set both times.
+        if !std::mem::take(&mut first) {
+            let now = Instant::now();
+            if now >= deadline {
+                return Poll::Ready(Err(TimeoutKind::Read));
+            }
+            if !marked && now >= mark {
+                marked = true;
+                guard.mark(Transport::LongPoll);
+            }
+        }
+        let due = if marked { deadline } else { mark };
+        if !deadline::wake_at(due) {
+            // Polled where no connection offers its timer (never today): one of its own.
+            let sleep = own.get_or_insert_with(|| Box::pin(sleep_until(due)));
+            if sleep.deadline() != due {
+                sleep.as_mut().reset(due);
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                cx.waker().wake_by_ref();
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 /// Waits for the response head: `proxy_read_timeout` once the request is sent, and
 /// `proxy_send_timeout` while an upload is stuck on the upstream's side. `sending` stays where
 /// the caller pinned it, so its state is not copied into each future on the way.
@@ -323,6 +370,9 @@ where
         let now = Instant::now();
         let deadline = now + settings.read_timeout;
         let mark = now + LONG_POLL_AFTER;
+        if deadline::offered() {
+            return wait_on_connection_timer(sending, (deadline, mark), guard).await;
+        }
         if deadline <= mark {
             return timeout(settings.read_timeout, sending)
                 .await

@@ -8,6 +8,7 @@
 pub mod body;
 pub mod connect;
 pub mod context;
+pub mod deadline;
 pub mod error;
 mod error_page;
 pub mod extended_connect;

@@ -125,3 +125,60 @@ async fn many_held_polls_wait_side_by_side() {
     );
     assert_eq!(a.hits(), 20);
 }
+
+/// The wait for a response head is timed by the client connection's own timer, the one that
+/// also times its keep-alive waits: both must keep their meaning on one connection.
+#[tokio::test]
+async fn a_keep_alive_connection_times_its_requests_and_its_idle_waits_apart() {
+    let a = Backend::start("a").await;
+    let timed = |read: &str, keepalive: &str| {
+        format!(
+            "http {{ keepalive_timeout {keepalive}; upstream up {{ server {{a}}; }} \
+             server {{ listen {{listen}}; location / {{ proxy_pass http://up; \
+             proxy_read_timeout {read}; }} }} }}"
+        )
+    };
+    let proxy = Proxy::start(&timed("1s", "3s"), &[("a", a.addr)]).await;
+    let mut connection = Connection::open(proxy.addr).await;
+    assert_eq!(connection.get("/first").await.status, 200);
+    // Held past proxy_read_timeout on a connection that waited for its keep-alive before.
+    let started = Instant::now();
+    let reply = within(
+        Duration::from_secs(5),
+        "the 504",
+        connection.get("/hold?ms=3000"),
+    )
+    .await;
+    let waited = started.elapsed();
+    assert_eq!(reply.status, 504, "{reply:?}");
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_millis(2500),
+        "at proxy_read_timeout, not the hold nor keepalive_timeout ({waited:?})"
+    );
+    // Held under proxy_read_timeout, on a fresh connection whose keep-alive wait would end
+    // first: the keep-alive clock does not run while a request does.
+    let proxy = Proxy::start(&timed("4s", "1s"), &[("a", a.addr)]).await;
+    let mut connection = Connection::open(proxy.addr).await;
+    assert_eq!(connection.get("/first").await.status, 200);
+    let reply = within(
+        Duration::from_secs(5),
+        "the held answer",
+        connection.get("/hold?ms=2000"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body, "a held");
+    // And the connection still waits for its next request, then closes once idle past it.
+    assert_eq!(connection.get("/after").await.body, "a");
+    within(
+        Duration::from_secs(4),
+        "the idle connection closed",
+        async {
+            while !connection.is_closed() {
+                // Polling a condition: the client notices the close on its own.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+}

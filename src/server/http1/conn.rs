@@ -102,7 +102,7 @@ pub async fn serve(
         first = false;
         slot.busy();
         let snapshot = live.load_full();
-        match connection.exchange(head, snapshot).await {
+        match connection.exchange(head, snapshot, &mut timer).await {
             Next::KeepAlive => {}
             next => break next,
         }
@@ -240,7 +240,14 @@ impl Connection<'_> {
     }
 
     /// One request and its response.
-    async fn exchange(&mut self, head: RequestHead, snapshot: Arc<Snapshot>) -> Next {
+    /// `timer` is the connection's, offered to the request for its wait on the upstream
+    /// (see [`proxy::deadline`]).
+    async fn exchange(
+        &mut self,
+        head: RequestHead,
+        snapshot: Arc<Snapshot>,
+        timer: &mut IdleTimer<'_>,
+    ) -> Next {
         let RequestHead {
             method,
             uri,
@@ -289,16 +296,31 @@ impl Connection<'_> {
         // The proxy works out the response while the body is fed to whoever reads it.
         let mut service = pin!(proxy::serve(request, upgrade, self.info.clone(), snapshot));
         let response = poll_fn(|cx| {
-            if let Some(pump) = pump.as_mut() {
-                let _ = pump.poll(
-                    cx,
-                    &mut self.stream,
-                    &mut self.read_buf,
-                    &mut self.outbox,
-                    false,
-                );
+            loop {
+                if let Some(pump) = pump.as_mut() {
+                    let _ = pump.poll(
+                        cx,
+                        &mut self.stream,
+                        &mut self.read_buf,
+                        &mut self.outbox,
+                        false,
+                    );
+                }
+                let offer = proxy::deadline::offer();
+                let polled = service.as_mut().poll(cx);
+                let wake_at = offer.take();
+                if polled.is_ready() {
+                    return polled;
+                }
+                match wake_at {
+                    Some(due) => timer.set(due),
+                    None => return Poll::Pending,
+                }
+                if !timer.poll_expired(cx) {
+                    return Poll::Pending;
+                }
+                // The time the request asked for came: it looks at the clock itself.
             }
-            service.as_mut().poll(cx)
         })
         .await;
 
