@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::BytesMut;
 use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +24,7 @@ use crate::server::http1;
 use crate::server::http1::head::Rejection;
 use crate::server::proxy_protocol::{self, Refusal};
 use crate::server::sniff::{self, Opening};
-use crate::server::socket::Accepted;
+use crate::server::socket::{Accepted, accepted_inherit_nodelay};
 use crate::server::tls::{self, Refused};
 use crate::snapshot::Snapshot;
 use crate::stream::MaybeTls;
@@ -77,6 +78,11 @@ pub async fn accept_loop(
             .filter(|bound| !bound.ip().is_unspecified()),
         Bound::Unix(..) => Some(listen),
     };
+    // TCP_NODELAY comes with each accepted socket where the listener passes it on.
+    let inherit_nodelay = match &listener {
+        Bound::Tcp(tcp) => accepted_inherit_nodelay(tcp),
+        Bound::Unix(..) => true,
+    };
     let accept_failures = Throttle::default();
     // Looked up once per listener, kept across reloads by the telemetry.
     let stats = lifecycle.telemetry.listener(listen);
@@ -91,6 +97,11 @@ pub async fn accept_loop(
         };
         match accepted {
             Ok((stream, client)) => {
+                // Small writes (SSE events, WebSocket frames, response heads) must leave at
+                // once.
+                if let (false, Accepted::Tcp(tcp)) = (inherit_nodelay, &stream) {
+                    let _ = tcp.set_nodelay(true);
+                }
                 let conn = ConnInfo {
                     serial: crate::proxy::next_connection_serial(),
                     requests: Default::default(),
@@ -184,10 +195,6 @@ async fn serve_connection(
     admission: Admission,
     (_token, counted): (Token, ListenerToken),
 ) {
-    // Small writes (SSE events, WebSocket frames, response heads) must leave at once.
-    if let Accepted::Tcp(tcp) = &stream {
-        let _ = tcp.set_nodelay(true);
-    }
     let (settings, tls, proxy_protocol) = {
         let snapshot = live.load();
         let listen = conn.listen;
@@ -221,6 +228,8 @@ async fn serve_connection(
             }
         }
     }
+    // The client's first bytes, read by the sniff (nothing is read apart inside TLS).
+    let mut first_read = BytesMut::new();
     // TLS is only ever configured on TCP listeners (`listen unix:` refuses `ssl`).
     let (stream, opening) = match stream {
         Accepted::Tcp(stream) if tls => {
@@ -264,8 +273,9 @@ async fn serve_connection(
         stream => {
             // Nothing is in hand before the first byte: retiring the listener, or the ceiling
             // shedding this connection, closes it at once too.
+            first_read.reserve(http1::READ_CHUNK);
             let opening = tokio::select! {
-                opening = timeout(header_timeout, sniff::opening(stream.as_ref())) => opening,
+                opening = timeout(header_timeout, sniff::opening(stream.as_ref(), &mut first_read)) => opening,
                 () = slot.told_to_go() => return,
             };
             match opening {
@@ -280,8 +290,8 @@ async fn serve_connection(
     };
     let conn = Arc::new(conn);
     match opening {
-        Opening::Http2 => h2::serve(stream, conn, live, slot).await,
-        Opening::Http1 => http1::serve(stream, conn, live, slot).await,
+        Opening::Http2 => h2::serve(stream, first_read.freeze(), conn, live, slot).await,
+        Opening::Http1 => http1::serve(stream, first_read, conn, live, slot).await,
     }
 }
 
