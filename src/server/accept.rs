@@ -181,7 +181,13 @@ fn connection_task(
     admission: Admission,
     tokens: (Token, ListenerToken),
 ) -> Pin<Box<impl Future<Output = ()> + Send + use<>>> {
-    Box::pin(serve_connection(stream, conn, live, admission, tokens))
+    // Allocated first and written in place: built on the stack and then boxed, the future
+    // would still be copied whole once.
+    let task = Box::write(
+        Box::new_uninit(),
+        serve_connection(stream, conn, live, admission, tokens),
+    );
+    Box::into_pin(task)
 }
 
 /// Serves one client connection (HTTP/1.1 with keep-alive and upgrades, or HTTP/2 by prior
