@@ -279,7 +279,7 @@ async fn serve_connection(
         stream => {
             // Nothing is in hand before the first byte: retiring the listener, or the ceiling
             // shedding this connection, closes it at once too.
-            first_read.reserve(http1::READ_CHUNK);
+            first_read = BytesMut::with_capacity(http1::READ_CHUNK);
             let opening = tokio::select! {
                 opening = timeout(header_timeout, sniff::opening(stream.as_ref(), &mut first_read)) => opening,
                 () = slot.told_to_go() => return,

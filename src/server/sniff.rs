@@ -105,7 +105,11 @@ mod tests {
         assert_eq!(&read[..], b"GET / HTTP/1.1\r\n\r\n");
         let mut more = [0u8; 16];
         let left = server.try_read(&mut more).map_err(|error| error.kind());
-        assert_eq!(left, Err(io::ErrorKind::WouldBlock), "bytes left in the socket");
+        assert_eq!(
+            left,
+            Err(io::ErrorKind::WouldBlock),
+            "bytes left in the socket"
+        );
     }
 
     #[tokio::test]
@@ -152,7 +156,9 @@ mod tests {
             let kind = runtime.block_on(async move {
                 let server = TcpStream::from_std(server).unwrap();
                 let mut read = BytesMut::with_capacity(1024);
-                opening(&server, &mut read).await.map_err(|error| error.kind())
+                opening(&server, &mut read)
+                    .await
+                    .map_err(|error| error.kind())
             });
             let _ = told.send(kind);
         });

@@ -9,8 +9,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-use tokio::io::{Interest, Ready};
 use bytes::BytesMut;
+use tokio::io::{Interest, Ready};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 
 use crate::stream::{ClientStream, MaybeTls};

@@ -74,7 +74,7 @@ pub async fn serve(
     let mut connection = Connection {
         stream,
         read_buf: read,
-        outbox: Outbox::default(),
+        outbox: Outbox::for_connection(),
         info,
         slot,
         spare_headers: HeaderMap::new(),
