@@ -492,7 +492,13 @@ impl AsyncRead for StallIo {
     ) -> Poll<io::Result<()>> {
         if !self.read.is_empty() {
             let n = self.read.len().min(buf.remaining());
-            buf.put_slice(&self.read.split_to(n));
+            buf.put_slice(&self.read[..n]);
+            if n == self.read.len() {
+                // Emptied: an empty slice of it would keep the sniff's whole buffer alive.
+                self.read = Bytes::new();
+            } else {
+                self.read = self.read.slice(n..);
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.io).poll_read(cx, buf)
