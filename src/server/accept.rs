@@ -2,11 +2,14 @@
 //! the connection ceiling, the PROXY protocol header where the listener expects one, the wait
 //! for the first bytes, and the hand-off to the HTTP/1 or HTTP/2 server.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::BytesMut;
 use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +24,7 @@ use crate::server::http1;
 use crate::server::http1::head::Rejection;
 use crate::server::proxy_protocol::{self, Refusal};
 use crate::server::sniff::{self, Opening};
-use crate::server::socket::Accepted;
+use crate::server::socket::{Accepted, accepted_inherit_nodelay};
 use crate::server::tls::{self, Refused};
 use crate::snapshot::Snapshot;
 use crate::stream::MaybeTls;
@@ -75,6 +78,11 @@ pub async fn accept_loop(
             .filter(|bound| !bound.ip().is_unspecified()),
         Bound::Unix(..) => Some(listen),
     };
+    // TCP_NODELAY comes with each accepted socket where the listener passes it on.
+    let inherit_nodelay = match &listener {
+        Bound::Tcp(tcp) => accepted_inherit_nodelay(tcp),
+        Bound::Unix(..) => true,
+    };
     let accept_failures = Throttle::default();
     // Looked up once per listener, kept across reloads by the telemetry.
     let stats = lifecycle.telemetry.listener(listen);
@@ -89,6 +97,11 @@ pub async fn accept_loop(
         };
         match accepted {
             Ok((stream, client)) => {
+                // Small writes (SSE events, WebSocket frames, response heads) must leave at
+                // once.
+                if let (false, Accepted::Tcp(tcp)) = (inherit_nodelay, &stream) {
+                    let _ = tcp.set_nodelay(true);
+                }
                 let conn = ConnInfo {
                     serial: crate::proxy::next_connection_serial(),
                     requests: Default::default(),
@@ -107,7 +120,7 @@ pub async fn accept_loop(
                 let token = lifecycle.connections.enter();
                 let counted = stats.accept();
                 let slot = admission.slot.clone();
-                let task = tokio::spawn(serve_connection(
+                let task = tokio::spawn(connection_task(
                     stream,
                     conn,
                     live.clone(),
@@ -156,6 +169,27 @@ async fn accept(listener: &Bound) -> std::io::Result<(Accepted, SocketAddr)> {
     }
 }
 
+/// The task spawned per accepted connection: [`serve_connection`] behind one box. The
+/// connection's future holds the request path's state (~10 KiB), and tokio moves a spawned
+/// future whole about ten times over a task's life (into its cell, and at every stage change):
+/// unboxed, those copies cost ~100k instructions per connection, more than everything else a
+/// connection does. Boxed once, they move a pointer.
+fn connection_task(
+    stream: Accepted,
+    conn: ConnInfo,
+    live: Arc<ArcSwap<Snapshot>>,
+    admission: Admission,
+    tokens: (Token, ListenerToken),
+) -> Pin<Box<impl Future<Output = ()> + Send + use<>>> {
+    // Allocated first and written in place: built on the stack and then boxed, the future
+    // would still be copied whole once.
+    let task = Box::write(
+        Box::new_uninit(),
+        serve_connection(stream, conn, live, admission, tokens),
+    );
+    Box::into_pin(task)
+}
+
 /// Serves one client connection (HTTP/1.1 with keep-alive and upgrades, or HTTP/2 by prior
 /// knowledge) until it closes, its listener is retired (then it finishes the request in hand
 /// and closes), the ceiling sheds it while idle, or tether stops (the task is aborted). A
@@ -167,10 +201,6 @@ async fn serve_connection(
     admission: Admission,
     (_token, counted): (Token, ListenerToken),
 ) {
-    // Small writes (SSE events, WebSocket frames, response heads) must leave at once.
-    if let Accepted::Tcp(tcp) = &stream {
-        let _ = tcp.set_nodelay(true);
-    }
     let (settings, tls, proxy_protocol) = {
         let snapshot = live.load();
         let listen = conn.listen;
@@ -204,6 +234,8 @@ async fn serve_connection(
             }
         }
     }
+    // The client's first bytes, read by the sniff (nothing is read apart inside TLS).
+    let mut first_read = BytesMut::new();
     // TLS is only ever configured on TCP listeners (`listen unix:` refuses `ssl`).
     let (stream, opening) = match stream {
         Accepted::Tcp(stream) if tls => {
@@ -247,8 +279,9 @@ async fn serve_connection(
         stream => {
             // Nothing is in hand before the first byte: retiring the listener, or the ceiling
             // shedding this connection, closes it at once too.
+            first_read = BytesMut::with_capacity(http1::READ_CHUNK);
             let opening = tokio::select! {
-                opening = timeout(header_timeout, sniff::opening(stream.as_ref())) => opening,
+                opening = timeout(header_timeout, sniff::opening(stream.as_ref(), &mut first_read)) => opening,
                 () = slot.told_to_go() => return,
             };
             match opening {
@@ -263,7 +296,27 @@ async fn serve_connection(
     };
     let conn = Arc::new(conn);
     match opening {
-        Opening::Http2 => h2::serve(stream, conn, live, slot).await,
-        Opening::Http1 => http1::serve(stream, conn, live, slot).await,
+        Opening::Http2 => h2::serve(stream, first_read.freeze(), conn, live, slot).await,
+        Opening::Http1 => http1::serve(stream, first_read, conn, live, slot).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future a function of five arguments returns, without calling it.
+    fn future_size<A, B, C, D, E, F: Future>(_: fn(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// What is spawned per accept is moved by tokio about ten times: it must be a pointer, not
+    /// the connection's kilobytes (unboxed, ~100k instructions of memcpy per connection).
+    #[test]
+    fn the_task_spawned_per_connection_is_a_pointer() {
+        let size = future_size(connection_task);
+        assert!(size <= 16, "the spawned connection future is {size} bytes");
+        // What the box saves: the connection's own state is kilobytes.
+        assert!(future_size(serve_connection) > 1024);
     }
 }

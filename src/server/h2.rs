@@ -48,9 +48,11 @@ use crate::snapshot::Snapshot;
 /// How long a connection that was sent GOAWAY and has no stream left may take to close.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Serves one HTTP/2 connection until the client or the limits end it.
+/// Serves one HTTP/2 connection until the client or the limits end it. `read` holds what was
+/// read of it already (the sniff's first read, the preface at least): hyper reads it first.
 pub async fn serve(
     stream: ClientStream,
+    read: Bytes,
     info: Arc<ConnInfo>,
     live: Arc<ArcSwap<Snapshot>>,
     slot: &ConnSlot,
@@ -99,7 +101,7 @@ pub async fn serve(
             }
         })
     };
-    let io = TokioIo::new(StallIo::new(stream, settings.send_timeout));
+    let io = TokioIo::new(StallIo::new(stream, read, settings.send_timeout));
     // Boxed: HTTP/2 by prior knowledge is the rare case here, and its connection state
     // (1.5 KB) inline would size every connection's task for it.
     let mut connection = Box::pin(
@@ -438,6 +440,8 @@ impl<F: Future> Future for SendWatch<F> {
 /// read (the connection then ends, and every stream's upstream with it).
 struct StallIo {
     io: ClientStream,
+    /// Read before hyper took the connection (the sniff's first read): given to hyper first.
+    read: Bytes,
     /// Boxed: hyper wants its IO `Unpin`. Not registered with the timer until a write first
     /// waits.
     stall: Pin<Box<Sleep>>,
@@ -446,9 +450,10 @@ struct StallIo {
 }
 
 impl StallIo {
-    fn new(io: ClientStream, timeout: Duration) -> StallIo {
+    fn new(io: ClientStream, read: Bytes, timeout: Duration) -> StallIo {
         StallIo {
             io,
+            read,
             stall: Box::pin(tokio::time::sleep(timeout)),
             timeout,
             armed: false,
@@ -485,6 +490,17 @@ impl AsyncRead for StallIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            buf.put_slice(&self.read[..n]);
+            if n == self.read.len() {
+                // Emptied: an empty slice of it would keep the sniff's whole buffer alive.
+                self.read = Bytes::new();
+            } else {
+                self.read = self.read.slice(n..);
+            }
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }

@@ -1,16 +1,17 @@
-//! Telling HTTP/2 by prior knowledge from HTTP/1 on a fresh client connection, by peeking at
-//! its first bytes.
+//! Telling HTTP/2 by prior knowledge from HTTP/1 on a fresh client connection, from its first
+//! bytes.
 //!
-//! Peeking, not reading: hyper's parser then reads every byte itself, into one buffer sized
-//! once. (hyper-util's `auto` reads the first 24 bytes apart and hands them back through a
-//! wrapper, which makes hyper grow — and copy — its 8 KiB read buffer on every connection and
-//! keep 16 KiB for the connection's life.)
+//! Read, not peeked: the bytes go into the buffer the connection then serves from, so the
+//! first read of the first request is this one (a `recv(MSG_PEEK)` and then a read cost two
+//! syscalls for the same bytes). The HTTP/1 server starts with them in its read buffer; the
+//! HTTP/2 one gets them handed back in front of the socket.
 
 use std::io;
 use std::os::fd::AsRawFd;
 
+use bytes::BytesMut;
+
 use super::socket::SocketRef;
-use tokio::io::Interest;
 
 /// What every HTTP/2 connection by prior knowledge starts with (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -20,35 +21,37 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub enum Opening {
     /// The HTTP/2 connection preface.
     Http2,
-    /// Anything else: HTTP/1.x (hyper answers garbage with a 400).
+    /// Anything else: HTTP/1.x (its server answers garbage with a 400).
     Http1,
 }
 
-/// Waits for the client's first bytes and tells which protocol they open. Bytes that are a
-/// beginning of the preface wait for the rest, so a preface split across segments still reads
-/// as HTTP/2. Fails when the client closes before sending anything.
-pub async fn opening<'a>(stream: impl Into<SocketRef<'a>>) -> io::Result<Opening> {
+/// Waits for the client's first bytes, reads them into `read` (which keeps them for the
+/// server that follows), and tells which protocol they open. Bytes that are a beginning of the
+/// preface wait for the rest, so a preface split across segments still reads as HTTP/2; a
+/// client that closes partway through one is HTTP/1 (its server meets the end of an
+/// unfinished head). Fails when the client closes before sending anything.
+pub async fn opening<'a>(
+    stream: impl Into<SocketRef<'a>>,
+    read: &mut BytesMut,
+) -> io::Result<Opening> {
     let stream = stream.into();
-    let mut seen = [0u8; PREFACE.len()];
     loop {
-        let ready = stream.ready(Interest::READABLE).await?;
-        // After the client's FIN the socket stays readable and the part peeked stays there:
-        // waiting for the rest would spin (tokio never clears "read closed"), so what there is
-        // decides.
-        let closed = ready.is_read_closed();
-        let peeked = stream.try_io(Interest::READABLE, || {
-            let n = peek(stream, &mut seen)?;
-            if n > 0 && n < PREFACE.len() && seen[..n] == PREFACE[..n] && !closed {
-                // Too early to tell: WouldBlock makes tokio wait for the next segment instead
-                // of handing back the same bytes at once.
-                return Err(io::ErrorKind::WouldBlock.into());
+        // Readiness first: a fresh socket rarely has its bytes at accept time, and a read
+        // that would block is a syscall spent for nothing.
+        stream.readable().await?;
+        match stream.try_read_buf(read) {
+            Ok(0) if read.is_empty() => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(0) => return Ok(Opening::Http1),
+            Ok(_) => {
+                let seen = read.len().min(PREFACE.len());
+                if read[..seen] != PREFACE[..seen] {
+                    return Ok(Opening::Http1);
+                }
+                if seen == PREFACE.len() {
+                    return Ok(Opening::Http2);
+                }
+                // Too early to tell: the rest of the preface is awaited.
             }
-            Ok(n)
-        });
-        match peeked {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) if n == PREFACE.len() && seen == *PREFACE => return Ok(Opening::Http2),
-            Ok(_) => return Ok(Opening::Http1),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
             Err(error) => return Err(error),
         }
@@ -75,7 +78,7 @@ pub(super) fn peek(stream: SocketRef<'_>, buf: &mut [u8]) -> io::Result<usize> {
 mod tests {
     use std::time::Duration;
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     use tokio::net::{TcpListener, TcpStream};
     use tokio::time::timeout;
 
@@ -91,41 +94,51 @@ mod tests {
         (client, server)
     }
 
+    /// The sniff's read is the request's first read: the bytes come back in the buffer, and
+    /// the socket has nothing more to give (a peek left them there to be read a second time).
     #[tokio::test]
-    async fn a_request_line_is_http1_and_stays_unread() {
-        let (mut client, mut server) = pair().await;
+    async fn a_request_line_is_http1_and_read_once() {
+        let (mut client, server) = pair().await;
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-        assert_eq!(opening(&server).await.unwrap(), Opening::Http1);
-        let mut first = [0u8; 5];
-        server.read_exact(&mut first).await.unwrap();
-        assert_eq!(&first, b"GET /");
+        let mut read = BytesMut::with_capacity(1024);
+        assert_eq!(opening(&server, &mut read).await.unwrap(), Opening::Http1);
+        assert_eq!(&read[..], b"GET / HTTP/1.1\r\n\r\n");
+        let mut more = [0u8; 16];
+        let left = server.try_read(&mut more).map_err(|error| error.kind());
+        assert_eq!(
+            left,
+            Err(io::ErrorKind::WouldBlock),
+            "bytes left in the socket"
+        );
     }
 
     #[tokio::test]
     async fn the_preface_is_http2_even_split_across_segments() {
-        let (mut client, mut server) = pair().await;
+        let (mut client, server) = pair().await;
         client.set_nodelay(true).unwrap();
         client.write_all(&PREFACE[..9]).await.unwrap();
+        let mut read = BytesMut::with_capacity(1024);
         // Proving a negative needs a bound: on 9 bytes of preface the sniff must keep waiting.
-        let early = timeout(Duration::from_millis(100), opening(&server)).await;
+        let early = timeout(Duration::from_millis(100), opening(&server, &mut read)).await;
         assert!(early.is_err(), "decided on a partial preface: {early:?}");
         client.write_all(&PREFACE[9..]).await.unwrap();
-        assert_eq!(opening(&server).await.unwrap(), Opening::Http2);
-        let mut all = [0u8; 24];
-        server.read_exact(&mut all).await.unwrap();
-        assert_eq!(&all, PREFACE);
+        client.write_all(b"frames").await.unwrap();
+        // The frames may come with the preface's end or after it: HTTP/2 either way.
+        assert_eq!(opening(&server, &mut read).await.unwrap(), Opening::Http2);
+        assert_eq!(&read[..PREFACE.len()], PREFACE);
     }
 
     #[tokio::test]
     async fn a_near_miss_of_the_preface_is_http1() {
         let (mut client, server) = pair().await;
         client.write_all(b"PRI * HTTP/1.1\r\n\r\n").await.unwrap();
-        assert_eq!(opening(&server).await.unwrap(), Opening::Http1);
+        let mut read = BytesMut::with_capacity(1024);
+        assert_eq!(opening(&server, &mut read).await.unwrap(), Opening::Http1);
     }
 
-    /// A partial preface and then the client's FIN: the bytes stay peekable and the socket
-    /// stays readable, so waiting for "the rest" must not spin; what came decides (HTTP/1,
-    /// whose server then meets the end of an unfinished head). The sniff runs on a thread of
+    /// A partial preface and then the client's FIN: waiting for "the rest" must not spin on a
+    /// socket that stays readable; what came decides (HTTP/1, whose server then meets the end
+    /// of an unfinished head). The sniff runs on a thread of
     /// its own, so that a spinning one fails this test (the thread is left behind) instead of
     /// hanging it.
     #[tokio::test]
@@ -142,7 +155,10 @@ mod tests {
                 .unwrap();
             let kind = runtime.block_on(async move {
                 let server = TcpStream::from_std(server).unwrap();
-                opening(&server).await.map_err(|error| error.kind())
+                let mut read = BytesMut::with_capacity(1024);
+                opening(&server, &mut read)
+                    .await
+                    .map_err(|error| error.kind())
             });
             let _ = told.send(kind);
         });
@@ -154,7 +170,7 @@ mod tests {
     async fn a_client_that_closes_without_a_byte_fails() {
         let (client, server) = pair().await;
         drop(client);
-        let error = opening(&server).await.unwrap_err();
+        let error = opening(&server, &mut BytesMut::new()).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

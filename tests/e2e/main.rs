@@ -29,6 +29,7 @@ mod limits;
 mod listen_unix;
 mod listeners;
 mod long_poll;
+mod new_connections;
 mod passive_health;
 mod paths;
 mod rate_limits;

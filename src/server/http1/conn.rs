@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use crate::stream::ClientStream;
+use crate::stream::{ClientStream, MaybeTls};
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
@@ -62,17 +62,19 @@ struct Connection<'a> {
 
 /// Serves `stream` (whose first bytes are known to be HTTP/1) until the client closes, a limit
 /// or timeout ends it, it is shed or retired, or a tunnel takes it over. A fast stop aborts the
-/// task.
+/// task. `read` holds what was read of the connection already (the sniff's first read): the
+/// connection's read buffer goes on from it.
 pub async fn serve(
     stream: ClientStream,
+    read: BytesMut,
     info: Arc<ConnInfo>,
     live: Arc<ArcSwap<Snapshot>>,
     slot: &ConnSlot,
 ) {
     let mut connection = Connection {
         stream,
-        read_buf: BytesMut::with_capacity(READ_CHUNK),
-        outbox: Outbox::default(),
+        read_buf: read,
+        outbox: Outbox::for_connection(),
         info,
         slot,
         spare_headers: HeaderMap::new(),
@@ -469,6 +471,12 @@ impl Connection<'_> {
     /// be sending (an unread upload), so the response is not lost to a reset.
     async fn close(mut self, linger: bool) {
         use tokio::io::AsyncWriteExt as _;
+        // Without lingering, plain text needs no shutdown(): dropping the socket sends the same
+        // FIN (nginx just closes too), and data still unread draws a reset either way. TLS says
+        // close_notify first.
+        if !linger && !matches!(self.stream, MaybeTls::Tls(_)) {
+            return;
+        }
         let _ = self.stream.shutdown().await;
         if !linger {
             return;

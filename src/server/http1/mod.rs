@@ -25,6 +25,6 @@ pub use conn::{refuse, serve};
 /// Chunked framing is spelled the same way both ways (tether's own upstream client too).
 pub use write::chunk_size_line;
 
-/// Fewest free bytes asked of a read (the connection's and its body pump's); the read buffer
-/// grows by this much when fuller.
-const READ_CHUNK: usize = 8 * 1024;
+/// Fewest free bytes asked of a read (the connection's, its body pump's, and the sniff's first
+/// one); the read buffer grows by this much when fuller.
+pub const READ_CHUNK: usize = 8 * 1024;
