@@ -543,9 +543,14 @@ async fn proxy(
         }
     };
 
+    // An HTTP/1 connection hands over the client's side of an upgrade exactly when the
+    // request asks for one: without it, there is nothing to look up.
     let upgrade = match &*client_upgrade {
         Some(ClientSide::Http2(_)) => Some(HeaderValue::from_static("websocket")),
-        _ => headers::requested_upgrade(request.version(), request.headers()),
+        Some(ClientSide::Http1(_)) => {
+            headers::requested_upgrade(request.version(), request.headers())
+        }
+        None => None,
     };
     // Taken only once an upstream answers: after a failure, an `error_page` may need it.
     let wanted = upgrade.is_some();

@@ -258,6 +258,7 @@ impl Connection<'_> {
             framing,
             keep_alive,
             expect_continue,
+            upgrade,
             dropped_headers,
         } = head;
         if dropped_headers > 0 {
@@ -282,13 +283,12 @@ impl Connection<'_> {
                 )
             }
         };
-        let (upgrade_sender, upgrade) =
-            if proxy::headers::requested_upgrade(version, &headers).is_some() {
-                let (sender, upgrade) = ClientUpgrade::pair();
-                (Some(sender), Some(upgrade))
-            } else {
-                (None, None)
-            };
+        let (upgrade_sender, upgrade) = if upgrade {
+            let (sender, upgrade) = ClientUpgrade::pair();
+            (Some(sender), Some(upgrade))
+        } else {
+            (None, None)
+        };
         let mut request = Request::new(body);
         *request.method_mut() = method;
         *request.uri_mut() = uri;

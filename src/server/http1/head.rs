@@ -162,6 +162,9 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// `Expect: 100-continue`: the client waits for `100 Continue` before sending its body.
     pub expect_continue: bool,
+    /// An HTTP/1.1 upgrade request: `Connection: upgrade` and an `Upgrade` line (as
+    /// [`requested_upgrade`](crate::proxy::headers::requested_upgrade) reads it).
+    pub upgrade: bool,
     /// Header lines dropped by `underscores_in_headers` / `ignore_invalid_headers` (for the log).
     pub dropped_headers: usize,
 }
@@ -263,6 +266,7 @@ fn parse_into<'b>(
         framing,
         keep_alive,
         expect_continue: checks.expect_continue && version == Version::HTTP_11,
+        upgrade: checks.upgrade && checks.connection_upgrade && version == Version::HTTP_11,
         dropped_headers,
     })
 }
@@ -340,6 +344,10 @@ struct HeaderChecks {
     hosts: usize,
     connection: ConnectionToken,
     expect_continue: bool,
+    /// `Connection` lists `upgrade`.
+    connection_upgrade: bool,
+    /// An `Upgrade` line is there.
+    upgrade: bool,
 }
 
 impl HeaderChecks {
@@ -374,6 +382,8 @@ impl HeaderChecks {
                     let token = token.trim_ascii();
                     if token.eq_ignore_ascii_case(b"close") {
                         self.connection = ConnectionToken::Close;
+                    } else if token.eq_ignore_ascii_case(b"upgrade") {
+                        self.connection_upgrade = true;
                     } else if token.eq_ignore_ascii_case(b"keep-alive")
                         && self.connection != ConnectionToken::Close
                     {
@@ -384,6 +394,7 @@ impl HeaderChecks {
             header::EXPECT => {
                 self.expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
             }
+            header::UPGRADE => self.upgrade = true,
             _ => {}
         }
         Ok(())

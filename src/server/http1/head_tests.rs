@@ -284,3 +284,20 @@ fn a_line_of_exactly_the_limit_passes_even_when_its_cr_arrives_alone() {
         assert_eq!(head.uri, "/aaaaaa", "step {step}");
     }
 }
+
+#[test]
+fn an_upgrade_request_is_known_from_the_one_pass_over_its_lines() {
+    let upgrade = "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n\
+                   Upgrade: websocket\r\n\r\n";
+    assert!(ok(upgrade).upgrade);
+    // Both lines are needed, and HTTP/1.1: what `requested_upgrade` reads.
+    assert!(!ok("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n").upgrade);
+    assert!(!ok("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n\r\n").upgrade);
+    let old = "GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+    assert!(!ok(old).upgrade);
+    for input in [upgrade, old] {
+        let head = ok(input);
+        let read = crate::proxy::headers::requested_upgrade(head.version, &head.headers);
+        assert_eq!(head.upgrade, read.is_some(), "{input:?}");
+    }
+}

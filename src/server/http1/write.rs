@@ -408,14 +408,18 @@ pub fn framing_for(
     {
         return BodyFraming::None;
     }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.parse::<u64>().ok());
     if head_request {
         return BodyFraming::None;
     }
-    match declared.or(exact_size) {
+    // A body that knows its length (an upstream's framed body, tether's own pages) says it
+    // without a header lookup; its `Content-Length`, where it has one, says the same.
+    let declared = || {
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.parse::<u64>().ok())
+    };
+    match exact_size.or_else(declared) {
         Some(0) => BodyFraming::Length(0),
         Some(length) => BodyFraming::Length(length),
         None if client_version == Version::HTTP_11 => BodyFraming::Chunked,
