@@ -7,10 +7,13 @@
 //! build takes a zone from it when its declaration (size, timeout, sync URL) is unchanged, so
 //! a reload keeps every session, as `limits::ZoneRegistry` keeps limit_req buckets.
 //!
-//! Pure: std only (the table is `lru`). No tokio, no hyper: the sync worker (Redis) lives
+//! Expiry reads [`clock`], a coarse clock a std thread moves forward, not the real one.
+//!
+//! Pure: std and foldhash (the table is `lru`). No tokio, no hyper: the sync worker (Redis) lives
 //! above, is woken through the outbox's callback, and writes back through
 //! [`SessionZone::learned_elsewhere`].
 
+pub mod clock;
 pub mod handshake;
 mod outbox;
 mod zone;
@@ -20,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 pub use outbox::{Learned, Outbox};
-pub use zone::{MAX_KEY_LEN, SessionZone, ZoneCounts};
+pub use zone::{MAX_KEY_LEN, SessionRef, SessionZone, ZoneCounts};
 
 /// A zone as `sticky learn` declares it.
 #[derive(Clone, Debug, PartialEq, Eq)]
