@@ -18,10 +18,9 @@ use redis::aio::{MultiplexedConnection, PubSubStream};
 use redis::{AsyncConnectionConfig, RedisError};
 use tokio::sync::Notify;
 
-use super::SyncCounters;
 use super::failures::{FailureLog, Report};
 use super::wire::{Names, announce, read_announcement};
-use crate::sessions::{Learned, Outbox, SessionZone, clock};
+use crate::sessions::{Learned, Outbox, SessionZone, SyncCounts, clock};
 
 /// How long connecting may take, and one command's answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -70,7 +69,7 @@ type Outcome = Result<ZoneGone, Failure>;
 pub(super) struct Wiring {
     pub outbox: Arc<Outbox>,
     pub wake: Arc<Notify>,
-    pub counters: Arc<SyncCounters>,
+    pub counters: Arc<SyncCounts>,
     pub target: String,
     pub log_interval: Duration,
 }

@@ -15,6 +15,7 @@
 
 pub mod clock;
 pub mod handshake;
+mod link;
 mod outbox;
 mod zone;
 
@@ -22,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+pub use link::{SyncCounts, SyncLink, SyncStats};
 pub use outbox::{Learned, Outbox};
 pub use zone::{MAX_KEY_LEN, SessionRef, SessionZone, ZoneCounts};
 

@@ -128,7 +128,11 @@ fn local_learns_reach_the_outbox_and_sessions_from_elsewhere_do_not() {
     let now = 1_000;
     zone.learn(b"before", "v", now); // no outbox yet: nothing to publish to
     let outbox = Arc::new(Outbox::new(16, || {}));
-    zone.attach_outbox(outbox.clone());
+    zone.attach_sync(Arc::new(SyncLink {
+        outbox: Some(outbox.clone()),
+        target: "test".into(),
+        counts: Arc::default(),
+    }));
     assert!(zone.has_outbox());
     zone.learn(b"here", "1", now);
     zone.learned_elsewhere(b"there", "2", now);

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use super::outbox::Outbox;
+use super::link::SyncLink;
 use crate::balance::Key;
 use crate::lru::{Slot, Table, slab_cost};
 
@@ -46,8 +46,8 @@ pub struct SessionZone {
     /// `timeout` in [`now_ms`](super::clock::now_ms) units.
     timeout_ms: u64,
     table: Mutex<Sessions>,
-    /// Where local `learn`s go for the sync worker, once one is attached.
-    outbox: Mutex<Option<Arc<Outbox>>>,
+    /// The sync worker's link, once one is attached: where local `learn`s go.
+    sync: Mutex<Option<Arc<SyncLink>>>,
     counts: ZoneCounts,
     /// The next session's [`Session::serial`].
     serials: AtomicU64,
@@ -108,7 +108,7 @@ impl SessionZone {
             timeout,
             timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
             table: Mutex::new(Table::with_hasher(size_bytes as u64, Default::default())),
-            outbox: Mutex::new(None),
+            sync: Mutex::new(None),
             counts: ZoneCounts::default(),
             serials: AtomicU64::new(0),
         }
@@ -209,11 +209,7 @@ impl SessionZone {
     /// Queues a session learned here for the sync, if one is attached.
     fn publish(&self, key: &[u8], value: &str) {
         // Cloned out so the push (and the worker's wake-up) runs outside this lock.
-        let outbox = self
-            .outbox
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let outbox = self.sync().and_then(|link| link.outbox.clone());
         if let Some(outbox) = outbox {
             outbox.push(key, value);
         }
@@ -226,18 +222,25 @@ impl SessionZone {
         }
     }
 
-    /// Attaches the outbox the sync drains: every later local `learn` pushes (key, value) to
-    /// it without blocking. Attaching again replaces it (a restarted worker).
-    pub fn attach_outbox(&self, outbox: Arc<Outbox>) {
-        *self.outbox.lock().unwrap_or_else(PoisonError::into_inner) = Some(outbox);
+    /// Attaches a sync: every later local `learn` pushes (key, value) to its outbox without
+    /// blocking, and status pages read its counters here. Attaching again replaces it (a
+    /// restarted worker).
+    pub fn attach_sync(&self, link: Arc<SyncLink>) {
+        *self.sync.lock().unwrap_or_else(PoisonError::into_inner) = Some(link);
     }
 
-    /// True once an outbox is attached: the runtime starts one sync worker per zone.
-    pub fn has_outbox(&self) -> bool {
-        self.outbox
+    /// The sync attached, if any (one that could not start included).
+    pub fn sync(&self) -> Option<Arc<SyncLink>> {
+        self.sync
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+            .clone()
+    }
+
+    /// True once a running sync's outbox is attached: the runtime starts one sync worker per
+    /// zone, and tries again for a zone whose sync could not start.
+    pub fn has_outbox(&self) -> bool {
+        self.sync().is_some_and(|link| link.outbox.is_some())
     }
 
     /// Stores or replaces `key`'s session as the most recently used, making room by dropping

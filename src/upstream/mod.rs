@@ -40,6 +40,7 @@ use crate::balance::{Balancer, Method, Node};
 use crate::config::HealthCheck;
 pub use crate::peer::StickyStatus;
 use crate::peer::{CheckState, FailPolicy, Peer};
+use crate::sessions::SessionZone;
 use crate::vars::Template;
 
 pub use affinity::Affinity;
@@ -224,6 +225,14 @@ impl Group {
     /// True when the group pins clients (`sticky cookie` or `sticky route`).
     pub fn is_sticky(&self) -> bool {
         self.sticky.is_some()
+    }
+
+    /// The session zone of a `sticky learn` group (status pages read it).
+    pub fn learned_sessions(&self) -> Option<&Arc<SessionZone>> {
+        match self.sticky.as_ref()? {
+            Sticky::Learn { mode, .. } => Some(&mode.zone),
+            Sticky::Cookie { .. } | Sticky::Route { .. } => None,
+        }
     }
 
     /// The cookie value of member `index`, if the group has `sticky cookie`.
