@@ -3,16 +3,18 @@
 //! wrote, read and failed to do. A config without `sticky learn` shows none of them, and one
 //! without `sync=` none of the sync's. Imports only its parent.
 
-use super::{Counter, Exposition, label};
+use super::{Exposition, label};
 use crate::telemetry::status::{Report, SyncReport, ZoneReport};
+
+/// A family's name and help, and how to read its number from one zone or sync.
+type Reading<R> = (&'static str, &'static str, fn(&R) -> u64);
 
 /// The zone and sync families of `r`.
 pub(super) fn write(out: &mut Exposition, r: &Report) {
     if r.zones.is_empty() {
         return;
     }
-    let gauges: [Counter<ZoneReport>; 2] = [
-        // (Read as counters are: a name, a help and a number per zone.)
+    let gauges: [Reading<ZoneReport>; 2] = [
         (
             "tether_session_zone_sessions",
             "Learned sessions the zone holds (expired ones not yet swept included).",
@@ -24,7 +26,7 @@ pub(super) fn write(out: &mut Exposition, r: &Report) {
             |z| z.size as u64,
         ),
     ];
-    let counters: [Counter<ZoneReport>; 6] = [
+    let counters: [Reading<ZoneReport>; 6] = [
         (
             "tether_session_zone_learned_total",
             "Sessions learned from this instance's upstream responses.",
@@ -95,7 +97,7 @@ fn syncs(out: &mut Exposition, r: &Report) {
     for (labels, sync) in &synced {
         out.sample(name, labels, u64::from(sync.stats.connected));
     }
-    let counters: [Counter<SyncReport>; 4] = [
+    let counters: [Reading<SyncReport>; 4] = [
         (
             "tether_session_sync_published_total",
             "Sessions learned here and written to Redis.",
