@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tether::session_sync::{SyncHandle, spawn_sync};
-use tether::sessions::SessionZone;
+use tether::sessions::{SessionZone, clock};
 
 const BURST: u64 = 50_000;
 const SINGLES: usize = 500;
@@ -60,7 +60,7 @@ async fn run(url: &str) {
     until(|| a_sync.stats().connected && b_sync.stats().connected).await;
 
     let started = Instant::now();
-    let now = Instant::now();
+    let now = clock::now_ms();
     for i in 0..BURST {
         a.learn(format!("burst-{i:016}").as_bytes(), VALUE, now);
     }
@@ -85,8 +85,8 @@ async fn run(url: &str) {
     for i in 0..SINGLES {
         let key = format!("single-{i}");
         let started = Instant::now();
-        a.learn(key.as_bytes(), VALUE, Instant::now());
-        while b.lookup(key.as_bytes(), Instant::now()).is_none() {
+        a.learn(key.as_bytes(), VALUE, clock::now_ms());
+        while b.lookup(key.as_bytes(), clock::now_ms()).is_none() {
             tokio::task::yield_now().await;
         }
         delays.push(started.elapsed());

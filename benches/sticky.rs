@@ -6,15 +6,15 @@
 //! Run: `cargo bench --bench sticky`.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::HeaderMap;
 use http::header::COOKIE;
 use tether::balance::sticky::{StickyKey, StickyTable};
 use tether::config::{CookieExpiry, SameSite, Span, StickyCookie};
-use tether::sessions::SessionZone;
 use tether::sessions::handshake::{Handshake, HandshakeScan};
+use tether::sessions::{SessionZone, clock};
 use tether::upstream::cookie::CookieIssuer;
 
 /// Servers in the group.
@@ -118,7 +118,7 @@ fn learned(c: &mut Criterion) {
     let names: Vec<&str> = identities.iter().map(String::as_str).collect();
     let table = StickyTable::new(&key, &names);
     let zone = SessionZone::new("hub", 1 << 20, Duration::from_secs(600));
-    let now = Instant::now();
+    let now = clock::now_ms();
     for i in 0..4096 {
         zone.learn(format!("{i:022}").as_bytes(), table.value(i % 3), now);
     }

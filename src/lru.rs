@@ -4,19 +4,21 @@
 //! would, and a flood of distinct keys cannot grow memory past it.
 //!
 //! Entries live in a slab and are linked from most to least recently used; the index maps key
-//! bytes to slab slots. Std and `slab` only: no tokio, no hyper.
+//! bytes to slab slots, hashed by SipHash unless the zone says otherwise (`sticky learn`'s,
+//! whose keys no client chooses, takes a faster one). Std and `slab` only: no tokio, no hyper.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 
 use slab::Slab;
 
 /// Where an entry lives; stable until it is removed.
 pub(crate) type Slot = usize;
 
-/// Keys to states, with a byte budget and a recency order.
+/// Keys to states, with a byte budget and a recency order; keys hashed by `S`.
 #[derive(Debug)]
-pub(crate) struct Table<V> {
-    index: HashMap<Box<[u8]>, Slot>,
+pub(crate) struct Table<V, S = RandomState> {
+    index: HashMap<Box<[u8]>, Slot, S>,
     entries: Slab<Entry<V>>,
     /// Most recently used.
     head: Option<Slot>,
@@ -42,8 +44,15 @@ struct Entry<V> {
 impl<V> Table<V> {
     /// An empty table that may hold entries costing `budget` bytes in all.
     pub(crate) fn new(budget: u64) -> Table<V> {
+        Table::with_hasher(budget, RandomState::new())
+    }
+}
+
+impl<V, S: BuildHasher> Table<V, S> {
+    /// As [`Table::new`], with keys hashed by `hasher`.
+    pub(crate) fn with_hasher(budget: u64, hasher: S) -> Table<V, S> {
         Table {
-            index: HashMap::new(),
+            index: HashMap::with_hasher(hasher),
             entries: Slab::new(),
             head: None,
             tail: None,
@@ -76,6 +85,17 @@ impl<V> Table<V> {
     /// and callers hold a count on an entry they will come back to, which keeps it in.
     pub(crate) fn value(&self, slot: Slot) -> &V {
         &self.entries[slot].value
+    }
+
+    /// The state at `slot`, if an entry is there (a slot kept past its entry's removal may
+    /// hold another entry by now, or none).
+    pub(crate) fn get(&self, slot: Slot) -> Option<&V> {
+        self.entries.get(slot).map(|entry| &entry.value)
+    }
+
+    /// The key of the entry at `slot` (present, as for [`Table::value`]).
+    pub(crate) fn key(&self, slot: Slot) -> &[u8] {
+        &self.entries[slot].key
     }
 
     /// As [`Table::value`], to change it.

@@ -22,6 +22,7 @@ use crate::tls::TlsSession;
 pub mod clock;
 mod early;
 mod header_values;
+mod in_place;
 mod late;
 mod locals;
 mod map;
@@ -653,13 +654,7 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
         }
         Var::Header(name) => push_header(req.headers, name, out),
         Var::Arg(name) => {
-            let query = req.current_args();
-            // nginx wants `name=`: a bare `?flag` leaves `$arg_flag` unset.
-            let value = query
-                .split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(key, _)| key.eq_ignore_ascii_case(name));
-            if let Some((_, value)) = value {
+            if let Some(value) = arg_value(req.current_args(), name) {
                 out.push_str(value);
             }
         }
@@ -690,6 +685,16 @@ fn render_var(var: &Var, vars: &Vars, req: &RequestInfo, captures: &Captures, ou
             }
         }
     }
+}
+
+/// `$arg_NAME`'s value in `query`. nginx wants `name=`: a bare `?flag` leaves `$arg_flag`
+/// unset.
+fn arg_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
 }
 
 /// A port as nginx prints `$remote_port`: nothing when unknown (0, as after realip took an

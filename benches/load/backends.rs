@@ -49,6 +49,8 @@ http {{
         listen 127.0.0.1:{b};
         listen 127.0.0.1:{c};
         location / {{ return 200 \"ok\"; }}
+        # The learn row's session: tether and HAProxy learn it from this cookie.
+        location = /learn/login {{ add_header Set-Cookie \"sid=s1\"; return 200 \"ok\"; }}
     }}
 }}
 "

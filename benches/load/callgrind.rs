@@ -42,7 +42,7 @@ impl Counted {
     }
 }
 
-/// Runs the mode: every selected row (get, ip_hash, sticky) on every selected proxy; returns
+/// Runs the mode: every selected row (get, ip_hash, sticky, learn) on every selected proxy; returns
 /// the report (settings, machine, config, the table and the raw totals).
 pub async fn run(options: Options, found: &Found) -> Result<String, String> {
     let mut wanted = vec![machine::NGINX, machine::H2LOAD, machine::VALGRIND];
@@ -174,8 +174,9 @@ impl Tool<'_> {
         };
         let proxy = Proxy::start(kind, self.launch, self.cert, Some(&callgrind)).await?;
         // One request first (in both runs, so it cancels out): the proxy answers, and the
-        // sticky row learns its cookie from it.
-        let head = get_head_within(proxy.addr, path, FIRST_ANSWER).await?;
+        // sticky and learn rows take their session's cookie from it.
+        let first = row.session(kind).map_or(path, |(login, _)| login);
+        let head = get_head_within(proxy.addr, first, FIRST_ANSWER).await?;
         if !head.starts_with("HTTP/1.1 200") {
             return Err(format!(
                 "{} {path} answered {:?}",
@@ -184,8 +185,7 @@ impl Tool<'_> {
             ));
         }
         let mut headers = Vec::new();
-        if row == Row::Sticky {
-            let name = if kind == Kind::Haproxy { "SRV" } else { "srv" };
+        if let Some((_, name)) = row.session(kind) {
             let cookie =
                 set_cookie(&head, name).ok_or_else(|| format!("no {name} cookie in:\n{head}"))?;
             headers.push(format!("Cookie: {cookie}"));

@@ -113,7 +113,7 @@ pub fn help() -> String {
         "The load benchmark: tether against nginx and HAProxy on this machine, one Markdown table.\n\
          \n\
          Usage: cargo bench --bench load [-- FLAGS]\n\
-         \x20      cargo bench --bench load -- --callgrind[=N] [--rows get,ip_hash,sticky]\n\
+         \x20      cargo bench --bench load -- --callgrind[=N] [--rows get,ip_hash,sticky,learn]\n\
          \n\
          Flags (each also read from its variable when the flag is not given):\n",
     );
@@ -124,7 +124,7 @@ pub fn help() -> String {
     text.push_str(&format!(
         "  {:<22} {:<16} instructions per request instead of the table: N and 5N keep-alive\n\
          {:<42}GETs through each proxy under valgrind, per request = difference / 4N\n\
-         {:<42}(default N {CALLGRIND_REQUESTS}; rows get, ip_hash, sticky)\n\
+         {:<42}(default N {CALLGRIND_REQUESTS}; rows get, ip_hash, sticky, learn)\n\
          \x20 {:<22} {:<16} this text\n\nRows:\n",
         "--callgrind[=N]", "LOAD_CALLGRIND", "", "", "-h, --help", ""
     ));
@@ -252,7 +252,7 @@ pub fn parse(args: &[String], var: impl Fn(&str) -> Option<String>) -> Result<Co
         .find(|row| row.callgrind_path().is_none())
     {
         return Err(format!(
-            "the callgrind mode measures keep-alive GETs: rows get, ip_hash, sticky (not {})",
+            "the callgrind mode measures keep-alive GETs: rows get, ip_hash, sticky, learn (not {})",
             row.id()
         ));
     }

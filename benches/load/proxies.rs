@@ -146,6 +146,11 @@ http {{
         server 127.0.0.1:{a}; server 127.0.0.1:{b}; server 127.0.0.1:{c};  {TETHER_ONLY}
         keepalive 64;                                         {TETHER_ONLY}
     }}                                                        {TETHER_ONLY}
+    upstream three_learn {{                                   {TETHER_ONLY}
+        sticky learn create=$upstream_cookie_sid lookup=$cookie_sid zone=learn:1m; {TETHER_ONLY}
+        server 127.0.0.1:{a}; server 127.0.0.1:{b}; server 127.0.0.1:{c};  {TETHER_ONLY}
+        keepalive 64;                                         {TETHER_ONLY}
+    }}                                                        {TETHER_ONLY}
     upstream ws_echo {{ server 127.0.0.1:{ws}; }}
     upstream sse {{ server 127.0.0.1:{sse}; keepalive 64; }}
 
@@ -168,6 +173,7 @@ http {{
         location / {{ proxy_pass http://one; }}
         location /ip_hash {{ proxy_pass http://three_ip_hash; }}
         location /sticky {{ proxy_pass http://three_sticky; }}  {TETHER_ONLY}
+        location /learn {{ proxy_pass http://three_learn; }}    {TETHER_ONLY}
         location /ws {{
             proxy_pass http://ws_echo;
             proxy_set_header Upgrade $http_upgrade;
@@ -228,6 +234,7 @@ frontend fe
     bind {tls} ssl crt {pem} alpn h2,http/1.1 curves X25519:P-256
     use_backend three_ip_hash if {{ path_beg /ip_hash }}
     use_backend three_sticky if {{ path_beg /sticky }}
+    use_backend three_learn if {{ path_beg /learn }}
     use_backend ws_echo if {{ path_beg /ws }}
     use_backend sse if {{ path_beg /sse }}
     default_backend one
@@ -247,6 +254,17 @@ backend three_sticky
     server a 127.0.0.1:{a} cookie a
     server b 127.0.0.1:{b} cookie b
     server c 127.0.0.1:{c} cookie c
+
+# sticky learn's equivalent: the backend's session cookie stored from responses, matched
+# on requests.
+backend three_learn
+    balance roundrobin
+    stick-table type string len 64 size 4k expire 10m
+    stick match req.cook(sid)
+    stick store-response res.cook(sid)
+    server a 127.0.0.1:{a}
+    server b 127.0.0.1:{b}
+    server c 127.0.0.1:{c}
 
 backend ws_echo
     server ws 127.0.0.1:{ws}

@@ -23,6 +23,7 @@ pub enum Row {
     GetClose,
     IpHash,
     Sticky,
+    Learn,
     WsIdle,
     WsEcho,
     Sse,
@@ -81,11 +82,12 @@ const H2_STREAMS: usize = 4;
 
 impl Row {
     /// In table order.
-    pub const ALL: [Row; 14] = [
+    pub const ALL: [Row; 15] = [
         Row::Get,
         Row::GetClose,
         Row::IpHash,
         Row::Sticky,
+        Row::Learn,
         Row::WsIdle,
         Row::WsEcho,
         Row::Sse,
@@ -105,6 +107,7 @@ impl Row {
             Row::GetClose => "get_close",
             Row::IpHash => "ip_hash",
             Row::Sticky => "sticky",
+            Row::Learn => "learn",
             Row::WsIdle => "ws_idle",
             Row::WsEcho => "ws_echo",
             Row::Sse => "sse",
@@ -125,6 +128,9 @@ impl Row {
             Row::GetClose => "small GET, a new connection per request (wrk)",
             Row::IpHash => "ip_hash over 3 backends, keep-alive (wrk)",
             Row::Sticky => "sticky cookie over 3 backends, keep-alive (wrk; not nginx OSS)",
+            Row::Learn => {
+                "sticky learn over 3 backends, the session from a Set-Cookie (wrk; not nginx OSS)"
+            }
             Row::WsIdle => "idle WebSockets: proxy memory per connection",
             Row::WsEcho => "WebSocket echo, 1 KiB messages",
             Row::Sse => "SSE fan-out, 1,000 streams",
@@ -141,9 +147,13 @@ impl Row {
     /// The load generator this row runs, if it runs a packaged one.
     pub fn tool(self) -> Option<&'static str> {
         match self {
-            Row::Get | Row::GetClose | Row::IpHash | Row::Sticky | Row::Reload | Row::HttpsGet => {
-                Some("wrk")
-            }
+            Row::Get
+            | Row::GetClose
+            | Row::IpHash
+            | Row::Sticky
+            | Row::Learn
+            | Row::Reload
+            | Row::HttpsGet => Some("wrk"),
             Row::H2Get => Some("h2load"),
             _ => None,
         }
@@ -156,6 +166,19 @@ impl Row {
             Row::Get => Some("/"),
             Row::IpHash => Some("/ip_hash"),
             Row::Sticky => Some("/sticky"),
+            Row::Learn => Some("/learn"),
+            _ => None,
+        }
+    }
+
+    /// For the rows whose requests carry a session: the path whose answer sets the session's
+    /// cookie, and the cookie's name with `kind`.
+    pub fn session(self, kind: Kind) -> Option<(&'static str, &'static str)> {
+        match self {
+            Row::Sticky if kind == Kind::Haproxy => Some(("/sticky", "SRV")),
+            Row::Sticky => Some(("/sticky", "srv")),
+            // The backends' own cookie, which tether and HAProxy learn (stick-table).
+            Row::Learn => Some(("/learn/login", "sid")),
             _ => None,
         }
     }
@@ -167,6 +190,7 @@ impl Row {
             Row::GetClose => format!("small GET, new connection per request, {CONNS} conns"),
             Row::IpHash => format!("ip_hash over 3 backends, keep-alive, {CONNS} conns"),
             Row::Sticky => format!("sticky cookie over 3 backends, keep-alive, {CONNS} conns"),
+            Row::Learn => format!("sticky learn over 3 backends, keep-alive, {CONNS} conns"),
             Row::WsIdle => format!("{} idle WebSockets", settings.ws_idle),
             Row::WsEcho => format!("WebSocket echo, {ECHO_CONNS} conns, 1 KiB messages"),
             Row::Sse => format!("SSE fan-out, {SSE_STREAMS} streams, 1 event/s each"),
@@ -193,7 +217,7 @@ impl Row {
     pub fn metrics(self) -> &'static [Metric] {
         match self {
             Row::Get | Row::GetClose => &[RPS, P50, P99, CPU_PER_REQUEST],
-            Row::IpHash | Row::Sticky => &[RPS, P99, CPU_PER_REQUEST],
+            Row::IpHash | Row::Sticky | Row::Learn => &[RPS, P99, CPU_PER_REQUEST],
             Row::WsIdle => &[RSS_PER_CONN, UPGRADE_RATE],
             Row::WsEcho => &[MESSAGE_RATE, CPU_PER_MESSAGE],
             Row::Sse => &[SSE_CPU, CPU_PER_EVENT, EVENT_RATE],
@@ -217,7 +241,8 @@ impl Row {
 
     /// Why `kind` cannot run this row, if it cannot.
     pub fn not_applicable(self, kind: Kind) -> Option<&'static str> {
-        (self == Row::Sticky && kind == Kind::Nginx).then_some("OSS has no sticky")
+        let sticky = matches!(self, Row::Sticky | Row::Learn);
+        (sticky && kind == Kind::Nginx).then_some("OSS has no sticky")
     }
 }
 
@@ -256,7 +281,7 @@ pub async fn run_once(row: Row, kind: Kind, settings: &Settings) -> Result<Sampl
         Row::IpHash => http_load(&proxy, settings, "/ip_hash", &[])
             .await
             .map(drop_p50),
-        Row::Sticky => sticky(&proxy, settings).await.map(drop_p50),
+        Row::Sticky | Row::Learn => sticky(&proxy, row, settings).await.map(drop_p50),
         Row::WsIdle => ws_idle(&proxy, settings, None).await,
         Row::WssIdle => ws_idle(&proxy, settings, Some(tls::client_config(true))).await,
         Row::TlsFullEcdsa | Row::TlsFullRsa => handshake_load(&proxy, settings, false).await,
@@ -366,23 +391,22 @@ async fn url_load(
     Ok(Sample::loaded(values, &used))
 }
 
-/// The ip_hash and sticky rows show no p50 (it tells nothing the GET row does not).
+/// The ip_hash, sticky and learn rows show no p50 (it tells nothing the GET row does not).
 fn drop_p50(mut sample: Sample) -> Sample {
     sample.values.remove(1);
     sample
 }
 
-/// wrk with the cookie a first request was given: every request is routed by its cookie.
-async fn sticky(proxy: &Proxy, settings: &Settings) -> Result<Sample, String> {
-    let name = if proxy.kind == Kind::Haproxy {
-        "SRV"
-    } else {
-        "srv"
+/// wrk with the cookie a first request was given: every request is routed by its cookie (the
+/// sticky row: the proxy's own; the learn row: the backend's, learned by the proxy).
+async fn sticky(proxy: &Proxy, row: Row, settings: &Settings) -> Result<Sample, String> {
+    let (Some((login, name)), Some(path)) = (row.session(proxy.kind), row.callgrind_path()) else {
+        return Err(format!("{} carries no session", row.id()));
     };
-    let head = get_head(proxy.addr, "/sticky").await?;
+    let head = get_head(proxy.addr, login).await?;
     let cookie = set_cookie(&head, name).ok_or_else(|| format!("no {name} cookie in:\n{head}"))?;
     let header = format!("Cookie: {cookie}");
-    http_load(proxy, settings, "/sticky", &[&header]).await
+    http_load(proxy, settings, path, &[&header]).await
 }
 
 /// h2load over TLS (ALPN h2): requests/s, proxy CPU µs per request.

@@ -10,13 +10,15 @@
 //! session with [`SessionZone::learned_elsewhere`], and read every key of the zone (SCAN) each
 //! time they connect, which is how an instance that starts late, or was cut off, catches up.
 //! When Redis is down or slow, requests go on with what the instance knows; failures are counted
-//! ([`SyncStats`]) and logged at most once per interval; sessions learned meanwhile wait in the
-//! outbox (bounded: the oldest give way) and are written when Redis is back.
+//! ([`SyncStats`], kept on the zone's [`SyncLink`] for status pages) and logged at most once
+//! per interval; sessions learned meanwhile wait in the outbox (bounded: the oldest give way)
+//! and are written when Redis is back.
 //!
 //! A task holds its zone weakly and ends by itself once the zone is gone, so it lives exactly as
 //! long as the zone: through reloads that keep the zone, not past one that drops or changes it.
 //!
-//! Owns the Redis client and the sync's counters; the table itself is `sessions` (pure). Must
+//! Owns the Redis client and the task; the table and the counters the task keeps are `sessions`
+//! (pure). Must
 //! not import hyper or the proxy: nothing here is on the request path.
 
 mod failures;
@@ -25,11 +27,12 @@ mod wire;
 mod worker;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::sessions::{Outbox, SessionZone};
+use crate::sessions::{Outbox, SessionZone, SyncCounts, SyncLink};
 
+pub use crate::sessions::SyncStats;
 pub use syncs::{SyncStatus, Syncs};
 
 /// How often a failing sync may write a line to the log (the first failure at once).
@@ -40,59 +43,25 @@ pub const LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// way; those sessions are still routed by the instance that learned them.
 pub const OUTBOX_CAPACITY: usize = 16_384;
 
-/// The counters of one zone's sync, shared by its task and its handle.
-#[derive(Debug, Default)]
-struct SyncCounters {
-    published: AtomicU64,
-    received: AtomicU64,
-    failures: AtomicU64,
-    dropped: AtomicU64,
-    connected: AtomicBool,
-}
-
-/// What one zone's sync has done so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SyncStats {
-    /// Sessions learned here and written to Redis.
-    pub published: u64,
-    /// Sessions learned elsewhere and stored here (announced, or read when connecting).
-    pub received: u64,
-    /// Failed connections, writes, reads and heartbeats.
-    pub failures: u64,
-    /// Sessions learned here that were never written: dropped while Redis was away too long.
-    pub dropped: u64,
-    /// Whether the task is connected and caught up right now.
-    pub connected: bool,
-}
-
-/// A running sync: its counters, and a way to stop it. Dropping the handle does not stop the
-/// task (it ends with its zone), as dropping a tokio `JoinHandle` detaches.
+/// A running sync: its counters (shared with the zone, where status pages read them), and a
+/// way to stop it. Dropping the handle does not stop the task (it ends with its zone), as
+/// dropping a tokio `JoinHandle` detaches.
 #[derive(Debug)]
 pub struct SyncHandle {
-    counters: Arc<SyncCounters>,
-    outbox: Option<Arc<Outbox>>,
+    link: Arc<SyncLink>,
     task: tokio::task::AbortHandle,
-    target: String,
 }
 
 impl SyncHandle {
     /// What the sync has done so far.
     pub fn stats(&self) -> SyncStats {
-        let counters = &self.counters;
-        let dropped_queued = self.outbox.as_ref().map_or(0, |outbox| outbox.dropped());
-        SyncStats {
-            published: counters.published.load(Ordering::Relaxed),
-            received: counters.received.load(Ordering::Relaxed),
-            failures: counters.failures.load(Ordering::Relaxed),
-            dropped: counters.dropped.load(Ordering::Relaxed) + dropped_queued,
-            connected: counters.connected.load(Ordering::Relaxed),
-        }
+        self.link.stats()
     }
 
     /// The Redis server and database synced with, as `host:port/db` (no credentials), for
     /// status pages and logs.
     pub fn target(&self) -> &str {
-        &self.target
+        &self.link.target
     }
 
     /// Stops the task now (the zone keeps what it learned).
@@ -107,11 +76,12 @@ impl SyncHandle {
 }
 
 /// Starts sharing `zone` through the Redis at `url` (`redis://[user:password@]HOST[:PORT][/DB]`),
-/// logging failures at most once per `log_interval`. Attaches the zone's outbox; call it once per
-/// zone (`SessionZone::has_outbox` says whether a zone has one). Must run inside a tokio runtime.
-/// An unusable URL is logged and counted as a failure, and the zone stays local.
+/// logging failures at most once per `log_interval`. Attaches the sync to the zone (its outbox,
+/// its counters); call it once per zone (`SessionZone::has_outbox` says whether a zone has one).
+/// Must run inside a tokio runtime. An unusable URL is logged and counted as a failure, and the
+/// zone stays local.
 pub fn spawn_sync(zone: Arc<SessionZone>, url: &str, log_interval: Duration) -> SyncHandle {
-    let counters = Arc::new(SyncCounters::default());
+    let counters = Arc::new(SyncCounts::default());
     let client = match redis::Client::open(url) {
         Ok(client) => client,
         Err(error) => {
@@ -120,37 +90,37 @@ pub fn spawn_sync(zone: Arc<SessionZone>, url: &str, log_interval: Duration) -> 
                 "sticky learn sync={url:?} is not usable: {error}"
             );
             counters.failures.fetch_add(1, Ordering::Relaxed);
-            let task = tokio::spawn(async {}).abort_handle();
-            let target = String::from("(unusable URL)");
-            return SyncHandle {
-                counters,
+            let link = Arc::new(SyncLink {
                 outbox: None,
-                task,
-                target,
-            };
+                target: String::from("(unusable URL)"),
+                counts: counters,
+            });
+            zone.attach_sync(link.clone());
+            let task = tokio::spawn(async {}).abort_handle();
+            return SyncHandle { link, task };
         }
     };
     let target = worker::target(&client);
     let wake = Arc::new(tokio::sync::Notify::new());
     let waker = wake.clone();
     let outbox = Arc::new(Outbox::new(OUTBOX_CAPACITY, move || waker.notify_one()));
-    zone.attach_outbox(outbox.clone());
+    let link = Arc::new(SyncLink {
+        outbox: Some(outbox.clone()),
+        target: target.clone(),
+        counts: counters.clone(),
+    });
+    zone.attach_sync(link.clone());
     let worker = worker::Worker::new(
         &zone,
         client,
         worker::Wiring {
-            outbox: outbox.clone(),
+            outbox,
             wake,
-            counters: counters.clone(),
-            target: target.clone(),
+            counters,
+            target,
             log_interval,
         },
     );
     let task = tokio::spawn(worker.run()).abort_handle();
-    SyncHandle {
-        counters,
-        outbox: Some(outbox),
-        task,
-        target,
-    }
+    SyncHandle { link, task }
 }

@@ -18,10 +18,9 @@ use redis::aio::{MultiplexedConnection, PubSubStream};
 use redis::{AsyncConnectionConfig, RedisError};
 use tokio::sync::Notify;
 
-use super::SyncCounters;
 use super::failures::{FailureLog, Report};
 use super::wire::{Names, announce, read_announcement};
-use crate::sessions::{Learned, Outbox, SessionZone};
+use crate::sessions::{Learned, Outbox, SessionZone, SyncCounts, clock};
 
 /// How long connecting may take, and one command's answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -70,7 +69,7 @@ type Outcome = Result<ZoneGone, Failure>;
 pub(super) struct Wiring {
     pub outbox: Arc<Outbox>,
     pub wake: Arc<Notify>,
-    pub counters: Arc<SyncCounters>,
+    pub counters: Arc<SyncCounts>,
     pub target: String,
     pub log_interval: Duration,
 }
@@ -273,7 +272,7 @@ impl Worker {
                 let Some(zone) = self.zone.upgrade() else {
                     return Ok(());
                 };
-                let now = Instant::now();
+                let now = clock::now_ms();
                 let mut stored = 0;
                 for (key, value) in keys.iter().zip(values) {
                     // A key that expired between SCAN and MGET has no value.
@@ -304,7 +303,7 @@ impl Worker {
         if announcement.origin == self.origin {
             return Some(());
         }
-        zone.learned_elsewhere(announcement.key, announcement.value, Instant::now());
+        zone.learned_elsewhere(announcement.key, announcement.value, clock::now_ms());
         let counters = &self.wiring.counters;
         counters.received.fetch_add(1, Ordering::Relaxed);
         Some(())

@@ -1,17 +1,22 @@
 //! Sessions learned from upstream responses (`sticky learn`): per zone, a bounded table from a
 //! session key (a cookie's value, a SignalR connection token, an engine.io sid) to the sticky
-//! value of the server that created the session, and the outbox through which a sync worker
-//! shares local learns with other instances.
+//! value of the server that created the session, and the link to a sync worker (`link.rs`:
+//! the outbox through which it shares local learns with other instances, and its counters,
+//! which status pages read from the zone).
 //!
 //! A [`SessionRegistry`] keeps every zone a running tether has, by name, weakly; a snapshot
 //! build takes a zone from it when its declaration (size, timeout, sync URL) is unchanged, so
 //! a reload keeps every session, as `limits::ZoneRegistry` keeps limit_req buckets.
 //!
-//! Pure: std only (the table is `lru`). No tokio, no hyper: the sync worker (Redis) lives
-//! above, is woken through the outbox's callback, and writes back through
-//! [`SessionZone::learned_elsewhere`].
+//! Expiry reads [`clock`], a coarse clock a std thread moves forward, not the real one.
+//!
+//! Pure: std, foldhash (the table is `lru`) and balance's placement hash. No tokio, no hyper:
+//! the sync worker (Redis) lives above, is woken through the outbox's callback, and writes back
+//! through [`SessionZone::learned_elsewhere`].
 
+pub mod clock;
 pub mod handshake;
+mod link;
 mod outbox;
 mod zone;
 
@@ -19,8 +24,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+pub use link::{SyncCounts, SyncLink, SyncStats};
 pub use outbox::{Learned, Outbox};
-pub use zone::{MAX_KEY_LEN, SessionZone, ZoneCounts};
+pub use zone::{MAX_KEY_LEN, SessionRef, SessionZone, ZoneCounts};
 
 /// A zone as `sticky learn` declares it.
 #[derive(Clone, Debug, PartialEq, Eq)]

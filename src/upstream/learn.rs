@@ -14,15 +14,15 @@
 //! is balanced (by the key's hash, so its concurrent requests land together) and the session
 //! now names the new server. Imports `sessions` and `vars`; `http` only for response headers.
 
+use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::HeaderMap;
 use http::header::{CONTENT_ENCODING, SET_COOKIE};
 
 use crate::config::LearnSource;
-use crate::sessions::SessionZone;
 use crate::sessions::handshake::{Handshake, HandshakeScan};
+use crate::sessions::{SessionRef, SessionZone, clock};
 use crate::vars::{RequestInfo, Template, Vars};
 
 /// How a group learns sessions, as its `sticky learn` says (templates compiled).
@@ -41,8 +41,9 @@ pub struct LearnMode {
 /// What a request brought to a `sticky learn` group.
 #[derive(Debug, Default)]
 pub(super) struct Presented {
-    /// The key of a session the zone knows: re-pinned if its server cannot take the request.
-    pub(super) known: Option<Vec<u8>>,
+    /// The session the zone knows by the request's key: re-pinned if its server cannot take
+    /// the request.
+    pub(super) known: Option<SessionRef>,
     /// The handshake its response may be, when the group learns from handshakes.
     pub(super) handshake: Option<Handshake>,
 }
@@ -74,20 +75,33 @@ pub struct BodyLearner {
 }
 
 impl LearnMode {
-    /// The key `request` carries (first non-empty `lookup=`), rendered into `key`; false
-    /// without one.
-    pub(super) fn key_of(&self, request: &RequestInfo<'_>, vars: &Vars, key: &mut String) -> bool {
+    /// The key `request` carries (first non-empty `lookup=`): borrowed from the request when
+    /// the variable allows (a cookie, an argument, a header: no allocation per request), else
+    /// rendered.
+    #[inline]
+    pub(super) fn key_of<'r>(
+        &self,
+        request: &RequestInfo<'r>,
+        vars: &Vars,
+    ) -> Option<Cow<'r, str>> {
         for template in &self.lookup {
-            key.clear();
-            template.render(vars, request, key);
+            let key = match template.read_in_place(request) {
+                Some(key) => Cow::Borrowed(key),
+                None => {
+                    let mut text = String::new();
+                    template.render(vars, request, &mut text);
+                    Cow::Owned(text)
+                }
+            };
             if !key.is_empty() {
-                return true;
+                return Some(key);
             }
         }
-        false
+        None
     }
 
     /// The handshake `request` may be answered with, if the group learns from one of its kind.
+    #[inline]
     pub(super) fn handshake_of(&self, request: &RequestInfo<'_>) -> Option<Handshake> {
         let reads_bodies = self.create.iter().any(|source| {
             matches!(
@@ -107,9 +121,15 @@ impl LearnMode {
         self.create.contains(&wanted).then_some(handshake)
     }
 
-    /// Pins `key` to the server whose sticky value is `value` (learned here, or re-pinned).
+    /// Pins `key` to the server whose sticky value is `value`: a session learned here.
     pub(super) fn learn(&self, key: &[u8], value: &str) {
-        self.zone.learn(key, value, Instant::now());
+        self.zone.learn(key, value, clock::now_ms());
+    }
+
+    /// Pins a known session to the server whose sticky value is `value`: its own server could
+    /// not take the request.
+    pub(super) fn repin(&self, session: SessionRef, value: &str) {
+        self.zone.repin(session, value, clock::now_ms());
     }
 
     /// What the answer from the server with sticky value `value` may create.
@@ -161,7 +181,7 @@ impl BodyLearner {
     /// Looks at the next chunk of the body on its way to the client.
     pub fn observe(&mut self, chunk: &[u8]) {
         if let Some(key) = self.scan.feed(chunk) {
-            self.zone.learn(&key, &self.value, Instant::now());
+            self.zone.learn(&key, &self.value, clock::now_ms());
         }
     }
 
@@ -174,7 +194,7 @@ impl BodyLearner {
 impl Drop for BodyLearner {
     fn drop(&mut self) {
         if let Some(key) = self.scan.finish() {
-            self.zone.learn(&key, &self.value, Instant::now());
+            self.zone.learn(&key, &self.value, clock::now_ms());
         }
     }
 }
@@ -234,7 +254,7 @@ mod tests {
             ("x-session", "h-7"),
         ]);
         assert!(learn.on_head(200, &head).is_none());
-        let now = Instant::now();
+        let now = clock::now_ms();
         assert_eq!(
             mode.zone.lookup(b"s-42", now).as_deref(),
             Some("0123456789abcdef")
@@ -268,7 +288,7 @@ mod tests {
         learner.observe(b"0{\"sid\":\"abc\",");
         assert!(learner.is_done());
         assert_eq!(
-            mode.zone.lookup(b"abc", Instant::now()).as_deref(),
+            mode.zone.lookup(b"abc", clock::now_ms()).as_deref(),
             Some("v")
         );
     }

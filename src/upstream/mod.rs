@@ -40,6 +40,7 @@ use crate::balance::{Balancer, Method, Node};
 use crate::config::HealthCheck;
 pub use crate::peer::StickyStatus;
 use crate::peer::{CheckState, FailPolicy, Peer};
+use crate::sessions::SessionZone;
 use crate::vars::Template;
 
 pub use affinity::Affinity;
@@ -231,6 +232,14 @@ impl Group {
     pub fn reads_answer_headers(&self) -> bool {
         matches!(&self.sticky, Some(Sticky::Learn { mode, .. })
             if mode.create.iter().any(|source| matches!(source, crate::config::LearnSource::UpstreamHeader(_))))
+    }
+
+    /// The session zone of a `sticky learn` group (status pages read it).
+    pub fn learned_sessions(&self) -> Option<&Arc<SessionZone>> {
+        match self.sticky.as_ref()? {
+            Sticky::Learn { mode, .. } => Some(&mode.zone),
+            Sticky::Cookie { .. } | Sticky::Route { .. } => None,
+        }
     }
 
     /// The cookie value of member `index`, if the group has `sticky cookie`.

@@ -22,6 +22,7 @@ use super::learn::{Learn, LearnMode, Presented};
 use crate::balance::Key;
 use crate::balance::sticky::{StickyKey, StickyTable};
 use crate::config::StickyCookie;
+use crate::sessions::clock;
 use crate::vars::{RequestInfo, Template, Vars};
 
 /// How a group pins sessions, as its `upstream` block says.
@@ -157,25 +158,23 @@ impl Sticky {
             }),
             Sticky::Learn { table, mode } => {
                 let handshake = mode.handshake_of(request);
-                let mut key = String::new();
-                if !mode.key_of(request, vars, &mut key) {
+                let Some(key) = mode.key_of(request, vars) else {
                     let presented = Presented {
                         known: None,
                         handshake,
                     };
                     return (None, None, presented);
-                }
-                let now = std::time::Instant::now();
-                let found = mode
-                    .zone
-                    .lookup_with(key.as_bytes(), now, |v| table.find(v));
-                let stale = Key::stale(key.as_bytes());
-                // The rendered key itself is kept (moved, not copied) for a re-pin.
-                let presented = Presented {
-                    known: found.is_some().then(|| key.into_bytes()),
-                    handshake,
                 };
-                (found.flatten(), Some(stale), presented)
+                let found =
+                    (mode.zone).lookup_with(key.as_bytes(), clock::now_ms(), |v| table.find(v));
+                // A known session comes with its key's hash, and is kept for a re-pin in place
+                // of its key: nothing of the request is copied or hashed.
+                let (member, stale, known) = match found {
+                    Some((member, session)) => (member, session.placement(), Some(session)),
+                    None => (None, Key::stale(key.as_bytes()), None),
+                };
+                let presented = Presented { known, handshake };
+                (member, Some(stale), presented)
             }
             Sticky::Route { variables, .. } => {
                 let mut value = String::new();
@@ -250,8 +249,8 @@ impl Sticky {
             return None;
         };
         let value = table.value(member);
-        if let Some(key) = presented.known.as_deref().filter(|_| !by_sticky) {
-            mode.learn(key, value);
+        if let Some(session) = presented.known.filter(|_| !by_sticky) {
+            mode.repin(session, value);
         }
         Some(mode.on_answer(value, presented))
     }

@@ -175,6 +175,38 @@ fn every_variable_reads_a_realistic_request() {
 }
 
 #[test]
+fn a_template_read_in_place_reads_what_it_renders() {
+    let vars = no_maps();
+    let req = negotiate();
+    // Borrowed: one cookie, argument or single-valued header (absent ones read as empty).
+    for text in [
+        "$cookie_theme",
+        "$cookie_SID",
+        "$cookie_missing",
+        "$arg_id",
+        "$arg_TOKEN",
+        "$arg_flag",
+        "$arg_missing",
+        "$http_x_request_id",
+        "$http_missing",
+    ] {
+        let template = vars.compile(text, &span(1)).unwrap();
+        let read = template.read_in_place(&req.info());
+        assert_eq!(read, Some(render(&vars, text, &req).as_str()), "{text}");
+    }
+    // Rendered: joined header values, other variables, text around a variable.
+    for text in [
+        "$http_accept",
+        "$host",
+        "s-$cookie_theme",
+        "$cookie_theme$arg_id",
+    ] {
+        let template = vars.compile(text, &span(1)).unwrap();
+        assert_eq!(template.read_in_place(&req.info()), None, "{text}");
+    }
+}
+
+#[test]
 fn uri_is_the_normalised_path_and_request_uri_the_original() {
     let vars = no_maps();
     let req = Request::new(

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::harness::load::echo;
 use crate::harness::session::{Ws, websocket};
 use crate::harness::{Backend, Proxy, get, within};
+use crate::status::prometheus;
 
 const LIMIT: Duration = Duration::from_secs(5);
 const SOCKETS: usize = 4;
@@ -158,6 +159,22 @@ async fn a_drained_server_s_websockets_close_with_service_restart_spread_over_dr
     );
     let finish_in = drain["finish_in_seconds"].as_f64().unwrap_or_default();
     assert!(finish_in > 2.0 && finish_in <= 3.0, "{drain}");
+    // And on the Prometheus page (the first close may have come between the two reads).
+    let exposition = get(proxy.addr, "/status?format=prometheus").await;
+    if let Some(samples) = prometheus::parse(&exposition.body) {
+        let server = a.addr.to_string();
+        let labels = [("upstream", "up"), ("server", &server), ("reason", "drain")];
+        let at = |name: &str| {
+            let key = prometheus::key(name, &labels);
+            let value = samples.get(&key).copied();
+            value.unwrap_or_else(|| panic!("{key} in\n{}", exposition.body))
+        };
+        let left = at("tether_upstream_server_drain_tunnels_left");
+        let closed = at("tether_upstream_server_drain_tunnels_closed");
+        assert_eq!(left + closed, 4.0, "{}", exposition.body);
+        let finish_in = at("tether_upstream_server_drain_finish_seconds");
+        assert!(finish_in > 1.0 && finish_in <= 3.0, "{}", exposition.body);
+    }
     // A new WebSocket goes elsewhere at once.
     let (mut ws, response) = websocket(proxy.addr, "/ws", None).await;
     assert_eq!(response.headers()["x-backend"], "b");

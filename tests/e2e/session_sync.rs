@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tether::session_sync::{SyncHandle, SyncStats, Syncs, spawn_sync};
-use tether::sessions::{SessionRegistry, SessionZone, ZoneSpec};
+use tether::sessions::{SessionRegistry, SessionZone, ZoneSpec, clock};
 
 use crate::harness::logs::Logs;
 use crate::harness::redis::Redis;
@@ -35,11 +35,11 @@ impl Instance {
     }
 
     fn knows(&self, key: &str) -> Option<String> {
-        self.zone.lookup(key.as_bytes(), Instant::now())
+        self.zone.lookup(key.as_bytes(), clock::now_ms())
     }
 
     fn learn(&self, key: &str, value: &str) {
-        self.zone.learn(key.as_bytes(), value, Instant::now());
+        self.zone.learn(key.as_bytes(), value, clock::now_ms());
     }
 
     fn stats(&self) -> SyncStats {
@@ -244,9 +244,9 @@ async fn an_unusable_url_is_a_counted_failure_and_the_zone_stays_local() {
     let sync = spawn_sync(zone.clone(), "http://not-redis", LOG_INTERVAL);
     assert_eq!(sync.stats().failures, 1);
     assert!(!zone.has_outbox());
-    zone.learn(b"token", SERVER_A, Instant::now());
+    zone.learn(b"token", SERVER_A, clock::now_ms());
     assert_eq!(
-        zone.lookup(b"token", Instant::now()).as_deref(),
+        zone.lookup(b"token", clock::now_ms()).as_deref(),
         Some(SERVER_A)
     );
 }
@@ -269,7 +269,7 @@ async fn a_reload_that_keeps_a_synced_zone_keeps_its_one_sync_and_a_changed_zone
         syncs.status().iter().all(|sync| sync.stats.connected)
     })
     .await;
-    zone.learn(b"token", SERVER_A, Instant::now());
+    zone.learn(b"token", SERVER_A, clock::now_ms());
     until("the sync to write the session", || {
         syncs.status()[0].stats.published == 1
     })
@@ -293,7 +293,7 @@ async fn a_reload_that_keeps_a_synced_zone_keeps_its_one_sync_and_a_changed_zone
     let status = syncs.status();
     assert_eq!(status.len(), 1, "{status:?}");
     until("the new zone to read the session back", || {
-        changed.lookup(b"token", Instant::now()).is_some()
+        changed.lookup(b"token", clock::now_ms()).is_some()
     })
     .await;
 }

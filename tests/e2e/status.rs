@@ -20,7 +20,8 @@ use crate::harness::nginx::Nginx;
 use crate::harness::proxy::fill;
 use crate::harness::{Backend, Proxy, Reply, free_addr, get, send, within};
 
-mod prometheus;
+mod learned;
+pub mod prometheus;
 
 const CONF: &str = "events {} http {
     upstream hub { server {a}; server {b}; sticky cookie srv; }

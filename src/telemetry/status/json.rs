@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{GroupReport, Report, ServerReport};
+use super::{GroupReport, Report, ServerReport, ZoneReport};
 use crate::peer::Transport;
 use crate::upstream::ServerState;
 
@@ -65,7 +65,45 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         }
         write_group(out, group)?;
     }
+    out.push_str("],\"learned_sessions\":[");
+    for (i, zone) in r.zones.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_zone(out, zone)?;
+    }
     out.push_str("]}");
+    Ok(())
+}
+
+fn write_zone(out: &mut String, z: &ZoneReport) -> std::fmt::Result {
+    write!(
+        out,
+        "{{\"zone\":{},\"size\":{},\"timeout_seconds\":{:.3},\"sessions\":{},\"learned\":{},\"received\":{},\"hits\":{},\"evicted\":{},\"expired\":{},\"repinned\":{},\"sync\":",
+        string(&z.name),
+        z.size,
+        z.timeout.as_secs_f64(),
+        z.sessions,
+        z.learned,
+        z.received,
+        z.hits,
+        z.evicted,
+        z.expired,
+        z.repinned
+    )?;
+    match &z.sync {
+        None => out.push_str("null}"),
+        Some(sync) => write!(
+            out,
+            "{{\"target\":{},\"connected\":{},\"published\":{},\"received\":{},\"failures\":{},\"dropped\":{}}}}}",
+            string(&sync.target),
+            sync.stats.connected,
+            sync.stats.published,
+            sync.stats.received,
+            sync.stats.failures,
+            sync.stats.dropped
+        )?,
+    }
     Ok(())
 }
 

@@ -2,9 +2,9 @@
 //! (nginx's text, so existing scrapers keep working).
 //!
 //! A page is one [`Report`] read from the live counters — the peers' atomics that the balancer
-//! itself uses, and the process's and listeners' from [`Telemetry`] — then written out by
-//! `json.rs`, `prometheus.rs` or [`stub`]. Nothing is kept for the page's sake: reading it
-//! costs the request path nothing.
+//! itself uses, the session zones' (`zones.rs`), and the process's and listeners' from
+//! [`Telemetry`] — then written out by `json.rs`, `prometheus.rs` or [`stub`]. Nothing is kept
+//! for the page's sake: reading it costs the request path nothing.
 //!
 //! Which format `status;` answers in: `?format=json` or `?format=prometheus` if the query says;
 //! else Prometheus when `Accept` names `text/plain` or `application/openmetrics-text` (what
@@ -14,6 +14,7 @@
 
 mod json;
 mod prometheus;
+mod zones;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use crate::peer::{HistogramReading, Transport};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
 use crate::upstream::ServerState;
+pub use zones::{SyncReport, ZoneReport};
 
 /// A status page, ready to send.
 #[derive(Debug)]
@@ -143,6 +145,8 @@ pub struct Report {
     pub listeners: Vec<ListenerReport>,
     /// Each upstream group of the config in force, by name.
     pub upstreams: Vec<GroupReport>,
+    /// Each `sticky learn` zone of the config in force, by name.
+    pub zones: Vec<ZoneReport>,
 }
 
 /// One listen address.
@@ -288,6 +292,7 @@ impl Report {
             access_log_dropped: crate::telemetry::access_log::dropped_lines(),
             listeners,
             upstreams,
+            zones: zones::read(snapshot),
         }
     }
 }

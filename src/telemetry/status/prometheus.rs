@@ -1,6 +1,9 @@
 //! The status report in Prometheus's text exposition format (0.0.4): one family per metric,
 //! each with its `# HELP` and `# TYPE`, counters ending in `_total`, request time a histogram.
-//! The names are stable; README.md lists them. Imports only its parent.
+//! The names are stable; README.md lists them. `sticky learn`'s zones and syncs are written by
+//! `zones.rs`. Imports only its parent.
+
+mod zones;
 
 use std::fmt::Write;
 
@@ -17,6 +20,7 @@ pub fn write(report: &Report) -> String {
     process(&mut out, report);
     listeners(&mut out, report);
     servers(&mut out, report);
+    zones::write(&mut out, report);
     out.0
 }
 
@@ -307,7 +311,56 @@ fn servers(out: &mut Exposition, r: &Report) {
         |s| s.balancer_picks,
     );
     health_checks(out, r);
+    drains(out, r);
     request_time(out, r);
+}
+
+/// The drains running now (`drain_timeout`): only servers with one show these families.
+fn drains(out: &mut Exposition, r: &Report) {
+    let draining: Vec<_> = each_server(r)
+        .filter_map(|(group, server)| {
+            let drain = server.drain.as_ref()?;
+            let labels = server_labels(group, server);
+            Some((
+                format!("{labels},reason=\"{}\"", drain.reason.as_str()),
+                drain,
+            ))
+        })
+        .collect();
+    if draining.is_empty() {
+        return;
+    }
+    let name = "tether_upstream_server_drain_tunnels_left";
+    out.family(
+        name,
+        "gauge",
+        "Tunnels and event streams the server's drain has still to close.",
+    );
+    for (labels, drain) in &draining {
+        out.sample(name, labels, drain.left);
+    }
+    let name = "tether_upstream_server_drain_tunnels_closed";
+    out.family(
+        name,
+        "gauge",
+        "Tunnels and event streams the server's drain has closed so far.",
+    );
+    for (labels, drain) in &draining {
+        out.sample(name, labels, drain.closed);
+    }
+    let name = "tether_upstream_server_drain_finish_seconds";
+    out.family(
+        name,
+        "gauge",
+        "Seconds until the server's drain expects to have closed its last stream.",
+    );
+    for (labels, drain) in &draining {
+        out.sample(
+            name,
+            labels,
+            format!("{:.3}", drain.finish_in.as_secs_f64()),
+        );
+    }
 }
 
 fn health_checks(out: &mut Exposition, r: &Report) {

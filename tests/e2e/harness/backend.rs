@@ -301,6 +301,17 @@ async fn answer(
             full(StatusCode::from_u16(code).unwrap_or(StatusCode::OK), "")
         }
         "/drop" => return Err(std::io::Error::other("dropping the connection on purpose")),
+        // A session the application opens, under any prefix: `Set-Cookie: sid=SID` (what
+        // `sticky learn create=$upstream_cookie_sid` learns).
+        path if path.ends_with("/login") => {
+            let sid = query.get("sid").map_or("", String::as_str);
+            let mut response = full(StatusCode::OK, state.name);
+            let cookie = HeaderValue::from_str(&format!("sid={sid}; Path=/"));
+            if let Ok(cookie) = cookie {
+                response.headers_mut().insert(header::SET_COOKIE, cookie);
+            }
+            response
+        }
         _ => full(StatusCode::OK, state.name),
     };
     response
