@@ -12,9 +12,10 @@ use crate::vars::{RequestInfo, Vars};
 /// plus the de-facto `Keep-Alive` and `Proxy-Connection`), then the ones nginx hides from a
 /// proxied response unless `proxy_pass_header` names them (in the order of
 /// [`HIDDEN_BY_DEFAULT`](crate::snapshot::reply_headers::HIDDEN_BY_DEFAULT): `Date` and `Server` are tether's own, `X-Pad` and the `X-Accel-*`
-/// instructions an upstream gives its proxy). Indexes into this list are bits of a mask. A
+/// instructions an upstream gives its proxy), and last `Expect`, which only requests lose.
+/// Indexes into this list are bits of a mask. A
 /// `static`, not a `const`: a const array would be built and dropped again at every use.
-static STRIPPED: [HeaderName; 15] = [
+static STRIPPED: [HeaderName; 16] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -30,10 +31,17 @@ static STRIPPED: [HeaderName; 15] = [
     HeaderName::from_static("x-accel-limit-rate"),
     HeaderName::from_static("x-accel-buffering"),
     HeaderName::from_static("x-accel-charset"),
+    header::EXPECT,
 ];
 
 /// How many of [`STRIPPED`] are hop-by-hop (stripped both ways); the rest only from responses.
 const HOP_BY_HOP: usize = 7;
+
+/// The hidden-by-default ones: responses only.
+const HIDDEN: u16 = ((1 << 15) - 1) & !((1 << HOP_BY_HOP) - 1);
+
+/// `Expect`'s bit: requests only (see [`rewrite_request`]).
+const EXPECT_BIT: u16 = 1 << 15;
 
 /// `Upgrade`'s bit: an upstream's `Upgrade` reaches the client on any response (a 426 names
 /// the protocol to upgrade to), except a 101 turned into an HTTP/2 tunnel.
@@ -68,7 +76,7 @@ fn stripped_index_of(name: &[u8]) -> Option<usize> {
         2 => &[3],
         4 => &[7],
         5 => &[9],
-        6 => &[8],
+        6 => &[8, 15],
         7 => &[4, 6],
         10 => &[0, 1],
         15 => &[10, 14],
@@ -100,6 +108,7 @@ const STRIPPED_TEXT: [&[u8]; STRIPPED.len()] = [
     b"x-accel-limit-rate",
     b"x-accel-buffering",
     b"x-accel-charset",
+    b"expect",
 ];
 
 /// Which of [`STRIPPED`] a response head may leave out of its header map as it is parsed
@@ -110,7 +119,7 @@ const STRIPPED_TEXT: [&[u8]; STRIPPED.len()] = [
 /// and `Connection` with every answer). Nothing may be left out when something reads the
 /// upstream's own head (`$upstream_http_*` in a log line, `sticky learn` from a header).
 pub fn left_out_of_responses(passed: u8) -> u16 {
-    let all = (1u16 << STRIPPED.len()) - 1;
+    let all = ((1 << HOP_BY_HOP) - 1) | HIDDEN;
     all & !(u16::from(passed) << HOP_BY_HOP) & !UPGRADE_BIT
 }
 
@@ -214,20 +223,22 @@ fn render(
     }
 }
 
-/// Rewrites the client's request headers into the upstream request's.
+/// Rewrites the client's request headers into the upstream request's. True when the result
+/// has a `Connection` header (the client's never stays: only `proxy_set_header` or an upgrade
+/// writes one).
 pub fn rewrite_request(
     headers: &mut HeaderMap,
     plan: &HeaderPlan,
     rendered: Rendered,
     proxy_host: &HeaderValue,
     upgrade: Option<HeaderValue>,
-) {
-    strip(headers, (1 << HOP_BY_HOP) - 1);
+) -> bool {
+    let mut connection = false;
     // `Expect` is the client's question to tether, which answers `100 Continue` itself;
     // forwarded, it would draw a second interim answer or an upstream's 417. nginx clears it
     // too (its default `proxy_set_header Expect ""`), and a `proxy_set_header` below may
-    // still put it back.
-    headers.remove(header::EXPECT);
+    // still put it back. Stripped with the hop-by-hop ones: found in the same pass.
+    strip(headers, ((1 << HOP_BY_HOP) - 1) | EXPECT_BIT);
     if !plan.sets_host {
         headers.insert(header::HOST, proxy_host.clone());
     }
@@ -238,12 +249,15 @@ pub fn rewrite_request(
             HeaderSource::Remove => None,
             HeaderSource::Template(_) => templates.next().flatten(),
         };
+        let is_connection = set.name == header::CONNECTION;
         match value {
             Some(value) => {
                 headers.insert(set.name.clone(), value);
+                connection |= is_connection;
             }
             None => {
                 headers.remove(&set.name);
+                connection &= !is_connection;
             }
         }
     }
@@ -256,7 +270,9 @@ pub fn rewrite_request(
         if !connection_has(headers, "upgrade") {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
+        connection = true;
     }
+    connection
 }
 
 /// How a response's `Upgrade` is treated.
@@ -275,7 +291,7 @@ pub enum UpgradeRole {
 /// Returns which of `Location`, `Refresh`, `Set-Cookie` it has (bits of [`Rewritable`]),
 /// seen in the same pass, so rules for them look only when there is something to rewrite.
 pub fn rewrite_response(headers: &mut HeaderMap, upgrade: UpgradeRole, passed: u8) -> u8 {
-    let mut candidates = (1u16 << STRIPPED.len()) - 1;
+    let mut candidates = ((1 << HOP_BY_HOP) - 1) | HIDDEN;
     candidates &= !(u16::from(passed) << HOP_BY_HOP);
     if upgrade != UpgradeRole::Http2Tunnel {
         candidates &= !UPGRADE_BIT;
@@ -395,6 +411,12 @@ mod tests {
             assert_eq!(STRIPPED[HOP_BY_HOP + index].as_str(), *name);
         }
         assert!(HOP_BY_HOP <= STRIPPED.len());
+        assert_eq!(HIDDEN.count_ones() as usize, hidden.len());
+        assert_eq!(HIDDEN & ((1 << HOP_BY_HOP) - 1), 0);
+        assert_eq!(
+            STRIPPED[EXPECT_BIT.trailing_zeros() as usize],
+            header::EXPECT
+        );
         for (index, name) in STRIPPED.iter().enumerate() {
             assert_eq!(stripped_index(name), Some(index), "{name}");
             assert_eq!(STRIPPED_TEXT[index], name.as_str().as_bytes());

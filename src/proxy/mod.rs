@@ -604,7 +604,7 @@ async fn proxy(
         locals: normalised.locals,
     };
     let uri = upstream_uri(&parts.uri, target, &action.uri)?;
-    headers::rewrite_request(
+    let has_connection = headers::rewrite_request(
         &mut parts.headers,
         &route.request_headers,
         rendered,
@@ -621,7 +621,7 @@ async fn proxy(
 
     // `Connection: close` (e.g. from the `map $http_upgrade` idiom) ends that upstream
     // connection after the response: it must not go back to the pool.
-    let reusable = !headers::connection_has(&parts.headers, "close");
+    let reusable = !(has_connection && headers::connection_has(&parts.headers, "close"));
     let progress = (!body.is_end_stream()).then(SendProgress::new);
     let body = RequestBody::client(body, limit, progress.clone());
     let upstream_request = Request::from_parts(parts, body);
