@@ -16,6 +16,7 @@ pub mod forward;
 pub mod headers;
 pub mod health;
 mod limits;
+pub mod names;
 pub mod origin;
 mod phases;
 pub mod pool;

@@ -7,15 +7,16 @@
 //! a plain number, a transfer coding other than `chunked`, a folded or malformed line) is
 //! refused, answered 502 as nginx answers an "upstream sent invalid header", and the
 //! connection is never used again. Pure: std, `bytes`, `http`, `httparse` (and the spellings
-//! it hands on).
+//! it hands on, and the cache of header names).
 
 use bytes::BytesMut;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Version};
 
 use crate::proxy::headers::is_left_out;
 #[cfg(doc)]
 use crate::proxy::headers::left_out_of_responses;
+use crate::proxy::names::header_name;
 use crate::proxy::spelling::Spellings;
 
 /// The most header lines an upstream's response head may have. nginx counts none (its bound
@@ -204,8 +205,7 @@ pub fn parse_response(
         if left_out != 0 && is_left_out(name, left_out) {
             continue;
         }
-        let name = HeaderName::from_bytes(name)
-            .map_err(|_| InvalidHead("upstream sent invalid header"))?;
+        let name = header_name(name).map_err(|_| InvalidHead("upstream sent invalid header"))?;
         let value = raw.slice(value);
         // SAFETY: httparse accepted this value, and what it accepts in a value (HTAB, SP,
         // visible ASCII, obs-text; never another control byte nor DEL) is exactly what a

@@ -10,14 +10,16 @@
 //!
 //! Every refusal is a [`Rejection`]: the status, the title of the error page (nginx's wording)
 //! and the reason for the log. Std, `bytes`, `http`, `memchr` and httparse only (and the
-//! config's [`HeadRules`]): no sockets, no tokio, so the fuzz target and the unit tests drive
-//! it with plain byte strings.
+//! config's [`HeadRules`] and the proxy's pure cache of header names): no sockets, no tokio, so
+//! the fuzz target and the unit tests drive it with plain byte strings.
 
 use std::mem::MaybeUninit;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
+
+use crate::proxy::names::header_name;
 
 pub use crate::config::HeadRules;
 
@@ -238,7 +240,7 @@ fn parse_into<'b>(
             dropped_headers += 1;
             continue;
         }
-        let name = HeaderName::from_bytes(line.name.as_bytes())
+        let name = header_name(line.name.as_bytes())
             .map_err(|_| Rejection::bad("client sent invalid header line"))?;
         // SAFETY: httparse accepted this value, and what it accepts in a value (HTAB, SP,
         // visible ASCII, obs-text; never another control byte nor DEL) is exactly what a
