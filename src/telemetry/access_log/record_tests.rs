@@ -11,8 +11,8 @@ use crate::telemetry::access_log::{Formats, Logs};
 use crate::vars::{Vars, empty_request};
 
 /// A location logging nginx's `combined` format to a file of its own.
-fn combined_log(dir: &tempfile::TempDir) -> (Logs, Vars) {
-    let vars = Vars::build(&[]).unwrap();
+fn combined_log(dir: &tempfile::TempDir) -> (Logs, Arc<Vars>) {
+    let vars = Arc::new(Vars::build(&[]).unwrap());
     let mut errors = Vec::new();
     let formats = Formats::build(&[], &vars, &mut errors);
     let log = config::AccessLog {
@@ -23,7 +23,7 @@ fn combined_log(dir: &tempfile::TempDir) -> (Logs, Vars) {
         condition: None,
         span: Span::builtin(),
     };
-    let logs = Logs::build(&[log], &formats, &Arc::new(Vars::build(&[]).unwrap()), &mut errors);
+    let logs = Logs::build(&[log], &formats, &vars, &mut errors);
     assert!(errors.is_empty(), "{errors:?}");
     (logs, vars)
 }
