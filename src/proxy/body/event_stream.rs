@@ -235,4 +235,90 @@ mod tests {
         assert_eq!(tracker.feed(b"\ndata: b\n\n", true), 1);
         assert!(tracker.at_boundary());
     }
+
+    /// A body that hands out `steps` in order: bytes, or None for "nothing yet".
+    struct Script(std::collections::VecDeque<Option<&'static [u8]>>);
+
+    impl Body for Script {
+        type Data = Bytes;
+        type Error = BodyError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+            match self.0.pop_front() {
+                Some(Some(bytes)) => Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(bytes))))),
+                Some(None) => Poll::Pending,
+                None => Poll::Ready(None),
+            }
+        }
+    }
+
+    /// Counts the task's wake-ups.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// What polling `events` over `body` gives: the bytes, "pending" or "end".
+    fn step(events: &mut EndAfterEvent, body: &mut Script, waker: &Waker) -> String {
+        let mut cx = Context::from_waker(waker);
+        match events.poll_frame(Pin::new(body), &mut cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                String::from_utf8_lossy(frame.data_ref().unwrap()).into_owned()
+            }
+            Poll::Ready(Some(Err(_))) => "error".into(),
+            Poll::Ready(None) => "end".into(),
+            Poll::Pending => "pending".into(),
+        }
+    }
+
+    #[test]
+    fn a_signal_wakes_the_task_and_ends_the_stream_after_the_event_in_flight() {
+        let signal = CloseSignal::under(&tokio_util::sync::CancellationToken::new());
+        let mut events = EndAfterEvent::new(signal.clone());
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        let steps = [
+            Some(&b"data: a\n"[..]),
+            None,
+            None,
+            None,
+            Some(b"\ndata: b\n\n"),
+        ];
+        let mut body = Script(steps.into_iter().collect());
+        assert_eq!(step(&mut events, &mut body, &waker), "data: a\n");
+        assert_eq!(step(&mut events, &mut body, &waker), "pending");
+        // Quiet, not told: the signal is not looked at again, and nothing ends.
+        assert_eq!(step(&mut events, &mut body, &waker), "pending");
+        signal.close(crate::drain::CloseReason::Drain);
+        assert_eq!(
+            wakes.0.load(Ordering::Relaxed),
+            1,
+            "the signal woke the task"
+        );
+        // Told mid-event: the stream waits for the event's rest, and ends right after it.
+        assert_eq!(step(&mut events, &mut body, &waker), "pending");
+        assert_eq!(step(&mut events, &mut body, &waker), "\n");
+        assert_eq!(step(&mut events, &mut body, &waker), "end");
+    }
+
+    #[test]
+    fn a_signal_while_between_events_ends_the_stream_at_once() {
+        let parent = tokio_util::sync::CancellationToken::new();
+        let mut events = EndAfterEvent::new(CloseSignal::under(&parent));
+        let waker = Waker::from(Arc::new(Wakes::default()));
+        let steps = [Some(&b"data: a\n\n"[..]), None, None];
+        let mut body = Script(steps.into_iter().collect());
+        assert_eq!(step(&mut events, &mut body, &waker), "data: a\n\n");
+        assert_eq!(step(&mut events, &mut body, &waker), "pending");
+        // A stop cancels the connection's token, the signal's parent.
+        parent.cancel();
+        assert_eq!(step(&mut events, &mut body, &waker), "end");
+    }
 }
