@@ -800,6 +800,8 @@ impl Exchange<'_> {
         // The tunnel's line is written when it ends, with the 101 (or 200) the client got.
         let log = log.take().map(|mut log| {
             log.head(Phase::SentHead, parts.status.as_u16(), &parts.headers);
+            // Kept for the tunnel's whole life: only what its line needs.
+            log.settle();
             log
         });
         let response = Response::from_parts(parts, ());

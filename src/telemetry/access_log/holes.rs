@@ -28,6 +28,11 @@ impl Holes {
         at as usize
     }
 
+    /// Lets go of spare room in the spilled offsets.
+    pub(super) fn shrink_to_fit(&mut self) {
+        self.spill.shrink_to_fit();
+    }
+
     pub(super) fn shift_after(&mut self, index: usize, by: usize, count: usize) {
         for later in index + 1..count {
             let at = self.get(later) + by;
