@@ -47,6 +47,8 @@ pub struct Answer<'g> {
     pub connect_time: std::time::Duration,
     /// The upstream's spelling of its header names.
     pub spellings: Option<Spellings>,
+    /// The response has a `Set-Cookie` line.
+    pub sets_cookie: bool,
 }
 
 /// No server to choose: 502 when every one is out, 503 when the healthy ones are full.
@@ -249,6 +251,7 @@ async fn attempt<'g>(
                 *response.headers_mut() = head.headers;
                 return Ok(Answer {
                     spellings,
+                    sets_cookie: head.sets_cookie,
                     response,
                     guard,
                     tls: route.tls.cloned(),

@@ -733,8 +733,9 @@ impl Exchange<'_> {
         let (mut parts, incoming) = answer.response.into_parts();
         guard.answered(parts.status.as_u16());
         // `sticky learn` reads the head as the upstream sent it (before cookies are rewritten).
-        let learner =
-            (answer.learn.as_ref()).and_then(|l| l.on_head(parts.status.as_u16(), &parts.headers));
+        let learner = (answer.learn.as_ref()).and_then(|learn| {
+            learn.on_head(parts.status.as_u16(), &parts.headers, answer.sets_cookie)
+        });
         if let Some(log) = log.as_deref_mut() {
             log.head(Phase::UpstreamHead, parts.status.as_u16(), &parts.headers);
         }

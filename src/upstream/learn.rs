@@ -145,10 +145,17 @@ impl LearnMode {
 impl Learn<'_> {
     /// Learns from the response head what it carries (a cookie or header source), or returns
     /// the learner its body needs (a handshake's; a 2xx, not content-encoded). Sources are
-    /// tried in `create=` order; the first that gives a key wins.
-    pub fn on_head(&self, status: u16, headers: &HeaderMap) -> Option<BodyLearner> {
+    /// tried in `create=` order; the first that gives a key wins. `sets_cookie`: the head has
+    /// a `Set-Cookie` line (most answers have none, and looking costs a lookup).
+    pub fn on_head(
+        &self,
+        status: u16,
+        headers: &HeaderMap,
+        sets_cookie: bool,
+    ) -> Option<BodyLearner> {
         for source in &self.mode.create {
             let key = match source {
+                LearnSource::UpstreamCookie(_) if !sets_cookie => None,
                 LearnSource::UpstreamCookie(name) => set_cookie_value(headers, name),
                 LearnSource::UpstreamHeader(name) => {
                     headers.get(name.as_str()).map(|v| v.as_bytes())
@@ -253,7 +260,7 @@ mod tests {
             ("set-cookie", "SID = s-42 ; HttpOnly"),
             ("x-session", "h-7"),
         ]);
-        assert!(learn.on_head(200, &head).is_none());
+        assert!(learn.on_head(200, &head, true).is_none());
         let now = clock::now_ms();
         assert_eq!(
             mode.zone.lookup(b"s-42", now).as_deref(),
@@ -263,7 +270,7 @@ mod tests {
         assert_eq!(mode.zone.lookup(b"h-7", now), None);
         assert!(
             learn
-                .on_head(200, &headers(&[("x-session", "h-8")]))
+                .on_head(200, &headers(&[("x-session", "h-8")]), true)
                 .is_none()
         );
         assert!(mode.zone.lookup(b"h-8", now).is_some());
@@ -273,17 +280,21 @@ mod tests {
     fn only_a_handshakes_plain_2xx_body_is_read() {
         let mode = mode(vec![LearnSource::EngineioSid]);
         let not_a_handshake = mode.on_answer("v", &Presented::NOTHING);
-        assert!(not_a_handshake.on_head(200, &HeaderMap::new()).is_none());
+        assert!(
+            not_a_handshake
+                .on_head(200, &HeaderMap::new(), true)
+                .is_none()
+        );
         let presented = Presented {
             known: None,
             handshake: Some(Handshake::EngineioOpen),
         };
         let learn = mode.on_answer("v", &presented);
-        assert!(learn.on_head(400, &HeaderMap::new()).is_none());
+        assert!(learn.on_head(400, &HeaderMap::new(), true).is_none());
         let gzipped = headers(&[("content-encoding", "gzip")]);
-        assert!(learn.on_head(200, &gzipped).is_none());
+        assert!(learn.on_head(200, &gzipped, true).is_none());
         let mut learner = learn
-            .on_head(200, &HeaderMap::new())
+            .on_head(200, &HeaderMap::new(), true)
             .expect("a body learner");
         learner.observe(b"0{\"sid\":\"abc\",");
         assert!(learner.is_done());

@@ -101,6 +101,9 @@ pub struct ResponseHead {
     pub keep_alive: bool,
     /// The upstream's spelling of its header names (the head's bytes, shared).
     pub spellings: Spellings,
+    /// A `Set-Cookie` line is there (seen as the map was built: `sticky learn` need not look
+    /// it up in an answer that has none).
+    pub sets_cookie: bool,
 }
 
 /// Why a response head is refused, in nginx's words where it has them.
@@ -198,6 +201,7 @@ pub fn parse_response(
     // A `Connection` line naming other headers stays: they are removed with it later.
     let left_out = left_out & !u16::from(framing.names_headers);
     let mut headers = HeaderMap::with_capacity(count);
+    let mut sets_cookie = false;
     for line in lines.iter() {
         let (name_at, value_at) = (line.name_at as usize, line.value_at as usize);
         let name = &raw[name_at..name_at + line.name_len as usize];
@@ -206,6 +210,7 @@ pub fn parse_response(
             continue;
         }
         let name = header_name(name).map_err(|_| InvalidHead("upstream sent invalid header"))?;
+        sets_cookie |= name == header::SET_COOKIE;
         let value = raw.slice(value);
         // SAFETY: httparse accepted this value, and what it accepts in a value (HTAB, SP,
         // visible ASCII, obs-text; never another control byte nor DEL) is exactly what a
@@ -229,6 +234,7 @@ pub fn parse_response(
         framing: framing_kind,
         keep_alive,
         spellings,
+        sets_cookie,
     })))
 }
 

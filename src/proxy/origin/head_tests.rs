@@ -167,3 +167,11 @@ fn a_connection_line_naming_a_header_stays_for_that_header_to_be_removed_with_it
     assert_eq!(head.headers["connection"], "keep-alive, X-Trace");
     assert!(head.keep_alive);
 }
+
+#[test]
+fn a_set_cookie_line_is_noted_as_the_map_is_built() {
+    let with = head("HTTP/1.1 200 OK\r\nset-cookie: sid=1\r\nContent-Length: 0\r\n\r\n");
+    assert!(with.sets_cookie);
+    let without = head("HTTP/1.1 200 OK\r\nX-Set-Cookie: no\r\nContent-Length: 0\r\n\r\n");
+    assert!(!without.sets_cookie);
+}
