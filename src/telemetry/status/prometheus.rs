@@ -8,6 +8,7 @@ mod zones;
 use std::fmt::Write;
 
 use super::{Report, ServerReport};
+use crate::drain::schedule::Progress;
 use crate::peer::{DURATION_BOUNDS, Transport};
 use crate::upstream::ServerState;
 
@@ -315,6 +316,9 @@ fn servers(out: &mut Exposition, r: &Report) {
     request_time(out, r);
 }
 
+/// A family of one gauge per row: its name, its help, and the row's value as written.
+type Gauge<R> = (&'static str, &'static str, fn(&R) -> String);
+
 /// The drains running now (`drain_timeout`): only servers with one show these families.
 fn drains(out: &mut Exposition, r: &Report) {
     let draining: Vec<_> = each_server(r)
@@ -330,36 +334,29 @@ fn drains(out: &mut Exposition, r: &Report) {
     if draining.is_empty() {
         return;
     }
-    let name = "tether_upstream_server_drain_tunnels_left";
-    out.family(
-        name,
-        "gauge",
-        "Tunnels and event streams the server's drain has still to close.",
-    );
-    for (labels, drain) in &draining {
-        out.sample(name, labels, drain.left);
-    }
-    let name = "tether_upstream_server_drain_tunnels_closed";
-    out.family(
-        name,
-        "gauge",
-        "Tunnels and event streams the server's drain has closed so far.",
-    );
-    for (labels, drain) in &draining {
-        out.sample(name, labels, drain.closed);
-    }
-    let name = "tether_upstream_server_drain_finish_seconds";
-    out.family(
-        name,
-        "gauge",
-        "Seconds until the server's drain expects to have closed its last stream.",
-    );
-    for (labels, drain) in &draining {
-        out.sample(
-            name,
-            labels,
-            format!("{:.3}", drain.finish_in.as_secs_f64()),
-        );
+    // Gauges, one value per draining server each.
+    let gauges: [Gauge<Progress>; 3] = [
+        (
+            "tether_upstream_server_drain_tunnels_left",
+            "Tunnels and event streams the server's drain has still to close.",
+            |drain| drain.left.to_string(),
+        ),
+        (
+            "tether_upstream_server_drain_tunnels_closed",
+            "Tunnels and event streams the server's drain has closed so far.",
+            |drain| drain.closed.to_string(),
+        ),
+        (
+            "tether_upstream_server_drain_finish_seconds",
+            "Seconds until the server's drain expects to have closed its last stream.",
+            |drain| format!("{:.3}", drain.finish_in.as_secs_f64()),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        out.family(name, "gauge", help);
+        for (labels, drain) in &draining {
+            out.sample(name, labels, value(drain));
+        }
     }
 }
 
