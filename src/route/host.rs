@@ -31,8 +31,11 @@ impl HostName {
 
     /// The name (`""` for [`HostName::EMPTY`]).
     pub fn as_str(&self) -> &str {
-        // `normalise` copies only a UTF-8-checked prefix of at most MAX_HOST bytes.
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+        let name = &self.bytes[..usize::from(self.len)];
+        // SAFETY: `normalise` (the only way to a non-empty name) copies only a prefix it
+        // checked to be UTF-8, and lowercasing ASCII letters keeps it so. Checking again
+        // cost more than the rest of the name's reading, at every use.
+        unsafe { std::str::from_utf8_unchecked(name) }
     }
 }
 
@@ -53,7 +56,10 @@ pub fn normalise(raw: &[u8]) -> Result<HostName, InvalidHost> {
     let mut state = State::Name;
     let mut end = raw.len();
     let mut last_dot = None;
+    // The bytes ORed together: below 0x80, the name is ASCII and needs no UTF-8 check.
+    let mut high = 0u8;
     for (i, &byte) in raw.iter().enumerate() {
+        high |= byte;
         match byte {
             b'.' if state == State::Name => {
                 if last_dot.is_some_and(|dot| dot + 1 == i) {
@@ -84,7 +90,9 @@ pub fn normalise(raw: &[u8]) -> Result<HostName, InvalidHost> {
         return Err(InvalidHost);
     }
     let name = &raw[..end];
-    std::str::from_utf8(name).map_err(|_| InvalidHost)?;
+    if high >= 0x80 {
+        std::str::from_utf8(name).map_err(|_| InvalidHost)?;
+    }
     let mut host = HostName::EMPTY;
     host.bytes[..end].copy_from_slice(name);
     host.bytes[..end].make_ascii_lowercase();
@@ -111,6 +119,10 @@ mod tests {
         assert_eq!(host("[2001:DB8::1]"), Ok("[2001:db8::1]".into()));
         assert_eq!(host("10.0.0.1:80"), Ok("10.0.0.1".into()));
         assert_eq!(host("bücher.example"), Ok("bücher.example".into()));
+        assert_eq!(host("BÜCHER.Example:80"), Ok("bÜcher.example".into()));
+        // Bytes that are no UTF-8 are no host name.
+        assert!(normalise(b"b\xfccher.example").is_err());
+        assert!(normalise(b"example.\xc3").is_err());
         let longest = "a".repeat(MAX_HOST);
         assert_eq!(host(&longest), Ok(longest.clone()));
         assert_eq!(host(&format!("{longest}a")), Err(InvalidHost));
