@@ -6,14 +6,14 @@
 //! requests, re-armed lazily ([`IdleTimer`](crate::server::http1)); while it runs a request,
 //! that timer is idle. So the connection offers it: before polling the request it
 //! [`offer`]s, the waiting request says when it must be woken ([`wake_at`]), and the
-//! connection takes that ([`Offer::take`]) and sets its timer to it — a store, unless the timer must fire
-//! sooner than it would. The request reads the clock itself when it is polled again, so a wake
-//! that comes early (or late) never decides anything.
+//! connection takes that ([`Offer::take`]) and sets its timer to it — a store, unless the
+//! timer must fire sooner than it would. The request reads the clock itself when it is polled
+//! again, so a wake that comes early (or late) never decides anything.
 //!
 //! Where nothing offers (an HTTP/2 stream, which hyper polls), [`wake_at`] says so and the
 //! request keeps a timer of its own. The offer lives in a thread-local for the length of one
 //! poll: a connection's task is polled on one thread, and nothing else runs between its
-//! offer and its take. Std only.
+//! offer and its take. Std and tokio's `Instant` only.
 
 use std::cell::Cell;
 

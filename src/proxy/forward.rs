@@ -21,7 +21,8 @@ use crate::proxy::body::client::ClientBodyError;
 use crate::proxy::body::request::{RequestBody, SendProgress};
 use crate::proxy::connect::{ConnectError, connect};
 use crate::proxy::context::{self, RequestContext, request_event};
-use crate::proxy::deadline;
+// The module's name would read as the local `deadline`s below.
+use crate::proxy::deadline as connection_timer;
 use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
 use crate::proxy::headers::is_idempotent;
 use crate::proxy::origin::{Exchange, OriginBody, OriginError};
@@ -310,8 +311,8 @@ fn body_error(error: BodyError) -> ProxyError {
 }
 
 /// [`wait_for_head`] for a bodyless request on a connection that offers its timer
-/// ([`deadline`]): woken by it at `mark` (a long poll from then on) and at `deadline`, the
-/// clock read only when polled while still waiting after a wake.
+/// ([`connection_timer`]): woken by it at `mark` (a long poll from then on) and at
+/// `deadline`, the clock read only when polled while still waiting after a wake.
 async fn wait_on_connection_timer<F, T>(
     mut sending: Pin<&mut F>,
     (deadline, mark): (Instant, Instant),
@@ -339,7 +340,7 @@ where
             }
         }
         let due = if marked { deadline } else { mark };
-        if !deadline::wake_at(due) {
+        if !connection_timer::wake_at(due) {
             // Polled where no connection offers its timer (never today): one of its own.
             let sleep = own.get_or_insert_with(|| Box::pin(sleep_until(due)));
             if sleep.deadline() != due {
@@ -373,7 +374,7 @@ where
         let now = Instant::now();
         let deadline = now + settings.read_timeout;
         let mark = now + LONG_POLL_AFTER;
-        if deadline::offered() {
+        if connection_timer::offered() {
             return wait_on_connection_timer(sending, (deadline, mark), guard).await;
         }
         if deadline <= mark {

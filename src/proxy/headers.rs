@@ -111,8 +111,8 @@ const STRIPPED_TEXT: [&[u8]; STRIPPED.len()] = [
     b"expect",
 ];
 
-/// Which of [`STRIPPED`] a response head may leave out of its header map as it is parsed
-/// (bits of a mask, as [`rewrite_response`] takes them): every one the client is not to see
+/// Which of the stripped headers a response head may leave out of its header map as it is
+/// parsed (bits of a mask, as [`rewrite_response`] takes them): every one the client is not to see
 /// — `passed` (bits of `proxy_pass_header`) keeps its own — except `Upgrade`, which a `101`
 /// needs. Taking them out here costs a compare per line; putting them in and removing them
 /// again cost a hash, an insert and a removal each (nginx's upstream sends `Server`, `Date`
