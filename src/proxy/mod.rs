@@ -645,8 +645,7 @@ async fn proxy(
     };
     // What the client will not see of the answer is not even put in its header map, unless
     // something reads the upstream's head as it came.
-    let reads_answer_head =
-        log.as_deref().is_some_and(Record::reads_upstream_head) || group.reads_answer_headers();
+    let reads_answer_head = route.logs.reads_upstream_head() || group.reads_answer_headers();
     let left_out = match reads_answer_head {
         true => 0,
         false => headers::left_out_of_responses(route.reply.passed),

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::balance::{Balancer, Method, Node};
-use crate::config::HealthCheck;
+use crate::config::{HealthCheck, LearnSource};
 pub use crate::peer::StickyStatus;
 use crate::peer::{CheckState, FailPolicy, Peer};
 use crate::sessions::SessionZone;
@@ -68,6 +68,8 @@ pub struct Group {
     primary: Balancer,
     backup: Balancer,
     sticky: Option<Sticky>,
+    /// `sticky learn create=$upstream_http_NAME`: decided once, read per response.
+    reads_answer_headers: bool,
 }
 
 /// How a group balances and pins, as its `upstream` block says.
@@ -194,7 +196,10 @@ impl Group {
         let sticky = spec
             .sticky
             .and_then(|mode| Sticky::new(mode, &name, &members));
+        let reads_answer_headers = matches!(&sticky, Some(Sticky::Learn { mode, .. })
+            if mode.create.iter().any(|source| matches!(source, LearnSource::UpstreamHeader(_))));
         Group {
+            reads_answer_headers,
             name,
             keepalive_timeout: spec.keepalive_timeout,
             health_check: spec.health_check,
@@ -230,8 +235,7 @@ impl Group {
     /// True when its answers' own header lines are read (`sticky learn
     /// create=$upstream_http_NAME`): none may be left out of a response as it is parsed.
     pub fn reads_answer_headers(&self) -> bool {
-        matches!(&self.sticky, Some(Sticky::Learn { mode, .. })
-            if mode.create.iter().any(|source| matches!(source, crate::config::LearnSource::UpstreamHeader(_))))
+        self.reads_answer_headers
     }
 
     /// The session zone of a `sticky learn` group (status pages read it).

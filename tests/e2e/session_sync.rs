@@ -47,6 +47,16 @@ impl Instance {
     }
 }
 
+/// Two instances of zone `chat` syncing through `redis`'s database 0, both connected.
+async fn two_connected(redis: &Redis) -> (Instance, Instance) {
+    let (a, b) = (
+        Instance::start("chat", &redis.url(0)),
+        Instance::start("chat", &redis.url(0)),
+    );
+    until_connected(&[&a, &b]).await;
+    (a, b)
+}
+
 async fn until_connected(instances: &[&Instance]) {
     until("every sync to connect", || {
         instances.iter().all(|instance| instance.stats().connected)
@@ -59,11 +69,7 @@ async fn a_session_learned_on_one_instance_is_routed_the_same_on_the_other() {
     let Some(redis) = Redis::start().await else {
         return;
     };
-    let (a, b) = (
-        Instance::start("chat", &redis.url(0)),
-        Instance::start("chat", &redis.url(0)),
-    );
-    until_connected(&[&a, &b]).await;
+    let (a, b) = two_connected(&redis).await;
 
     a.learn("token-1", SERVER_A);
     until("b to know the session a learned", || {
@@ -149,11 +155,7 @@ async fn redis_killed_and_restarted_costs_no_session_learned_meanwhile_and_one_l
         return;
     };
     let logs = Logs::capture();
-    let (a, b) = (
-        Instance::start("chat", &redis.url(0)),
-        Instance::start("chat", &redis.url(0)),
-    );
-    until_connected(&[&a, &b]).await;
+    let (a, b) = two_connected(&redis).await;
     a.learn("before", SERVER_A);
     until("b to know the first session", || {
         b.knows("before").is_some()
@@ -193,11 +195,7 @@ async fn a_redis_that_stops_answering_is_a_counted_failure_and_sessions_flow_aga
     let Some(redis) = Redis::start().await else {
         return;
     };
-    let (a, b) = (
-        Instance::start("chat", &redis.url(0)),
-        Instance::start("chat", &redis.url(0)),
-    );
-    until_connected(&[&a, &b]).await;
+    let (a, b) = two_connected(&redis).await;
 
     redis.freeze();
     let started = Instant::now();

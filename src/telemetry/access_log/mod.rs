@@ -103,7 +103,11 @@ impl CompiledLog {
 
 /// The `access_log`s of one location (empty: none, or `access_log off`).
 #[derive(Debug, Default)]
-pub struct Logs(Box<[Arc<CompiledLog>]>);
+pub struct Logs {
+    logs: Box<[Arc<CompiledLog>]>,
+    /// A format shows the upstream's own head (`$upstream_http_*`), decided once here.
+    reads_upstream_head: bool,
+}
 
 impl Logs {
     /// Opens (or shares) each file and compiles each `if=`; errors are reported at the
@@ -148,24 +152,38 @@ impl Logs {
                 )),
             }
         }
-        Logs(compiled.into())
+        let reads_upstream_head = compiled.iter().any(|log| log.format.reads_upstream_head());
+        Logs {
+            logs: compiled.into(),
+            reads_upstream_head,
+        }
     }
 
     /// Whether the location logs nothing.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.logs.is_empty()
+    }
+
+    /// Whether a line may show a header of the upstream's own head (`$upstream_http_*`,
+    /// `$upstream_cookie_*`): the response must keep every line it sent until then.
+    pub fn reads_upstream_head(&self) -> bool {
+        self.reads_upstream_head
     }
 
     /// Starts the request's lines (None when the location logs nothing, or every `if=` that can
     /// be decided now says no).
     pub fn begin(&self, vars: &Vars, req: &RequestInfo) -> Option<Box<Record>> {
-        if self.0.is_empty() {
+        if self.logs.is_empty() {
             return None;
         }
         let mut record = Record::recycled();
         // Heads are measured, and the clock read, only for a line that shows it.
         let mut needs = Needs::default();
-        for log in self.0.iter().filter(|log| log.passes_at_start(vars, req)) {
+        for log in self
+            .logs
+            .iter()
+            .filter(|log| log.passes_at_start(vars, req))
+        {
             needs.sizes |= log.format.needs_sizes();
             needs.times |= log.format.needs_times() || log.decides_at_end();
             let mut text = record.buffer();

@@ -105,13 +105,6 @@ impl Record {
         self.lines.push(line);
     }
 
-    /// Whether a line shows a header of the upstream's own head (`$upstream_http_*`).
-    pub fn reads_upstream_head(&self) -> bool {
-        self.lines
-            .iter()
-            .any(|line| line.log.format.reads_upstream_head())
-    }
-
     /// Whether no line was begun.
     pub(super) fn is_empty(&self) -> bool {
         self.lines.is_empty()

@@ -1,13 +1,15 @@
 //! What the real-client drain tests share: reading a client script's report line by line as
 //! it comes (each line stamped when read), and the check that reconnects were spread.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 
-use crate::harness::within;
+use crate::harness::{Proxy, within};
 
 /// How long the next line may take: the clients' start, or a whole drain.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -90,4 +92,47 @@ pub fn assert_spread(framework: &str, mut times: Vec<Duration>, drain: Duration)
         narrowest >= drain / (4 * clients as u32),
         "a burst: {times:?}"
     );
+}
+
+/// When each client's connection was closed and when it reconnected, counted from the drain.
+pub struct Drained {
+    pub closed: HashMap<usize, Duration>,
+    pub reconnected: HashMap<usize, Duration>,
+}
+
+/// The proxy, its config for given `server` lines, and the backends those lines name.
+pub type Farm<'a> = (&'a Proxy, fn(&str) -> String, &'a [(&'a str, SocketAddr)]);
+
+/// Once all `count` clients of `report` are on `a`, drains `a` (the proxy's config becomes
+/// `farm("server {a} drain; server {b};")`) and reads the report to its `done`: each
+/// `closed` and `reconnected` line is checked by `check` and timed from the drain.
+pub async fn drain_a(
+    report: &mut Report,
+    count: usize,
+    (proxy, farm, backends): Farm<'_>,
+    check: impl Fn(&Event),
+) -> Drained {
+    report.all_connected_to(count, "a").await;
+    let drained = Instant::now();
+    proxy
+        .apply(&farm("server {a} drain; server {b};"), backends)
+        .await
+        .unwrap();
+    let mut closed = HashMap::new();
+    let mut reconnected = HashMap::new();
+    loop {
+        let event = report.next().await;
+        let times = match event.event.as_str() {
+            "closed" => &mut closed,
+            "reconnected" => &mut reconnected,
+            "done" => break,
+            other => panic!("unexpected {other}: {}", event.line),
+        };
+        check(&event);
+        times.insert(event.client, event.at - drained);
+    }
+    Drained {
+        closed,
+        reconnected,
+    }
 }

@@ -4,11 +4,10 @@
 //! WebSocket — on `b`, where it invokes again. No request fails on the way (no hub saw a
 //! token it did not issue), and the spread of the reconnects is measured.
 
-use std::collections::HashMap;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::clients::{Report, assert_spread};
+use super::clients::{Drained, Report, assert_spread, drain_a};
 use crate::harness::Proxy;
 use crate::harness::signalr::{HUB_PATH, HubServer, Transport};
 use crate::harness::signalr_client::SignalrClient;
@@ -45,32 +44,25 @@ async fn signalr_clients_of_a_drained_server_reconnect_elsewhere_spread_over_dra
         .spawn()
         .expect("start node");
     let mut report = Report::new(node);
-    report.all_connected_to(CLIENTS, "a").await;
-    let drained = Instant::now();
-    proxy
-        .apply(&farm("server {a} drain; server {b};"), &backends)
-        .await
-        .unwrap();
-
-    let mut closed = HashMap::new();
-    let mut reconnected = HashMap::new();
-    loop {
-        let event = report.next().await;
-        match event.event.as_str() {
+    let Drained {
+        closed,
+        reconnected,
+    } = drain_a(
+        &mut report,
+        CLIENTS,
+        (&proxy, farm, &backends),
+        |event| match event.event.as_str() {
             "closed" => {
                 let error = event.line["error"].as_str().unwrap_or_default();
                 assert!(error.contains("1012"), "closed with 1012: {error}");
-                closed.insert(event.client, event.at - drained);
             }
-            "reconnected" => {
+            _ => {
                 assert_eq!(event.line["server"], "b", "{}", event.line);
                 assert_eq!(event.line["echo"], "b", "{}", event.line);
-                reconnected.insert(event.client, event.at - drained);
             }
-            "done" => break,
-            other => panic!("unexpected {other}: {}", event.line),
-        }
-    }
+        },
+    )
+    .await;
     assert_eq!((closed.len(), reconnected.len()), (CLIENTS, CLIENTS));
     assert_spread("SignalR", reconnected.into_values().collect(), DRAIN);
     // Nothing failed on the way: no request reached a hub that did not know its connection,

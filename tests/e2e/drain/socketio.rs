@@ -4,15 +4,14 @@
 //! is closed (the client sees "transport close"), spread over the 4 s, and each reconnects on
 //! `b`, whose app acknowledges it. The spread of the reconnects is measured.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
-use super::clients::{Report, assert_spread};
+use super::clients::{Drained, Report, assert_spread, drain_a};
 use crate::harness::signalr_client::SignalrClient;
 use crate::harness::{Proxy, within};
 
@@ -73,30 +72,21 @@ async fn socketio_clients_of_a_drained_server_reconnect_elsewhere_spread_over_dr
         .spawn()
         .expect("start node");
     let mut report = Report::new(node);
-    report.all_connected_to(CLIENTS, "a").await;
-    let drained = Instant::now();
-    proxy
-        .apply(&farm("server {a} drain; server {b};"), &backends)
-        .await
-        .unwrap();
-
-    let mut closed = HashMap::new();
-    let mut reconnected = HashMap::new();
-    loop {
-        let event = report.next().await;
-        match event.event.as_str() {
+    let Drained {
+        closed,
+        reconnected,
+    } = drain_a(
+        &mut report,
+        CLIENTS,
+        (&proxy, farm, &backends),
+        |event| match event.event.as_str() {
             "closed" => {
                 assert_eq!(event.line["reason"], "transport close", "{}", event.line);
-                closed.insert(event.client, event.at - drained);
             }
-            "reconnected" => {
-                assert_eq!(event.line["server"], "b", "{}", event.line);
-                reconnected.insert(event.client, event.at - drained);
-            }
-            "done" => break,
-            other => panic!("unexpected {other}: {}", event.line),
-        }
-    }
+            _ => assert_eq!(event.line["server"], "b", "{}", event.line),
+        },
+    )
+    .await;
     assert_eq!((closed.len(), reconnected.len()), (CLIENTS, CLIENTS));
     assert_spread("socket.io", reconnected.into_values().collect(), DRAIN);
 }
