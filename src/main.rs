@@ -238,8 +238,10 @@ fn run(config: &Config, prefix: &Path) -> ExitCode {
             let hangups = reload::hangups();
             let reopens = reopen_on_signal(tether.clone())?;
             let pid_file = PidFile::write(pid_path(config))?;
-            // As nginx's workers: the listeners are bound and the pid file written as root.
+            // As nginx's workers: the listeners are bound and the pid file written as root,
+            // and nothing is accepted before the process is the configured user.
             become_configured_user(config)?;
+            tether.open();
             if let Err(error) = process::notify(Readiness::Ready) {
                 tracing::warn!(%error, "cannot tell the service manager tether is ready");
             }
@@ -299,8 +301,9 @@ fn reopen_on_signal(tether: Arc<Tether>) -> Result<tokio::task::JoinHandle<()>, 
     }))
 }
 
+/// Builds and binds, accepting nothing yet.
 async fn start(config: &Config) -> Result<Tether, Emerg> {
-    let tether = Tether::start(config)
+    let tether = Tether::bind(config)
         .await
         .map_err(|error| Emerg(error.to_string()))?;
     // The process owns the allocator, so the binary, not the library, decides to trim it.

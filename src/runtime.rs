@@ -105,6 +105,8 @@ pub struct Tether {
 /// force.
 struct Live {
     listeners: Listeners,
+    /// Bound but not yet accepting: between [`Tether::bind`] and [`Tether::open`].
+    unopened: Option<Vec<(SocketAddr, server::Bound)>>,
     _health: HealthChecks,
 }
 
@@ -123,15 +125,40 @@ pub struct Applied {
 }
 
 impl Tether {
-    /// Builds the snapshot and binds every `listen` address of `config`.
+    /// Builds the snapshot, binds every `listen` address of `config` and starts accepting.
     pub async fn start(config: &Config) -> Result<Tether, StartError> {
         Tether::start_with_listeners(config, Vec::new()).await
+    }
+
+    /// Like [`Tether::start`], but accepts nothing until [`Tether::open`]: the process binds
+    /// as root and serves only once it has become the configured user, as nginx's workers do.
+    pub async fn bind(config: &Config) -> Result<Tether, StartError> {
+        Tether::bind_with_listeners(config, Vec::new()).await
+    }
+
+    /// Starts accepting on the listeners [`Tether::bind`] bound (once; later calls do
+    /// nothing).
+    pub fn open(&self) {
+        let Some(bound) = self.lock().unopened.take() else {
+            return;
+        };
+        let handles = self.serve_all(bound);
+        self.lock().listeners.extend(handles);
     }
 
     /// Like [`Tether::start`], but serves on listeners the caller bound already — keyed by the
     /// `listen` address the config names (tests bind 127.0.0.1:0 and write the port they got).
     /// Config addresses without a listener here are bound as usual.
     pub async fn start_with_listeners(
+        config: &Config,
+        prebound: Vec<(SocketAddr, TcpListener)>,
+    ) -> Result<Tether, StartError> {
+        let tether = Tether::bind_with_listeners(config, prebound).await?;
+        tether.open();
+        Ok(tether)
+    }
+
+    async fn bind_with_listeners(
         config: &Config,
         prebound: Vec<(SocketAddr, TcpListener)>,
     ) -> Result<Tether, StartError> {
@@ -166,6 +193,7 @@ impl Tether {
         };
         let live = Arc::new(Mutex::new(Live {
             listeners: Listeners::default(),
+            unopened: Some(bound),
             _health: health,
         }));
         let applying = Arc::new(tokio::sync::Mutex::new(()));
@@ -194,8 +222,6 @@ impl Tether {
             config: config_tx,
             _follower: follower,
         };
-        let handles = tether.serve_all(bound);
-        tether.lock().listeners.extend(handles);
         Ok(tether)
     }
 
@@ -207,6 +233,10 @@ impl Tether {
     /// where they are.
     pub async fn apply(&self, config: &Config) -> Result<Applied, StartError> {
         let _one_at_a_time = self.applying.lock().await;
+        debug_assert!(
+            self.lock().unopened.is_none(),
+            "a config applied before the listeners opened"
+        );
         let started = Instant::now();
         let old = self.shared.snapshot.load_full();
         let (registry, sessions) = (&self.shared.registry, &self.shared.sessions);

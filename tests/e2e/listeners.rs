@@ -1,7 +1,8 @@
 //! Listeners across reloads: an added `listen` is bound and serves; a removed one stops
 //! accepting at once while its open connections finish the request in hand; one that stays is
 //! never re-bound, so its clients never notice; and a `listen` that cannot be bound fails the
-//! whole reload, leaving the running config exactly as it was.
+//! whole reload, leaving the running config exactly as it was. A tether bound but not yet
+//! opened (root binds, then becomes the configured user) answers nobody.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -218,4 +219,39 @@ async fn a_listen_that_cannot_be_bound_fails_the_reload_cleanly() {
     for addr in [proxy.addr, free, taken] {
         assert_eq!(answered_by(addr, "/").await, "b", "on {addr}");
     }
+}
+
+/// `tether -c` binds as root and accepts only once it is the configured user: a client that
+/// connects in between waits in the kernel's backlog and is answered after `open`, never
+/// before (CI caught a root-served answer while the accept loops started at bind).
+#[tokio::test(flavor = "current_thread")]
+async fn a_bound_tether_answers_nobody_until_it_opens() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let addr = free_addr();
+    let text =
+        format!("http {{ server {{ listen {addr}; location / {{ return 200 \"up\\n\"; }} }} }}");
+    let config = tether::config::load_str(std::path::Path::new("t.conf"), &text, ".".as_ref())
+        .expect("config");
+    let tether = tether::runtime::Tether::bind(&config).await.expect("bind");
+    // The handshake completes in the backlog; the request waits there.
+    let mut client = TcpStream::connect(addr).await.expect("connect");
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // One thread: while this read waits, every task tether spawned gets its turn, so an
+    // accept loop started at bind would answer now.
+    let early = tokio::time::timeout(Duration::from_millis(300), client.read(&mut [0; 1])).await;
+    assert!(early.is_err(), "answered before open: {early:?}");
+
+    tether.open();
+    let mut answer = String::new();
+    let read = client.read_to_string(&mut answer);
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("answered after open")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("up\n"), "{answer}");
 }
