@@ -228,7 +228,7 @@ fn run(config: &Config, prefix: &Path) -> ExitCode {
     }
     let served = build_runtime(config.worker_processes).and_then(|runtime| {
         runtime.block_on(async {
-            let tether = Arc::new(start(config).await?);
+            let tether = Arc::new(bind(config).await?);
             // The config's files are watched before anything says we are up (SIGHUP caught,
             // the pid file): an edit made from then on is seen.
             let watcher = reload::Watcher::arm(config);
@@ -301,8 +301,8 @@ fn reopen_on_signal(tether: Arc<Tether>) -> Result<tokio::task::JoinHandle<()>, 
     }))
 }
 
-/// Builds and binds, accepting nothing yet.
-async fn start(config: &Config) -> Result<Tether, Emerg> {
+/// Builds and binds, accepting nothing until [`Tether::open`].
+async fn bind(config: &Config) -> Result<Tether, Emerg> {
     let tether = Tether::bind(config)
         .await
         .map_err(|error| Emerg(error.to_string()))?;
@@ -470,7 +470,9 @@ mod tether_demo {
                 let farm = Farm::start(demo_apps()).await.map_err(|error| {
                     Emerg(format!("cannot start the demo app servers: {error}"))
                 })?;
-                let tether = start(&config).await?;
+                // The demo runs as whoever started it: nothing to drop before serving.
+                let tether = bind(&config).await?;
+                tether.open();
                 for (name, addr, _) in farm.status().await {
                     println!("app server {name} on http://{addr}/");
                 }

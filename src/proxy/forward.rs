@@ -25,8 +25,8 @@ use crate::proxy::context::{self, RequestContext, request_event};
 use crate::proxy::deadline as connection_timer;
 use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
 use crate::proxy::headers::is_idempotent;
-use crate::proxy::origin::{Exchange, OriginBody, OriginError};
-use crate::proxy::spelling::Spellings;
+use crate::proxy::origin::{Exchange, Keeping, OriginBody, OriginError};
+use crate::proxy::relayed::UpstreamLines;
 use crate::telemetry::access_log::Record;
 use crate::tls::upstream::TlsTarget;
 use crate::upstream::{Affinity, Choice, Group, Learn, NoPeer, SetCookie, Tried};
@@ -46,10 +46,13 @@ pub struct Answer<'g> {
     pub learn: Option<Learn<'g>>,
     /// How long getting a connection ready took (0 for a pooled one, as nginx counts it).
     pub connect_time: std::time::Duration,
-    /// The upstream's spelling of its header names.
-    pub spellings: Option<Spellings>,
+    /// Where the answer's header lines are for the client's writer (in the map with their
+    /// spellings, or relayed from the head).
+    pub lines: Option<UpstreamLines>,
     /// The response has a `Set-Cookie` line.
     pub sets_cookie: bool,
+    /// The response's `Content-Type` is `text/event-stream`.
+    pub event_stream: bool,
 }
 
 /// No server to choose: 502 when every one is out, 503 when the healthy ones are full.
@@ -72,10 +75,9 @@ pub struct Route<'a> {
     pub tls: Option<&'a Arc<TlsTarget>>,
     /// The request as an error line names it (client, server, request line, host).
     pub cx: &'a RequestContext<'a>,
-    /// The response header lines the client would not see and nothing reads: left out of
-    /// the answer's header map as it is parsed (bits of
-    /// [`left_out_of_responses`](crate::proxy::headers::left_out_of_responses)).
-    pub left_out: u16,
+    /// What of the answer's head is kept as it is parsed: the lines the client would not see
+    /// and nothing reads are left out, and a map is built only where something needs one.
+    pub keeping: Keeping,
 }
 
 /// Sends the request in `unsent` to `first`, the server `group` chose for it, then — as
@@ -236,7 +238,7 @@ async fn attempt<'g>(
             .as_mut()
             .expect("forward puts a request in the slot before every attempt");
         let bodyless = request.body().is_end_stream();
-        let exchange = Exchange::start(connection, request, route.left_out);
+        let exchange = Exchange::start(connection, request, route.keeping);
         let sending = std::pin::pin!(exchange);
         match wait_for_head(sending, settings, progress, &mut guard).await {
             Ok(Ok(sent)) => {
@@ -245,14 +247,15 @@ async fn attempt<'g>(
                     *unsent = None;
                 }
                 let head = *sent.head;
-                let spellings = Some(head.spellings);
+                let lines = Some(head.lines);
                 let mut response = Response::new(sent.body);
                 *response.status_mut() = head.status;
                 *response.version_mut() = head.version;
                 *response.headers_mut() = head.headers;
                 return Ok(Answer {
-                    spellings,
+                    lines,
                     sets_cookie: head.sets_cookie,
+                    event_stream: head.event_stream,
                     response,
                     guard,
                     tls: route.tls.cloned(),

@@ -21,7 +21,7 @@ use crate::config::HealthCheck;
 use crate::peer::{CheckPolicy, CheckState, Peer};
 use crate::proxy::body::request::RequestBody;
 use crate::proxy::connect::{ConnectError, connect};
-use crate::proxy::origin::Exchange;
+use crate::proxy::origin::{Exchange, Keeping};
 use crate::snapshot::Snapshot;
 use crate::telemetry::errno;
 use crate::tls::upstream::TlsTarget;
@@ -141,7 +141,7 @@ async fn probe(
         .header(header::USER_AGENT, "tether-health-check")
         .body(RequestBody::Empty)
         .map_err(|error| format!("invalid check request ({error})"))?;
-    match Exchange::start(connection, &mut request, 0).await {
+    match Exchange::start(connection, &mut request, Keeping::default()).await {
         Ok(sent) => {
             let status = sent.head.status.as_u16();
             if (check.status.0..=check.status.1).contains(&status) {

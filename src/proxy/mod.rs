@@ -20,6 +20,7 @@ pub mod names;
 pub mod origin;
 mod phases;
 pub mod pool;
+pub mod relayed;
 pub mod reply_headers;
 mod seen;
 pub mod spelling;
@@ -56,8 +57,10 @@ use body::response::UpstreamBody;
 use context::RequestContext;
 use error::ProxyError;
 use extended_connect::Http2WebSocket;
+use origin::Keeping;
 pub use phases::CloseWithoutAnswer;
 use phases::Phased;
+use relayed::UpstreamLines;
 use target::{Rewritten, upstream_uri};
 use upgrade::ClientUpgrade;
 
@@ -512,6 +515,8 @@ async fn proxy(
     } = routed;
     let limit = route.settings.client_max_body_size;
     let has_body = !request.body().is_end_stream();
+    // Only the HTTP/1 writer relays an answer's lines from its head.
+    let http1_client = request.version() != http::Version::HTTP_2;
     if limit > 0
         && has_body
         && origin::head::declared_length(request.headers()).is_some_and(|len| len > limit)
@@ -644,11 +649,19 @@ async fn proxy(
         }
     };
     // What the client will not see of the answer is not even put in its header map, unless
-    // something reads the upstream's head as it came.
+    // something reads the upstream's head as it came; and no map at all is built where
+    // nothing reads or changes the lines and the client speaks HTTP/1.
     let reads_answer_head = route.logs.reads_upstream_head() || group.reads_answer_headers();
-    let left_out = match reads_answer_head {
-        true => 0,
-        false => headers::left_out_of_responses(route.reply.passed),
+    let keeping = Keeping {
+        left_out: match reads_answer_head {
+            true => 0,
+            false => headers::left_out_of_responses(route.reply.passed),
+        },
+        relay: http1_client
+            && !reads_answer_head
+            && !group.reads_answers()
+            && route.relays_upstream_lines(),
+        rewritten: reply_headers::rewritten_lines(&route.reply),
     };
     let mut unsent = Some(upstream_request);
     let forwarded = forward::forward(
@@ -660,17 +673,30 @@ async fn proxy(
             settings: &route.settings,
             tls: tls.as_ref(),
             cx,
-            left_out,
+            keeping,
         },
         progress.as_deref(),
         log.as_deref_mut(),
     )
     .await;
     // A request no server took still has its body: an `error_page` may send it elsewhere.
-    let answer = forwarded.map_err(|error| Failed {
-        error,
-        body: unsent.and_then(|request| request.into_body().into_client()),
-    })?;
+    let mut answer = match forwarded {
+        Ok(answer) => answer,
+        Err(error) => {
+            let body = unsent.and_then(|request| request.into_body().into_client());
+            return Err(Failed { error, body });
+        }
+    };
+    // A relayed answer's map holds only what tether adds, and has no room yet: the request's
+    // own map (kept for a retry, now done with) takes that job, so the client connection gets
+    // its room back for the next request's head instead of allocating it anew.
+    if let Some(request) = unsent.as_mut()
+        && answer.response.headers().capacity() == 0
+    {
+        let recycled = answer.response.headers_mut();
+        std::mem::swap(recycled, request.headers_mut());
+        recycled.clear();
+    }
     let exchange = Exchange {
         route,
         conn,
@@ -742,27 +768,39 @@ impl Exchange<'_> {
             Some(ClientSide::Http2(websocket)) => websocket.accept(&mut parts)?,
             _ => parts.status == StatusCode::SWITCHING_PROTOCOLS,
         };
-        let transport = seen::transport_of(&parts, switching, &self.client_upgrade);
+        let transport =
+            seen::transport_of(&parts, switching, answer.event_stream, &self.client_upgrade);
         if let Some(transport) = transport {
             guard.mark(transport);
         }
-        let role = match (&self.client_upgrade, switching) {
-            (_, false) => headers::UpgradeRole::None,
-            (Some(ClientSide::Http1(_)), true) => headers::UpgradeRole::Http1Tunnel,
-            (_, true) => headers::UpgradeRole::Http2Tunnel,
-        };
-        let reply = &self.route.reply;
-        let rewritable = headers::rewrite_response(&mut parts.headers, role, reply.passed);
-        for name in &reply.hidden {
-            parts.headers.remove(name);
+        // Relayed lines are left as they came (the route has no rule that changes them), and
+        // the map holds only what is added below.
+        let relayed = matches!(answer.lines, Some(UpstreamLines::Relayed(_)));
+        if !relayed {
+            let role = match (&self.client_upgrade, switching) {
+                (_, false) => headers::UpgradeRole::None,
+                (Some(ClientSide::Http1(_)), true) => headers::UpgradeRole::Http1Tunnel,
+                (_, true) => headers::UpgradeRole::Http2Tunnel,
+            };
+            let reply = &self.route.reply;
+            let rewritable = headers::rewrite_response(&mut parts.headers, role, reply.passed);
+            for name in &reply.hidden {
+                parts.headers.remove(name);
+            }
+            let origin = reply_headers::Origin {
+                scheme: self.conn.scheme,
+                host: self.host,
+                port: self.conn.local.port(),
+            };
+            let rendered = &self.reply_rendered;
+            reply_headers::rewrite_upstream(
+                &mut parts.headers,
+                reply,
+                rendered,
+                origin,
+                rewritable,
+            );
         }
-        let origin = reply_headers::Origin {
-            scheme: self.conn.scheme,
-            host: self.host,
-            port: self.conn.local.port(),
-        };
-        let rendered = &self.reply_rendered;
-        reply_headers::rewrite_upstream(&mut parts.headers, reply, rendered, origin, rewritable);
         // A 101 included: the group said whether this answer pins the client.
         if let Some(value) = answer.set_cookie.as_ref().and_then(SetCookie::value) {
             parts.headers.append(header::SET_COOKIE, value);
@@ -776,7 +814,7 @@ impl Exchange<'_> {
             let events = (transport == Some(crate::peer::Transport::ServerSentEvents))
                 .then(|| guard.peer().closers.register(&self.conn.tunnels.close));
             let mut body: ResponseBody = UpstreamBody::new(incoming, timeouts, keep_alive, guard)
-                .with_spellings(answer.spellings)
+                .with_lines(answer.lines)
                 .into();
             if let Some(holds) = self.holds {
                 body.hold_until_end(holds);

@@ -37,9 +37,11 @@ pub(super) fn status_page(
 /// The transport a relayed answer opens, when it is a long-lived one: a WebSocket tunnel (an
 /// HTTP/2 extended CONNECT is one by definition), or an event stream. A long poll was marked
 /// while its head was awaited.
+/// `event_stream`: the answer's `Content-Type` is `text/event-stream` (seen as it was parsed).
 pub(super) fn transport_of(
     parts: &http::response::Parts,
     switching: bool,
+    event_stream: bool,
     client: &Option<ClientSide>,
 ) -> Option<Transport> {
     if switching {
@@ -49,9 +51,5 @@ pub(super) fn transport_of(
         };
         return websocket.then_some(Transport::WebSocket);
     }
-    let event_stream = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"));
     event_stream.then_some(Transport::ServerSentEvents)
 }

@@ -51,6 +51,16 @@ pub struct ReplyPlan {
     pub templates: Vec<Template>,
 }
 
+impl ReplyPlan {
+    /// Whether the plan leaves an upstream answer's header lines as they came, but for the
+    /// default hidden and hop-by-hop ones and those its `proxy_redirect` and `proxy_cookie_*`
+    /// rules rewrite: no `proxy_hide_header` beyond them, no `expires`, no `server_tokens`
+    /// value of its own.
+    pub fn leaves_upstream_lines_alone(&self) -> bool {
+        self.hidden.is_empty() && self.expires == Expires::Off && self.server.is_none()
+    }
+}
+
 /// One `FROM TO` rule.
 #[derive(Debug)]
 pub struct TextRewrite {

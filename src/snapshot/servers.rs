@@ -196,6 +196,18 @@ impl VirtualServer {
 }
 
 impl Route {
+    /// Whether an upstream's answers here may reach an HTTP/1 client with their header lines
+    /// relayed from the head as they came (`proxy::relayed`), no header map built: nothing
+    /// changes them (reply rules, `gzip`), no log line reads a head, and no `error_page`
+    /// intercepts an answer (an intercepted 401 hands its challenge on). Tether's own
+    /// additions (`add_header`, a sticky cookie) go in the otherwise empty map.
+    pub fn relays_upstream_lines(&self) -> bool {
+        self.reply.leaves_upstream_lines_alone()
+            && self.gzip.is_none()
+            && !self.logs.reads_response_heads()
+            && (self.error_pages.is_empty() || !self.error_pages.intercept)
+    }
+
     /// Whether anything of the route renders templates per request (which may read a regex
     /// location's captures).
     fn renders_per_request(&self) -> bool {

@@ -238,6 +238,12 @@ impl Group {
         self.reads_answer_headers
     }
 
+    /// True when `sticky learn` reads its answers (a header, or a handshake's content coding
+    /// before its body): they need their header map.
+    pub fn reads_answers(&self) -> bool {
+        matches!(self.sticky, Some(Sticky::Learn { .. }))
+    }
+
     /// The session zone of a `sticky learn` group (status pages read it).
     pub fn learned_sessions(&self) -> Option<&Arc<SessionZone>> {
         match self.sticky.as_ref()? {

@@ -24,7 +24,7 @@ use crate::limits::ConnectionHolds;
 use crate::peer::ActiveGuard;
 use crate::proxy::origin::OriginBody;
 use crate::proxy::pool::Pooled;
-use crate::proxy::spelling::Spellings;
+use crate::proxy::relayed::UpstreamLines;
 use crate::telemetry::access_log::Record;
 use crate::tls::upstream::TlsTarget;
 use crate::upstream::BodyLearner;
@@ -46,8 +46,9 @@ pin_project! {
         // (None inside: plain); None: the request asked the upstream to close.
         keep_alive: Option<Option<std::sync::Arc<TlsTarget>>>,
         guard: Option<ActiveGuard>,
-        // How the upstream spelled its header names, for the client's HTTP/1 writer.
-        spellings: Option<Spellings>,
+        // Where the upstream's header lines are for the client's HTTP/1 writer: in the map
+        // (with their spellings) or relayed from the head.
+        lines: Option<UpstreamLines>,
     }
 }
 
@@ -69,13 +70,14 @@ impl UpstreamBody {
             send_timeout,
             keep_alive,
             guard: Some(guard),
-            spellings: None,
+            lines: None,
         }
     }
 
-    /// Carries the upstream's spelling of its header names to the client's writer.
-    pub fn with_spellings(mut self, spellings: Option<Spellings>) -> UpstreamBody {
-        self.spellings = spellings;
+    /// Carries where the upstream's header lines are (and how it spelled their names) to the
+    /// client's writer.
+    pub fn with_lines(mut self, lines: Option<UpstreamLines>) -> UpstreamBody {
+        self.lines = lines;
         self
     }
 }
@@ -238,10 +240,11 @@ impl ResponseBody {
         self.holds = Some(holds);
     }
 
-    /// How the upstream spelled the response's header names (None: tether's own answer).
-    pub fn spellings(&self) -> Option<&Spellings> {
+    /// Where the upstream's header lines are for the client's HTTP/1 writer (None: tether's
+    /// own answer).
+    pub fn upstream_lines(&self) -> Option<&UpstreamLines> {
         match &self.kind {
-            Kind::Upstream { body, .. } => body.spellings.as_ref(),
+            Kind::Upstream { body, .. } => body.lines.as_ref(),
             Kind::Full { .. } => None,
         }
     }

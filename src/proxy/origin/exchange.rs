@@ -12,7 +12,7 @@ use http::{Method, Request};
 use http_body::Body;
 
 use super::body::OriginBody;
-use super::head::{self, Parsed, RequestFraming, ResponseHead};
+use super::head::{self, Keeping, Parsed, RequestFraming, ResponseHead};
 use super::upload::{Upload, UploadError};
 use super::{Connection, OriginError};
 use crate::proxy::body::BodyError;
@@ -26,9 +26,8 @@ pub struct Exchange {
     /// Writing the upload failed; the upstream may still answer (and the answer wins).
     upload_failed: Option<std::io::Error>,
     method: Method,
-    /// The response header lines the client would not see (bits of
-    /// [`left_out_of_responses`](crate::proxy::headers::left_out_of_responses)).
-    left_out: u16,
+    /// What of the response head is kept as it is parsed.
+    keeping: Keeping,
     /// Some byte of an answer arrived.
     answered: bool,
 }
@@ -60,12 +59,11 @@ pub struct Failure {
 impl Exchange {
     /// Starts `request` on `conn`: its head encoded (origin-form), its body taken out of it to
     /// be uploaded. The rest of the request (its head) stays with the caller, so a failure
-    /// before anything was taken leaves it whole. The answer's head is parsed without the
-    /// lines `left_out` names.
+    /// before anything was taken leaves it whole. The answer's head keeps what `keeping` says.
     pub fn start(
         mut conn: Box<Connection>,
         request: &mut Request<RequestBody>,
-        left_out: u16,
+        keeping: Keeping,
     ) -> Exchange {
         conn.wrote = false;
         let framing = framing_of(request);
@@ -94,7 +92,7 @@ impl Exchange {
             upload,
             upload_failed: None,
             method: request.method().clone(),
-            left_out,
+            keeping,
             answered: false,
         }
     }
@@ -157,7 +155,7 @@ impl Future for Exchange {
         }
         loop {
             if !conn.read.is_empty() {
-                match head::parse_response(&mut conn.read, &this.method, this.left_out) {
+                match head::parse_response(&mut conn.read, &this.method, this.keeping) {
                     Ok(Parsed::Final(head)) => {
                         let conn = this.conn.take().expect("checked above");
                         let upload = this.upload.take().filter(|upload| !upload.finished);

@@ -9,14 +9,15 @@
 //! connection is never used again. Pure: std, `bytes`, `http`, `httparse` (and the spellings
 //! it hands on, and the cache of header names).
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Version};
 
-use crate::proxy::headers::is_left_out;
 #[cfg(doc)]
 use crate::proxy::headers::left_out_of_responses;
+use crate::proxy::headers::{Rewritable, is_left_out};
 use crate::proxy::names::header_name;
+use crate::proxy::relayed::{RelayedLines, Spans, UpstreamLines};
 use crate::proxy::spelling::Spellings;
 
 /// The most header lines an upstream's response head may have. nginx counts none (its bound
@@ -93,17 +94,35 @@ pub struct ResponseHead {
     pub status: StatusCode,
     /// The upstream's protocol version.
     pub version: Version,
-    /// The headers, names lowercase, values sharing the head's bytes.
+    /// The headers, names lowercase, values sharing the head's bytes (empty when the lines
+    /// are relayed from the head).
     pub headers: HeaderMap,
     /// How the body that follows is delimited.
     pub framing: ResponseFraming,
     /// The connection may carry another request once this response is read to its end.
     pub keep_alive: bool,
-    /// The upstream's spelling of its header names (the head's bytes, shared).
-    pub spellings: Spellings,
+    /// Where the header lines are for the client's writer: in the map (with the upstream's
+    /// spellings of their names), or relayed from the head (the head's bytes, shared).
+    pub lines: UpstreamLines,
     /// A `Set-Cookie` line is there (seen as the map was built: `sticky learn` need not look
     /// it up in an answer that has none).
     pub sets_cookie: bool,
+    /// Its `Content-Type` is `text/event-stream`: the answer opens an event stream.
+    pub event_stream: bool,
+}
+
+/// What of a response head is kept as it is parsed, as the proxy decided before sending.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Keeping {
+    /// The header lines the client would not see and nothing reads: not put in the header
+    /// map (bits of [`left_out_of_responses`]).
+    pub left_out: u16,
+    /// Nothing reads or changes the answer's header lines and its client speaks HTTP/1: they
+    /// stay in the head and are relayed from it, and no header map is built...
+    pub relay: bool,
+    /// ...unless the answer has one of these lines, which the location's rules rewrite (bits
+    /// of [`Rewritable`]).
+    pub rewritten: u8,
 }
 
 /// Why a response head is refused, in nginx's words where it has them.
@@ -130,13 +149,14 @@ pub enum Parsed {
 }
 
 /// Parses the response head at the front of `buf` (answering a `method` request) and takes it
-/// out of the buffer when whole. The header lines `left_out` names (bits of
-/// [`left_out_of_responses`]) are read for the framing but not put in the header map: the
-/// client would not see them.
+/// out of the buffer when whole. The header lines `keeping.left_out` names are read for the
+/// framing but not put in the header map: the client would not see them. With
+/// `keeping.relay`, no map is built at all (the lines are relayed from the head) unless the
+/// answer is a `101` or has a `Connection` line naming other headers.
 pub fn parse_response(
     buf: &mut BytesMut,
     method: &Method,
-    left_out: u16,
+    keeping: Keeping,
 ) -> Result<Parsed, InvalidHead> {
     // Left uninitialised: httparse fills only the slots it uses, and writing all hundred
     // empty slots first was most of the parse's own cost.
@@ -199,25 +219,29 @@ pub fn parse_response(
     }
     let raw = buf.split_to(len).freeze();
     // A `Connection` line naming other headers stays: they are removed with it later.
-    let left_out = left_out & !u16::from(framing.names_headers);
-    let mut headers = HeaderMap::with_capacity(count);
-    let mut sets_cookie = false;
-    for line in lines.iter() {
-        let (name_at, value_at) = (line.name_at as usize, line.value_at as usize);
-        let name = &raw[name_at..name_at + line.name_len as usize];
-        let value = value_at..value_at + line.value_len as usize;
-        if left_out != 0 && is_left_out(name, left_out) {
-            continue;
+    let left_out = keeping.left_out & !u16::from(framing.names_headers);
+    let relay = keeping.relay
+        && framing.rewritable & keeping.rewritten == 0
+        && !framing.names_headers
+        && status != StatusCode::SWITCHING_PROTOCOLS;
+    let relayed = match relay {
+        true => relayed_spans(&raw, lines, left_out),
+        false => None,
+    };
+    let (headers, lines) = match relayed {
+        Some(spans) => (
+            HeaderMap::new(),
+            UpstreamLines::Relayed(RelayedLines::new(raw, spans)),
+        ),
+        None => {
+            let headers = header_map(&raw, lines, left_out)?;
+            let starts = lines.iter().map(|line| line.name_at as usize);
+            (
+                headers,
+                UpstreamLines::Mapped(Spellings::of_head(raw, starts)),
+            )
         }
-        let name = header_name(name).map_err(|_| InvalidHead("upstream sent invalid header"))?;
-        sets_cookie |= name == header::SET_COOKIE;
-        let value = raw.slice(value);
-        // SAFETY: httparse accepted this value, and what it accepts in a value (HTAB, SP,
-        // visible ASCII, obs-text; never another control byte nor DEL) is exactly what a
-        // `HeaderValue` may hold. Checking every byte again was a tenth of the parse.
-        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(value) };
-        headers.append(name, value);
-    }
+    };
     let bodyless = *method == Method::HEAD
         || status == StatusCode::SWITCHING_PROTOCOLS
         || status == StatusCode::NO_CONTENT
@@ -226,16 +250,55 @@ pub fn parse_response(
     let keep_alive = version == Version::HTTP_11
         && !framing.close
         && framing_kind != ResponseFraming::UntilClose;
-    let spellings = Spellings::of_head(raw, lines.iter().map(|line| line.name_at as usize));
     Ok(Parsed::Final(Box::new(ResponseHead {
         status,
         version,
         headers,
         framing: framing_kind,
         keep_alive,
-        spellings,
-        sets_cookie,
+        lines,
+        sets_cookie: framing.rewritable & Rewritable::SET_COOKIE != 0,
+        event_stream: framing.event_stream,
     })))
+}
+
+/// The runs of `lines` of `raw` the client is to see (all but those `left_out` names), to be
+/// copied as they are; None when one of them cannot be (see [`Spans::keep`]).
+fn relayed_spans(raw: &[u8], lines: &[Line], left_out: u16) -> Option<Spans> {
+    let mut spans = Spans::default();
+    for line in lines {
+        let (name_at, value_at) = (line.name_at as usize, line.value_at as usize);
+        let name = (name_at, name_at + line.name_len as usize);
+        if is_left_out(&raw[name.0..name.1], left_out) {
+            continue;
+        }
+        let value = (value_at, value_at + line.value_len as usize);
+        if !spans.keep(raw, name, value) {
+            return None;
+        }
+    }
+    Some(spans)
+}
+
+/// The header map of a head's `lines` (less those `left_out` names), values sharing `raw`.
+fn header_map(raw: &Bytes, lines: &[Line], left_out: u16) -> Result<HeaderMap, InvalidHead> {
+    let mut headers = HeaderMap::with_capacity(lines.len());
+    for line in lines {
+        let (name_at, value_at) = (line.name_at as usize, line.value_at as usize);
+        let name = &raw[name_at..name_at + line.name_len as usize];
+        let value = value_at..value_at + line.value_len as usize;
+        if left_out != 0 && is_left_out(name, left_out) {
+            continue;
+        }
+        let name = header_name(name).map_err(|_| InvalidHead("upstream sent invalid header"))?;
+        let value = raw.slice(value);
+        // SAFETY: httparse accepted this value, and what it accepts in a value (HTAB, SP,
+        // visible ASCII, obs-text; never another control byte nor DEL) is exactly what a
+        // `HeaderValue` may hold. Checking every byte again was a tenth of the parse.
+        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(value) };
+        headers.append(name, value);
+    }
+    Ok(headers)
 }
 
 /// Where one header line's name and value lie in the head.
@@ -256,6 +319,11 @@ struct Framing {
     /// A `Connection` line names a header (a token other than `close`, `keep-alive` and
     /// `upgrade`): that header is hop-by-hop too.
     names_headers: bool,
+    /// Not framing, but seen in the same look at each name: which of `Location`, `Refresh`
+    /// and `Set-Cookie` the head has (bits of [`Rewritable`]).
+    rewritable: u8,
+    /// A `Content-Type` of `text/event-stream`.
+    event_stream: bool,
 }
 
 impl Framing {
@@ -286,6 +354,14 @@ impl Framing {
                     self.names_headers = true;
                 }
             }
+        } else if name.eq_ignore_ascii_case(header::SET_COOKIE.as_str()) {
+            self.rewritable |= Rewritable::SET_COOKIE;
+        } else if name.eq_ignore_ascii_case(header::LOCATION.as_str()) {
+            self.rewritable |= Rewritable::LOCATION;
+        } else if name.eq_ignore_ascii_case(header::REFRESH.as_str()) {
+            self.rewritable |= Rewritable::REFRESH;
+        } else if name.eq_ignore_ascii_case(header::CONTENT_TYPE.as_str()) {
+            self.event_stream = value.starts_with(b"text/event-stream");
         }
         Ok(())
     }

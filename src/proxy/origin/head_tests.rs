@@ -2,7 +2,7 @@ use super::*;
 
 fn parse(text: &str, method: &Method) -> Result<Parsed, InvalidHead> {
     let mut buf = BytesMut::from(text.as_bytes());
-    parse_response(&mut buf, method, 0)
+    parse_response(&mut buf, method, Keeping::default())
 }
 
 fn head(text: &str) -> ResponseHead {
@@ -23,7 +23,7 @@ fn refused(text: &str) -> &'static str {
 fn a_length_framed_head_keeps_its_headers_and_the_body_stays_in_the_buffer() {
     let mut buf =
         BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Trace: a\r\n\r\nhello"[..]);
-    let Ok(Parsed::Final(head)) = parse_response(&mut buf, &Method::GET, 0) else {
+    let Ok(Parsed::Final(head)) = parse_response(&mut buf, &Method::GET, Keeping::default()) else {
         panic!("not parsed");
     };
     assert_eq!(head.status, StatusCode::OK);
@@ -31,7 +31,7 @@ fn a_length_framed_head_keeps_its_headers_and_the_body_stays_in_the_buffer() {
     assert!(head.keep_alive);
     assert_eq!(head.headers["x-trace"], "a");
     assert_eq!(&buf[..], b"hello");
-    let names = head.spellings.names().unwrap();
+    let names = head.lines.spellings().unwrap().names().unwrap();
     assert_eq!(names.speller().spell("x-trace"), Some(&b"X-Trace"[..]));
 }
 
@@ -140,7 +140,11 @@ fn lines_the_client_would_not_see_frame_the_body_but_stay_out_of_the_map() {
                 Transfer-Encoding: chunked\r\nX-Kept: 1\r\nUpgrade: h2c\r\n\r\n";
     let mut buf = BytesMut::from(text.as_bytes());
     let left_out = crate::proxy::headers::left_out_of_responses(0);
-    let Ok(Parsed::Final(head)) = parse_response(&mut buf, &Method::GET, left_out) else {
+    let keeping = Keeping {
+        left_out,
+        ..Keeping::default()
+    };
+    let Ok(Parsed::Final(head)) = parse_response(&mut buf, &Method::GET, keeping) else {
         panic!("not parsed");
     };
     assert_eq!(head.framing, ResponseFraming::Chunked);
@@ -151,7 +155,7 @@ fn lines_the_client_would_not_see_frame_the_body_but_stay_out_of_the_map() {
     let names: Vec<&str> = head.headers.keys().map(|name| name.as_str()).collect();
     assert_eq!(names, ["x-kept", "upgrade"]);
     // Left out or not, the spellings of what is kept are found.
-    let names = head.spellings.names().unwrap();
+    let names = head.lines.spellings().unwrap().names().unwrap();
     assert_eq!(names.speller().spell("x-kept"), Some(&b"X-Kept"[..]));
 }
 
@@ -161,11 +165,77 @@ fn a_connection_line_naming_a_header_stays_for_that_header_to_be_removed_with_it
                 Content-Length: 0\r\n\r\n";
     let mut buf = BytesMut::from(text.as_bytes());
     let left_out = crate::proxy::headers::left_out_of_responses(0);
-    let Ok(Parsed::Final(head)) = parse_response(&mut buf, &Method::GET, left_out) else {
+    let keeping = Keeping {
+        left_out,
+        ..Keeping::default()
+    };
+    let Ok(Parsed::Final(head)) = parse_response(&mut buf, &Method::GET, keeping) else {
         panic!("not parsed");
     };
     assert_eq!(head.headers["connection"], "keep-alive, X-Trace");
     assert!(head.keep_alive);
+}
+
+/// Relayed: the lines stay in the head for the writer, and no map is built.
+fn relayed(text: &str) -> ResponseHead {
+    let mut buf = BytesMut::from(text.as_bytes());
+    let keeping = Keeping {
+        left_out: crate::proxy::headers::left_out_of_responses(0),
+        relay: true,
+        rewritten: Rewritable::LOCATION,
+    };
+    match parse_response(&mut buf, &Method::GET, keeping) {
+        Ok(Parsed::Final(head)) => *head,
+        other => panic!("{text:?} parsed as {other:?}"),
+    }
+}
+
+/// The client's lines as the writer would write them from a relayed head.
+fn written(head: &ResponseHead) -> Option<String> {
+    let lines = head.lines.relayed()?;
+    let mut buf = Vec::new();
+    lines.write_to(&mut buf);
+    Some(String::from_utf8(buf).unwrap())
+}
+
+#[test]
+fn a_relayed_head_builds_no_map_and_frames_its_body_all_the_same() {
+    let head = relayed(
+        "HTTP/1.1 200 OK\r\nServer: nginx\r\nConnection: close\r\nContent-Type: text/event-stream\r\n\
+         Transfer-Encoding: chunked\r\nUpgrade: h2c\r\nset-cookie: a=1\r\n\r\n",
+    );
+    assert!(head.headers.is_empty());
+    assert_eq!(head.framing, ResponseFraming::Chunked);
+    assert!(!head.keep_alive);
+    assert!(head.sets_cookie && head.event_stream);
+    let lines = written(&head).expect("relayed");
+    // An Upgrade (a 426's) stays, as it does in the map: only HTTP/1 clients are relayed to.
+    assert_eq!(
+        lines,
+        "Content-Type: text/event-stream\r\nUpgrade: h2c\r\nset-cookie: a=1\r\n"
+    );
+}
+
+#[test]
+fn a_switch_a_connection_naming_headers_or_a_rewritten_line_is_never_relayed() {
+    // A 101 keeps its Upgrade for the tunnel; the headers a Connection names go with it.
+    let switch = relayed(
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    assert!(written(&switch).is_none());
+    assert_eq!(switch.headers["upgrade"], "websocket");
+    let named = relayed(
+        "HTTP/1.1 200 OK\r\nConnection: X-Trace\r\nX-Trace: 1\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(written(&named).is_none());
+    assert_eq!(named.headers["x-trace"], "1");
+    // A line the location's rules rewrite (here a `proxy_redirect`'s Location) needs the map.
+    let redirect =
+        relayed("HTTP/1.1 302 Found\r\nLocation: http://app/x\r\nContent-Length: 0\r\n\r\n");
+    assert!(written(&redirect).is_none());
+    assert_eq!(redirect.headers["location"], "http://app/x");
+    let cookie = relayed("HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nContent-Length: 0\r\n\r\n");
+    assert!(written(&cookie).is_some(), "no cookie rule here");
 }
 
 #[test]

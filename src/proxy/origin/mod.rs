@@ -33,7 +33,7 @@ use tokio_util::io::poll_read_buf;
 
 pub use body::OriginBody;
 pub use exchange::{Exchange, Failure, Sent};
-pub use head::{InvalidHead, ResponseHead};
+pub use head::{InvalidHead, Keeping, ResponseHead};
 
 use crate::stream::UpstreamStream;
 

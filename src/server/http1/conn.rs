@@ -403,7 +403,7 @@ impl Connection<'_> {
             framing,
             keep_alive: keep_alive && framing != BodyFraming::UntilClose,
             client_version,
-            spellings: body.spellings(),
+            upstream: body.upstream_lines(),
         });
         if self.spare_headers.capacity() == 0 {
             self.spare_headers = std::mem::take(&mut parts.headers);

@@ -13,7 +13,8 @@ use std::time::SystemTime;
 
 use std::io::Write as _;
 
-use crate::proxy::spelling::{Names, Spellings};
+use crate::proxy::relayed::UpstreamLines;
+use crate::proxy::spelling::Names;
 use crate::stream::ClientStream;
 use bytes::{Buf, Bytes};
 #[cfg(test)]
@@ -50,8 +51,9 @@ pub struct HeadPlan<'a> {
     pub keep_alive: bool,
     /// The client's version (an HTTP/1.0 client is told `Connection: keep-alive` explicitly).
     pub client_version: Version,
-    /// The upstream's spelling of its header names (None: tether's own answer).
-    pub spellings: Option<&'a Spellings>,
+    /// Where the upstream's header lines are: in `headers` with the upstream's spelling of
+    /// their names, or relayed from its head (None: tether's own answer).
+    pub upstream: Option<&'a UpstreamLines>,
 }
 
 /// Bytes queued for the client, in order: a response head (encoded in place, into a buffer
@@ -301,15 +303,22 @@ fn encode_head(buf: &mut Vec<u8>, plan: &HeadPlan<'_>) {
         .unwrap_or_else(|| plan.status.canonical_reason().unwrap_or("").as_bytes());
     buf.extend_from_slice(reason);
     buf.extend_from_slice(b"\r\n");
+    // The upstream's own lines first when they come from its head (the map then holds only
+    // what tether added), as they came.
+    let relayed = plan.upstream.and_then(UpstreamLines::relayed);
+    let present = relayed.map(|lines| lines.write_to(buf)).unwrap_or_default();
     // Names as the upstream spelled them, as nginx relays them; names it did not send
     // (tether's own) in the canonical `Title-Case` nginx writes its own in.
-    let names = plan.spellings.and_then(Spellings::names);
+    let names = plan.upstream.and_then(UpstreamLines::spellings);
+    let names = names.and_then(|spellings| spellings.names());
     let mut speller = names.as_ref().map(Names::speller);
     // Noted on the way rather than looked up after: a standard name compares as a tag.
-    let (mut has_date, mut has_server) = (false, false);
+    let (mut has_date, mut has_server) = (present.date, present.server);
+    let mut has_length = present.content_length;
     for (name, value) in plan.headers {
         has_date |= name == header::DATE;
         has_server |= name == header::SERVER;
+        has_length |= name == header::CONTENT_LENGTH;
         // nginx writes Content-Type and -Length itself, in this spelling, whatever the
         // upstream's (standard names compare as tags).
         let spelled = match speller.as_mut() {
@@ -337,7 +346,7 @@ fn encode_head(buf: &mut Vec<u8>, plan: &HeadPlan<'_>) {
         buf.extend_from_slice(b"\r\n");
     }
     match plan.framing {
-        BodyFraming::Length(length) if !plan.headers.contains_key(header::CONTENT_LENGTH) => {
+        BodyFraming::Length(length) if !has_length => {
             // Writing into a Vec cannot fail.
             let _ = write!(buf, "Content-Length: {length}\r\n");
         }
@@ -449,7 +458,7 @@ mod tests {
             framing: BodyFraming::Chunked,
             keep_alive: true,
             client_version: Version::HTTP_11,
-            spellings: None,
+            upstream: None,
         });
         assert!(
             text.starts_with("HTTP/1.1 200 OK\r\nX-A: 1\r\nX-A: 2\r\nServer: tether/"),
@@ -471,7 +480,7 @@ mod tests {
             framing: BodyFraming::Length(5),
             keep_alive,
             client_version,
-            spellings: None,
+            upstream: None,
         };
         let closing = head(&plan(false, Version::HTTP_11));
         assert!(closing.starts_with("HTTP/1.1 404 Nowhere\r\n"), "{closing}");
@@ -570,7 +579,7 @@ mod tests {
             framing: BodyFraming::Chunked,
             keep_alive: true,
             client_version: Version::HTTP_11,
-            spellings: None,
+            upstream: None,
         });
         let head_len = outbox.inline.len();
         // An event: copied, framing and all; nothing queued.
@@ -618,7 +627,7 @@ mod tests {
             framing: BodyFraming::Length(2),
             keep_alive: true,
             client_version: Version::HTTP_11,
-            spellings: None,
+            upstream: None,
         };
         let mut outbox = Outbox::default();
         outbox.push(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
@@ -644,7 +653,7 @@ mod tests {
             framing: BodyFraming::Chunked,
             keep_alive: true,
             client_version: Version::HTTP_11,
-            spellings: None,
+            upstream: None,
         });
         let head = outbox.inline.clone();
         outbox.push_data(Bytes::from_static(b"abc"), BodyFraming::Chunked);

@@ -107,6 +107,9 @@ pub struct Logs {
     logs: Box<[Arc<CompiledLog>]>,
     /// A format shows the upstream's own head (`$upstream_http_*`), decided once here.
     reads_upstream_head: bool,
+    /// A format shows a header of a response head or its size (`$sent_http_*`,
+    /// `$upstream_http_*`, `$bytes_sent`), decided once here.
+    reads_response_heads: bool,
 }
 
 impl Logs {
@@ -153,9 +156,12 @@ impl Logs {
             }
         }
         let reads_upstream_head = compiled.iter().any(|log| log.format.reads_upstream_head());
+        let reads_response_heads =
+            (compiled.iter()).any(|log| log.format.needs_heads() || log.format.needs_sizes());
         Logs {
             logs: compiled.into(),
             reads_upstream_head,
+            reads_response_heads,
         }
     }
 
@@ -168,6 +174,12 @@ impl Logs {
     /// `$upstream_cookie_*`): the response must keep every line it sent until then.
     pub fn reads_upstream_head(&self) -> bool {
         self.reads_upstream_head
+    }
+
+    /// Whether a line may show a header of a response head, or a head's size: the response
+    /// needs its header map.
+    pub fn reads_response_heads(&self) -> bool {
+        self.reads_response_heads
     }
 
     /// Starts the request's lines (None when the location logs nothing, or every `if=` that can
