@@ -506,3 +506,66 @@ async fn header_names_keep_the_upstreams_spelling_as_in_nginx() {
     }
     both.tether.stop().await;
 }
+
+fn relay_sample(_: &str) -> String {
+    response(
+        "200 OK",
+        &[
+            "Server: app",
+            "Date: Mon, 01 Jan 2001 00:00:00 GMT",
+            "X-Request-ID: 7",
+            "Content-Type: text/plain",
+            "Connection: keep-alive",
+            "ETag: \"v1\"",
+            "X-Pad: x",
+            "last-modified: Mon, 01 Jan 2001 00:00:00 GMT",
+            "Set-Cookie: a=1",
+        ],
+        "relayed",
+    )
+}
+
+/// Where nothing reads or changes an answer's lines they are relayed from its head, with no
+/// header map (`proxy::relayed`); a location whose log shows a sent header builds the map.
+/// The client must not tell them apart.
+#[tokio::test]
+async fn a_relayed_head_reaches_the_client_as_the_header_map_would_write_it() {
+    let backend = Scripted::start(relay_sample).await;
+    let conf = "http { log_format sent '$sent_http_x_request_id';
+        upstream u { server {a}; }
+        server { listen {listen};
+            location / { add_header X-Added yes; proxy_pass http://u; }
+            location /mapped { access_log /dev/null sent; add_header X-Added yes;
+                proxy_pass http://u; } } }";
+    let tether = Proxy::start(conf, &[("a", backend.addr)]).await;
+    // Tether's own Date is the clock's: equal only to the second.
+    let lines = |seen: Seen| -> Vec<(String, String)> {
+        assert_eq!((seen.status, seen.body.as_str()), (200, "relayed"));
+        seen.headers
+            .into_iter()
+            .filter(|(name, _)| name != "Date")
+            .collect()
+    };
+    // Twice: the second answer comes on a pooled upstream connection.
+    for _ in 0..2 {
+        let relayed = lines(fetch(tether.addr, "/").await);
+        let mapped = lines(fetch(tether.addr, "/mapped").await);
+        assert_eq!(relayed, mapped);
+        let names: Vec<&str> = relayed.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "X-Request-ID",
+                "Content-Type",
+                "ETag",
+                "last-modified",
+                "Set-Cookie",
+                "Content-Length",
+                "X-Added",
+                "Server",
+                "Connection"
+            ]
+        );
+    }
+    tether.stop().await;
+}
