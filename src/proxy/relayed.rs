@@ -13,6 +13,7 @@
 
 use bytes::Bytes;
 
+use crate::proxy::headers::is_named;
 use crate::proxy::spelling::Spellings;
 
 /// How an upstream answer's header lines reach the client's HTTP/1 writer.
@@ -98,13 +99,11 @@ impl Spans {
         let name = &head[name_at..name_end];
         // Standard spellings compare whole first: they are what most upstreams send.
         match name.len() {
-            12 if name != b"Content-Type" && name.eq_ignore_ascii_case(b"content-type") => {
-                return false;
-            }
+            12 if name != b"Content-Type" && is_named(name, b"content-type") => return false,
             14 if name == b"Content-Length" => self.present.content_length = true,
-            14 if name.eq_ignore_ascii_case(b"content-length") => return false,
-            4 => self.present.date |= name.eq_ignore_ascii_case(b"date"),
-            6 => self.present.server |= name.eq_ignore_ascii_case(b"server"),
+            14 if is_named(name, b"content-length") => return false,
+            4 => self.present.date |= is_named(name, b"date"),
+            6 => self.present.server |= is_named(name, b"server"),
             _ => {}
         }
         let (start, end) = (name_at as u16, line_end as u16);

@@ -15,7 +15,7 @@ use http::{Method, StatusCode, Version};
 
 #[cfg(doc)]
 use crate::proxy::headers::left_out_of_responses;
-use crate::proxy::headers::{Rewritable, is_left_out};
+use crate::proxy::headers::{Rewritable, is_left_out, is_named};
 use crate::proxy::names::header_name;
 use crate::proxy::relayed::{RelayedLines, Spans, UpstreamLines};
 use crate::proxy::spelling::Spellings;
@@ -209,7 +209,7 @@ pub fn parse_response(
     };
     let mut framing = Framing::default();
     for (line, header) in lines.iter_mut().zip(response.headers.iter()) {
-        framing.see(header.name, header.value)?;
+        framing.see(header.name.as_bytes(), header.value)?;
         *line = Line {
             name_at: (header.name.as_ptr() as usize - base) as u32,
             name_len: header.name.len() as u32,
@@ -327,22 +327,22 @@ struct Framing {
 }
 
 impl Framing {
-    fn see(&mut self, name: &str, value: &[u8]) -> Result<(), InvalidHead> {
-        if name.eq_ignore_ascii_case(header::CONTENT_LENGTH.as_str()) {
+    fn see(&mut self, name: &[u8], value: &[u8]) -> Result<(), InvalidHead> {
+        if is_named(name, b"content-length") {
             if self.length.is_some() {
                 return Err(InvalidHead(
                     "upstream sent duplicate header line: \"Content-Length\"",
                 ));
             }
             self.length = Some(parse_length(value)?);
-        } else if name.eq_ignore_ascii_case(header::TRANSFER_ENCODING.as_str()) {
+        } else if is_named(name, b"transfer-encoding") {
             // nginx takes exactly `chunked`; anything else (another coding, a list, a second
             // line) would leave the body's end to a guess.
             if self.chunked || !trim(value).eq_ignore_ascii_case(b"chunked") {
                 return Err(InvalidHead("upstream sent unknown \"Transfer-Encoding\""));
             }
             self.chunked = true;
-        } else if name.eq_ignore_ascii_case(header::CONNECTION.as_str()) {
+        } else if is_named(name, b"connection") {
             for token in value.split(|&byte| byte == b',') {
                 let token = trim(token);
                 if token.eq_ignore_ascii_case(b"close") {
@@ -354,13 +354,13 @@ impl Framing {
                     self.names_headers = true;
                 }
             }
-        } else if name.eq_ignore_ascii_case(header::SET_COOKIE.as_str()) {
+        } else if is_named(name, b"set-cookie") {
             self.rewritable |= Rewritable::SET_COOKIE;
-        } else if name.eq_ignore_ascii_case(header::LOCATION.as_str()) {
+        } else if is_named(name, b"location") {
             self.rewritable |= Rewritable::LOCATION;
-        } else if name.eq_ignore_ascii_case(header::REFRESH.as_str()) {
+        } else if is_named(name, b"refresh") {
             self.rewritable |= Rewritable::REFRESH;
-        } else if name.eq_ignore_ascii_case(header::CONTENT_TYPE.as_str()) {
+        } else if is_named(name, b"content-type") {
             self.event_stream = value.starts_with(b"text/event-stream");
         }
         Ok(())

@@ -81,10 +81,8 @@ pub async fn serve(
     };
     let header_timeout = live.load().client.header_timeout;
     let due = Instant::now() + header_timeout;
-    let mut timer = IdleTimer {
-        sleep: pin!(tokio::time::sleep_until(due)),
-        due,
-    };
+    let sleep = pin!(tokio::time::sleep_until(due));
+    let mut timer = IdleTimer::new(sleep);
     let mut first = true;
     let next = loop {
         // The config in force when the request arrives answers it: a reload applies to a
