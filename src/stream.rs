@@ -43,6 +43,22 @@ impl ClientStream {
     }
 }
 
+impl<T> MaybeTls<T> {
+    /// Whether the socket has nothing to read right now, asked of tokio's cached readiness
+    /// without a waker: no system call when nothing happened, and the waker a task left stays.
+    /// A byte read (the peer sent something unasked) is consumed: the caller is deciding to
+    /// drop a connection that has one. None for TLS, whose records must be polled.
+    pub fn has_nothing_to_read(&self) -> Option<bool> {
+        let mut byte = [0u8; 1];
+        let read = match self {
+            MaybeTls::Plain(tcp) => tcp.try_read(&mut byte),
+            MaybeTls::Unix(unix) => unix.try_read(&mut byte),
+            MaybeTls::Tls(_) => return None,
+        };
+        Some(matches!(read, Err(error) if error.kind() == io::ErrorKind::WouldBlock))
+    }
+}
+
 impl<T> From<TcpStream> for MaybeTls<T> {
     fn from(tcp: TcpStream) -> MaybeTls<T> {
         MaybeTls::Plain(tcp)

@@ -210,29 +210,30 @@ async fn attempt<'g>(
     let peer = choice.peer;
     let mut guard = peer.begin();
     let mut pooled = peer.pool.take(group.keepalive_timeout, tls);
-    let started = Instant::now();
     loop {
         let reused = pooled.is_some();
-        let connection = match pooled.take() {
-            Some(connection) => connection,
+        // A pooled connection took no time to get ready (as nginx counts it): the clock is
+        // read only around opening one.
+        let (connection, connect_time) = match pooled.take() {
+            Some(connection) => (connection, std::time::Duration::ZERO),
             // Boxed: opening a connection (TCP, TLS) is a large future that every request would
             // otherwise carry and copy as its futures move, though a kept-alive connection
             // never opens one; a new connection's cost dwarfs one allocation.
-            None => match Box::pin(connect(peer, settings.connect_timeout, tls)).await {
-                Ok(connection) => connection,
-                Err(error) => {
-                    peer.state.traffic().record_connect_error();
-                    return Err(match error {
-                        ConnectError::Timeout => ProxyError::Timeout(TimeoutKind::Connect),
-                        ConnectError::Io(io) => ProxyError::Upstream(UpstreamFailure::Connect(io)),
-                    });
+            None => {
+                let started = Instant::now();
+                match Box::pin(connect(peer, settings.connect_timeout, tls)).await {
+                    Ok(connection) => (connection, started.elapsed()),
+                    Err(error) => {
+                        peer.state.traffic().record_connect_error();
+                        return Err(match error {
+                            ConnectError::Timeout => ProxyError::Timeout(TimeoutKind::Connect),
+                            ConnectError::Io(io) => {
+                                ProxyError::Upstream(UpstreamFailure::Connect(io))
+                            }
+                        });
+                    }
                 }
-            },
-        };
-        let connect_time = if reused {
-            std::time::Duration::ZERO
-        } else {
-            started.elapsed()
+            }
         };
         let request = unsent
             .as_mut()

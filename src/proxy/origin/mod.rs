@@ -96,6 +96,10 @@ impl Connection {
         if !self.read.is_empty() {
             return false;
         }
+        // Plain sockets answer without a poll (a waker swapped for a no-op one and back).
+        if let Some(nothing) = self.io.has_nothing_to_read() {
+            return nothing;
+        }
         let mut cx = Context::from_waker(std::task::Waker::noop());
         matches!(self.poll_fill(&mut cx), Poll::Pending)
     }
