@@ -84,6 +84,7 @@ fn main() {
             }
             options::check();
             callgrind::check();
+            clients::check();
             println!("load: parsing checked; the load runs by `cargo bench --bench load`");
             return;
         }

@@ -210,8 +210,20 @@ async fn echo_connection(stream: TcpStream) -> std::io::Result<()> {
     }
 }
 
+/// The clock SSE events are stamped with: microseconds since the bench's first look at it.
+/// Backend and clients share the process, so a client subtracts the stamp from its own
+/// reading to get the event's delay through the proxy.
+pub fn event_clock() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
+}
+
 /// Serves `GET /sse` on `listener` as an endless chunked `text/event-stream`, writing one
-/// event a second to every open stream at once (a fan-out), and counting streams.
+/// event a second to every open stream at once (a fan-out), and counting streams. Each event
+/// is `data: T` with T the [`event_clock`] when it was sent.
 pub fn sse(listener: TcpListener) -> Live {
     let live = Live::default();
     let counter = live.clone();
@@ -219,9 +231,9 @@ pub fn sse(listener: TcpListener) -> Live {
     let ticker = events.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        for seq in 0u64.. {
+        loop {
             tick.tick().await;
-            let event = format!("data: {seq}\n\n");
+            let event = format!("data: {}\n\n", event_clock());
             let chunk = format!("{:x}\r\n{event}\r\n", event.len());
             let _ = ticker.send(chunk.into_bytes().into());
         }

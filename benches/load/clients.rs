@@ -7,8 +7,8 @@
 //! Every client here talks to 127.0.0.1 only, and every wait is bounded.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::ClientConfig;
@@ -350,10 +350,12 @@ pub async fn open_websockets(
     Ok(open)
 }
 
-/// SSE streams held open through a proxy, counting the events that arrive.
+/// SSE streams held open through a proxy, counting the events that arrive and noting how
+/// long each took from the backend's write (a proxy that holds events back shows here).
 pub struct SseClients {
     connected: Arc<AtomicUsize>,
     events: Arc<AtomicU64>,
+    delays: Arc<Mutex<Vec<u64>>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -362,19 +364,34 @@ impl SseClients {
     pub fn open(addr: SocketAddr, count: usize) -> SseClients {
         let connected = Arc::new(AtomicUsize::new(0));
         let events = Arc::new(AtomicU64::new(0));
+        let delays = Arc::new(Mutex::new(Vec::new()));
         let tasks = (0..count)
             .map(|_| {
-                let (connected, events) = (connected.clone(), events.clone());
+                let counts = (connected.clone(), events.clone(), delays.clone());
                 tokio::spawn(async move {
-                    let _ = sse_stream(addr, &connected, &events).await;
+                    let _ = sse_stream(addr, &counts.0, &counts.1, &counts.2).await;
                 })
             })
             .collect();
         SseClients {
             connected,
             events,
+            delays,
             tasks,
         }
+    }
+
+    /// The median delay, in milliseconds, of the events that arrived since the last call
+    /// (None if none did), from the backend's write to the client's read.
+    pub fn take_median_delay_ms(&self) -> Option<f64> {
+        let mut delays =
+            std::mem::take(&mut *self.delays.lock().unwrap_or_else(|e| e.into_inner()));
+        if delays.is_empty() {
+            return None;
+        }
+        let middle = delays.len() / 2;
+        let (_, median, _) = delays.select_nth_unstable(middle);
+        Some(*median as f64 / 1000.0)
     }
 
     /// Streams whose response head arrived.
@@ -396,14 +413,15 @@ impl Drop for SseClients {
     }
 }
 
-/// Reads one stream: skips the response head, then counts events. Each event (`data: N`)
-/// holds exactly one `:`, and neither chunk-size lines nor the blank lines do, so counting
-/// that one byte counts events whatever way the bytes were split into reads or re-chunked by
-/// the proxy.
+/// Reads one stream: skips the response head, then counts events and notes their delays.
+/// Each event (`data: N`) holds exactly one `:`, and neither chunk-size lines nor the blank
+/// lines do, so counting that one byte counts events whatever way the bytes were split into
+/// reads or re-chunked by the proxy.
 async fn sse_stream(
     addr: SocketAddr,
     connected: &AtomicUsize,
     events: &AtomicU64,
+    delays: &Mutex<Vec<u64>>,
 ) -> std::io::Result<()> {
     let mut stream = TcpStream::connect(addr).await?;
     stream
@@ -429,10 +447,32 @@ async fn sse_stream(
         if n == 0 {
             return Ok(());
         }
+        let now = crate::backends::event_clock();
         events.fetch_add(colons(&buffer[..n]), Ordering::Relaxed);
+        let mut delays = delays.lock().unwrap_or_else(|e| e.into_inner());
+        delays.extend(stamps(&buffer[..n]).map(|sent| now.saturating_sub(sent)));
     }
+}
+
+/// The stamps of the events read whole in `bytes` (`data: T` and its line end; one split
+/// across two reads is counted, not timed).
+fn stamps(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    bytes
+        .split(|b| *b == b'\n')
+        .zip(bytes.split(|b| *b == b'\n').skip(1))
+        .filter_map(|(line, _)| line.strip_prefix(b"data: "))
+        .filter_map(|digits| std::str::from_utf8(digits).ok()?.parse().ok())
 }
 
 fn colons(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|b| **b == b':').count() as u64
+}
+
+/// Checks the pure parts (run by `cargo test`); panics on the first that does not hold.
+pub fn check() {
+    let read = b"e\r\ndata: 1500\n\n\r\ne\r\ndata: 2700\n\n\r\ne\r\ndata: 39";
+    assert_eq!(stamps(read).collect::<Vec<_>>(), [1500, 2700]);
+    // The rest of the split event: its digits are not a stamp.
+    assert_eq!(stamps(b"00\n\n\r\n").count(), 0);
+    assert_eq!(colons(read), 3);
 }

@@ -269,7 +269,11 @@ backend three_learn
 backend ws_echo
     server ws 127.0.0.1:{ws}
 
+# Without http-no-delay HAProxy sends each event of an unfinished message with MSG_MORE, and
+# the kernel holds it until its 200 ms probe timer sends it, from a timer outside HAProxy's
+# CPU: events arrive ~200 ms late, and their sending is not counted.
 backend sse
+    option http-no-delay
     server sse 127.0.0.1:{sse}
 "#
     )
