@@ -48,7 +48,7 @@ use crate::snapshot::{
 use crate::telemetry::Telemetry;
 use crate::telemetry::access_log::Record;
 use crate::tls::upstream::{TlsTarget, server_name};
-use crate::upstream::{Group, SetCookie, Tried};
+use crate::upstream::{AnswerReading, Group, Learn, SetCookie, Tried};
 use crate::vars::{Locals, Phase, RequestFacts, RequestInfo};
 pub use body::client::ClientBody;
 use body::request::{RequestBody, SendProgress};
@@ -652,6 +652,8 @@ async fn proxy(
     // something reads the upstream's head as it came; and no map at all is built where
     // nothing reads or changes the lines and the client speaks HTTP/1.
     let reads_answer_head = route.logs.reads_upstream_head() || group.reads_answer_headers();
+    // `sticky learn` reads a handshake's head, or an answer's cookies when it sets some.
+    let learning = choice.learn.as_ref().map(Learn::reading);
     let keeping = Keeping {
         left_out: match reads_answer_head {
             true => 0,
@@ -659,9 +661,13 @@ async fn proxy(
         },
         relay: http1_client
             && !reads_answer_head
-            && !group.reads_answers()
+            && learning != Some(AnswerReading::Head)
             && route.relays_upstream_lines(),
-        rewritten: reply_headers::rewritten_lines(&route.reply),
+        rewritten: reply_headers::rewritten_lines(&route.reply)
+            | match learning {
+                Some(AnswerReading::SetCookie) => headers::Rewritable::SET_COOKIE,
+                _ => 0,
+            },
     };
     let mut unsent = Some(upstream_request);
     let forwarded = forward::forward(

@@ -142,7 +142,36 @@ impl LearnMode {
     }
 }
 
+/// What a learner reads of its answer's head, known before the answer comes: the proxy
+/// relays the heads nothing reads without building their header map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerReading {
+    /// Nothing (no source reads this request's answer).
+    Nothing,
+    /// Its `Set-Cookie` lines, when it has any (a `$upstream_cookie_*` source).
+    SetCookie,
+    /// The whole head (a handshake's status and content coding, or a header source).
+    Head,
+}
+
 impl Learn<'_> {
+    /// What [`Learn::on_head`] will read of the answer.
+    pub fn reading(&self) -> AnswerReading {
+        if self.handshake.is_some() {
+            return AnswerReading::Head;
+        }
+        let mut reading = AnswerReading::Nothing;
+        for source in &self.mode.create {
+            match source {
+                LearnSource::UpstreamHeader(_) => return AnswerReading::Head,
+                LearnSource::UpstreamCookie(_) => reading = AnswerReading::SetCookie,
+                // Read only from a handshake's answer: this request is none.
+                LearnSource::SignalrConnectionToken | LearnSource::EngineioSid => {}
+            }
+        }
+        reading
+    }
+
     /// Learns from the response head what it carries (a cookie or header source), or returns
     /// the learner its body needs (a handshake's; a 2xx, not content-encoded). Sources are
     /// tried in `create=` order; the first that gives a key wins. `sets_cookie`: the head has
@@ -274,6 +303,35 @@ mod tests {
                 .is_none()
         );
         assert!(mode.zone.lookup(b"h-8", now).is_some());
+    }
+
+    #[test]
+    fn what_a_learner_reads_of_its_answer_is_known_before_it_comes() {
+        let handshake = Presented {
+            known: None,
+            handshake: Some(Handshake::SignalrNegotiate),
+        };
+        let protocol = mode(vec![LearnSource::SignalrConnectionToken]);
+        let reading =
+            |mode: &LearnMode, presented: &Presented| mode.on_answer("v", presented).reading();
+        assert_eq!(
+            reading(&protocol, &Presented::NOTHING),
+            AnswerReading::Nothing
+        );
+        assert_eq!(reading(&protocol, &handshake), AnswerReading::Head);
+        let cookie = mode(vec![
+            LearnSource::SignalrConnectionToken,
+            LearnSource::UpstreamCookie("sid".into()),
+        ]);
+        assert_eq!(
+            reading(&cookie, &Presented::NOTHING),
+            AnswerReading::SetCookie
+        );
+        let header = mode(vec![
+            LearnSource::UpstreamCookie("sid".into()),
+            LearnSource::UpstreamHeader("x-session".into()),
+        ]);
+        assert_eq!(reading(&header, &Presented::NOTHING), AnswerReading::Head);
     }
 
     #[test]

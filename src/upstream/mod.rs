@@ -44,7 +44,7 @@ use crate::sessions::SessionZone;
 use crate::vars::Template;
 
 pub use affinity::Affinity;
-pub use learn::{BodyLearner, Learn, LearnMode};
+pub use learn::{AnswerReading, BodyLearner, Learn, LearnMode};
 use sticky::Sticky;
 pub use sticky::{SetCookie, StickyMode};
 
@@ -236,12 +236,6 @@ impl Group {
     /// create=$upstream_http_NAME`): none may be left out of a response as it is parsed.
     pub fn reads_answer_headers(&self) -> bool {
         self.reads_answer_headers
-    }
-
-    /// True when `sticky learn` reads its answers (a header, or a handshake's content coding
-    /// before its body): they need their header map.
-    pub fn reads_answers(&self) -> bool {
-        matches!(self.sticky, Some(Sticky::Learn { .. }))
     }
 
     /// The session zone of a `sticky learn` group (status pages read it).

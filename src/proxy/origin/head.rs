@@ -120,8 +120,8 @@ pub struct Keeping {
     /// Nothing reads or changes the answer's header lines and its client speaks HTTP/1: they
     /// stay in the head and are relayed from it, and no header map is built...
     pub relay: bool,
-    /// ...unless the answer has one of these lines, which the location's rules rewrite (bits
-    /// of [`Rewritable`]).
+    /// ...unless the answer has one of these lines, which something rewrites or reads (the
+    /// location's rules, `sticky learn` from a cookie; bits of [`Rewritable`]).
     pub rewritten: u8,
 }
 
