@@ -763,8 +763,12 @@ impl Exchange<'_> {
         let mut guard = answer.guard;
         let (mut parts, incoming) = answer.response.into_parts();
         guard.answered(parts.status.as_u16());
-        // `sticky learn` reads the head as the upstream sent it (before cookies are rewritten).
-        let learner = (answer.learn.as_ref()).and_then(|learn| {
+        // Relayed lines are left as they came (the route has no rule that changes them), and
+        // the map holds only what is added below.
+        let relayed = matches!(answer.lines, Some(UpstreamLines::Relayed(_)));
+        // `sticky learn` reads the head as the upstream sent it (before cookies are rewritten);
+        // an answer it would read was not relayed.
+        let learner = (answer.learn.as_ref().filter(|_| !relayed)).and_then(|learn| {
             learn.on_head(parts.status.as_u16(), &parts.headers, answer.sets_cookie)
         });
         if let Some(log) = log.as_deref_mut() {
@@ -779,9 +783,6 @@ impl Exchange<'_> {
         if let Some(transport) = transport {
             guard.mark(transport);
         }
-        // Relayed lines are left as they came (the route has no rule that changes them), and
-        // the map holds only what is added below.
-        let relayed = matches!(answer.lines, Some(UpstreamLines::Relayed(_)));
         if !relayed {
             let role = match (&self.client_upgrade, switching) {
                 (_, false) => headers::UpgradeRole::None,
