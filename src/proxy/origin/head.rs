@@ -258,7 +258,7 @@ pub fn parse_response(
         keep_alive,
         lines,
         sets_cookie: framing.rewritable & Rewritable::SET_COOKIE != 0,
-        event_stream: framing.event_stream,
+        event_stream: framing.event_stream == Some(true),
     })))
 }
 
@@ -322,8 +322,9 @@ struct Framing {
     /// Not framing, but seen in the same look at each name: which of `Location`, `Refresh`
     /// and `Set-Cookie` the head has (bits of [`Rewritable`]).
     rewritable: u8,
-    /// A `Content-Type` of `text/event-stream`.
-    event_stream: bool,
+    /// The first `Content-Type` line's value starts `text/event-stream` (None: no such line),
+    /// as a lookup in the map would have found it.
+    event_stream: Option<bool>,
 }
 
 impl Framing {
@@ -361,7 +362,7 @@ impl Framing {
         } else if is_named(name, b"refresh") {
             self.rewritable |= Rewritable::REFRESH;
         } else if is_named(name, b"content-type") {
-            self.event_stream = value.starts_with(b"text/event-stream");
+            (self.event_stream).get_or_insert(value.starts_with(b"text/event-stream"));
         }
         Ok(())
     }
