@@ -5,6 +5,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Version};
 
+pub use crate::snapshot::reply_headers::Rewritable;
 use crate::snapshot::{AddHeader, HeaderPlan, HeaderSource};
 use crate::vars::{RequestInfo, Vars};
 
@@ -316,27 +317,6 @@ pub fn rewrite_response(headers: &mut HeaderMap, upgrade: UpgradeRole, passed: u
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     rewritable
-}
-
-/// Bits of the headers `proxy_redirect` and `proxy_cookie_*` rewrite.
-pub struct Rewritable;
-
-impl Rewritable {
-    /// `Location`.
-    pub const LOCATION: u8 = 1;
-    /// `Refresh`.
-    pub const REFRESH: u8 = 2;
-    /// `Set-Cookie`.
-    pub const SET_COOKIE: u8 = 4;
-
-    fn of(name: &HeaderName) -> u8 {
-        match name.as_str() {
-            "location" => Rewritable::LOCATION,
-            "refresh" => Rewritable::REFRESH,
-            "set-cookie" => Rewritable::SET_COOKIE,
-            _ => 0,
-        }
-    }
 }
 
 /// Removes the headers of [`STRIPPED`] whose bits are set in `candidates` and, when

@@ -662,8 +662,8 @@ async fn proxy(
         relay: http1_client
             && !reads_answer_head
             && learning != Some(AnswerReading::Head)
-            && route.relays_upstream_lines(),
-        rewritten: reply_headers::rewritten_lines(&route.reply)
+            && route.relays_upstream_lines,
+        rewritten: route.reply.rewritten
             | match learning {
                 Some(AnswerReading::SetCookie) => headers::Rewritable::SET_COOKIE,
                 _ => 0,

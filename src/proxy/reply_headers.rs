@@ -28,26 +28,6 @@ pub struct Origin<'a> {
     pub port: u16,
 }
 
-/// Which lines `plan`'s rules rewrite when an answer has them (bits of [`Rewritable`]):
-/// `Location` and `Refresh` for `proxy_redirect` (nginx's `default` is on for most
-/// locations), `Set-Cookie` for `proxy_cookie_*`. An answer with none of them is left as it
-/// came by [`rewrite_upstream`].
-pub fn rewritten_lines(plan: &ReplyPlan) -> u8 {
-    let redirects = match plan.redirects.is_empty() {
-        true => 0,
-        false => Rewritable::LOCATION | Rewritable::REFRESH,
-    };
-    let no_cookie_rules = plan.cookie_domains.is_empty()
-        && plan.cookie_paths.is_empty()
-        && plan.cookie_flags.is_empty();
-    redirects
-        | if no_cookie_rules {
-            0
-        } else {
-            Rewritable::SET_COOKIE
-        }
-}
-
 /// Rewrites a proxied response's `Location`, `Refresh` and `Set-Cookie` headers by `plan`.
 /// Nothing is looked at when the plan has no rule for them.
 pub fn rewrite_upstream(
@@ -57,7 +37,8 @@ pub fn rewrite_upstream(
     origin: Origin<'_>,
     present: u8,
 ) {
-    if !plan.redirects.is_empty() && present & (Rewritable::LOCATION | Rewritable::REFRESH) != 0 {
+    let present = present & plan.rewritten;
+    if present & (Rewritable::LOCATION | Rewritable::REFRESH) != 0 {
         if let Some(location) = headers.get(header::LOCATION)
             && let Some(text) = rewritten(location, 0, &plan.redirects, rendered)
         {
@@ -74,10 +55,7 @@ pub fn rewrite_upstream(
             headers.insert(header::REFRESH, value);
         }
     }
-    let cookies = !plan.cookie_domains.is_empty()
-        || !plan.cookie_paths.is_empty()
-        || !plan.cookie_flags.is_empty();
-    if cookies && present & Rewritable::SET_COOKIE != 0 {
+    if present & Rewritable::SET_COOKIE != 0 {
         let values: Vec<HeaderValue> = headers
             .get_all(header::SET_COOKIE)
             .iter()

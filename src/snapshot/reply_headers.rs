@@ -49,13 +49,38 @@ pub struct ReplyPlan {
     pub server: Option<HeaderValue>,
     /// The rules' templates with variables, in slot order (rendered per request).
     pub templates: Vec<Template>,
+    /// The lines the rules rewrite when an answer has them (bits of [`Rewritable`]):
+    /// `Location` and `Refresh` for `proxy_redirect` (nginx's `default` is on for most
+    /// locations), `Set-Cookie` for `proxy_cookie_*`.
+    pub rewritten: u8,
+}
+
+/// Bits of the headers `proxy_redirect` and `proxy_cookie_*` rewrite.
+pub struct Rewritable;
+
+impl Rewritable {
+    /// `Location`.
+    pub const LOCATION: u8 = 1;
+    /// `Refresh`.
+    pub const REFRESH: u8 = 2;
+    /// `Set-Cookie`.
+    pub const SET_COOKIE: u8 = 4;
+
+    /// The bit of `name`, if it is one of them.
+    pub fn of(name: &HeaderName) -> u8 {
+        match name.as_str() {
+            "location" => Rewritable::LOCATION,
+            "refresh" => Rewritable::REFRESH,
+            "set-cookie" => Rewritable::SET_COOKIE,
+            _ => 0,
+        }
+    }
 }
 
 impl ReplyPlan {
     /// Whether the plan leaves an upstream answer's header lines as they came, but for the
-    /// default hidden and hop-by-hop ones and those its `proxy_redirect` and `proxy_cookie_*`
-    /// rules rewrite: no `proxy_hide_header` beyond them, no `expires`, no `server_tokens`
-    /// value of its own.
+    /// default hidden and hop-by-hop ones and those it rewrites ([`ReplyPlan::rewritten`]): no
+    /// `proxy_hide_header` beyond them, no `expires`, no `server_tokens` value of its own.
     pub fn leaves_upstream_lines_alone(&self) -> bool {
         self.hidden.is_empty() && self.expires == Expires::Off && self.server.is_none()
     }
@@ -191,7 +216,7 @@ impl Compiler<'_> {
             .iter()
             .filter_map(|r| self.rewrite(r))
             .collect();
-        let cookie_flags = rules
+        let cookie_flags: Vec<FlagRule> = rules
             .cookie_flags
             .iter()
             .filter_map(|rule| {
@@ -201,6 +226,16 @@ impl Compiler<'_> {
                 })
             })
             .collect();
+        let rewritten = match redirects.is_empty() {
+            true => 0,
+            false => Rewritable::LOCATION | Rewritable::REFRESH,
+        } | match cookie_domains.is_empty()
+            && cookie_paths.is_empty()
+            && cookie_flags.is_empty()
+        {
+            true => 0,
+            false => Rewritable::SET_COOKIE,
+        };
         ReplyPlan {
             passed,
             hidden,
@@ -212,6 +247,7 @@ impl Compiler<'_> {
             server: (rules.server_tokens == ServerTokens::Off)
                 .then(|| server_value(ServerTokens::Off)),
             templates: std::mem::take(&mut self.templates),
+            rewritten,
         }
     }
 

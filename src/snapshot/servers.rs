@@ -81,6 +81,11 @@ pub struct Route {
     pub internal: bool,
     /// `error_page`s in effect here.
     pub error_pages: Arc<ErrorPageTable>,
+    /// An upstream's answers here may reach an HTTP/1 client with their header lines relayed
+    /// from the head as they came (`proxy::relayed`), no header map built: nothing here reads
+    /// or changes them. Tether's own additions (`add_header`, a sticky cookie) go in the
+    /// otherwise empty map.
+    pub relays_upstream_lines: bool,
 }
 
 /// What a route does.
@@ -196,12 +201,11 @@ impl VirtualServer {
 }
 
 impl Route {
-    /// Whether an upstream's answers here may reach an HTTP/1 client with their header lines
-    /// relayed from the head as they came (`proxy::relayed`), no header map built: nothing
-    /// changes them (reply rules, `gzip`), no log line reads a head, and no `error_page`
-    /// intercepts an answer (an intercepted 401 hands its challenge on). Tether's own
-    /// additions (`add_header`, a sticky cookie) go in the otherwise empty map.
-    pub fn relays_upstream_lines(&self) -> bool {
+    /// Whether nothing here reads or changes an upstream answer's header lines: no reply rule
+    /// beyond the defaults, no `gzip`, no log line showing a head, no `error_page` that
+    /// intercepts answers (an intercepted 401 hands its challenge on). Decided once, into
+    /// [`Route::relays_upstream_lines`].
+    fn leaves_upstream_lines_alone(&self) -> bool {
         self.reply.leaves_upstream_lines_alone()
             && self.gzip.is_none()
             && !self.logs.reads_response_heads()
@@ -368,7 +372,7 @@ impl ServerBuilder<'_> {
             self.vars,
             self.errors,
         );
-        Route {
+        let mut route = Route {
             gzip: crate::compress::Policy::new(&location.proxy.gzip),
             logs,
             limits: self.zones.limits(&location.proxy.limits),
@@ -382,7 +386,10 @@ impl ServerBuilder<'_> {
             rewrite: Program::default(),
             alternatives: Vec::new(),
             captures: None,
-        }
+            relays_upstream_lines: false,
+        };
+        route.relays_upstream_lines = route.leaves_upstream_lines_alone();
+        route
     }
 
     fn add_headers(&mut self, adds: &[config::AddHeader], span: &Span) -> Vec<AddHeader> {

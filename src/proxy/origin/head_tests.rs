@@ -6,9 +6,23 @@ fn parse(text: &str, method: &Method) -> Result<Parsed, InvalidHead> {
 }
 
 fn head(text: &str) -> ResponseHead {
-    match parse(text, &Method::GET) {
+    head_keeping(text, Keeping::default())
+}
+
+/// The final head of `text`, answering a GET, parsed keeping what `keeping` says.
+fn head_keeping(text: &str, keeping: Keeping) -> ResponseHead {
+    let mut buf = BytesMut::from(text.as_bytes());
+    match parse_response(&mut buf, &Method::GET, keeping) {
         Ok(Parsed::Final(head)) => *head,
         other => panic!("{text:?} parsed as {other:?}"),
+    }
+}
+
+/// What the proxy keeps of an answer no rule reads: the lines the client will not see left out.
+fn leaving_out() -> Keeping {
+    Keeping {
+        left_out: crate::proxy::headers::left_out_of_responses(0),
+        ..Keeping::default()
     }
 }
 
@@ -138,15 +152,7 @@ fn the_request_head_is_written_in_one_pass() {
 fn lines_the_client_would_not_see_frame_the_body_but_stay_out_of_the_map() {
     let text = "HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: x\r\nConnection: close\r\n\
                 Transfer-Encoding: chunked\r\nX-Kept: 1\r\nUpgrade: h2c\r\n\r\n";
-    let mut buf = BytesMut::from(text.as_bytes());
-    let left_out = crate::proxy::headers::left_out_of_responses(0);
-    let keeping = Keeping {
-        left_out,
-        ..Keeping::default()
-    };
-    let Ok(Parsed::Final(head)) = parse_response(&mut buf, &Method::GET, keeping) else {
-        panic!("not parsed");
-    };
+    let head = head_keeping(text, leaving_out());
     assert_eq!(head.framing, ResponseFraming::Chunked);
     assert!(
         !head.keep_alive,
@@ -163,31 +169,19 @@ fn lines_the_client_would_not_see_frame_the_body_but_stay_out_of_the_map() {
 fn a_connection_line_naming_a_header_stays_for_that_header_to_be_removed_with_it() {
     let text = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Trace\r\nX-Trace: 1\r\n\
                 Content-Length: 0\r\n\r\n";
-    let mut buf = BytesMut::from(text.as_bytes());
-    let left_out = crate::proxy::headers::left_out_of_responses(0);
-    let keeping = Keeping {
-        left_out,
-        ..Keeping::default()
-    };
-    let Ok(Parsed::Final(head)) = parse_response(&mut buf, &Method::GET, keeping) else {
-        panic!("not parsed");
-    };
+    let head = head_keeping(text, leaving_out());
     assert_eq!(head.headers["connection"], "keep-alive, X-Trace");
     assert!(head.keep_alive);
 }
 
 /// Relayed: the lines stay in the head for the writer, and no map is built.
 fn relayed(text: &str) -> ResponseHead {
-    let mut buf = BytesMut::from(text.as_bytes());
     let keeping = Keeping {
-        left_out: crate::proxy::headers::left_out_of_responses(0),
         relay: true,
         rewritten: Rewritable::LOCATION,
+        ..leaving_out()
     };
-    match parse_response(&mut buf, &Method::GET, keeping) {
-        Ok(Parsed::Final(head)) => *head,
-        other => panic!("{text:?} parsed as {other:?}"),
-    }
+    head_keeping(text, keeping)
 }
 
 /// The client's lines as the writer would write them from a relayed head.

@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout};
+
+use tokio::process::{Child, ChildStdout, Command};
 
 use crate::harness::{Proxy, within};
 
@@ -33,8 +35,14 @@ pub struct Report {
 }
 
 impl Report {
-    /// The report of `node`, started with its stdout and stderr piped.
-    pub fn new(mut node: Child) -> Report {
+    /// Starts the client script `node` (from `SignalrClient::script`) with its output piped,
+    /// and reads its report.
+    pub fn start(mut command: Command) -> Report {
+        let mut node = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start node");
         let stdout = node.stdout.take().expect("node's stdout piped");
         Report {
             lines: BufReader::new(stdout).lines(),

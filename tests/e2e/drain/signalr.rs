@@ -4,7 +4,6 @@
 //! WebSocket — on `b`, where it invokes again. No request fails on the way (no hub saw a
 //! token it did not issue), and the spread of the reconnects is measured.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use super::clients::{Drained, Report, assert_spread, drain_a};
@@ -36,14 +35,9 @@ async fn signalr_clients_of_a_drained_server_reconnect_elsewhere_spread_over_dra
     let backends = [("a", a.addr), ("b", b.addr)];
     let proxy = Proxy::start(&farm("server {a}; server {b} down;"), &backends).await;
     let url = format!("http://{}{HUB_PATH}", proxy.addr);
-    let node = client
-        .script("signalr-drain.cjs")
-        .args([url.as_str(), &CLIENTS.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start node");
-    let mut report = Report::new(node);
+    let mut command = client.script("signalr-drain.cjs");
+    command.args([url.as_str(), &CLIENTS.to_string()]);
+    let mut report = Report::start(command);
     let Drained {
         closed,
         reconnected,

@@ -64,14 +64,9 @@ async fn socketio_clients_of_a_drained_server_reconnect_elsewhere_spread_over_dr
     let (_b, b) = app_server(&client, "b").await;
     let backends = [("a", a), ("b", b)];
     let proxy = Proxy::start(&farm("server {a}; server {b} down;"), &backends).await;
-    let node = client
-        .script("socketio-drain.cjs")
-        .args([format!("http://{}", proxy.addr), CLIENTS.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start node");
-    let mut report = Report::new(node);
+    let mut command = client.script("socketio-drain.cjs");
+    command.args([format!("http://{}", proxy.addr), CLIENTS.to_string()]);
+    let mut report = Report::start(command);
     let Drained {
         closed,
         reconnected,
