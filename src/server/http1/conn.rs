@@ -189,6 +189,20 @@ impl Connection<'_> {
         }
         loop {
             if !self.read_buf.is_empty() {
+                // Usually the whole head came in one read: httparse reads it at once, and the
+                // scanner walks only a head that comes in pieces (or that httparse refuses).
+                if scanner.is_fresh()
+                    && let Some(parsed) = head::parse_read(
+                        &mut self.read_buf,
+                        &settings.head,
+                        &mut self.spare_headers,
+                    )
+                {
+                    return match parsed {
+                        Ok(head) => HeadRead::Head(head),
+                        Err(rejection) => HeadRead::Rejected(rejection),
+                    };
+                }
                 match scanner.scan(&self.read_buf, &settings.head) {
                     Ok(Some(len)) => {
                         let bytes = self.read_buf.split_to(len).freeze();

@@ -15,7 +15,7 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
 
@@ -77,6 +77,11 @@ pub struct HeadScanner {
 }
 
 impl HeadScanner {
+    /// Nothing was looked at yet.
+    pub fn is_fresh(&self) -> bool {
+        self.scanned == 0
+    }
+
     /// Looks at the bytes of `buf` not seen yet: `Ok(Some(len))` when the head (its first
     /// `len` bytes, the blank line included) is complete, `Ok(None)` when more is needed.
     /// Forget the scanner (start a new one) once a head was found.
@@ -198,7 +203,7 @@ fn parse_into<'b>(
     head: &'b Bytes,
     rules: &HeadRules,
     slots: &mut [MaybeUninit<httparse::Header<'b>>],
-    mut headers: HeaderMap,
+    headers: HeaderMap,
 ) -> Result<RequestHead, Rejection> {
     let mut request = httparse::Request::new(&mut []);
     match request.parse_with_uninit_headers(head, slots) {
@@ -212,6 +217,115 @@ fn parse_into<'b>(
     else {
         return Err(Rejection::bad("client sent invalid request"));
     };
+    let lines = request
+        .headers
+        .iter()
+        .map(|line| (line.name.as_bytes(), line.value));
+    build(
+        head,
+        method.as_bytes(),
+        target.as_bytes(),
+        minor,
+        lines,
+        rules,
+        headers,
+    )
+}
+
+/// Reads a head straight from the bytes read so far, when they hold all of it and it is short
+/// enough that no line of it can break a limit (the usual case: one read, a head well under
+/// `large_client_header_buffers`): httparse finds where it ends, so the head is walked once
+/// instead of by the scanner first. The head is cut from `read` and its header lines go into
+/// `headers` (taken, left empty).
+///
+/// None when the scanner must read it: the head is not complete yet, longer than a line may
+/// be, or malformed — the scanner's way then gives the same head, or the refusal it always
+/// gave (with the checks in its order).
+pub fn parse_read(
+    read: &mut BytesMut,
+    rules: &HeadRules,
+    headers: &mut HeaderMap,
+) -> Option<Result<RequestHead, Rejection>> {
+    if rules.max_headers > INLINE_HEADERS {
+        return None;
+    }
+    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; INLINE_HEADERS];
+    // Written before they are read, up to the count of lines: left uninitialised, not zeroed
+    // (4 KiB a head).
+    let mut names = [const { MaybeUninit::<Span>::uninit() }; INLINE_HEADERS];
+    let mut values = [const { MaybeUninit::<Span>::uninit() }; INLINE_HEADERS];
+    // The parse borrows `read`; what it found is kept as offsets, so that the head can be cut
+    // from `read` (its bytes stay where they are) and its values taken as shares of the cut.
+    let (len, method, target, minor, count) = {
+        let mut request = httparse::Request::new(&mut []);
+        let Ok(httparse::Status::Complete(len)) =
+            request.parse_with_uninit_headers(read, &mut slots[..rules.max_headers])
+        else {
+            return None;
+        };
+        if len > rules.max_line.min(rules.max_head) {
+            return None;
+        }
+        let (Some(method), Some(target), Some(minor)) =
+            (request.method, request.path, request.version)
+        else {
+            return None;
+        };
+        let base = read.as_ptr() as usize;
+        let span = |bytes: &[u8]| Span {
+            start: bytes.as_ptr() as usize - base,
+            len: bytes.len(),
+        };
+        for (at, line) in request.headers.iter().enumerate() {
+            names[at].write(span(line.name.as_bytes()));
+            values[at].write(span(line.value));
+        }
+        let count = request.headers.len();
+        (
+            len,
+            span(method.as_bytes()),
+            span(target.as_bytes()),
+            minor,
+            count,
+        )
+    };
+    let head = read.split_to(len).freeze();
+    let bytes = |span: Span| &head[span.start..span.start + span.len];
+    let lines = (0..count).map(|at| {
+        // SAFETY: the loop above wrote the first `count` of each.
+        let (name, value) = unsafe { (names[at].assume_init(), values[at].assume_init()) };
+        (bytes(name), bytes(value))
+    });
+    let (method, target) = (bytes(method), bytes(target));
+    Some(build(
+        &head,
+        method,
+        target,
+        minor,
+        lines,
+        rules,
+        std::mem::take(headers),
+    ))
+}
+
+/// Where a piece of a head lies in the bytes it was read from.
+#[derive(Clone, Copy)]
+struct Span {
+    start: usize,
+    len: usize,
+}
+
+/// The checks and the header map of a head httparse read: its method, target and minor
+/// version, and its header lines as (name, value) slices of `head`.
+fn build<'b>(
+    head: &'b Bytes,
+    method: &'b [u8],
+    target: &'b [u8],
+    minor: u8,
+    lines: impl ExactSizeIterator<Item = (&'b [u8], &'b [u8])>,
+    rules: &HeadRules,
+    mut headers: HeaderMap,
+) -> Result<RequestHead, Rejection> {
     let method = method_of(method)?;
     // TRACE would echo the request (cookies included) back to a script; CONNECT asks for a
     // forward proxy, which tether is not. Both are refused whatever their target.
@@ -233,19 +347,19 @@ fn parse_into<'b>(
         headers.is_empty(),
         "a recycled header map is handed over empty"
     );
-    headers.reserve(request.headers.len());
+    headers.reserve(lines.len());
     let mut dropped_headers = 0;
-    for line in request.headers.iter() {
-        if !name_allowed(line.name.as_bytes(), rules) {
+    for (name, value) in lines {
+        if !name_allowed(name, rules) {
             dropped_headers += 1;
             continue;
         }
-        let name = header_name(line.name.as_bytes())
-            .map_err(|_| Rejection::bad("client sent invalid header line"))?;
+        let name =
+            header_name(name).map_err(|_| Rejection::bad("client sent invalid header line"))?;
         // SAFETY: httparse accepted this value, and what it accepts in a value (HTAB, SP,
         // visible ASCII, obs-text; never another control byte nor DEL) is exactly what a
         // `HeaderValue` may hold; checking every byte again cost more than the slice.
-        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice_ref(line.value)) };
+        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice_ref(value)) };
         checks.see(&name, &value)?;
         headers.append(name, value);
     }
@@ -294,22 +408,22 @@ fn parse_error(error: httparse::Error, request: &httparse::Request) -> Rejection
 }
 
 /// nginx takes only uppercase letters, `_` and `-` in a method: `get` is refused, not guessed.
-fn method_of(text: &str) -> Result<Method, Rejection> {
+fn method_of(text: &[u8]) -> Result<Method, Rejection> {
     let valid = text
-        .bytes()
-        .all(|b| b.is_ascii_uppercase() || b == b'_' || b == b'-');
+        .iter()
+        .all(|&b| b.is_ascii_uppercase() || b == b'_' || b == b'-');
     if !valid {
         return Err(Rejection::bad("client sent invalid method"));
     }
-    Method::from_bytes(text.as_bytes()).map_err(|_| Rejection::bad("client sent invalid method"))
+    Method::from_bytes(text).map_err(|_| Rejection::bad("client sent invalid method"))
 }
 
 /// Origin-form (`/...`) or absolute-form (`http://host/...`); anything else — `*`, an
 /// authority alone, another scheme — is refused, as nginx does.
-fn target_of(head: &Bytes, target: &str) -> Result<Uri, Rejection> {
+fn target_of(head: &Bytes, target: &[u8]) -> Result<Uri, Rejection> {
     let invalid = || Rejection::bad("client sent invalid request");
-    let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes())).map_err(|_| invalid())?;
-    if target.starts_with('/') {
+    let uri = Uri::from_maybe_shared(head.slice_ref(target)).map_err(|_| invalid())?;
+    if target.starts_with(b"/") {
         return Ok(uri);
     }
     let scheme_ok = matches!(uri.scheme_str(), Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"));

@@ -301,3 +301,99 @@ fn an_upgrade_request_is_known_from_the_one_pass_over_its_lines() {
         assert_eq!(head.upgrade, read.is_some(), "{input:?}");
     }
 }
+
+/// What the scanner's way makes of `input` arriving whole: the head (or refusal) and the
+/// bytes after it; None while it is incomplete.
+fn scanned_whole(input: &[u8], rules: &HeadRules) -> Option<(Result<String, Rejection>, Vec<u8>)> {
+    let mut scanner = HeadScanner::default();
+    match scanner.scan(input, rules) {
+        Ok(Some(len)) => {
+            let parsed = parse(
+                &Bytes::copy_from_slice(&input[..len]),
+                rules,
+                HeaderMap::new(),
+            );
+            Some((
+                parsed.map(|head| format!("{head:?}")),
+                input[len..].to_vec(),
+            ))
+        }
+        Ok(None) => None,
+        Err(rejection) => Some((Err(rejection), Vec::new())),
+    }
+}
+
+proptest::proptest! {
+    /// Whatever arrived, reading it at once gives what the scanner's way gives — the same head
+    /// and the same bytes left after it, or the same refusal — or leaves it to the scanner.
+    #[test]
+    fn a_head_read_at_once_is_the_head_the_scanner_finds(
+        leading in proptest::sample::select(vec!["", "\r\n", "\n"]),
+        request_line in proptest::sample::select(vec![
+            "GET / HTTP/1.1", "POST /a?b HTTP/1.1", "GET http://h/x HTTP/1.1", "GET / HTTP/1.0",
+            "get / HTTP/1.1", "GET /\r HTTP/1.1", "GET /a-rather-long-target-0123456789 HTTP/1.1",
+        ]),
+        lines in proptest::collection::vec(proptest::sample::select(vec![
+            "Host: a", "host: b", "Content-Length: 3", "Content-Length: 4",
+            "Transfer-Encoding: chunked", "Connection: close", "X_Y: 1", " folded", "X: a\rb",
+            "Cookie: a-long-cookie-value-0123456789-0123456789", "Upgrade: websocket",
+            "Connection: upgrade", "Bad Name: 1", "X:\t1 ",
+        ]), 0..6),
+        ends in proptest::collection::vec(proptest::sample::select(vec!["\r\n", "\n"]), 8),
+        after in proptest::sample::select(vec!["", "abc", "GET / HTTP/1.1\r\n"]),
+    ) {
+        let mut input = format!("{leading}{request_line}{}", ends[0]);
+        for (at, line) in lines.iter().enumerate() {
+            input.push_str(line);
+            input.push_str(ends[at + 1]);
+        }
+        input.push_str(ends[7]);
+        input.push_str(after);
+        let rules = HeadRules {
+            max_line: 48,
+            max_head: 160,
+            max_headers: 4,
+            ..HeadRules::default()
+        };
+        let mut read = BytesMut::from(input.as_bytes());
+        let mut headers = HeaderMap::new();
+        if let Some(parsed) = parse_read(&mut read, &rules, &mut headers) {
+            let at_once = (parsed.map(|head| format!("{head:?}")), read.to_vec());
+            let scanned = scanned_whole(input.as_bytes(), &rules);
+            match (&at_once, &scanned) {
+                // A refusal leaves nothing to read after it on either way.
+                ((Err(ours), _), Some((Err(theirs), _))) => proptest::prop_assert_eq!(ours, theirs),
+                _ => proptest::prop_assert_eq!(Some(at_once), scanned),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_head_in_one_read_is_read_at_once_and_leaves_the_rest() {
+    let mut read =
+        BytesMut::from(&b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"[..]);
+    let mut headers = HeaderMap::new();
+    let head = parse_read(&mut read, &rules(), &mut headers)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (head.method, head.framing),
+        (Method::POST, Framing::Length(5))
+    );
+    assert_eq!(head.headers.get("host").unwrap(), "a");
+    assert_eq!(&read[..], b"hello");
+    // Incomplete, or longer than a line may be: left to the scanner, nothing taken.
+    for input in [
+        &b"GET / HTTP/1.1\r\nHost: a\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        let rules = HeadRules {
+            max_line: 20,
+            ..HeadRules::default()
+        };
+        let mut read = BytesMut::from(input);
+        assert!(parse_read(&mut read, &rules, &mut headers).is_none());
+        assert_eq!(&read[..], input);
+    }
+}
