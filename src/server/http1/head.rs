@@ -6,7 +6,9 @@
 //! over-long line is refused before the rest of it arrives. Then [`parse`] reads the complete
 //! head once (httparse, the parser hyper itself uses) and checks what a proxy must not forward
 //! ambiguously: the framing of the body (`Content-Length` against `Transfer-Encoding`), `Host`,
-//! the method.
+//! the method. A head that came whole in one read and is shorter than a line may be (the usual
+//! case) skips the scanner: [`parse_read`] lets httparse find its end, and leaves to the two
+//! steps whatever it cannot take as they would.
 //!
 //! Every refusal is a [`Rejection`]: the status, the title of the error page (nginx's wording)
 //! and the reason for the log. Std, `bytes`, `http`, `memchr` and httparse only (and the
