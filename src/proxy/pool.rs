@@ -18,7 +18,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use crate::sessions::clock;
 
 pub use crate::proxy::origin::Connection;
 use crate::tls::upstream::TlsTarget;
@@ -42,7 +42,9 @@ pub struct Pooled {
 #[derive(Debug)]
 struct Idle {
     connection: Pooled,
-    since: Instant,
+    /// When it went idle, on the coarse clock: an idle connection's age needs no more than
+    /// its tick (`keepalive_timeout` is seconds), and the real clock cost two reads a request.
+    since_ms: u64,
 }
 
 impl Pool {
@@ -64,7 +66,8 @@ impl Pool {
         while at > 0 {
             at -= 1;
             let entry = &mut idle[at];
-            if entry.since.elapsed() >= max_idle || !entry.connection.connection.is_usable() {
+            let idle_ms = clock::now_ms().saturating_sub(entry.since_ms);
+            if idle_ms >= max_idle.as_millis() as u64 || !entry.connection.connection.is_usable() {
                 idle.remove(at);
                 continue;
             }
@@ -89,7 +92,7 @@ impl Pool {
         }
         idle.push(Idle {
             connection,
-            since: Instant::now(),
+            since_ms: clock::now_ms(),
         });
     }
 

@@ -22,7 +22,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use futures_util::task::AtomicWaker;
 use slab::Slab;
@@ -30,6 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::AbortHandle;
 
 use crate::config::{Config, WorkerProcesses};
+use crate::sessions::clock;
 use crate::telemetry::Throttle;
 
 /// Connections told to close per shortage: as nginx's `ngx_drain_connections`.
@@ -44,8 +44,6 @@ pub struct Ceiling {
     permits: Arc<Semaphore>,
     limit: usize,
     table: Mutex<Slab<Arc<ConnSlot>>>,
-    /// When this ceiling was made: the zero of every `*_ms` stamp.
-    epoch: Instant,
     /// Where the cap comes from, for the shortage warning.
     source: String,
     /// The shortage warning, at most once a second.
@@ -55,12 +53,10 @@ pub struct Ceiling {
 /// One open client connection, as the ceiling sees it.
 #[derive(Debug)]
 pub struct ConnSlot {
-    /// The ceiling's epoch, the zero of `idle_since_ms`.
-    epoch: Instant,
     /// The `listen` address that accepted it.
     listen: SocketAddr,
     busy: AtomicU8,
-    /// Milliseconds after the ceiling's epoch since when it has been idle.
+    /// Since when it has been idle, on the coarse clock ([`clock::now_ms`]).
     idle_since_ms: AtomicU64,
     /// [`SHED`] and [`RETIRED`].
     flags: AtomicU8,
@@ -127,7 +123,6 @@ impl Ceiling {
             permits: Arc::new(Semaphore::new(limit)),
             limit,
             table: Mutex::new(Slab::new()),
-            epoch: Instant::now(),
             source,
             warned: Throttle::default(),
         })
@@ -154,7 +149,6 @@ impl Ceiling {
             }
         };
         let slot = Arc::new(ConnSlot {
-            epoch: self.epoch,
             listen,
             busy: AtomicU8::new(0),
             idle_since_ms: AtomicU64::new(self.now_ms()),
@@ -228,8 +222,10 @@ impl Ceiling {
         }
     }
 
+    /// On the coarse clock: which idle connection is the oldest needs no finer time, and the
+    /// real clock cost a read at every request's end.
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        clock::now_ms()
     }
 
     fn lock(&self) -> MutexGuard<'_, Slab<Arc<ConnSlot>>> {
@@ -249,8 +245,7 @@ impl Drop for Admission {
 impl ConnSlot {
     /// Marks the connection idle from now (between requests, or awaiting a head).
     pub fn idle(&self) {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        self.idle_since_ms.store(now, Ordering::Relaxed);
+        self.idle_since_ms.store(clock::now_ms(), Ordering::Relaxed);
         self.busy.store(0, Ordering::Release);
     }
 

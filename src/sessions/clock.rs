@@ -4,6 +4,10 @@
 //! request, more than the expiry of a session that lives for minutes needs (nginx, likewise,
 //! expires by a clock it updates once per turn of its event loop, not per request).
 //!
+//! Idle connections are aged by it too (the upstream pool's `keepalive_timeout`, the order in
+//! which the connection ceiling sheds idle clients): seconds-scale ages that a real clock read
+//! per request would measure no better.
+//!
 //! The thread is started by the first read (sessions are std-only: there is no runtime to hand
 //! it to) and lives as long as the process; until it runs, and if it could not be started,
 //! reads take the real clock. So a session expires within a tick of its timeout. Std only.
