@@ -36,7 +36,7 @@ pub(super) fn upstream_uri(
         // Common case: the client's path and query as they are, shared rather than copied.
         UriRewrite::Keep | UriRewrite::Replace(_) => {
             let original = uri.path_and_query();
-            return Ok(original.map_or(Uri::from_static("/"), |pq| Uri::from(pq.clone())));
+            return Ok(original.map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone())));
         }
         UriRewrite::ReplacePrefix { prefix, with } => (prefix, with),
     };
