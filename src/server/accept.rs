@@ -2,16 +2,17 @@
 //! the connection ceiling, the PROXY protocol header where the listener expects one, the wait
 //! for the first bytes, and the hand-off to the HTTP/1 or HTTP/2 server.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use tokio::sync::watch;
-use tokio::time::timeout;
+use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::model::UNIX_PEER;
@@ -22,6 +23,7 @@ use crate::server::ceiling::{Admission, Ceiling};
 use crate::server::h2;
 use crate::server::http1;
 use crate::server::http1::head::Rejection;
+use crate::server::http1::timer::IdleTimer;
 use crate::server::proxy_protocol::{self, Refusal};
 use crate::server::sniff::{self, Opening};
 use crate::server::socket::{Accepted, accepted_inherit_nodelay};
@@ -209,6 +211,12 @@ async fn serve_connection(
     };
     let header_timeout = settings.header_timeout;
     let slot = &*admission.slot;
+    // The connection's one timer: the first request's head is due client_header_timeout after
+    // the accept (nginx sets its timer then, and the first bytes do not set it again), and the
+    // HTTP/1 server keeps the same timer for its later waits — one timer registration per
+    // connection.
+    let first_head_due = pin!(sleep_until(Instant::now() + header_timeout));
+    let mut timer = IdleTimer::new(first_head_due);
     if proxy_protocol {
         // Before TLS and the sniff: the balancer's header comes first, and counts against
         // client_header_timeout like the rest of the first request's head (nginx too).
@@ -218,7 +226,11 @@ async fn serve_connection(
         };
         let client = conn.client;
         match read {
-            Ok(Ok(proxied)) => conn.proxy_protocol = proxied,
+            Ok(Ok(proxied)) => {
+                conn.proxy_protocol = proxied;
+                // The client's own head gets a whole client_header_timeout of its own.
+                timer.set(Instant::now() + header_timeout);
+            }
             Ok(Err(Refusal::Empty)) => {
                 tracing::debug!(%client, "closed before its PROXY protocol header");
                 return;
@@ -249,6 +261,8 @@ async fn serve_connection(
             match handshake {
                 Ok(Ok(done)) => {
                     counted.tls_handshake(true);
+                    // The first head gets a whole client_header_timeout after the handshake.
+                    timer.set(Instant::now() + header_timeout);
                     // ALPN decided the protocol; nothing is sniffed inside TLS.
                     let opening = if done.tls.http2 {
                         Opening::Http2
@@ -278,26 +292,38 @@ async fn serve_connection(
         }
         stream => {
             // Nothing is in hand before the first byte: retiring the listener, or the ceiling
-            // shedding this connection, closes it at once too.
+            // shedding this connection, closes it at once too. The wait is bounded by the
+            // connection's own timer, which the HTTP/1 server goes on with.
             first_read = BytesMut::with_capacity(http1::READ_CHUNK);
-            let opening = tokio::select! {
-                opening = timeout(header_timeout, sniff::opening(stream.as_ref(), &mut first_read)) => opening,
-                () = slot.told_to_go() => return,
+            let opening = {
+                let mut sniff = pin!(sniff::opening(stream.as_ref(), &mut first_read));
+                poll_fn(|cx| {
+                    if let Poll::Ready(opening) = sniff.as_mut().poll(cx) {
+                        return Poll::Ready(Some(opening));
+                    }
+                    let told = slot.poll_told(cx);
+                    if told.shed || told.retired || timer.poll_expired(cx) {
+                        return Poll::Ready(None);
+                    }
+                    Poll::Pending
+                })
+                .await
             };
             match opening {
-                Ok(Ok(opening)) => (stream.into_stream(), opening),
-                Ok(Err(error)) => {
+                Some(Ok(opening)) => (stream.into_stream(), opening),
+                Some(Err(error)) => {
                     tracing::debug!(%error, "client connection failed before its first request");
                     return;
                 }
-                Err(_) => return, // Silent past client_header_timeout.
+                // Told to go, or silent past client_header_timeout.
+                None => return,
             }
         }
     };
     let conn = Arc::new(conn);
     match opening {
         Opening::Http2 => h2::serve(stream, first_read.freeze(), conn, live, slot).await,
-        Opening::Http1 => http1::serve(stream, first_read, conn, live, slot).await,
+        Opening::Http1 => http1::serve(stream, first_read, conn, live, slot, timer).await,
     }
 }
 
