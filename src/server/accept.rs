@@ -294,7 +294,6 @@ async fn serve_connection(
             // Nothing is in hand before the first byte: retiring the listener, or the ceiling
             // shedding this connection, closes it at once too. The wait is bounded by the
             // connection's own timer, which the HTTP/1 server goes on with.
-            first_read = BytesMut::with_capacity(http1::READ_CHUNK);
             let opening = {
                 let mut sniff = pin!(sniff::opening(stream.as_ref(), &mut first_read));
                 poll_fn(|cx| {
