@@ -88,12 +88,24 @@ pub async fn accept_loop(
     let accept_failures = Throttle::default();
     // Looked up once per listener, kept across reloads by the telemetry.
     let stats = lifecycle.telemetry.listener(listen);
+    if *retired.borrow() {
+        return;
+    }
     loop {
+        // Admission and the accept come first when they are ready at once, as they are under
+        // load: the retirement is then asked by a version compare, not by a wait registered
+        // and dropped on the watch per connection (and no random branch order). A retired
+        // listener under a steady stream of connections still stops here.
+        if is_retired(&retired) {
+            return;
+        }
         let admission = tokio::select! {
+            biased;
             admission = ceiling.admit(listen) => admission,
             _ = retired.wait_for(|retired| *retired) => return,
         };
         let accepted = tokio::select! {
+            biased;
             accepted = accept(&listener) => accepted,
             _ = retired.wait_for(|retired| *retired) => return,
         };
@@ -131,7 +143,7 @@ pub async fn accept_loop(
                 ));
                 slot.set_abort(task.abort_handle());
                 // Accepted as the listener was retired: it is told like the others were.
-                if *retired.borrow() {
+                if is_retired(&retired) {
                     ceiling.retire(Some(listen));
                 }
             }
@@ -153,6 +165,17 @@ pub async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// True once the listener is retired or whoever retires it is gone. While nothing was sent,
+/// one atomic version compare; once anything was, the value is read (and stays read: the
+/// change is not marked seen, so the answer never goes back to false).
+fn is_retired(retired: &watch::Receiver<bool>) -> bool {
+    match retired.has_changed() {
+        Ok(false) => false,
+        Ok(true) => *retired.borrow(),
+        Err(_) => true,
     }
 }
 
