@@ -4,7 +4,7 @@
 
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::model::UNIX_PEER;
+use crate::heap::Recycled;
 use crate::inflight::{Inflight, Token};
 use crate::proxy::{ConnInfo, TunnelControl};
 use crate::server::Bound;
@@ -194,25 +195,25 @@ async fn accept(listener: &Bound) -> std::io::Result<(Accepted, SocketAddr)> {
     }
 }
 
-/// The task spawned per accepted connection: [`serve_connection`] behind one box. The
+/// The task spawned per accepted connection: [`serve_connection`] behind one pointer. The
 /// connection's future holds the request path's state (~10 KiB), and tokio moves a spawned
 /// future whole about ten times over a task's life (into its cell, and at every stage change):
 /// unboxed, those copies cost ~100k instructions per connection, more than everything else a
-/// connection does. Boxed once, they move a pointer.
+/// connection does. On the heap once, they move a pointer; and the block is the one the last
+/// connection on this thread closed ([`Recycled`]), not a fresh trip through the allocator.
 fn connection_task(
     stream: Accepted,
     conn: ConnInfo,
     live: Arc<ArcSwap<Snapshot>>,
     admission: Admission,
     tokens: (Token, ListenerToken),
-) -> Pin<Box<impl Future<Output = ()> + Send + use<>>> {
-    // Allocated first and written in place: built on the stack and then boxed, the future
-    // would still be copied whole once.
-    let task = Box::write(
-        Box::new_uninit(),
+) -> Recycled<impl Future<Output = ()> + Send + use<>> {
+    // The block first and the future written in it: built on the stack and then moved in,
+    // it would be copied whole once.
+    Recycled::write(
+        Recycled::new_uninit(),
         serve_connection(stream, conn, live, admission, tokens),
-    );
-    Box::into_pin(task)
+    )
 }
 
 /// Serves one client connection (HTTP/1.1 with keep-alive and upgrades, or HTTP/2 by prior
