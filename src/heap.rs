@@ -1,6 +1,7 @@
-//! The heap's two per-connection concerns: giving freed memory back to the system after
-//! bursts ([`trim_periodically`]), and keeping the one large block every connection needs —
-//! its task's state — for the next connection ([`Recycled`]). Imports nothing of tether's.
+//! The heap: the process's allocator ([`Allocator`]: the system's, with freed over-aligned
+//! blocks kept per thread), giving freed memory back to the system after bursts
+//! ([`trim_periodically`]), and keeping the one large block every connection needs — its
+//! task's state — for the next connection ([`Recycled`]). Imports nothing of tether's.
 //!
 //!
 //! Opening a WebSocket briefly costs tens of KiB (hyper's read and write buffers on both
@@ -20,6 +21,15 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+mod aligned;
+
+pub use aligned::Allocator;
+
+/// Every binary built on tether's library (tether itself, its tests and benchmarks) allocates
+/// through [`Allocator`].
+#[global_allocator]
+static ALLOCATOR: Allocator = Allocator;
 
 /// How often the free heap is looked at.
 pub const PERIOD: Duration = Duration::from_secs(1);
