@@ -2,19 +2,21 @@
 //! the connection ceiling, the PROXY protocol header where the listener expects one, the wait
 //! for the first bytes, and the hand-off to the HTTP/1 or HTTP/2 server.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use tokio::sync::watch;
-use tokio::time::timeout;
+use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::model::UNIX_PEER;
+use crate::heap::Recycled;
 use crate::inflight::{Inflight, Token};
 use crate::proxy::{ConnInfo, TunnelControl};
 use crate::server::Bound;
@@ -22,6 +24,7 @@ use crate::server::ceiling::{Admission, Ceiling};
 use crate::server::h2;
 use crate::server::http1;
 use crate::server::http1::head::Rejection;
+use crate::server::http1::timer::IdleTimer;
 use crate::server::proxy_protocol::{self, Refusal};
 use crate::server::sniff::{self, Opening};
 use crate::server::socket::{Accepted, accepted_inherit_nodelay};
@@ -86,12 +89,24 @@ pub async fn accept_loop(
     let accept_failures = Throttle::default();
     // Looked up once per listener, kept across reloads by the telemetry.
     let stats = lifecycle.telemetry.listener(listen);
+    if *retired.borrow() {
+        return;
+    }
     loop {
+        // Admission and the accept come first when they are ready at once, as they are under
+        // load: the retirement is then asked by a version compare, not by a wait registered
+        // and dropped on the watch per connection (and no random branch order). A retired
+        // listener under a steady stream of connections still stops here.
+        if is_retired(&retired) {
+            return;
+        }
         let admission = tokio::select! {
+            biased;
             admission = ceiling.admit(listen) => admission,
             _ = retired.wait_for(|retired| *retired) => return,
         };
         let accepted = tokio::select! {
+            biased;
             accepted = accept(&listener) => accepted,
             _ = retired.wait_for(|retired| *retired) => return,
         };
@@ -129,7 +144,7 @@ pub async fn accept_loop(
                 ));
                 slot.set_abort(task.abort_handle());
                 // Accepted as the listener was retired: it is told like the others were.
-                if *retired.borrow() {
+                if is_retired(&retired) {
                     ceiling.retire(Some(listen));
                 }
             }
@@ -154,6 +169,17 @@ pub async fn accept_loop(
     }
 }
 
+/// True once the listener is retired or whoever retires it is gone. While nothing was sent,
+/// one atomic version compare; once anything was, the value is read (and stays read: the
+/// change is not marked seen, so the answer never goes back to false).
+fn is_retired(retired: &watch::Receiver<bool>) -> bool {
+    match retired.has_changed() {
+        Ok(false) => false,
+        Ok(true) => *retired.borrow(),
+        Err(_) => true,
+    }
+}
+
 /// Accepts one connection: a UNIX-domain client's address is [`UNIX_PEER`] (nginx's
 /// `$remote_addr` of `unix:`).
 async fn accept(listener: &Bound) -> std::io::Result<(Accepted, SocketAddr)> {
@@ -169,25 +195,25 @@ async fn accept(listener: &Bound) -> std::io::Result<(Accepted, SocketAddr)> {
     }
 }
 
-/// The task spawned per accepted connection: [`serve_connection`] behind one box. The
+/// The task spawned per accepted connection: [`serve_connection`] behind one pointer. The
 /// connection's future holds the request path's state (~10 KiB), and tokio moves a spawned
 /// future whole about ten times over a task's life (into its cell, and at every stage change):
 /// unboxed, those copies cost ~100k instructions per connection, more than everything else a
-/// connection does. Boxed once, they move a pointer.
+/// connection does. On the heap once, they move a pointer; and the block is the one the last
+/// connection on this thread closed ([`Recycled`]), not a fresh trip through the allocator.
 fn connection_task(
     stream: Accepted,
     conn: ConnInfo,
     live: Arc<ArcSwap<Snapshot>>,
     admission: Admission,
     tokens: (Token, ListenerToken),
-) -> Pin<Box<impl Future<Output = ()> + Send + use<>>> {
-    // Allocated first and written in place: built on the stack and then boxed, the future
-    // would still be copied whole once.
-    let task = Box::write(
-        Box::new_uninit(),
+) -> Recycled<impl Future<Output = ()> + Send + use<>> {
+    // The block first and the future written in it: built on the stack and then moved in,
+    // it would be copied whole once.
+    Recycled::write(
+        Recycled::new_uninit(),
         serve_connection(stream, conn, live, admission, tokens),
-    );
-    Box::into_pin(task)
+    )
 }
 
 /// Serves one client connection (HTTP/1.1 with keep-alive and upgrades, or HTTP/2 by prior
@@ -209,6 +235,12 @@ async fn serve_connection(
     };
     let header_timeout = settings.header_timeout;
     let slot = &*admission.slot;
+    // The connection's one timer: the first request's head is due client_header_timeout after
+    // the accept (nginx sets its timer then, and the first bytes do not set it again), and the
+    // HTTP/1 server keeps the same timer for its later waits — one timer registration per
+    // connection.
+    let first_head_due = pin!(sleep_until(Instant::now() + header_timeout));
+    let mut timer = IdleTimer::new(first_head_due);
     if proxy_protocol {
         // Before TLS and the sniff: the balancer's header comes first, and counts against
         // client_header_timeout like the rest of the first request's head (nginx too).
@@ -218,7 +250,11 @@ async fn serve_connection(
         };
         let client = conn.client;
         match read {
-            Ok(Ok(proxied)) => conn.proxy_protocol = proxied,
+            Ok(Ok(proxied)) => {
+                conn.proxy_protocol = proxied;
+                // The client's own head gets a whole client_header_timeout of its own.
+                timer.set(Instant::now() + header_timeout);
+            }
             Ok(Err(Refusal::Empty)) => {
                 tracing::debug!(%client, "closed before its PROXY protocol header");
                 return;
@@ -249,6 +285,8 @@ async fn serve_connection(
             match handshake {
                 Ok(Ok(done)) => {
                     counted.tls_handshake(true);
+                    // The first head gets a whole client_header_timeout after the handshake.
+                    timer.set(Instant::now() + header_timeout);
                     // ALPN decided the protocol; nothing is sniffed inside TLS.
                     let opening = if done.tls.http2 {
                         Opening::Http2
@@ -278,26 +316,37 @@ async fn serve_connection(
         }
         stream => {
             // Nothing is in hand before the first byte: retiring the listener, or the ceiling
-            // shedding this connection, closes it at once too.
-            first_read = BytesMut::with_capacity(http1::READ_CHUNK);
-            let opening = tokio::select! {
-                opening = timeout(header_timeout, sniff::opening(stream.as_ref(), &mut first_read)) => opening,
-                () = slot.told_to_go() => return,
+            // shedding this connection, closes it at once too. The wait is bounded by the
+            // connection's own timer, which the HTTP/1 server goes on with.
+            let opening = {
+                let mut sniff = pin!(sniff::opening(stream.as_ref(), &mut first_read));
+                poll_fn(|cx| {
+                    if let Poll::Ready(opening) = sniff.as_mut().poll(cx) {
+                        return Poll::Ready(Some(opening));
+                    }
+                    let told = slot.poll_told(cx);
+                    if told.shed || told.retired || timer.poll_expired(cx) {
+                        return Poll::Ready(None);
+                    }
+                    Poll::Pending
+                })
+                .await
             };
             match opening {
-                Ok(Ok(opening)) => (stream.into_stream(), opening),
-                Ok(Err(error)) => {
+                Some(Ok(opening)) => (stream.into_stream(), opening),
+                Some(Err(error)) => {
                     tracing::debug!(%error, "client connection failed before its first request");
                     return;
                 }
-                Err(_) => return, // Silent past client_header_timeout.
+                // Told to go, or silent past client_header_timeout.
+                None => return,
             }
         }
     };
     let conn = Arc::new(conn);
     match opening {
         Opening::Http2 => h2::serve(stream, first_read.freeze(), conn, live, slot).await,
-        Opening::Http1 => http1::serve(stream, first_read, conn, live, slot).await,
+        Opening::Http1 => http1::serve(stream, first_read, conn, live, slot, timer).await,
     }
 }
 

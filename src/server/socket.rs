@@ -9,7 +9,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-use bytes::BytesMut;
+use bytes::BufMut;
 use tokio::io::{Interest, Ready};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 
@@ -105,7 +105,7 @@ impl SocketRef<'_> {
     }
 
     /// Reads what is there without waiting, into `buf`'s free capacity (nothing zeroed first).
-    pub fn try_read_buf(self, buf: &mut BytesMut) -> io::Result<usize> {
+    pub fn try_read_buf<B: BufMut>(self, buf: &mut B) -> io::Result<usize> {
         match self {
             SocketRef::Tcp(tcp) => tcp.try_read_buf(buf),
             SocketRef::Unix(unix) => unix.try_read_buf(buf),

@@ -225,3 +225,37 @@ async fn silent_and_stalled_clients_are_closed_after_client_header_timeout() {
     assert_eq!(a.hits(), 0, "nothing reached the backend");
     assert_eq!(get(proxy.addr, "/ok").await.body, "a", "still serving");
 }
+
+/// The first head's `client_header_timeout` runs from the accept, as nginx's does (its timer is
+/// set when the connection comes and is not set again by the first bytes): a client whose
+/// first bytes come late and then stalls is closed ~1 s after it connected, not 1 s after
+/// those bytes.
+#[tokio::test]
+async fn the_first_heads_timeout_runs_from_the_connection_not_from_its_first_byte() {
+    let a = Backend::start("a").await;
+    let conf = "events {} http { client_header_timeout 1s; \
+                upstream up { server {a}; } \
+                server { listen {listen}; location / { proxy_pass http://up; } } }";
+    let proxy = Proxy::start(conf, &[("a", a.addr)]).await;
+    let connecting = Instant::now();
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    // Paces the stimulus: the first bytes come well into the timeout, and the head stalls.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    within(
+        Duration::from_secs(5),
+        "tether to close the connection",
+        read_to_close(&mut stream),
+    )
+    .await;
+    let closed = connecting.elapsed();
+    // From the accept: ~1.0 s. Restarted by the first bytes it would be ~1.7 s.
+    assert!(
+        closed >= Duration::from_millis(900) && closed < Duration::from_millis(1350),
+        "closed {closed:?} after connecting, expected ~1 s"
+    );
+    assert_eq!(a.hits(), 0, "nothing reached the backend");
+}

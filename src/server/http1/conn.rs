@@ -63,13 +63,15 @@ struct Connection<'a> {
 /// Serves `stream` (whose first bytes are known to be HTTP/1) until the client closes, a limit
 /// or timeout ends it, it is shed or retired, or a tunnel takes it over. A fast stop aborts the
 /// task. `read` holds what was read of the connection already (the sniff's first read): the
-/// connection's read buffer goes on from it.
+/// connection's read buffer goes on from it. `timer` is the connection's, standing for the
+/// first head's deadline.
 pub async fn serve(
     stream: ClientStream,
     read: BytesMut,
     info: Arc<ConnInfo>,
     live: Arc<ArcSwap<Snapshot>>,
     slot: &ConnSlot,
+    mut timer: IdleTimer<'_>,
 ) {
     let mut connection = Connection {
         stream,
@@ -79,10 +81,6 @@ pub async fn serve(
         slot,
         spare_headers: HeaderMap::new(),
     };
-    let header_timeout = live.load().client.header_timeout;
-    let due = Instant::now() + header_timeout;
-    let sleep = pin!(tokio::time::sleep_until(due));
-    let mut timer = IdleTimer::new(sleep);
     let mut first = true;
     let next = loop {
         // The config in force when the request arrives answers it: a reload applies to a

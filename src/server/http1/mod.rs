@@ -18,7 +18,7 @@ pub mod decode;
 pub mod head;
 mod pump;
 pub mod replay;
-mod timer;
+pub(in crate::server) mod timer;
 mod write;
 
 pub use conn::{refuse, serve};
