@@ -16,7 +16,7 @@
 
 mod frames;
 mod half;
-mod source;
+mod side;
 #[cfg(test)]
 mod tests;
 
@@ -34,7 +34,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use crate::drain::CloseSignal;
 
 use half::{Half, Toward};
-pub use source::Source;
+pub use side::Side;
 
 /// How long a shutting-down WebSocket tunnel waits for its peers to take the close frames and
 /// answer before it is dropped: short, as shutdown is waiting.
@@ -91,8 +91,8 @@ pub fn run<C, U>(
     close: Arc<CloseSignal>,
 ) -> impl Future<Output = Ended> + use<C, U>
 where
-    C: Source + AsyncWrite,
-    U: Source + AsyncWrite,
+    C: Side + AsyncWrite,
+    U: Side + AsyncWrite,
 {
     // Built here and handed over whole: an async fn taking the two connections would keep
     // them both as arguments and again inside the tunnel, for as long as the tunnel lives.
@@ -139,8 +139,8 @@ pin_project! {
 
 impl<C, U> Future for Drive<C, U>
 where
-    C: Source + AsyncWrite,
-    U: Source + AsyncWrite,
+    C: Side + AsyncWrite,
+    U: Side + AsyncWrite,
 {
     type Output = Ended;
 
@@ -190,8 +190,8 @@ fn poll_closing<C, U>(
     cx: &mut Context<'_>,
 ) -> Poll<Ended>
 where
-    C: Source + AsyncWrite,
-    U: Source + AsyncWrite,
+    C: Side + AsyncWrite,
+    U: Side + AsyncWrite,
 {
     if tunnel.poll(cx).is_ready() || timer.poll(cx).is_ready() {
         return Poll::Ready(tunnel.ended(Outcome::Shutdown));
@@ -211,8 +211,8 @@ struct Tunnel<C, U> {
 
 impl<C, U> Tunnel<C, U>
 where
-    C: Source + AsyncWrite,
-    U: Source + AsyncWrite,
+    C: Side + AsyncWrite,
+    U: Side + AsyncWrite,
 {
     fn new(client: C, upstream: U, protocol: Protocol) -> Self {
         let websocket = protocol == Protocol::WebSocket;

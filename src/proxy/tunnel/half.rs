@@ -17,7 +17,7 @@ use tokio::io::{AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use super::frames::{self, FrameTracker};
-use super::source::Source;
+use super::side::Side;
 
 /// The most one read takes (and so the most one direction ever holds).
 pub const READ_SIZE: usize = 16 * 1024;
@@ -58,7 +58,7 @@ pub struct Half {
     need_flush: bool,
     /// The source's last read waited with this task's waker, which stays registered until
     /// the source turns readable: until then a wake-up is for the other direction, and the
-    /// source is asked (`Source::may_have_bytes`) rather than read.
+    /// source is asked (`Side::may_have_bytes`) rather than read.
     waiting: bool,
     /// Frame boundaries of what was written, for WebSocket tunnels.
     frames: Option<FrameTracker>,
@@ -131,8 +131,8 @@ impl Half {
         moved: &mut Instant,
     ) -> Poll<io::Result<()>>
     where
-        R: Source,
-        W: AsyncWrite + Unpin,
+        R: Side,
+        W: Side + AsyncWrite,
     {
         match ready!(self.poll_stages(cx, src, dst, moved)) {
             Err(error) if self.closing => {
@@ -152,8 +152,8 @@ impl Half {
         moved: &mut Instant,
     ) -> Poll<io::Result<()>>
     where
-        R: Source,
-        W: AsyncWrite + Unpin,
+        R: Side,
+        W: Side + AsyncWrite,
     {
         loop {
             match self.stage {
@@ -204,8 +204,8 @@ impl Half {
         moved: &mut Instant,
     ) -> Poll<io::Result<()>>
     where
-        R: Source,
-        W: AsyncWrite + Unpin,
+        R: Side,
+        W: Side + AsyncWrite,
     {
         loop {
             // Asked here, not in the call: a copy keeping up has nothing pending, and the call
@@ -250,7 +250,7 @@ impl Half {
     }
 
     /// Writes out the pending bytes, if any, and drops their buffer.
-    fn poll_write_pending<W: AsyncWrite + Unpin>(
+    fn poll_write_pending<W: Side + AsyncWrite>(
         &mut self,
         cx: &mut Context<'_>,
         dst: &mut W,
@@ -272,7 +272,7 @@ impl Half {
 
     /// Writes `bytes` until all are written or the writer would block (its waker then
     /// registered); how many were written.
-    fn write_all_it_takes<W: AsyncWrite + Unpin>(
+    fn write_all_it_takes<W: Side + AsyncWrite>(
         &mut self,
         cx: &mut Context<'_>,
         dst: &mut W,
@@ -280,7 +280,14 @@ impl Half {
     ) -> io::Result<usize> {
         let mut written = 0;
         while written < bytes.len() {
-            match Pin::new(&mut *dst).poll_write(cx, &bytes[written..]) {
+            let attempt = match dst.try_write(&bytes[written..]) {
+                Some(Err(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                    Pin::new(&mut *dst).poll_write(cx, &bytes[written..])
+                }
+                Some(result) => Poll::Ready(result),
+                None => Pin::new(&mut *dst).poll_write(cx, &bytes[written..]),
+            };
+            match attempt {
                 Poll::Ready(Ok(0)) => return Err(write_zero()),
                 Poll::Ready(Ok(n)) => {
                     self.wrote(&bytes[written..written + n]);
