@@ -59,6 +59,22 @@ impl<T> MaybeTls<T> {
     }
 }
 
+impl<T> MaybeTls<T> {
+    /// Writes `slices` straight to a plain or UNIX socket through tokio's cached readiness,
+    /// without the budget check and poll wrapper of a polled write: a write nearly always
+    /// finds room. A `WouldBlock` must be followed by a polled write, which registers the
+    /// task's waker for room. None for TLS, whose records are written by polling.
+    pub fn write_direct(&self, slices: &[IoSlice<'_>]) -> Option<io::Result<usize>> {
+        Some(match (self, slices) {
+            (MaybeTls::Plain(tcp), [one]) => tcp.try_write(one),
+            (MaybeTls::Plain(tcp), _) => tcp.try_write_vectored(slices),
+            (MaybeTls::Unix(unix), [one]) => unix.try_write(one),
+            (MaybeTls::Unix(unix), _) => unix.try_write_vectored(slices),
+            (MaybeTls::Tls(_), _) => return None,
+        })
+    }
+}
+
 impl<T> From<TcpStream> for MaybeTls<T> {
     fn from(tcp: TcpStream) -> MaybeTls<T> {
         MaybeTls::Plain(tcp)

@@ -121,7 +121,16 @@ impl Connection {
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.written < self.write.len() {
             let pending = &self.write[self.written..];
-            let n = std::task::ready!(Pin::new(&mut self.io).poll_write(cx, pending))?;
+            // Straight to a plain socket; polled when it was full (registering for room) or
+            // is TLS.
+            let n = match self.io.write_direct(&[io::IoSlice::new(pending)]) {
+                Some(Err(error)) if error.kind() == io::ErrorKind::WouldBlock => None,
+                direct => direct,
+            };
+            let n = match n {
+                Some(n) => n,
+                None => std::task::ready!(Pin::new(&mut self.io).poll_write(cx, pending)),
+            }?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }

@@ -86,6 +86,7 @@ impl FrameTracker {
     }
 
     /// `header` is a complete frame header: note a close and start counting its payload.
+    #[inline]
     fn start_payload(&mut self, header: &[u8]) {
         if header[0] & 0x0f == OPCODE_CLOSE {
             self.saw_close = true;
@@ -101,6 +102,7 @@ impl FrameTracker {
 
 /// The length of a frame header whose second byte is `second`: 2, the extended length, the
 /// mask key.
+#[inline]
 fn header_len(second: u8) -> usize {
     let extended = match second & 0x7f {
         126 => 2,

@@ -13,10 +13,11 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use super::frames::{self, FrameTracker};
+use super::side::Side;
 
 /// The most one read takes (and so the most one direction ever holds).
 pub const READ_SIZE: usize = 16 * 1024;
@@ -55,6 +56,10 @@ pub struct Half {
     pending: Option<(Box<[u8]>, usize)>,
     /// Something was written since the last flush.
     need_flush: bool,
+    /// The source's last read waited with this task's waker, which stays registered until
+    /// the source turns readable: until then a wake-up is for the other direction, and the
+    /// source is asked (`Side::may_have_bytes`) rather than read.
+    waiting: bool,
     /// Frame boundaries of what was written, for WebSocket tunnels.
     frames: Option<FrameTracker>,
     /// The graceful close began.
@@ -75,6 +80,7 @@ impl Half {
             stage: Stage::Copy,
             pending: None,
             need_flush: false,
+            waiting: false,
             frames: websocket.then(FrameTracker::default),
             closing: false,
             close_code: frames::GOING_AWAY,
@@ -125,8 +131,8 @@ impl Half {
         moved: &mut Instant,
     ) -> Poll<io::Result<()>>
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        R: Side,
+        W: Side + AsyncWrite,
     {
         match ready!(self.poll_stages(cx, src, dst, moved)) {
             Err(error) if self.closing => {
@@ -146,8 +152,8 @@ impl Half {
         moved: &mut Instant,
     ) -> Poll<io::Result<()>>
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        R: Side,
+        W: Side + AsyncWrite,
     {
         loop {
             match self.stage {
@@ -198,21 +204,35 @@ impl Half {
         moved: &mut Instant,
     ) -> Poll<io::Result<()>>
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        R: Side,
+        W: Side + AsyncWrite,
     {
         loop {
-            ready!(self.poll_write_pending(cx, dst, moved))?;
+            // Asked here, not in the call: a copy keeping up has nothing pending, and the call
+            // would be made at every read.
+            if self.pending.is_some() {
+                ready!(self.poll_write_pending(cx, dst, moved))?;
+            }
+            if self.waiting && !self.need_flush && !src.may_have_bytes() {
+                return Poll::Pending;
+            }
             let mut stack = [MaybeUninit::<u8>::uninit(); READ_SIZE];
             let mut read = ReadBuf::uninit(&mut stack);
             match Pin::new(&mut *src).poll_read(cx, &mut read) {
                 Poll::Pending => {
+                    // A read that waited for want of budget registered no waker with the
+                    // socket (tokio woke the task instead): only a wait for bytes is one the
+                    // next wake-up may skip.
+                    self.waiting = tokio::task::coop::has_budget_remaining();
                     // Nothing more to read for now: push out what was written, as a copy that
                     // waits with unflushed bytes could wait forever.
                     ready!(self.poll_flush(cx, dst))?;
                     return Poll::Pending;
                 }
-                Poll::Ready(result) => result?,
+                Poll::Ready(result) => {
+                    self.waiting = false;
+                    result?
+                }
             }
             let data = read.filled();
             if data.is_empty() {
@@ -230,7 +250,7 @@ impl Half {
     }
 
     /// Writes out the pending bytes, if any, and drops their buffer.
-    fn poll_write_pending<W: AsyncWrite + Unpin>(
+    fn poll_write_pending<W: Side + AsyncWrite>(
         &mut self,
         cx: &mut Context<'_>,
         dst: &mut W,
@@ -252,7 +272,7 @@ impl Half {
 
     /// Writes `bytes` until all are written or the writer would block (its waker then
     /// registered); how many were written.
-    fn write_all_it_takes<W: AsyncWrite + Unpin>(
+    fn write_all_it_takes<W: Side + AsyncWrite>(
         &mut self,
         cx: &mut Context<'_>,
         dst: &mut W,
@@ -260,7 +280,14 @@ impl Half {
     ) -> io::Result<usize> {
         let mut written = 0;
         while written < bytes.len() {
-            match Pin::new(&mut *dst).poll_write(cx, &bytes[written..]) {
+            let attempt = match dst.try_write(&bytes[written..]) {
+                Some(Err(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                    Pin::new(&mut *dst).poll_write(cx, &bytes[written..])
+                }
+                Some(result) => Poll::Ready(result),
+                None => Pin::new(&mut *dst).poll_write(cx, &bytes[written..]),
+            };
+            match attempt {
                 Poll::Ready(Ok(0)) => return Err(write_zero()),
                 Poll::Ready(Ok(n)) => {
                     self.wrote(&bytes[written..written + n]);

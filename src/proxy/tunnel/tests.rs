@@ -24,8 +24,8 @@ fn run<C, U>(
     shutdown: CancellationToken,
 ) -> impl Future<Output = Outcome> + use<C, U>
 where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
+    C: Side + AsyncWrite,
+    U: Side + AsyncWrite,
 {
     let running = super::run(
         client,
