@@ -65,12 +65,12 @@ impl Side for tokio::io::DuplexStream {}
 #[cfg(test)]
 mod tests {
     use std::future::poll_fn;
-    use std::sync::Arc;
     use std::task::Poll;
     use std::time::Duration;
 
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::JoinHandle;
     use tokio::task::coop::{consume_budget, has_budget_remaining};
     use tokio::task::yield_now;
     use tokio::time::timeout;
@@ -78,7 +78,7 @@ mod tests {
 
     use super::Side;
     use crate::drain::CloseSignal;
-    use crate::proxy::tunnel::{self, Outcome, Protocol, Tunnel};
+    use crate::proxy::tunnel::{self, Ended, Outcome, Protocol, Tunnel};
     use crate::stream::ClientStream;
 
     const LIMIT: Duration = Duration::from_secs(5);
@@ -89,6 +89,25 @@ mod tests {
         let far = TcpStream::connect(listener.local_addr().unwrap());
         let (far, near) = tokio::join!(far, listener.accept());
         (far.unwrap(), near.unwrap().0.into())
+    }
+
+    /// Two loopback connections joined by a running tunnel (no protocol, a minute's idle
+    /// limit): the client's far end, the upstream's far end, and the tunnel's task.
+    async fn joined() -> (TcpStream, TcpStream, JoinHandle<Ended>) {
+        let (client, client_near) = connection().await;
+        let (upstream, upstream_near) = connection().await;
+        let close = CloseSignal::under(&CancellationToken::new());
+        let idle = Duration::from_secs(60);
+        let task = tokio::spawn(tunnel::run(
+            client_near,
+            &[],
+            upstream_near,
+            &[],
+            Protocol::Other,
+            idle,
+            close,
+        ));
+        (client, upstream, task)
     }
 
     async fn send(to: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) {
@@ -107,19 +126,7 @@ mod tests {
     /// that spends the task's budget, and when both were quiet.
     #[tokio::test]
     async fn a_side_that_was_only_asked_is_still_read_when_its_bytes_come() {
-        let (mut client, client_near) = connection().await;
-        let (mut upstream, upstream_near) = connection().await;
-        let close = CloseSignal::under(&CancellationToken::new());
-        let idle = Duration::from_secs(60);
-        let task = tokio::spawn(tunnel::run(
-            client_near,
-            &[],
-            upstream_near,
-            &[],
-            Protocol::Other,
-            idle,
-            Arc::clone(&close),
-        ));
+        let (mut client, mut upstream, task) = joined().await;
         for round in 0..100u32 {
             send(&mut client, &round.to_be_bytes()).await;
             assert_eq!(receive(&mut upstream, 4).await, round.to_be_bytes());
@@ -214,19 +221,7 @@ mod tests {
     /// tunnel.
     #[tokio::test]
     async fn a_write_that_finds_the_socket_full_is_woken_when_it_has_room() {
-        let (mut client, client_near) = connection().await;
-        let (mut upstream, upstream_near) = connection().await;
-        let close = CloseSignal::under(&CancellationToken::new());
-        let idle = Duration::from_secs(60);
-        let task = tokio::spawn(tunnel::run(
-            client_near,
-            &[],
-            upstream_near,
-            &[],
-            Protocol::Other,
-            idle,
-            close,
-        ));
+        let (mut client, mut upstream, task) = joined().await;
         // More than the sockets' buffers hold between them: the tunnel's writes fill the
         // client's socket long before the client reads.
         let big: Vec<u8> = (0..16_000_000u32).map(|i| (i % 253) as u8).collect();
