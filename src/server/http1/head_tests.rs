@@ -383,6 +383,14 @@ fn a_head_in_one_read_is_read_at_once_and_leaves_the_rest() {
     );
     assert_eq!(head.headers.get("host").unwrap(), "a");
     assert_eq!(&read[..], b"hello");
+    // Empty values are slices of the head too.
+    let mut read =
+        BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Blank:   \r\n\r\n"[..]);
+    let head = parse_read(&mut read, &rules(), &mut headers)
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.headers.get("x-empty").unwrap(), "");
+    assert_eq!(head.headers.get("x-blank").unwrap(), "");
     // Incomplete, or longer than a line may be: left to the scanner, nothing taken.
     for input in [
         &b"GET / HTTP/1.1\r\nHost: a\r\n"[..],
