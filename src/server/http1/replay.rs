@@ -25,10 +25,20 @@ pub fn replay(input: &[u8], step: usize, rules: &HeadRules) -> Vec<String> {
     };
     loop {
         let mut scanner = HeadScanner::default();
-        let head_len = loop {
+        // As the connection reads a head: at once when what came holds all of it, else by the
+        // scanner (so that bytes fed whole and in pieces take the two ways).
+        let parsed = loop {
             if !buf.is_empty() {
+                if scanner.is_fresh()
+                    && let Some(parsed) = head::parse_read(&mut buf, rules, &mut HeaderMap::new())
+                {
+                    break parsed;
+                }
                 match scanner.scan(&buf, rules) {
-                    Ok(Some(len)) => break len,
+                    Ok(Some(len)) => {
+                        let bytes = buf.split_to(len).freeze();
+                        break head::parse(&bytes, rules, HeaderMap::new());
+                    }
                     Ok(None) => {}
                     Err(rejection) => {
                         out.push(format!("refused {} {}", rejection.status, rejection.reason));
@@ -43,8 +53,7 @@ pub fn replay(input: &[u8], step: usize, rules: &HeadRules) -> Vec<String> {
                 return out;
             }
         };
-        let bytes = buf.split_to(head_len).freeze();
-        let request = match head::parse(&bytes, rules, HeaderMap::new()) {
+        let request = match parsed {
             Ok(request) => request,
             Err(rejection) => {
                 out.push(format!("refused {} {}", rejection.status, rejection.reason));
