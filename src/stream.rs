@@ -59,19 +59,32 @@ impl<T> MaybeTls<T> {
     }
 }
 
-impl<T> MaybeTls<T> {
-    /// Writes `slices` straight to a plain or UNIX socket through tokio's cached readiness,
-    /// without the budget check and poll wrapper of a polled write: a write nearly always
-    /// finds room. A `WouldBlock` must be followed by a polled write, which registers the
-    /// task's waker for room. None for TLS, whose records are written by polling.
-    pub fn write_direct(&self, slices: &[IoSlice<'_>]) -> Option<io::Result<usize>> {
-        Some(match (self, slices) {
+impl<T: AsyncWrite + Unpin> MaybeTls<T> {
+    /// Writes `slices` (one or more): straight to a plain or UNIX socket through tokio's
+    /// cached readiness, without the budget check and poll wrapper of a polled write, since a
+    /// write nearly always finds room; polled when the socket was full (the poll registers the
+    /// task's waker for room) or is TLS, whose records are written by polling. One slice goes
+    /// out with `send`, not `writev` (the kernel's `writev` path also copies the iovec array
+    /// in and runs the file-write checks).
+    pub fn poll_write_direct(
+        &mut self,
+        cx: &mut Context<'_>,
+        slices: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let direct = match (&*self, slices) {
             (MaybeTls::Plain(tcp), [one]) => tcp.try_write(one),
             (MaybeTls::Plain(tcp), _) => tcp.try_write_vectored(slices),
             (MaybeTls::Unix(unix), [one]) => unix.try_write(one),
             (MaybeTls::Unix(unix), _) => unix.try_write_vectored(slices),
-            (MaybeTls::Tls(_), _) => return None,
-        })
+            (MaybeTls::Tls(_), _) => Err(io::ErrorKind::WouldBlock.into()),
+        };
+        match direct {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => match slices {
+                [one] => Pin::new(self).poll_write(cx, one),
+                _ => Pin::new(self).poll_write_vectored(cx, slices),
+            },
+            done => Poll::Ready(done),
+        }
     }
 }
 

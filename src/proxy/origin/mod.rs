@@ -121,16 +121,8 @@ impl Connection {
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.written < self.write.len() {
             let pending = &self.write[self.written..];
-            // Straight to a plain socket; polled when it was full (registering for room) or
-            // is TLS.
-            let n = match self.io.write_direct(&[io::IoSlice::new(pending)]) {
-                Some(Err(error)) if error.kind() == io::ErrorKind::WouldBlock => None,
-                direct => direct,
-            };
-            let n = match n {
-                Some(n) => n,
-                None => std::task::ready!(Pin::new(&mut self.io).poll_write(cx, pending)),
-            }?;
+            let slice = [io::IoSlice::new(pending)];
+            let n = std::task::ready!(self.io.poll_write_direct(cx, &slice))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }

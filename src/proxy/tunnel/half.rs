@@ -280,14 +280,7 @@ impl Half {
     ) -> io::Result<usize> {
         let mut written = 0;
         while written < bytes.len() {
-            let attempt = match dst.try_write(&bytes[written..]) {
-                Some(Err(error)) if error.kind() == io::ErrorKind::WouldBlock => {
-                    Pin::new(&mut *dst).poll_write(cx, &bytes[written..])
-                }
-                Some(result) => Poll::Ready(result),
-                None => Pin::new(&mut *dst).poll_write(cx, &bytes[written..]),
-            };
-            match attempt {
+            match dst.poll_write_direct(cx, &bytes[written..]) {
                 Poll::Ready(Ok(0)) => return Err(write_zero()),
                 Poll::Ready(Ok(n)) => {
                     self.wrote(&bytes[written..written + n]);

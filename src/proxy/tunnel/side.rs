@@ -14,7 +14,11 @@
 //!
 //! Knows tokio's sockets and tether's stream enum; not the tunnel's framing or timers.
 
-use tokio::io::{AsyncRead, Interest};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
 
 use crate::stream::MaybeTls;
 
@@ -27,14 +31,17 @@ pub trait Side: AsyncRead + Unpin {
         true
     }
 
-    /// Writes straight to the socket where it has one (None: it has not, poll it). A
-    /// `WouldBlock` must be followed by a polled write: that registers the task's waker.
-    fn try_write(&self, _bytes: &[u8]) -> Option<std::io::Result<usize>> {
-        None
+    /// Writes `bytes`: straight to the socket where it has one, else (and when the socket is
+    /// full, to register for room) polled.
+    fn poll_write_direct(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>>
+    where
+        Self: AsyncWrite,
+    {
+        Pin::new(self).poll_write(cx, bytes)
     }
 }
 
-impl<T: AsyncRead + Unpin> Side for MaybeTls<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> Side for MaybeTls<T> {
     fn may_have_bytes(&self) -> bool {
         // `try_io` runs the closure only when tokio's readiness is set, and a closure that
         // succeeds leaves that readiness (and the registered waker) as it was: nothing is
@@ -47,12 +54,11 @@ impl<T: AsyncRead + Unpin> Side for MaybeTls<T> {
         asked.is_ok()
     }
 
-    fn try_write(&self, bytes: &[u8]) -> Option<std::io::Result<usize>> {
-        match self {
-            MaybeTls::Plain(tcp) => Some(tcp.try_write(bytes)),
-            MaybeTls::Unix(unix) => Some(unix.try_write(bytes)),
-            MaybeTls::Tls(_) => None,
-        }
+    fn poll_write_direct(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>>
+    where
+        Self: AsyncWrite,
+    {
+        MaybeTls::poll_write_direct(self, cx, &[io::IoSlice::new(bytes)])
     }
 }
 
