@@ -9,10 +9,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::HeaderMap;
 use http::header::COOKIE;
 use tether::balance::sticky::{StickyKey, StickyTable};
 use tether::config::{CookieExpiry, SameSite, Span, StickyCookie};
+use tether::header_list::HeaderList;
 use tether::sessions::handshake::{Handshake, HandshakeScan};
 use tether::sessions::{SessionZone, clock};
 use tether::upstream::cookie::CookieIssuer;
@@ -39,14 +39,14 @@ fn spec(expires: Option<CookieExpiry>) -> StickyCookie {
 
 /// The `Cookie` header of a browser with analytics, consent and app cookies, ours last, so
 /// every other cookie is parsed first.
-fn browser_cookies(value: &str) -> HeaderMap {
+fn browser_cookies(value: &str) -> HeaderList {
     let header = format!(
         "_ga=GA1.2.1204384522.1717171717; _gid=GA1.2.987654321.1717171717; \
          cookieconsent_status=dismiss; theme=dark; lang=en-GB; \
          session=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiIsImV4cCI6MTcxNzE3NTMxN30.c2lnbmF0dXJl; \
          csrftoken=Xq3kP9vTz2LmN8bR4wYc; {NAME}={value}"
     );
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderList::new();
     // The text is ASCII without control characters: always a valid header value.
     headers.insert(COOKIE, header.parse().unwrap());
     headers
@@ -79,7 +79,7 @@ fn sticky(c: &mut Criterion) {
 
     let ours = browser_cookies(table.value(pinned));
     let alone = {
-        let mut headers = HeaderMap::new();
+        let mut headers = HeaderList::new();
         let text = format!("{NAME}={}", table.value(pinned));
         // As above: ASCII, valid header text.
         headers.insert(COOKIE, text.parse().unwrap());

@@ -21,6 +21,8 @@
 //! `reload` <- `main`; {`config`, `vars`} <- `limits` (`limit_req`/`limit_conn` zones, pure:
 //! the proxy waits out a delay); {`config`, `vars`} <- `rewrite` (the rewrite module's
 //! programs, pure).
+//! `header_list` (a request's header lines in order; std and `http`) serves every layer that
+//! reads a request.
 //! `telemetry` (the error log and its throttle) serves `runtime`, `proxy` and `server`.
 //! `config` <- `compress` (which responses `gzip` compresses, and the streaming compressor;
 //! no hyper, no tokio) <- {`snapshot`, `proxy`}.
@@ -36,6 +38,7 @@ pub mod compress;
 pub mod config;
 pub mod demo;
 pub mod drain;
+pub mod header_list;
 pub mod heap;
 pub mod inflight;
 pub mod limits;

@@ -14,7 +14,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
+
+use crate::header_list::HeaderList;
 
 use crate::config::{Peers, RealIp, RealIpHeader};
 
@@ -37,7 +39,7 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub fn real_client(
     rules: &RealIp,
     peer: SocketAddr,
-    headers: &HeaderMap,
+    headers: &HeaderList,
     proxied: Option<&Proxied>,
 ) -> Option<SocketAddr> {
     let trusted = |ip: IpAddr| rules.trusted.iter().any(|peers: &Peers| peers.contains(ip));

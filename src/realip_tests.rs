@@ -1,9 +1,10 @@
 //! The realip walk against nginx's documented behaviour: trust, the last entry, recursion
 //! from the right, ports, bad entries, several header lines.
 
+use crate::header_list::HeaderList;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderName, HeaderValue};
 
 use super::*;
 use crate::config::Cidr;
@@ -20,10 +21,13 @@ fn rules(trusted: &[&str], header: RealIpHeader, recursive: bool) -> RealIp {
     }
 }
 
-fn headers(lines: &[(&'static str, &'static str)]) -> HeaderMap {
-    let mut map = HeaderMap::new();
+fn headers(lines: &[(&'static str, &'static str)]) -> HeaderList {
+    let mut map = HeaderList::new();
     for (name, value) in lines {
-        map.append(*name, HeaderValue::from_static(value));
+        map.append(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     map
 }

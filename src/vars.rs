@@ -13,7 +13,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use http::{HeaderMap, HeaderName, Method, Uri, Version};
+use crate::header_list::HeaderList;
+use http::{HeaderName, Method, Uri, Version};
 
 use crate::config::{self, ConfigError, ConfigErrors, ErrorKind, Span};
 use crate::realip::Proxied;
@@ -52,7 +53,7 @@ pub struct RequestInfo<'a> {
     /// The protocol version the client spoke.
     pub version: Version,
     /// The request headers as received.
-    pub headers: &'a HeaderMap,
+    pub headers: &'a HeaderList,
     /// The client's address (`$remote_addr`, `$remote_port`): the real one when realip found
     /// it, else the peer's. Port 0 when the real address came without one.
     pub client: SocketAddr,

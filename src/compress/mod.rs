@@ -32,6 +32,8 @@ mod response;
 pub use encoder::{Encoder, Failure};
 
 use http::header::{self, HeaderMap, HeaderValue};
+
+use crate::header_list::HeaderList;
 use http::{Method, StatusCode, Version};
 use regex::bytes::{RegexSet, RegexSetBuilder};
 
@@ -84,7 +86,7 @@ impl Policy {
         &self,
         method: &Method,
         version: Version,
-        headers: &HeaderMap,
+        headers: &HeaderList,
     ) -> Option<Offer<'_>> {
         if method == Method::CONNECT {
             return None;
@@ -99,7 +101,7 @@ impl Policy {
     }
 
     /// nginx's `ngx_http_gzip_ok` without the `gzip_proxied` part, which needs the response.
-    fn client_takes_gzip(&self, version: Version, headers: &HeaderMap) -> bool {
+    fn client_takes_gzip(&self, version: Version, headers: &HeaderList) -> bool {
         // nginx 1.22 reads the first Accept-Encoding line.
         let accepts = headers
             .get(header::ACCEPT_ENCODING)

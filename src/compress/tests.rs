@@ -22,7 +22,7 @@ fn gzip() -> Gzip {
     }
 }
 
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+fn headers<Lines: FromIterator<(HeaderName, HeaderValue)>>(pairs: &[(&str, &str)]) -> Lines {
     pairs
         .iter()
         .map(|(name, value)| {

@@ -67,7 +67,7 @@ impl<'a> RequestContext<'a> {
     /// The context of a request with this head from `client` (its real address), answered by
     /// server `server`.
     pub fn new<B>(
-        request: &http::Request<B>,
+        request: &crate::proxy::request::Request<B>,
         client: IpAddr,
         server: &'a str,
         host: &'a str,

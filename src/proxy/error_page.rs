@@ -9,7 +9,10 @@
 
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Response, StatusCode, Uri, Version};
+
+use super::request::{Parts, Request};
+use crate::header_list::HeaderList;
 use http_body::Body as _;
 
 use crate::config::PageStatus;
@@ -49,7 +52,7 @@ pub(super) struct Head {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: HeaderMap,
+    headers: HeaderList,
     /// The request came with a body: asked again with its method, it needs that body back.
     had_body: bool,
 }
@@ -100,12 +103,14 @@ impl Head {
             headers.remove(header::CONTENT_LENGTH);
             headers.remove(header::TRANSFER_ENCODING);
         }
-        let mut request = Request::new(body.unwrap_or(ClientBody::Empty));
-        *request.method_mut() = method;
-        *request.uri_mut() = uri;
-        *request.version_mut() = self.version;
-        *request.headers_mut() = headers;
-        request
+        let head = Parts {
+            method,
+            uri,
+            version: self.version,
+            headers,
+            extensions: http::Extensions::new(),
+        };
+        Request::from_parts(head, body.unwrap_or(ClientBody::Empty))
     }
 }
 

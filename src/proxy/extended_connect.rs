@@ -17,8 +17,11 @@ use std::time::Duration;
 
 use crate::drain::CloseSignal;
 
-use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, StatusCode};
+use http::header::{self, HeaderValue};
+use http::{Method, StatusCode};
+
+use crate::header_list::HeaderList;
+use crate::proxy::request::{Parts, Request};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
@@ -71,7 +74,7 @@ pub fn is_websocket<B>(request: &Request<B>) -> bool {
 /// $connection_upgrade` lines (SignalR's, socket.io's) ask the upstream for the upgrade as
 /// they do for an HTTP/1.1 client. An HTTP/2 client cannot have sent either header itself
 /// (they are connection-specific, which HTTP/2 forbids).
-pub fn present_as_upgrade(headers: &mut HeaderMap) {
+pub fn present_as_upgrade(headers: &mut HeaderList) {
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
 }
@@ -90,7 +93,11 @@ pub struct Http2WebSocket {
 impl Http2WebSocket {
     /// Takes the stream's upgrade handle and hold out of the client's CONNECT request.
     pub fn take<B>(request: &mut Request<B>) -> Http2WebSocket {
-        let stream = hyper::upgrade::on(&mut *request);
+        // hyper takes its handle out of an `http::Request`'s extensions: lent them for that.
+        let mut lent = http::Request::new(());
+        *lent.extensions_mut() = std::mem::take(request.extensions_mut());
+        let stream = hyper::upgrade::on(&mut lent);
+        *request.extensions_mut() = std::mem::take(lent.extensions_mut());
         let hold = request.extensions_mut().remove::<StreamHold>();
         // base64 of 16 random bytes: always a valid header value.
         let key = HeaderValue::from_str(&generate_key())
@@ -100,16 +107,18 @@ impl Http2WebSocket {
 
     /// Turns the upstream request (headers already rewritten, `Upgrade` and `Connection`
     /// among them) into an HTTP/1.1 WebSocket handshake: a GET with our key.
-    pub fn prepare(&self, parts: &mut http::request::Parts) {
+    pub fn prepare(&self, parts: &mut Parts) {
         parts.method = Method::GET;
         parts
             .headers
             .insert(header::SEC_WEBSOCKET_KEY, self.key.clone());
         // RFC 8441 has the client send it; one that did not still means version 13.
-        parts
-            .headers
-            .entry(header::SEC_WEBSOCKET_VERSION)
-            .or_insert(HeaderValue::from_static("13"));
+        if !parts.headers.contains_key(header::SEC_WEBSOCKET_VERSION) {
+            parts.headers.append(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+        }
     }
 
     /// Reads the upstream's answer to the handshake. A `101` with the right
@@ -191,7 +200,7 @@ mod tests {
     use super::*;
 
     fn websocket() -> Http2WebSocket {
-        Http2WebSocket::take(&mut Request::new(()))
+        Http2WebSocket::take(&mut Request::<()>::default())
     }
 
     fn answer(status: u16, headers: &[(&str, &str)]) -> http::response::Parts {
@@ -244,14 +253,14 @@ mod tests {
     fn each_stream_gets_a_fresh_key_and_the_upstream_a_get() {
         let (a, b) = (websocket(), websocket());
         assert_ne!(a.key, b.key);
-        let mut parts = Request::connect("http://h/ws")
-            .body(())
-            .unwrap()
-            .into_parts()
-            .0;
+        let mut parts = Parts {
+            method: Method::CONNECT,
+            uri: "http://h/ws".parse().unwrap(),
+            ..Parts::default()
+        };
         a.prepare(&mut parts);
         assert_eq!(parts.method, Method::GET);
-        assert_eq!(parts.headers["sec-websocket-key"], a.key);
-        assert_eq!(parts.headers["sec-websocket-version"], "13");
+        assert_eq!(parts.headers.get("sec-websocket-key").unwrap(), a.key);
+        assert_eq!(parts.headers.get("sec-websocket-version").unwrap(), "13");
     }
 }

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use http::{Request, Response};
+use http::Response;
 use http_body::Body as _;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::Level;
@@ -27,6 +27,7 @@ use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
 use crate::proxy::headers::is_idempotent;
 use crate::proxy::origin::{Exchange, Keeping, OriginBody, OriginError};
 use crate::proxy::relayed::UpstreamLines;
+use crate::proxy::request::Request;
 use crate::telemetry::access_log::Record;
 use crate::tls::upstream::TlsTarget;
 use crate::upstream::{Affinity, Choice, Group, Learn, NoPeer, SetCookie, Tried};

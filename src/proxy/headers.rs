@@ -5,6 +5,8 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Version};
 
+use crate::header_list::HeaderList;
+
 pub use crate::snapshot::reply_headers::Rewritable;
 use crate::snapshot::{AddHeader, HeaderPlan, HeaderSource};
 use crate::vars::{RequestInfo, Vars};
@@ -13,10 +15,9 @@ use crate::vars::{RequestInfo, Vars};
 /// plus the de-facto `Keep-Alive` and `Proxy-Connection`), then the ones nginx hides from a
 /// proxied response unless `proxy_pass_header` names them (in the order of
 /// [`HIDDEN_BY_DEFAULT`](crate::snapshot::reply_headers::HIDDEN_BY_DEFAULT): `Date` and `Server` are tether's own, `X-Pad` and the `X-Accel-*`
-/// instructions an upstream gives its proxy), and last `Expect`, which only requests lose.
-/// Indexes into this list are bits of a mask. A
+/// instructions an upstream gives its proxy). Indexes into this list are bits of a mask. A
 /// `static`, not a `const`: a const array would be built and dropped again at every use.
-static STRIPPED: [HeaderName; 16] = [
+static STRIPPED: [HeaderName; 15] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -32,7 +33,6 @@ static STRIPPED: [HeaderName; 16] = [
     HeaderName::from_static("x-accel-limit-rate"),
     HeaderName::from_static("x-accel-buffering"),
     HeaderName::from_static("x-accel-charset"),
-    header::EXPECT,
 ];
 
 /// How many of [`STRIPPED`] are hop-by-hop (stripped both ways); the rest only from responses.
@@ -40,9 +40,6 @@ const HOP_BY_HOP: usize = 7;
 
 /// The hidden-by-default ones: responses only.
 const HIDDEN: u16 = ((1 << 15) - 1) & !((1 << HOP_BY_HOP) - 1);
-
-/// `Expect`'s bit: requests only (see [`rewrite_request`]).
-const EXPECT_BIT: u16 = 1 << 15;
 
 /// `Upgrade`'s bit: an upstream's `Upgrade` reaches the client on any response (a 426 names
 /// the protocol to upgrade to), except a 101 turned into an HTTP/2 tunnel.
@@ -77,7 +74,7 @@ fn stripped_index_of(name: &[u8]) -> Option<usize> {
         2 => &[3],
         4 => &[7],
         5 => &[9],
-        6 => &[8, 15],
+        6 => &[8],
         7 => &[4, 6],
         10 => &[0, 1],
         15 => &[10, 14],
@@ -124,7 +121,6 @@ const STRIPPED_TEXT: [&[u8]; STRIPPED.len()] = [
     b"x-accel-limit-rate",
     b"x-accel-buffering",
     b"x-accel-charset",
-    b"expect",
 ];
 
 /// Which of the stripped headers a response head may leave out of its header map as it is
@@ -148,7 +144,7 @@ pub fn is_left_out(name: &[u8], left_out: u16) -> bool {
 }
 
 /// The `Upgrade` token of an HTTP/1.1 upgrade request (`Connection: upgrade` plus `Upgrade`).
-pub fn requested_upgrade(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
+pub fn requested_upgrade(version: Version, headers: &HeaderList) -> Option<HeaderValue> {
     if version != Version::HTTP_11 {
         return None;
     }
@@ -157,7 +153,7 @@ pub fn requested_upgrade(version: Version, headers: &HeaderMap) -> Option<Header
 }
 
 /// True when a `Connection` header lists `token`.
-pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+pub fn connection_has(headers: &HeaderList, token: &str) -> bool {
     headers
         .get_all(header::CONNECTION)
         .iter()
@@ -243,7 +239,7 @@ fn render(
 /// has a `Connection` header (the client's never stays: only `proxy_set_header` or an upgrade
 /// writes one).
 pub fn rewrite_request(
-    headers: &mut HeaderMap,
+    headers: &mut HeaderList,
     plan: &HeaderPlan,
     rendered: Rendered,
     proxy_host: &HeaderValue,
@@ -254,10 +250,9 @@ pub fn rewrite_request(
     // forwarded, it would draw a second interim answer or an upstream's 417. nginx clears it
     // too (its default `proxy_set_header Expect ""`), and a `proxy_set_header` below may
     // still put it back. Stripped with the hop-by-hop ones: found in the same pass.
-    strip(headers, ((1 << HOP_BY_HOP) - 1) | EXPECT_BIT);
-    if !plan.sets_host {
-        headers.insert(header::HOST, proxy_host.clone());
-    }
+    // `Host` is `$proxy_host` unless a `proxy_set_header Host` below says otherwise.
+    let host = (!plan.sets_host).then_some(proxy_host);
+    strip_request(headers, host);
     let mut templates = rendered.templates.into_iter();
     for set in &plan.set {
         let value = match &set.value {
@@ -334,7 +329,9 @@ fn strip(headers: &mut HeaderMap, candidates: u16) -> u8 {
         }
     }
     if present & 1 != 0 {
-        remove_connection_listed(headers);
+        for name in connection_listed(headers.get_all(header::CONNECTION)) {
+            headers.remove(name);
+        }
     }
     // Only the bits set: most messages have none of these headers left.
     while present != 0 {
@@ -345,12 +342,51 @@ fn strip(headers: &mut HeaderMap, candidates: u16) -> u8 {
     rewritable
 }
 
-/// Removes the headers a `Connection` header lists (`Connection: x-debug` makes `X-Debug` a
-/// hop-by-hop header). The usual tokens name nothing to remove and are skipped unparsed.
-fn remove_connection_listed(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
+/// The request's side of [`strip`], in one pass over the lines: the hop-by-hop headers,
+/// `Expect` and what `Connection` lists go, and `Host` becomes `host` where the client's was
+/// (at the end if it sent none; left alone when `host` is None).
+fn strip_request(headers: &mut HeaderList, host: Option<&HeaderValue>) {
+    let listed = match headers.contains_key(header::CONNECTION) {
+        true => connection_listed(headers.get_all(header::CONNECTION).iter()),
+        false => Vec::new(),
+    };
+    let mut host_seen = false;
+    headers.retain(|name, value| {
+        if *name == header::HOST
+            && let Some(host) = host
+        {
+            // The client's one `Host` (a second is refused before this) takes the new value.
+            *value = host.clone();
+            host_seen = true;
+            return true;
+        }
+        !REQUEST_STRIPPED.iter().any(|stripped| stripped == name) && !listed.contains(name)
+    });
+    if let Some(host) = host
+        && !host_seen
+    {
+        headers.append(header::HOST, host.clone());
+    }
+}
+
+/// What never goes upstream of a client's headers: the hop-by-hop ones of [`STRIPPED`] and
+/// `Expect`. Compared as names (most of a request's are standard ones, compared by a tag).
+static REQUEST_STRIPPED: [HeaderName; HOP_BY_HOP + 1] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::EXPECT,
+];
+
+/// The headers `Connection` values list (`Connection: x-debug` makes `X-Debug` a hop-by-hop
+/// header). The usual tokens name nothing to remove and are skipped unparsed.
+fn connection_listed<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> Vec<HeaderName> {
+    values
+        .into_iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .map(str::trim)
@@ -360,10 +396,7 @@ fn remove_connection_listed(headers: &mut HeaderMap) {
                 .any(|usual| token.eq_ignore_ascii_case(usual))
         })
         .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
+        .collect()
 }
 
 /// Idempotent methods may be retried on another server after the request was sent.
@@ -394,7 +427,7 @@ mod tests {
         assert!(!is_named(b"Content-Lengt", b"content-length"));
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    fn headers<Lines: FromIterator<(HeaderName, HeaderValue)>>(pairs: &[(&str, &str)]) -> Lines {
         pairs
             .iter()
             .map(|(k, v)| {
@@ -424,10 +457,8 @@ mod tests {
         assert!(HOP_BY_HOP <= STRIPPED.len());
         assert_eq!(HIDDEN.count_ones() as usize, hidden.len());
         assert_eq!(HIDDEN & ((1 << HOP_BY_HOP) - 1), 0);
-        assert_eq!(
-            STRIPPED[EXPECT_BIT.trailing_zeros() as usize],
-            header::EXPECT
-        );
+        assert_eq!(REQUEST_STRIPPED[..HOP_BY_HOP], STRIPPED[..HOP_BY_HOP]);
+        assert_eq!(REQUEST_STRIPPED[HOP_BY_HOP], header::EXPECT);
         for (index, name) in STRIPPED.iter().enumerate() {
             assert_eq!(stripped_index(name), Some(index), "{name}");
             assert_eq!(STRIPPED_TEXT[index], name.as_str().as_bytes());

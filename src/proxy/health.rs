@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Request, header};
+use http::{HeaderValue, header};
 use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, interval, timeout};
 
@@ -22,6 +22,7 @@ use crate::peer::{CheckPolicy, CheckState, Peer};
 use crate::proxy::body::request::RequestBody;
 use crate::proxy::connect::{ConnectError, connect};
 use crate::proxy::origin::{Exchange, Keeping};
+use crate::proxy::request::{Parts, Request};
 use crate::snapshot::Snapshot;
 use crate::telemetry::errno;
 use crate::tls::upstream::TlsTarget;
@@ -135,12 +136,24 @@ async fn probe(
             });
         }
     };
-    let mut request = Request::get(check.uri.as_str())
-        .header(header::HOST, host)
-        .header(header::CONNECTION, "close")
-        .header(header::USER_AGENT, "tether-health-check")
-        .body(RequestBody::Empty)
+    let uri = check
+        .uri
+        .parse()
         .map_err(|error| format!("invalid check request ({error})"))?;
+    let headers = [
+        (header::HOST, host.clone()),
+        (header::CONNECTION, HeaderValue::from_static("close")),
+        (
+            header::USER_AGENT,
+            HeaderValue::from_static("tether-health-check"),
+        ),
+    ];
+    let head = Parts {
+        uri,
+        headers: headers.into_iter().collect(),
+        ..Parts::default()
+    };
+    let mut request = Request::from_parts(head, RequestBody::Empty);
     match Exchange::start(connection, &mut request, Keeping::default()).await {
         Ok(sent) => {
             let status = sent.head.status.as_u16();

@@ -22,6 +22,7 @@ mod phases;
 pub mod pool;
 pub mod relayed;
 pub mod reply_headers;
+pub mod request;
 mod seen;
 pub mod spelling;
 mod target;
@@ -34,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
 
@@ -61,6 +62,7 @@ use origin::Keeping;
 pub use phases::CloseWithoutAnswer;
 use phases::Phased;
 use relayed::UpstreamLines;
+use request::Request;
 use target::{Rewritten, upstream_uri};
 use upgrade::ClientUpgrade;
 
@@ -686,23 +688,13 @@ async fn proxy(
     )
     .await;
     // A request no server took still has its body: an `error_page` may send it elsewhere.
-    let mut answer = match forwarded {
+    let answer = match forwarded {
         Ok(answer) => answer,
         Err(error) => {
             let body = unsent.and_then(|request| request.into_body().into_client());
             return Err(Failed { error, body });
         }
     };
-    // A relayed answer's map holds only what tether adds, and has no room yet: the request's
-    // own map (kept for a retry, now done with) takes that job, so the client connection gets
-    // its room back for the next request's head instead of allocating it anew.
-    if let Some(request) = unsent.as_mut()
-        && answer.response.headers().capacity() == 0
-    {
-        let recycled = answer.response.headers_mut();
-        std::mem::swap(recycled, request.headers_mut());
-        recycled.clear();
-    }
     let exchange = Exchange {
         route,
         conn,

@@ -1,8 +1,10 @@
 //! What the proxy shows of itself: the status pages as responses, and which long-lived
 //! transport a relayed answer opens (counted on the server's guard while it lasts).
 
+use http::Response;
 use http::header::{self, HeaderValue};
-use http::{Request, Response};
+
+use super::request::Request;
 
 use super::{ClientBody, ClientSide, ResponseBody, tunnel, upgrade};
 use crate::config::StatusPage;

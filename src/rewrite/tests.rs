@@ -1,9 +1,10 @@
 //! The rewrite programs run on plain requests, without sockets: captures, `$args` handling,
 //! flags, `set`, `if` conditions and which `if` configuration applies.
 
+use crate::header_list::HeaderList;
 use std::path::Path;
 
-use http::{HeaderMap, Method, Uri, Version};
+use http::{Method, Uri, Version};
 
 use super::*;
 use crate::config::{ConfigError, load_str};
@@ -32,7 +33,7 @@ fn run(directives: &str, target: &str) -> (String, String) {
     let path = crate::route::path::normalise(uri.path())
         .unwrap()
         .into_owned();
-    let headers = HeaderMap::new();
+    let headers = HeaderList::new();
     let base = RequestInfo {
         method: &Method::GET,
         uri: &uri,

@@ -68,7 +68,7 @@ pub async fn serve(
                 let hold = StreamHold::new(streams.tunnel());
                 request.extensions_mut().insert(hold);
             }
-            let request = request.map(ClientBody::http2);
+            let request = proxy::request::Request::from(request.map(ClientBody::http2));
             // Boxed: the proxy's future is large (kilobytes), and hyper moves each stream's
             // future into a task of its own and tokio moves it again while spawning — copies
             // that cost more than the rest of a small request. A box makes them a pointer.

@@ -2,10 +2,11 @@
 //! rendered from the request, the sticky cookie or route read from it, and when the answer
 //! must carry `Set-Cookie`.
 
+use crate::header_list::HeaderList;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, Method as HttpMethod, Uri, Version};
+use http::{HeaderName, Method as HttpMethod, Uri, Version};
 
 use super::*;
 use crate::balance::{Key, Method};
@@ -17,7 +18,7 @@ use crate::vars::{RequestInfo, Vars};
 struct Request {
     method: HttpMethod,
     uri: Uri,
-    headers: HeaderMap,
+    headers: HeaderList,
     client: SocketAddr,
 }
 

@@ -8,8 +8,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::header_list::HeaderList;
 use http::HeaderValue;
-use http::header::HeaderMap;
 
 use crate::config::{CookieExpiry, SameSite, StickyCookie};
 use crate::vars::find_cookie;
@@ -109,7 +109,7 @@ impl CookieIssuer {
 
     /// The value of this cookie in a request's `Cookie` headers, if present: the first pair
     /// of this exact name, its surrounding quotes taken off. Borrowed, nothing allocated.
-    pub fn read<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+    pub fn read<'h>(&self, headers: &'h HeaderList) -> Option<&'h str> {
         find_cookie(headers, |name, _| name == self.name).map(|value| value.trim_matches('"'))
     }
 }
@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn reads_the_named_cookie_among_others() {
         let issuer = CookieIssuer::new(&spec(None), ["aa"].into_iter()).unwrap();
-        let mut headers = HeaderMap::new();
+        let mut headers = HeaderList::new();
         headers.append(header::COOKIE, "a=1; srvx=2".parse().unwrap());
         assert_eq!(issuer.read(&headers), None);
         headers.append(header::COOKIE, "b=3; srv=\"abc\"".parse().unwrap());

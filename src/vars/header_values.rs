@@ -1,10 +1,11 @@
 //! Values read from a request's headers: a header's values joined, a cookie, the user of a
 //! `Basic` credential; and non-UTF-8 bytes appended as text. Pure (`http` only).
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use crate::header_list::HeaderList;
+use http::{HeaderName, HeaderValue};
 
 /// Every value of a header, joined with ", " (as nginx does for repeated headers).
-pub(super) fn push_header(headers: &HeaderMap, name: &HeaderName, out: &mut String) {
+pub(super) fn push_header(headers: &HeaderList, name: &HeaderName, out: &mut String) {
     for (i, value) in headers.get_all(name).iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
@@ -30,7 +31,7 @@ pub(super) fn push_lossy(bytes: &[u8], out: &mut String) {
 }
 
 /// The first cookie called `name` across all `Cookie` headers (HTTP/2 may split them).
-pub(super) fn push_cookie(headers: &HeaderMap, name: &str, out: &mut String) {
+pub(super) fn push_cookie(headers: &HeaderList, name: &str, out: &mut String) {
     if let Some(value) = find_cookie(headers, |found, _| found.eq_ignore_ascii_case(name)) {
         out.push_str(value);
     }
@@ -47,10 +48,10 @@ pub(super) fn push_cookie(headers: &HeaderMap, name: &str, out: &mut String) {
 /// value are cut at the first `=` and trimmed of spaces and tabs, and a piece without `=` or
 /// with an empty name is skipped. The value is raw: quotes kept.
 pub fn find_cookie<'h>(
-    headers: &'h HeaderMap,
+    headers: &'h HeaderList,
     mut wanted: impl FnMut(&'h str, &'h str) -> bool,
 ) -> Option<&'h str> {
-    'headers: for header in headers.get_all(http::header::COOKIE) {
+    'headers: for header in headers.get_all(http::header::COOKIE).iter() {
         // One pass over the header's bytes, which checks them as `HeaderValue::to_str` does,
         // cuts pieces at `;` and names at a piece's first `=`: cookie headers are short, and
         // one loop costs less than the set-up of the three scans it replaces.
@@ -110,7 +111,7 @@ fn wanted_pair<'h>(
 }
 
 /// `$remote_user`: the user name of `Authorization: Basic BASE64(user:password)`.
-pub(super) fn push_remote_user(headers: &HeaderMap, out: &mut String) {
+pub(super) fn push_remote_user(headers: &HeaderList, out: &mut String) {
     if let Some(value) = headers.get(http::header::AUTHORIZATION) {
         push_basic_user(value, out);
     }
@@ -161,7 +162,7 @@ mod tests {
     use super::*;
 
     /// What the `cookie` crate reads from the same headers: the pairs tether read before.
-    fn as_the_cookie_crate_reads(headers: &HeaderMap) -> Vec<(&str, &str)> {
+    fn as_the_cookie_crate_reads(headers: &HeaderList) -> Vec<(&str, &str)> {
         headers
             .get_all(COOKIE)
             .iter()
@@ -174,7 +175,7 @@ mod tests {
 
     /// Asks [`find_cookie`] for every name the crate reads, and for names that are in no
     /// pair: each answer must be the value of the first pair of that name the crate reads.
-    fn assert_found_as_the_crate_finds(headers: &HeaderMap) {
+    fn assert_found_as_the_crate_finds(headers: &HeaderList) {
         let pairs = as_the_cookie_crate_reads(headers);
         let absent = ["x", "", "a b", "\"a\""];
         for name in pairs.iter().map(|(name, _)| *name).chain(absent) {
@@ -190,8 +191,8 @@ mod tests {
         }
     }
 
-    fn headers(values: &[&[u8]]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
+    fn headers(values: &[&[u8]]) -> HeaderList {
+        let mut headers = HeaderList::new();
         for value in values {
             headers.append(COOKIE, HeaderValue::from_bytes(value).unwrap());
         }

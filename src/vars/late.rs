@@ -14,7 +14,8 @@ use std::time::SystemTime;
 
 use std::net::SocketAddr;
 
-use http::{HeaderMap, HeaderName, Method, Uri, Version};
+use crate::header_list::HeaderList;
+use http::{HeaderName, Method, Uri, Version};
 
 use super::{Early, Part, RequestInfo, Template, Var, Vars, clock};
 
@@ -226,8 +227,8 @@ impl Template {
 /// A request with nothing in it: what an access log's `if=` evaluated at the end of a request
 /// sees for the request's own variables (the response facts are set by the caller).
 pub fn empty_request() -> RequestInfo<'static> {
-    static EMPTY: std::sync::OnceLock<(Uri, HeaderMap)> = std::sync::OnceLock::new();
-    let (uri, headers) = EMPTY.get_or_init(|| (Uri::from_static("/"), HeaderMap::new()));
+    static EMPTY: std::sync::OnceLock<(Uri, HeaderList)> = std::sync::OnceLock::new();
+    let (uri, headers) = EMPTY.get_or_init(|| (Uri::from_static("/"), HeaderList::new()));
     RequestInfo {
         method: &Method::GET,
         uri,

@@ -153,7 +153,8 @@ fn regex_captures_fill_the_value() {
     let with_x_v = |value: &str| {
         let mut req = Request::new(Version::HTTP_11, "/users/bob/42", &[]);
         let value = http::HeaderValue::from_bytes(value.as_bytes()).unwrap();
-        req.headers.insert("x-v", value);
+        req.headers
+            .insert(http::HeaderName::from_static("x-v"), value);
         req
     };
     assert_eq!(render(&vars_utf8, "$route", &with_x_v("ééz")), "42:zéé:bob");

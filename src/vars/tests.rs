@@ -2,6 +2,7 @@
 //! (as the proxy hands it to `vars`) and `render` are shared with `map_tests`.
 
 use super::*;
+use crate::header_list::HeaderList;
 
 /// The owned parts of a request that a [`RequestInfo`] borrows.
 pub(super) struct Request {
@@ -12,13 +13,13 @@ pub(super) struct Request {
     /// The normalised host, as the proxy makes it for `$host`.
     host: String,
     version: Version,
-    pub(super) headers: HeaderMap,
+    pub(super) headers: HeaderList,
     client: SocketAddr,
 }
 
 impl Request {
     pub(super) fn new(version: Version, uri: &str, headers: &[(&str, &str)]) -> Request {
-        let mut map = HeaderMap::new();
+        let mut map = HeaderList::new();
         for (name, value) in headers {
             map.append(
                 HeaderName::from_bytes(name.as_bytes()).unwrap(),

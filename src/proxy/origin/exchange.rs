@@ -8,7 +8,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use http::{Method, Request};
+use http::Method;
 use http_body::Body;
 
 use super::body::OriginBody;
@@ -17,6 +17,7 @@ use super::upload::{Upload, UploadError};
 use super::{Connection, OriginError};
 use crate::proxy::body::BodyError;
 use crate::proxy::body::request::RequestBody;
+use crate::proxy::request::Request;
 
 /// A request on its way to an upstream, until the response head arrives.
 #[derive(Debug)]

@@ -11,6 +11,8 @@
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
+
+use crate::header_list::HeaderList;
 use http::{Method, StatusCode, Version};
 
 #[cfg(doc)]
@@ -44,7 +46,7 @@ pub enum RequestFraming {
 pub fn encode_request(
     method: &Method,
     target: &str,
-    headers: &HeaderMap,
+    headers: &HeaderList,
     framing: RequestFraming,
     out: &mut Vec<u8>,
 ) {
@@ -65,7 +67,7 @@ pub fn encode_request(
 }
 
 /// A request's `Content-Length`, as the client side checked it (one plain number).
-pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+pub fn declared_length(headers: &HeaderList) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
         .to_str()

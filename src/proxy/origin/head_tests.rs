@@ -130,10 +130,11 @@ fn oversized_and_overlong_heads_are_refused() {
 
 #[test]
 fn the_request_head_is_written_in_one_pass() {
-    let mut headers = HeaderMap::new();
+    let mut headers = crate::header_list::HeaderList::new();
     headers.insert(header::HOST, HeaderValue::from_static("app"));
-    headers.append("x-a", HeaderValue::from_static("1"));
-    headers.append("x-a", HeaderValue::from_static("2"));
+    let x_a = http::HeaderName::from_static("x-a");
+    headers.append(x_a.clone(), HeaderValue::from_static("1"));
+    headers.append(x_a, HeaderValue::from_static("2"));
     let mut out = Vec::new();
     encode_request(
         &Method::POST,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::stream::{ClientStream, MaybeTls};
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http::{Method, Response, StatusCode, Version};
 use http_body::Body as _;
 use tokio::time::{Instant, Sleep, sleep_until, timeout_at};
 use tokio_util::io::poll_read_buf;
@@ -29,6 +29,7 @@ use super::pump::Pump;
 use super::timer::IdleTimer;
 use super::write::{BodyFraming, HeadPlan, Outbox, framing_for};
 use crate::proxy::body::client::{ClientBody, FeedSender};
+use crate::proxy::request::{Parts, Request};
 use crate::proxy::upgrade::{ClientUpgrade, UpgradeSender, Upgraded};
 use crate::proxy::{self, ConnInfo, ResponseBody};
 use crate::server::ceiling::ConnSlot;
@@ -54,10 +55,6 @@ struct Connection<'a> {
     info: Arc<ConnInfo>,
     /// What the ceiling and the listener say: shed, retired.
     slot: &'a ConnSlot,
-    /// The last response's header map, emptied, for the next request's head: a request map
-    /// goes upstream and hyper keeps it for the upstream's next response, so maps circulate
-    /// instead of being allocated per request.
-    spare_headers: HeaderMap,
 }
 
 /// Serves `stream` (whose first bytes are known to be HTTP/1) until the client closes, a limit
@@ -79,7 +76,6 @@ pub async fn serve(
         outbox: Outbox::for_connection(),
         info,
         slot,
-        spare_headers: HeaderMap::new(),
     };
     let mut first = true;
     let next = loop {
@@ -136,7 +132,6 @@ pub async fn refuse(
         outbox: Outbox::default(),
         info,
         slot,
-        spare_headers: HeaderMap::new(),
     };
     connection.reject(rejection, settings).await;
     connection.close(true).await;
@@ -190,11 +185,7 @@ impl Connection<'_> {
                 // Usually the whole head came in one read: httparse reads it at once, and the
                 // scanner walks only a head that comes in pieces (or that httparse refuses).
                 if scanner.is_fresh()
-                    && let Some(parsed) = head::parse_read(
-                        &mut self.read_buf,
-                        &settings.head,
-                        &mut self.spare_headers,
-                    )
+                    && let Some(parsed) = head::parse_read(&mut self.read_buf, &settings.head)
                 {
                     return match parsed {
                         Ok(head) => HeadRead::Head(head),
@@ -204,8 +195,7 @@ impl Connection<'_> {
                 match scanner.scan(&self.read_buf, &settings.head) {
                     Ok(Some(len)) => {
                         let bytes = self.read_buf.split_to(len).freeze();
-                        let headers = std::mem::take(&mut self.spare_headers);
-                        return match head::parse(&bytes, &settings.head, headers) {
+                        return match head::parse(&bytes, &settings.head) {
                             Ok(head) => HeadRead::Head(head),
                             Err(rejection) => HeadRead::Rejected(rejection),
                         };
@@ -299,11 +289,16 @@ impl Connection<'_> {
         } else {
             (None, None)
         };
-        let mut request = Request::new(body);
-        *request.method_mut() = method;
-        *request.uri_mut() = uri;
-        *request.version_mut() = version;
-        *request.headers_mut() = headers;
+        let request = Request::from_parts(
+            Parts {
+                method,
+                uri,
+                version,
+                headers,
+                extensions: http::Extensions::new(),
+            },
+            body,
+        );
 
         // The proxy works out the response while the body is fed to whoever reads it.
         let mut service = pin!(proxy::serve(request, upgrade, self.info.clone(), snapshot));
@@ -390,7 +385,7 @@ impl Connection<'_> {
             keep_alive,
             send_timeout,
         } = *to;
-        let (mut parts, body) = response.into_parts();
+        let (parts, body) = response.into_parts();
         let framing = if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             BodyFraming::None
         } else {
@@ -415,10 +410,6 @@ impl Connection<'_> {
             client_version,
             upstream: body.upstream_lines(),
         });
-        if self.spare_headers.capacity() == 0 {
-            self.spare_headers = std::mem::take(&mut parts.headers);
-            self.spare_headers.clear();
-        }
         let mut body = pin!(body);
         let mut stream_state = StreamState::new(framing);
         // Made only when a write first waits: a response that leaves at once (most) never

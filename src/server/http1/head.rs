@@ -18,9 +18,10 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
 
+use crate::header_list::HeaderList;
 use crate::proxy::names::header_name;
 
 pub use crate::config::HeadRules;
@@ -164,7 +165,7 @@ pub struct RequestHead {
     /// HTTP/1.0 or HTTP/1.1.
     pub version: Version,
     /// The header lines, in order, minus the ones the rules drop.
-    pub headers: HeaderMap,
+    pub headers: HeaderList,
     /// How the body is framed.
     pub framing: Framing,
     /// The client allows the connection to carry another request.
@@ -183,21 +184,15 @@ pub struct RequestHead {
 const INLINE_HEADERS: usize = 128;
 
 /// Reads the complete head in `head` (exactly the bytes [`HeadScanner::scan`] measured).
-/// `head` is shared, not copied: header values and the target point into it. The header lines
-/// go into `headers`, which must be empty (a map kept from an earlier message, so its
-/// allocation is reused).
-pub fn parse(
-    head: &Bytes,
-    rules: &HeadRules,
-    headers: HeaderMap,
-) -> Result<RequestHead, Rejection> {
+/// `head` is shared, not copied: header values and the target point into it.
+pub fn parse(head: &Bytes, rules: &HeadRules) -> Result<RequestHead, Rejection> {
     if rules.max_headers <= INLINE_HEADERS {
         let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; INLINE_HEADERS];
-        parse_into(head, rules, &mut slots[..rules.max_headers], headers)
+        parse_into(head, rules, &mut slots[..rules.max_headers])
     } else {
         let mut slots = Vec::new();
         slots.resize_with(rules.max_headers, MaybeUninit::uninit);
-        parse_into(head, rules, &mut slots, headers)
+        parse_into(head, rules, &mut slots)
     }
 }
 
@@ -205,7 +200,6 @@ fn parse_into<'b>(
     head: &'b Bytes,
     rules: &HeadRules,
     slots: &mut [MaybeUninit<httparse::Header<'b>>],
-    headers: HeaderMap,
 ) -> Result<RequestHead, Rejection> {
     let mut request = httparse::Request::new(&mut []);
     match request.parse_with_uninit_headers(head, slots) {
@@ -230,15 +224,13 @@ fn parse_into<'b>(
         minor,
         lines,
         rules,
-        headers,
     )
 }
 
 /// Reads a head straight from the bytes read so far, when they hold all of it and it is short
 /// enough that no line of it can break a limit (the usual case: one read, a head well under
 /// `large_client_header_buffers`): httparse finds where it ends, so the head is walked once
-/// instead of by the scanner first. The head is cut from `read` and its header lines go into
-/// `headers` (taken, left empty).
+/// instead of by the scanner first. The head is cut from `read`.
 ///
 /// None when the scanner must read it: the head is not complete yet, longer than a line may
 /// be, or malformed — the scanner's way then gives the same head, or the refusal it always
@@ -246,7 +238,6 @@ fn parse_into<'b>(
 pub fn parse_read(
     read: &mut BytesMut,
     rules: &HeadRules,
-    headers: &mut HeaderMap,
 ) -> Option<Result<RequestHead, Rejection>> {
     if rules.max_headers > INLINE_HEADERS {
         return None;
@@ -305,15 +296,7 @@ pub fn parse_read(
         (bytes(name), bytes(value))
     });
     let (method, target) = (bytes(method), bytes(target));
-    Some(build(
-        &head,
-        method,
-        target,
-        minor,
-        lines,
-        rules,
-        std::mem::take(headers),
-    ))
+    Some(build(&head, method, target, minor, lines, rules))
 }
 
 /// Where a piece of a head lies in the bytes it was read from.
@@ -332,7 +315,6 @@ fn build<'b>(
     minor: u8,
     lines: impl ExactSizeIterator<Item = (&'b [u8], &'b [u8])>,
     rules: &HeadRules,
-    mut headers: HeaderMap,
 ) -> Result<RequestHead, Rejection> {
     let method = method_of(method)?;
     // TRACE would echo the request (cookies included) back to a script; CONNECT asks for a
@@ -351,11 +333,7 @@ fn build<'b>(
     let uri = target_of(head, target)?;
 
     let mut checks = HeaderChecks::default();
-    debug_assert!(
-        headers.is_empty(),
-        "a recycled header map is handed over empty"
-    );
-    headers.reserve(lines.len());
+    let mut headers = HeaderList::with_capacity(lines.len());
     let mut dropped_headers = 0;
     for (name, value) in lines {
         if !name_allowed(name, rules) {

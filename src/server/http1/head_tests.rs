@@ -11,11 +11,7 @@ fn read(input: &[u8], step: usize, rules: &HeadRules) -> Result<RequestHead, Rej
     for piece in input.chunks(step) {
         buf.extend_from_slice(piece);
         if let Some(len) = scanner.scan(&buf, rules)? {
-            return parse(
-                &Bytes::copy_from_slice(&buf[..len]),
-                rules,
-                HeaderMap::new(),
-            );
+            return parse(&Bytes::copy_from_slice(&buf[..len]), rules);
         }
     }
     panic!("no complete head in {:?}", String::from_utf8_lossy(input));
@@ -308,11 +304,7 @@ fn scanned_whole(input: &[u8], rules: &HeadRules) -> Option<(Result<String, Reje
     let mut scanner = HeadScanner::default();
     match scanner.scan(input, rules) {
         Ok(Some(len)) => {
-            let parsed = parse(
-                &Bytes::copy_from_slice(&input[..len]),
-                rules,
-                HeaderMap::new(),
-            );
+            let parsed = parse(&Bytes::copy_from_slice(&input[..len]), rules);
             Some((
                 parsed.map(|head| format!("{head:?}")),
                 input[len..].to_vec(),
@@ -356,8 +348,7 @@ proptest::proptest! {
             ..HeadRules::default()
         };
         let mut read = BytesMut::from(input.as_bytes());
-        let mut headers = HeaderMap::new();
-        if let Some(parsed) = parse_read(&mut read, &rules, &mut headers) {
+        if let Some(parsed) = parse_read(&mut read, &rules) {
             let at_once = (parsed.map(|head| format!("{head:?}")), read.to_vec());
             let scanned = scanned_whole(input.as_bytes(), &rules);
             match (&at_once, &scanned) {
@@ -373,10 +364,7 @@ proptest::proptest! {
 fn a_head_in_one_read_is_read_at_once_and_leaves_the_rest() {
     let mut read =
         BytesMut::from(&b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"[..]);
-    let mut headers = HeaderMap::new();
-    let head = parse_read(&mut read, &rules(), &mut headers)
-        .unwrap()
-        .unwrap();
+    let head = parse_read(&mut read, &rules()).unwrap().unwrap();
     assert_eq!(
         (head.method, head.framing),
         (Method::POST, Framing::Length(5))
@@ -386,9 +374,7 @@ fn a_head_in_one_read_is_read_at_once_and_leaves_the_rest() {
     // Empty values are slices of the head too.
     let mut read =
         BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Blank:   \r\n\r\n"[..]);
-    let head = parse_read(&mut read, &rules(), &mut headers)
-        .unwrap()
-        .unwrap();
+    let head = parse_read(&mut read, &rules()).unwrap().unwrap();
     assert_eq!(head.headers.get("x-empty").unwrap(), "");
     assert_eq!(head.headers.get("x-blank").unwrap(), "");
     // Incomplete, or longer than a line may be: left to the scanner, nothing taken.
@@ -401,7 +387,7 @@ fn a_head_in_one_read_is_read_at_once_and_leaves_the_rest() {
             ..HeadRules::default()
         };
         let mut read = BytesMut::from(input);
-        assert!(parse_read(&mut read, &rules, &mut headers).is_none());
+        assert!(parse_read(&mut read, &rules).is_none());
         assert_eq!(&read[..], input);
     }
 }

@@ -4,7 +4,6 @@
 //! the verdict on a byte stream does not depend on how its bytes arrive.
 
 use bytes::BytesMut;
-use http::HeaderMap;
 
 use super::decode::{Decoded, Decoder};
 use super::head::{self, Framing, HeadRules, HeadScanner};
@@ -30,14 +29,14 @@ pub fn replay(input: &[u8], step: usize, rules: &HeadRules) -> Vec<String> {
         let parsed = loop {
             if !buf.is_empty() {
                 if scanner.is_fresh()
-                    && let Some(parsed) = head::parse_read(&mut buf, rules, &mut HeaderMap::new())
+                    && let Some(parsed) = head::parse_read(&mut buf, rules)
                 {
                     break parsed;
                 }
                 match scanner.scan(&buf, rules) {
                     Ok(Some(len)) => {
                         let bytes = buf.split_to(len).freeze();
-                        break head::parse(&bytes, rules, HeaderMap::new());
+                        break head::parse(&bytes, rules);
                     }
                     Ok(None) => {}
                     Err(rejection) => {

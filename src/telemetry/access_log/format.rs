@@ -16,7 +16,8 @@
 //! [`INLINE_HOLES`](super::holes::INLINE_HOLES) response variables.
 
 use crate::config::{self, ConfigError, LogEscape};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use crate::header_list::HeaderList;
+use http::{HeaderName, HeaderValue};
 
 use crate::vars::{
     Early, Late, Phase, Raw, RequestInfo, ResponseFacts, Segment, Vars, push_basic_user,
@@ -262,7 +263,7 @@ impl Format {
 
     /// Finds the request headers the format shows, in one pass over the request's (a lookup
     /// each would hash the name and probe the map for every one).
-    fn find_headers<'r>(&self, headers: &'r HeaderMap) -> Found<'r> {
+    fn find_headers<'r>(&self, headers: &'r HeaderList) -> Found<'r> {
         let mut found = Found {
             first: [None; FOUND_HEADERS],
             repeated: [false; FOUND_HEADERS],

@@ -1,7 +1,8 @@
 //! Tests of how a compiled format renders a line: the request's headers found in one pass
 //! (repeated, escaped, absent, more than fit), and holes inside joined literal text.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use crate::header_list::HeaderList;
+use http::{HeaderName, HeaderValue};
 
 use super::*;
 use crate::config::Span;
@@ -18,7 +19,7 @@ fn compile(text: &str) -> Format {
     Format::compile(&format, &vars).unwrap()
 }
 
-fn begin(format: &Format, headers: &HeaderMap) -> (String, Holes) {
+fn begin(format: &Format, headers: &HeaderList) -> (String, Holes) {
     let vars = Vars::build(&[]).unwrap();
     let req = RequestInfo {
         headers,
@@ -29,8 +30,8 @@ fn begin(format: &Format, headers: &HeaderMap) -> (String, Holes) {
     (line, holes)
 }
 
-fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
-    let mut map = HeaderMap::new();
+fn headers(pairs: &[(&str, &[u8])]) -> HeaderList {
+    let mut map = HeaderList::new();
     for (name, value) in pairs {
         map.append(
             HeaderName::from_bytes(name.as_bytes()).unwrap(),

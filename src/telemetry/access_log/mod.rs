@@ -20,9 +20,8 @@ mod writer;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::HeaderMap;
-
 use crate::config::{self, ConfigError, ErrorKind};
+use crate::header_list::HeaderList;
 use crate::vars::{RequestInfo, Template, Vars};
 
 pub use format::Format;
@@ -255,7 +254,7 @@ fn request_length(req: &RequestInfo) -> u64 {
     size as u64 + body
 }
 
-fn header_size(headers: &HeaderMap) -> usize {
+fn header_size(headers: &HeaderList) -> usize {
     headers
         .iter()
         .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
