@@ -93,7 +93,7 @@ pub async fn forward<'g>(
     route: Route<'_>,
     progress: Option<&SendProgress>,
     mut log: Option<&mut Record>,
-) -> Result<Answer<'g>, ProxyError> {
+) -> Result<Box<Answer<'g>>, ProxyError> {
     let settings = route.settings;
     let cx = route.cx;
     // Whether the request may go to a server after one that may have acted on it: an
@@ -205,7 +205,7 @@ async fn attempt<'g>(
     unsent: &mut Option<Request<RequestBody>>,
     (route, resend): (Route<'_>, bool),
     progress: Option<&SendProgress>,
-) -> Result<Answer<'g>, ProxyError> {
+) -> Result<Box<Answer<'g>>, ProxyError> {
     let settings = route.settings;
     let tls = route.tls.map(Arc::as_ref);
     let peer = choice.peer;
@@ -254,7 +254,9 @@ async fn attempt<'g>(
                 *response.status_mut() = head.status;
                 *response.version_mut() = head.version;
                 *response.headers_mut() = head.headers;
-                return Ok(Answer {
+                // Boxed: the answer is a few hundred bytes, passed up through four frames that
+                // would each copy it.
+                return Ok(Box::new(Answer {
                     lines,
                     sets_cookie: head.sets_cookie,
                     event_stream: head.event_stream,
@@ -264,7 +266,7 @@ async fn attempt<'g>(
                     set_cookie: choice.set_cookie,
                     learn: choice.learn,
                     connect_time,
-                });
+                }));
             }
             Ok(Err(failure)) => {
                 // Still whole, and safe to send again: nothing of it reached the upstream, or

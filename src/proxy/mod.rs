@@ -749,7 +749,7 @@ impl Exchange<'_> {
     /// the two connections joined in a tunnel (an HTTP/2 client is answered `200` for it).
     fn relay(
         self,
-        answer: forward::Answer<'_>,
+        answer: Box<forward::Answer<'_>>,
         log: &mut Option<Box<Record>>,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let mut guard = answer.guard;
