@@ -5,13 +5,15 @@
 //! ("connect() failed (111: Connection refused) while connecting to upstream").
 //!
 //! A [`RequestContext`] is made for every proxied request from what is at hand — references,
-//! the method (a copy for the standard ones) and a shared handle on the target — and nothing is
+//! the method (a copy for the standard ones) and a shared handle on the target's path and query
+//! (the whole target only in the rare absolute form) — and nothing is
 //! formatted unless an event fires: the request line and the upstream URL are `Display`
 //! values that tracing renders only for an enabled event.
 
 use std::fmt;
 use std::net::IpAddr;
 
+use http::uri::PathAndQuery;
 use http::{Method, Uri, Version};
 
 use tracing::Level;
@@ -59,7 +61,11 @@ pub struct RequestContext<'a> {
     pub host: &'a str,
     scheme: &'static str,
     method: Method,
-    target: Uri,
+    /// The target's path and query: a share of its bytes (cloning the whole `Uri` copied
+    /// three handles, per request, for a line most requests never log).
+    path_and_query: Option<PathAndQuery>,
+    /// The target as sent when it is in absolute form (`http://host/path`).
+    absolute: Option<Uri>,
     version: Version,
 }
 
@@ -78,7 +84,12 @@ impl<'a> RequestContext<'a> {
             host,
             scheme: "http",
             method: request.method().clone(),
-            target: request.uri().clone(),
+            path_and_query: request.uri().path_and_query().cloned(),
+            absolute: request
+                .uri()
+                .scheme()
+                .is_some()
+                .then(|| request.uri().clone()),
             version: request.version(),
         }
     }
@@ -100,7 +111,9 @@ impl<'a> RequestContext<'a> {
     }
 
     fn path_and_query(&self) -> &str {
-        self.target.path_and_query().map_or("/", |pq| pq.as_str())
+        self.path_and_query
+            .as_ref()
+            .map_or("/", PathAndQuery::as_str)
     }
 }
 
@@ -110,10 +123,9 @@ impl fmt::Display for RequestLine<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cx = self.0;
         // An absolute-form target is shown as sent; otherwise the path and query.
-        if cx.target.scheme().is_some() {
-            write!(f, "{} {} {:?}", cx.method, cx.target, cx.version)
-        } else {
-            write!(f, "{} {} {:?}", cx.method, cx.path_and_query(), cx.version)
+        match &cx.absolute {
+            Some(target) => write!(f, "{} {} {:?}", cx.method, target, cx.version),
+            None => write!(f, "{} {} {:?}", cx.method, cx.path_and_query(), cx.version),
         }
     }
 }
@@ -238,6 +250,40 @@ mod tests {
     use std::io;
 
     use super::*;
+
+    #[test]
+    fn the_request_line_and_upstream_url_show_the_target_as_sent() {
+        let cx = |target: &str| {
+            let head = crate::proxy::request::Parts {
+                method: Method::POST,
+                uri: target.parse().unwrap(),
+                ..Default::default()
+            };
+            let request = crate::proxy::request::Request::from_parts(head, ());
+            let client = "192.0.2.1".parse().unwrap();
+            let cx = RequestContext::new(&request, client, "app", "app.test");
+            let server = "10.0.0.1:5000";
+            (
+                cx.request_line().to_string(),
+                cx.upstream(&server).to_string(),
+            )
+        };
+        assert_eq!(
+            cx("/hub?id=1"),
+            (
+                "POST /hub?id=1 HTTP/1.1".to_string(),
+                "http://10.0.0.1:5000/hub?id=1".to_string()
+            )
+        );
+        assert_eq!(
+            cx("http://app.test/hub?id=1"),
+            (
+                "POST http://app.test/hub?id=1 HTTP/1.1".to_string(),
+                "http://10.0.0.1:5000/hub?id=1".to_string()
+            )
+        );
+        assert_eq!(cx("http://app.test").1, "http://10.0.0.1:5000/");
+    }
 
     #[test]
     fn failures_read_like_nginx() {
