@@ -61,7 +61,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Side for MaybeTls<T> {
             MaybeTls::Unix(unix) => unix.try_io(Interest::READABLE, || Ok(())),
             MaybeTls::Tls(_) => return true,
         };
-        asked.is_ok()
+        match asked {
+            Ok(()) => true,
+            // The closure cannot fail: the error is `try_io`'s own for "no readiness".
+            Err(none) => {
+                crate::stream::forget_would_block(none);
+                false
+            }
+        }
     }
 
     fn poll_read_direct(
