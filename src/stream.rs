@@ -4,12 +4,20 @@
 //! trait object), so that the HTTP/1 server, the HTTP/2 server, hyper's client connection and
 //! the tunnel a WebSocket becomes are compiled once and pay one `match` per read or write, not
 //! a virtual call and an allocation per plain connection.
+//!
+//! A plain TCP socket is read and written straight through tokio's cached readiness with bare
+//! system calls (`raw`), where the hot paths ask for it (`poll_read_direct`,
+//! `poll_write_direct`): no poll wrappers, and none of glibc's cancellation bookkeeping.
+
+mod raw;
 
 use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::{BufMut, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 /// A client connection's stream.
@@ -72,8 +80,13 @@ impl<T: AsyncWrite + Unpin> MaybeTls<T> {
         slices: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let direct = match (&*self, slices) {
-            (MaybeTls::Plain(tcp), [one]) => tcp.try_write(one),
-            (MaybeTls::Plain(tcp), _) => tcp.try_write_vectored(slices),
+            // tokio's try_write, with the bare system call (see `raw`).
+            (MaybeTls::Plain(tcp), [one]) => {
+                tcp.try_io(Interest::WRITABLE, || raw::send(tcp.as_raw_fd(), one))
+            }
+            (MaybeTls::Plain(tcp), _) => {
+                tcp.try_io(Interest::WRITABLE, || raw::writev(tcp.as_raw_fd(), slices))
+            }
             (MaybeTls::Unix(unix), [one]) => unix.try_write(one),
             (MaybeTls::Unix(unix), _) => unix.try_write_vectored(slices),
             (MaybeTls::Tls(_), _) => Err(io::ErrorKind::WouldBlock.into()),
@@ -86,6 +99,79 @@ impl<T: AsyncWrite + Unpin> MaybeTls<T> {
             done => Poll::Ready(done),
         }
     }
+}
+
+impl<T: AsyncRead + Unpin> MaybeTls<T> {
+    /// Reads into `buf` as `poll_read` does — the task's budget counted, its waker registered
+    /// when nothing is there, readiness cleared by a short read (the socket is drained: no
+    /// second call to find that out) — but on a plain socket with the bare system call (see
+    /// `raw`) and without the poll wrappers around it. TLS and UNIX sockets are polled.
+    pub fn poll_read_direct(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let MaybeTls::Plain(tcp) = self else {
+            return Pin::new(self).poll_read(cx, buf);
+        };
+        loop {
+            // As a polled read begins: counts against the task's budget, and registers the
+            // waker when there is no readiness.
+            ready!(tcp.poll_read_ready(cx))?;
+            // SAFETY: the kernel only writes into these bytes; none is de-initialised.
+            let unfilled = unsafe { buf.unfilled_mut() };
+            let room = unfilled.len();
+            let mut n = 0;
+            let read = tcp.try_io(Interest::READABLE, || {
+                n = raw::recv(tcp.as_raw_fd(), unfilled)?;
+                if 0 < n && n < room {
+                    // A short read drained the socket: told `WouldBlock`, `try_io` clears
+                    // the readiness it saw before the call — not an event that came since.
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(())
+            });
+            match read {
+                Ok(()) => {}
+                Err(would_block) if n > 0 => forget_would_block(would_block),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+            // SAFETY: the kernel wrote the first `n` bytes of the unfilled part.
+            unsafe { buf.assume_init(n) };
+            buf.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+    }
+
+    /// `poll_read_direct` into the spare room of `buf` (which the caller makes), as
+    /// `tokio_util::io::poll_read_buf` does for `poll_read`: how many bytes came, 0 at the end.
+    pub fn poll_read_buf_direct(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        let n = {
+            let mut read = ReadBuf::uninit(buf.spare_capacity_mut());
+            ready!(self.poll_read_direct(cx, &mut read))?;
+            read.filled().len()
+        };
+        // SAFETY: `poll_read_direct` initialised the first `n` bytes of the spare room.
+        unsafe { buf.advance_mut(n) };
+        Poll::Ready(Ok(n))
+    }
+}
+
+/// Lets go of a `WouldBlock` that tokio's `try_io` made from its kind alone (told so by the
+/// closure after a short read, or finding no readiness): such an error owns nothing, and its
+/// drop is an out-of-line call, made per message on the echo's path (~4 a round trip).
+pub fn forget_would_block(error: io::Error) {
+    debug_assert!(error.kind() == io::ErrorKind::WouldBlock && error.get_ref().is_none());
+    debug_assert!(
+        error.raw_os_error().is_none(),
+        "made from its kind, not from errno"
+    );
+    std::mem::forget(error);
 }
 
 impl<T> From<TcpStream> for MaybeTls<T> {
@@ -155,5 +241,75 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
             MaybeTls::Tls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
             MaybeTls::Unix(unix) => Pin::new(&mut **unix).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+    use tokio::time::timeout;
+
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(5);
+
+    /// A loopback connection: the far end, and the near end as tether holds it.
+    async fn connection() -> (TcpStream, ClientStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let far = TcpStream::connect(listener.local_addr().unwrap());
+        let (far, near) = tokio::join!(far, listener.accept());
+        (far.unwrap(), near.unwrap().0.into())
+    }
+
+    /// One direct read of at most `room` bytes, waiting for it (bounded).
+    async fn read_direct(near: &mut ClientStream, room: usize) -> Vec<u8> {
+        let mut bytes = BytesMut::with_capacity(room);
+        let read = poll_fn(|cx| near.poll_read_buf_direct(cx, &mut bytes));
+        timeout(LIMIT, read).await.expect("a read in time").unwrap();
+        bytes.to_vec()
+    }
+
+    /// Whether tokio still holds the socket readable (asked, not read).
+    fn readable(near: &ClientStream) -> bool {
+        let MaybeTls::Plain(tcp) = near else {
+            unreachable!("a plain connection")
+        };
+        tcp.try_io(Interest::READABLE, || Ok(())).is_ok()
+    }
+
+    /// A read that fills its buffer must leave the socket readable (there may be more, and no
+    /// new event will say so); one that does not fill it drained the socket and must clear the
+    /// readiness (the next read then waits for an event instead of asking the kernel).
+    #[tokio::test]
+    async fn a_full_read_keeps_the_readiness_and_a_short_one_clears_it() {
+        let (mut far, mut near) = connection().await;
+        let sent: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        far.write_all(&sent).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < sent.len() {
+            let read = read_direct(&mut near, 16 * 1024).await;
+            assert!(!read.is_empty(), "no end of stream before the bytes");
+            if read.len() < 16 * 1024 {
+                assert!(!readable(&near), "a short read cleared the readiness");
+            }
+            got.extend_from_slice(&read);
+        }
+        assert!(got == sent, "every byte, in order");
+        // A short read cleared the readiness: the next read waits, and the next bytes wake it.
+        let next = tokio::spawn(async move { read_direct(&mut near, 64).await });
+        tokio::task::yield_now().await;
+        far.write_all(b"more").await.unwrap();
+        assert_eq!(timeout(LIMIT, next).await.unwrap().unwrap(), b"more");
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_stream_reads_as_nothing() {
+        let (far, mut near) = connection().await;
+        drop(far);
+        assert!(read_direct(&mut near, 64).await.is_empty());
     }
 }

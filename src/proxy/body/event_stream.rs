@@ -52,6 +52,24 @@ impl EventBoundaries {
     /// Feeds `bytes`; with `stop_at_boundary`, stops right after the first byte that ends an
     /// event and returns how many were fed (all of them otherwise).
     pub fn feed(&mut self, bytes: &[u8], stop_at_boundary: bool) -> usize {
+        if !stop_at_boundary {
+            // Where the bytes stand after them depends only on what follows their last byte
+            // that is not a line end: that byte leaves a line with something in it, whatever
+            // came before. So only the line ends behind it are stepped through — for an event
+            // (`data: ...\n\n`), two bytes instead of all of them.
+            if let Some(last) = bytes.iter().rposition(|&b| b != b'\r' && b != b'\n') {
+                self.at_boundary = false;
+                self.line_empty = false;
+                self.after_cr = false;
+                self.step_through(&bytes[last + 1..], false);
+                return bytes.len();
+            }
+        }
+        self.step_through(bytes, stop_at_boundary)
+    }
+
+    /// `feed`, byte by byte.
+    fn step_through(&mut self, bytes: &[u8], stop_at_boundary: bool) -> usize {
         for (at, &byte) in bytes.iter().enumerate() {
             let after_cr = std::mem::take(&mut self.after_cr);
             match byte {
@@ -226,6 +244,31 @@ mod tests {
             [23, 31]
         );
         assert_eq!(boundaries("data: a\ndata: b\n"), Vec::<usize>::new());
+    }
+
+    /// Fed whole (the quick way: only the line ends after the last other byte) or byte by
+    /// byte, any bytes leave the tracker in the same place.
+    #[test]
+    fn feeding_whole_or_byte_by_byte_ends_in_the_same_place() {
+        let mut rng = fastrand::Rng::with_seed(15);
+        for _ in 0..20_000 {
+            let len = rng.usize(0..12);
+            let bytes: Vec<u8> = (0..len).map(|_| b"a\r\n"[rng.usize(0..3)]).collect();
+            let mut whole = EventBoundaries::default();
+            let mut stepped = EventBoundaries::default();
+            // From wherever an earlier piece left them.
+            let before: Vec<u8> = (0..rng.usize(0..4))
+                .map(|_| b"a\r\n"[rng.usize(0..3)])
+                .collect();
+            whole.step_through(&before, false);
+            stepped.step_through(&before, false);
+            assert_eq!(whole.feed(&bytes, false), bytes.len());
+            for byte in &bytes {
+                stepped.step_through(std::slice::from_ref(byte), false);
+            }
+            let state = |t: &EventBoundaries| (t.at_boundary, t.line_empty, t.after_cr);
+            assert_eq!(state(&whole), state(&stepped), "{before:?} then {bytes:?}");
+        }
     }
 
     #[test]

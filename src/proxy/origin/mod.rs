@@ -29,7 +29,6 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWrite;
-use tokio_util::io::poll_read_buf;
 
 pub use body::OriginBody;
 pub use exchange::{Exchange, Failure, Sent};
@@ -114,7 +113,7 @@ impl Connection {
         if self.read.capacity() - self.read.len() < READ_CHUNK / 2 {
             self.read.reserve(READ_CHUNK);
         }
-        poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+        self.io.poll_read_buf_direct(cx, &mut self.read)
     }
 
     /// Writes out what waits in the write buffer.

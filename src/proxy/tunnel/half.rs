@@ -218,7 +218,7 @@ impl Half {
             }
             let mut stack = [MaybeUninit::<u8>::uninit(); READ_SIZE];
             let mut read = ReadBuf::uninit(&mut stack);
-            match Pin::new(&mut *src).poll_read(cx, &mut read) {
+            match src.poll_read_direct(cx, &mut read) {
                 Poll::Pending => {
                     // A read that waited for want of budget registered no waker with the
                     // socket (tokio woke the task instead): only a wait for bytes is one the

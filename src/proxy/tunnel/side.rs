@@ -1,6 +1,6 @@
 //! A tunnel's two connections as the tunnel uses them: besides polled reads and writes, the
-//! question whether anything can have arrived since a read last waited, and a write that
-//! skips the runtime's poll.
+//! question whether anything can have arrived since a read last waited, and a read and a write
+//! that skip the runtime's poll wrappers (`MaybeTls::poll_read_direct`, `poll_write_direct`).
 //!
 //! Every wake-up of a tunnel's task polls both directions, though bytes came one way: in an
 //! echo, each message wakes the task twice, and half of its reads are of the quiet side. A
@@ -18,7 +18,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, Interest};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
 use crate::stream::MaybeTls;
 
@@ -29,6 +29,16 @@ pub trait Side: AsyncRead + Unpin {
     /// True when something may have, or when the stream cannot tell (the default).
     fn may_have_bytes(&self) -> bool {
         true
+    }
+
+    /// Reads into `buf`: with the bare system call where it has a plain socket (the budget,
+    /// waker and readiness kept as a polled read keeps them), else polled.
+    fn poll_read_direct(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(self).poll_read(cx, buf)
     }
 
     /// Writes `bytes`: straight to the socket where it has one, else (and when the socket is
@@ -51,7 +61,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Side for MaybeTls<T> {
             MaybeTls::Unix(unix) => unix.try_io(Interest::READABLE, || Ok(())),
             MaybeTls::Tls(_) => return true,
         };
-        asked.is_ok()
+        match asked {
+            Ok(()) => true,
+            // The closure cannot fail: the error is `try_io`'s own for "no readiness".
+            Err(none) => {
+                crate::stream::forget_would_block(none);
+                false
+            }
+        }
+    }
+
+    fn poll_read_direct(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        MaybeTls::poll_read_direct(self, cx, buf)
     }
 
     fn poll_write_direct(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>>

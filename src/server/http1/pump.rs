@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 use crate::stream::ClientStream;
 use bytes::{Bytes, BytesMut};
 use tokio::time::{Instant, Sleep};
-use tokio_util::io::poll_read_buf;
 
 use super::READ_CHUNK;
 use super::decode::{Decoded, Decoder};
@@ -120,7 +119,7 @@ impl Pump {
                     if read_buf.capacity() - read_buf.len() < 1024 {
                         read_buf.reserve(READ_CHUNK);
                     }
-                    match poll_read_buf(Pin::new(&mut *stream), cx, read_buf) {
+                    match stream.poll_read_buf_direct(cx, read_buf) {
                         Poll::Ready(Ok(n)) if n > 0 => self.waiting = false,
                         Poll::Ready(_) => {
                             self.feed.finish(Err(ClientBodyError::Closed));

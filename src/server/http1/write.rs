@@ -234,6 +234,17 @@ impl Outbox {
         stream: &mut ClientStream,
     ) -> Poll<io::Result<()>> {
         while !self.is_empty() {
+            if self.queue.is_empty() {
+                // Only the buffer (a small answer, an SSE event with its framing: nearly every
+                // write): one slice, without laying out the array of them.
+                let inline = [IoSlice::new(&self.inline[self.inline_sent..])];
+                let written = std::task::ready!(stream.poll_write_direct(cx, &inline))?;
+                if written == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.consume(written);
+                continue;
+            }
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let mut count = 0;
             if self.inline_sent < self.inline.len() {
@@ -680,5 +691,52 @@ mod tests {
         }
         assert_eq!(sent, expected);
         assert_eq!(outbox.written(), expected.len() as u64);
+    }
+
+    /// Bytes that are all in the buffer (nothing queued: the one-slice write) and more than
+    /// the socket takes at once go out whole and in order, across partial writes and waits
+    /// for room.
+    #[tokio::test]
+    async fn a_buffer_larger_than_the_socket_takes_goes_out_whole_and_in_order() {
+        use std::future::poll_fn;
+        use std::time::Duration;
+        use tokio::io::AsyncReadExt;
+        use tokio::net::{TcpListener, TcpStream};
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let far = TcpStream::connect(listener.local_addr().unwrap());
+        let (far, near) = tokio::join!(far, listener.accept());
+        let (mut far, mut stream) = (far.unwrap(), ClientStream::from(near.unwrap().0));
+        // A head far larger than the sockets' buffers between them (a long head is the one
+        // thing the buffer takes past its bound).
+        let big: String = (0..16_000_000u32)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-big", HeaderValue::from_str(&big).unwrap());
+        let mut outbox = Outbox::default();
+        outbox.push_head(&HeadPlan {
+            status: StatusCode::OK,
+            reason: None,
+            headers: &headers,
+            framing: BodyFraming::Length(0),
+            keep_alive: true,
+            client_version: Version::HTTP_11,
+            upstream: None,
+        });
+        assert!(outbox.queue.is_empty(), "all of it in the buffer");
+        let expected = waiting(&outbox);
+        let len = expected.len();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; len];
+            far.read_exact(&mut got).await.unwrap();
+            got
+        });
+        let flushed = poll_fn(|cx| outbox.poll_flush(cx, &mut stream));
+        let limit = Duration::from_secs(10);
+        tokio::time::timeout(limit, flushed).await.unwrap().unwrap();
+        let got = tokio::time::timeout(limit, reader).await.unwrap().unwrap();
+        assert!(got == expected, "every byte, in order");
+        assert_eq!(outbox.written(), len as u64);
     }
 }
