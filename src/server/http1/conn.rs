@@ -20,7 +20,6 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, Response, StatusCode, Version};
 use http_body::Body as _;
 use tokio::time::{Instant, Sleep, sleep_until, timeout_at};
-use tokio_util::io::poll_read_buf;
 
 use super::READ_CHUNK;
 use super::decode::Decoder;
@@ -217,7 +216,10 @@ impl Connection<'_> {
                 if told.shed || (told.retired && !started) || timer.poll_expired(cx) {
                     return Poll::Ready(None);
                 }
-                poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read_buf).map(Some)
+                // A plain socket is read with the bare system call (`MaybeTls::poll_read_direct`).
+                self.stream
+                    .poll_read_buf_direct(cx, &mut self.read_buf)
+                    .map(Some)
             });
             match read.await {
                 Some(Ok(n)) if n > 0 => {}
