@@ -24,7 +24,7 @@ use crate::proxy::context::{self, RequestContext, request_event};
 // The module's name would read as the local `deadline`s below.
 use crate::proxy::deadline as connection_timer;
 use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
-use crate::proxy::headers::is_idempotent;
+use crate::proxy::headers::{self, is_idempotent};
 use crate::proxy::origin::{Exchange, Keeping, OriginBody, OriginError};
 use crate::proxy::relayed::UpstreamLines;
 use crate::proxy::request::Request;
@@ -253,7 +253,7 @@ async fn attempt<'g>(
                 let mut response = Response::new(sent.body);
                 *response.status_mut() = head.status;
                 *response.version_mut() = head.version;
-                *response.headers_mut() = head.headers;
+                headers::discard(std::mem::replace(response.headers_mut(), head.headers));
                 // Boxed: the answer is a few hundred bytes, passed up through four frames that
                 // would each copy it.
                 return Ok(Box::new(Answer {

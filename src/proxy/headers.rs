@@ -399,6 +399,16 @@ fn connection_listed<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> V
         .collect()
 }
 
+/// Lets go of a header map. One that never had room (`HeaderMap::new()`, the map of an answer
+/// whose lines are relayed) owns no memory — an empty index, two empty vectors — yet its drop
+/// glue still walks all three (~60 instructions, twice per proxied request): it is forgotten
+/// instead. A map that ever had room is dropped as usual.
+pub fn discard(map: HeaderMap) {
+    if map.capacity() == 0 {
+        std::mem::forget(map);
+    }
+}
+
 /// Idempotent methods may be retried on another server after the request was sent.
 pub fn is_idempotent(method: &Method) -> bool {
     matches!(
