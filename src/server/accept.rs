@@ -87,6 +87,12 @@ pub async fn accept_loop(
         Bound::Unix(..) => true,
     };
     let accept_failures = Throttle::default();
+    // Shared by the listener's connections: cloning its cancellation token per connection
+    // would lock the token's node twice (clone and drop).
+    let tunnels = Arc::new(TunnelControl {
+        close: lifecycle.close_tunnels.clone(),
+        open: lifecycle.tunnels.clone(),
+    });
     // Looked up once per listener, kept across reloads by the telemetry.
     let stats = lifecycle.telemetry.listener(listen);
     if *retired.borrow() {
@@ -118,7 +124,7 @@ pub async fn accept_loop(
                     let _ = tcp.set_nodelay(true);
                 }
                 let local = bound.unwrap_or_else(|| stream.tcp_local_addr().unwrap_or(listen));
-                let conn = plain_conn(client, local, listen, &lifecycle);
+                let conn = plain_conn((client, local, listen), &tunnels, &lifecycle.telemetry);
                 let token = lifecycle.connections.enter();
                 let counted = stats.accept();
                 let slot = admission.slot.clone();
@@ -157,12 +163,11 @@ pub async fn accept_loop(
 }
 
 /// What a newly accepted connection is, before any TLS or PROXY protocol header: plain
-/// `http` from `client` to `local`.
+/// `http` from `client` to `local`, accepted on `listen`.
 fn plain_conn(
-    client: SocketAddr,
-    local: SocketAddr,
-    listen: SocketAddr,
-    lifecycle: &Lifecycle,
+    (client, local, listen): (SocketAddr, SocketAddr, SocketAddr),
+    tunnels: &Arc<TunnelControl>,
+    telemetry: &Arc<Telemetry>,
 ) -> ConnInfo {
     ConnInfo {
         serial: crate::proxy::next_connection_serial(),
@@ -171,13 +176,10 @@ fn plain_conn(
         local,
         listen,
         scheme: "http",
-        tunnels: TunnelControl {
-            close: lifecycle.close_tunnels.clone(),
-            open: lifecycle.tunnels.clone(),
-        },
+        tunnels: tunnels.clone(),
         tls: None,
         proxy_protocol: None,
-        telemetry: lifecycle.telemetry.clone(),
+        telemetry: telemetry.clone(),
     }
 }
 

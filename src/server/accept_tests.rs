@@ -88,7 +88,11 @@ async fn an_http2_connection_is_not_woken_by_the_timer_of_its_first_bytes() {
     let (server, peer) = listener.accept().await.unwrap();
     let listen: SocketAddr = "127.0.0.1:80".parse().unwrap();
     let lifecycle = Lifecycle::default();
-    let conn = plain_conn(peer, listen, listen, &lifecycle);
+    let tunnels = Arc::new(TunnelControl {
+        close: lifecycle.close_tunnels.clone(),
+        open: lifecycle.tunnels.clone(),
+    });
+    let conn = plain_conn((peer, listen, listen), &tunnels, &lifecycle.telemetry);
     let admission = Ceiling::new(4).admit(listen).await;
     let tokens = (
         lifecycle.connections.enter(),
