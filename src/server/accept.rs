@@ -29,7 +29,7 @@ use crate::server::proxy_protocol::{self, Refusal};
 use crate::server::sniff::{self, Opening};
 use crate::server::socket::{Accepted, accepted_inherit_nodelay};
 use crate::server::tls::{self, Refused};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ConnectionStart, Snapshot};
 use crate::stream::MaybeTls;
 use crate::telemetry::{ListenerToken, Telemetry, Throttle, errno};
 
@@ -241,11 +241,15 @@ async fn serve_connection(
     admission: Admission,
     (_token, counted): (Token, ListenerToken),
 ) {
-    let (settings, tls, proxy_protocol) = {
+    let (
+        settings,
+        ConnectionStart {
+            tls,
+            proxy_protocol,
+        },
+    ) = {
         let snapshot = live.load();
-        let listen = conn.listen;
-        let proxy_protocol = snapshot.is_proxy_protocol(listen);
-        (snapshot.client, snapshot.is_tls(listen), proxy_protocol)
+        (snapshot.client, snapshot.connection_start(conn.listen))
     };
     let header_timeout = settings.header_timeout;
     let slot = &*admission.slot;
@@ -371,7 +375,9 @@ async fn serve_connection(
             first_head_due.set(None);
             h2::serve(stream, first_read.freeze(), conn, live, slot).await;
         }
-        Opening::Http1 => http1::serve(stream, first_read, conn, live, slot, timer).await,
+        Opening::Http1 => {
+            http1::serve(stream, first_read, conn, live, slot, (timer, settings)).await
+        }
     }
 }
 
