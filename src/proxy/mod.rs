@@ -83,8 +83,9 @@ pub struct ConnInfo {
     pub listen: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
-    /// How tunnels opened on this connection are counted and told to close.
-    pub tunnels: TunnelControl,
+    /// How tunnels opened on this connection are counted and told to close (one per
+    /// listener, shared: a connection takes a reference count, not a clone of each part).
+    pub tunnels: std::sync::Arc<TunnelControl>,
     /// The connection's TLS, if it speaks TLS (boxed: a plain connection should not carry it).
     pub tls: Option<Box<ConnTls>>,
     /// What the connection's PROXY protocol header said (None: no header was expected, or it

@@ -29,7 +29,7 @@ use crate::server::proxy_protocol::{self, Refusal};
 use crate::server::sniff::{self, Opening};
 use crate::server::socket::{Accepted, accepted_inherit_nodelay};
 use crate::server::tls::{self, Refused};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ConnectionStart, Snapshot};
 use crate::stream::MaybeTls;
 use crate::telemetry::{ListenerToken, Telemetry, Throttle, errno};
 
@@ -87,6 +87,12 @@ pub async fn accept_loop(
         Bound::Unix(..) => true,
     };
     let accept_failures = Throttle::default();
+    // Shared by the listener's connections: cloning its cancellation token per connection
+    // would lock the token's node twice (clone and drop).
+    let tunnels = Arc::new(TunnelControl {
+        close: lifecycle.close_tunnels.clone(),
+        open: lifecycle.tunnels.clone(),
+    });
     // Looked up once per listener, kept across reloads by the telemetry.
     let stats = lifecycle.telemetry.listener(listen);
     if *retired.borrow() {
@@ -117,21 +123,8 @@ pub async fn accept_loop(
                 if let (false, Accepted::Tcp(tcp)) = (inherit_nodelay, &stream) {
                     let _ = tcp.set_nodelay(true);
                 }
-                let conn = ConnInfo {
-                    serial: crate::proxy::next_connection_serial(),
-                    requests: Default::default(),
-                    client,
-                    local: bound.unwrap_or_else(|| stream.tcp_local_addr().unwrap_or(listen)),
-                    listen,
-                    scheme: "http",
-                    tunnels: TunnelControl {
-                        close: lifecycle.close_tunnels.clone(),
-                        open: lifecycle.tunnels.clone(),
-                    },
-                    tls: None,
-                    proxy_protocol: None,
-                    telemetry: lifecycle.telemetry.clone(),
-                };
+                let local = bound.unwrap_or_else(|| stream.tcp_local_addr().unwrap_or(listen));
+                let conn = plain_conn((client, local, listen), &tunnels, &lifecycle.telemetry);
                 let token = lifecycle.connections.enter();
                 let counted = stats.accept();
                 let slot = admission.slot.clone();
@@ -166,6 +159,27 @@ pub async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// What a newly accepted connection is, before any TLS or PROXY protocol header: plain
+/// `http` from `client` to `local`, accepted on `listen`.
+fn plain_conn(
+    (client, local, listen): (SocketAddr, SocketAddr, SocketAddr),
+    tunnels: &Arc<TunnelControl>,
+    telemetry: &Arc<Telemetry>,
+) -> ConnInfo {
+    ConnInfo {
+        serial: crate::proxy::next_connection_serial(),
+        requests: Default::default(),
+        client,
+        local,
+        listen,
+        scheme: "http",
+        tunnels: tunnels.clone(),
+        tls: None,
+        proxy_protocol: None,
+        telemetry: telemetry.clone(),
     }
 }
 
@@ -227,20 +241,31 @@ async fn serve_connection(
     admission: Admission,
     (_token, counted): (Token, ListenerToken),
 ) {
-    let (settings, tls, proxy_protocol) = {
+    let (
+        settings,
+        ConnectionStart {
+            tls,
+            proxy_protocol,
+        },
+    ) = {
         let snapshot = live.load();
-        let listen = conn.listen;
-        let proxy_protocol = snapshot.is_proxy_protocol(listen);
-        (snapshot.client, snapshot.is_tls(listen), proxy_protocol)
+        (snapshot.client, snapshot.connection_start(conn.listen))
     };
     let header_timeout = settings.header_timeout;
     let slot = &*admission.slot;
     // The connection's one timer: the first request's head is due client_header_timeout after
     // the accept (nginx sets its timer then, and the first bytes do not set it again), and the
     // HTTP/1 server keeps the same timer for its later waits — one timer registration per
-    // connection.
-    let first_head_due = pin!(sleep_until(Instant::now() + header_timeout));
-    let mut timer = IdleTimer::new(first_head_due);
+    // connection. The HTTP/2 server times its connection itself: for it the timer is dropped
+    // (in an Option to be droppable in place), or it would wake the task once, for nothing,
+    // at its deadline.
+    let mut first_head_due = pin!(Some(sleep_until(Instant::now() + header_timeout)));
+    // Some: it was set on the line above.
+    let sleep = first_head_due
+        .as_mut()
+        .as_pin_mut()
+        .expect("the timer was just set");
+    let mut timer = IdleTimer::new(sleep);
     if proxy_protocol {
         // Before TLS and the sniff: the balancer's header comes first, and counts against
         // client_header_timeout like the rest of the first request's head (nginx too).
@@ -345,27 +370,17 @@ async fn serve_connection(
     };
     let conn = Arc::new(conn);
     match opening {
-        Opening::Http2 => h2::serve(stream, first_read.freeze(), conn, live, slot).await,
-        Opening::Http1 => http1::serve(stream, first_read, conn, live, slot, timer).await,
+        Opening::Http2 => {
+            // `timer`, the borrow of it, is not used again.
+            first_head_due.set(None);
+            h2::serve(stream, first_read.freeze(), conn, live, slot).await;
+        }
+        Opening::Http1 => {
+            http1::serve(stream, first_read, conn, live, slot, (timer, settings)).await
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The size of the future a function of five arguments returns, without calling it.
-    fn future_size<A, B, C, D, E, F: Future>(_: fn(A, B, C, D, E) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
-
-    /// What is spawned per accept is moved by tokio about ten times: it must be a pointer, not
-    /// the connection's kilobytes (unboxed, ~100k instructions of memcpy per connection).
-    #[test]
-    fn the_task_spawned_per_connection_is_a_pointer() {
-        let size = future_size(connection_task);
-        assert!(size <= 16, "the spawned connection future is {size} bytes");
-        // What the box saves: the connection's own state is kilobytes.
-        assert!(future_size(serve_connection) > 1024);
-    }
-}
+#[path = "accept_tests.rs"]
+mod tests;

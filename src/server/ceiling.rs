@@ -19,13 +19,13 @@
 //! a load and a compare per poll — instead of a channel polled on every wake-up.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 use slab::Slab;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use crate::config::{Config, WorkerProcesses};
@@ -38,10 +38,20 @@ const SHED_BATCH: usize = 32;
 const RESERVED_FDS: usize = 64;
 /// No ceiling below this, whatever the open-file limit says.
 const MIN_CEILING: usize = 256;
+/// No ceiling above this (an open-file limit of "unlimited"): the count never nears overflow.
+const MAX_CEILING: usize = usize::MAX >> 3;
 
 /// The connection cap of a running tether, and the table of open connections it sheds from.
 pub struct Ceiling {
-    permits: Arc<Semaphore>,
+    /// Connections admitted and not yet gone. A count and not a semaphore: admitting is a
+    /// compare-and-swap and letting go a subtraction, where tokio's semaphore takes its
+    /// waiters' lock at every release; only an accept loop waiting at the cap uses `room`.
+    open: AtomicUsize,
+    /// Accept loops waiting for room (at the cap), so that a connection that goes knows to
+    /// wake one.
+    waiting: AtomicUsize,
+    /// Woken when a connection goes while an accept loop waits.
+    room: Notify,
     limit: usize,
     table: Mutex<Slab<Arc<ConnSlot>>>,
     /// Where the cap comes from, for the shortage warning.
@@ -83,7 +93,6 @@ pub struct Told {
 /// Room for one connection: held for the connection's life, it keeps the connection counted
 /// and in the table.
 pub struct Admission {
-    _permit: OwnedSemaphorePermit,
     ceiling: Arc<Ceiling>,
     key: usize,
     /// The connection's slot: mark it busy and idle, and watch for being shed.
@@ -118,9 +127,11 @@ impl Ceiling {
 
     /// A ceiling of `limit` connections that `source` set (said when it is reached).
     fn with_source(limit: usize, source: String) -> Arc<Ceiling> {
-        let limit = limit.min(Semaphore::MAX_PERMITS);
+        let limit = limit.min(MAX_CEILING);
         Arc::new(Ceiling {
-            permits: Arc::new(Semaphore::new(limit)),
+            open: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            room: Notify::new(),
             limit,
             table: Mutex::new(Slab::new()),
             source,
@@ -136,18 +147,11 @@ impl Ceiling {
     /// Waits for room for one more connection accepted on `listen`. At the cap, idle
     /// connections are shed to make it; when none is idle, this waits for one to close.
     pub async fn admit(self: &Arc<Self>, listen: SocketAddr) -> Admission {
-        let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
-                let shed = self.shed(SHED_BATCH);
-                self.warn_shortage(shed);
-                match self.permits.clone().acquire_owned().await {
-                    Ok(permit) => permit,
-                    // The semaphore is never closed: it lives as long as `self`.
-                    Err(_) => unreachable!("the connection semaphore is never closed"),
-                }
-            }
-        };
+        if !self.try_open() {
+            let shed = self.shed(SHED_BATCH);
+            self.warn_shortage(shed);
+            self.wait_for_room().await;
+        }
         let slot = Arc::new(ConnSlot {
             listen,
             busy: AtomicU8::new(0),
@@ -158,10 +162,52 @@ impl Ceiling {
         });
         let key = self.lock().insert(slot.clone());
         Admission {
-            _permit: permit,
             ceiling: self.clone(),
             key,
             slot,
+        }
+    }
+
+    /// Counts one more connection if the cap allows it.
+    fn try_open(&self) -> bool {
+        // SeqCst, as `waiting` (see `wait_for_room` and `close`).
+        let mut open = self.open.load(Ordering::SeqCst);
+        while open < self.limit {
+            match self.open.compare_exchange_weak(
+                open,
+                open + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => open = now,
+            }
+        }
+        false
+    }
+
+    /// Waits until a connection goes and counts one more in its place.
+    async fn wait_for_room(&self) {
+        // Counted until the wait ends, whether it got in or was given up (dropped: the accept
+        // loop's listener was retired meanwhile).
+        let _waiting = Waiting::count(&self.waiting);
+        loop {
+            let mut notified = std::pin::pin!(self.room.notified());
+            // Listening before looking: a connection that goes after the look sees `waiting`
+            // and wakes this wait (or leaves it a permit to find).
+            notified.as_mut().enable();
+            if self.try_open() {
+                break;
+            }
+            notified.await;
+        }
+    }
+
+    /// One connection fewer; an accept loop waiting at the cap is woken.
+    fn close(&self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.room.notify_one();
         }
     }
 
@@ -236,9 +282,26 @@ impl Ceiling {
     }
 }
 
+/// One accept loop counted as waiting at the cap, for as long as this lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a AtomicUsize) -> Waiting<'a> {
+        waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Drop for Admission {
     fn drop(&mut self) {
         self.ceiling.lock().try_remove(self.key);
+        self.ceiling.close();
     }
 }
 
@@ -321,88 +384,5 @@ fn from_open_files(limit: u64) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::net::{Ipv4Addr, SocketAddrV4};
-    use std::time::Duration;
-
-    use super::*;
-
-    const LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 80));
-
-    #[tokio::test]
-    async fn retiring_a_listener_tells_its_connections_only() {
-        let ceiling = Ceiling::new(10);
-        let other = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 81));
-        let on_listen = ceiling.admit(LISTEN).await;
-        let on_other = ceiling.admit(other).await;
-        ceiling.retire(Some(LISTEN));
-        tokio::time::timeout(Duration::from_secs(5), on_listen.slot.told_to_go())
-            .await
-            .unwrap();
-        assert!(on_listen.slot.told().retired);
-        assert_eq!(on_other.slot.told(), Told::default());
-        ceiling.retire(None);
-        assert!(on_other.slot.told().retired);
-    }
-
-    #[test]
-    fn the_default_ceiling_follows_the_open_file_limit() {
-        assert_eq!(from_open_files(1024), 480);
-        assert_eq!(from_open_files(20_000), 9_968);
-        assert_eq!(from_open_files(1_048_576), 524_256);
-        assert_eq!(from_open_files(100), MIN_CEILING);
-        assert_eq!(
-            Ceiling::new(from_open_files(u64::MAX)).limit(),
-            Semaphore::MAX_PERMITS
-        );
-    }
-
-    #[tokio::test]
-    async fn the_longest_idle_connections_are_shed_first_and_busy_ones_never() {
-        let ceiling = Ceiling::new(10);
-        let oldest = ceiling.admit(LISTEN).await;
-        let busy = ceiling.admit(LISTEN).await;
-        busy.slot.busy();
-        let younger = ceiling.admit(LISTEN).await;
-        // Ages set, not slept for: the oldest went idle at 0 ms, the younger at 10 ms.
-        oldest.slot.idle_since_ms.store(0, Ordering::Relaxed);
-        younger.slot.idle_since_ms.store(10, Ordering::Relaxed);
-        assert_eq!(ceiling.shed(1), 1);
-        assert!(oldest.slot.is_shed());
-        assert!(!younger.slot.is_shed());
-        assert_eq!(
-            ceiling.shed(5),
-            1,
-            "only the younger idle one is left to shed"
-        );
-        assert!(younger.slot.is_shed());
-        assert!(!busy.slot.is_shed());
-        // A connection that turns busy is no longer marked.
-        younger.slot.busy();
-        assert!(!younger.slot.is_shed());
-    }
-
-    #[tokio::test]
-    async fn a_full_ceiling_sheds_and_admits_once_a_shed_connection_is_gone() {
-        let ceiling = Ceiling::new(2);
-        let idle = ceiling.admit(LISTEN).await;
-        let busy = ceiling.admit(LISTEN).await;
-        busy.slot.busy();
-        let admitting = tokio::spawn({
-            let ceiling = ceiling.clone();
-            async move { ceiling.admit(LISTEN).await }
-        });
-        tokio::time::timeout(Duration::from_secs(5), idle.slot.told_to_go())
-            .await
-            .unwrap();
-        assert!(idle.slot.is_shed());
-        assert!(!busy.slot.is_shed());
-        drop(idle);
-        let newcomer = tokio::time::timeout(Duration::from_secs(5), admitting)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(!newcomer.slot.is_shed());
-        assert_eq!(ceiling.lock().len(), 2);
-    }
-}
+#[path = "ceiling_tests.rs"]
+mod tests;

@@ -21,7 +21,7 @@ use super::http1::READ_CHUNK;
 use super::socket::SocketRef;
 
 /// What every HTTP/2 connection by prior knowledge starts with (RFC 9113 §3.4).
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(super) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// How a client opens its connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -96,6 +96,16 @@ struct Listener {
     servers: Vec<usize>,
 }
 
+/// How a listener's connections begin, before their first request: what the accept path
+/// must do first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionStart {
+    /// With a TLS handshake.
+    pub tls: bool,
+    /// With a PROXY protocol header (before TLS).
+    pub proxy_protocol: bool,
+}
+
 impl Snapshot {
     /// Builds a snapshot from `config`, taking live peers from `registry` so that servers that
     /// stay keep their state. Resolves host names (blocking). Reports every error found. TLS
@@ -187,22 +197,20 @@ impl Snapshot {
         self.listeners.keys().copied()
     }
 
-    /// Whether connections on `listen` start with a PROXY protocol header (false for an address
-    /// not in this config).
-    pub fn is_proxy_protocol(&self, listen: SocketAddr) -> bool {
+    /// How connections on `listen` begin, found in one lookup (neither TLS nor a PROXY protocol
+    /// header for an address not in this config).
+    pub fn connection_start(&self, listen: SocketAddr) -> ConnectionStart {
         self.listeners
             .get(&listen)
-            .is_some_and(|l| l.proxy_protocol)
+            .map_or_else(ConnectionStart::default, |l| ConnectionStart {
+                tls: l.tls,
+                proxy_protocol: l.proxy_protocol,
+            })
     }
 
     /// Whether `listen`, an IPv6 address, takes IPv4 connections too (`ipv6only=off`).
     pub fn is_dual_stack(&self, listen: SocketAddr) -> bool {
         self.listeners.get(&listen).is_some_and(|l| l.dual_stack)
-    }
-
-    /// Whether connections on `listen` speak TLS (false for an address not in this config).
-    pub fn is_tls(&self, listen: SocketAddr) -> bool {
-        self.listeners.get(&listen).is_some_and(|l| l.tls)
     }
 
     /// The virtual server a TLS handshake on `listen` is for: the one `sni` names (lowercase),

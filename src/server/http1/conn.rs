@@ -60,14 +60,14 @@ struct Connection<'a> {
 /// or timeout ends it, it is shed or retired, or a tunnel takes it over. A fast stop aborts the
 /// task. `read` holds what was read of the connection already (the sniff's first read): the
 /// connection's read buffer goes on from it. `timer` is the connection's, standing for the
-/// first head's deadline.
+/// first head's deadline, which `accepted_with` (the settings in force at the accept) set.
 pub async fn serve(
     stream: ClientStream,
     read: BytesMut,
     info: Arc<ConnInfo>,
     live: Arc<ArcSwap<Snapshot>>,
     slot: &ConnSlot,
-    mut timer: IdleTimer<'_>,
+    (mut timer, accepted_with): (IdleTimer<'_>, ClientSettings),
 ) {
     let mut connection = Connection {
         stream,
@@ -77,11 +77,13 @@ pub async fn serve(
         slot,
     };
     let mut first = true;
+    let mut settings = accepted_with;
     let next = loop {
         // The config in force when the request arrives answers it: a reload applies to a
-        // keep-alive connection from its next request.
-        let settings = live.load().client;
+        // keep-alive connection from its next request. The first head is read under the
+        // settings its deadline was set from, loaded once at the accept.
         if !first {
+            settings = live.load().client;
             slot.idle();
         }
         let head = match connection.read_head(&settings, first, &mut timer).await {
