@@ -244,26 +244,26 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
     }
 }
 
+/// A loopback TCP connection for tests: the far end, and the near end as tether holds it.
+#[cfg(test)]
+pub(crate) async fn loopback() -> (TcpStream, ClientStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let far = TcpStream::connect(listener.local_addr().unwrap());
+    let (far, near) = tokio::join!(far, listener.accept());
+    (far.unwrap(), near.unwrap().0.into())
+}
+
 #[cfg(test)]
 mod tests {
     use std::future::poll_fn;
     use std::time::Duration;
 
     use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
     use tokio::time::timeout;
 
     use super::*;
 
     const LIMIT: Duration = Duration::from_secs(5);
-
-    /// A loopback connection: the far end, and the near end as tether holds it.
-    async fn connection() -> (TcpStream, ClientStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let far = TcpStream::connect(listener.local_addr().unwrap());
-        let (far, near) = tokio::join!(far, listener.accept());
-        (far.unwrap(), near.unwrap().0.into())
-    }
 
     /// One direct read of at most `room` bytes, waiting for it (bounded).
     async fn read_direct(near: &mut ClientStream, room: usize) -> Vec<u8> {
@@ -286,7 +286,7 @@ mod tests {
     /// readiness (the next read then waits for an event instead of asking the kernel).
     #[tokio::test]
     async fn a_full_read_keeps_the_readiness_and_a_short_one_clears_it() {
-        let (mut far, mut near) = connection().await;
+        let (mut far, mut near) = loopback().await;
         let sent: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         far.write_all(&sent).await.unwrap();
         let mut got = Vec::new();
@@ -308,7 +308,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_end_of_the_stream_reads_as_nothing() {
-        let (far, mut near) = connection().await;
+        let (far, mut near) = loopback().await;
         drop(far);
         assert!(read_direct(&mut near, 64).await.is_empty());
     }

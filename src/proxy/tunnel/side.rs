@@ -100,7 +100,7 @@ mod tests {
     use std::time::Duration;
 
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::net::TcpStream;
     use tokio::task::JoinHandle;
     use tokio::task::coop::{consume_budget, has_budget_remaining};
     use tokio::task::yield_now;
@@ -110,23 +110,15 @@ mod tests {
     use super::Side;
     use crate::drain::CloseSignal;
     use crate::proxy::tunnel::{self, Ended, Outcome, Protocol, Tunnel};
-    use crate::stream::ClientStream;
+    use crate::stream::{ClientStream, loopback};
 
     const LIMIT: Duration = Duration::from_secs(5);
-
-    /// A loopback TCP connection: the far end, and the near end as a tunnel holds it.
-    async fn connection() -> (TcpStream, ClientStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let far = TcpStream::connect(listener.local_addr().unwrap());
-        let (far, near) = tokio::join!(far, listener.accept());
-        (far.unwrap(), near.unwrap().0.into())
-    }
 
     /// Two loopback connections joined by a running tunnel (no protocol, a minute's idle
     /// limit): the client's far end, the upstream's far end, and the tunnel's task.
     async fn joined() -> (TcpStream, TcpStream, JoinHandle<Ended>) {
-        let (client, client_near) = connection().await;
-        let (upstream, upstream_near) = connection().await;
+        let (client, client_near) = loopback().await;
+        let (upstream, upstream_near) = loopback().await;
         let close = CloseSignal::under(&CancellationToken::new());
         let idle = Duration::from_secs(60);
         let task = tokio::spawn(tunnel::run(
@@ -217,8 +209,8 @@ mod tests {
     /// would leave it unread for good once its readiness was cleared).
     #[tokio::test]
     async fn a_read_refused_for_want_of_budget_is_not_taken_for_a_wait() {
-        let (mut client, client_near) = connection().await;
-        let (mut upstream, upstream_near) = connection().await;
+        let (mut client, client_near) = loopback().await;
+        let (mut upstream, upstream_near) = loopback().await;
         let mut tunnel = Tunnel::new(client_near, upstream_near, Protocol::Other);
         let budget = budget_per_poll().await;
         assert!(step(&mut tunnel).await.is_pending(), "both sides wait");
