@@ -246,6 +246,35 @@ fn header_names_nginx_calls_invalid_are_dropped_unless_allowed() {
 }
 
 #[test]
+fn a_header_name_is_allowed_exactly_as_nginx_checks_each_byte() {
+    let nginx = |name: &[u8], rules: &HeadRules| {
+        name.iter().all(|&b| {
+            b.is_ascii_alphanumeric()
+                || b == b'-'
+                || (b == b'_' && rules.underscores)
+                || !rules.ignore_invalid
+        })
+    };
+    let all_rules = [(true, true), (true, false), (false, true), (false, false)].map(
+        |(underscores, ignore_invalid)| HeadRules {
+            underscores,
+            ignore_invalid,
+            ..HeadRules::default()
+        },
+    );
+    for rules in &all_rules {
+        for byte in 0..=255u8 {
+            for name in [vec![byte], vec![b'X', byte, b'a'], vec![b'a'; 40]] {
+                assert_eq!(name_allowed(&name, rules), nginx(&name, rules), "{name:?}");
+            }
+            let mut long = b"Content-Type-And-More".to_vec();
+            long.push(byte);
+            assert_eq!(name_allowed(&long, rules), nginx(&long, rules), "{long:?}");
+        }
+    }
+}
+
+#[test]
 fn a_trickled_head_is_scanned_in_linear_time() {
     // Each byte is looked at once: a slowloris feeding one byte per read costs no more than
     // the same head read at once. Counted, not timed: the scanner's position only moves ahead.
