@@ -139,11 +139,6 @@ impl HeaderList {
         self.lines.iter().map(|(name, value)| (name, value))
     }
 
-    /// Every line's name, in order (repeated names repeat).
-    pub fn keys(&self) -> impl Iterator<Item = &HeaderName> {
-        self.lines.iter().map(|(name, _)| name)
-    }
-
     /// Adds a line at the end.
     pub fn append(&mut self, name: HeaderName, value: HeaderValue) {
         self.lines.push((name, value));
@@ -178,20 +173,6 @@ impl HeaderList {
     /// Keeps only the lines `keep` says yes to, in order; `keep` may change a value it keeps.
     pub fn retain(&mut self, mut keep: impl FnMut(&HeaderName, &mut HeaderValue) -> bool) {
         self.lines.retain_mut(|(name, value)| keep(name, value));
-    }
-
-    /// Removes every line, keeping the room.
-    pub fn clear(&mut self) {
-        self.lines.clear();
-    }
-
-    /// The lines as a map, for what speaks `http` types (hyper's HTTP/2 side).
-    pub fn to_map(&self) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(self.lines.len());
-        for (name, value) in &self.lines {
-            map.append(name.clone(), value.clone());
-        }
-        map
     }
 }
 
@@ -353,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn a_map_becomes_a_list_with_every_value_and_back() {
+    fn a_map_becomes_a_list_with_every_value() {
         let mut map = HeaderMap::new();
         map.append(HOST, HeaderValue::from_static("h"));
         map.append(COOKIE, HeaderValue::from_static("x=1"));
@@ -364,6 +345,5 @@ mod tests {
             [("host", "h"), ("cookie", "x=1"), ("cookie", "y=2")]
                 .map(|(n, v)| (n.into(), v.into()))
         );
-        assert_eq!(list.to_map(), map);
     }
 }

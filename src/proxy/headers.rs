@@ -154,12 +154,19 @@ pub fn requested_upgrade(version: Version, headers: &HeaderList) -> Option<Heade
 
 /// True when a `Connection` header lists `token`.
 pub fn connection_has(headers: &HeaderList, token: &str) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
+    connection_tokens(headers.get_all(header::CONNECTION).iter())
+        .any(|listed| listed.eq_ignore_ascii_case(token))
+}
+
+/// The tokens `Connection` values list, trimmed (a value that is not text lists none).
+fn connection_tokens<'a>(
+    values: impl IntoIterator<Item = &'a HeaderValue>,
+) -> impl Iterator<Item = &'a str> {
+    values
+        .into_iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .map(str::trim)
 }
 
 /// Values rendered from the request before its headers are rewritten (templates read the
@@ -382,11 +389,7 @@ fn is_stripped_from_requests(name: &HeaderName) -> bool {
 /// The headers `Connection` values list (`Connection: x-debug` makes `X-Debug` a hop-by-hop
 /// header). The usual tokens name nothing to remove and are skipped unparsed.
 fn connection_listed<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> Vec<HeaderName> {
-    values
-        .into_iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
+    connection_tokens(values)
         .filter(|token| {
             !["keep-alive", "close", "upgrade", ""]
                 .iter()

@@ -15,7 +15,7 @@ pub struct Request<B> {
 }
 
 /// A request's head.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Parts {
     /// The method.
     pub method: Method,
