@@ -414,14 +414,8 @@ impl Connection<'_> {
             client_version,
             upstream: body.upstream_lines(),
         });
-        // Written: the head's parts go now, the map without its drop glue when it is empty.
-        let http::response::Parts {
-            headers,
-            extensions,
-            ..
-        } = parts;
-        drop(extensions);
-        proxy::headers::discard(headers);
+        // Written: the map goes now, without its drop glue when it is empty.
+        proxy::headers::discard(parts.headers);
         let mut body = pin!(body);
         let mut stream_state = StreamState::new(framing);
         // Made only when a write first waits: a response that leaves at once (most) never
