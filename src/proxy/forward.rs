@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use http::Response;
 use http_body::Body as _;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::Level;
@@ -24,9 +23,8 @@ use crate::proxy::context::{self, RequestContext, request_event};
 // The module's name would read as the local `deadline`s below.
 use crate::proxy::deadline as connection_timer;
 use crate::proxy::error::{ProxyError, TimeoutKind, UpstreamFailure};
-use crate::proxy::headers::{self, is_idempotent};
-use crate::proxy::origin::{Exchange, Keeping, OriginBody, OriginError};
-use crate::proxy::relayed::UpstreamLines;
+use crate::proxy::headers::is_idempotent;
+use crate::proxy::origin::{Exchange, Keeping, OriginBody, OriginError, ResponseHead};
 use crate::proxy::request::Request;
 use crate::telemetry::access_log::Record;
 use crate::tls::upstream::TlsTarget;
@@ -34,8 +32,10 @@ use crate::upstream::{Affinity, Choice, Group, Learn, NoPeer, SetCookie, Tried};
 
 /// A response head from an upstream, with what is needed to finish the exchange.
 pub struct Answer<'g> {
-    /// The response; its body streams from the connection, which it hands back at its end.
-    pub response: Response<OriginBody>,
+    /// The response head, as parsed (boxed: the answer stays small as it moves).
+    pub head: Box<ResponseHead>,
+    /// The response body: it streams from the connection, which it hands back at its end.
+    pub body: OriginBody,
     /// Counts the exchange on the server that answered, from the moment it was chosen until
     /// the response body (or tunnel) ends.
     pub guard: ActiveGuard,
@@ -47,13 +47,6 @@ pub struct Answer<'g> {
     pub learn: Option<Learn<'g>>,
     /// How long getting a connection ready took (0 for a pooled one, as nginx counts it).
     pub connect_time: std::time::Duration,
-    /// Where the answer's header lines are for the client's writer (in the map with their
-    /// spellings, or relayed from the head).
-    pub lines: Option<UpstreamLines>,
-    /// The response has a `Set-Cookie` line.
-    pub sets_cookie: bool,
-    /// The response's `Content-Type` is `text/event-stream`.
-    pub event_stream: bool,
 }
 
 /// No server to choose: 502 when every one is out, 503 when the healthy ones are full.
@@ -85,15 +78,19 @@ pub struct Route<'a> {
 /// `route.settings` allow — to the next ones the group chooses for the same `affinity`. The
 /// request waits in the caller's slot until an attempt sends it: after a failure it is still
 /// there if no server took it (an `error_page` may ask again with its body).
+///
+/// The answer is put in the caller's slot `answered` too, where the attempt builds it: it is a
+/// few hundred bytes that would be copied by each frame it was returned through (or boxed, an
+/// allocation per request).
 pub async fn forward<'g>(
     group: &'g Group,
     affinity: &Affinity,
     first: Choice<'g>,
-    unsent: &mut Option<Request<RequestBody>>,
+    (unsent, answered): (&mut Option<Request<RequestBody>>, &mut Option<Answer<'g>>),
     route: Route<'_>,
     progress: Option<&SendProgress>,
     mut log: Option<&mut Record>,
-) -> Result<Box<Answer<'g>>, ProxyError> {
+) -> Result<(), ProxyError> {
     let settings = route.settings;
     let cx = route.cx;
     // Whether the request may go to a server after one that may have acted on it: an
@@ -113,24 +110,27 @@ pub async fn forward<'g>(
         if let Some(log) = log.as_deref_mut() {
             log.try_started(choice.peer.endpoint.first_inet(), choice.sticky.as_str());
         }
-        let attempted = attempt(&choice, group, unsent, (route, resend), progress).await;
+        let slots = (&mut *unsent, &mut *answered);
+        let attempted = attempt(&choice, group, slots, (route, resend), progress).await;
         if let Some(log) = log.as_deref_mut() {
             match &attempted {
                 Ok(answer) => {
                     log.try_connected(answer.connect_time);
-                    log.try_answered(answer.response.status().as_u16());
+                    log.try_answered(answer.head.status.as_u16());
                 }
                 Err(error) => log.try_failed(error.status().as_u16()),
             }
         }
         let error = match attempted {
             Ok(answer) => {
-                let status = answer.response.status().as_u16();
+                let status = answer.head.status.as_u16();
                 let again = group.len() > 1 && unsent.is_some();
                 if !again || !settings.next_upstream.statuses.contains(&status) {
                     group.record_success(choice.member);
-                    return Ok(answer);
+                    return Ok(());
                 }
+                // Let go before the next try: its server is no longer busy with this request.
+                *answered = None;
                 ProxyError::UpstreamStatus(status)
             }
             // The client's fault, not the server's: neither counted against it nor retried.
@@ -198,14 +198,18 @@ fn log_failed_try(cx: &RequestContext<'_>, group: &Group, choice: &Choice<'_>, e
 /// idempotent (nginx retries a cached connection so too).
 ///
 /// The request stays in the caller's slot instead of moving through each future by value:
-/// every move of it is a 280-byte copy, on the path of every request.
-async fn attempt<'g>(
+/// every move of it is a 280-byte copy, on the path of every request. The answer is built in
+/// the caller's slot `answered` for the same reason.
+async fn attempt<'g, 's>(
     choice: &Choice<'g>,
     group: &Group,
-    unsent: &mut Option<Request<RequestBody>>,
+    (unsent, answered): (
+        &mut Option<Request<RequestBody>>,
+        &'s mut Option<Answer<'g>>,
+    ),
     (route, resend): (Route<'_>, bool),
     progress: Option<&SendProgress>,
-) -> Result<Box<Answer<'g>>, ProxyError> {
+) -> Result<&'s mut Answer<'g>, ProxyError> {
     let settings = route.settings;
     let tls = route.tls.map(Arc::as_ref);
     let peer = choice.peer;
@@ -248,19 +252,9 @@ async fn attempt<'g>(
                 if !(bodyless && resend) {
                     *unsent = None;
                 }
-                let head = *sent.head;
-                let lines = Some(head.lines);
-                let mut response = Response::new(sent.body);
-                *response.status_mut() = head.status;
-                *response.version_mut() = head.version;
-                headers::discard(std::mem::replace(response.headers_mut(), head.headers));
-                // Boxed: the answer is a few hundred bytes, passed up through four frames that
-                // would each copy it.
-                return Ok(Box::new(Answer {
-                    lines,
-                    sets_cookie: head.sets_cookie,
-                    event_stream: head.event_stream,
-                    response,
+                return Ok(answered.insert(Answer {
+                    head: sent.head,
+                    body: sent.body,
                     guard,
                     tls: route.tls.cloned(),
                     set_cookie: choice.set_cookie,

@@ -673,11 +673,12 @@ async fn proxy(
             },
     };
     let mut unsent = Some(upstream_request);
+    let mut answered = None;
     let forwarded = forward::forward(
         group,
         &affinity,
         choice,
-        &mut unsent,
+        (&mut unsent, &mut answered),
         forward::Route {
             settings: &route.settings,
             tls: tls.as_ref(),
@@ -689,7 +690,9 @@ async fn proxy(
     )
     .await;
     // A request no server took still has its body: an `error_page` may send it elsewhere.
-    let answer = match forwarded {
+    // `forward` leaves its answer in the slot whenever it returns Ok (were one missing, a
+    // defect, the client would get a 502, not a dropped connection).
+    let answer = match forwarded.and_then(|()| answered.ok_or(ProxyError::NoLiveUpstream)) {
         Ok(answer) => answer,
         Err(error) => {
             let body = unsent.and_then(|request| request.into_body().into_client());
@@ -710,7 +713,8 @@ async fn proxy(
         reusable,
         holds,
     };
-    Ok(exchange.relay(answer, log)?)
+    // Returned as it is: a `Result` converted here would copy the response once more.
+    exchange.relay(answer, log)
 }
 
 /// A proxied exchange that failed before a response: the error, and the client's body if no
@@ -750,19 +754,23 @@ impl Exchange<'_> {
     /// the two connections joined in a tunnel (an HTTP/2 client is answered `200` for it).
     fn relay(
         self,
-        answer: Box<forward::Answer<'_>>,
+        answer: forward::Answer<'_>,
         log: &mut Option<Box<Record>>,
-    ) -> Result<Response<ResponseBody>, ProxyError> {
+    ) -> Result<Response<ResponseBody>, Failed> {
         let mut guard = answer.guard;
-        let (mut parts, incoming) = answer.response.into_parts();
+        let (head, incoming) = (answer.head, answer.body);
+        let (mut parts, ()) = Response::new(()).into_parts();
+        parts.status = head.status;
+        parts.version = head.version;
+        headers::discard(std::mem::replace(&mut parts.headers, head.headers));
         guard.answered(parts.status.as_u16());
         // Relayed lines are left as they came (the route has no rule that changes them), and
         // the map holds only what is added below.
-        let relayed = matches!(answer.lines, Some(UpstreamLines::Relayed(_)));
+        let relayed = matches!(head.lines, UpstreamLines::Relayed(_));
         // `sticky learn` reads the head as the upstream sent it (before cookies are rewritten);
         // an answer it would read was not relayed.
         let learner = (answer.learn.as_ref().filter(|_| !relayed)).and_then(|learn| {
-            learn.on_head(parts.status.as_u16(), &parts.headers, answer.sets_cookie)
+            learn.on_head(parts.status.as_u16(), &parts.headers, head.sets_cookie)
         });
         if let Some(log) = log.as_deref_mut() {
             log.head(Phase::UpstreamHead, parts.status.as_u16(), &parts.headers);
@@ -772,7 +780,7 @@ impl Exchange<'_> {
             _ => parts.status == StatusCode::SWITCHING_PROTOCOLS,
         };
         let transport =
-            seen::transport_of(&parts, switching, answer.event_stream, &self.client_upgrade);
+            seen::transport_of(&parts, switching, head.event_stream, &self.client_upgrade);
         if let Some(transport) = transport {
             guard.mark(transport);
         }
@@ -813,9 +821,8 @@ impl Exchange<'_> {
             // Listed on its server like a tunnel: a drain or a stop ends it after an event.
             let events = (transport == Some(crate::peer::Transport::ServerSentEvents))
                 .then(|| guard.peer().closers.register(&self.conn.tunnels.close));
-            let mut body: ResponseBody = UpstreamBody::new(incoming, timeouts, keep_alive, guard)
-                .with_lines(answer.lines)
-                .into();
+            let mut body: ResponseBody =
+                UpstreamBody::new(incoming, timeouts, keep_alive, guard, head.lines).into();
             if let Some(holds) = self.holds {
                 body.hold_until_end(holds);
             }
@@ -829,11 +836,11 @@ impl Exchange<'_> {
         }
         let Some(client_upgrade) = self.client_upgrade else {
             // A 101 nobody asked for cannot be relayed meaningfully.
-            return Err(ProxyError::UpstreamStatus(101));
+            return Err(ProxyError::UpstreamStatus(101).into());
         };
         // The socket under the 101, for the tunnel (always there: nothing read the body).
         let Some(upstream) = incoming.into_connection() else {
-            return Err(ProxyError::UpstreamStatus(101));
+            return Err(ProxyError::UpstreamStatus(101).into());
         };
         // The tunnel's line is written when it ends, with the 101 (or 200) the client got.
         let log = log.take().map(|mut log| {

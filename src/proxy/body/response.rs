@@ -56,12 +56,13 @@ impl UpstreamBody {
     /// Streams `inner`, counting on `guard` until the end and returning its connection to the
     /// peer's pool (as `keep_alive` says: Some with the TLS it was secured with) if the
     /// response completes. `timeouts` are the location's `proxy_read_timeout` and
-    /// `send_timeout`.
+    /// `send_timeout`; `lines` is where the head's lines are for the client's writer.
     pub fn new(
         inner: OriginBody,
         timeouts: (Duration, Duration),
         keep_alive: Option<Option<std::sync::Arc<TlsTarget>>>,
         guard: ActiveGuard,
+        lines: UpstreamLines,
     ) -> UpstreamBody {
         let (read_timeout, send_timeout) = timeouts;
         UpstreamBody {
@@ -70,15 +71,8 @@ impl UpstreamBody {
             send_timeout,
             keep_alive,
             guard: Some(guard),
-            lines: None,
+            lines: Some(lines),
         }
-    }
-
-    /// Carries where the upstream's header lines are (and how it spelled their names) to the
-    /// client's writer.
-    pub fn with_lines(mut self, lines: Option<UpstreamLines>) -> UpstreamBody {
-        self.lines = lines;
-        self
     }
 }
 
