@@ -428,20 +428,17 @@ pub async fn serve(
             if let Some(holds) = preaccess.holds {
                 response.body_mut().hold_until_end(holds);
             }
+            if head.is_none() {
+                // No `error_page` can replace it: sent from here, not moved through the pass's
+                // answer (each move of a response is a copy of its 200 bytes).
+                send(&mut redirects, &mut response, log);
+                return response;
+            }
             replaced(response, origin, pages, log, body)
         };
         match answered {
             Answered::Done(mut response, log) => {
-                redirects.finish(&mut response);
-                // A tunnel took the lines with it; otherwise they ride on the body to its end.
-                if let Some(mut log) = log {
-                    log.head(
-                        Phase::SentHead,
-                        response.status().as_u16(),
-                        response.headers(),
-                    );
-                    response.body_mut().log_on_end(log);
-                }
+                send(&mut redirects, &mut response, log);
                 return response;
             }
             Answered::Again(next, to) => {
@@ -449,6 +446,25 @@ pub async fn serve(
                 at = to;
             }
         }
+    }
+}
+
+/// Readies the response a request ends with: what an `error_page` redirect set for it
+/// applied, and its log lines (unless a tunnel took them) put on its body, to be finished at its
+/// end.
+fn send(
+    redirects: &mut error_page::Redirects,
+    response: &mut Response<ResponseBody>,
+    log: Option<Box<Record>>,
+) {
+    redirects.finish(response);
+    if let Some(mut log) = log {
+        log.head(
+            Phase::SentHead,
+            response.status().as_u16(),
+            response.headers(),
+        );
+        response.body_mut().log_on_end(log);
     }
 }
 

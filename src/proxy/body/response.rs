@@ -63,16 +63,22 @@ impl UpstreamBody {
         keep_alive: Option<Option<std::sync::Arc<TlsTarget>>>,
         guard: ActiveGuard,
         lines: UpstreamLines,
-    ) -> UpstreamBody {
+    ) -> Pin<Box<UpstreamBody>> {
         let (read_timeout, send_timeout) = timeouts;
-        UpstreamBody {
-            inner,
-            idle: ReadIdle::new(read_timeout),
-            send_timeout,
-            keep_alive,
-            guard: Some(guard),
-            lines: Some(lines),
-        }
+        // The block first and the body written in it: built on the stack and then boxed, its
+        // few hundred bytes would be copied once more.
+        let body = Box::write(
+            Box::new_uninit(),
+            UpstreamBody {
+                inner,
+                idle: ReadIdle::new(read_timeout),
+                send_timeout,
+                keep_alive,
+                guard: Some(guard),
+                lines: Some(lines),
+            },
+        );
+        Box::into_pin(body)
     }
 }
 
@@ -254,11 +260,11 @@ impl ResponseBody {
     }
 }
 
-impl From<UpstreamBody> for ResponseBody {
-    fn from(body: UpstreamBody) -> ResponseBody {
+impl From<Pin<Box<UpstreamBody>>> for ResponseBody {
+    fn from(body: Pin<Box<UpstreamBody>>) -> ResponseBody {
         ResponseBody {
             kind: Kind::Upstream {
-                body: Box::pin(body),
+                body,
                 events: None,
                 learner: None,
             },
