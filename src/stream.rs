@@ -101,6 +101,26 @@ impl<T: AsyncWrite + Unpin> MaybeTls<T> {
     }
 }
 
+impl<T: AsyncWrite + Unpin> MaybeTls<T> {
+    /// Writes `slices` as [`poll_write_direct`](Self::poll_write_direct) does, when they are the
+    /// last bytes the connection sends before it is closed: on a plain TCP socket one slice
+    /// goes with `MSG_MORE`, so that its last segment is held for the close and leaves with the
+    /// FIN in it — one segment, one wake-up of the peer and one acknowledgement fewer.
+    pub fn poll_write_last(
+        &mut self,
+        cx: &mut Context<'_>,
+        slices: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if let (MaybeTls::Plain(tcp), [one]) = (&*self, slices) {
+            match tcp.try_io(Interest::WRITABLE, || raw::send_more(tcp.as_raw_fd(), one)) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+        }
+        self.poll_write_direct(cx, slices)
+    }
+}
+
 impl<T: AsyncRead + Unpin> MaybeTls<T> {
     /// Reads into `buf` as `poll_read` does — the task's budget counted, its waker registered
     /// when nothing is there, readiness cleared by a short read (the socket is drained: no

@@ -39,6 +39,17 @@ pub fn recv(fd: RawFd, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
 /// Sends what of `bytes` the socket takes (`MSG_NOSIGNAL`: a closed peer is an `EPIPE`
 /// error, not a signal).
 pub fn send(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    send_flagged(fd, bytes, 0)
+}
+
+/// Sends as [`send`] does, saying that more follows (`MSG_MORE`): a last segment shorter than
+/// the path's maximum is held by the kernel until more is sent or the socket is shut down,
+/// when the FIN leaves in that same segment.
+pub fn send_more(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    send_flagged(fd, bytes, libc::MSG_MORE)
+}
+
+fn send_flagged(fd: RawFd, bytes: &[u8], flags: libc::c_int) -> io::Result<usize> {
     retry(|| {
         // SAFETY: `bytes` is readable memory of `bytes.len()` bytes for the duration of the
         // call; the null address arguments send on the connected socket.
@@ -48,7 +59,7 @@ pub fn send(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
                 fd,
                 bytes.as_ptr(),
                 bytes.len(),
-                libc::MSG_NOSIGNAL,
+                libc::MSG_NOSIGNAL | flags,
                 std::ptr::null::<libc::sockaddr>(),
                 0 as libc::socklen_t,
             )

@@ -68,6 +68,57 @@ async fn each_event_is_delivered_at_once_with_default_buffering() {
     events_arrive_one_by_one("", "/sse?n=5").await;
 }
 
+/// A client that will close after the response (`Connection: close`) still gets each event at
+/// once: only the end of a response may wait for the close to leave with its FIN. An event held
+/// by the kernel for more (`MSG_MORE`) would not stall — its probe timer sends it after
+/// 200 ms (TCP_RTO_MIN) — so the time from each release to its event is what is checked: the
+/// median of five, well under that hold, whatever one slow wake-up on a busy machine costs.
+#[tokio::test]
+async fn each_event_is_delivered_at_once_on_a_connection_that_closes_after_it() {
+    use http_body_util::BodyExt;
+    let backend = Backend::start("a").await;
+    let _proxy = Proxy::round_robin(&[backend.addr], "").await;
+    let stream = tokio::net::TcpStream::connect(_proxy.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    backend.release_event();
+    let mut closing = request("GET", "/sse?n=5", "");
+    closing.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    let mut released = Instant::now();
+    let response = sender.send_request(closing).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["connection"], "close");
+    let mut body = response.into_body();
+    let mut pending = String::new();
+    let mut delays = Vec::new();
+    for i in 0..5 {
+        while !pending.contains("\n\n") {
+            let frame = within(Duration::from_secs(5), "the next event", body.frame()).await;
+            let frame = frame.expect("stream open").expect("frame");
+            if let Some(data) = frame.data_ref() {
+                pending.push_str(std::str::from_utf8(data).expect("UTF-8 events"));
+            }
+        }
+        delays.push(released.elapsed());
+        let end = pending.find("\n\n").expect("a complete event") + 2;
+        let event: String = pending.drain(..end).collect();
+        assert_eq!(event, format!("data: a {i}\n\n"));
+        released = Instant::now();
+        backend.release_event();
+    }
+    delays.sort();
+    assert!(
+        delays[2] < Duration::from_millis(100),
+        "events were held: {delays:?}"
+    );
+}
+
 /// `/sse?n=N` through a proxy with `proxy_read_timeout 1s`, its first event released.
 async fn stream_under_a_1s_read_timeout(n: usize) -> Stream {
     let extra = "proxy_buffering off; proxy_read_timeout 1s;";

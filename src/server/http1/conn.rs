@@ -416,6 +416,10 @@ impl Connection<'_> {
         });
         // Written: the map goes now, without its drop glue when it is empty.
         proxy::headers::discard(parts.headers);
+        // Nothing follows this response on the connection (a tunnel follows a 101): once all
+        // of it is queued, its last segment may wait for the FIN and leave with it.
+        let closes_after = !(keep_alive && framing != BodyFraming::UntilClose)
+            && parts.status != StatusCode::SWITCHING_PROTOCOLS;
         let mut body = pin!(body);
         let mut stream_state = StreamState::new(framing);
         // Made only when a write first waits: a response that leaves at once (most) never
@@ -442,6 +446,9 @@ impl Connection<'_> {
                         }
                         Poll::Pending => break,
                     }
+                }
+                if stream_state.done && closes_after {
+                    self.outbox.mark_last();
                 }
                 if self.outbox.is_empty() {
                     return match (stream_state.done, stream_state.broken) {

@@ -70,6 +70,9 @@ pub struct Outbox {
     queued: usize,
     /// Bytes written since the outbox was made (tells a stalled write from a slow one).
     written: u64,
+    /// What is queued is the last the connection sends: the kernel may hold its last segment
+    /// for the FIN (see `MaybeTls::poll_write_last`).
+    last: bool,
 }
 
 /// Body pieces up to this size are copied behind the head rather than queued: an SSE event or
@@ -125,6 +128,11 @@ impl Outbox {
             inline: Vec::with_capacity(HEAD_ROOM),
             ..Outbox::default()
         }
+    }
+
+    /// Says that what is queued now is the last the connection sends before it closes.
+    pub fn mark_last(&mut self) {
+        self.last = true;
     }
 
     /// Bytes waiting to be written.
@@ -238,7 +246,11 @@ impl Outbox {
                 // Only the buffer (a small answer, an SSE event with its framing: nearly every
                 // write): one slice, without laying out the array of them.
                 let inline = [IoSlice::new(&self.inline[self.inline_sent..])];
-                let written = std::task::ready!(stream.poll_write_direct(cx, &inline))?;
+                let written = if self.last {
+                    std::task::ready!(stream.poll_write_last(cx, &inline))?
+                } else {
+                    std::task::ready!(stream.poll_write_direct(cx, &inline))?
+                };
                 if written == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
