@@ -432,6 +432,9 @@ impl Connection<'_> {
                 if let Some(pump) = pump.as_deref_mut() {
                     let _ = pump.poll(cx, &mut self.stream, &mut self.read_buf, &mut self.outbox, true);
                 }
+                // The body said it has nothing at hand (and holds the task's waker for when it
+                // has), as against stopping because the outbox is full.
+                let mut body_waits = false;
                 while !stream_state.done && self.outbox.len() < HIGH_WATER {
                     match body.as_mut().poll_frame(cx) {
                         Poll::Ready(Some(Ok(frame))) => {
@@ -444,7 +447,10 @@ impl Connection<'_> {
                             tracing::debug!(%error, "response body failed; closing the connection");
                             stream_state.fail();
                         }
-                        Poll::Pending => break,
+                        Poll::Pending => {
+                            body_waits = true;
+                            break;
+                        }
                     }
                 }
                 if stream_state.done && closes_after {
@@ -458,7 +464,14 @@ impl Connection<'_> {
                     };
                 }
                 match self.outbox.poll_flush(cx, &mut self.stream) {
-                    Poll::Ready(Ok(())) => stalled_at = None,
+                    Poll::Ready(Ok(())) => {
+                        stalled_at = None;
+                        // All of it went out. A body that waits would only say so again (an
+                        // SSE event's second ask, every event): its waker brings the task back.
+                        if body_waits {
+                            return Poll::Pending;
+                        }
+                    }
                     Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
                     Poll::Pending => {
                         // send_timeout: the time between two writes that moved something.

@@ -133,12 +133,71 @@ impl Chunked {
                 }
                 return Ok(Decoded::Data(buf.split_to(take).freeze()));
             }
-            let Some(&byte) = buf.first() else {
+            // Framing is stepped through where it lies and taken out of the buffer at once:
+            // one `advance` for a chunk's size line or line end, not one a byte (each moves
+            // the buffer's start and length; a streamed event has five such bytes).
+            let (taken, stepped) = self.step_framing(buf);
+            buf.advance(taken);
+            stepped?;
+            if !matches!(self.state, State::Data | State::Done) {
                 return Ok(Decoded::NeedMore);
-            };
-            buf.advance(1);
-            self.step(byte)?;
+            }
         }
+    }
+
+    /// Steps through the framing at the front of `bytes`, byte by byte, until a chunk's data
+    /// or the body's end is reached or the bytes run out: how many bytes were taken (the
+    /// refused one included), and whether they were all well-formed.
+    fn step_framing(&mut self, bytes: &[u8]) -> (usize, Result<(), Malformed>) {
+        // The usual framing, a chunk's line end and the next plain size line ("\r\n1a\r\n"),
+        // is taken whole where it is all there: the states stepping its bytes would pass
+        // through, without a match a byte. Anything else is stepped.
+        let mut at = 0;
+        if self.state == State::DataCr && bytes.starts_with(b"\r\n") {
+            self.state = State::Size;
+            at = 2;
+        }
+        if self.state == State::Size && self.digits == 0 {
+            at += self.plain_size_line(&bytes[at..]);
+            if self.state == State::Data {
+                return (at, Ok(()));
+            }
+        }
+        for (offset, &byte) in bytes[at..].iter().enumerate() {
+            if let Err(malformed) = self.step(byte) {
+                return (at + offset + 1, Err(malformed));
+            }
+            if matches!(self.state, State::Data | State::Done) {
+                return (at + offset + 1, Ok(()));
+            }
+        }
+        (bytes.len(), Ok(()))
+    }
+
+    /// At the start of a size line: takes a whole line of hex digits and CRLF from the front
+    /// of `bytes`, as stepping would (at most 16 digits; no sign, space or extension), and
+    /// says how many bytes it took; none when the line is not all there or not that plain.
+    fn plain_size_line(&mut self, bytes: &[u8]) -> usize {
+        let digits = bytes
+            .iter()
+            .take(17)
+            .take_while(|byte| byte.is_ascii_hexdigit())
+            .count();
+        if digits == 0 || digits > 16 || bytes.get(digits..digits + 2) != Some(b"\r\n") {
+            return 0;
+        }
+        // Stepping starts a size line at 0 (a chunk's data counts it down to 0).
+        let size = bytes[..digits].iter().fold(0u64, |size, &byte| {
+            (size << 4) | u64::from((byte as char).to_digit(16).unwrap_or(0))
+        });
+        self.size = size;
+        self.line = 0;
+        self.state = if size == 0 {
+            State::TrailerStart
+        } else {
+            State::Data
+        };
+        digits + 2
     }
 
     /// One byte of framing (everything but chunk data).
@@ -293,6 +352,106 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
+        }
+    }
+
+    /// The decoder as it was before framing was stepped in place: one byte taken and stepped
+    /// at a time. Same results, same bytes left behind.
+    fn decode_byte_at_a_time(
+        chunked: &mut Chunked,
+        buf: &mut BytesMut,
+    ) -> Result<Decoded, Malformed> {
+        loop {
+            if chunked.state == State::Done {
+                return Ok(Decoded::End);
+            }
+            if chunked.state == State::Data {
+                if buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let take = chunked.size.min(buf.len() as u64) as usize;
+                chunked.size -= take as u64;
+                if chunked.size == 0 {
+                    chunked.state = State::DataCr;
+                }
+                return Ok(Decoded::Data(buf.split_to(take).freeze()));
+            }
+            let Some(&byte) = buf.first() else {
+                return Ok(Decoded::NeedMore);
+            };
+            buf.advance(1);
+            chunked.step(byte)?;
+        }
+    }
+
+    /// Random bodies, well-formed and not (sizes, extensions, trailers, stray CR, LF, signs
+    /// and spaces), cut into random pieces: every call gives what the byte-at-a-time decoder
+    /// gives, and leaves the same bytes in the buffer.
+    #[test]
+    fn framing_stepped_in_place_decodes_as_byte_at_a_time() {
+        const PARTS: [&[u8]; 16] = [
+            b"5",
+            b"a",
+            b"F",
+            b"0",
+            b"\r\n",
+            b"\r",
+            b"\n",
+            b";x=y",
+            b"hello",
+            b"X: 1",
+            b" ",
+            b"+",
+            b"g",
+            b"0\r\n\r\n",
+            b"fffffffffffffff",
+            b"\r\n5\r\n",
+        ];
+        // The edges of a plain size line, certain to be tried: the most digits and one more.
+        const EDGES: [&[u8]; 6] = [
+            b"ffffffffffffffff\r\nab",
+            b"10000000000000000\r\nab",
+            b"5\r\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\r\r\n",
+            b"5\r\nhello\r\n\r\n",
+            b"A\r\n",
+        ];
+        let mut rng = fastrand::Rng::with_seed(15);
+        for round in 0..20_000 {
+            let input: Vec<u8> = match EDGES.get(round % 100) {
+                Some(edge) => edge.to_vec(),
+                None => (0..rng.usize(1..12))
+                    .flat_map(|_| PARTS[rng.usize(..PARTS.len())].iter().copied())
+                    .collect(),
+            };
+            let (mut fast, mut slow) = (Decoder::chunked(), Decoder::chunked());
+            let Decoder::Chunked(slow_state) = &mut slow else {
+                unreachable!("made chunked")
+            };
+            let (mut fast_buf, mut slow_buf) = (BytesMut::new(), BytesMut::new());
+            let mut fed = 0;
+            loop {
+                let got = fast.decode(&mut fast_buf);
+                let want = decode_byte_at_a_time(slow_state, &mut slow_buf);
+                assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&input));
+                assert_eq!(fast_buf, slow_buf, "{:?}", String::from_utf8_lossy(&input));
+                match got {
+                    Ok(Decoded::NeedMore) if fed < input.len() => {
+                        // Whole at first, for the edges; in random pieces after.
+                        let piece = if round < 100 {
+                            input.len()
+                        } else {
+                            rng.usize(1..8)
+                        };
+                        let end = (fed + piece).min(input.len());
+                        fast_buf.extend_from_slice(&input[fed..end]);
+                        slow_buf.extend_from_slice(&input[fed..end]);
+                        fed = end;
+                    }
+                    Ok(Decoded::Data(_)) => {}
+                    _ => break,
+                }
+            }
         }
     }
 
