@@ -431,14 +431,14 @@ pub async fn serve(
             if head.is_none() {
                 // No `error_page` can replace it: sent from here, not moved through the pass's
                 // answer (each move of a response is a copy of its 200 bytes).
-                send(&mut redirects, &mut response, log);
+                ready_for_client(&mut redirects, &mut response, log);
                 return response;
             }
             replaced(response, origin, pages, log, body)
         };
         match answered {
             Answered::Done(mut response, log) => {
-                send(&mut redirects, &mut response, log);
+                ready_for_client(&mut redirects, &mut response, log);
                 return response;
             }
             Answered::Again(next, to) => {
@@ -452,7 +452,7 @@ pub async fn serve(
 /// Readies the response a request ends with: what an `error_page` redirect set for it
 /// applied, and its log lines (unless a tunnel took them) put on its body, to be finished at its
 /// end.
-fn send(
+fn ready_for_client(
     redirects: &mut error_page::Redirects,
     response: &mut Response<ResponseBody>,
     log: Option<Box<Record>>,
