@@ -136,7 +136,7 @@ impl HeaderList {
 
     /// Every line, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&HeaderName, &HeaderValue)> {
-        self.lines.iter().map(|(name, value)| (name, value))
+        self.into_iter()
     }
 
     /// Adds a line at the end.

@@ -79,10 +79,23 @@ impl<T: AsyncWrite + Unpin> MaybeTls<T> {
         cx: &mut Context<'_>,
         slices: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.poll_write_ending(cx, slices, false)
+    }
+
+    /// [`poll_write_direct`](Self::poll_write_direct), saying with `last` that these are the
+    /// last bytes the connection sends before it is closed: on a plain TCP socket one slice
+    /// then goes with `MSG_MORE`, so that its last segment is held for the close and leaves
+    /// with the FIN in it — one segment, one wake-up of the peer and one acknowledgement fewer.
+    pub fn poll_write_ending(
+        &mut self,
+        cx: &mut Context<'_>,
+        slices: &[IoSlice<'_>],
+        last: bool,
+    ) -> Poll<io::Result<usize>> {
         let direct = match (&*self, slices) {
             // tokio's try_write, with the bare system call (see `raw`).
             (MaybeTls::Plain(tcp), [one]) => {
-                tcp.try_io(Interest::WRITABLE, || raw::send(tcp.as_raw_fd(), one))
+                tcp.try_io(Interest::WRITABLE, || raw::send(tcp.as_raw_fd(), one, last))
             }
             (MaybeTls::Plain(tcp), _) => {
                 tcp.try_io(Interest::WRITABLE, || raw::writev(tcp.as_raw_fd(), slices))
@@ -98,26 +111,6 @@ impl<T: AsyncWrite + Unpin> MaybeTls<T> {
             },
             done => Poll::Ready(done),
         }
-    }
-}
-
-impl<T: AsyncWrite + Unpin> MaybeTls<T> {
-    /// Writes `slices` as [`poll_write_direct`](Self::poll_write_direct) does, when they are the
-    /// last bytes the connection sends before it is closed: on a plain TCP socket one slice
-    /// goes with `MSG_MORE`, so that its last segment is held for the close and leaves with the
-    /// FIN in it — one segment, one wake-up of the peer and one acknowledgement fewer.
-    pub fn poll_write_last(
-        &mut self,
-        cx: &mut Context<'_>,
-        slices: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        if let (MaybeTls::Plain(tcp), [one]) = (&*self, slices) {
-            match tcp.try_io(Interest::WRITABLE, || raw::send_more(tcp.as_raw_fd(), one)) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                done => return Poll::Ready(done),
-            }
-        }
-        self.poll_write_direct(cx, slices)
     }
 }
 

@@ -61,12 +61,26 @@ pub struct RequestContext<'a> {
     pub host: &'a str,
     scheme: &'static str,
     method: Method,
-    /// The target's path and query: a share of its bytes (cloning the whole `Uri` copied
-    /// three handles, per request, for a line most requests never log).
-    path_and_query: Option<PathAndQuery>,
-    /// The target as sent when it is in absolute form (`http://host/path`).
-    absolute: Option<Uri>,
+    target: Target,
     version: Version,
+}
+
+/// A request's target, as much of it as an error line shows.
+enum Target {
+    /// Origin form (`/path?query`): a share of the path and query's bytes (cloning the whole
+    /// `Uri` copied three handles, per request, for a line most requests never log).
+    Origin(Option<PathAndQuery>),
+    /// Absolute form (`http://host/path`), shown as sent.
+    Absolute(Uri),
+}
+
+impl Target {
+    fn of(uri: &Uri) -> Target {
+        match uri.scheme() {
+            Some(_) => Target::Absolute(uri.clone()),
+            None => Target::Origin(uri.path_and_query().cloned()),
+        }
+    }
 }
 
 impl<'a> RequestContext<'a> {
@@ -84,12 +98,7 @@ impl<'a> RequestContext<'a> {
             host,
             scheme: "http",
             method: request.method().clone(),
-            path_and_query: request.uri().path_and_query().cloned(),
-            absolute: request
-                .uri()
-                .scheme()
-                .is_some()
-                .then(|| request.uri().clone()),
+            target: Target::of(request.uri()),
             version: request.version(),
         }
     }
@@ -111,9 +120,11 @@ impl<'a> RequestContext<'a> {
     }
 
     fn path_and_query(&self) -> &str {
-        self.path_and_query
-            .as_ref()
-            .map_or("/", PathAndQuery::as_str)
+        let path_and_query = match &self.target {
+            Target::Origin(path_and_query) => path_and_query.as_ref(),
+            Target::Absolute(uri) => uri.path_and_query(),
+        };
+        path_and_query.map_or("/", PathAndQuery::as_str)
     }
 }
 
@@ -123,9 +134,11 @@ impl fmt::Display for RequestLine<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cx = self.0;
         // An absolute-form target is shown as sent; otherwise the path and query.
-        match &cx.absolute {
-            Some(target) => write!(f, "{} {} {:?}", cx.method, target, cx.version),
-            None => write!(f, "{} {} {:?}", cx.method, cx.path_and_query(), cx.version),
+        match &cx.target {
+            Target::Absolute(target) => write!(f, "{} {} {:?}", cx.method, target, cx.version),
+            Target::Origin(_) => {
+                write!(f, "{} {} {:?}", cx.method, cx.path_and_query(), cx.version)
+            }
         }
     }
 }

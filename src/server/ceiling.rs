@@ -171,19 +171,11 @@ impl Ceiling {
     /// Counts one more connection if the cap allows it.
     fn try_open(&self) -> bool {
         // SeqCst, as `waiting` (see `wait_for_room` and `close`).
-        let mut open = self.open.load(Ordering::SeqCst);
-        while open < self.limit {
-            match self.open.compare_exchange_weak(
-                open,
-                open + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => return true,
-                Err(now) => open = now,
-            }
-        }
-        false
+        self.open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
+                (open < self.limit).then_some(open + 1)
+            })
+            .is_ok()
     }
 
     /// Waits until a connection goes and counts one more in its place.

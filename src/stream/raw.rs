@@ -37,19 +37,14 @@ pub fn recv(fd: RawFd, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
 }
 
 /// Sends what of `bytes` the socket takes (`MSG_NOSIGNAL`: a closed peer is an `EPIPE`
-/// error, not a signal).
-pub fn send(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
-    send_flagged(fd, bytes, 0)
-}
-
-/// Sends as [`send`] does, saying that more follows (`MSG_MORE`): a last segment shorter than
-/// the path's maximum is held by the kernel until more is sent or the socket is shut down,
-/// when the FIN leaves in that same segment.
-pub fn send_more(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
-    send_flagged(fd, bytes, libc::MSG_MORE)
-}
-
-fn send_flagged(fd: RawFd, bytes: &[u8], flags: libc::c_int) -> io::Result<usize> {
+/// error, not a signal). With `more`, says that more follows (`MSG_MORE`): a last segment
+/// shorter than the path's maximum is held by the kernel until more is sent or the socket is
+/// shut down, when the FIN leaves in that same segment.
+pub fn send(fd: RawFd, bytes: &[u8], more: bool) -> io::Result<usize> {
+    let flags = match more {
+        true => libc::MSG_NOSIGNAL | libc::MSG_MORE,
+        false => libc::MSG_NOSIGNAL,
+    };
     retry(|| {
         // SAFETY: `bytes` is readable memory of `bytes.len()` bytes for the duration of the
         // call; the null address arguments send on the connected socket.
@@ -59,7 +54,7 @@ fn send_flagged(fd: RawFd, bytes: &[u8], flags: libc::c_int) -> io::Result<usize
                 fd,
                 bytes.as_ptr(),
                 bytes.len(),
-                libc::MSG_NOSIGNAL | flags,
+                flags,
                 std::ptr::null::<libc::sockaddr>(),
                 0 as libc::socklen_t,
             )
@@ -112,7 +107,7 @@ mod tests {
     #[test]
     fn bytes_go_out_and_come_in_as_with_std() {
         let (near, mut far) = pair();
-        assert_eq!(send(near.as_raw_fd(), b"one ").unwrap(), 4);
+        assert_eq!(send(near.as_raw_fd(), b"one ", false).unwrap(), 4);
         let slices = [IoSlice::new(b"two "), IoSlice::new(b"three")];
         assert_eq!(writev(near.as_raw_fd(), &slices).unwrap(), 9);
         let mut got = [0u8; 13];
@@ -140,7 +135,7 @@ mod tests {
         drop(far);
         // Closed: the end of the stream, then sending fails (with an error, not a signal).
         assert_eq!(recv(near.as_raw_fd(), &mut buf).unwrap(), 0);
-        let failed = (0..100).find_map(|_| send(near.as_raw_fd(), b"x").err());
+        let failed = (0..100).find_map(|_| send(near.as_raw_fd(), b"x", false).err());
         assert!(failed.is_some(), "a send to a closed peer fails");
     }
 }

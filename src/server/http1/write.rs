@@ -71,7 +71,7 @@ pub struct Outbox {
     /// Bytes written since the outbox was made (tells a stalled write from a slow one).
     written: u64,
     /// What is queued is the last the connection sends: the kernel may hold its last segment
-    /// for the FIN (see `MaybeTls::poll_write_last`).
+    /// for the FIN (see `MaybeTls::poll_write_ending`).
     last: bool,
 }
 
@@ -246,11 +246,7 @@ impl Outbox {
                 // Only the buffer (a small answer, an SSE event with its framing: nearly every
                 // write): one slice, without laying out the array of them.
                 let inline = [IoSlice::new(&self.inline[self.inline_sent..])];
-                let written = if self.last {
-                    std::task::ready!(stream.poll_write_last(cx, &inline))?
-                } else {
-                    std::task::ready!(stream.poll_write_direct(cx, &inline))?
-                };
+                let written = std::task::ready!(stream.poll_write_ending(cx, &inline, self.last))?;
                 if written == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
@@ -713,12 +709,8 @@ mod tests {
         use std::future::poll_fn;
         use std::time::Duration;
         use tokio::io::AsyncReadExt;
-        use tokio::net::{TcpListener, TcpStream};
 
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let far = TcpStream::connect(listener.local_addr().unwrap());
-        let (far, near) = tokio::join!(far, listener.accept());
-        let (mut far, mut stream) = (far.unwrap(), ClientStream::from(near.unwrap().0));
+        let (mut far, mut stream) = crate::stream::loopback().await;
         // A head far larger than the sockets' buffers between them (a long head is the one
         // thing the buffer takes past its bound).
         let big: String = (0..16_000_000u32)
