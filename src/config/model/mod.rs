@@ -20,6 +20,7 @@ mod headers;
 mod limits;
 mod logs;
 mod proxy;
+mod proxy_pass;
 mod resolver;
 mod rewrite;
 mod server;
@@ -43,14 +44,15 @@ pub use limits::{
 };
 pub use logs::{AccessLog, LogEscape, LogFormat};
 pub use proxy::{AddHeader, NextUpstream, ProxySettings, SslFile, UpstreamSsl};
+pub use proxy_pass::{ProxyPass, ProxyTarget};
 pub use resolver::{RESOLVER_TIMEOUT, Resolver};
 pub use rewrite::{
-    Condition, IfBlock, IfConfig, RedirectRules, Rewrite, RewriteFlag, RewriteStep, SetVar, Warning,
+    Condition, IfBlock, IfConfig, RedirectRules, Return, Rewrite, RewriteFlag, RewriteStep, SetVar,
+    Warning,
 };
 pub use server::{
-    Handler, Listen, Location, LocationMatch, ProxyPass, ProxyTarget, Return, Server, ServerName,
-    StatusPage, UNIX_PEER, all_locations, is_unix_key, shown_listen, unix_listen_key,
-    unix_listen_path,
+    Handler, Listen, Location, LocationMatch, Server, ServerName, StatusPage, UNIX_PEER,
+    all_locations, is_unix_key, shown_listen, unix_listen_key, unix_listen_path,
 };
 pub use tls::{CertificatePair, ServerTls, TlsVersion, VerifyClient};
 pub use upstream::{

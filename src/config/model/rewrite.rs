@@ -3,7 +3,7 @@
 //! its rewrite phases). Pure data, as the rest of `model`; `rewrite` compiles it.
 
 use super::proxy::ProxySettings;
-use super::server::{ProxyPass, Return};
+use super::proxy_pass::ProxyPass;
 use crate::config::source::Span;
 
 /// One rewrite-module directive, in the order it was written.
@@ -147,4 +147,15 @@ impl Default for RedirectRules {
             server_name: false,
         }
     }
+}
+
+/// `return CODE [TEXT|URL];` or `return URL;`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Return {
+    /// Status code (302 for the `return URL;` form).
+    pub code: u16,
+    /// Body text template, or the `Location` URL template for 301/302/303/307/308.
+    pub text: Option<String>,
+    /// Where it was written.
+    pub span: Span,
 }
