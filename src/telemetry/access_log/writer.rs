@@ -4,8 +4,9 @@
 //! appends its finished line to the buffer (a copy into memory that is already there) and
 //! wakes the thread only if it sleeps and the line is due (no `buffer=`, or the buffer is
 //! full); the thread swaps the buffer for its spare and writes outside the lock. So a slow or
-//! full disk holds up the thread, never a request: once `MAX_PENDING` bytes wait, new lines
-//! are dropped and counted ([`dropped_lines`]), with a warning at most once a second.
+//! full disk holds up the thread, never a request: once 4 MiB (or 4 × `buffer=`) wait, new lines
+//! are dropped and counted ([`dropped_lines`]), with a warning at most once a second. The
+//! threads run in Linux's batch scheduling class, so waking one never preempts a request.
 //!
 //! Files are shared by path across snapshots (a reload keeps the file and its buffer) through
 //! a registry of weak references: the last snapshot to drop a file ends its thread, which
