@@ -198,6 +198,7 @@ impl Tether {
         }));
         let applying = Arc::new(tokio::sync::Mutex::new(()));
         let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+        let lifecycle = Lifecycle::default();
         let rebuild = Rebuild {
             snapshot: shared.snapshot.clone(),
             registry: shared.registry.clone(),
@@ -205,6 +206,7 @@ impl Tether {
             zones: shared.zones.clone(),
             answers: shared.answers.clone(),
             drains: shared.drains.clone(),
+            telemetry: lifecycle.telemetry.clone(),
             live: live.clone(),
             applying: applying.clone(),
             config: config_tx.subscribe(),
@@ -217,7 +219,7 @@ impl Tether {
             shared,
             live,
             ceiling,
-            lifecycle: Lifecycle::default(),
+            lifecycle,
             applying,
             config: config_tx,
             _follower: follower,
@@ -259,6 +261,7 @@ impl Tether {
         // After the swap: a server drained or removed now takes nothing new, so the streams
         // its drain counts are all it will ever have.
         self.shared.drains.reconcile(Some(&old), &new);
+        (self.lifecycle.telemetry).set_retired(self.shared.drains.retired());
         // A zone the new snapshot brought (or declared anew) starts sharing now; one it kept
         // keeps its sync; one it dropped takes its sync with it once the old snapshot goes.
         (self.shared.syncs).reconcile(&self.shared.zones.learned, session_sync::LOG_INTERVAL);
@@ -450,6 +453,7 @@ struct Rebuild {
     zones: Arc<ZoneRegistry>,
     answers: Arc<Answers>,
     drains: Arc<Drains>,
+    telemetry: Arc<Telemetry>,
     live: Arc<Mutex<Live>>,
     applying: Arc<tokio::sync::Mutex<()>>,
     config: watch::Receiver<Arc<Config>>,
@@ -472,6 +476,7 @@ impl Rebuild {
                 let health = health::spawn(&new);
                 let old = self.snapshot.swap(new.clone());
                 self.drains.reconcile(Some(&old), &new);
+                self.telemetry.set_retired(self.drains.retired());
                 let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
                 live._health = health;
                 tracing::info!("upstream servers follow the new DNS answers");

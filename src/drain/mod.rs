@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use crate::peer::Peer;
 use crate::snapshot::Snapshot;
+use crate::upstream::{MemberSpec, Retired};
 pub use schedule::{Board, Progress, stop_spread};
 pub use signal::{CloseReason, CloseSignal, Closers};
 
@@ -39,6 +40,16 @@ struct Running {
     peer: Arc<Peer>,
     reason: CloseReason,
     task: JoinHandle<()>,
+    /// Set when a reload removed the server: where it was, for the status page.
+    removed_from: Option<Place>,
+}
+
+/// Where a removed server was: its group and its parameters there.
+#[derive(Debug)]
+struct Place {
+    group: String,
+    spec: MemberSpec,
+    sticky: bool,
 }
 
 impl Drains {
@@ -51,19 +62,23 @@ impl Drains {
             in_new.insert(key(&member.peer));
             match member.spec.drain_timeout {
                 Some(timeout) if member.spec.drain => {
-                    self.start(&member.peer, timeout, CloseReason::Drain);
+                    self.start(&member.peer, timeout, CloseReason::Drain, None);
                 }
                 _ => self.cancel(&member.peer),
             }
         }
-        let removed = old
-            .into_iter()
+        let removed = (old.into_iter())
             .flat_map(|old| old.upstreams())
-            .flat_map(|group| group.members())
-            .filter(|member| !in_new.contains(&key(&member.peer)));
-        for member in removed {
+            .flat_map(|group| group.members().iter().map(move |member| (group, member)))
+            .filter(|(_, member)| !in_new.contains(&key(&member.peer)));
+        for (group, member) in removed {
             if let Some(timeout) = member.spec.drain_timeout {
-                self.start(&member.peer, timeout, CloseReason::Drain);
+                let place = Place {
+                    group: group.name.to_string(),
+                    spec: member.spec.clone(),
+                    sticky: group.is_sticky(),
+                };
+                self.start(&member.peer, timeout, CloseReason::Drain, Some(place));
             }
         }
         self.lock().retain(|_, running| !running.task.is_finished());
@@ -73,17 +88,42 @@ impl Drains {
     /// `over`, whatever drain it had running (a stop overtakes it).
     pub fn stop_all(&self, peers: impl IntoIterator<Item = Arc<Peer>>, over: Duration) {
         for peer in peers {
-            self.start(&peer, over, CloseReason::Stop);
+            self.start(&peer, over, CloseReason::Stop, None);
         }
     }
 
+    /// The servers reloads removed whose drain still runs.
+    pub fn retired(&self) -> Vec<Retired> {
+        let running = self.lock();
+        (running.values())
+            .filter(|drain| !drain.task.is_finished())
+            .filter_map(|drain| {
+                let place = drain.removed_from.as_ref()?;
+                Some(Retired {
+                    group: place.group.clone(),
+                    peer: drain.peer.clone(),
+                    spec: place.spec.clone(),
+                    sticky: place.sticky,
+                })
+            })
+            .collect()
+    }
+
     /// Starts draining `peer` over `timeout` for `reason`, unless a drain for that reason
-    /// already runs (a reload that keeps a server drained does not restart its clock).
-    fn start(&self, peer: &Arc<Peer>, timeout: Duration, reason: CloseReason) {
+    /// already runs (a reload that keeps a server drained does not restart its clock, but a
+    /// drained server the reload removed, or one removed and put back drained, is marked so).
+    fn start(
+        &self,
+        peer: &Arc<Peer>,
+        timeout: Duration,
+        reason: CloseReason,
+        removed_from: Option<Place>,
+    ) {
         let mut running = self.lock();
-        if let Some(now) = running.get(&key(peer))
+        if let Some(now) = running.get_mut(&key(peer))
             && now.reason == reason
         {
+            now.removed_from = removed_from;
             return;
         }
         if let Some(before) = running.remove(&key(peer)) {
@@ -96,8 +136,13 @@ impl Drains {
             board,
             peer.key.address.clone(),
         ));
-        let peer = peer.clone();
-        running.insert(key(&peer), Running { peer, reason, task });
+        let drain = Running {
+            peer: peer.clone(),
+            reason,
+            task,
+            removed_from,
+        };
+        running.insert(key(peer), drain);
     }
 
     /// Stops `peer`'s drain, if one runs: it takes new streams again and keeps them.

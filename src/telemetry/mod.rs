@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::inflight::Inflight;
+use crate::upstream::Retired;
 
 /// The process's counters, shared by every listener and connection.
 #[derive(Debug)]
@@ -42,6 +43,8 @@ pub struct Telemetry {
     reloads_applied: AtomicU64,
     reloads_failed: AtomicU64,
     last_reload_error: Mutex<Option<String>>,
+    /// The servers reloads removed that were still draining at the last change of config.
+    retired: Mutex<Vec<Retired>>,
     /// Every listen address served since start, with its counters (a retired one stays, its
     /// counts frozen, and comes back to life if a reload binds the address again).
     listeners: Mutex<Vec<(SocketAddr, Arc<ListenerStats>)>>,
@@ -128,6 +131,7 @@ impl Telemetry {
             reloads_applied: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             last_reload_error: Mutex::new(None),
+            retired: Mutex::new(Vec::new()),
             listeners: Mutex::new(Vec::new()),
         }
     }
@@ -192,6 +196,17 @@ impl Telemetry {
     /// Why the last failed reload failed.
     pub fn last_reload_error(&self) -> Option<String> {
         lock(&self.last_reload_error).clone()
+    }
+
+    /// Notes the servers reloads removed that drain now (the runtime's drains, after each
+    /// change of config).
+    pub fn set_retired(&self, retired: Vec<Retired>) {
+        *lock(&self.retired) = retired;
+    }
+
+    /// The servers reloads removed whose drain was running at the last change of config.
+    pub fn retired(&self) -> Vec<Retired> {
+        lock(&self.retired).clone()
     }
 
     /// Time since start.

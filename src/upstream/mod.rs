@@ -96,6 +96,20 @@ pub struct Member {
     pub spec: MemberSpec,
 }
 
+/// A server a reload removed while its drain (`drain_timeout`) runs: the status page still
+/// shows it, in the group it was in, with the parameters it had there.
+#[derive(Clone, Debug)]
+pub struct Retired {
+    /// The name of the group it was in.
+    pub group: String,
+    /// The live peer (its streams are still being closed).
+    pub peer: Arc<Peer>,
+    /// Its parameters in the last config that had it.
+    pub spec: MemberSpec,
+    /// Its group pinned sessions (for the status page's count of new ones).
+    pub sticky: bool,
+}
+
 /// A server's `server` line parameters, as the group needs them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberSpec {

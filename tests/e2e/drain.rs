@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::load::echo;
-use crate::harness::session::{Ws, websocket};
+use crate::harness::session::{Ws, eventually, websocket};
 use crate::harness::{Backend, Proxy, get, within};
 use crate::status::prometheus;
 
@@ -103,18 +103,21 @@ fn drained(servers: &str) -> String {
     )
 }
 
-/// The status page's `drain` of server `address` in group `up`.
-async fn drain_status(proxy: &Proxy, address: std::net::SocketAddr) -> serde_json::Value {
+/// The status page's entry for server `address` in group `up`, if it lists one.
+async fn server_status(proxy: &Proxy, address: std::net::SocketAddr) -> Option<serde_json::Value> {
     let reply = get(proxy.addr, "/status").await;
     let status: serde_json::Value = serde_json::from_str(&reply.body).expect("status JSON");
     let groups = status["upstreams"].as_array().expect("upstreams");
-    let group = groups.iter().find(|group| group["name"] == "up");
-    let servers = group.expect("group up")["servers"]
-        .as_array()
-        .expect("servers");
-    let server = servers
-        .iter()
-        .find(|server| server["address"] == address.to_string().as_str());
+    let group = groups.iter().find(|group| group["name"] == "up")?;
+    let servers = group["servers"].as_array().expect("servers");
+    (servers.iter())
+        .find(|server| server["address"] == address.to_string().as_str())
+        .cloned()
+}
+
+/// The status page's `drain` of server `address` in group `up`.
+async fn drain_status(proxy: &Proxy, address: std::net::SocketAddr) -> serde_json::Value {
+    let server = server_status(proxy, address).await;
     server.expect("the server on the status page")["drain"].clone()
 }
 
@@ -204,8 +207,27 @@ async fn a_server_a_reload_removes_drains_over_its_drain_timeout() {
         .apply(&drained("server {b};"), &backends)
         .await
         .unwrap();
+    // The status page still lists it, marked removed, while it drains.
+    let server = server_status(&proxy, a.addr).await;
+    let server = server.expect("the removed server on the status page");
+    assert_eq!(
+        (&server["removed"], &server["state"]),
+        (&true.into(), &"draining".into()),
+        "{server}"
+    );
+    let drain = &server["drain"];
+    let (left, closed) = (drain["left"].as_u64(), drain["closed"].as_u64());
+    assert_eq!(left.zip(closed).map(|(l, c)| l + c), Some(4), "{server}");
+    let kept = server_status(&proxy, b.addr).await.expect("b on the page");
+    assert_eq!(kept["removed"], false, "{kept}");
+
     let closed = closes(watched, started).await;
     assert_spread(&closed, 1012, Duration::from_secs(3));
+    // Once its drain is over, it is gone from the page.
+    eventually(LIMIT, "the removed server off the status page", || async {
+        server_status(&proxy, a.addr).await.is_none()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -230,4 +252,28 @@ async fn without_drain_timeout_a_drained_server_keeps_its_websockets() {
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_group_a_reload_removes_stays_on_the_status_page_while_its_servers_drain() {
+    let [a, b] = Backend::start_all(["a", "b"]).await;
+    let backends = [("a", a.addr), ("b", b.addr)];
+    let proxy = Proxy::start(&drained("server {a};"), &backends).await;
+    let watched = open_all(&proxy, "a").await;
+
+    let elsewhere = "events {} http { upstream other { server {b}; } \
+                     server { listen {listen}; location / { proxy_pass http://other; } \
+                     location = /status { status; } } }";
+    proxy.apply(elsewhere, &backends).await.unwrap();
+    let server = server_status(&proxy, a.addr).await;
+    let server = server.expect("the removed group's server on the status page");
+    assert_eq!(server["removed"], true, "{server}");
+
+    let started = Instant::now();
+    let closed = closes(watched, started).await;
+    assert!(closed.iter().all(|(code, _)| *code == 1012), "{closed:?}");
+    eventually(LIMIT, "the removed group off the status page", || async {
+        server_status(&proxy, a.addr).await.is_none()
+    })
+    .await;
 }

@@ -160,6 +160,7 @@ fn write_server(out: &mut String, s: &ServerReport) -> std::fmt::Result {
         "\"sticky\":{{\"hits\":{},\"new\":{},\"repinned\":{}}},\"balancer_picks\":{},",
         s.sticky_hits, s.sticky_new, s.sticky_repinned, s.balancer_picks
     )?;
+    write!(out, "\"removed\":{},", s.removed)?;
     match &s.drain {
         None => out.push_str("\"drain\":null,"),
         Some(drain) => write!(

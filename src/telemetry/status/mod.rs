@@ -21,10 +21,11 @@ use std::time::Duration;
 
 use crate::config::StatusPage;
 use crate::drain::Progress;
+use crate::peer::Peer;
 use crate::peer::{HistogramReading, Transport};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
-use crate::upstream::ServerState;
+use crate::upstream::{MemberSpec, Retired, ServerState};
 pub use zones::{SyncReport, ZoneReport};
 
 /// A status page, ready to send.
@@ -214,6 +215,8 @@ pub struct ServerReport {
     pub request_time: HistogramReading,
     /// Its drain (`drain_timeout`), while one runs: streams left, closed, time to go.
     pub drain: Option<Progress>,
+    /// A reload removed it: it is listed while its drain runs.
+    pub removed: bool,
 }
 
 impl Report {
@@ -225,46 +228,18 @@ impl Report {
             .upstreams()
             .map(|group| GroupReport {
                 name: group.name.to_string(),
-                servers: group
-                    .members()
-                    .iter()
+                servers: (group.members().iter())
                     .map(|member| {
-                        let state = &member.peer.state;
-                        let traffic = state.traffic();
-                        let by_balancer = state.picked_by_balancer();
-                        let repinned = state.repinned();
-                        ServerReport {
-                            address: member.peer.key.address.to_string(),
-                            backup: member.spec.backup,
-                            state: member.state(group.health_check.is_some()),
-                            weight: member.spec.weight,
-                            max_conns: member.spec.max_conns,
-                            active: state.active(),
-                            tunnels: Transport::ALL.map(|t| traffic.open(t)),
-                            requests: state.requests(),
-                            responses: traffic.responses(),
-                            failures: state.failures(),
-                            connect_errors: traffic.connect_errors(),
-                            passive_downs: traffic.passive_downs(),
-                            last_check: traffic.last_check().map(|check| {
-                                // Both clocks count from (about) the process's start.
-                                (check.passed, started_unix + check.at_ms as f64 / 1000.0)
-                            }),
-                            sticky_hits: state.picked_by_sticky(),
-                            sticky_new: if group.is_sticky() {
-                                by_balancer.saturating_sub(repinned)
-                            } else {
-                                0
-                            },
-                            sticky_repinned: repinned,
-                            balancer_picks: by_balancer,
-                            request_time: traffic.durations(),
-                            drain: member.peer.drain_progress(),
-                        }
+                        let state = member.state(group.health_check.is_some());
+                        let sticky = group.is_sticky();
+                        server_report(&member.peer, &member.spec, state, sticky, started_unix)
                     })
                     .collect(),
             })
             .collect();
+        for retired in telemetry.retired() {
+            add_retired(&mut upstreams, retired, started_unix);
+        }
         upstreams.sort_by(|a, b| a.name.cmp(&b.name));
         let listeners = telemetry
             .listeners()
@@ -294,6 +269,78 @@ impl Report {
             upstreams,
             zones: zones::read(snapshot),
         }
+    }
+}
+
+/// One server's numbers, read from its peer's atomics, with `spec` its parameters and `state`
+/// as its group sees it.
+fn server_report(
+    peer: &Peer,
+    spec: &MemberSpec,
+    state: ServerState,
+    sticky: bool,
+    started_unix: f64,
+) -> ServerReport {
+    let counters = &peer.state;
+    let traffic = counters.traffic();
+    let by_balancer = counters.picked_by_balancer();
+    let repinned = counters.repinned();
+    ServerReport {
+        address: peer.key.address.to_string(),
+        backup: spec.backup,
+        state,
+        weight: spec.weight,
+        max_conns: spec.max_conns,
+        active: counters.active(),
+        tunnels: Transport::ALL.map(|t| traffic.open(t)),
+        requests: counters.requests(),
+        responses: traffic.responses(),
+        failures: counters.failures(),
+        connect_errors: traffic.connect_errors(),
+        passive_downs: traffic.passive_downs(),
+        last_check: traffic.last_check().map(|check| {
+            // Both clocks count from (about) the process's start.
+            (check.passed, started_unix + check.at_ms as f64 / 1000.0)
+        }),
+        sticky_hits: counters.picked_by_sticky(),
+        sticky_new: if sticky {
+            by_balancer.saturating_sub(repinned)
+        } else {
+            0
+        },
+        sticky_repinned: repinned,
+        balancer_picks: by_balancer,
+        request_time: traffic.durations(),
+        drain: peer.drain_progress(),
+        removed: false,
+    }
+}
+
+/// Lists a server a reload removed under the group it was in (the group too, if the reload
+/// removed it), while its drain runs: until its deadline, or while streams are left to close.
+fn add_retired(upstreams: &mut Vec<GroupReport>, retired: Retired, started_unix: f64) {
+    let mut server = server_report(
+        &retired.peer,
+        &retired.spec,
+        ServerState::Draining,
+        retired.sticky,
+        started_unix,
+    );
+    let running =
+        (server.drain.as_ref()).is_some_and(|drain| drain.left > 0 || !drain.finish_in.is_zero());
+    if !running {
+        return;
+    }
+    server.removed = true;
+    match upstreams
+        .iter_mut()
+        .find(|group| group.name == retired.group)
+    {
+        Some(group) => group.servers.push(server),
+        None => upstreams.push(GroupReport {
+            name: retired.group,
+            servers: vec![server],
+        }),
     }
 }
 
