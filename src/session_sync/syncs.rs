@@ -1,7 +1,8 @@
 //! The syncs of a running tether: one per zone declared with `sync=`, started when a snapshot
 //! first brings the zone, kept while the zone lives (reloads that keep the zone keep its sync,
-//! counters and all), and read by status pages. The runtime calls [`Syncs::reconcile`] after
-//! each snapshot build. Must not import hyper or the proxy.
+//! counters and all). Status pages read each sync's counters from its zone; [`Syncs::status`]
+//! lists them from here (the tests read it). The runtime calls [`Syncs::reconcile`] after each
+//! snapshot build. Must not import hyper or the proxy.
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
