@@ -21,8 +21,7 @@ use std::time::Duration;
 
 use crate::config::StatusPage;
 use crate::drain::Progress;
-use crate::peer::Peer;
-use crate::peer::{HistogramReading, Transport};
+use crate::peer::{HistogramReading, Peer, Transport};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
 use crate::upstream::{MemberSpec, Retired, ServerState};
