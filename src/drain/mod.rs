@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::peer::Peer;
 use crate::snapshot::Snapshot;
-use crate::upstream::{MemberSpec, Retired};
+use crate::upstream::{Place, Retired};
 pub use schedule::{Board, Progress, stop_spread};
 pub use signal::{CloseReason, CloseSignal, Closers};
 
@@ -42,14 +42,6 @@ struct Running {
     task: JoinHandle<()>,
     /// Set when a reload removed the server: where it was, for the status page.
     removed_from: Option<Place>,
-}
-
-/// Where a removed server was: its group and its parameters there.
-#[derive(Debug)]
-struct Place {
-    group: String,
-    spec: MemberSpec,
-    sticky: bool,
 }
 
 impl Drains {
@@ -100,10 +92,8 @@ impl Drains {
             .filter_map(|drain| {
                 let place = drain.removed_from.as_ref()?;
                 Some(Retired {
-                    group: place.group.clone(),
                     peer: drain.peer.clone(),
-                    spec: place.spec.clone(),
-                    sticky: place.sticky,
+                    place: place.clone(),
                 })
             })
             .collect()

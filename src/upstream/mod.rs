@@ -100,10 +100,17 @@ pub struct Member {
 /// shows it, in the group it was in, with the parameters it had there.
 #[derive(Clone, Debug)]
 pub struct Retired {
-    /// The name of the group it was in.
-    pub group: String,
     /// The live peer (its streams are still being closed).
     pub peer: Arc<Peer>,
+    /// Where it was.
+    pub place: Place,
+}
+
+/// Where a server a reload removed was: its group and its parameters there.
+#[derive(Clone, Debug)]
+pub struct Place {
+    /// The name of the group it was in.
+    pub group: String,
     /// Its parameters in the last config that had it.
     pub spec: MemberSpec,
     /// Its group pinned sessions (for the status page's count of new ones).

@@ -318,11 +318,12 @@ fn server_report(
 /// Lists a server a reload removed under the group it was in (the group too, if the reload
 /// removed it), while its drain runs: until its deadline, or while streams are left to close.
 fn add_retired(upstreams: &mut Vec<GroupReport>, retired: Retired, started_unix: f64) {
+    let Retired { peer, place } = retired;
     let mut server = server_report(
-        &retired.peer,
-        &retired.spec,
+        &peer,
+        &place.spec,
         ServerState::Draining,
-        retired.sticky,
+        place.sticky,
         started_unix,
     );
     let running =
@@ -331,13 +332,10 @@ fn add_retired(upstreams: &mut Vec<GroupReport>, retired: Retired, started_unix:
         return;
     }
     server.removed = true;
-    match upstreams
-        .iter_mut()
-        .find(|group| group.name == retired.group)
-    {
+    match upstreams.iter_mut().find(|group| group.name == place.group) {
         Some(group) => group.servers.push(server),
         None => upstreams.push(GroupReport {
-            name: retired.group,
+            name: place.group,
             servers: vec![server],
         }),
     }
