@@ -128,10 +128,19 @@ impl Chunked {
                 }
                 let take = self.size.min(buf.len() as u64) as usize;
                 self.size -= take as u64;
+                let data = buf.split_to(take).freeze();
                 if self.size == 0 {
-                    self.state = State::DataCr;
+                    // The chunk's line end is taken with its data when it is there (a streamed
+                    // event arrives whole): the buffer is then empty, and the next read goes
+                    // straight to the socket instead of through another call to step it.
+                    self.state = if buf.starts_with(b"\r\n") {
+                        buf.advance(2);
+                        State::Size
+                    } else {
+                        State::DataCr
+                    };
                 }
-                return Ok(Decoded::Data(buf.split_to(take).freeze()));
+                return Ok(Decoded::Data(data));
             }
             // Framing is stepped through where it lies and taken out of the buffer at once:
             // one `advance` for a chunk's size line or line end, not one a byte (each moves
@@ -356,7 +365,8 @@ mod tests {
     }
 
     /// The decoder as it was before framing was stepped in place: one byte taken and stepped
-    /// at a time. Same results, same bytes left behind.
+    /// at a time (and a finished chunk's CRLF stepped with its data, when it is there). Same
+    /// results, same bytes left behind.
     fn decode_byte_at_a_time(
         chunked: &mut Chunked,
         buf: &mut BytesMut,
@@ -371,10 +381,15 @@ mod tests {
                 }
                 let take = chunked.size.min(buf.len() as u64) as usize;
                 chunked.size -= take as u64;
+                let data = buf.split_to(take).freeze();
                 if chunked.size == 0 {
                     chunked.state = State::DataCr;
+                    if buf.starts_with(b"\r\n") {
+                        chunked.step(buf.get_u8())?;
+                        chunked.step(buf.get_u8())?;
+                    }
                 }
-                return Ok(Decoded::Data(buf.split_to(take).freeze()));
+                return Ok(Decoded::Data(data));
             }
             let Some(&byte) = buf.first() else {
                 return Ok(Decoded::NeedMore);
@@ -464,6 +479,30 @@ mod tests {
             Ok(Decoded::Data(Bytes::from_static(b"ab")))
         );
         assert_eq!(decoder.decode(&mut buf), Ok(Decoded::NeedMore));
+    }
+
+    /// An event streamed whole leaves nothing in the buffer once its data is out, so the body
+    /// reading it goes to the socket next; a line end not all there is stepped later.
+    #[test]
+    fn a_whole_chunk_takes_its_line_end_with_it() {
+        let mut decoder = Decoder::chunked();
+        let mut buf = BytesMut::from(&b"5\r\nhello\r\n"[..]);
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Ok(Decoded::Data(Bytes::from_static(b"hello")))
+        );
+        assert!(buf.is_empty());
+        buf.extend_from_slice(b"2\r\nab\r");
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Ok(Decoded::Data(Bytes::from_static(b"ab")))
+        );
+        assert_eq!(&buf[..], b"\r");
+        buf.extend_from_slice(b"x");
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Err(Malformed("CR not followed by LF in chunked body"))
+        );
     }
 
     #[test]
