@@ -122,10 +122,11 @@ impl Chunked {
             if self.state == State::Done {
                 return Ok(Decoded::End);
             }
+            // Between two chunks of a stream (the usual wait): nothing to step.
+            if buf.is_empty() {
+                return Ok(Decoded::NeedMore);
+            }
             if self.state == State::Data {
-                if buf.is_empty() {
-                    return Ok(Decoded::NeedMore);
-                }
                 let take = self.size.min(buf.len() as u64) as usize;
                 self.size -= take as u64;
                 let data = buf.split_to(take).freeze();
