@@ -8,8 +8,8 @@
 //! ```
 //!
 //! For each row, each proxy is started fresh from its config, loaded, measured and killed,
-//! interleaved (tether nginx HAProxy, tether nginx HAProxy, ...); a cell is the median of the
-//! runs. Proxy CPU is read from `/proc` over the measured window only; a proxy whose core was
+//! interleaved and rotated (tether nginx HAProxy, nginx HAProxy tether, ...); a cell is the
+//! median of the runs. Proxy CPU is read from `/proc` over the measured window only; a proxy whose core was
 //! ≥ 90 % busy was the bottleneck, anything less means the client core capped the run.
 //!
 //! Every proxy also terminates TLS on a second address (HTTP/2 and HTTP/1.1 by ALPN) with the
@@ -271,7 +271,12 @@ async fn run_row(row: Row, settings: &Settings, found: &Found) -> Scenario {
         .collect();
     let mut background_pct: f64 = 0.0;
     for run in 1..=settings.runs {
-        for (kind, cell) in Kind::ALL.iter().zip(cells.iter_mut()) {
+        // Each run starts with the next proxy (tether nginx HAProxy, nginx HAProxy tether,
+        // ...): whatever the previous row or run leaves behind, and the machine's slower
+        // phases, fall on every proxy's first place in turn, not always on tether's.
+        for place in 0..Kind::ALL.len() {
+            let index = (place + run - 1) % Kind::ALL.len();
+            let (kind, cell) = (&Kind::ALL[index], &mut cells[index]);
             let Cell::Measured(samples) = cell else {
                 continue;
             };
