@@ -1,5 +1,6 @@
 //! The callgrind mode (`--callgrind[=N]`): instructions per keep-alive request through each
-//! proxy, the number issue 15's "≤ 0.8× nginx's instructions per request" is judged by.
+//! proxy, the number issue 15's "≤ 0.8× nginx's instructions per request" is judged by (and
+//! per WebSocket echo message).
 //!
 //! Each proxy runs under valgrind's callgrind, one process (nginx without its master), pinned
 //! to the proxy core, in front of the same nginx backend as the table's rows; h2load sends N
@@ -9,16 +10,21 @@
 //! Callgrind counts user space only: kernel time (the same for every proxy on loopback) is
 //! not in it.
 //!
+//! The `ws_echo` row counts the same way per message: the table's 100 WebSockets through the
+//! proxy to the bench's echo backend, N (then 5N) 1 KiB echoes between them, the sockets
+//! closed and the tunnels ended before the proxy stops.
+//!
 //! Knows the proxies only through `proxies.rs`; the clients through `clients.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::clients::{get_head_within, h2load_h1, set_cookie};
+use crate::backends::{self, Live};
+use crate::clients::{get_head_within, h2load_h1, open_websockets, set_cookie};
 use crate::machine::{self, Found};
 use crate::options::Options;
 use crate::proxies::{Callgrind, Kind, Launch, Ports, Proxy};
-use crate::scenarios::Row;
+use crate::scenarios::{ECHO_CONNS, Row};
 use crate::tls;
 
 /// Connections the requests are spread over, as wrk's in the table's rows.
@@ -67,15 +73,15 @@ pub async fn run(options: Options, found: &Found) -> Result<String, String> {
         .prefix("tether-callgrind-")
         .tempdir()
         .map_err(|e| format!("a temporary directory: {e}"))?;
-    // The WebSocket and SSE upstreams in the shared config are never used here; their ports
-    // only have to be valid.
+    // The SSE upstream in the shared config is never used here; its port only has to be valid.
+    let ws_listener = crate::bind().await?;
     let ports = Ports {
         http: [
             crate::free_port()?,
             crate::free_port()?,
             crate::free_port()?,
         ],
-        ws: crate::free_port()?,
+        ws: crate::port_of(&ws_listener)?,
         sse: crate::free_port()?,
         listen: [
             crate::free_port()?,
@@ -89,7 +95,8 @@ pub async fn run(options: Options, found: &Found) -> Result<String, String> {
         ],
     };
     tls::write_certificates(dir.path())?;
-    let _backend = crate::backends::nginx_backend(dir.path(), ports.http).await?;
+    let _backend = backends::nginx_backend(dir.path(), ports.http).await?;
+    let echoes = backends::ws_echo(ws_listener);
     let launch = crate::launch(&options, ports, dir.path().to_path_buf());
     let cert = tls::files(dir.path(), tls::KeyKind::EcdsaP256);
 
@@ -114,6 +121,7 @@ pub async fn run(options: Options, found: &Found) -> Result<String, String> {
                 valgrind: &valgrind,
                 launch: &launch,
                 cert: &cert,
+                echoes: &echoes,
             };
             let counted = Counted {
                 short: tool.count(kind, *row, requests, out(requests)).await?,
@@ -122,13 +130,18 @@ pub async fn run(options: Options, found: &Found) -> Result<String, String> {
                     .await?,
             };
             let per = counted.per_request(requests);
+            let unit = if row.callgrind_path().is_some() {
+                "request"
+            } else {
+                "message"
+            };
             eprintln!(
-                "load: callgrind {} {}: {per:.0} instructions per request",
+                "load: callgrind {} {}: {per:.0} instructions per {unit}",
                 row.id(),
                 kind.name()
             );
             totals.push(format!(
-                "- {} {}: {} requests {} instructions, {} requests {}",
+                "- {} {}: {} {unit}s {} instructions, {} {unit}s {}",
                 row.id(),
                 kind.name(),
                 requests,
@@ -138,8 +151,11 @@ pub async fn run(options: Options, found: &Found) -> Result<String, String> {
             ));
             cells.push(format!("{:.1}k", per / 1000.0));
         }
-        let path = row.callgrind_path().unwrap_or("/");
-        lines.push((format!("{}: keep-alive GET {path}", row.id()), cells));
+        let about = match row.callgrind_path() {
+            Some(path) => format!("{}: keep-alive GET {path}", row.id()),
+            None => format!("{}: 1 KiB WebSocket echo, per message", row.id()),
+        };
+        lines.push((about, cells));
     }
     Ok(format!(
         "## Settings\n\n{}\n\n{}\n{}{}",
@@ -155,11 +171,14 @@ struct Tool<'a> {
     valgrind: &'a PathBuf,
     launch: &'a Launch,
     cert: &'a tls::CertFiles,
+    /// The echo backend's open connections (a tunnel's upstream side).
+    echoes: &'a Live,
 }
 
 impl Tool<'_> {
-    /// Starts `kind` under callgrind, sends `requests` keep-alive GETs to `row`'s path, stops
-    /// it and returns callgrind's total of instructions.
+    /// Starts `kind` under callgrind, sends `requests` keep-alive GETs to `row`'s path (or,
+    /// for the echo row, that many echoes), stops it and returns callgrind's total of
+    /// instructions.
     async fn count(
         &self,
         kind: Kind,
@@ -167,12 +186,14 @@ impl Tool<'_> {
         requests: u64,
         out: PathBuf,
     ) -> Result<u64, String> {
-        let path = row.callgrind_path().ok_or("not a keep-alive GET row")?;
         let callgrind = Callgrind {
             valgrind: self.valgrind.clone(),
             out: out.clone(),
         };
         let proxy = Proxy::start(kind, self.launch, self.cert, Some(&callgrind)).await?;
+        let Some(path) = row.callgrind_path() else {
+            return self.count_echoes(proxy, requests, &out).await;
+        };
         // One request first (in both runs, so it cancels out): the proxy answers, and the
         // sticky and learn rows take their session's cookie from it.
         let first = row.session(kind).map_or(path, |(login, _)| login);
@@ -203,6 +224,32 @@ impl Tool<'_> {
         proxy.stop(STOPPED).await?;
         total(&out)
     }
+
+    /// Sends `messages` echoes over the echo row's WebSockets through `proxy` (the first
+    /// `messages % ECHO_CONNS` of them one more), closes them, waits until the backend saw
+    /// every tunnel end, stops the proxy and returns callgrind's total.
+    async fn count_echoes(&self, proxy: Proxy, messages: u64, out: &Path) -> Result<u64, String> {
+        let mut open = open_websockets(proxy.addr, ECHO_CONNS, ECHO_CONNS, None).await?;
+        let conns = ECHO_CONNS as u64;
+        let echoed = futures_util::future::join_all(open.iter_mut().enumerate().map(
+            |(index, ws)| async move {
+                let share = messages / conns + u64::from((index as u64) < messages % conns);
+                for _ in 0..share {
+                    ws.echo_within(FIRST_ANSWER).await?;
+                }
+                Ok::<(), String>(())
+            },
+        ))
+        .await;
+        echoed.into_iter().collect::<Result<Vec<()>, String>>()?;
+        drop(open);
+        self.echoes.until_zero(STOPPED).await;
+        if self.echoes.get() > 0 {
+            return Err(format!("{} tunnels still open", self.echoes.get()));
+        }
+        proxy.stop(STOPPED).await?;
+        total(out)
+    }
 }
 
 /// callgrind's total instructions in `out` (its `summary:` line, or `totals:`).
@@ -223,8 +270,8 @@ fn parse_total(text: &str) -> Option<u64> {
 fn summary(options: &Options, requests: u64) -> String {
     let rows: Vec<&str> = options.rows.iter().map(|row| row.id()).collect();
     format!(
-        "callgrind: rows {}; {requests} and {} keep-alive GETs over {CONNS} connections (h2load) \
-         per proxy and row; access logs {}",
+        "callgrind: rows {}; {requests} and {} keep-alive GETs over {CONNS} connections (h2load), \
+         or WebSocket echoes over {ECHO_CONNS}, per proxy and row; access logs {}",
         rows.join(","),
         FACTOR * requests,
         if options.access_log {
@@ -253,7 +300,7 @@ fn render(lines: &[(String, Vec<String>)], totals: &[String]) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nPer request = (total after {FACTOR}N requests − total after N) / {}N.\nTotals:\n{}\n",
+        "\nPer request (or message) = (total after {FACTOR}N − total after N) / {}N.\nTotals:\n{}\n",
         FACTOR - 1,
         totals.join("\n")
     ));

@@ -113,7 +113,7 @@ pub fn help() -> String {
         "The load benchmark: tether against nginx and HAProxy on this machine, one Markdown table.\n\
          \n\
          Usage: cargo bench --bench load [-- FLAGS]\n\
-         \x20      cargo bench --bench load -- --callgrind[=N] [--rows get,ip_hash,sticky,learn]\n\
+         \x20      cargo bench --bench load -- --callgrind[=N] [--rows get,ip_hash,sticky,learn,ws_echo]\n\
          \n\
          Flags (each also read from its variable when the flag is not given):\n",
     );
@@ -124,9 +124,10 @@ pub fn help() -> String {
     text.push_str(&format!(
         "  {:<22} {:<16} instructions per request instead of the table: N and 5N keep-alive\n\
          {:<42}GETs through each proxy under valgrind, per request = difference / 4N\n\
-         {:<42}(default N {CALLGRIND_REQUESTS}; rows get, ip_hash, sticky, learn)\n\
+         {:<42}(default N {CALLGRIND_REQUESTS}; rows get, ip_hash, sticky, learn; ws_echo:\n\
+         {:<42}N and 5N 1 KiB echoes over its 100 WebSockets, per message)\n\
          \x20 {:<22} {:<16} this text\n\nRows:\n",
-        "--callgrind[=N]", "LOAD_CALLGRIND", "", "", "-h, --help", ""
+        "--callgrind[=N]", "LOAD_CALLGRIND", "", "", "", "-h, --help", ""
     ));
     for row in Row::ALL {
         text.push_str(&format!("  {:<16} {}\n", row.id(), row.about()));
@@ -246,13 +247,10 @@ pub fn parse(args: &[String], var: impl Fn(&str) -> Option<String>) -> Result<Co
     if callgrind.is_none() {
         return Ok(Command::Table(options));
     }
-    if let Some(row) = options
-        .rows
-        .iter()
-        .find(|row| row.callgrind_path().is_none())
-    {
+    if let Some(row) = options.rows.iter().find(|row| !row.in_callgrind()) {
         return Err(format!(
-            "the callgrind mode measures keep-alive GETs: rows get, ip_hash, sticky, learn (not {})",
+            "the callgrind mode measures keep-alive GETs and WebSocket echoes: rows get, ip_hash, \
+             sticky, learn, ws_echo (not {})",
             row.id()
         ));
     }
@@ -363,6 +361,15 @@ pub fn check() {
             Ok(Command::Callgrind(options)) => assert_eq!(options.callgrind_requests, 200),
             other => panic!("{spelling:?}: {other:?}"),
         }
+    }
+    // It counts WebSocket echoes too (per message), beside the GET rows.
+    let echo = parse(
+        &args(&["--callgrind", "--rows", "get,ws_echo", "--bench"]),
+        none,
+    );
+    match echo {
+        Ok(Command::Callgrind(options)) => assert_eq!(options.rows, vec![Row::Get, Row::WsEcho]),
+        other => panic!("--callgrind --rows get,ws_echo: {other:?}"),
     }
 
     // The help names every row and every flag with its variable.

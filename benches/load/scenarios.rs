@@ -72,7 +72,7 @@ const RESUMED_SHARE: Metric = metric("share of handshakes resumed", Unit::Percen
 /// wrk connections for the HTTP rows.
 const CONNS: usize = 64;
 /// WebSockets in the echo row.
-const ECHO_CONNS: usize = 100;
+pub const ECHO_CONNS: usize = 100;
 /// SSE streams in the fan-out row.
 const SSE_STREAMS: usize = 1000;
 /// WebSockets held open during the reload row, and how many reloads it makes.
@@ -174,6 +174,12 @@ impl Row {
             Row::Learn => Some("/learn"),
             _ => None,
         }
+    }
+
+    /// Whether the callgrind mode measures this row: the keep-alive GET rows per request, the
+    /// WebSocket echo per message.
+    pub fn in_callgrind(self) -> bool {
+        self.callgrind_path().is_some() || self == Row::WsEcho
     }
 
     /// For the rows whose requests carry a session: the path whose answer sets the session's
