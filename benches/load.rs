@@ -9,8 +9,9 @@
 //!
 //! For each row, each proxy is started fresh from its config, loaded, measured and killed,
 //! interleaved and rotated (tether nginx HAProxy, nginx HAProxy tether, ...); a cell is the
-//! median of the runs. Proxy CPU is read from `/proc` over the measured window only; a proxy whose core was
-//! ≥ 90 % busy was the bottleneck, anything less means the client core capped the run.
+//! median of the runs. Proxy CPU is read from `/proc` over the measured window only; a proxy
+//! whose core was ≥ 90 % busy was the bottleneck, anything less means the client core capped
+//! the run.
 //!
 //! Every proxy also terminates TLS on a second address (HTTP/2 and HTTP/1.1 by ALPN) with the
 //! same certificate, made at bench time: ECDSA P-256, or RSA 2048 in the RSA row.

@@ -103,6 +103,12 @@ pub async fn run(options: Options, found: &Found) -> Result<String, String> {
     let mut lines = Vec::new();
     let mut totals = Vec::new();
     for row in &options.rows {
+        // The GET rows count requests; the echo row, messages.
+        let unit = if row.callgrind_path().is_some() {
+            "request"
+        } else {
+            "message"
+        };
         let mut cells = Vec::new();
         for kind in Kind::ALL {
             if !options.proxies.contains(&kind) {
@@ -130,11 +136,6 @@ pub async fn run(options: Options, found: &Found) -> Result<String, String> {
                     .await?,
             };
             let per = counted.per_request(requests);
-            let unit = if row.callgrind_path().is_some() {
-                "request"
-            } else {
-                "message"
-            };
             eprintln!(
                 "load: callgrind {} {}: {per:.0} instructions per {unit}",
                 row.id(),
@@ -300,7 +301,8 @@ fn render(lines: &[(String, Vec<String>)], totals: &[String]) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nPer request (or message) = (total after {FACTOR}N − total after N) / {}N.\nTotals:\n{}\n",
+        "\nPer request (or message) = (total after {FACTOR}N − total after N) / {}N.\n\
+         Totals:\n{}\n",
         FACTOR - 1,
         totals.join("\n")
     ));
