@@ -104,10 +104,12 @@ pub async fn run(options: Options, found: &Found) -> Result<String, String> {
     let mut totals = Vec::new();
     for row in &options.rows {
         // The GET rows count requests; the echo row, messages.
-        let unit = if row.callgrind_path().is_some() {
-            "request"
-        } else {
-            "message"
+        let (unit, about) = match row.callgrind_path() {
+            Some(path) => ("request", format!("{}: keep-alive GET {path}", row.id())),
+            None => (
+                "message",
+                format!("{}: 1 KiB WebSocket echo, per message", row.id()),
+            ),
         };
         let mut cells = Vec::new();
         for kind in Kind::ALL {
@@ -152,10 +154,6 @@ pub async fn run(options: Options, found: &Found) -> Result<String, String> {
             ));
             cells.push(format!("{:.1}k", per / 1000.0));
         }
-        let about = match row.callgrind_path() {
-            Some(path) => format!("{}: keep-alive GET {path}", row.id()),
-            None => format!("{}: 1 KiB WebSocket echo, per message", row.id()),
-        };
         lines.push((about, cells));
     }
     Ok(format!(
